@@ -1,0 +1,198 @@
+// Package dag is Trellis's graph model and its Redis store.
+//
+// A flow is a directed acyclic graph of nodes. Each node carries one message
+// (the uniform envelope) and the options that steer its execution. The Store
+// persists flows in Redis: one hash per node, a ready sorted set per queue, a
+// delayed set, an active set of leases, and a capped event stream. Every state
+// change is one Lua script that checks the expected state (and lease token)
+// before it writes; the scripts live in scripts/*.lua.
+//
+// Most users never import dag directly: package flow is the public API.
+package dag
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// State is where a node is in its lifecycle.
+//
+//	blocked ──parents done──► ready ◄── delayed (backoff or delay elapsed)
+//	                            │ claim (lease)
+//	                            ▼
+//	                          active ─► succeeded | failed | (retry ─► delayed/ready)
+//	                                   (lease expired ─► ready, stall count +1)
+//	any non-terminal state ──parent outcome / condition false / cancel──► skipped | cancelled | failed
+//
+// Succeeded, Failed, Skipped and Cancelled are terminal.
+type State string
+
+const (
+	Blocked   State = "blocked"   // waiting for parents (or, after expansion, for its sub-graph)
+	Ready     State = "ready"     // claimable; the seed's "waiting"
+	Delayed   State = "delayed"   // ready once its due time passes (delay or backoff)
+	Active    State = "active"    // claimed by a runner holding a lease
+	Succeeded State = "succeeded" // the seed's "completed"
+	Failed    State = "failed"
+	Skipped   State = "skipped"
+	Cancelled State = "cancelled"
+)
+
+// States lists every state in lifecycle order.
+var States = []State{Blocked, Ready, Delayed, Active, Succeeded, Failed, Skipped, Cancelled}
+
+// Terminal reports whether no further transition happens without a manual retry.
+func (s State) Terminal() bool {
+	return s == Succeeded || s == Failed || s == Skipped || s == Cancelled
+}
+
+// Policy decides what a node does when a parent does not succeed.
+type Policy string
+
+const (
+	// Require (the default): run only if every parent succeeded. A failed or
+	// cancelled parent cancels the node, a skipped parent skips it.
+	Require Policy = "require"
+	// Ignore: run once every parent is terminal, whatever the outcome.
+	Ignore Policy = "ignore"
+	// Skip: any parent that does not succeed skips the node.
+	Skip Policy = "skip"
+)
+
+// Valid reports whether p is one of the known policies.
+func (p Policy) Valid() bool { return p == Require || p == Ignore || p == Skip }
+
+// BackoffKind selects how the delay before a retry grows.
+type BackoffKind string
+
+const (
+	Exponential BackoffKind = "exponential" // base·2^(attempt-1): 2s, 4s, 8s with the default base
+	Fixed       BackoffKind = "fixed"       // base every time
+	Custom      BackoffKind = "custom"      // a function registered on the runner under Name
+)
+
+// Backoff is the persisted retry-delay policy of a node.
+type Backoff struct {
+	Kind   BackoffKind   `json:"k,omitempty"`
+	Base   time.Duration `json:"b,omitempty"`
+	Max    time.Duration `json:"m,omitempty"`
+	Jitter bool          `json:"j,omitempty"`
+	Name   string        `json:"n,omitempty"`
+}
+
+// Spec is a node as it is enqueued: everything the caller decides.
+type Spec struct {
+	ID       string          `json:"-"`
+	Type     string          `json:"-"`
+	Payload  json.RawMessage `json:"e"`
+	Parents  []string        `json:"p,omitempty"`
+	Attempts int             `json:"-"`
+	Backoff  Backoff         `json:"bo,omitzero"`
+	Timeout  time.Duration   `json:"to,omitempty"`
+	Priority int             `json:"-"`
+	Delay    time.Duration   `json:"-"`
+	Queue    string          `json:"-"`
+	Policy   Policy          `json:"-"`
+	When     string          `json:"w,omitempty"`
+	// Trace carries a W3C traceparent from the enqueuer to the runners.
+	Trace string `json:"tr,omitempty"`
+	// Identity decides whether a re-enqueue of the same ID is the same job:
+	// equal identities return the existing node, different ones conflict.
+	// Empty means a hash of the payload and options.
+	Identity string `json:"-"`
+}
+
+// Transition is one entry of a node's timeline.
+type Transition struct {
+	To      State     `json:"to"`
+	At      time.Time `json:"at"`
+	Attempt int       `json:"attempt"`
+	Worker  string    `json:"worker,omitempty"`
+}
+
+// ErrorInfo is the last error a node's step returned.
+type ErrorInfo struct {
+	Message string `json:"message"`
+	Stack   string `json:"stack,omitempty"`
+	Attempt int    `json:"attempt"`
+}
+
+// Node is a persisted node with its current state.
+type Node struct {
+	Spec
+	FlowID   string          `json:"flowId"`
+	State    State           `json:"state"`
+	Attempt  int             `json:"attempt"`
+	Stalls   int             `json:"stalls"`
+	Pending  int             `json:"pending"`
+	Children []string        `json:"children,omitempty"`
+	Result   json.RawMessage `json:"result,omitempty"`
+	Error    *ErrorInfo      `json:"error,omitempty"`
+	// Reason says why a node was cancelled, skipped or failed without an error
+	// of its own ("parent plan failed", "condition false", "stalled 3 times").
+	Reason   string       `json:"reason,omitempty"`
+	Cause    string       `json:"cause,omitempty"`
+	Worker   string       `json:"worker,omitempty"`
+	Timeline []Transition `json:"timeline"`
+	// Expanded is true for a node whose step added a sub-graph; it finishes
+	// when that sub-graph does.
+	Expanded bool `json:"expanded,omitempty"`
+}
+
+// CreatedAt is the time of the node's first transition.
+func (n *Node) CreatedAt() time.Time {
+	if len(n.Timeline) == 0 {
+		return time.Time{}
+	}
+	return n.Timeline[0].At
+}
+
+// FinishedAt is the time the node became terminal, or zero.
+func (n *Node) FinishedAt() time.Time {
+	if !n.State.Terminal() || len(n.Timeline) == 0 {
+		return time.Time{}
+	}
+	return n.Timeline[len(n.Timeline)-1].At
+}
+
+// StartedAt is the time of the node's last claim, or zero.
+func (n *Node) StartedAt() time.Time {
+	for i := len(n.Timeline) - 1; i >= 0; i-- {
+		if n.Timeline[i].To == Active {
+			return n.Timeline[i].At
+		}
+	}
+	return time.Time{}
+}
+
+// Flow is a whole graph: its nodes (with their children) in a stable order.
+type Flow struct {
+	ID    string  `json:"id"`
+	Nodes []*Node `json:"nodes"`
+}
+
+// Done reports whether every node of the flow is terminal.
+func (f *Flow) Done() bool {
+	for _, n := range f.Nodes {
+		if !n.State.Terminal() {
+			return false
+		}
+	}
+	return true
+}
+
+// Counts returns the number of nodes in each state.
+func (f *Flow) Counts() map[State]int {
+	c := make(map[State]int, len(States))
+	for _, n := range f.Nodes {
+		c[n.State]++
+	}
+	return c
+}
+
+// WithMax caps the delay at max.
+func (b Backoff) WithMax(max time.Duration) Backoff { b.Max = max; return b }
+
+// WithJitter randomises each delay between half and all of it, so retries
+// of many nodes that failed together spread out.
+func (b Backoff) WithJitter() Backoff { b.Jitter = true; return b }

@@ -1,0 +1,453 @@
+-- lib.lua — shared by every script; the store prepends it when it loads one.
+--
+-- Conventions for every script:
+--   KEYS[1]  the namespace prefix "trellis:{ns}:". It routes the call to the
+--            namespace's Redis Cluster slot; every key a script touches is
+--            derived from it and shares its hash tag.
+--   ARGV[1]  the caller's clock, in milliseconds since the Unix epoch.
+--
+-- A node is one hash, P.."n:"..id, with the fields
+--   st  state                       m   packed meta (see meta below)
+--   pe  unfinished parents          at  attempts started
+--   h   identity hash (idempotency) d   data blob, opaque to Lua
+--   c   children, \31-separated     tl  timeline "state,ms,attempt[,worker]|"
+--   tk  lease token while active    sl  stall count
+--   r   result JSON                 er  last error JSON
+--   why reason for a cancel/skip    cz  the node whose outcome caused it
+--   ex  "1" once the node expanded into a sub-graph
+-- Every state change goes through move(), which also keeps the ready, delayed
+-- and active sets, the per-state counters, the flow's unfinished count, the
+-- timeline and the event stream in agreement with st.
+local P = KEYS[1]
+local NOW = tonumber(ARGV[1])
+local SEP = '\31'
+-- Ready scores order by priority, then by time: (1000 - priority)·2^41 + ms
+-- since EPOCH keeps both exact in a double for ~70 years.
+local EPOCH = 1700000000000
+local PRIO = 2199023255552
+
+local EVENTS = {}   -- transition lines, written by one XADD in commit()
+local COUNTS = {}   -- "state|queue|type" -> delta
+local LEFT = {}     -- flow id -> delta of unfinished nodes
+local ZOPS = {}     -- sorted-set key -> {member -> score | false (remove)}
+local WAKE = {}     -- queue -> nodes made ready
+local MINUTE = {}   -- field -> delta in this minute's stats hash
+
+local function split(s)
+  local t = {}
+  if not s or s == '' then return t end
+  for part in string.gmatch(s, '[^\31]+') do t[#t + 1] = part end
+  return t
+end
+
+local function zop(key, member, score)
+  local t = ZOPS[key]
+  if not t then t = {}; ZOPS[key] = t end
+  t[member] = score
+end
+
+local function readyKey(q) return P .. 'q:' .. q .. ':ready' end
+
+-- meta: flow, queue, type, policy, priority, delay ms, max attempts.
+-- An empty flow means a single-node flow whose ID is the node's own.
+local FIELDS = {'st', 'm', 'pe', 'at', 'tk', 'tl', 'sl', 'ex', 'cz', 'c'}
+local function load(id, extra)
+  local fields = FIELDS
+  if extra then
+    fields = {}
+    for i = 1, #FIELDS do fields[i] = FIELDS[i] end
+    for i = 1, #extra do fields[#fields + 1] = extra[i] end
+  end
+  local v = redis.call('HMGET', P .. 'n:' .. id, unpack(fields))
+  if not v[1] then return nil end
+  local m = split(v[2])
+  local n = {
+    id = id, st = v[1], fl = m[1], q = m[2], ty = m[3], po = m[4],
+    pr = tonumber(m[5]), dl = tonumber(m[6]), ma = tonumber(m[7]),
+    pe = tonumber(v[3]) or 0, at = tonumber(v[4]) or 0, tk = v[5] or '',
+    tl = v[6] or '', sl = tonumber(v[7]) or 0, ex = v[8], cz = v[9], c = v[10] or '',
+  }
+  if m[1] == '-' then n.fl = id end
+  if extra then
+    n.extra = {}
+    for i = 1, #extra do n.extra[extra[i]] = v[#FIELDS + i] end
+  end
+  n.single = (m[1] == '-')
+  return n
+end
+
+local function terminal(st)
+  return st == 'succeeded' or st == 'failed' or st == 'skipped' or st == 'cancelled'
+end
+
+local function count(st, n, d)
+  local k = st .. '|' .. n.q .. '|' .. n.ty
+  COUNTS[k] = (COUNTS[k] or 0) + d
+end
+
+-- leave the set the old state kept the node in; enter the new one's.
+local function membership(n, from, to, score)
+  if from == 'ready' and not n.popped then zop(readyKey(n.q), n.id, false)
+  elseif from == 'delayed' then zop(P .. 'delayed', n.id, false)
+  elseif from == 'active' then zop(P .. 'active', n.id, false) end
+  if to == 'ready' then
+    zop(readyKey(n.q), n.id, (1000 - n.pr) * PRIO + (NOW - EPOCH))
+    WAKE[n.q] = (WAKE[n.q] or 0) + 1
+  elseif to == 'delayed' then zop(P .. 'delayed', n.id, score)
+  elseif to == 'active' then zop(P .. 'active', n.id, score) end
+end
+
+local SINGLE = {}   -- flow id -> true for single-node flows (no fm: hash)
+local function unfinished(n, d)
+  LEFT[n.fl] = (LEFT[n.fl] or 0) + d
+  if n.single then SINGLE[n.fl] = true end
+end
+
+-- move is the one write path for a state change. extra holds more HSET pairs;
+-- score is the due time (delayed) or lease deadline (active).
+local function move(n, to, worker, extra, score)
+  local from = n.st
+  membership(n, from, to, score)
+  n.tl = n.tl .. to .. ',' .. NOW .. ',' .. n.at .. (worker and (',' .. worker) or '') .. '|'
+  n.st = to
+  local args = {'st', to, 'tl', n.tl}
+  if extra then for i = 1, #extra do args[#args + 1] = extra[i] end end
+  redis.call('HSET', P .. 'n:' .. n.id, unpack(args))
+  count(from, n, -1)
+  count(to, n, 1)
+  if terminal(to) and not terminal(from) then unfinished(n, -1) end
+  if terminal(from) and not terminal(to) then unfinished(n, 1) end
+  EVENTS[#EVENTS + 1] = n.id .. SEP .. from .. SEP .. to .. SEP .. NOW .. SEP .. n.at .. SEP .. (worker or '')
+end
+
+-- create writes a brand-new node in state st.
+local function create(n, st, fields, score)
+  n.st = st
+  n.tl = st .. ',' .. NOW .. ',0|'
+  local args = {'st', st, 'tl', n.tl}
+  for i = 1, #fields do args[#args + 1] = fields[i] end
+  redis.call('HSET', P .. 'n:' .. n.id, unpack(args))
+  membership(n, nil, st, score)
+  count(st, n, 1)
+  if not terminal(st) then unfinished(n, 1) end
+  EVENTS[#EVENTS + 1] = n.id .. SEP .. SEP .. st .. SEP .. NOW .. SEP .. '0' .. SEP
+end
+
+local finish
+
+-- release runs a blocked node whose parents are all done.
+local function release(n)
+  if n.ex == '1' then
+    finish(n, 'succeeded')
+  elseif n.dl > 0 then
+    move(n, 'delayed', nil, nil, NOW + n.dl)
+  else
+    move(n, 'ready')
+  end
+end
+
+-- outcome applies a child's policy to one parent that ended in state st.
+-- It returns nil when the child may still run, or the child's terminal state.
+local function outcome(po, st)
+  if st == 'succeeded' or po == 'ignore' then return nil end
+  if po == 'skip' or st == 'skipped' then return 'skipped' end
+  return 'cancelled'
+end
+
+-- finish makes n terminal and resolves its descendants by their policies,
+-- iteratively (a cascade may be long).
+finish = function(n, to, why, cause, extra)
+  local work = {{n, to, why, cause, extra}}
+  local doomed = {[n.id] = true}
+  local i = 1
+  while i <= #work do
+    local w = work[i]
+    i = i + 1
+    local node, st = w[1], w[2]
+    local fields = w[5] or {}
+    fields[#fields + 1] = 'tk'; fields[#fields + 1] = ''
+    if w[3] then
+      fields[#fields + 1] = 'why'; fields[#fields + 1] = w[3]
+      fields[#fields + 1] = 'cz'; fields[#fields + 1] = w[4] or node.id
+    end
+    move(node, st, nil, fields)
+    for _, cid in ipairs(split(node.c)) do
+      if not doomed[cid] then
+        local c = load(cid)
+        if c and c.st == 'blocked' then
+          local cause0 = w[4] or node.id
+          local res
+          if c.ex == '1' then
+            if st == 'failed' or st == 'cancelled' then res = 'failed' end
+          else
+            res = outcome(c.po, st)
+          end
+          if res then
+            doomed[cid] = true
+            local reason = (c.ex == '1' and 'sub-graph node ' or 'parent ') .. node.id .. ' ' .. st
+            work[#work + 1] = {c, res, reason, cause0}
+          else
+            c.pe = redis.call('HINCRBY', P .. 'n:' .. cid, 'pe', -1)
+            if c.pe <= 0 then
+              if c.ex == '1' then
+                doomed[cid] = true
+                work[#work + 1] = {c, 'succeeded'}
+              else
+                release(c)
+              end
+            end
+          end
+        end
+      end
+    end
+  end
+end
+
+-- promote moves delayed nodes whose time has come to ready.
+local function promote(limit)
+  local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', NOW, 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    local n = load(id)
+    if n and n.st == 'delayed' then move(n, 'ready') else zop(P .. 'delayed', id, false) end
+  end
+end
+
+-- recover hands nodes whose lease expired back to ready, or fails them once
+-- they stalled more than stallLimit times.
+local function recover(limit, stallLimit)
+  local expired = redis.call('ZRANGEBYSCORE', P .. 'active', '-inf', NOW, 'LIMIT', 0, limit)
+  for _, id in ipairs(expired) do
+    local n = load(id)
+    if n and n.st == 'active' then
+      n.sl = n.sl + 1
+      if n.sl > stallLimit then
+        finish(n, 'failed', 'stalled ' .. n.sl .. ' times (lease expired)', nil, {'sl', n.sl})
+      else
+        move(n, 'ready', nil, {'sl', n.sl, 'tk', ''})
+      end
+    else
+      zop(P .. 'active', id, false)
+    end
+  end
+end
+
+local function flushZ()
+  for key, members in pairs(ZOPS) do
+    local add, rem = {}, {}
+    for m, score in pairs(members) do
+      if score then add[#add + 1] = score; add[#add + 1] = m else rem[#rem + 1] = m end
+    end
+    for i = 1, #rem, 500 do redis.call('ZREM', key, unpack(rem, i, math.min(i + 499, #rem))) end
+    for i = 1, #add, 1000 do redis.call('ZADD', key, unpack(add, i, math.min(i + 999, #add))) end
+  end
+  ZOPS = {}
+end
+
+-- claim takes up to want ready nodes from the queues, in order, and leases
+-- them to worker. It returns id, type, flow, attempt, token, data for each.
+local function claim(queues, want, worker, leaseMs, out)
+  flushZ()
+  for _, q in ipairs(queues) do
+    if want <= 0 then break end
+    if redis.call('SISMEMBER', P .. 'paused', q) == 0 then
+      local popped = redis.call('ZPOPMIN', readyKey(q), want)
+      for i = 1, #popped, 2 do
+        local n = load(popped[i], {'d'})
+        if n and n.st == 'ready' then
+          n.at = n.at + 1
+          local tk = worker .. ':' .. n.at .. ':' .. NOW
+          n.popped = true -- ZPOPMIN already took it out of the ready set
+          move(n, 'active', worker, {'at', n.at, 'tk', tk}, NOW + leaseMs)
+          out[#out + 1] = n.id
+          out[#out + 1] = n.ty
+          out[#out + 1] = n.fl
+          out[#out + 1] = tostring(n.at)
+          out[#out + 1] = tk
+          out[#out + 1] = n.extra.d
+          want = want - 1
+        end
+      end
+    end
+  end
+  return want
+end
+
+-- trim deletes finished flows beyond the retention age and count.
+local function trim(maxAgeMs, maxCount, limit)
+  local victims = {}
+  if maxAgeMs > 0 then
+    victims = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', NOW - maxAgeMs, 'LIMIT', 0, limit)
+  end
+  if maxCount >= 0 and #victims < limit then
+    local excess = redis.call('ZCARD', P .. 'done') - #victims - maxCount
+    if excess > 0 then
+      local more = redis.call('ZRANGE', P .. 'done', #victims, #victims + math.min(excess, limit - #victims) - 1)
+      for _, f in ipairs(more) do victims[#victims + 1] = f end
+    end
+  end
+  for _, f in ipairs(victims) do
+    local members = redis.call('SMEMBERS', P .. 'f:' .. f)
+    if #members == 0 then members = {f} end
+    local dels = {P .. 'f:' .. f, P .. 'fm:' .. f}
+    for _, id in ipairs(members) do
+      local n = load(id)
+      if n then count(n.st, n, -1) end
+      dels[#dels + 1] = P .. 'n:' .. id
+    end
+    for i = 1, #dels, 500 do redis.call('UNLINK', unpack(dels, i, math.min(i + 499, #dels))) end
+    zop(P .. 'done', f, false)
+  end
+  return #victims
+end
+
+local function stat(field, d)
+  MINUTE[field] = (MINUTE[field] or 0) + d
+end
+
+-- commit writes everything the script accumulated: set memberships,
+-- counters, flow completion, wake-ups, minute stats and one event entry.
+local function commit()
+  for f, d in pairs(LEFT) do
+    do
+      local left
+      local single = SINGLE[f]
+      if single then
+        if d == 0 then
+          left = terminal(redis.call('HGET', P .. 'n:' .. f, 'st')) and 0 or 1
+        else
+          left = (d < 0) and 0 or 1
+        end
+      else
+        left = redis.call('HINCRBY', P .. 'fm:' .. f, 'left', d)
+      end
+      if left == 0 then
+        zop(P .. 'done', f, NOW)
+        if not single then redis.call('HSET', P .. 'fm:' .. f, 'fa', NOW) end
+      elseif d > 0 then
+        zop(P .. 'done', f, false)
+        if not single then redis.call('HDEL', P .. 'fm:' .. f, 'fa') end
+      end
+    end
+  end
+  flushZ()
+  for k, d in pairs(COUNTS) do
+    if d ~= 0 then redis.call('HINCRBY', P .. 'counts', k, d) end
+  end
+  for q, k in pairs(WAKE) do
+    local tokens = {}
+    for i = 1, math.min(k, 16) do tokens[i] = '1' end
+    redis.call('LPUSH', P .. 'q:' .. q .. ':wake', unpack(tokens))
+    redis.call('LTRIM', P .. 'q:' .. q .. ':wake', 0, 63)
+  end
+  local minute = false
+  for field, d in pairs(MINUTE) do
+    minute = P .. 'm:' .. math.floor(NOW / 60000)
+    redis.call('HINCRBY', minute, field, d)
+  end
+  if minute then redis.call('PEXPIRE', minute, 7200000) end
+  if #EVENTS > 0 then
+    redis.call('XADD', P .. 'events', 'MAXLEN', '~', 10000, '*', 'e', table.concat(EVENTS, '\n'))
+  end
+end
+
+-- insert writes new nodes into flow (single: a one-node flow keyed by its
+-- node). The nodes start at ARGV[start], count of them, in topological order,
+-- each as: id, identity hash, meta (queue, type, policy, priority, delay ms,
+-- max attempts), data, #parents, parents..., #children, children...
+-- (children within the batch; parents outside it are linked here).
+-- It validates everything before it writes anything, and returns
+-- {'ok', id, state, existed, ...} or {'conflict', id} or {'unknown', id, parent}.
+local function insert(flow, single, start, total)
+  local nodes, byId = {}, {}
+  local i = start
+  for _ = 1, total do
+    local n = {id = ARGV[i], h = ARGV[i + 1], m = ARGV[i + 2], d = ARGV[i + 3], parents = {}, children = {}}
+    local np = tonumber(ARGV[i + 4])
+    for k = 1, np do n.parents[k] = ARGV[i + 4 + k] end
+    i = i + 5 + np
+    local nc = tonumber(ARGV[i])
+    for k = 1, nc do n.children[k] = ARGV[i + k] end
+    i = i + 1 + nc
+    nodes[#nodes + 1] = n
+    byId[n.id] = n
+  end
+  -- validate: identical re-enqueues are returned as they are, different
+  -- ones conflict; every parent outside the batch must exist.
+  for _, n in ipairs(nodes) do
+    local old = redis.call('HMGET', P .. 'n:' .. n.id, 'h', 'st')
+    if old[2] then
+      if old[1] ~= n.h then return {'conflict', n.id} end
+      n.existing = true
+      n.st = old[2]
+    end
+  end
+  for _, n in ipairs(nodes) do
+    if not n.existing then
+      for _, p in ipairs(n.parents) do
+        if not byId[p] and redis.call('EXISTS', P .. 'n:' .. p) == 0 then return {'unknown', n.id, p} end
+      end
+    end
+  end
+  local out = {'ok'}
+  local members = {}
+  local prefix = single and '-' or flow
+  for _, n in ipairs(nodes) do
+    if not n.existing then
+      local meta = split(n.m)
+      local node = {
+        id = n.id, fl = flow, single = single, q = meta[1], ty = meta[2], po = meta[3],
+        pr = tonumber(meta[4]), dl = tonumber(meta[5]), ma = tonumber(meta[6]), at = 0,
+      }
+      local pe, res, why, cz = 0, nil, nil, nil
+      for _, p in ipairs(n.parents) do
+        local inBatch = byId[p] and not byId[p].existing
+        local st, pcause
+        local pn
+        if inBatch then
+          st, pcause = byId[p].st, byId[p].cz
+        else
+          pn = load(p)
+          st, pcause = pn.st, pn.cz
+        end
+        if terminal(st) then
+          local r = outcome(node.po, st)
+          if r and res ~= 'cancelled' then
+            res, why = r, 'parent ' .. p .. ' ' .. st
+            cz = (st == 'failed') and p or (pcause or p)
+          end
+        else
+          pe = pe + 1
+          if not inBatch then
+            redis.call('HSET', P .. 'n:' .. p, 'c', (pn.c == '') and n.id or (pn.c .. SEP .. n.id))
+          end
+        end
+      end
+      local st
+      if res then st = res elseif pe > 0 then st = 'blocked' elseif node.dl > 0 then st = 'delayed' else st = 'ready' end
+      local fields = {'m', prefix .. SEP .. n.m, 'h', n.h, 'd', n.d, 'pe', pe, 'at', 0}
+      if #n.children > 0 then fields[#fields + 1] = 'c'; fields[#fields + 1] = table.concat(n.children, SEP) end
+      if res then
+        fields[#fields + 1] = 'why'; fields[#fields + 1] = why
+        fields[#fields + 1] = 'cz'; fields[#fields + 1] = cz
+      end
+      create(node, st, fields, (st == 'delayed') and (NOW + node.dl) or nil)
+      n.st, n.cz = st, cz
+      members[#members + 1] = n.id
+    end
+    out[#out + 1] = n.id
+    out[#out + 1] = n.st
+    out[#out + 1] = n.existing and '1' or '0'
+  end
+  if not single and #members > 0 then
+    for k = 1, #members, 1000 do
+      redis.call('SADD', P .. 'f:' .. flow, unpack(members, k, math.min(k + 999, #members)))
+    end
+    redis.call('HINCRBY', P .. 'fm:' .. flow, 'n', #members)
+    redis.call('HSETNX', P .. 'fm:' .. flow, 'ca', NOW)
+  end
+  if #members > 0 then
+    LEFT[flow] = LEFT[flow] or 0
+    if single then SINGLE[flow] = true end
+  end
+  return out
+end

@@ -1,0 +1,311 @@
+package dag
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DurationBuckets are the upper bounds of the step-duration histogram kept
+// per minute (the last bucket is unbounded). Keep in step with complete.lua.
+var DurationBuckets = []time.Duration{
+	time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond,
+	50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute,
+}
+
+// Count is the number of nodes in one state, queue and message type.
+type Count struct {
+	State State  `json:"state"`
+	Queue string `json:"queue"`
+	Type  string `json:"type"`
+	N     int64  `json:"n"`
+}
+
+// Counts reads the live per-state counters (finished nodes count until
+// retention removes them).
+func (s *Store) Counts(ctx context.Context) ([]Count, error) {
+	h, err := s.rdb.HGetAll(ctx, s.k.counts()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("dag: redis: %w", err)
+	}
+	out := make([]Count, 0, len(h))
+	for k, v := range h {
+		f := strings.SplitN(k, "|", 3)
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if len(f) != 3 || n == 0 {
+			continue
+		}
+		out = append(out, Count{State: State(f[0]), Queue: f[1], Type: f[2], N: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Queue != b.Queue {
+			return a.Queue < b.Queue
+		}
+		if a.Type != b.Type {
+			return a.Type < b.Type
+		}
+		return a.State < b.State
+	})
+	return out, nil
+}
+
+// Minute is one minute of finished step runs.
+type Minute struct {
+	Start   time.Time
+	OK      map[string]int64 // by message type
+	Failed  map[string]int64
+	Retried map[string]int64
+	Runs    int64 // finished runs (ok + failed) with a duration
+	Total   time.Duration
+	Buckets []int64 // len(DurationBuckets)+1
+}
+
+// Minutes reads the last n minutes of stats, oldest first.
+func (s *Store) Minutes(ctx context.Context, now time.Time, n int) ([]Minute, error) {
+	cur := now.UnixMilli() / 60000
+	cmds := make([]*redis.MapStringStringCmd, n)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := 0; i < n; i++ {
+			cmds[i] = p.HGetAll(ctx, s.k.minute(cur-int64(n-1-i)))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("dag: redis: %w", err)
+	}
+	out := make([]Minute, n)
+	for i, c := range cmds {
+		m := Minute{
+			Start: time.UnixMilli((cur - int64(n-1-i)) * 60000),
+			OK:    map[string]int64{}, Failed: map[string]int64{}, Retried: map[string]int64{},
+			Buckets: make([]int64, len(DurationBuckets)+1),
+		}
+		for k, v := range c.Val() {
+			x, _ := strconv.ParseInt(v, 10, 64)
+			switch {
+			case k == "n":
+				m.Runs = x
+			case k == "us":
+				m.Total = time.Duration(x) * time.Microsecond
+			case strings.HasPrefix(k, "ok|"):
+				m.OK[k[3:]] = x
+			case strings.HasPrefix(k, "fail|"):
+				m.Failed[k[5:]] = x
+			case strings.HasPrefix(k, "retry|"):
+				m.Retried[k[6:]] = x
+			case strings.HasPrefix(k, "b"):
+				if b, err := strconv.Atoi(k[1:]); err == nil && b >= 1 && b <= len(m.Buckets) {
+					m.Buckets[b-1] = x
+				}
+			}
+		}
+		out[i] = m
+	}
+	return out, nil
+}
+
+// Quantile estimates the q-quantile of step durations from histogram
+// buckets (the upper bound of the bucket it falls in).
+func Quantile(buckets []int64, q float64) time.Duration {
+	var total int64
+	for _, b := range buckets {
+		total += b
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := int64(math.Ceil(q * float64(total)))
+	var acc int64
+	for i, b := range buckets {
+		acc += b
+		if acc >= rank {
+			if i < len(DurationBuckets) {
+				return DurationBuckets[i]
+			}
+			return DurationBuckets[len(DurationBuckets)-1]
+		}
+	}
+	return DurationBuckets[len(DurationBuckets)-1]
+}
+
+// Event is one transition from the event stream.
+type Event struct {
+	StreamID string    `json:"streamId"`
+	Node     string    `json:"node"`
+	From     State     `json:"from,omitempty"`
+	To       State     `json:"to"`
+	At       time.Time `json:"at"`
+	Attempt  int       `json:"attempt"`
+	Worker   string    `json:"worker,omitempty"`
+}
+
+func parseEvents(msgs []redis.XMessage) []Event {
+	var out []Event
+	for _, m := range msgs {
+		body, _ := m.Values["e"].(string)
+		for _, line := range strings.Split(body, "\n") {
+			f := strings.Split(line, sep)
+			if len(f) < 6 {
+				continue
+			}
+			e := Event{StreamID: m.ID, Node: f[0], From: State(f[1]), To: State(f[2]), At: fromMS(f[3]), Worker: f[5]}
+			e.Attempt, _ = strconv.Atoi(f[4])
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Events reads transitions after the stream ID after ("$" for only new
+// ones, "0" for all kept), waiting up to block for some to arrive (0: no wait).
+// It returns the events and the ID to pass next time.
+func (s *Store) Events(ctx context.Context, after string, count int64, block time.Duration) ([]Event, string, error) {
+	if block <= 0 {
+		block = -1
+	}
+	res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{s.k.events(), after}, Count: count, Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, after, nil
+	}
+	if err != nil {
+		return nil, after, fmt.Errorf("dag: redis: %w", err)
+	}
+	if len(res) == 0 || len(res[0].Messages) == 0 {
+		return nil, after, nil
+	}
+	msgs := res[0].Messages
+	return parseEvents(msgs), msgs[len(msgs)-1].ID, nil
+}
+
+// LastEventID is the newest stream ID, to follow events from now on.
+func (s *Store) LastEventID(ctx context.Context) (string, error) {
+	res, err := s.rdb.XRevRangeN(ctx, s.k.events(), "+", "-", 1).Result()
+	if err != nil {
+		return "0", fmt.Errorf("dag: redis: %w", err)
+	}
+	if len(res) == 0 {
+		return "0", nil
+	}
+	return res[0].ID, nil
+}
+
+// RecentEvents reads the newest transitions, newest first, from at most
+// entries stream entries.
+func (s *Store) RecentEvents(ctx context.Context, entries int64) ([]Event, error) {
+	res, err := s.rdb.XRevRangeN(ctx, s.k.events(), "+", "-", entries).Result()
+	if err != nil {
+		return nil, fmt.Errorf("dag: redis: %w", err)
+	}
+	ev := parseEvents(res)
+	// within one entry lines are oldest first; make the whole list newest first
+	sort.SliceStable(ev, func(i, j int) bool { return ev[i].At.After(ev[j].At) })
+	return ev, nil
+}
+
+// Pause stops runners from claiming nodes of queue; running steps finish.
+func (s *Store) Pause(ctx context.Context, queue string) error {
+	if err := CheckName(queue); err != nil {
+		return fmt.Errorf("dag: queue %q %s", queue, err.Error())
+	}
+	return s.rdb.SAdd(ctx, s.k.paused(), queue).Err()
+}
+
+// Resume lets runners claim nodes of queue again and wakes them.
+func (s *Store) Resume(ctx context.Context, queue string) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SRem(ctx, s.k.paused(), queue)
+		p.LPush(ctx, s.k.wake(queue), "1")
+		p.LTrim(ctx, s.k.wake(queue), 0, 63)
+		return nil
+	})
+	return err
+}
+
+// Paused lists the paused queues.
+func (s *Store) Paused(ctx context.Context) ([]string, error) {
+	q, err := s.rdb.SMembers(ctx, s.k.paused()).Result()
+	sort.Strings(q)
+	return q, err
+}
+
+// Runner is a runner that sent a heartbeat.
+type Runner struct {
+	ID       string    `json:"id"`
+	LastSeen time.Time `json:"lastSeen"`
+}
+
+// Runners lists runners seen since the given time.
+func (s *Store) Runners(ctx context.Context, since time.Time) ([]Runner, error) {
+	res, err := s.rdb.ZRangeByScoreWithScores(ctx, s.k.runners(), &redis.ZRangeBy{Min: ms(since), Max: "+inf"}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("dag: redis: %w", err)
+	}
+	out := make([]Runner, len(res))
+	for i, z := range res {
+		out[i] = Runner{ID: str(z.Member), LastSeen: time.UnixMilli(int64(z.Score))}
+	}
+	return out, nil
+}
+
+const readyEpoch = 1700000000000
+
+// OldestReady is when the longest-waiting ready node of queue became ready,
+// or zero when none is.
+func (s *Store) OldestReady(ctx context.Context, queue string) (time.Time, error) {
+	res, err := s.rdb.ZRangeWithScores(ctx, s.k.ready(queue), 0, 0).Result()
+	if err != nil || len(res) == 0 {
+		return time.Time{}, err
+	}
+	score := int64(res[0].Score)
+	return time.UnixMilli(score%(1<<41) + readyEpoch), nil
+}
+
+// Stalled counts active nodes whose lease has expired and not yet been recovered.
+func (s *Store) Stalled(ctx context.Context, now time.Time) (int64, error) {
+	return s.rdb.ZCount(ctx, s.k.active(), "-inf", ms(now)).Result()
+}
+
+// Clear deletes every key of the namespace. It returns the number deleted.
+func (s *Store) Clear(ctx context.Context) (int, error) {
+	deleted := 0
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, s.k.pattern(), 1000).Iterator()
+		var batch []string
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			n, err := c.Unlink(ctx, batch...).Result()
+			deleted += int(n)
+			batch = batch[:0]
+			return err
+		}
+		for iter.Next(ctx) {
+			batch = append(batch, iter.Val())
+			if len(batch) == 500 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		return flush()
+	}
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		// every key shares one slot, so only its master holds them
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return scan(ctx, m) })
+		return deleted, err
+	}
+	return deleted, scan(ctx, s.rdb)
+}

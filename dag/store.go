@@ -1,0 +1,650 @@
+package dag
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+const sep = "\x1f"
+
+// Store keeps the flows of one namespace in Redis.
+type Store struct {
+	rdb     redis.UniversalClient
+	ns      string
+	k       keys
+	scripts *scripts
+}
+
+// NewStore returns the store of namespace ns (letters, digits, '_', '-',
+// '.', ':') on rdb. It does not touch Redis.
+func NewStore(rdb redis.UniversalClient, ns string) (*Store, error) {
+	if rdb == nil {
+		return nil, errors.New("dag: nil Redis client")
+	}
+	if err := CheckName(ns); err != nil {
+		return nil, fmt.Errorf("dag: namespace %q %s", ns, err.Error())
+	}
+	sc, err := loadScripts()
+	if err != nil {
+		return nil, err
+	}
+	return &Store{rdb: rdb, ns: ns, k: newKeys(ns), scripts: sc}, nil
+}
+
+// Namespace is the store's namespace.
+func (s *Store) Namespace() string { return s.ns }
+
+// Redis is the client the store uses.
+func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+func fromMS(v string) time.Time {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(v, 64)
+		if ferr != nil {
+			return time.Time{}
+		}
+		n = int64(f)
+	}
+	return time.UnixMilli(n)
+}
+
+func (s *Store) run(ctx context.Context, sc *redis.Script, args []any) ([]any, error) {
+	res, err := sc.Run(ctx, s.rdb, []string{s.k.prefix}, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("dag: redis: %w", err)
+	}
+	return res, nil
+}
+
+// Enqueued is one node as enqueue left it.
+type Enqueued struct {
+	ID      string
+	State   State
+	Existed bool // the same job was enqueued before; nothing was written
+}
+
+// Enqueue writes a graph that Validate accepted, all or nothing. single
+// makes a one-node flow keyed by the node's own ID.
+func (s *Store) Enqueue(ctx context.Context, now time.Time, flowID string, single bool, specs []Spec, order []int) ([]Enqueued, error) {
+	args := []any{ms(now), flowID, boolArg(single), len(specs)}
+	args = appendNodes(args, specs, order, nil)
+	res, err := s.run(ctx, s.scripts.enqueue, args)
+	if err != nil {
+		return nil, err
+	}
+	return parseInsert(res)
+}
+
+// Expand completes the active node id (under token) by adding a sub-graph to
+// its flow; the node finishes when the sub-graph's sinks do.
+func (s *Store) Expand(ctx context.Context, now time.Time, id, token string, result []byte, specs []Spec, order []int) ([]Enqueued, error) {
+	args := []any{ms(now), id, token, string(result), len(specs)}
+	args = appendNodes(args, specs, order, &id)
+	res, err := s.run(ctx, s.scripts.expand, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(res) == 1 && res[0] == "lost" {
+		return nil, fmt.Errorf("dag: expand %q: %w", id, ErrLeaseLost)
+	}
+	return parseInsert(res)
+}
+
+func boolArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// appendNodes encodes specs in topological order for insert() in lib.lua.
+// joiner, when set, is added as a child of every sink (expansion).
+func appendNodes(args []any, specs []Spec, order []int, joiner *string) []any {
+	children := make(map[string][]string, len(specs))
+	inBatch := make(map[string]bool, len(specs))
+	for i := range specs {
+		inBatch[specs[i].ID] = true
+	}
+	for _, i := range order {
+		for _, p := range specs[i].Parents {
+			if inBatch[p] {
+				children[p] = append(children[p], specs[i].ID)
+			}
+		}
+	}
+	for _, i := range order {
+		sp := &specs[i]
+		data, _ := json.Marshal(sp)
+		ch := children[sp.ID]
+		if joiner != nil && len(ch) == 0 {
+			ch = []string{*joiner}
+		}
+		args = append(args, sp.ID, identity(sp, data), meta(sp), string(data), len(sp.Parents))
+		for _, p := range sp.Parents {
+			args = append(args, p)
+		}
+		args = append(args, len(ch))
+		for _, c := range ch {
+			args = append(args, c)
+		}
+	}
+	return args
+}
+
+// meta packs what Lua needs: queue, type, policy, priority, delay ms, attempts.
+func meta(sp *Spec) string {
+	return strings.Join([]string{
+		sp.Queue, sp.Type, string(sp.Policy), strconv.Itoa(sp.Priority),
+		strconv.FormatInt(sp.Delay.Milliseconds(), 10), strconv.Itoa(sp.Attempts),
+	}, sep)
+}
+
+func identity(sp *Spec, data []byte) string {
+	h := sha256.New()
+	h.Write([]byte(meta(sp)))
+	h.Write([]byte{0})
+	if sp.Identity != "" {
+		h.Write([]byte(sp.Identity))
+	} else {
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+func parseInsert(res []any) ([]Enqueued, error) {
+	if len(res) == 0 {
+		return nil, errors.New("dag: empty reply from enqueue")
+	}
+	switch res[0] {
+	case "ok":
+	case "conflict":
+		return nil, &ConflictError{ID: str(res[1])}
+	case "unknown":
+		return nil, &UnknownDependencyError{Node: str(res[1]), Dependency: str(res[2])}
+	default:
+		return nil, fmt.Errorf("dag: unexpected reply %v", res[0])
+	}
+	out := make([]Enqueued, 0, (len(res)-1)/3)
+	for i := 1; i+2 < len(res); i += 3 {
+		out = append(out, Enqueued{ID: str(res[i]), State: State(str(res[i+1])), Existed: str(res[i+2]) == "1"})
+	}
+	return out, nil
+}
+
+func str(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// OutcomeKind is what a runner reports for a step run.
+type OutcomeKind string
+
+const (
+	OutcomeOK      OutcomeKind = "ok"      // succeeded with Result
+	OutcomeRetry   OutcomeKind = "retry"   // failed; retry after Delay if attempts are left
+	OutcomeFail    OutcomeKind = "fail"    // failed for good
+	OutcomeSkip    OutcomeKind = "skip"    // condition false: skipped with Reason
+	OutcomeRelease OutcomeKind = "release" // runner shutting down: back to ready, attempt not counted
+)
+
+// Outcome is one finished step run.
+type Outcome struct {
+	ID, Token string
+	Kind      OutcomeKind
+	Result    []byte
+	Err       *ErrorInfo
+	Delay     time.Duration
+	Reason    string
+	Duration  time.Duration
+}
+
+// Lease is a node a runner holds.
+type Lease struct{ ID, Token string }
+
+// Claimed is a node leased to a runner.
+type Claimed struct {
+	Spec
+	FlowID  string
+	Attempt int
+	Token   string
+}
+
+// SyncRequest reports outcomes and asks for more work in one round trip.
+type SyncRequest struct {
+	Worker      string
+	Lease       time.Duration
+	StallLimit  int
+	Queues      []string
+	Want        int
+	RetainAge   time.Duration // 0: keep finished flows regardless of age
+	RetainCount int           // -1: keep any number
+	Outcomes    []Outcome
+}
+
+// SyncResult says which outcomes applied and which nodes were claimed.
+type SyncResult struct {
+	Applied []bool
+	Claimed []Claimed
+	NextDue time.Time // the earliest delayed node, when nothing was claimed
+}
+
+// Sync applies outcomes, promotes due delayed nodes, recovers expired
+// leases, trims finished flows and claims up to Want ready nodes.
+func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncResult, error) {
+	args := make([]any, 0, 10+len(req.Queues)+6*len(req.Outcomes))
+	args = append(args, ms(now), req.Worker, req.Lease.Milliseconds(), req.StallLimit, req.Want,
+		req.RetainAge.Milliseconds(), req.RetainCount, len(req.Queues))
+	for _, q := range req.Queues {
+		args = append(args, q)
+	}
+	args = append(args, len(req.Outcomes))
+	for _, o := range req.Outcomes {
+		var a, b string
+		switch o.Kind {
+		case OutcomeOK:
+			a = string(o.Result)
+		case OutcomeRetry, OutcomeFail:
+			e, _ := json.Marshal(o.Err)
+			a, b = string(e), strconv.FormatInt(o.Delay.Milliseconds(), 10)
+		case OutcomeSkip:
+			a = o.Reason
+		}
+		args = append(args, o.ID, o.Token, string(o.Kind), a, b, o.Duration.Microseconds())
+	}
+	res, err := s.run(ctx, s.scripts.complete, args)
+	if err != nil {
+		return SyncResult{}, err
+	}
+	var out SyncResult
+	n := len(req.Outcomes)
+	if len(res) < n+1 {
+		return out, fmt.Errorf("dag: short reply from complete: %d values", len(res))
+	}
+	out.Applied = make([]bool, n)
+	for i := 0; i < n; i++ {
+		out.Applied[i] = str(res[i]) == "1"
+	}
+	rest := res[n : len(res)-1]
+	for i := 0; i+5 < len(rest); i += 6 {
+		c := Claimed{FlowID: str(rest[i+2]), Token: str(rest[i+4])}
+		if err := json.Unmarshal([]byte(str(rest[i+5])), &c.Spec); err != nil {
+			return out, fmt.Errorf("dag: node %q: corrupt data: %w", str(rest[i]), err)
+		}
+		c.ID, c.Type = str(rest[i]), str(rest[i+1])
+		c.Attempt, _ = strconv.Atoi(str(rest[i+3]))
+		out.Claimed = append(out.Claimed, c)
+	}
+	if due := str(res[len(res)-1]); due != "" {
+		out.NextDue = fromMS(due)
+	}
+	return out, nil
+}
+
+// Heartbeat extends the leases a runner holds and records it as alive. It
+// returns the IDs whose lease is gone (recovered by another runner,
+// cancelled, …); their steps should stop.
+func (s *Store) Heartbeat(ctx context.Context, now time.Time, worker string, lease time.Duration, held []Lease) ([]string, error) {
+	args := make([]any, 0, 3+2*len(held))
+	args = append(args, ms(now), worker, lease.Milliseconds())
+	for _, l := range held {
+		args = append(args, l.ID, l.Token)
+	}
+	res, err := s.run(ctx, s.scripts.heartbeat, args)
+	if err != nil {
+		return nil, err
+	}
+	lost := make([]string, len(res))
+	for i, v := range res {
+		lost[i] = str(v)
+	}
+	return lost, nil
+}
+
+// WaitReady blocks until a node may have become ready on one of queues, or
+// timeout passes. It returns early on a wake-up token.
+func (s *Store) WaitReady(ctx context.Context, queues []string, timeout time.Duration) error {
+	if timeout < 10*time.Millisecond {
+		timeout = 10 * time.Millisecond
+	}
+	if timeout > 2*time.Second {
+		timeout = 2 * time.Second // stay under go-redis's default read timeout
+	}
+	args := make([]any, 0, len(queues)+2)
+	args = append(args, "BLPOP")
+	for _, q := range queues {
+		args = append(args, s.k.wake(q))
+	}
+	// BLPOP takes fractional seconds since Redis 6; go-redis's BLPop rounds up to 1s.
+	args = append(args, strconv.FormatFloat(timeout.Seconds(), 'f', 3, 64))
+	err := s.rdb.Do(ctx, args...).Err()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
+}
+
+// Cancel cancels one unfinished job; its descendants follow their policies.
+func (s *Store) Cancel(ctx context.Context, now time.Time, id, reason string) (int, error) {
+	return s.cancel(ctx, now, "node", id, reason)
+}
+
+// CancelFlow cancels every unfinished node of a flow.
+func (s *Store) CancelFlow(ctx context.Context, now time.Time, flowID, reason string) (int, error) {
+	return s.cancel(ctx, now, "flow", flowID, reason)
+}
+
+func (s *Store) cancel(ctx context.Context, now time.Time, mode, id, reason string) (int, error) {
+	res, err := s.run(ctx, s.scripts.cancel, []any{ms(now), reason, mode, id})
+	if err != nil {
+		return 0, err
+	}
+	if str(res[0]) == "notfound" {
+		what := "job"
+		if mode == "flow" {
+			what = "flow"
+		}
+		return 0, &NotFoundError{What: what, ID: id}
+	}
+	n, _ := strconv.Atoi(str(res[1]))
+	return n, nil
+}
+
+// Retry runs a failed or cancelled job again, together with the descendants
+// that were cancelled or skipped because of it. It returns how many nodes
+// were reopened.
+func (s *Store) Retry(ctx context.Context, now time.Time, id string) (int, error) {
+	res, err := s.run(ctx, s.scripts.retry, []any{ms(now), id})
+	if err != nil {
+		return 0, err
+	}
+	switch str(res[0]) {
+	case "notfound":
+		return 0, &NotFoundError{What: "job", ID: id}
+	case "state":
+		return 0, &StateError{ID: id, State: State(str(res[1])), Op: "retry"}
+	}
+	n, _ := strconv.Atoi(str(res[1]))
+	return n, nil
+}
+
+// Node reads one node.
+func (s *Store) Node(ctx context.Context, id string) (*Node, error) {
+	nodes, err := s.Nodes(ctx, []string{id})
+	if err != nil {
+		return nil, err
+	}
+	if nodes[0] == nil {
+		return nil, &NotFoundError{What: "job", ID: id}
+	}
+	return nodes[0], nil
+}
+
+// Nodes reads many nodes in one round trip; missing ones are nil.
+func (s *Store) Nodes(ctx context.Context, ids []string) ([]*Node, error) {
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, s.k.node(id))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("dag: redis: %w", err)
+	}
+	out := make([]*Node, len(ids))
+	for i, c := range cmds {
+		h := c.Val()
+		if len(h) == 0 || h["st"] == "" {
+			continue
+		}
+		n, err := decodeNode(ids[i], h)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+func decodeNode(id string, h map[string]string) (*Node, error) {
+	n := &Node{State: State(h["st"])}
+	if err := json.Unmarshal([]byte(h["d"]), &n.Spec); err != nil {
+		return nil, fmt.Errorf("dag: node %q: corrupt data: %w", id, err)
+	}
+	n.ID = id
+	m := strings.Split(h["m"], sep)
+	if len(m) >= 7 {
+		n.FlowID, n.Queue, n.Type, n.Policy = m[0], m[1], m[2], Policy(m[3])
+		n.Priority, _ = strconv.Atoi(m[4])
+		d, _ := strconv.ParseInt(m[5], 10, 64)
+		n.Delay = time.Duration(d) * time.Millisecond
+		n.Attempts, _ = strconv.Atoi(m[6])
+	}
+	if n.FlowID == "-" {
+		n.FlowID = id
+	}
+	n.Attempt, _ = strconv.Atoi(h["at"])
+	n.Stalls, _ = strconv.Atoi(h["sl"])
+	n.Pending, _ = strconv.Atoi(h["pe"])
+	if c := h["c"]; c != "" {
+		n.Children = strings.Split(c, sep)
+	}
+	if r := h["r"]; r != "" {
+		n.Result = json.RawMessage(r)
+	}
+	if e := h["er"]; e != "" {
+		var ei ErrorInfo
+		if json.Unmarshal([]byte(e), &ei) == nil {
+			n.Error = &ei
+		}
+	}
+	n.Reason, n.Cause, n.Expanded = h["why"], h["cz"], h["ex"] == "1"
+	if tk := h["tk"]; tk != "" {
+		if i := strings.LastIndex(tk, ":"); i > 0 {
+			if j := strings.LastIndex(tk[:i], ":"); j > 0 {
+				n.Worker = tk[:j]
+			}
+		}
+	}
+	n.Timeline = parseTimeline(h["tl"])
+	return n, nil
+}
+
+func parseTimeline(tl string) []Transition {
+	var out []Transition
+	for _, e := range strings.Split(tl, "|") {
+		if e == "" {
+			continue
+		}
+		f := strings.SplitN(e, ",", 4)
+		if len(f) < 3 {
+			continue
+		}
+		t := Transition{To: State(f[0]), At: fromMS(f[1])}
+		t.Attempt, _ = strconv.Atoi(f[2])
+		if len(f) == 4 {
+			t.Worker = f[3]
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// Peek is a parent's state and result, as a step or a condition sees it.
+type Peek struct {
+	ID     string
+	State  State
+	Result json.RawMessage
+	Error  *ErrorInfo
+}
+
+// Peek reads the state and result of several nodes in one round trip.
+// A node removed by retention reads as succeeded with no result.
+func (s *Store) Peek(ctx context.Context, ids []string) ([]Peek, error) {
+	cmds := make([]*redis.SliceCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HMGet(ctx, s.k.node(id), "st", "r", "er")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("dag: redis: %w", err)
+	}
+	out := make([]Peek, len(ids))
+	for i, c := range cmds {
+		v := c.Val()
+		out[i] = Peek{ID: ids[i], State: Succeeded}
+		if st := str(v[0]); st != "" {
+			out[i].State = State(st)
+		}
+		if r := str(v[1]); r != "" {
+			out[i].Result = json.RawMessage(r)
+		}
+		if e := str(v[2]); e != "" {
+			var ei ErrorInfo
+			if json.Unmarshal([]byte(e), &ei) == nil {
+				out[i].Error = &ei
+			}
+		}
+	}
+	return out, nil
+}
+
+// FlowIDs lists the node IDs of a flow.
+func (s *Store) FlowIDs(ctx context.Context, flowID string) ([]string, error) {
+	ids, err := s.rdb.SMembers(ctx, s.k.flow(flowID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("dag: redis: %w", err)
+	}
+	if len(ids) == 0 {
+		// a one-node flow is keyed by its node
+		if n, err := s.rdb.Exists(ctx, s.k.node(flowID)).Result(); err == nil && n == 1 {
+			return []string{flowID}, nil
+		}
+		return nil, &NotFoundError{What: "flow", ID: flowID}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// Flow reads a whole flow, its nodes in topological order (ties by ID).
+func (s *Store) Flow(ctx context.Context, flowID string) (*Flow, error) {
+	ids, err := s.FlowIDs(ctx, flowID)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := s.Nodes(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	f := &Flow{ID: flowID}
+	for _, n := range nodes {
+		if n != nil {
+			f.Nodes = append(f.Nodes, n)
+		}
+	}
+	f.Nodes = topoNodes(f.Nodes)
+	return f, nil
+}
+
+func topoNodes(nodes []*Node) []*Node {
+	specs := make([]Spec, len(nodes))
+	for i, n := range nodes {
+		specs[i] = Spec{ID: n.ID, Parents: n.Parents}
+	}
+	index := make(map[string]int, len(nodes))
+	for i, n := range nodes {
+		index[n.ID] = i
+	}
+	indegree := make([]int, len(nodes))
+	for i, n := range nodes {
+		for _, p := range n.Parents {
+			if _, ok := index[p]; ok {
+				indegree[i]++
+			}
+		}
+	}
+	var order []int
+	for i := range nodes {
+		if indegree[i] == 0 {
+			order = append(order, i)
+		}
+	}
+	for k := 0; k < len(order); k++ {
+		for _, c := range nodes[order[k]].Children {
+			if j, ok := index[c]; ok {
+				if indegree[j]--; indegree[j] == 0 {
+					order = append(order, j)
+				}
+			}
+		}
+	}
+	out := make([]*Node, 0, len(nodes))
+	seen := make([]bool, len(nodes))
+	for _, i := range order {
+		if !seen[i] {
+			seen[i] = true
+			out = append(out, nodes[i])
+		}
+	}
+	for i, n := range nodes { // expansion joins are not in Parents; keep the rest stable
+		if !seen[i] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// FlowStatus is a cheap summary of a flow's progress.
+type FlowStatus struct {
+	Nodes, Unfinished int
+	Done              bool
+}
+
+// FlowStatus reads a flow's progress without reading its nodes.
+func (s *Store) FlowStatus(ctx context.Context, flowID string) (FlowStatus, error) {
+	h, err := s.rdb.HGetAll(ctx, s.k.flowMeta(flowID)).Result()
+	if err != nil {
+		return FlowStatus{}, fmt.Errorf("dag: redis: %w", err)
+	}
+	if len(h) == 0 {
+		st, err := s.rdb.HGet(ctx, s.k.node(flowID), "st").Result()
+		if errors.Is(err, redis.Nil) {
+			return FlowStatus{}, &NotFoundError{What: "flow", ID: flowID}
+		}
+		if err != nil {
+			return FlowStatus{}, fmt.Errorf("dag: redis: %w", err)
+		}
+		done := State(st).Terminal()
+		left := 1
+		if done {
+			left = 0
+		}
+		return FlowStatus{Nodes: 1, Unfinished: left, Done: done}, nil
+	}
+	n, _ := strconv.Atoi(h["n"])
+	left, _ := strconv.Atoi(h["left"])
+	return FlowStatus{Nodes: n, Unfinished: left, Done: left == 0}, nil
+}

@@ -1,0 +1,43 @@
+// Package embedded gives Trellis an in-process Redis (miniredis) for the
+// examples, `trellis dev` and tests that must run with no services. It is
+// not for production: nothing is persisted and one process holds it all.
+package embedded
+
+import (
+	"fmt"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is an in-process Redis server and a client connected to it.
+type Redis struct {
+	srv    *miniredis.Miniredis
+	client *redis.Client
+}
+
+// NewRedis starts an in-process Redis on a free loopback port.
+func NewRedis() (*Redis, error) {
+	srv := miniredis.NewMiniRedis()
+	if err := srv.StartAddr("127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("embedded: start in-process Redis: %w", err)
+	}
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 64})
+	return &Redis{srv: srv, client: client}, nil
+}
+
+// Client is a client of the in-process Redis.
+func (r *Redis) Client() *redis.Client { return r.client }
+
+// Addr is the server's host:port.
+func (r *Redis) Addr() string { return r.srv.Addr() }
+
+// URL is the server's redis:// URL.
+func (r *Redis) URL() string { return "redis://" + r.srv.Addr() + "/0" }
+
+// Close stops the client and the server.
+func (r *Redis) Close() error {
+	err := r.client.Close()
+	r.srv.Close()
+	return err
+}

@@ -1,0 +1,418 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/trellisflow/trellis/dag"
+)
+
+// Config configures a Client. The zero value works; comments give defaults.
+type Config struct {
+	// Namespace separates independent deployments on one Redis. Default "default".
+	Namespace string
+	// Development allows destructive operations such as Clear. Default false.
+	Development bool
+	// Logger receives the client's records. Default slog.Default().
+	Logger *slog.Logger
+	// MaxPayload is the largest envelope in bytes. Default 1 MiB.
+	MaxPayload int
+	// DefaultQueue is the queue of nodes that name none. Default "default".
+	DefaultQueue string
+	// DefaultAttempts is how often a step may run. Default 3.
+	DefaultAttempts int
+	// DefaultBackoff is the delay before retries. Default Exponential(2s).
+	DefaultBackoff Backoff
+	// Clock tells the time. Default time.Now; tests inject their own.
+	Clock func() time.Time
+}
+
+// WithDefaults returns the config with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Namespace == "" {
+		c.Namespace = "default"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = 1 << 20
+	}
+	if c.DefaultQueue == "" {
+		c.DefaultQueue = "default"
+	}
+	if c.DefaultAttempts == 0 {
+		c.DefaultAttempts = 3
+	}
+	if c.DefaultBackoff.Kind == "" {
+		c.DefaultBackoff = Exponential(2 * time.Second)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if err := dag.CheckName(c.Namespace); err != nil {
+		return fmt.Errorf("flow: Config.Namespace %q %s", c.Namespace, err.Error())
+	}
+	if err := dag.CheckName(c.DefaultQueue); err != nil {
+		return fmt.Errorf("flow: Config.DefaultQueue %q %s", c.DefaultQueue, err.Error())
+	}
+	if c.MaxPayload < 0 {
+		return fmt.Errorf("flow: Config.MaxPayload %d is negative", c.MaxPayload)
+	}
+	if c.DefaultAttempts < 1 {
+		return fmt.Errorf("flow: Config.DefaultAttempts %d must be at least 1", c.DefaultAttempts)
+	}
+	return nil
+}
+
+// Client enqueues and inspects flows. It is safe for concurrent use.
+type Client struct {
+	cfg   Config
+	store *dag.Store
+}
+
+// NewClient returns a client on rdb (any go-redis client: standalone,
+// Sentinel or Cluster). cfg may be nil.
+func NewClient(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	c = c.WithDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	st, err := dag.NewStore(rdb, c.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{cfg: c, store: st}, nil
+}
+
+// Config is the client's configuration with defaults filled in.
+func (c *Client) Config() Config { return c.cfg }
+
+// Store is the Redis store underneath, for runners and tools.
+func (c *Client) Store() *dag.Store { return c.store }
+
+// Enqueue writes the whole graph atomically: every node or none. A graph of
+// one node without a flow ID becomes a flow keyed by that node.
+func (c *Client) Enqueue(ctx context.Context, g *Graph) (*Enqueued, error) {
+	if g == nil {
+		return nil, dag.ErrEmptyGraph
+	}
+	now := c.cfg.Clock()
+	specs, order, err := c.specs(g, now)
+	if err != nil {
+		return nil, err
+	}
+	flowID, single := g.id, false
+	if flowID == "" && len(specs) == 1 {
+		flowID, single = specs[0].ID, true
+	}
+	if flowID == "" {
+		flowID = newID()
+	}
+	if err := dag.CheckID(flowID); err != nil {
+		return nil, &dag.InvalidNodeError{Field: "flow ID", Reason: err.Error()}
+	}
+	res, err := c.store.Enqueue(ctx, now, flowID, single, specs, order)
+	if err != nil {
+		return nil, err
+	}
+	out := &Enqueued{FlowID: flowID, Jobs: make([]EnqueuedJob, len(res))}
+	for i, r := range res {
+		out.Jobs[i] = EnqueuedJob{ID: r.ID, State: r.State, Existed: r.Existed}
+	}
+	c.cfg.Logger.Debug("trellis: enqueued", "flow", flowID, "nodes", len(res))
+	return out, nil
+}
+
+// Add enqueues one message as its own job (the seed's addJobToQueue),
+// depending on the earlier jobs after. opts may be nil.
+func (c *Client) Add(ctx context.Context, msg Message, opts *NodeOpts, after ...string) (EnqueuedJob, error) {
+	g := New()
+	g.Add(msg, opts).AfterJob(after...)
+	res, err := c.Enqueue(ctx, g)
+	if err != nil {
+		return EnqueuedJob{}, err
+	}
+	return res.Jobs[0], nil
+}
+
+// AddJSON enqueues a JSON envelope from outside Go, decoded strictly through
+// reg. The envelope's userId and metadata are kept unless opts sets them.
+func (c *Client) AddJSON(ctx context.Context, reg *Registry, raw []byte, opts *NodeOpts, after ...string) (EnqueuedJob, error) {
+	if len(raw) > c.cfg.MaxPayload {
+		return EnqueuedJob{}, &dag.PayloadTooLargeError{ID: "(json)", Size: len(raw), Limit: c.cfg.MaxPayload}
+	}
+	env, msg, err := reg.Decode(raw)
+	if err != nil {
+		return EnqueuedJob{}, err
+	}
+	var o NodeOpts
+	if opts != nil {
+		o = *opts
+	}
+	if o.UserID == "" {
+		o.UserID = env.UserID
+	}
+	if o.Metadata == nil {
+		o.Metadata = env.Metadata
+	}
+	return c.Add(ctx, msg, &o, after...)
+}
+
+// Job is a job with its state, attempts, result, last error and timeline.
+type Job = dag.Node
+
+// FlowInfo is a whole flow: its nodes and, through their parents and
+// children, its edges.
+type FlowInfo = dag.Flow
+
+// Job reads one job.
+func (c *Client) Job(ctx context.Context, id string) (*Job, error) { return c.store.Node(ctx, id) }
+
+// Flow reads a whole flow.
+func (c *Client) Flow(ctx context.Context, flowID string) (*FlowInfo, error) {
+	return c.store.Flow(ctx, flowID)
+}
+
+// Wait blocks until every node of the flow is terminal or ctx ends, then
+// returns the flow.
+func (c *Client) Wait(ctx context.Context, flowID string) (*FlowInfo, error) {
+	delay := 5 * time.Millisecond
+	for {
+		st, err := c.store.FlowStatus(ctx, flowID)
+		if err != nil {
+			return nil, err
+		}
+		if st.Done {
+			return c.store.Flow(ctx, flowID)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("flow: wait for %q: %w (%d of %d nodes unfinished)", flowID, ctx.Err(), st.Unfinished, st.Nodes)
+		case <-t.C:
+		}
+		if delay < 200*time.Millisecond {
+			delay = delay * 3 / 2
+		}
+	}
+}
+
+// Cancel cancels a job; descendants follow their policies (under the default
+// Require they are cancelled with the reason). It returns how many nodes
+// were cancelled directly.
+func (c *Client) Cancel(ctx context.Context, id, reason string) error {
+	if reason == "" {
+		reason = "cancelled"
+	}
+	_, err := c.store.Cancel(ctx, c.cfg.Clock(), id, reason)
+	return err
+}
+
+// CancelFlow cancels every unfinished node of a flow.
+func (c *Client) CancelFlow(ctx context.Context, flowID, reason string) (int, error) {
+	if reason == "" {
+		reason = "flow cancelled"
+	}
+	return c.store.CancelFlow(ctx, c.cfg.Clock(), flowID, reason)
+}
+
+// Retry runs a failed (or cancelled) job again with a fresh attempt count;
+// the descendants that were cancelled or skipped because of it wait for it
+// again. It returns how many nodes were reopened.
+func (c *Client) Retry(ctx context.Context, id string) (int, error) {
+	return c.store.Retry(ctx, c.cfg.Clock(), id)
+}
+
+// Pause stops runners from claiming nodes of queue; running steps finish.
+func (c *Client) Pause(ctx context.Context, queue string) error { return c.store.Pause(ctx, queue) }
+
+// Resume undoes Pause.
+func (c *Client) Resume(ctx context.Context, queue string) error { return c.store.Resume(ctx, queue) }
+
+// Clear deletes everything in the namespace. It is refused unless the client
+// was configured with Development: true.
+func (c *Client) Clear(ctx context.Context) (int, error) {
+	if !c.cfg.Development {
+		return 0, ErrNotDevelopment
+	}
+	n, err := c.store.Clear(ctx)
+	if err == nil {
+		c.cfg.Logger.Warn("trellis: namespace cleared", "namespace", c.cfg.Namespace, "keys", n)
+	}
+	return n, err
+}
+
+// StatsOpts selects what Stats returns.
+type StatsOpts struct {
+	// IncludeJobs adds the most recently changed jobs. Default false.
+	IncludeJobs bool
+	// Limit is how many recent jobs. Default 10.
+	Limit int
+	// Window is the span of the rates. Default 60 minutes, at most 120.
+	Window time.Duration
+}
+
+// StateCounts counts jobs per state.
+type StateCounts map[State]int64
+
+// Total is the number of jobs over all states.
+func (s StateCounts) Total() int64 {
+	var t int64
+	for _, n := range s {
+		t += n
+	}
+	return t
+}
+
+// Stats is the seed's getQueueStats, for the whole namespace.
+type Stats struct {
+	Counts  StateCounts            `json:"counts"`
+	ByQueue map[string]StateCounts `json:"byQueue"`
+	ByType  map[string]StateCounts `json:"byType"`
+	// ProcessingRate is finished runs per minute over the window.
+	ProcessingRate float64 `json:"processingRate"`
+	// ErrorRate is the percentage of finished runs that failed for good.
+	ErrorRate   float64       `json:"errorRate"`
+	Retries     int64         `json:"retries"`
+	AvgDuration time.Duration `json:"avgDuration"`
+	P95Duration time.Duration `json:"p95Duration"`
+	Window      time.Duration `json:"window"`
+	Paused      []string      `json:"paused"`
+	Recent      []*Job        `json:"recent,omitempty"`
+}
+
+// Stats counts jobs per state, queue and type and measures rates.
+func (c *Client) Stats(ctx context.Context, opts *StatsOpts) (*Stats, error) {
+	var o StatsOpts
+	if opts != nil {
+		o = *opts
+	}
+	if o.Limit <= 0 {
+		o.Limit = 10
+	}
+	if o.Window <= 0 {
+		o.Window = time.Hour
+	}
+	if o.Window > 2*time.Hour {
+		o.Window = 2 * time.Hour
+	}
+	counts, err := c.store.Counts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stats{Counts: StateCounts{}, ByQueue: map[string]StateCounts{}, ByType: map[string]StateCounts{}, Window: o.Window}
+	for _, st := range dag.States {
+		s.Counts[st] = 0
+	}
+	for _, k := range counts {
+		s.Counts[k.State] += k.N
+		if s.ByQueue[k.Queue] == nil {
+			s.ByQueue[k.Queue] = StateCounts{}
+		}
+		s.ByQueue[k.Queue][k.State] += k.N
+		if s.ByType[k.Type] == nil {
+			s.ByType[k.Type] = StateCounts{}
+		}
+		s.ByType[k.Type][k.State] += k.N
+	}
+	minutes := int(math.Ceil(o.Window.Minutes()))
+	ms, err := c.store.Minutes(ctx, c.cfg.Clock(), minutes)
+	if err != nil {
+		return nil, err
+	}
+	var ok, failed, runs int64
+	var total time.Duration
+	buckets := make([]int64, len(dag.DurationBuckets)+1)
+	for _, m := range ms {
+		for _, n := range m.OK {
+			ok += n
+		}
+		for _, n := range m.Failed {
+			failed += n
+		}
+		for _, n := range m.Retried {
+			s.Retries += n
+		}
+		runs += m.Runs
+		total += m.Total
+		for i, b := range m.Buckets {
+			buckets[i] += b
+		}
+	}
+	s.ProcessingRate = float64(ok+failed) / float64(minutes)
+	if ok+failed > 0 {
+		s.ErrorRate = 100 * float64(failed) / float64(ok+failed)
+	}
+	if runs > 0 {
+		s.AvgDuration = total / time.Duration(runs)
+	}
+	s.P95Duration = dag.Quantile(buckets, 0.95)
+	if s.Paused, err = c.store.Paused(ctx); err != nil {
+		return nil, err
+	}
+	if o.IncludeJobs {
+		if s.Recent, err = c.recent(ctx, o.Limit); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// recent reads the jobs of the newest transitions, newest first.
+func (c *Client) recent(ctx context.Context, limit int) ([]*Job, error) {
+	events, err := c.store.RecentEvents(ctx, int64(limit)*4)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	seen := map[string]bool{}
+	for _, e := range events {
+		if !seen[e.Node] {
+			seen[e.Node] = true
+			ids = append(ids, e.Node)
+		}
+		if len(ids) == limit {
+			break
+		}
+	}
+	nodes, err := c.store.Nodes(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Job, 0, len(nodes))
+	for _, n := range nodes {
+		if n != nil {
+			out = append(out, n)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		return lastChange(out[i]).After(lastChange(out[j]))
+	})
+	return out, nil
+}
+
+func lastChange(n *Job) time.Time {
+	if len(n.Timeline) == 0 {
+		return time.Time{}
+	}
+	return n.Timeline[len(n.Timeline)-1].At
+}
+
+// IsNotFound reports whether err says a job or flow does not exist.
+func IsNotFound(err error) bool { return errors.Is(err, dag.ErrNotFound) }

@@ -1,0 +1,140 @@
+package flow
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Limits on When conditions, so a condition cannot be abused to hang or
+// exhaust a runner.
+const (
+	MaxConditionLen   = 1000
+	MaxConditionNodes = 200
+)
+
+// SafeBuiltins are the only functions a condition may call.
+var SafeBuiltins = []string{
+	"len", "all", "any", "none", "one", "filter", "map", "count", "sum",
+	"abs", "ceil", "floor", "round", "max", "min", "int", "float", "string",
+	"lower", "upper", "trim", "hasPrefix", "hasSuffix", "keys", "values", "first", "last",
+}
+
+// ConditionEnv is what a When expression sees:
+//
+//	parents["plan"].state == "succeeded" && parents["plan"].result.count > 0
+//	message.sets >= 3
+type ConditionEnv struct {
+	Parents map[string]ConditionParent `expr:"parents"`
+	Message map[string]any             `expr:"message"`
+}
+
+// ConditionParent is one parent as a condition sees it.
+type ConditionParent struct {
+	State  string `expr:"state"`
+	Result any    `expr:"result"`
+	Error  string `expr:"error"`
+}
+
+// Condition is a compiled When expression.
+type Condition struct {
+	src     string
+	program *vm.Program
+}
+
+func conditionOptions() []expr.Option {
+	opts := []expr.Option{expr.Env(ConditionEnv{}), expr.AsBool(), expr.MaxNodes(MaxConditionNodes), expr.DisableAllBuiltins()}
+	for _, b := range SafeBuiltins {
+		opts = append(opts, expr.EnableBuiltin(b))
+	}
+	return opts
+}
+
+// CompileCondition parses and type-checks src. parents are the node's
+// parent IDs: parents["x"] with a constant x outside them is an error.
+func CompileCondition(src string, parents []string) (*Condition, error) {
+	if len(src) > MaxConditionLen {
+		return nil, fmt.Errorf("is %d characters, over the limit of %d", len(src), MaxConditionLen)
+	}
+	tree, err := expr.Compile(src, conditionOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	known := make(map[string]bool, len(parents))
+	for _, p := range parents {
+		known[p] = true
+	}
+	v := &parentRefs{known: known}
+	node := tree.Node()
+	ast.Walk(&node, v)
+	if v.unknown != "" {
+		return nil, fmt.Errorf("refers to parents[%q], which is not a parent of this node", v.unknown)
+	}
+	return &Condition{src: src, program: tree}, nil
+}
+
+type parentRefs struct {
+	known   map[string]bool
+	unknown string
+}
+
+func (p *parentRefs) Visit(n *ast.Node) {
+	m, ok := (*n).(*ast.MemberNode)
+	if !ok {
+		return
+	}
+	id, ok := m.Node.(*ast.IdentifierNode)
+	if !ok || id.Value != "parents" {
+		return
+	}
+	if s, ok := m.Property.(*ast.StringNode); ok && !p.known[s.Value] && p.unknown == "" {
+		p.unknown = s.Value
+	}
+}
+
+// Eval runs the condition.
+func (c *Condition) Eval(env ConditionEnv) (bool, error) {
+	out, err := vm.Run(c.program, env)
+	if err != nil {
+		return false, err
+	}
+	b, _ := out.(bool)
+	return b, nil
+}
+
+// String is the condition's source.
+func (c *Condition) String() string { return c.src }
+
+var conditionCache sync.Map // source + parents -> *Condition
+
+// cachedCondition compiles src once per process.
+func cachedCondition(src string, parents []string) (*Condition, error) {
+	key := src
+	for _, p := range parents {
+		key += "\x00" + p
+	}
+	if c, ok := conditionCache.Load(key); ok {
+		return c.(*Condition), nil
+	}
+	c, err := CompileCondition(src, parents)
+	if err != nil {
+		return nil, err
+	}
+	conditionCache.Store(key, c)
+	return c, nil
+}
+
+func decodeAny(raw []byte) any {
+	if len(raw) == 0 {
+		return nil
+	}
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return nil
+	}
+	return v
+}

@@ -1,0 +1,88 @@
+package flow
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/trellisflow/trellis/dag"
+)
+
+// Errors returned by enqueue and the client; match them with errors.Is.
+// The ones that carry data (which node, which cycle) are the dag package's
+// struct errors.
+var (
+	ErrCycle             = dag.ErrCycle
+	ErrDuplicateNode     = dag.ErrDuplicateNode
+	ErrUnknownDependency = dag.ErrUnknownDependency
+	ErrConflict          = dag.ErrConflict
+	ErrPayloadTooLarge   = dag.ErrPayloadTooLarge
+	ErrInvalidNode       = dag.ErrInvalidNode
+	ErrNotFound          = dag.ErrNotFound
+	ErrState             = dag.ErrState
+	ErrEmptyGraph        = dag.ErrEmptyGraph
+	// ErrNilMessage: a node was added without a message.
+	ErrNilMessage = errors.New("nil message")
+	// ErrInvalidCondition: a When expression does not compile or is not boolean.
+	ErrInvalidCondition = errors.New("invalid condition")
+	// ErrNotDevelopment: a destructive operation on a client not configured
+	// for development.
+	ErrNotDevelopment = errors.New("refused: the client is not configured for development (Config.Development)")
+	// ErrUnknownType: no step or registered type for a message type.
+	ErrUnknownType = errors.New("unknown message type")
+)
+
+// ConditionError names the node and what is wrong with its condition.
+type ConditionError struct {
+	Node, Expr, Reason string
+}
+
+func (e *ConditionError) Error() string {
+	return fmt.Sprintf("node %q: condition %q: %s", e.Node, e.Expr, e.Reason)
+}
+func (e *ConditionError) Is(target error) bool { return target == ErrInvalidCondition }
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as not worth retrying: the node fails at once.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether err (or an error it wraps) came from Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+type retryAfterError struct {
+	d   time.Duration
+	err error
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfter fails this attempt and sets the delay before the next one,
+// instead of the node's backoff. Attempts still count.
+func RetryAfter(d time.Duration, err error) error {
+	if err == nil {
+		err = errors.New("retry requested")
+	}
+	return &retryAfterError{d: d, err: err}
+}
+
+// RetryAfterDelay returns the delay set by RetryAfter, if err carries one.
+func RetryAfterDelay(err error) (time.Duration, bool) {
+	var r *retryAfterError
+	if errors.As(err, &r) {
+		return r.d, true
+	}
+	return 0, false
+}

@@ -1,0 +1,188 @@
+package flow
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Message is a typed job payload. Implement MessageType on a struct with a
+// value receiver; the struct is encoded as the envelope's data.
+type Message interface {
+	MessageType() string
+}
+
+// Validator is implemented by messages that check their own data. Enqueue
+// refuses a message whose Validate fails, and a step receiving one fails
+// permanently.
+type Validator interface {
+	Validate() error
+}
+
+// Envelope is the uniform message every job carries:
+// {messageType, timestamp, userId?, metadata?, data}.
+type Envelope struct {
+	MessageType string          `json:"messageType"`
+	Timestamp   time.Time       `json:"timestamp"`
+	UserID      string          `json:"userId,omitempty"`
+	Metadata    map[string]any  `json:"metadata,omitempty"`
+	Data        json.RawMessage `json:"data"`
+}
+
+// ErrInvalidMessage is matched by every error about a message's content.
+var ErrInvalidMessage = errors.New("invalid message")
+
+// MessageError names what is wrong with a message.
+type MessageError struct {
+	Type   string // the message type, when known
+	Field  string // the offending field, when known
+	Reason string
+}
+
+func (e *MessageError) Error() string {
+	s := "invalid message"
+	if e.Type != "" {
+		s += " " + e.Type
+	}
+	if e.Field != "" {
+		s += ": field " + e.Field
+	}
+	return s + ": " + e.Reason
+}
+func (e *MessageError) Is(target error) bool { return target == ErrInvalidMessage }
+
+// FieldError reports a bad field from a message's Validate method.
+func FieldError(field, format string, args ...any) error {
+	return &MessageError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Registry maps message types to Go types, to decode JSON envelopes from
+// outside Go (the CLI, the HTTP API).
+type Registry struct {
+	mu    sync.RWMutex
+	types map[string]reflect.Type
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{types: map[string]reflect.Type{}} }
+
+// RegisterType adds message type M to r.
+func RegisterType[M Message](r *Registry) {
+	var m M
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.types[m.MessageType()] = reflect.TypeFor[M]()
+}
+
+// Types lists the registered message types, sorted.
+func (r *Registry) Types() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.types))
+	for t := range r.types {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Known reports whether typ is registered.
+func (r *Registry) Known(typ string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.types[typ]
+	return ok
+}
+
+// Decode parses a JSON envelope into its typed message, strictly: unknown
+// fields, a missing or unknown messageType, missing data and data that fails
+// Validate are errors that name the problem.
+func (r *Registry) Decode(raw []byte) (Envelope, Message, error) {
+	var env Envelope
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&env); err != nil {
+		return env, nil, &MessageError{Reason: "malformed envelope: " + jsonReason(err)}
+	}
+	if dec.More() {
+		return env, nil, &MessageError{Reason: "malformed envelope: trailing data after the JSON object"}
+	}
+	if env.MessageType == "" {
+		return env, nil, &MessageError{Field: "messageType", Reason: "is missing"}
+	}
+	r.mu.RLock()
+	t, ok := r.types[env.MessageType]
+	r.mu.RUnlock()
+	if !ok {
+		return env, nil, &MessageError{Field: "messageType", Reason: fmt.Sprintf("unknown message type %q", env.MessageType)}
+	}
+	if len(env.Data) == 0 || string(env.Data) == "null" {
+		return env, nil, &MessageError{Type: env.MessageType, Field: "data", Reason: "is missing"}
+	}
+	ptr := reflect.New(t)
+	dd := json.NewDecoder(bytes.NewReader(env.Data))
+	dd.DisallowUnknownFields()
+	if err := dd.Decode(ptr.Interface()); err != nil {
+		return env, nil, &MessageError{Type: env.MessageType, Field: "data", Reason: jsonReason(err)}
+	}
+	msg := ptr.Elem().Interface().(Message)
+	if err := validate(msg); err != nil {
+		return env, nil, err
+	}
+	return env, msg, nil
+}
+
+func jsonReason(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		field := te.Field
+		if field == "" {
+			field = "(top level)"
+		}
+		return fmt.Sprintf("field %s: expected %s, got JSON %s", field, te.Type, te.Value)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s at byte %d", se.Error(), se.Offset)
+	}
+	return err.Error()
+}
+
+// validate runs a message's own checks, tagging errors with its type.
+func validate(msg Message) error {
+	v, ok := msg.(Validator)
+	if !ok {
+		return nil
+	}
+	err := v.Validate()
+	if err == nil {
+		return nil
+	}
+	var me *MessageError
+	if errors.As(err, &me) {
+		c := *me
+		c.Type = msg.MessageType()
+		return &c
+	}
+	return &MessageError{Type: msg.MessageType(), Reason: err.Error()}
+}
+
+// encode builds the envelope JSON of msg.
+func encode(msg Message, now time.Time, userID string, metadata map[string]any) (payload, data []byte, err error) {
+	data, err = json.Marshal(msg)
+	if err != nil {
+		return nil, nil, &MessageError{Type: msg.MessageType(), Reason: "cannot encode: " + err.Error()}
+	}
+	payload, err = json.Marshal(Envelope{
+		MessageType: msg.MessageType(), Timestamp: now.UTC(), UserID: userID, Metadata: metadata, Data: data,
+	})
+	if err != nil {
+		return nil, nil, &MessageError{Type: msg.MessageType(), Field: "metadata", Reason: "cannot encode: " + err.Error()}
+	}
+	return payload, data, nil
+}

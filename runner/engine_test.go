@@ -1,0 +1,504 @@
+package runner_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/runner"
+)
+
+func TestDiamond(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		g := flow.New()
+		a := g.Add(Task{Name: "a"}, &flow.NodeOpts{ID: "a"})
+		b := g.Add(Task{Name: "b"}, &flow.NodeOpts{ID: "b"}).After(a)
+		c := g.Add(Task{Name: "c"}, &flow.NodeOpts{ID: "c"}).After(a)
+		d := g.Add(Task{Name: "d"}, &flow.NodeOpts{ID: "d"}).After(b, c)
+		res := h.enqueue(g)
+		require.Len(t, res.Jobs, 4)
+		st, _ := res.Job("d")
+		require.Equal(t, flow.Blocked, st.State)
+		h.runner(nil)
+		f := h.wait(res.FlowID)
+		for _, n := range f.Nodes {
+			require.Equal(t, flow.Succeeded, n.State, n.ID)
+		}
+		require.Equal(t, 1, h.log.runs("d"), "d runs once")
+		require.Less(t, h.log.index("a"), h.log.index("b"))
+		require.Less(t, h.log.index("a"), h.log.index("c"))
+		require.Less(t, h.log.index("b"), h.log.index("d"))
+		require.Less(t, h.log.index("c"), h.log.index("d"))
+		var dr TaskResult
+		require.NoError(t, json.Unmarshal(nodeByID(f, d.ID()).Result, &dr))
+		require.Equal(t, map[string]string{"b": "succeeded", "c": "succeeded"}, dr.Parents)
+		require.ElementsMatch(t, []string{"b", "c"}, nodeByID(f, "a").Children)
+		require.Equal(t, []string{"a"}, nodeByID(f, "b").Parents)
+		require.Equal(t, "a", f.Nodes[0].ID, "flow nodes come in topological order")
+		require.Equal(t, "d", f.Nodes[3].ID)
+	})
+}
+
+func TestFanOutFanIn(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		g := flow.New()
+		root := g.Add(Task{Name: "root"}, &flow.NodeOpts{ID: "root"})
+		var mids []*flow.Node
+		for i := range 1000 {
+			mids = append(mids, g.Add(Task{Name: "mid"}, &flow.NodeOpts{ID: fmt.Sprintf("mid-%04d", i)}).After(root))
+		}
+		g.Add(Task{Name: "sink"}, &flow.NodeOpts{ID: "sink"}).After(mids...)
+		res := h.enqueue(g)
+		h.runner(&runner.Config{Concurrency: 32})
+		f := h.wait(res.FlowID)
+		require.Len(t, f.Nodes, 1002)
+		require.Equal(t, int(1002), f.Counts()[flow.Succeeded])
+		require.Equal(t, 1, h.log.runs("sink"))
+		require.Equal(t, 1001, h.log.index("sink"), "the sink runs last")
+		require.Equal(t, 0, h.log.index("root"))
+	})
+}
+
+func TestChain(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		g := flow.New()
+		prev := g.Add(Task{Name: "0"}, &flow.NodeOpts{ID: "n000"})
+		for i := 1; i < 100; i++ {
+			prev = g.Add(Task{Name: fmt.Sprint(i)}, &flow.NodeOpts{ID: fmt.Sprintf("n%03d", i)}).After(prev)
+		}
+		res := h.enqueue(g)
+		h.runner(nil)
+		f := h.wait(res.FlowID)
+		require.Equal(t, 100, f.Counts()[flow.Succeeded])
+		order := h.log.snapshot()
+		require.Len(t, order, 100)
+		for i, id := range order {
+			require.Equal(t, fmt.Sprintf("n%03d", i), id)
+		}
+	})
+}
+
+func TestFailurePolicies(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		g := flow.New()
+		bad := g.Add(Task{Name: "bad", Permanent: true}, &flow.NodeOpts{ID: "bad"})
+		good := g.Add(Task{Name: "good"}, &flow.NodeOpts{ID: "good"})
+		req := g.Add(Task{Name: "req"}, &flow.NodeOpts{ID: "req"}).After(bad, good)
+		reqChild := g.Add(Task{Name: "req-child"}, &flow.NodeOpts{ID: "req-child"}).After(req)
+		ign := g.Add(Task{Name: "ign"}, &flow.NodeOpts{ID: "ign", Policy: flow.Ignore}).After(bad, good)
+		skp := g.Add(Task{Name: "skp"}, &flow.NodeOpts{ID: "skp", Policy: flow.Skip}).After(bad, good)
+		g.Add(Task{Name: "skp-child"}, &flow.NodeOpts{ID: "skp-child"}).After(skp)
+		_ = reqChild
+		_ = ign
+		res := h.enqueue(g)
+		h.runner(nil)
+		f := h.wait(res.FlowID)
+
+		require.Equal(t, flow.Failed, nodeByID(f, "bad").State)
+		require.Equal(t, 1, nodeByID(f, "bad").Attempt, "a permanent error does not retry")
+		require.Contains(t, nodeByID(f, "bad").Error.Message, "bad refuses")
+
+		require.Equal(t, flow.Cancelled, nodeByID(f, "req").State)
+		require.Equal(t, "parent bad failed", nodeByID(f, "req").Reason)
+		require.Equal(t, flow.Cancelled, nodeByID(f, "req-child").State)
+		require.Equal(t, "parent req cancelled", nodeByID(f, "req-child").Reason)
+		require.Equal(t, "bad", nodeByID(f, "req-child").Cause)
+
+		ignNode := nodeByID(f, "ign")
+		require.Equal(t, flow.Succeeded, ignNode.State)
+		var ir TaskResult
+		require.NoError(t, json.Unmarshal(ignNode.Result, &ir))
+		require.Equal(t, map[string]string{"bad": "failed", "good": "succeeded"}, ir.Parents, "ignore sees which parents failed")
+
+		require.Equal(t, flow.Skipped, nodeByID(f, "skp").State)
+		require.Equal(t, flow.Skipped, nodeByID(f, "skp-child").State, "skips propagate under require")
+		for _, id := range []string{"req", "req-child", "skp", "skp-child"} {
+			require.Zero(t, h.log.runs(id), id)
+		}
+	})
+}
+
+func TestConditions(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		g := flow.New()
+		p := g.Add(Task{Name: "plan"}, &flow.NodeOpts{ID: "plan"})
+		g.Add(Task{Name: "yes"}, &flow.NodeOpts{ID: "yes", When: `parents["plan"].state == "succeeded" && parents["plan"].result.name == "plan"`}).After(p)
+		no := g.Add(Task{Name: "no"}, &flow.NodeOpts{ID: "no", When: `parents.plan.result.name == "other"`}).After(p)
+		g.Add(Task{Name: "after-no"}, &flow.NodeOpts{ID: "after-no"}).After(no)
+		g.Add(Task{Name: "msg"}, &flow.NodeOpts{ID: "msg", When: `message.name == "msg"`})
+		res := h.enqueue(g)
+		h.runner(nil)
+		f := h.wait(res.FlowID)
+		require.Equal(t, flow.Succeeded, nodeByID(f, "yes").State)
+		require.Equal(t, flow.Succeeded, nodeByID(f, "msg").State)
+		require.Equal(t, flow.Skipped, nodeByID(f, "no").State)
+		require.Contains(t, nodeByID(f, "no").Reason, "condition false")
+		require.Equal(t, flow.Skipped, nodeByID(f, "after-no").State)
+		require.Zero(t, h.log.runs("no"))
+	})
+}
+
+func TestRetriesWithBackoffThenFailure(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		g := flow.New()
+		base := 40 * time.Millisecond
+		bo := flow.Exponential(base)
+		flaky := g.Add(Task{Name: "flaky", FailTimes: 2}, &flow.NodeOpts{ID: "flaky", Backoff: &bo})
+		doomed := g.Add(Task{Name: "doomed", FailTimes: 100}, &flow.NodeOpts{ID: "doomed", Backoff: &bo, Attempts: 3})
+		g.Add(Task{Name: "child"}, &flow.NodeOpts{ID: "child"}).After(doomed, flaky)
+		res := h.enqueue(g)
+		h.runner(nil)
+		f := h.wait(res.FlowID)
+
+		fl := nodeByID(f, "flaky")
+		require.Equal(t, flow.Succeeded, fl.State)
+		require.Equal(t, 3, fl.Attempt)
+		d := nodeByID(f, "doomed")
+		require.Equal(t, flow.Failed, d.State)
+		require.Equal(t, 3, d.Attempt)
+		require.Equal(t, "doomed failed attempt 3", d.Error.Message)
+		require.Equal(t, 3, h.log.runs("doomed"))
+		// the gaps between runs follow the backoff: base, then 2·base
+		starts := activeTimes(d)
+		require.Len(t, starts, 3)
+		require.GreaterOrEqual(t, starts[1].Sub(starts[0]), base)
+		require.GreaterOrEqual(t, starts[2].Sub(starts[1]), 2*base)
+		require.Contains(t, states(d), flow.Delayed)
+
+		c := nodeByID(f, "child")
+		require.Equal(t, flow.Cancelled, c.State)
+		require.Equal(t, "parent doomed failed", c.Reason)
+	})
+}
+
+func activeTimes(n *flow.Job) []time.Time {
+	var out []time.Time
+	for _, tr := range n.Timeline {
+		if tr.To == flow.Active {
+			out = append(out, tr.At)
+		}
+	}
+	return out
+}
+
+func states(n *flow.Job) []flow.State {
+	var out []flow.State
+	for _, tr := range n.Timeline {
+		out = append(out, tr.To)
+	}
+	return out
+}
+
+func TestRetryAfterPanicAndTimeout(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		retryAfter := flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Probe) (string, error) {
+			switch m.Mode {
+			case "retry-after":
+				if sc.Attempt == 1 {
+					return "", flow.RetryAfter(150*time.Millisecond, errors.New("rate limited"))
+				}
+			case "timeout":
+				<-ctx.Done()
+				return "", ctx.Err()
+			}
+			return "ok", nil
+		})
+		g := flow.New()
+		g.Add(Probe{Mode: "retry-after"}, &flow.NodeOpts{ID: "ra"})
+		g.Add(Task{Name: "panics", Panic: true}, &flow.NodeOpts{ID: "panics", Attempts: 1})
+		g.Add(Probe{Mode: "timeout"}, &flow.NodeOpts{ID: "slow", Attempts: 1, Timeout: 50 * time.Millisecond})
+		res := h.enqueue(g)
+		h.runner(nil, h.taskStep(), retryAfter)
+		f := h.wait(res.FlowID)
+
+		ra := nodeByID(f, "ra")
+		require.Equal(t, flow.Succeeded, ra.State)
+		starts := activeTimes(ra)
+		require.GreaterOrEqual(t, starts[1].Sub(starts[0]), 150*time.Millisecond)
+
+		p := nodeByID(f, "panics")
+		require.Equal(t, flow.Failed, p.State)
+		require.Equal(t, "step panicked: boom in panics", p.Error.Message)
+		require.Contains(t, p.Error.Stack, "runtime/debug.Stack")
+		require.Contains(t, p.Error.Stack, "harness_test.go")
+
+		s := nodeByID(f, "slow")
+		require.Equal(t, flow.Failed, s.State)
+		require.Contains(t, s.Error.Message, "step timed out after 50ms")
+	})
+}
+
+// Probe is a second message type for steps defined inside tests.
+type Probe struct {
+	Mode string `json:"mode"`
+	N    int    `json:"n,omitempty"`
+}
+
+func (Probe) MessageType() string { return "TEST_PROBE" }
+
+func TestManualRetry(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		var broken = make(chan struct{})
+		step := flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Probe) (int, error) {
+			h.log.add(sc.JobID)
+			select {
+			case <-broken:
+				return m.N, nil
+			default:
+				return 0, flow.Permanent(errors.New("database down"))
+			}
+		})
+		g := flow.New()
+		a := g.Add(Probe{N: 1}, &flow.NodeOpts{ID: "a"})
+		b := g.Add(Task{Name: "b"}, &flow.NodeOpts{ID: "b"}).After(a)
+		g.Add(Task{Name: "c"}, &flow.NodeOpts{ID: "c"}).After(b)
+		other := g.Add(Task{Name: "other"}, &flow.NodeOpts{ID: "other"})
+		g.Add(Task{Name: "ign"}, &flow.NodeOpts{ID: "ign", Policy: flow.Ignore}).After(a, other)
+		res := h.enqueue(g)
+		h.runner(nil, h.taskStep(), step)
+		f := h.wait(res.FlowID)
+		require.Equal(t, flow.Failed, nodeByID(f, "a").State)
+		require.Equal(t, flow.Cancelled, nodeByID(f, "c").State)
+		require.Equal(t, flow.Succeeded, nodeByID(f, "ign").State)
+
+		_, err := h.client.Retry(context.Background(), "other")
+		require.ErrorIs(t, err, flow.ErrState)
+		_, err = h.client.Retry(context.Background(), "nope")
+		require.ErrorIs(t, err, flow.ErrNotFound)
+
+		close(broken)
+		n, err := h.client.Retry(context.Background(), "a")
+		require.NoError(t, err)
+		require.Equal(t, 3, n, "a and the two nodes cancelled because of it")
+		f = h.wait(res.FlowID)
+		for _, id := range []string{"a", "b", "c"} {
+			require.Equal(t, flow.Succeeded, nodeByID(f, id).State, id)
+		}
+		require.Equal(t, 1, nodeByID(f, "a").Attempt, "attempts start over")
+		require.Equal(t, flow.Succeeded, nodeByID(f, "ign").State)
+		require.Equal(t, 1, h.log.runs("ign"), "a child that already ran is not run again")
+	})
+}
+
+func TestCancel(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		g := flow.New()
+		a := g.Add(Task{Name: "a", Sleep: 10 * time.Second}, &flow.NodeOpts{ID: "a"})
+		b := g.Add(Task{Name: "b"}, &flow.NodeOpts{ID: "b"}).After(a)
+		g.Add(Task{Name: "c"}, &flow.NodeOpts{ID: "c"}).After(b)
+		g.Add(Task{Name: "d"}, &flow.NodeOpts{ID: "d", Policy: flow.Ignore}).After(a, b)
+		res := h.enqueue(g)
+		require.NoError(t, h.client.Cancel(ctx, "b", "user changed their mind"))
+		f, err := h.client.Flow(ctx, res.FlowID)
+		require.NoError(t, err)
+		require.Equal(t, flow.Cancelled, nodeByID(f, "b").State)
+		require.Equal(t, "user changed their mind", nodeByID(f, "b").Reason)
+		require.Equal(t, flow.Cancelled, nodeByID(f, "c").State)
+		require.Equal(t, "parent b cancelled", nodeByID(f, "c").Reason)
+		require.Equal(t, flow.Blocked, nodeByID(f, "d").State, "an ignore child still waits for its other parents")
+
+		h.runner(nil)
+		require.Eventually(t, func() bool { return h.job("a").State == flow.Active }, 10*time.Second, 10*time.Millisecond)
+		n, err := h.client.CancelFlow(ctx, res.FlowID, "")
+		require.NoError(t, err)
+		require.Equal(t, 2, n, "a (active) and d (blocked)")
+		f = h.wait(res.FlowID)
+		require.Equal(t, flow.Cancelled, nodeByID(f, "a").State)
+		require.Equal(t, "flow cancelled", nodeByID(f, "a").Reason)
+		// the running step loses its lease at the next heartbeat; its result is refused
+		require.ErrorIs(t, h.client.Cancel(ctx, "nope", ""), flow.ErrNotFound)
+	})
+}
+
+func TestDependencyOnEarlierJobs(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		h.runner(nil)
+		ok, err := h.client.Add(ctx, Task{Name: "ok"}, &flow.NodeOpts{ID: "plan-ok"})
+		require.NoError(t, err)
+		bad, err := h.client.Add(ctx, Task{Name: "bad", Permanent: true}, &flow.NodeOpts{ID: "plan-bad"})
+		require.NoError(t, err)
+		h.wait(ok.ID)
+		h.wait(bad.ID)
+
+		// succeeded parent: satisfied at once
+		j, err := h.client.Add(ctx, Task{Name: "p1"}, &flow.NodeOpts{ID: "phase-1", Delay: time.Hour}, "plan-ok")
+		require.NoError(t, err)
+		require.Equal(t, flow.Delayed, j.State, "no unfinished parent: straight to delayed/ready")
+		// failed parent: the child's policy applies at enqueue
+		j, err = h.client.Add(ctx, Task{Name: "p2"}, &flow.NodeOpts{ID: "phase-2"}, "plan-bad")
+		require.NoError(t, err)
+		require.Equal(t, flow.Cancelled, j.State)
+		require.Equal(t, "parent plan-bad failed", h.job("phase-2").Reason)
+		j, err = h.client.Add(ctx, Task{Name: "p3"}, &flow.NodeOpts{ID: "phase-3", Policy: flow.Ignore}, "plan-bad")
+		require.NoError(t, err)
+		require.Equal(t, flow.Ready, j.State)
+		// unfinished parent: waits for it
+		slow, err := h.client.Add(ctx, Task{Name: "slow", Sleep: 300 * time.Millisecond}, &flow.NodeOpts{ID: "plan-slow"})
+		require.NoError(t, err)
+		j, err = h.client.Add(ctx, Task{Name: "p4"}, &flow.NodeOpts{ID: "phase-4"}, slow.ID)
+		require.NoError(t, err)
+		require.Equal(t, flow.Blocked, j.State)
+		h.wait("phase-4")
+		require.Equal(t, flow.Succeeded, h.job("phase-4").State)
+		require.Less(t, h.log.index("plan-slow"), h.log.index("phase-4"))
+		// unknown parent: an error, nothing written
+		before := h.keys()
+		_, err = h.client.Add(ctx, Task{Name: "p5"}, &flow.NodeOpts{ID: "phase-5"}, "no-such-plan")
+		var ue *dag.UnknownDependencyError
+		require.ErrorAs(t, err, &ue)
+		require.Equal(t, "no-such-plan", ue.Dependency)
+		require.Equal(t, before, h.keys())
+	})
+}
+
+func TestIdempotentEnqueue(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		first, err := h.client.Add(ctx, Task{Name: "x"}, &flow.NodeOpts{ID: "job-1"})
+		require.NoError(t, err)
+		require.False(t, first.Existed)
+		again, err := h.client.Add(ctx, Task{Name: "x"}, &flow.NodeOpts{ID: "job-1"})
+		require.NoError(t, err)
+		require.True(t, again.Existed)
+		_, err = h.client.Add(ctx, Task{Name: "y"}, &flow.NodeOpts{ID: "job-1"})
+		var ce *dag.ConflictError
+		require.ErrorAs(t, err, &ce)
+		require.Equal(t, "job-1", ce.ID)
+		require.ErrorIs(t, err, flow.ErrConflict)
+	})
+}
+
+func TestBadInputWritesNothing(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		big := strings.Repeat("x", 1<<20)
+		cases := []struct {
+			name  string
+			graph func() *flow.Graph
+			is    error
+			msg   string
+		}{
+			{"cycle", func() *flow.Graph {
+				g := flow.New()
+				a := g.Add(Task{Name: "a"}, &flow.NodeOpts{ID: "a"})
+				b := g.Add(Task{Name: "b"}, &flow.NodeOpts{ID: "b"}).After(a)
+				c := g.Add(Task{Name: "c"}, &flow.NodeOpts{ID: "c"}).After(b)
+				a.After(c)
+				return g
+			}, flow.ErrCycle, `dependency cycle: "a" → "b" → "c" → "a"`},
+			{"self", func() *flow.Graph {
+				g := flow.New()
+				a := g.Add(Task{Name: "a"}, &flow.NodeOpts{ID: "a"})
+				a.After(a)
+				return g
+			}, flow.ErrCycle, `"a" → "a"`},
+			{"duplicate", func() *flow.Graph {
+				g := flow.New()
+				g.Add(Task{Name: "a"}, &flow.NodeOpts{ID: "a"})
+				g.Add(Task{Name: "a2"}, &flow.NodeOpts{ID: "a"})
+				return g
+			}, flow.ErrDuplicateNode, `duplicate node ID "a"`},
+			{"unknown dependency", func() *flow.Graph {
+				g := flow.New()
+				g.Add(Task{Name: "a"}, &flow.NodeOpts{ID: "a"})
+				g.Add(Task{Name: "b"}, &flow.NodeOpts{ID: "b"}).AfterJob("ghost")
+				return g
+			}, flow.ErrUnknownDependency, `node "b" depends on unknown job "ghost"`},
+			{"bad condition", func() *flow.Graph {
+				g := flow.New()
+				a := g.Add(Task{Name: "a"}, &flow.NodeOpts{ID: "a"})
+				g.Add(Task{Name: "b"}, &flow.NodeOpts{ID: "b", When: `parents["a"].state ==`}).After(a)
+				return g
+			}, flow.ErrInvalidCondition, `node "b": condition`},
+			{"condition not bool", func() *flow.Graph {
+				g := flow.New()
+				g.Add(Task{Name: "b"}, &flow.NodeOpts{ID: "b", When: `1 + 2`})
+				return g
+			}, flow.ErrInvalidCondition, `node "b"`},
+			{"condition on a non-parent", func() *flow.Graph {
+				g := flow.New()
+				g.Add(Task{Name: "b"}, &flow.NodeOpts{ID: "b", When: `parents["zzz"].state == "succeeded"`})
+				return g
+			}, flow.ErrInvalidCondition, `parents["zzz"]`},
+			{"condition calls a forbidden function", func() *flow.Graph {
+				g := flow.New()
+				g.Add(Task{Name: "b"}, &flow.NodeOpts{ID: "b", When: `now() != nil`})
+				return g
+			}, flow.ErrInvalidCondition, `now`},
+			{"payload too large", func() *flow.Graph {
+				g := flow.New()
+				g.Add(Task{Name: "ok"}, &flow.NodeOpts{ID: "ok"})
+				g.Add(Task{Name: big}, &flow.NodeOpts{ID: "big"})
+				return g
+			}, flow.ErrPayloadTooLarge, `node "big": payload of`},
+			{"nil message", func() *flow.Graph {
+				g := flow.New()
+				g.Add(Task{Name: "ok"}, &flow.NodeOpts{ID: "ok"})
+				g.Add(nil, &flow.NodeOpts{ID: "nil"})
+				return g
+			}, flow.ErrNilMessage, `node "nil"`},
+			{"control character in ID", func() *flow.Graph {
+				g := flow.New()
+				g.Add(Task{Name: "ok"}, &flow.NodeOpts{ID: "a\x1fb"})
+				return g
+			}, flow.ErrInvalidNode, `control character`},
+			{"bad policy", func() *flow.Graph {
+				g := flow.New()
+				g.Add(Task{Name: "ok"}, &flow.NodeOpts{ID: "a", Policy: "sometimes"})
+				return g
+			}, flow.ErrInvalidNode, `policy`},
+			{"empty", func() *flow.Graph { return flow.New() }, flow.ErrEmptyGraph, `no nodes`},
+		}
+		// an earlier job that the unknown-dependency case must not touch
+		_, err := h.client.Add(ctx, Task{Name: "keep"}, &flow.NodeOpts{ID: "keep"})
+		require.NoError(t, err)
+		before := h.keys()
+		dump := h.dump()
+		for _, tc := range cases {
+			_, err := h.client.Enqueue(ctx, tc.graph())
+			require.ErrorIs(t, err, tc.is, tc.name)
+			require.Contains(t, err.Error(), tc.msg, tc.name)
+			require.Equal(t, before, h.keys(), "%s wrote to Redis", tc.name)
+		}
+		require.Equal(t, dump, h.dump(), "Redis is untouched")
+	})
+}
+
+// dump reads every key of the namespace with its type and contents.
+func (h *harness) dump() map[string]string {
+	ctx := context.Background()
+	out := map[string]string{}
+	iter := h.rdb.Scan(ctx, 0, "trellis:{"+h.ns+"}:*", 1000).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		typ := h.rdb.Type(ctx, k).Val()
+		var v any
+		switch typ {
+		case "hash":
+			v = h.rdb.HGetAll(ctx, k).Val()
+		case "set":
+			v = h.rdb.SMembers(ctx, k).Val()
+		case "zset":
+			v = h.rdb.ZRangeWithScores(ctx, k, 0, -1).Val()
+		case "list":
+			v = h.rdb.LRange(ctx, k, 0, -1).Val()
+		case "stream":
+			v = h.rdb.XLen(ctx, k).Val()
+		default:
+			v = h.rdb.Get(ctx, k).Val()
+		}
+		out[k] = fmt.Sprint(typ, v)
+	}
+	require.NoError(h.t, iter.Err())
+	return out
+}

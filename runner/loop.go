@@ -1,0 +1,351 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/flow"
+)
+
+// task is a node this runner holds.
+type task struct {
+	job      dag.Claimed
+	cancel   context.CancelCauseFunc
+	released bool // handed back or lease lost: its result is not reported
+}
+
+// result is what a step goroutine sends back to the loop.
+type result struct {
+	id      string
+	outcome *dag.Outcome // nil: nothing to report (expanded, or lease lost)
+}
+
+var (
+	errLeaseLost = errors.New("lease lost: the node was recovered or cancelled")
+	errShutdown  = errors.New("runner shutting down")
+)
+
+// loop is the runner's one coordinating goroutine: it batches outcomes,
+// claims work in the same round trip, renews leases and sleeps on Redis
+// when there is nothing to do.
+func (r *Runner) loop(ctx context.Context) {
+	defer close(r.done)
+	inflight := map[string]*task{}
+	var pending []dag.Outcome
+	stopping, idle := false, false
+	var nextDue time.Time
+	retryWait := 50 * time.Millisecond
+	hb := time.NewTicker(r.cfg.Lease / 3)
+	defer hb.Stop()
+	r.heartbeat(ctx, inflight)
+
+	collect := func(res result) {
+		t, ok := inflight[res.id]
+		if !ok {
+			return
+		}
+		delete(inflight, res.id)
+		if res.outcome != nil && !t.released {
+			pending = append(pending, *res.outcome)
+		}
+	}
+
+	for {
+	drain:
+		for {
+			select {
+			case res := <-r.results:
+				collect(res)
+			default:
+				break drain
+			}
+		}
+		select {
+		case <-r.abort:
+			r.handBack(ctx, inflight, pending)
+			return
+		default:
+		}
+		want := 0
+		if !stopping {
+			want = r.cfg.Concurrency - len(inflight)
+		}
+		if len(pending) > 0 || (want > 0 && !idle) {
+			res, err := r.store.Sync(ctx, r.client.Config().Clock(), dag.SyncRequest{
+				Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.StallLimit,
+				Queues: r.cfg.Queues, Want: want, Outcomes: pending,
+				RetainAge: r.cfg.RetainAge, RetainCount: r.cfg.RetainCount,
+			})
+			if err != nil {
+				r.log.Error("trellis: sync with Redis failed; retrying", "err", err, "outcomes", len(pending), "wait", retryWait)
+				if !r.pause(retryWait) {
+					r.handBack(ctx, inflight, pending)
+					return
+				}
+				retryWait = min(retryWait*2, 2*time.Second)
+				continue
+			}
+			retryWait = 50 * time.Millisecond
+			for i, ok := range res.Applied {
+				if !ok {
+					r.log.Warn("trellis: late completion rejected (lease expired or job cancelled)", "job", pending[i].ID, "outcome", pending[i].Kind)
+				}
+			}
+			pending = pending[:0]
+			for _, c := range res.Claimed {
+				r.launch(ctx, c, inflight)
+			}
+			idle = want > 0 && len(res.Claimed) == 0
+			nextDue = res.NextDue
+			continue
+		}
+		if stopping && len(inflight) == 0 {
+			return
+		}
+		wait := r.cfg.IdleWait
+		if !nextDue.IsZero() {
+			if d := time.Until(nextDue); d < wait {
+				wait = max(d, time.Millisecond)
+			}
+		}
+		if idle && want > 0 {
+			select {
+			case r.arm <- struct{}{}:
+			default:
+			}
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case res := <-r.results:
+			collect(res)
+		case <-r.wake:
+			idle = false
+		case <-timer.C:
+			idle = false
+		case <-hb.C:
+			r.heartbeat(ctx, inflight)
+		case <-r.stop:
+			if !stopping {
+				stopping = true
+				r.log.Info("trellis: runner stopping", "in_flight", len(inflight))
+			}
+		case <-r.abort:
+		}
+		timer.Stop()
+	}
+}
+
+// pause waits d unless the runner is aborted.
+func (r *Runner) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.abort:
+		return false
+	}
+}
+
+// heartbeat renews the leases of running steps and stops the ones whose
+// lease is gone.
+func (r *Runner) heartbeat(ctx context.Context, inflight map[string]*task) {
+	held := make([]dag.Lease, 0, len(inflight))
+	for id, t := range inflight {
+		if !t.released {
+			held = append(held, dag.Lease{ID: id, Token: t.job.Token})
+		}
+	}
+	lost, err := r.store.Heartbeat(ctx, r.client.Config().Clock(), r.cfg.ID, r.cfg.Lease, held)
+	if err != nil {
+		r.log.Error("trellis: heartbeat failed", "err", err)
+		return
+	}
+	for _, id := range lost {
+		if t, ok := inflight[id]; ok {
+			t.released = true
+			t.cancel(errLeaseLost)
+			r.log.Warn("trellis: lease lost; step cancelled", "job", id, "type", t.job.Type)
+		}
+	}
+	if len(lost) > 0 && r.cfg.Observer != nil {
+		r.cfg.Observer.Stalled(lost)
+	}
+}
+
+// handBack returns unfinished nodes to ready and reports what finished.
+func (r *Runner) handBack(ctx context.Context, inflight map[string]*task, pending []dag.Outcome) {
+	for id, t := range inflight {
+		if !t.released {
+			pending = append(pending, dag.Outcome{ID: id, Token: t.job.Token, Kind: dag.OutcomeRelease})
+			t.released = true
+		}
+		t.cancel(errShutdown)
+	}
+	if len(pending) == 0 {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := r.store.Sync(sctx, r.client.Config().Clock(), dag.SyncRequest{
+		Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.StallLimit,
+		Queues: r.cfg.Queues, Outcomes: pending, RetainCount: -1,
+	})
+	if err != nil {
+		r.log.Error("trellis: hand back failed; the leases will expire instead", "err", err, "jobs", len(pending))
+		return
+	}
+	r.log.Info("trellis: in-flight jobs handed back", "jobs", len(inflight))
+}
+
+// launch starts a claimed node's step in its own goroutine.
+func (r *Runner) launch(ctx context.Context, c dag.Claimed, inflight map[string]*task) {
+	tctx, cancel := context.WithCancelCause(ctx)
+	t := &task{job: c, cancel: cancel}
+	inflight[c.ID] = t
+	go func() {
+		out := r.execute(tctx, &t.job)
+		cancel(nil)
+		r.results <- result{id: c.ID, outcome: out}
+	}()
+}
+
+// execute runs one node and turns what happened into an outcome.
+func (r *Runner) execute(ctx context.Context, c *dag.Claimed) *dag.Outcome {
+	start := time.Now()
+	log := r.log.With("job", c.ID, "type", c.Type, "attempt", c.Attempt)
+	log.Debug("trellis: step started")
+	if r.cfg.Observer != nil {
+		r.cfg.Observer.StepStarted(c, 0)
+	}
+	sc, err := flow.NewStepContext(flow.StepEnv{Job: *c, Client: r.client, Logger: log})
+	var res []byte
+	var skipped string
+	if err == nil {
+		res, skipped, err = r.runStep(ctx, sc, c)
+	}
+	took := time.Since(start)
+	out := r.outcome(ctx, c, res, skipped, err, took, log)
+	if out != nil && out.Kind == dag.OutcomeOK {
+		if specs, order, xerr := sc.Expansion(); xerr != nil || specs != nil {
+			if xerr == nil {
+				_, xerr = r.store.Expand(ctx, r.client.Config().Clock(), c.ID, c.Token, res, specs, order)
+				if xerr == nil {
+					log.Info("trellis: step expanded", "nodes", len(specs), "duration", took)
+					out = nil
+				}
+			}
+			if xerr != nil && !errors.Is(xerr, dag.ErrLeaseLost) {
+				out = r.outcome(ctx, c, nil, "", flow.Permanent(fmt.Errorf("expand: %w", xerr)), took, log)
+			} else if xerr != nil {
+				out = nil
+			}
+		}
+	}
+	if r.cfg.Observer != nil && out != nil {
+		r.cfg.Observer.StepFinished(c, out.Kind, took, err)
+	}
+	return out
+}
+
+// runStep evaluates the node's condition and runs its step with the node's
+// timeout, turning a panic into an error with its stack.
+func (r *Runner) runStep(ctx context.Context, sc *flow.StepContext, c *dag.Claimed) (res []byte, skipped string, err error) {
+	r.mu.Lock()
+	step := r.steps[c.Type]
+	r.mu.Unlock()
+	if step == nil {
+		return nil, "", flow.Permanent(fmt.Errorf("%w: no step registered for %s on runner %s", flow.ErrUnknownType, c.Type, r.cfg.ID))
+	}
+	if c.When != "" {
+		ok, err := sc.Condition(ctx, c.When)
+		if err != nil {
+			return nil, "", flow.Permanent(fmt.Errorf("condition %q: %w", c.When, err))
+		}
+		if !ok {
+			return nil, "condition false: " + c.When, nil
+		}
+	}
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = r.cfg.DefaultTimeout
+	}
+	sctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("step timed out after %s", timeout))
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			err = &panicError{value: p, stack: string(debug.Stack())}
+		}
+	}()
+	res, err = step.Run(sctx, sc)
+	if err == nil && sctx.Err() != nil && ctx.Err() == nil {
+		// finished, but only after its deadline: still a success
+		return res, "", nil
+	}
+	if err != nil && sctx.Err() != nil && ctx.Err() == nil {
+		err = fmt.Errorf("%w (%v)", context.Cause(sctx), err)
+	}
+	return res, "", err
+}
+
+type panicError struct {
+	value any
+	stack string
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("step panicked: %v", p.value) }
+
+// outcome is the one place that turns a step's result into the node's next
+// state: success, skip, retry (with its delay), permanent failure, or
+// nothing at all when the lease is gone.
+func (r *Runner) outcome(ctx context.Context, c *dag.Claimed, res []byte, skipped string, err error, took time.Duration, log interface {
+	Info(string, ...any)
+	Warn(string, ...any)
+	Error(string, ...any)
+}) *dag.Outcome {
+	o := &dag.Outcome{ID: c.ID, Token: c.Token, Duration: took}
+	var pe *panicError
+	switch {
+	case errors.Is(context.Cause(ctx), errLeaseLost) || errors.Is(context.Cause(ctx), errShutdown):
+		return nil
+	case err == nil && skipped != "":
+		o.Kind, o.Reason = dag.OutcomeSkip, skipped
+		log.Info("trellis: step skipped", "reason", skipped)
+	case err == nil:
+		o.Kind, o.Result = dag.OutcomeOK, res
+		if len(o.Result) == 0 {
+			o.Result = []byte("null")
+		}
+		log.Info("trellis: step succeeded", "duration", took)
+	case flow.IsPermanent(err):
+		o.Kind, o.Err = dag.OutcomeFail, &dag.ErrorInfo{Message: err.Error(), Attempt: c.Attempt}
+		log.Error("trellis: step failed permanently", "err", err, "duration", took)
+	default:
+		o.Kind, o.Err = dag.OutcomeRetry, &dag.ErrorInfo{Message: err.Error(), Attempt: c.Attempt}
+		if errors.As(err, &pe) {
+			o.Err.Stack = pe.stack
+		}
+		if d, ok := flow.RetryAfterDelay(err); ok {
+			o.Delay = d
+		} else {
+			o.Delay = flow.RetryDelay(c.Backoff, c.Attempt, r.cfg.Jitter, r.customBackoff)
+		}
+		if c.Attempt >= c.Attempts {
+			log.Error("trellis: step failed; no attempts left", "err", err, "attempts", c.Attempts, "duration", took, "stack", o.Err.Stack)
+		} else {
+			log.Warn("trellis: step failed; will retry", "err", err, "next_delay", o.Delay, "duration", took, "stack", o.Err.Stack)
+		}
+	}
+	if o.Err != nil && o.Err.Stack == "" && errors.As(err, &pe) {
+		o.Err.Stack = pe.stack
+	}
+	return o
+}
+
+func (r *Runner) customBackoff(name string) flow.BackoffFunc {
+	return r.cfg.Backoffs[name]
+}

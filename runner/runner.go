@@ -1,0 +1,268 @@
+// Package runner executes the nodes of Trellis flows: it claims ready nodes
+// from Redis, runs the step registered for each node's message type, renews
+// leases while steps run, reports outcomes in batches, recovers the nodes of
+// dead runners, and shuts down gracefully.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/flow"
+)
+
+// Config configures a Runner. The zero value works; comments give defaults.
+type Config struct {
+	// ID names the runner in leases, events and logs. Default host-pid-random.
+	ID string
+	// Concurrency is how many steps run at once. Default 10.
+	Concurrency int
+	// Queues are the queues this runner takes nodes from, in order of
+	// preference. Default: the client's default queue.
+	Queues []string
+	// Lease is how long a claim lasts without renewal; it is renewed every
+	// Lease/3 while the step runs. A runner that dies loses its nodes to
+	// others after this long. Default 30s.
+	Lease time.Duration
+	// StallLimit is how many lease expiries a node survives before it fails.
+	// Default 3.
+	StallLimit int
+	// DefaultTimeout bounds a step run when its node sets no Timeout. Default 5m.
+	DefaultTimeout time.Duration
+	// IdleWait is the longest an idle runner blocks on Redis before it looks
+	// for delayed and stalled nodes again. Default 1s.
+	IdleWait time.Duration
+	// RetainAge is how long finished flows are kept. Default 24h; negative keeps them forever.
+	RetainAge time.Duration
+	// RetainCount is how many finished flows are kept. Default 100,000; negative keeps any number.
+	RetainCount int
+	// Backoffs are the functions custom backoffs (flow.CustomBackoff) name.
+	Backoffs map[string]flow.BackoffFunc
+	// Jitter draws from [0, 1) for backoffs with jitter. Default math/rand.
+	Jitter func() float64
+	// Logger receives the runner's records. Default: the client's logger.
+	Logger *slog.Logger
+	// Observer, when set, hears about every step run (metrics, tracing).
+	Observer Observer
+}
+
+// Observer hears about step runs. Calls come from the step goroutines and
+// must be quick and safe for concurrent use.
+type Observer interface {
+	StepStarted(job *dag.Claimed, queuedFor time.Duration)
+	StepFinished(job *dag.Claimed, outcome dag.OutcomeKind, took time.Duration, err error)
+	Stalled(ids []string)
+}
+
+// WithDefaults returns the config with zero fields set to their defaults.
+func (c Config) WithDefaults(client *flow.Client) Config {
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		c.ID = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.IntN(1<<16))
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 10
+	}
+	if len(c.Queues) == 0 {
+		c.Queues = []string{client.Config().DefaultQueue}
+	}
+	if c.Lease == 0 {
+		c.Lease = 30 * time.Second
+	}
+	if c.StallLimit == 0 {
+		c.StallLimit = 3
+	}
+	if c.DefaultTimeout == 0 {
+		c.DefaultTimeout = 5 * time.Minute
+	}
+	if c.IdleWait == 0 {
+		c.IdleWait = time.Second
+	}
+	if c.RetainAge == 0 {
+		c.RetainAge = 24 * time.Hour
+	}
+	if c.RetainCount == 0 {
+		c.RetainCount = 100_000
+	}
+	if c.Jitter == nil {
+		c.Jitter = rand.Float64
+	}
+	if c.Logger == nil {
+		c.Logger = client.Config().Logger
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if err := dag.CheckName(c.ID); err != nil {
+		return fmt.Errorf("runner: Config.ID %q %s", c.ID, err.Error())
+	}
+	if c.Concurrency < 1 {
+		return fmt.Errorf("runner: Config.Concurrency %d must be at least 1", c.Concurrency)
+	}
+	for _, q := range c.Queues {
+		if err := dag.CheckName(q); err != nil {
+			return fmt.Errorf("runner: Config.Queues: %q %s", q, err.Error())
+		}
+	}
+	if c.Lease < 100*time.Millisecond {
+		return fmt.Errorf("runner: Config.Lease %s is under 100ms", c.Lease)
+	}
+	if c.StallLimit < 0 {
+		return fmt.Errorf("runner: Config.StallLimit %d is negative", c.StallLimit)
+	}
+	if c.DefaultTimeout < 0 {
+		return fmt.Errorf("runner: Config.DefaultTimeout %s is negative", c.DefaultTimeout)
+	}
+	return nil
+}
+
+// Runner executes nodes. Create it with New, register steps, then Start.
+type Runner struct {
+	cfg    Config
+	client *flow.Client
+	store  *dag.Store
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	steps   map[string]flow.Step
+	started bool
+
+	results  chan result
+	wake     chan struct{}
+	arm      chan struct{}
+	stop     chan struct{}
+	abort    chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+	abrtOnce sync.Once
+}
+
+// New returns a runner for the client's namespace. cfg may be nil.
+func New(client *flow.Client, cfg *Config) (*Runner, error) {
+	if client == nil {
+		return nil, errors.New("runner: nil client")
+	}
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	c = c.WithDefaults(client)
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &Runner{
+		cfg: c, client: client, store: client.Store(), log: c.Logger.With("runner", c.ID),
+		steps:   map[string]flow.Step{},
+		results: make(chan result, c.Concurrency),
+		wake:    make(chan struct{}, 1),
+		arm:     make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		abort:   make(chan struct{}),
+		done:    make(chan struct{}),
+	}, nil
+}
+
+// ID is the runner's ID.
+func (r *Runner) ID() string { return r.cfg.ID }
+
+// Register adds steps. Registering a message type twice is an error.
+func (r *Runner) Register(steps ...flow.Step) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range steps {
+		typ := s.MessageType()
+		if err := dag.CheckName(typ); err != nil {
+			return fmt.Errorf("runner: message type %q %s", typ, err.Error())
+		}
+		if _, dup := r.steps[typ]; dup {
+			return fmt.Errorf("runner: a step for %s is already registered", typ)
+		}
+		r.steps[typ] = s
+	}
+	return nil
+}
+
+// Handle registers a typed handler for message type M.
+func Handle[M flow.Message, R any](r *Runner, fn func(ctx context.Context, sc *flow.StepContext, msg M) (R, error)) error {
+	return r.Register(flow.StepFunc(fn))
+}
+
+// Types lists the registered message types.
+func (r *Runner) Types() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.steps))
+	for t := range r.steps {
+		out = append(out, t)
+	}
+	return out
+}
+
+// Start begins claiming and running nodes. It returns at once; the runner
+// works until Stop.
+func (r *Runner) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started {
+		return errors.New("runner: already started")
+	}
+	r.started = true
+	ctx = context.WithoutCancel(ctx)
+	go r.waker(ctx)
+	go r.loop(ctx)
+	r.log.Info("trellis: runner started", "queues", r.cfg.Queues, "concurrency", r.cfg.Concurrency)
+	return nil
+}
+
+// Stop stops claiming, lets in-flight steps finish and reports them. When
+// ctx ends first, the remaining nodes are handed back to ready (their steps'
+// contexts are cancelled) so another runner takes them at once. Stop is safe
+// to call twice and before Start.
+func (r *Runner) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	started := r.started
+	r.mu.Unlock()
+	if !started {
+		return nil
+	}
+	r.stopOnce.Do(func() { close(r.stop) })
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+	}
+	r.abrtOnce.Do(func() { close(r.abort) })
+	<-r.done
+	return nil
+}
+
+// waker blocks on Redis for wake-up tokens while the loop is idle.
+func (r *Runner) waker(ctx context.Context) {
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-r.arm:
+		}
+		err := r.store.WaitReady(ctx, r.cfg.Queues, r.cfg.IdleWait)
+		if err != nil {
+			select {
+			case <-r.done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+}
