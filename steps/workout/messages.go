@@ -1,0 +1,490 @@
+package workout
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/trellisflow/trellis/flow"
+)
+
+// The workout message types, exactly as the seed names them.
+const (
+	TypeWorkoutUpdate  = "WORKOUT_UPDATE"
+	TypePlanCreate     = "WORKOUT_PLAN_CREATE"
+	TypePhaseCreate    = "WORKOUT_PHASE_CREATE"
+	TypePhaseUpdate    = "WORKOUT_PHASE_UPDATE"
+	TypePhaseDelete    = "WORKOUT_PHASE_DELETE"
+	TypeSessionCreate  = "WORKOUT_SESSION_CREATE"
+	TypeSessionUpdate  = "WORKOUT_SESSION_UPDATE"
+	TypeSessionDelete  = "WORKOUT_SESSION_DELETE"
+	TypeExerciseCreate = "WORKOUT_EXERCISE_CREATE"
+	TypeExerciseUpdate = "WORKOUT_EXERCISE_UPDATE"
+	TypeExerciseDelete = "WORKOUT_EXERCISE_DELETE"
+	TypePlanFullSave   = "WORKOUT_PLAN_FULL_SAVE"
+)
+
+// MaxIDLen bounds every entity ID, so that node IDs derived from a job ID and
+// an entity ID stay within the engine's limit.
+const MaxIDLen = 128
+
+// PhaseData is a phase without its sessions.
+type PhaseData struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	OrderNumber int    `json:"orderNumber"`
+	IsActive    bool   `json:"isActive"`
+}
+
+// SessionData is a session without its exercises.
+type SessionData struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	OrderNumber int    `json:"orderNumber"`
+}
+
+// ExerciseData is one exercise of a session.
+type ExerciseData struct {
+	ID          string  `json:"id"`
+	Name        string  `json:"name"`
+	OrderNumber int     `json:"orderNumber"`
+	Sets        int     `json:"sets"`
+	Reps        int     `json:"reps"`
+	Weight      float64 `json:"weight"` // in the trainer's unit; 0 for body weight
+	Rest        int     `json:"rest"`   // seconds between sets
+	Tempo       string  `json:"tempo,omitempty"`
+	Notes       string  `json:"notes,omitempty"`
+}
+
+// PhaseTree is a phase with its sessions, as WORKOUT_PLAN_FULL_SAVE carries it.
+type PhaseTree struct {
+	PhaseData
+	Sessions []SessionTree `json:"sessions"`
+}
+
+// SessionTree is a session with its exercises.
+type SessionTree struct {
+	SessionData
+	Exercises []ExerciseData `json:"exercises"`
+}
+
+// WorkoutUpdate is the legacy change set on one exercise (WORKOUT_UPDATE).
+type WorkoutUpdate struct {
+	ExercisePlanID string          `json:"exercisePlanId"`
+	PhaseID        string          `json:"phaseId"`
+	SessionID      string          `json:"sessionId"`
+	ExerciseID     string          `json:"exerciseId"`
+	Changes        ExerciseChanges `json:"changes"`
+}
+
+// PlanCreate creates a workout plan (WORKOUT_PLAN_CREATE).
+type PlanCreate struct {
+	PlanID    string `json:"planId"`
+	Name      string `json:"name"`
+	ClientID  string `json:"clientId"`
+	TrainerID string `json:"trainerId"`
+	IsActive  bool   `json:"isActive"`
+}
+
+// PhaseCreate creates a phase in an existing plan (WORKOUT_PHASE_CREATE). A
+// plan that does not exist yet is a retryable error: the seed's race.
+type PhaseCreate struct {
+	PlanID    string    `json:"planId"`
+	ClientID  string    `json:"clientId,omitempty"`
+	TrainerID string    `json:"trainerId,omitempty"`
+	Phase     PhaseData `json:"phase"`
+}
+
+// PhaseUpdate changes some fields of a phase (WORKOUT_PHASE_UPDATE).
+type PhaseUpdate struct {
+	PlanID  string       `json:"planId"`
+	PhaseID string       `json:"phaseId"`
+	Changes PhaseChanges `json:"changes"`
+}
+
+// PhaseDelete deletes a phase with its sessions and exercises
+// (WORKOUT_PHASE_DELETE). Deleting a missing phase succeeds.
+type PhaseDelete struct {
+	PlanID  string `json:"planId"`
+	PhaseID string `json:"phaseId"`
+}
+
+// SessionCreate creates a session in an existing phase (WORKOUT_SESSION_CREATE).
+type SessionCreate struct {
+	PlanID  string      `json:"planId"`
+	PhaseID string      `json:"phaseId"`
+	Session SessionData `json:"session"`
+}
+
+// SessionUpdate changes some fields of a session (WORKOUT_SESSION_UPDATE).
+type SessionUpdate struct {
+	PlanID    string         `json:"planId"`
+	PhaseID   string         `json:"phaseId"`
+	SessionID string         `json:"sessionId"`
+	Changes   SessionChanges `json:"changes"`
+}
+
+// SessionDelete deletes a session with its exercises (WORKOUT_SESSION_DELETE).
+type SessionDelete struct {
+	PlanID    string `json:"planId"`
+	PhaseID   string `json:"phaseId"`
+	SessionID string `json:"sessionId"`
+}
+
+// ExerciseCreate creates an exercise in an existing session (WORKOUT_EXERCISE_CREATE).
+type ExerciseCreate struct {
+	PlanID    string       `json:"planId"`
+	PhaseID   string       `json:"phaseId"`
+	SessionID string       `json:"sessionId"`
+	Exercise  ExerciseData `json:"exercise"`
+}
+
+// ExerciseUpdate changes some fields of an exercise (WORKOUT_EXERCISE_UPDATE).
+type ExerciseUpdate struct {
+	PlanID     string          `json:"planId"`
+	PhaseID    string          `json:"phaseId"`
+	SessionID  string          `json:"sessionId"`
+	ExerciseID string          `json:"exerciseId"`
+	Changes    ExerciseChanges `json:"changes"`
+}
+
+// ExerciseDelete deletes an exercise (WORKOUT_EXERCISE_DELETE).
+type ExerciseDelete struct {
+	PlanID     string `json:"planId"`
+	PhaseID    string `json:"phaseId"`
+	SessionID  string `json:"sessionId"`
+	ExerciseID string `json:"exerciseId"`
+}
+
+// PlanFullSave is a whole plan in one message (WORKOUT_PLAN_FULL_SAVE): the
+// plan, its phases, their sessions and their exercises. The step saves the
+// plan and expands the rest into a sub-graph at run time.
+type PlanFullSave struct {
+	PlanID    string      `json:"planId"`
+	Name      string      `json:"name"`
+	ClientID  string      `json:"clientId"`
+	TrainerID string      `json:"trainerId"`
+	IsActive  bool        `json:"isActive"`
+	Phases    []PhaseTree `json:"phases"`
+}
+
+// PhaseChanges are the fields a phase update may set; nil means unchanged.
+type PhaseChanges struct {
+	Name        *string `json:"name,omitempty"`
+	OrderNumber *int    `json:"orderNumber,omitempty"`
+	IsActive    *bool   `json:"isActive,omitempty"`
+}
+
+// SessionChanges are the fields a session update may set; nil means unchanged.
+type SessionChanges struct {
+	Name        *string `json:"name,omitempty"`
+	OrderNumber *int    `json:"orderNumber,omitempty"`
+}
+
+// ExerciseChanges are the fields an exercise update may set; nil means
+// unchanged. Any other key in the JSON is an error.
+type ExerciseChanges struct {
+	Name        *string  `json:"name,omitempty"`
+	OrderNumber *int     `json:"orderNumber,omitempty"`
+	Sets        *int     `json:"sets,omitempty"`
+	Reps        *int     `json:"reps,omitempty"`
+	Weight      *float64 `json:"weight,omitempty"`
+	Rest        *int     `json:"rest,omitempty"`
+	Tempo       *string  `json:"tempo,omitempty"`
+	Notes       *string  `json:"notes,omitempty"`
+}
+
+func (WorkoutUpdate) MessageType() string  { return TypeWorkoutUpdate }
+func (PlanCreate) MessageType() string     { return TypePlanCreate }
+func (PhaseCreate) MessageType() string    { return TypePhaseCreate }
+func (PhaseUpdate) MessageType() string    { return TypePhaseUpdate }
+func (PhaseDelete) MessageType() string    { return TypePhaseDelete }
+func (SessionCreate) MessageType() string  { return TypeSessionCreate }
+func (SessionUpdate) MessageType() string  { return TypeSessionUpdate }
+func (SessionDelete) MessageType() string  { return TypeSessionDelete }
+func (ExerciseCreate) MessageType() string { return TypeExerciseCreate }
+func (ExerciseUpdate) MessageType() string { return TypeExerciseUpdate }
+func (ExerciseDelete) MessageType() string { return TypeExerciseDelete }
+func (PlanFullSave) MessageType() string   { return TypePlanFullSave }
+
+// Strict decoding of change sets: "known fields only in changes" must hold
+// for every entry point, including a step decoding its own payload.
+
+func (c *PhaseChanges) UnmarshalJSON(b []byte) error {
+	type plain PhaseChanges
+	return strictDecode(b, (*plain)(c))
+}
+
+func (c *SessionChanges) UnmarshalJSON(b []byte) error {
+	type plain SessionChanges
+	return strictDecode(b, (*plain)(c))
+}
+
+func (c *ExerciseChanges) UnmarshalJSON(b []byte) error {
+	type plain ExerciseChanges
+	return strictDecode(b, (*plain)(c))
+}
+
+func strictDecode(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return fmt.Errorf("changes: unknown field %s", f)
+		}
+		return err
+	}
+	return nil
+}
+
+// Validation. Field names in errors are the JSON paths.
+
+func checkID(field, v string) error {
+	switch {
+	case strings.TrimSpace(v) == "":
+		return flow.FieldError(field, "is required")
+	case len(v) > MaxIDLen:
+		return flow.FieldError(field, "is %d bytes, over the limit of %d", len(v), MaxIDLen)
+	}
+	return nil
+}
+
+func checkName(field, v string) error {
+	if strings.TrimSpace(v) == "" {
+		return flow.FieldError(field, "is required")
+	}
+	return nil
+}
+
+func checkNonNegative[N int | float64](field string, v N) error {
+	if v < 0 {
+		return flow.FieldError(field, "must not be negative, got %v", v)
+	}
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p PhaseData) validate(prefix string) error {
+	return firstErr(
+		checkID(prefix+"id", p.ID),
+		checkName(prefix+"name", p.Name),
+		checkNonNegative(prefix+"orderNumber", p.OrderNumber),
+	)
+}
+
+func (s SessionData) validate(prefix string) error {
+	return firstErr(
+		checkID(prefix+"id", s.ID),
+		checkName(prefix+"name", s.Name),
+		checkNonNegative(prefix+"orderNumber", s.OrderNumber),
+	)
+}
+
+func (e ExerciseData) validate(prefix string) error {
+	return firstErr(
+		checkID(prefix+"id", e.ID),
+		checkName(prefix+"name", e.Name),
+		checkNonNegative(prefix+"orderNumber", e.OrderNumber),
+		checkNonNegative(prefix+"sets", e.Sets),
+		checkNonNegative(prefix+"reps", e.Reps),
+		checkNonNegative(prefix+"weight", e.Weight),
+		checkNonNegative(prefix+"rest", e.Rest),
+	)
+}
+
+func (c PhaseChanges) validate() error {
+	if c.Name == nil && c.OrderNumber == nil && c.IsActive == nil {
+		return flow.FieldError("changes", "is empty")
+	}
+	if c.Name != nil {
+		if err := checkName("changes.name", *c.Name); err != nil {
+			return err
+		}
+	}
+	if c.OrderNumber != nil {
+		return checkNonNegative("changes.orderNumber", *c.OrderNumber)
+	}
+	return nil
+}
+
+func (c SessionChanges) validate() error {
+	if c.Name == nil && c.OrderNumber == nil {
+		return flow.FieldError("changes", "is empty")
+	}
+	if c.Name != nil {
+		if err := checkName("changes.name", *c.Name); err != nil {
+			return err
+		}
+	}
+	if c.OrderNumber != nil {
+		return checkNonNegative("changes.orderNumber", *c.OrderNumber)
+	}
+	return nil
+}
+
+func (c ExerciseChanges) validate() error {
+	if c == (ExerciseChanges{}) {
+		return flow.FieldError("changes", "is empty")
+	}
+	if c.Name != nil {
+		if err := checkName("changes.name", *c.Name); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+	}{{"changes.orderNumber", c.OrderNumber}, {"changes.sets", c.Sets}, {"changes.reps", c.Reps}, {"changes.rest", c.Rest}} {
+		if f.v != nil {
+			if err := checkNonNegative(f.name, *f.v); err != nil {
+				return err
+			}
+		}
+	}
+	if c.Weight != nil {
+		return checkNonNegative("changes.weight", *c.Weight)
+	}
+	return nil
+}
+
+// Validate checks the message; errors name the field.
+func (m WorkoutUpdate) Validate() error {
+	return firstErr(
+		checkID("exercisePlanId", m.ExercisePlanID),
+		checkID("phaseId", m.PhaseID),
+		checkID("sessionId", m.SessionID),
+		checkID("exerciseId", m.ExerciseID),
+		m.Changes.validate(),
+	)
+}
+
+// Validate checks the message; errors name the field.
+func (m PlanCreate) Validate() error {
+	return firstErr(
+		checkID("planId", m.PlanID),
+		checkName("name", m.Name),
+		checkID("clientId", m.ClientID),
+		checkID("trainerId", m.TrainerID),
+	)
+}
+
+// Validate checks the message; errors name the field.
+func (m PhaseCreate) Validate() error {
+	return firstErr(checkID("planId", m.PlanID), m.Phase.validate("phase."))
+}
+
+// Validate checks the message; errors name the field.
+func (m PhaseUpdate) Validate() error {
+	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID), m.Changes.validate())
+}
+
+// Validate checks the message; errors name the field.
+func (m PhaseDelete) Validate() error {
+	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID))
+}
+
+// Validate checks the message; errors name the field.
+func (m SessionCreate) Validate() error {
+	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID), m.Session.validate("session."))
+}
+
+// Validate checks the message; errors name the field.
+func (m SessionUpdate) Validate() error {
+	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID),
+		checkID("sessionId", m.SessionID), m.Changes.validate())
+}
+
+// Validate checks the message; errors name the field.
+func (m SessionDelete) Validate() error {
+	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID), checkID("sessionId", m.SessionID))
+}
+
+// Validate checks the message; errors name the field.
+func (m ExerciseCreate) Validate() error {
+	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID),
+		checkID("sessionId", m.SessionID), m.Exercise.validate("exercise."))
+}
+
+// Validate checks the message; errors name the field.
+func (m ExerciseUpdate) Validate() error {
+	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID),
+		checkID("sessionId", m.SessionID), checkID("exerciseId", m.ExerciseID), m.Changes.validate())
+}
+
+// Validate checks the message; errors name the field.
+func (m ExerciseDelete) Validate() error {
+	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID),
+		checkID("sessionId", m.SessionID), checkID("exerciseId", m.ExerciseID))
+}
+
+// Validate checks the whole tree. Errors name the path, e.g.
+// "phases[1].sessions[0].exercises[3].reps". IDs must be unique within
+// their kind across the plan, since they key rows and sub-graph nodes.
+func (m PlanFullSave) Validate() error {
+	if err := firstErr(
+		checkID("planId", m.PlanID),
+		checkName("name", m.Name),
+		checkID("clientId", m.ClientID),
+		checkID("trainerId", m.TrainerID),
+	); err != nil {
+		return err
+	}
+	phases, sessions, exercises := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for i, p := range m.Phases {
+		pp := fmt.Sprintf("phases[%d].", i)
+		if err := p.validate(pp); err != nil {
+			return err
+		}
+		if phases[p.ID] {
+			return flow.FieldError(pp+"id", "%q is used twice", p.ID)
+		}
+		phases[p.ID] = true
+		for j, s := range p.Sessions {
+			sp := fmt.Sprintf("%ssessions[%d].", pp, j)
+			if err := s.validate(sp); err != nil {
+				return err
+			}
+			if sessions[s.ID] {
+				return flow.FieldError(sp+"id", "%q is used twice", s.ID)
+			}
+			sessions[s.ID] = true
+			for k, e := range s.Exercises {
+				ep := fmt.Sprintf("%sexercises[%d].", sp, k)
+				if err := e.validate(ep); err != nil {
+					return err
+				}
+				if exercises[e.ID] {
+					return flow.FieldError(ep+"id", "%q is used twice", e.ID)
+				}
+				exercises[e.ID] = true
+			}
+		}
+	}
+	return nil
+}
+
+// RegisterTypes adds the twelve workout message types to reg, for decoding
+// JSON envelopes.
+func RegisterTypes(reg *flow.Registry) {
+	flow.RegisterType[WorkoutUpdate](reg)
+	flow.RegisterType[PlanCreate](reg)
+	flow.RegisterType[PhaseCreate](reg)
+	flow.RegisterType[PhaseUpdate](reg)
+	flow.RegisterType[PhaseDelete](reg)
+	flow.RegisterType[SessionCreate](reg)
+	flow.RegisterType[SessionUpdate](reg)
+	flow.RegisterType[SessionDelete](reg)
+	flow.RegisterType[ExerciseCreate](reg)
+	flow.RegisterType[ExerciseUpdate](reg)
+	flow.RegisterType[ExerciseDelete](reg)
+	flow.RegisterType[PlanFullSave](reg)
+}
