@@ -1,0 +1,49 @@
+// Package render draws a flow — live or finished — as a picture.
+//
+// Four outputs share one layout of the graph:
+//
+//   - [DOT]: Graphviz's DOT language, produced through
+//     github.com/dominikbraun/graph's draw package;
+//   - [Mermaid]: a Mermaid flowchart, for Markdown and dashboards;
+//   - [SVG] and [PNG]: rendered in pure Go by github.com/goccy/go-graphviz
+//     (Graphviz compiled to WebAssembly; no cgo, nothing to install).
+//
+// render is a subpackage of dag so that the WebAssembly runtime, which
+// go-graphviz compiles when its package initialises, stays out of the runner
+// and of every program that does not draw.
+//
+// # Labels
+//
+// Each node shows its ID, its message type, and its state with the attempt
+// count ("failed · attempt 3/3"). A failed node adds the first line of its
+// last error; a cancelled or skipped node adds its reason ("parent plan
+// failed"). Long lines are cut with "…" at [Options].MaxLabel characters.
+// Control characters become spaces or U+FFFD, and quotes, backslashes and
+// HTML are escaped for each output, so an ID or error message cannot end a
+// string, add an attribute or inject markup.
+//
+// # Colors
+//
+// Nodes are filled by state (see [StyleOf]):
+//
+//	state      fill     border   note
+//	blocked    #E5E7EB  #6B7280  grey: waiting for parents
+//	ready      #E0F2FE  #0284C7  light blue: claimable
+//	delayed    #FEF3C7  #D97706  amber: waiting for a delay or backoff
+//	active     #C7D2FE  #4338CA  indigo, thick border: running now
+//	succeeded  #DCFCE7  #16A34A  green
+//	failed     #FEE2E2  #DC2626  red, with the error's first line
+//	skipped    #F9FAFB  #9CA3AF  white, dotted border
+//	cancelled  #E7E5E4  #57534E  stone, dashed border
+//
+// A job that a node depends on but that belongs to an earlier flow is drawn
+// as a white dashed box labelled "earlier job".
+//
+// # Collapsing
+//
+// A flow of thousands of nodes is unreadable. Siblings — nodes with the same
+// parents, message type and state — are drawn one by one up to
+// [Options].MaxSiblings; a larger group shows its first MaxSiblings-1 members
+// and one "+N more" node that stands for the rest. Nodes whose parents are
+// all hidden this way are hidden too, and counted on that node ("+M below").
+package render

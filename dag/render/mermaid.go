@@ -1,0 +1,121 @@
+package render
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/trellisflow/trellis/dag"
+)
+
+// Mermaid writes f as a Mermaid flowchart. Mermaid node IDs must be plain
+// identifiers, so nodes are named n0, n1 … in order and the real ID is the
+// first line of each label. States are classes ("classDef failed …").
+func Mermaid(w io.Writer, f *dag.Flow, opts *Options) error {
+	o := opts.WithDefaults()
+	if err := o.validate(); err != nil {
+		return err
+	}
+	v, err := build(f, o)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(w)
+	if v.title != "" {
+		fmt.Fprintf(bw, "---\ntitle: \"%s\"\n---\n", yamlEscape(v.title))
+	}
+	fmt.Fprintf(bw, "flowchart %s\n", o.Direction)
+	classes := map[string][]string{}
+	var order []string
+	addClass := func(class, id string) {
+		if _, ok := classes[class]; !ok {
+			order = append(order, class)
+		}
+		classes[class] = append(classes[class], id)
+	}
+	for i, vn := range v.nodes {
+		id := fmt.Sprintf("n%d", i)
+		label := mermaidLabel(vn.lines)
+		switch vn.kind {
+		case kindMore:
+			fmt.Fprintf(bw, "  %s[[\"%s\"]]\n", id, label)
+			addClass(mermaidClass(vn.state), id)
+		case kindExternal:
+			fmt.Fprintf(bw, "  %s([\"%s\"])\n", id, label)
+			addClass("external", id)
+		default:
+			fmt.Fprintf(bw, "  %s[\"%s\"]\n", id, label)
+			addClass(mermaidClass(vn.state), id)
+		}
+	}
+	for _, e := range v.edges {
+		arrow := "-->"
+		if v.nodes[e[0]].kind != kindNode || v.nodes[e[1]].kind != kindNode {
+			arrow = "-.->"
+		}
+		fmt.Fprintf(bw, "  n%d %s n%d\n", e[0], arrow, e[1])
+	}
+	for _, class := range order {
+		st := external
+		if s, ok := styles[dag.State(class)]; ok {
+			st = s
+		}
+		def := fmt.Sprintf("fill:%s,stroke:%s,color:%s,stroke-width:%gpx", st.Fill, st.Border, st.Text, st.Width)
+		switch st.Line {
+		case "dashed":
+			def += ",stroke-dasharray:5 3"
+		case "dotted":
+			def += ",stroke-dasharray:2 2"
+		}
+		fmt.Fprintf(bw, "  classDef %s %s\n", class, def)
+		fmt.Fprintf(bw, "  class %s %s\n", strings.Join(classes[class], ","), class)
+	}
+	return bw.Flush()
+}
+
+// mermaidClass is the class of a state: its name, or "unknown" for a state
+// whose name is not a plain word.
+func mermaidClass(s dag.State) string {
+	if _, ok := styles[s]; ok {
+		return string(s)
+	}
+	return "external"
+}
+
+// mermaidLabel joins lines of plain text into the inside of a quoted
+// Mermaid label. Mermaid decodes "#name;" and "#123;" entity codes in
+// labels and renders HTML, so the characters that could end the string,
+// start markup or start an entity are written as entity codes.
+func mermaidLabel(lines []string) string {
+	var b strings.Builder
+	for i, line := range lines {
+		if i > 0 {
+			b.WriteString("<br>")
+		}
+		for _, r := range line {
+			switch r {
+			case '"':
+				b.WriteString("#quot;")
+			case '#':
+				b.WriteString("#35;")
+			case '&':
+				b.WriteString("#amp;")
+			case '<':
+				b.WriteString("#lt;")
+			case '>':
+				b.WriteString("#gt;")
+			case '`':
+				b.WriteString("#96;")
+			default:
+				b.WriteRune(r)
+			}
+		}
+	}
+	return b.String()
+}
+
+// yamlEscape escapes s for a double-quoted YAML string (the front matter).
+func yamlEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
+}

@@ -1,0 +1,312 @@
+package render
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/trellisflow/trellis/dag"
+)
+
+type kind int
+
+const (
+	kindNode     kind = iota // a node of the flow
+	kindMore                 // "+N more": stands for collapsed siblings and what hangs below them
+	kindExternal             // a parent from an earlier flow
+)
+
+// vnode is one box of the picture.
+type vnode struct {
+	kind  kind
+	name  string // unique: the node's ID, or a synthetic name for kindMore
+	state dag.State
+	typ   string
+	lines []string // plain text: sanitized, cut, not yet escaped
+	more  int      // kindMore: collapsed siblings
+	below int      // kindMore: hidden descendants
+}
+
+// view is the picture of a flow before it is written in some format: boxes
+// in topological order and deduplicated edges between them.
+type view struct {
+	title string
+	nodes []*vnode
+	edges [][2]int
+}
+
+// build lays out f: it orders the nodes parents first, collapses large
+// groups of siblings and writes the labels.
+func build(f *dag.Flow, o Options) (*view, error) {
+	if f == nil {
+		return nil, errors.New("render: nil flow")
+	}
+	v := &view{title: o.Title}
+	if v.title == "" {
+		v.title = "flow " + f.ID
+	}
+	if v.title == "-" {
+		v.title = ""
+	}
+	v.title = cut(clean(v.title), 2*o.MaxLabel)
+
+	byID := make(map[string]*dag.Node, len(f.Nodes))
+	var nodes []*dag.Node
+	for _, n := range f.Nodes {
+		if n == nil {
+			continue
+		}
+		if _, dup := byID[n.ID]; dup {
+			continue
+		}
+		byID[n.ID] = n
+		nodes = append(nodes, n)
+	}
+	// Parents come from both sides of each edge, deduplicated, in order.
+	parents := make(map[string][]string, len(nodes))
+	addEdge := func(p, c string) {
+		if !slices.Contains(parents[c], p) {
+			parents[c] = append(parents[c], p)
+		}
+	}
+	for _, n := range nodes {
+		for _, p := range n.Parents {
+			addEdge(p, n.ID)
+		}
+	}
+	for _, n := range nodes {
+		for _, c := range n.Children {
+			if _, ok := byID[c]; ok {
+				addEdge(n.ID, c)
+			}
+		}
+	}
+	names := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		names[n.ID] = true
+		for _, p := range parents[n.ID] {
+			names[p] = true
+		}
+	}
+
+	type group struct {
+		size, shown int
+		more        int // view index of the "+N more" node, or -1
+	}
+	groups := map[string]*group{}
+	keyOf := func(n *dag.Node) string {
+		ps := slices.Clone(parents[n.ID])
+		slices.Sort(ps)
+		return n.Type + "\x00" + string(n.State) + "\x00" + strings.Join(ps, "\x00")
+	}
+	for _, n := range nodes {
+		k := keyOf(n)
+		if groups[k] == nil {
+			groups[k] = &group{more: -1}
+		}
+		groups[k].size++
+	}
+
+	index := map[string]int{} // drawn node or external parent → view index
+	rep := map[string]int{}   // hidden node → view index of the "+N more" that holds it
+	add := func(vn *vnode) int {
+		v.nodes = append(v.nodes, vn)
+		return len(v.nodes) - 1
+	}
+	source := func(p string) int {
+		if i, ok := index[p]; ok {
+			return i
+		}
+		if i, ok := rep[p]; ok {
+			return i
+		}
+		i := add(&vnode{kind: kindExternal, name: p, lines: []string{cut(clean(p), o.MaxLabel), "earlier job"}})
+		index[p] = i
+		return i
+	}
+	seen := map[[2]int]bool{}
+	link := func(from, to int) {
+		e := [2]int{from, to}
+		if from != to && !seen[e] {
+			seen[e] = true
+			v.edges = append(v.edges, e)
+		}
+	}
+	moreCount := 0
+	for _, n := range topo(nodes, parents, byID) {
+		ps := parents[n.ID]
+		hiddenAbove, inFlow := -1, 0
+		for _, p := range ps {
+			if _, ok := byID[p]; !ok {
+				continue
+			}
+			inFlow++
+			r, hidden := rep[p]
+			if !hidden {
+				hiddenAbove = -1
+				break
+			}
+			if hiddenAbove < 0 {
+				hiddenAbove = r
+			}
+		}
+		if inFlow > 0 && hiddenAbove >= 0 {
+			v.nodes[hiddenAbove].below++
+			rep[n.ID] = hiddenAbove
+			continue
+		}
+		g := groups[keyOf(n)]
+		if o.MaxSiblings > 0 && g.size > o.MaxSiblings && g.shown >= o.MaxSiblings-1 {
+			if g.more < 0 {
+				moreCount++
+				name := fmt.Sprintf("more-%d", moreCount)
+				for names[name] {
+					name = "+" + name
+				}
+				names[name] = true
+				from := make([]int, 0, len(ps))
+				for _, p := range ps {
+					from = append(from, source(p))
+				}
+				g.more = add(&vnode{kind: kindMore, name: name, state: n.State, typ: n.Type})
+				for _, s := range from {
+					link(s, g.more)
+				}
+			}
+			v.nodes[g.more].more++
+			rep[n.ID] = g.more
+			continue
+		}
+		g.shown++
+		from := make([]int, 0, len(ps))
+		for _, p := range ps {
+			from = append(from, source(p))
+		}
+		i := add(&vnode{kind: kindNode, name: n.ID, state: n.State, typ: n.Type, lines: labelOf(n, o)})
+		index[n.ID] = i
+		for _, s := range from {
+			link(s, i)
+		}
+	}
+	for _, vn := range v.nodes {
+		if vn.kind == kindMore {
+			vn.lines = []string{fmt.Sprintf("+%d more", vn.more), cut(clean(vn.typ), o.MaxLabel), string(vn.state)}
+			if vn.below > 0 {
+				vn.lines = append(vn.lines, fmt.Sprintf("+%d below", vn.below))
+			}
+		}
+	}
+	return v, nil
+}
+
+// topo orders nodes parents first, keeping the given order among nodes that
+// are ready together. Nodes on a cycle (which a valid flow never has) come
+// last, in the given order.
+func topo(nodes []*dag.Node, parents map[string][]string, byID map[string]*dag.Node) []*dag.Node {
+	pending := make(map[string]int, len(nodes))
+	children := make(map[string][]*dag.Node, len(nodes))
+	for _, n := range nodes {
+		for _, p := range parents[n.ID] {
+			if _, ok := byID[p]; ok {
+				pending[n.ID]++
+				children[p] = append(children[p], n)
+			}
+		}
+	}
+	pos := make(map[string]int, len(nodes))
+	for i, n := range nodes {
+		pos[n.ID] = i
+	}
+	out := make([]*dag.Node, 0, len(nodes))
+	done := make(map[string]bool, len(nodes))
+	// A min-heap on position would be faster; flows drawn whole are small
+	// enough that a sorted frontier is fine.
+	var frontier []*dag.Node
+	for _, n := range nodes {
+		if pending[n.ID] == 0 {
+			frontier = append(frontier, n)
+		}
+	}
+	for len(frontier) > 0 {
+		n := frontier[0]
+		frontier = frontier[1:]
+		out = append(out, n)
+		done[n.ID] = true
+		var next []*dag.Node
+		for _, c := range children[n.ID] {
+			pending[c.ID]--
+			if pending[c.ID] == 0 {
+				next = append(next, c)
+			}
+		}
+		if len(next) > 0 {
+			frontier = append(frontier, next...)
+			slices.SortStableFunc(frontier, func(a, b *dag.Node) int { return pos[a.ID] - pos[b.ID] })
+		}
+	}
+	for _, n := range nodes {
+		if !done[n.ID] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// labelOf is the text of a node's box, one element per line.
+func labelOf(n *dag.Node, o Options) []string {
+	lines := []string{cut(clean(n.ID), o.MaxLabel), cut(clean(n.Type), o.MaxLabel)}
+	status := string(n.State)
+	if n.Attempts > 0 {
+		status += fmt.Sprintf(" · attempt %d/%d", n.Attempt, n.Attempts)
+	} else {
+		status += fmt.Sprintf(" · attempt %d", n.Attempt)
+	}
+	if n.Expanded {
+		status += " · expanded"
+	}
+	lines = append(lines, status)
+	switch {
+	case n.State == dag.Failed && n.Error != nil && firstLine(n.Error.Message) != "":
+		lines = append(lines, cut(clean(firstLine(n.Error.Message)), o.MaxLabel))
+	case n.Reason != "":
+		lines = append(lines, cut(clean(firstLine(n.Reason)), o.MaxLabel))
+	}
+	return lines
+}
+
+// firstLine is the first non-blank line of s, trimmed.
+func firstLine(s string) string {
+	for line := range strings.Lines(s) {
+		if t := strings.TrimSpace(line); t != "" {
+			return t
+		}
+	}
+	return ""
+}
+
+// clean makes s safe to show on one line: invalid UTF-8 and control
+// characters become U+FFFD, and line breaks and tabs become spaces.
+func clean(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			return ' '
+		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
+			return '\uFFFD'
+		}
+		return r
+	}, s)
+}
+
+// cut shortens s to at most max characters, ending it with "…" if it was cut.
+func cut(s string, max int) string {
+	if utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	r := []rune(s)
+	return strings.TrimRightFunc(string(r[:max-1]), unicode.IsSpace) + "…"
+}

@@ -1,0 +1,106 @@
+package flow_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/trellisflow/trellis/flow"
+)
+
+func TestRetryDelay(t *testing.T) {
+	t.Parallel()
+	exp := flow.Exponential(2 * time.Second)
+	for attempt, want := range map[int]time.Duration{1: 2 * time.Second, 2: 4 * time.Second, 3: 8 * time.Second, 6: 64 * time.Second} {
+		require.Equal(t, want, flow.RetryDelay(exp, attempt, nil, nil), "attempt %d", attempt)
+	}
+	require.Equal(t, 10*time.Second, flow.RetryDelay(exp.WithMax(10*time.Second), 5, nil, nil))
+	require.Equal(t, 3*time.Second, flow.RetryDelay(flow.Fixed(3*time.Second), 9, nil, nil))
+	half := func() float64 { return 0.5 }
+	require.Equal(t, 6*time.Second, flow.RetryDelay(exp.WithJitter(), 3, half, nil), "equal jitter: 4s + 0.5·4s")
+	zero := func() float64 { return 0 }
+	require.Equal(t, 4*time.Second, flow.RetryDelay(exp.WithJitter(), 3, zero, nil))
+	custom := func(name string) flow.BackoffFunc {
+		if name == "linear" {
+			return func(a int) time.Duration { return time.Duration(a) * time.Second }
+		}
+		return nil
+	}
+	require.Equal(t, 7*time.Second, flow.RetryDelay(flow.CustomBackoff("linear"), 7, nil, custom))
+	require.Equal(t, time.Duration(0), flow.RetryDelay(flow.CustomBackoff("missing"), 7, nil, custom))
+	require.Positive(t, flow.RetryDelay(exp, 200, nil, nil), "no overflow")
+}
+
+type Greeting struct {
+	To    string `json:"to"`
+	Times int    `json:"times"`
+}
+
+func (Greeting) MessageType() string { return "GREETING" }
+
+func (g Greeting) Validate() error {
+	if g.To == "" {
+		return flow.FieldError("to", "is required")
+	}
+	if g.Times < 0 {
+		return flow.FieldError("times", "must not be negative, got %d", g.Times)
+	}
+	return nil
+}
+
+func TestRegistryDecode(t *testing.T) {
+	t.Parallel()
+	reg := flow.NewRegistry()
+	flow.RegisterType[Greeting](reg)
+	env, msg, err := reg.Decode([]byte(`{"messageType":"GREETING","timestamp":"2026-01-02T03:04:05Z","userId":"u1","data":{"to":"Ann","times":2}}`))
+	require.NoError(t, err)
+	require.Equal(t, Greeting{To: "Ann", Times: 2}, msg)
+	require.Equal(t, "u1", env.UserID)
+
+	for raw, want := range map[string]string{
+		`{"messageType":`:                                   "malformed envelope",
+		`{"data":{}}`:                                       "field messageType: is missing",
+		`{"messageType":"NOPE","data":{}}`:                  `unknown message type "NOPE"`,
+		`{"messageType":"GREETING"}`:                        "GREETING: field data: is missing",
+		`{"messageType":"GREETING","data":{"to":1}}`:        "field to: expected string, got JSON number",
+		`{"messageType":"GREETING","data":{"to":"a","x":1}}`: `unknown field "x"`,
+		`{"messageType":"GREETING","data":{"times":1}}`:     "GREETING: field to: is required",
+		`{"messageType":"GREETING","data":{"to":"a","times":-1}}`: "field times: must not be negative, got -1",
+		`{"messageType":"GREETING","data":{"to":"a"},"extra":1}`:  `unknown field "extra"`,
+		`{"messageType":"GREETING","data":{"to":"a"}} {}`:         "trailing data",
+	} {
+		_, _, err := reg.Decode([]byte(raw))
+		require.ErrorIs(t, err, flow.ErrInvalidMessage, raw)
+		require.Contains(t, err.Error(), want, raw)
+	}
+	require.Equal(t, []string{"GREETING"}, reg.Types())
+}
+
+func TestConditionLimits(t *testing.T) {
+	t.Parallel()
+	c, err := flow.CompileCondition(`parents["a"].state == "succeeded" && len(parents) == 1`, []string{"a"})
+	require.NoError(t, err)
+	ok, err := c.Eval(flow.ConditionEnv{Parents: map[string]flow.ConditionParent{"a": {State: "succeeded"}}})
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	_, err = flow.CompileCondition(string(make([]byte, flow.MaxConditionLen+1)), nil)
+	require.ErrorContains(t, err, "over the limit")
+	long := "true"
+	for range 150 {
+		long += " && true"
+	}
+	_, err = flow.CompileCondition(long, nil)
+	require.Error(t, err, "too many nodes")
+	_, err = flow.CompileCondition(`now() > 0`, nil)
+	require.Error(t, err)
+	_, err = flow.CompileCondition(`"x"`, nil)
+	require.Error(t, err, "not boolean")
+	// a huge range is refused by the VM's memory budget instead of hanging
+	c, err = flow.CompileCondition(`len(1..100000000) > 0`, nil)
+	if err == nil {
+		_, err = c.Eval(flow.ConditionEnv{})
+	}
+	require.Error(t, err)
+}

@@ -1,0 +1,320 @@
+package runner_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/runner"
+)
+
+// Fan is a message whose step expands into N children and a join.
+type Fan struct {
+	N    int  `json:"n"`
+	Fail bool `json:"fail,omitempty"` // one generated child fails for good
+}
+
+func (Fan) MessageType() string { return "TEST_FAN" }
+
+func fanStep() flow.Step {
+	return flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Fan) (string, error) {
+		g := flow.New()
+		var kids []*flow.Node
+		for i := range m.N {
+			kids = append(kids, g.Add(Task{Name: fmt.Sprint(i), Permanent: m.Fail && i == 0}, &flow.NodeOpts{ID: fmt.Sprintf("%s/kid-%d", sc.JobID, i)}))
+		}
+		g.Add(Task{Name: "join"}, &flow.NodeOpts{ID: sc.JobID + "/join"}).After(kids...)
+		if err := sc.Expand(g); err != nil {
+			return "", err
+		}
+		return "expanded", nil
+	})
+}
+
+func TestDynamicExpansion(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		g := flow.New()
+		fan := g.Add(Fan{N: 5}, &flow.NodeOpts{ID: "fan"})
+		g.Add(Task{Name: "after"}, &flow.NodeOpts{ID: "after"}).After(fan)
+		bad := g.Add(Fan{N: 2, Fail: true}, &flow.NodeOpts{ID: "bad-fan"})
+		g.Add(Task{Name: "after-bad"}, &flow.NodeOpts{ID: "after-bad"}).After(bad)
+		res := h.enqueue(g)
+		h.runner(nil, h.taskStep(), fanStep())
+		f := h.wait(res.FlowID)
+
+		require.Len(t, f.Nodes, 4+6+3, "the sub-graphs joined the flow")
+		fn := nodeByID(f, "fan")
+		require.Equal(t, flow.Succeeded, fn.State)
+		require.True(t, fn.Expanded)
+		require.JSONEq(t, `"expanded"`, string(fn.Result))
+		require.Equal(t, flow.Succeeded, nodeByID(f, "fan/join").State)
+		require.Equal(t, flow.Succeeded, nodeByID(f, "after").State)
+		// the child of the expanding node ran after the whole sub-graph
+		require.Less(t, h.log.index("fan/join"), h.log.index("after"))
+		for i := range 5 {
+			require.Less(t, h.log.index(fmt.Sprintf("fan/kid-%d", i)), h.log.index("fan/join"))
+		}
+		// a failing sub-graph fails the node that expanded, and its children follow policy
+		require.Equal(t, flow.Failed, nodeByID(f, "bad-fan/kid-0").State)
+		require.Equal(t, flow.Cancelled, nodeByID(f, "bad-fan/join").State)
+		bf := nodeByID(f, "bad-fan")
+		require.Equal(t, flow.Failed, bf.State)
+		require.Equal(t, "sub-graph node bad-fan/join cancelled", bf.Reason)
+		require.Equal(t, flow.Cancelled, nodeByID(f, "after-bad").State)
+	})
+}
+
+func TestExpansionOfASingleJob(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		h.runner(nil, h.taskStep(), fanStep())
+		j, err := h.client.Add(ctx, Fan{N: 3}, &flow.NodeOpts{ID: "solo"})
+		require.NoError(t, err)
+		child, err := h.client.Add(ctx, Task{Name: "later"}, &flow.NodeOpts{ID: "later"}, j.ID)
+		require.NoError(t, err)
+		f := h.wait(j.ID)
+		require.Len(t, f.Nodes, 5)
+		require.Equal(t, 5, f.Counts()[flow.Succeeded])
+		h.wait(child.ID)
+		require.Less(t, h.log.index("solo/join"), h.log.index("later"))
+	})
+}
+
+// A runner that claimed a node and died: another runner takes the node over
+// once the lease expires, and the dead one's late completion is refused.
+func TestDeadRunnerIsTakenOver(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		j, err := h.client.Add(ctx, Task{Name: "orphan"}, &flow.NodeOpts{ID: "orphan"})
+		require.NoError(t, err)
+		store := h.client.Store()
+		lease := 300 * time.Millisecond
+		dead, err := store.Sync(ctx, time.Now(), dag.SyncRequest{Worker: "dead-runner", Lease: lease, StallLimit: 3, Queues: []string{"default"}, Want: 1, RetainCount: -1})
+		require.NoError(t, err)
+		require.Len(t, dead.Claimed, 1)
+		require.Equal(t, flow.Active, h.job(j.ID).State)
+
+		h.runner(&runner.Config{Lease: lease, IdleWait: 50 * time.Millisecond})
+		f := h.wait(j.ID)
+		n := f.Nodes[0]
+		require.Equal(t, flow.Succeeded, n.State)
+		require.Equal(t, 1, n.Stalls)
+		require.Equal(t, 2, n.Attempt)
+		require.Equal(t, []flow.State{flow.Ready, flow.Active, flow.Ready, flow.Active, flow.Succeeded}, states(n))
+
+		late, err := store.Sync(ctx, time.Now(), dag.SyncRequest{Worker: "dead-runner", Lease: lease, StallLimit: 3,
+			Queues: []string{"default"}, RetainCount: -1,
+			Outcomes: []dag.Outcome{{ID: j.ID, Token: dead.Claimed[0].Token, Kind: dag.OutcomeFail, Err: &dag.ErrorInfo{Message: "too late"}}}})
+		require.NoError(t, err)
+		require.Equal(t, []bool{false}, late.Applied, "the expired lease's completion is rejected")
+		require.Equal(t, flow.Succeeded, h.job(j.ID).State)
+	})
+}
+
+func TestStallLimitFailsTheNode(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		j, err := h.client.Add(ctx, Task{Name: "cursed"}, nil)
+		require.NoError(t, err)
+		store := h.client.Store()
+		now := time.Now()
+		req := dag.SyncRequest{Worker: "flaky-host", Lease: time.Second, StallLimit: 1, Queues: []string{"default"}, Want: 1, RetainCount: -1}
+		for i := range 2 {
+			res, err := store.Sync(ctx, now.Add(time.Duration(i)*2*time.Second), req)
+			require.NoError(t, err)
+			require.Len(t, res.Claimed, 1, "claim %d", i)
+		}
+		_, err = store.Sync(ctx, now.Add(5*time.Second), req)
+		require.NoError(t, err)
+		n := h.job(j.ID)
+		require.Equal(t, flow.Failed, n.State)
+		require.Equal(t, "stalled 2 times (lease expired)", n.Reason)
+	})
+}
+
+func TestManyRunnersRunEveryNodeOnce(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		const flows, perFlow = 100, 100 // 10,000 nodes
+		var runs sync.Map
+		var dup atomic.Int64
+		step := flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Probe) (int, error) {
+			if _, loaded := runs.LoadOrStore(sc.JobID, true); loaded {
+				dup.Add(1)
+			}
+			return m.N, nil
+		})
+		var ids []string
+		for f := range flows {
+			g := flow.New().WithID(fmt.Sprintf("flow-%03d", f))
+			root := g.Add(Probe{N: 0}, &flow.NodeOpts{ID: fmt.Sprintf("f%03d-root", f)})
+			for i := 1; i < perFlow; i++ {
+				g.Add(Probe{N: i}, &flow.NodeOpts{ID: fmt.Sprintf("f%03d-%03d", f, i)}).After(root)
+			}
+			ids = append(ids, h.enqueue(g).FlowID)
+		}
+		for range 4 {
+			h.runner(&runner.Config{Concurrency: 16, Lease: 10 * time.Second}, step)
+		}
+		for _, id := range ids {
+			f := h.wait(id)
+			require.Equal(t, perFlow, f.Counts()[flow.Succeeded], id)
+			for _, n := range f.Nodes {
+				require.Equal(t, 1, n.Attempt, n.ID)
+			}
+		}
+		count := 0
+		runs.Range(func(_, _ any) bool { count++; return true })
+		require.Equal(t, flows*perFlow, count)
+		require.Zero(t, dup.Load(), "no node ran twice")
+		st, err := h.client.Stats(context.Background(), nil)
+		require.NoError(t, err)
+		require.Equal(t, int64(flows*perFlow), st.Counts[flow.Succeeded])
+		require.Equal(t, int64(flows*perFlow), st.Counts.Total())
+	})
+}
+
+func TestStopDrainsInFlightSteps(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		var started sync.WaitGroup
+		started.Add(3)
+		step := flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Probe) (int, error) {
+			started.Done()
+			time.Sleep(200 * time.Millisecond)
+			return m.N, nil
+		})
+		r := h.runner(&runner.Config{Concurrency: 3}, step)
+		var jobs []string
+		for i := range 5 {
+			j, err := h.client.Add(ctx, Probe{N: i}, nil)
+			require.NoError(t, err)
+			jobs = append(jobs, j.ID)
+		}
+		started.Wait()
+		require.NoError(t, r.Stop(ctx))
+		require.NoError(t, r.Stop(ctx), "Stop twice is fine")
+		st, err := h.client.Stats(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, int64(3), st.Counts[flow.Succeeded], "the three in flight finished")
+		require.Equal(t, int64(2), st.Counts[flow.Ready], "nothing new was claimed")
+	})
+}
+
+func TestStopHandsBackAfterDeadline(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		started := make(chan struct{}, 1)
+		step := flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Probe) (int, error) {
+			started <- struct{}{}
+			<-ctx.Done()
+			return 0, ctx.Err()
+		})
+		r := h.runner(&runner.Config{Concurrency: 1}, step)
+		j, err := h.client.Add(ctx, Probe{N: 1}, nil)
+		require.NoError(t, err)
+		<-started
+		sctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		require.NoError(t, r.Stop(sctx))
+		n := h.job(j.ID)
+		require.Equal(t, flow.Ready, n.State, "handed back for another runner")
+		require.Equal(t, 0, n.Attempt, "the interrupted attempt does not count")
+	})
+}
+
+func TestPriorityAndDelay(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		for i, p := range []int{0, 5, -3, 10} {
+			_, err := h.client.Add(ctx, Task{Name: fmt.Sprint(p)}, &flow.NodeOpts{ID: fmt.Sprintf("p%d", i), Priority: p})
+			require.NoError(t, err)
+		}
+		d, err := h.client.Add(ctx, Task{Name: "late"}, &flow.NodeOpts{ID: "delayed", Delay: 300 * time.Millisecond, Priority: 1000})
+		require.NoError(t, err)
+		require.Equal(t, flow.Delayed, d.State)
+		enqueued := time.Now()
+		h.runner(&runner.Config{Concurrency: 1})
+		h.wait("delayed")
+		require.Equal(t, []string{"p3", "p1", "p0", "p2", "delayed"}, h.log.snapshot())
+		require.GreaterOrEqual(t, activeTimes(h.job("delayed"))[0].Sub(enqueued), 250*time.Millisecond)
+	})
+}
+
+func TestStatsAndClear(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		h.runner(nil)
+		for i := range 4 {
+			j, err := h.client.Add(ctx, Task{Name: "ok"}, &flow.NodeOpts{ID: fmt.Sprintf("ok-%d", i), Queue: "default"})
+			require.NoError(t, err)
+			h.wait(j.ID)
+		}
+		j, err := h.client.Add(ctx, Task{Name: "bad", Permanent: true}, &flow.NodeOpts{ID: "bad"})
+		require.NoError(t, err)
+		h.wait(j.ID)
+		_, err = h.client.Add(ctx, Task{Name: "other"}, &flow.NodeOpts{ID: "elsewhere", Queue: "emails"})
+		require.NoError(t, err)
+
+		st, err := h.client.Stats(ctx, &flow.StatsOpts{IncludeJobs: true, Limit: 3})
+		require.NoError(t, err)
+		require.Equal(t, int64(4), st.Counts[flow.Succeeded])
+		require.Equal(t, int64(1), st.Counts[flow.Failed])
+		require.Equal(t, int64(1), st.ByQueue["emails"][flow.Ready])
+		require.Equal(t, int64(5), st.ByType["TEST_TASK"][flow.Succeeded]+st.ByType["TEST_TASK"][flow.Failed])
+		require.InDelta(t, 20.0, st.ErrorRate, 0.01)
+		require.InDelta(t, 5.0/60, st.ProcessingRate, 0.001)
+		require.Greater(t, st.AvgDuration, time.Duration(0))
+		require.Greater(t, st.P95Duration, time.Duration(0))
+		require.Len(t, st.Recent, 3)
+		require.Equal(t, "elsewhere", st.Recent[0].ID, "newest first")
+		out, err := json.Marshal(st)
+		require.NoError(t, err)
+		require.Contains(t, string(out), `"succeeded":4`)
+
+		prod, err := flow.NewClient(h.rdb, &flow.Config{Namespace: h.ns})
+		require.NoError(t, err)
+		_, err = prod.Clear(ctx)
+		require.ErrorIs(t, err, flow.ErrNotDevelopment)
+		require.Positive(t, h.keys(), "refused clear deleted nothing")
+		n, err := h.client.Clear(ctx)
+		require.NoError(t, err)
+		require.Positive(t, n)
+		require.Zero(t, h.keys())
+	})
+}
+
+func TestRetentionTrimsFinishedFlows(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		h.runner(&runner.Config{RetainCount: 2})
+		var last string
+		for i := range 6 {
+			g := flow.New().WithID(fmt.Sprintf("r%d", i))
+			a := g.Add(Task{Name: "a"}, &flow.NodeOpts{ID: fmt.Sprintf("r%d-a", i)})
+			g.Add(Task{Name: "b"}, &flow.NodeOpts{ID: fmt.Sprintf("r%d-b", i)}).After(a)
+			last = h.enqueue(g).FlowID
+			h.wait(last)
+		}
+		// trimming happens on the runner's next round trip
+		_, err := h.client.Add(ctx, Task{Name: "poke"}, &flow.NodeOpts{ID: "poke"})
+		require.NoError(t, err)
+		h.wait("poke")
+		require.Eventually(t, func() bool {
+			_, err := h.client.Flow(ctx, "r0")
+			return flow.IsNotFound(err)
+		}, 5*time.Second, 20*time.Millisecond)
+		_, err = h.client.Flow(ctx, last)
+		require.NoError(t, err, "the newest finished flows are kept")
+		st, err := h.client.Stats(ctx, nil)
+		require.NoError(t, err)
+		require.LessOrEqual(t, st.Counts[flow.Succeeded], int64(2*2+1))
+	})
+}
