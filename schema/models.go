@@ -1,0 +1,131 @@
+package schema
+
+import (
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Plan is a workout plan of one client, written by one trainer.
+type Plan struct {
+	bun.BaseModel `bun:"table:workout_plans"`
+
+	ID        string    `bun:"id,pk"`
+	Name      string    `bun:"name"`
+	ClientID  string    `bun:"client_id"`
+	TrainerID string    `bun:"trainer_id"`
+	IsActive  bool      `bun:"is_active"`
+	CreatedAt time.Time `bun:"created_at"`
+	UpdatedAt time.Time `bun:"updated_at"`
+}
+
+// Phase is a block of a plan; deleting it deletes its sessions.
+type Phase struct {
+	bun.BaseModel `bun:"table:workout_phases"`
+
+	ID          string    `bun:"id,pk"`
+	PlanID      string    `bun:"plan_id"`
+	Name        string    `bun:"name"`
+	OrderNumber int       `bun:"order_number"`
+	IsActive    bool      `bun:"is_active"`
+	CreatedAt   time.Time `bun:"created_at"`
+	UpdatedAt   time.Time `bun:"updated_at"`
+}
+
+// Session is one training day of a phase; deleting it deletes its exercises.
+type Session struct {
+	bun.BaseModel `bun:"table:workout_sessions"`
+
+	ID          string    `bun:"id,pk"`
+	PhaseID     string    `bun:"phase_id"`
+	Name        string    `bun:"name"`
+	OrderNumber int       `bun:"order_number"`
+	CreatedAt   time.Time `bun:"created_at"`
+	UpdatedAt   time.Time `bun:"updated_at"`
+}
+
+// Exercise is one exercise of a session.
+type Exercise struct {
+	bun.BaseModel `bun:"table:workout_exercises"`
+
+	ID          string    `bun:"id,pk"`
+	SessionID   string    `bun:"session_id"`
+	Name        string    `bun:"name"`
+	OrderNumber int       `bun:"order_number"`
+	Sets        int       `bun:"sets"`
+	Reps        int       `bun:"reps"`
+	Weight      float64   `bun:"weight"`
+	RestSeconds int       `bun:"rest_seconds"`
+	Tempo       string    `bun:"tempo"`
+	Notes       string    `bun:"notes"`
+	CreatedAt   time.Time `bun:"created_at"`
+	UpdatedAt   time.Time `bun:"updated_at"`
+}
+
+// UserAction is one tracked user action; its ID is the job's.
+type UserAction struct {
+	bun.BaseModel `bun:"table:user_actions"`
+
+	ID        string    `bun:"id,pk"`
+	UserID    string    `bun:"user_id"`
+	Action    string    `bun:"action"`
+	Details   string    `bun:"details"` // JSON object
+	CreatedAt time.Time `bun:"created_at"`
+}
+
+// Notification is a stored notification; DeliveredAt is set once the
+// Notifier took it. Its ID is the job's.
+type Notification struct {
+	bun.BaseModel `bun:"table:notifications"`
+
+	ID          string     `bun:"id,pk"`
+	UserID      string     `bun:"user_id"`
+	Title       string     `bun:"title"`
+	Message     string     `bun:"message"`
+	Type        string     `bun:"type"`
+	ActionURL   string     `bun:"action_url"`
+	CreatedAt   time.Time  `bun:"created_at"`
+	DeliveredAt *time.Time `bun:"delivered_at"`
+}
+
+// Email is an outbox row: written with the step's record, sent after the
+// commit, and marked SentAt so a re-run does not send it again. Its ID is
+// the job's.
+type Email struct {
+	bun.BaseModel `bun:"table:email_outbox"`
+
+	ID        string     `bun:"id,pk"`
+	To        string     `bun:"to_address"`
+	Subject   string     `bun:"subject"`
+	Body      string     `bun:"body"`
+	CreatedAt time.Time  `bun:"created_at"`
+	SentAt    *time.Time `bun:"sent_at"`
+}
+
+// DataSyncRun records one DATA_SYNC export with its JSON snapshot. Its ID is
+// the job's.
+type DataSyncRun struct {
+	bun.BaseModel `bun:"table:data_sync_runs"`
+
+	ID        string    `bun:"id,pk"`
+	PlanID    string    `bun:"plan_id"`
+	Direction string    `bun:"direction"`
+	Phases    int       `bun:"phases"`
+	Sessions  int       `bun:"sessions"`
+	Exercises int       `bun:"exercises"`
+	Snapshot  string    `bun:"snapshot"`
+	CreatedAt time.Time `bun:"created_at"`
+}
+
+// StepRun is the record that makes a step effectively-once: it commits in
+// the same transaction as the step's effects, keyed by the job ID, and holds
+// the result a re-run returns instead of applying the effects again.
+type StepRun struct {
+	bun.BaseModel `bun:"table:trellis_step_runs"`
+
+	JobID       string    `bun:"job_id,pk"`
+	MessageType string    `bun:"message_type"`
+	Attempt     int       `bun:"attempt"` // the attempt that committed
+	Result      string    `bun:"result"`  // JSON
+	CreatedAt   time.Time `bun:"created_at"`
+}

@@ -1,0 +1,130 @@
+package schema_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/trellisflow/trellis/schema"
+	"github.com/trellisflow/trellis/schema/schematest"
+)
+
+func TestMigrateUpDownUp(t *testing.T) {
+	schematest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		// Each migrated already: a second Migrate has nothing to do.
+		names, err := schema.Migrate(ctx, db)
+		require.NoError(t, err)
+		require.Empty(t, names)
+
+		names, err = schema.Rollback(ctx, db)
+		require.NoError(t, err)
+		require.Equal(t, []string{"20261126000001"}, names)
+		_, err = db.NewSelect().Model((*schema.Plan)(nil)).Count(ctx)
+		require.Error(t, err, "the tables are gone after rollback")
+
+		names, err = schema.Migrate(ctx, db)
+		require.NoError(t, err)
+		require.Equal(t, []string{"20261126000001"}, names)
+		n, err := db.NewSelect().Model((*schema.Plan)(nil)).Count(ctx)
+		require.NoError(t, err)
+		require.Zero(t, n)
+	})
+}
+
+// Several workers starting at once each call Migrate: exactly one applies
+// the migrations and nobody fails.
+func TestConcurrentMigrate(t *testing.T) {
+	t.Parallel()
+	u := schematest.PostgresURL(t)
+	const workers = 6
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		applied [][]string
+		errs    []error
+	)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db, err := schema.Open(u)
+			if err == nil {
+				defer db.Close()
+				var names []string
+				names, err = schema.Migrate(context.Background(), db)
+				mu.Lock()
+				applied = append(applied, names)
+				mu.Unlock()
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	require.Empty(t, errs)
+	nonEmpty := 0
+	for _, a := range applied {
+		if len(a) > 0 {
+			nonEmpty++
+		}
+	}
+	require.Equal(t, 1, nonEmpty, "exactly one worker applied the migrations: %v", applied)
+}
+
+// Deleting a phase removes its sessions and exercises; a phase cannot
+// reference a missing plan.
+func TestCascadesAndForeignKeys(t *testing.T) {
+	schematest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		now := time.Now().UTC()
+		_, err := db.NewInsert().Model(&schema.Phase{ID: "orphan", PlanID: "nope", Name: "x", CreatedAt: now, UpdatedAt: now}).Exec(ctx)
+		require.Error(t, err, "foreign key on plan_id")
+
+		_, err = db.NewInsert().Model(&schema.Plan{ID: "p", Name: "P", ClientID: "c", TrainerID: "t", IsActive: true, CreatedAt: now, UpdatedAt: now}).Exec(ctx)
+		require.NoError(t, err)
+		_, err = db.NewInsert().Model(&schema.Phase{ID: "ph", PlanID: "p", Name: "x", CreatedAt: now, UpdatedAt: now}).Exec(ctx)
+		require.NoError(t, err)
+		_, err = db.NewInsert().Model(&schema.Session{ID: "s", PhaseID: "ph", Name: "x", CreatedAt: now, UpdatedAt: now}).Exec(ctx)
+		require.NoError(t, err)
+		_, err = db.NewInsert().Model(&schema.Exercise{ID: "e", SessionID: "s", Name: "x", Sets: 3, Reps: 5, Weight: 60.5, CreatedAt: now, UpdatedAt: now}).Exec(ctx)
+		require.NoError(t, err)
+		_, err = db.NewInsert().Model(&schema.Exercise{ID: "bad", SessionID: "s", Name: "x", Sets: -1, CreatedAt: now, UpdatedAt: now}).Exec(ctx)
+		require.Error(t, err, "sets must not be negative")
+
+		var p schema.Plan
+		require.NoError(t, db.NewSelect().Model(&p).Where("id = ?", "p").Scan(ctx))
+		require.True(t, p.IsActive)
+		require.WithinDuration(t, now, p.CreatedAt, time.Second)
+		var e schema.Exercise
+		require.NoError(t, db.NewSelect().Model(&e).Where("id = ?", "e").Scan(ctx))
+		require.Equal(t, 60.5, e.Weight)
+
+		_, err = db.NewDelete().Model((*schema.Phase)(nil)).Where("id = ?", "ph").Exec(ctx)
+		require.NoError(t, err)
+		for _, m := range []any{(*schema.Session)(nil), (*schema.Exercise)(nil)} {
+			n, err := db.NewSelect().Model(m).Count(ctx)
+			require.NoError(t, err)
+			require.Zero(t, n, "%T rows remain after the phase was deleted", m)
+		}
+	})
+}
+
+func TestOpenRejectsUnknownURLs(t *testing.T) {
+	t.Parallel()
+	_, err := schema.Open("mysql://user:secret@host/db")
+	require.ErrorContains(t, err, "unsupported database URL")
+	require.NotContains(t, err.Error(), "secret")
+	db, err := schema.Open("sqlite::memory:")
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = schema.Migrate(context.Background(), db)
+	require.NoError(t, err)
+}
