@@ -1,0 +1,402 @@
+// Trellis dashboard. No build step, no dependencies. Every piece of job data
+// is written with textContent or setAttribute, never as HTML.
+"use strict";
+
+const body = document.body;
+const page = body.dataset.page;
+const pageID = body.dataset.id;
+const readOnly = body.dataset.readonly === "true";
+const development = body.dataset.development === "true";
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const STATES = ["blocked", "ready", "delayed", "active", "succeeded", "failed", "skipped", "cancelled"];
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) {
+    if (c === undefined || c === null) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
+
+async function api(path, opts = {}) {
+  const init = { method: opts.method || "GET", headers: { Accept: "application/json" } };
+  if (init.method !== "GET") {
+    init.headers["X-CSRF-Token"] = csrf;
+    if (opts.body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(opts.body);
+    }
+  }
+  const res = await fetch(path, init);
+  let data = null;
+  try { data = await res.json(); } catch (_) { /* not JSON */ }
+  if (!res.ok && !(opts.accept || []).includes(res.status)) {
+    throw new Error((data && data.error) || res.status + " " + res.statusText);
+  }
+  return data;
+}
+
+function flash(msg, bad) {
+  const f = document.getElementById("flash");
+  clear(f).append(el("p", { class: bad ? "bad" : "good" }, msg));
+}
+
+function stateBadge(s) { return el("span", { class: "state s-" + s }, s); }
+function fmtMs(v) {
+  if (v === undefined || v === null) return "–";
+  if (v < 1000) return v.toFixed(v < 10 ? 1 : 0) + " ms";
+  if (v < 60000) return (v / 1000).toFixed(1) + " s";
+  return (v / 60000).toFixed(1) + " min";
+}
+function fmtTime(t) { return t ? new Date(t).toLocaleString() : "–"; }
+function jobLink(id) { return el("a", { href: "jobs/" + encodeURIComponent(id) }, id); }
+function flowLink(id) { return el("a", { href: "flows/" + encodeURIComponent(id) }, id); }
+
+function table(t, headers, rows) {
+  clear(t);
+  t.append(el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {}, h)))));
+  const tb = el("tbody");
+  for (const r of rows) tb.append(el("tr", {}, ...r.map((c) => el("td", {}, c))));
+  if (rows.length === 0) tb.append(el("tr", {}, el("td", { colspan: headers.length, class: "empty" }, "nothing here")));
+  t.append(tb);
+}
+
+function jobRows(jobs) {
+  return jobs.map((j) => [jobLink(j.id), j.type, stateBadge(j.state), j.attempt + "/" + j.maxAttempts,
+    flowLink(j.flowId), fmtTime(j.updatedAt), j.error ? j.error.message : (j.reason || "")]);
+}
+const JOB_HEADERS = ["Job", "Type", "State", "Attempts", "Flow", "Updated", "Error / reason"];
+
+// ---- live updates -------------------------------------------------------
+let refreshTimer = null;
+let onEvents = () => {};
+function live(refresh, filter) {
+  onEvents = (evs) => {
+    if (filter && !evs.some(filter)) return;
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(refresh, 250);
+  };
+}
+function connect() {
+  const dot = document.getElementById("live");
+  const es = new EventSource("api/events");
+  es.onopen = () => { dot.className = "live on"; };
+  es.onerror = () => { dot.className = "live off"; };
+  es.addEventListener("transition", (m) => {
+    let evs = [];
+    try { evs = JSON.parse(m.data); } catch (_) { return; }
+    onEvents(evs);
+  });
+}
+
+// ---- overview -----------------------------------------------------------
+function renderCounts(st) {
+  const c = document.getElementById("counts");
+  if (!c) return;
+  clear(c);
+  const card = (label, v, cls) => el("div", { class: "stat " + (cls || "") }, el("span", { class: "n" }, v), el("span", {}, label));
+  c.append(card("waiting", st.waiting, "s-ready"), card("delayed", st.delayed, "s-delayed"),
+    card("active", st.active, "s-active"), card("blocked", st.blocked, "s-blocked"),
+    card("completed", st.completed, "s-succeeded"), card("failed", st.failed, "s-failed"),
+    card("skipped", st.skipped, "s-skipped"), card("cancelled", st.cancelled, "s-cancelled"));
+}
+
+async function overview() {
+  const [st, hl] = await Promise.all([
+    api("api/queue-stats?includeJobs=true&limit=15"),
+    api("api/admin/queue-health", { accept: [503] }),
+  ]);
+  renderCounts(st);
+  const r = clear(document.getElementById("rates"));
+  const card = (label, v) => el("div", { class: "stat" }, el("span", { class: "n" }, v), el("span", {}, label));
+  r.append(card("jobs / minute (" + st.windowMinutes + " min)", st.processingRate.toFixed(1)),
+    card("error rate", st.errorRate.toFixed(1) + " %"), card("average time", fmtMs(st.avgDurationMs)),
+    card("p95 time", fmtMs(st.p95DurationMs)), card("retries", st.retries));
+  const h = clear(document.getElementById("health"));
+  h.className = "card health h-" + hl.status;
+  h.append(el("h2", {}, "Health: " + hl.status));
+  const list = el("ul");
+  for (const f of hl.findings) {
+    list.append(el("li", { class: "sev-" + f.severity }, el("b", {}, f.severity + " · " + f.check + ": "), f.reason,
+      el("br"), el("small", {}, "→ " + f.recommendation)));
+  }
+  if (hl.findings.length === 0) list.append(el("li", {}, "All checks pass."));
+  h.append(list, el("p", { class: "muted" }, "live runners: " + hl.metrics.liveRunners +
+    " · stalled: " + hl.metrics.stalled + " · oldest waiting: " + hl.metrics.oldestWaitingSeconds.toFixed(0) + " s" +
+    " · Redis maxmemory-policy: " + hl.metrics.maxmemoryPolicy));
+  const types = Object.keys(st.byType).sort();
+  table(document.getElementById("by-type"), ["Type", ...STATES],
+    types.map((t) => [t, ...STATES.map((s) => st.byType[t][s] || 0)]));
+  table(document.getElementById("recent"), JOB_HEADERS, jobRows(st.jobs || []));
+}
+
+// ---- failed-job analysis ------------------------------------------------
+async function failed() {
+  const f = await api("api/failures");
+  table(document.getElementById("failed-types"), ["Type", "Failed", ""],
+    Object.keys(f.byType).sort().map((t) => [t, f.byType[t], readOnly ? "" :
+      el("button", { type: "button", onclick: () => act("api/jobs/retry-failed?type=" + encodeURIComponent(t), "Retried failed " + t) }, "Retry all")]));
+  table(document.getElementById("failed-groups"), ["Type", "Error", "Count", "Last", "Jobs"],
+    f.groups.map((g) => [g.type, el("code", {}, g.error), g.count, fmtTime(g.lastAt),
+      el("span", {}, ...g.jobIds.slice(0, 5).flatMap((id) => [jobLink(id), " "]))]));
+}
+
+async function act(path, done) {
+  try {
+    const res = await api(path, { method: "POST" });
+    flash(done + (res && res.retried !== undefined ? ": " + res.retried + " jobs" : ""));
+    render();
+  } catch (e) { flash(e.message, true); }
+}
+
+// ---- jobs list ----------------------------------------------------------
+let offset = 0;
+const LIMIT = 50;
+async function jobs() {
+  const form = document.getElementById("job-filter");
+  const params = new URLSearchParams(new FormData(form));
+  for (const [k, v] of [...params]) if (!v) params.delete(k);
+  params.set("offset", offset); params.set("limit", LIMIT);
+  const res = await api("api/jobs?" + params);
+  document.getElementById("job-count").textContent = res.total + " jobs" + (res.truncated ? " (scan limit reached)" : "") +
+    (res.total ? " · showing " + (res.offset + 1) + "–" + (res.offset + res.jobs.length) : "");
+  table(document.getElementById("jobs"), JOB_HEADERS, jobRows(res.jobs));
+  document.getElementById("prev").disabled = offset === 0;
+  document.getElementById("next").disabled = offset + LIMIT >= res.total;
+}
+function initJobs() {
+  const form = document.getElementById("job-filter");
+  const q = new URLSearchParams(location.search);
+  for (const k of ["state", "type", "queue", "q"]) if (q.get(k)) form.elements[k].value = q.get(k);
+  form.addEventListener("submit", (e) => { e.preventDefault(); offset = 0; jobs(); });
+  document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - LIMIT); jobs(); };
+  document.getElementById("next").onclick = () => { offset += LIMIT; jobs(); };
+}
+
+// ---- job detail ---------------------------------------------------------
+function pretty(v) { return v === undefined || v === null ? "" : JSON.stringify(v, null, 2); }
+async function job() {
+  const j = await api("api/jobs/" + encodeURIComponent(pageID));
+  const s = document.getElementById("job-state");
+  s.className = "state s-" + j.state; s.textContent = j.state;
+  document.getElementById("job-attempts").textContent = j.attempt + " of " + j.maxAttempts;
+  document.getElementById("job-payload").textContent = pretty(j.payload);
+  document.getElementById("job-result").textContent = pretty(j.result);
+  document.getElementById("job-error-card").hidden = !j.error;
+  if (j.error) {
+    document.getElementById("job-error").textContent = j.error.message;
+    document.getElementById("job-stack").textContent = j.error.stack || "";
+  }
+  table(document.getElementById("job-timeline"), ["State", "At", "Attempt", "Worker"],
+    (j.timeline || []).map((t) => [stateBadge(t.to), fmtTime(t.at), t.attempt, t.worker || ""]));
+  jobActions(document.getElementById("job-actions"), j);
+}
+function jobActions(p, j) {
+  clear(p);
+  if (readOnly) return;
+  const terminal = ["succeeded", "failed", "skipped", "cancelled"].includes(j.state);
+  const enc = encodeURIComponent(j.id);
+  if (j.state === "failed" || j.state === "cancelled")
+    p.append(el("button", { type: "button", onclick: () => act("api/jobs/" + enc + "/retry", "Retried " + j.id) }, "Retry"), " ");
+  if (!terminal)
+    p.append(el("button", { type: "button", onclick: () => act("api/jobs/" + enc + "/cancel", "Cancelled " + j.id) }, "Cancel"), " ");
+  if (terminal && development)
+    p.append(el("button", { type: "button", class: "danger", onclick: () => act("api/jobs/" + enc + "/remove", "Removed " + j.id) }, "Remove"));
+}
+
+// ---- flow graph -----------------------------------------------------------
+const SVGNS = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, text) {
+  const e = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+let flowNodes = new Set();
+async function flowPage() {
+  const f = await api("api/flows/" + encodeURIComponent(pageID));
+  flowNodes = new Set(f.nodes.map((n) => n.id));
+  document.getElementById("flow-summary").textContent = f.nodes.length + " jobs · " +
+    (f.done ? "finished" : "running") + " · " +
+    STATES.filter((s) => f.counts[s]).map((s) => f.counts[s] + " " + s).join(", ");
+  // layered layout: a node's layer is one more than its deepest parent's
+  const depth = {};
+  const byId = {};
+  for (const n of f.nodes) byId[n.id] = n;
+  for (const n of f.nodes) { // nodes come in topological order
+    depth[n.id] = 0;
+    for (const p of n.parents) if (p in depth) depth[n.id] = Math.max(depth[n.id], depth[p] + 1);
+  }
+  const layers = [];
+  for (const n of f.nodes) (layers[depth[n.id]] = layers[depth[n.id]] || []).push(n);
+  const W = 190, H = 46, GX = 30, GY = 60;
+  const width = Math.max(...layers.map((l) => l.length)) * (W + GX) + GX;
+  const height = layers.length * (H + GY) + GY;
+  const pos = {};
+  layers.forEach((l, i) => l.forEach((n, j) => {
+    const off = (width - l.length * (W + GX) + GX) / 2;
+    pos[n.id] = { x: off + j * (W + GX), y: GY / 2 + i * (H + GY) };
+  }));
+  const root = svg("svg", { viewBox: "0 0 " + width + " " + height, width: width, height: height, role: "img" });
+  const defs = svg("defs", {});
+  const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto" });
+  marker.append(svg("path", { d: "M0,0 L10,5 L0,10 z", class: "edge-head" }));
+  defs.append(marker); root.append(defs);
+  for (const [a, b] of f.edges) {
+    if (!pos[a] || !pos[b]) continue;
+    root.append(svg("line", { x1: pos[a].x + W / 2, y1: pos[a].y + H, x2: pos[b].x + W / 2, y2: pos[b].y, class: "edge", "marker-end": "url(#arrow)" }));
+  }
+  for (const n of f.nodes) {
+    const g = svg("g", { class: "node s-" + n.state, transform: "translate(" + pos[n.id].x + "," + pos[n.id].y + ")", tabindex: 0, "data-id": n.id });
+    g.append(svg("rect", { width: W, height: H, rx: 6 }));
+    g.append(svg("text", { x: 8, y: 18, class: "t1" }, n.type.length > 26 ? n.type.slice(0, 25) + "…" : n.type));
+    g.append(svg("text", { x: 8, y: 36, class: "t2" }, n.state + " · " + (n.id.length > 18 ? n.id.slice(0, 17) + "…" : n.id)));
+    g.append(svg("title", {}, n.id));
+    g.addEventListener("click", () => nodePanel(n.id));
+    root.append(g);
+  }
+  clear(document.getElementById("graph")).append(root);
+}
+async function nodePanel(id) {
+  const j = await api("api/jobs/" + encodeURIComponent(id));
+  document.getElementById("node-panel").hidden = false;
+  const t = clear(document.getElementById("node-title"));
+  t.append(jobLink(j.id), " ", stateBadge(j.state));
+  const d = clear(document.getElementById("node-detail"));
+  d.append(el("p", {}, j.type + " · attempt " + j.attempt + " of " + j.maxAttempts + (j.reason ? " · " + j.reason : "")));
+  if (j.error) d.append(el("pre", { class: "bad" }, j.error.message));
+  d.append(el("pre", {}, pretty(j.payload)));
+  const p = el("p", { class: "actions" });
+  jobActions(p, j);
+  d.append(p);
+}
+
+// ---- cleanup --------------------------------------------------------------
+function initCleanup() {
+  document.getElementById("clean-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const v = e.target.elements.olderThan.value;
+    try {
+      const r = await api("api/clean?olderThan=" + encodeURIComponent(v), { method: "POST" });
+      flash("Removed " + r.removed + " finished jobs older than " + r.olderThan);
+    } catch (err) { flash(err.message, true); }
+  });
+  document.getElementById("retry-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const t = e.target.elements.type.value;
+    try {
+      const r = await api("api/jobs/retry-failed" + (t ? "?type=" + encodeURIComponent(t) : ""), { method: "POST" });
+      flash("Retried " + r.retried + " failed jobs");
+    } catch (err) { flash(err.message, true); }
+  });
+  const c = document.getElementById("clear");
+  if (c) c.addEventListener("click", async () => {
+    if (!confirm("Delete everything in this namespace?")) return;
+    try {
+      const r = await api("api/clear", { method: "POST" });
+      flash("Cleared " + r.deletedKeys + " keys");
+    } catch (err) { flash(err.message, true); }
+  });
+}
+
+// ---- queue test -------------------------------------------------------------
+function rid(p) { return p + "-" + Math.random().toString(36).slice(2, 10); }
+const SAMPLES = {
+  TEST: () => ({ message: "Hello from the queue-test page", sleepMs: 0, failTimes: 0 }),
+  USER_ACTION: () => ({ action: "workout_viewed", resource: "plan", resourceId: rid("plan"), details: { source: "queue-test" } }),
+  NOTIFICATION: () => ({ title: "Workout complete!", message: "Great job on finishing your workout!", type: "success", actionUrl: "/workouts" }),
+  EMAIL: () => ({ to: "client@example.com", subject: "Your new plan", body: "Your trainer published a new plan." }),
+  DATA_SYNC: () => ({ planId: rid("plan"), direction: "export" }),
+  WORKOUT_UPDATE: () => ({ exercisePlanId: rid("plan"), phaseId: rid("phase"), sessionId: rid("session"), exerciseId: rid("exercise"), changes: { sets: 4, reps: 12, weight: 135 } }),
+  WORKOUT_PLAN_CREATE: () => ({ planId: rid("plan"), name: "My Workout Plan", clientId: "client-456", trainerId: "trainer-789", isActive: true }),
+  WORKOUT_PHASE_CREATE: () => ({ planId: rid("plan"), clientId: "client-456", trainerId: "trainer-789", phase: { id: rid("phase"), name: "Strength Phase", orderNumber: 1, isActive: true } }),
+  WORKOUT_PHASE_UPDATE: () => ({ planId: rid("plan"), phaseId: rid("phase"), changes: { name: "Hypertrophy Phase", orderNumber: 2 } }),
+  WORKOUT_PHASE_DELETE: () => ({ planId: rid("plan"), phaseId: rid("phase") }),
+  WORKOUT_SESSION_CREATE: () => ({ planId: rid("plan"), phaseId: rid("phase"), session: { id: rid("session"), name: "Upper Body", orderNumber: 1 } }),
+  WORKOUT_SESSION_UPDATE: () => ({ planId: rid("plan"), phaseId: rid("phase"), sessionId: rid("session"), changes: { name: "Upper Body A" } }),
+  WORKOUT_SESSION_DELETE: () => ({ planId: rid("plan"), phaseId: rid("phase"), sessionId: rid("session") }),
+  WORKOUT_EXERCISE_CREATE: () => ({ planId: rid("plan"), phaseId: rid("phase"), sessionId: rid("session"), exercise: { id: rid("exercise"), name: "Bench Press", orderNumber: 1, sets: 4, reps: 8, weight: 80, rest: 90, tempo: "3-1-1", notes: "" } }),
+  WORKOUT_EXERCISE_UPDATE: () => ({ planId: rid("plan"), phaseId: rid("phase"), sessionId: rid("session"), exerciseId: rid("exercise"), changes: { sets: 5, reps: 5, weight: 90 } }),
+  WORKOUT_EXERCISE_DELETE: () => ({ planId: rid("plan"), phaseId: rid("phase"), sessionId: rid("session"), exerciseId: rid("exercise") }),
+  WORKOUT_PLAN_FULL_SAVE: () => ({
+    planId: rid("plan"), name: "Full Plan", clientId: "client-456", trainerId: "trainer-789", isActive: true,
+    phases: [1, 2].map((p) => ({ id: rid("phase"), name: "Phase " + p, orderNumber: p, isActive: true,
+      sessions: [1, 2].map((s) => ({ id: rid("session"), name: "Session " + s, orderNumber: s,
+        exercises: [1, 2, 3].map((x) => ({ id: rid("exercise"), name: "Exercise " + x, orderNumber: x, sets: 3, reps: 10, weight: 20, rest: 60 })) })) })),
+  }),
+};
+function envelope(type) {
+  return { messageType: type, timestamp: new Date().toISOString(), userId: "user-123", metadata: { source: "queue-test" }, data: SAMPLES[type]() };
+}
+const sent = [];
+async function initQueueTest() {
+  const sel = document.getElementById("msg-type");
+  let types = Object.keys(SAMPLES);
+  try {
+    const t = await api("api/types");
+    if (t.types.length) types = t.types.filter((x) => x in SAMPLES).concat(t.types.filter((x) => !(x in SAMPLES)));
+  } catch (_) { /* keep the built-in list */ }
+  for (const t of types) sel.append(el("option", { value: t }, t));
+  const ta = document.getElementById("message");
+  const fill = () => { if (SAMPLES[sel.value]) ta.value = JSON.stringify(envelope(sel.value), null, 2); };
+  sel.addEventListener("change", fill);
+  document.getElementById("sample").addEventListener("click", fill);
+  fill();
+  document.getElementById("enqueue-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = e.target.elements;
+    let message;
+    try { message = JSON.parse(ta.value); } catch (err) { flash("The message is not valid JSON: " + err.message, true); return; }
+    const options = {};
+    for (const k of ["delay", "attempts", "priority"]) if (Number(f[k].value)) options[k] = Number(f[k].value);
+    const after = f.after.value.split(",").map((s) => s.trim()).filter(Boolean);
+    try {
+      const r = await api("api/enqueue", { method: "POST", body: { message, options, after } });
+      sent.unshift({ id: r.jobId, type: message.messageType, state: r.state });
+      flash("Enqueued " + r.jobId);
+      refreshSent();
+    } catch (err) { flash(err.message, true); }
+  });
+}
+async function refreshSent() {
+  const ids = sent.slice(0, 20);
+  await Promise.all(ids.map(async (s) => {
+    try { const j = await api("api/jobs/" + encodeURIComponent(s.id)); s.state = j.state; s.flowId = j.flowId; s.error = j.error ? j.error.message : ""; } catch (_) { /* removed */ }
+  }));
+  table(document.getElementById("sent"), ["Job", "Type", "State", "Flow", "Error"],
+    ids.map((s) => [jobLink(s.id), s.type, stateBadge(s.state), s.flowId ? flowLink(s.flowId) : "", s.error || ""]));
+  renderCounts(await api("api/queue-stats"));
+}
+
+// ---- boot -----------------------------------------------------------------
+const pages = {
+  overview: { render: overview },
+  failed: { render: failed },
+  jobs: { init: initJobs, render: jobs },
+  job: { render: job },
+  flow: { render: flowPage, filter: (e) => flowNodes.has(e.node) },
+  cleanup: { init: initCleanup },
+  "queue-test": { init: initQueueTest, render: refreshSent },
+};
+let render = () => {};
+(async function boot() {
+  const nav = document.querySelector('[data-nav="' + page + '"]');
+  if (nav) nav.classList.add("current");
+  const p = pages[page] || {};
+  if (p.render) render = () => p.render().catch((e) => flash(e.message, true));
+  if (p.init) await p.init();
+  if (p.render && !(page === "job" && !document.getElementById("job-state"))) {
+    render();
+    live(render, p.filter);
+  }
+  connect();
+})();

@@ -1,0 +1,56 @@
+// Package monitor serves Trellis's HTTP API and dashboard as one
+// http.Handler that any Go service can mount:
+//
+//	h, err := monitor.New(client, monitor.Config{Token: os.Getenv("TRELLIS_TOKEN")})
+//	mux.Handle("/trellis/", http.StripPrefix("/trellis", h))
+//
+// # Endpoints
+//
+// JSON (GET unless noted; errors are {"error": "..."}):
+//
+//	/api/queue-stats            counts per state, queue and type, processing rate per
+//	                            minute, error rate, average and p95 duration;
+//	                            ?includeJobs=true&limit=N adds recent jobs, ?window=MINUTES
+//	/api/admin/queue-health     healthy | warning | critical with a reason and a
+//	                            recommendation per finding; HTTP 200 when healthy or
+//	                            warning, 503 when critical
+//	/api/jobs                   ?state=&type=&queue=&q=&offset=&limit= (see "Cost" below)
+//	/api/jobs/{id}              payload, timeline, attempts, error and stack, result
+//	/api/flows/{id}             the flow's nodes and edges
+//	/api/events                 Server-Sent Events: one "transition" event per state change
+//	/api/types                  the message types the registry knows
+//	/api/csrf                   the CSRF token for state-changing requests
+//	POST /api/jobs/{id}/retry   retry a failed or cancelled job (and what it cancelled)
+//	POST /api/jobs/{id}/cancel  cancel an unfinished job
+//	POST /api/jobs/{id}/remove  delete a finished job's flow (development only)
+//	POST /api/jobs/retry-failed retry every failed job (?type= narrows)
+//	POST /api/clean             delete finished flows older than ?olderThan=DURATION
+//	POST /api/clear             delete the whole namespace (development only)
+//	POST /api/enqueue           {"message": envelope, "options": {...}, "after": [ids]}
+//	/livez, /readyz, /metrics   probes (no auth) and Prometheus metrics
+//
+// Dashboard pages: / (overview), /failed, /jobs, /jobs/{id}, /flows/{id},
+// /cleanup and /queue-test, served from embedded assets and kept live over
+// /api/events.
+//
+// # Security
+//
+// Requests are admitted by a bearer token (Config.Token) or HTTP basic auth
+// (Config.Username/Password). With neither configured the handler serves only
+// loopback clients and logs so. State-changing requests are POST only and
+// pass net/http's CrossOriginProtection; unless they carry the bearer token
+// they must also send the per-process token from /api/csrf (or the page's
+// meta tag) in the X-CSRF-Token header. Config.ReadOnly refuses every POST
+// with 403, and remove and clear need Config.Development. Job data is
+// escaped wherever it is shown: JSON escapes <, > and &, templates use
+// html/template, the script writes text with textContent only, and a strict
+// Content-Security-Policy forbids inline script.
+//
+// # Cost
+//
+// The engine keeps per-state counters but no per-state index of jobs, so
+// /api/jobs and retry-failed SCAN the namespace's node hashes and read them
+// in pipelined batches: O(jobs kept) Redis work per request, bounded by
+// Config.ScanLimit. Retention (runner.Config.RetainAge/RetainCount) bounds
+// the number of jobs kept.
+package monitor

@@ -1,0 +1,264 @@
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/flow"
+)
+
+// Status is the health classification.
+type Status string
+
+const (
+	Healthy  Status = "healthy"
+	Warning  Status = "warning"
+	Critical Status = "critical"
+)
+
+func (s Status) rank() int {
+	switch s {
+	case Critical:
+		return 2
+	case Warning:
+		return 1
+	}
+	return 0
+}
+
+// Finding is one reason the status is not healthy, or a note.
+type Finding struct {
+	Check          string `json:"check"`
+	Severity       Status `json:"severity"`
+	Reason         string `json:"reason"`
+	Recommendation string `json:"recommendation"`
+}
+
+// Health is the body of /api/admin/queue-health. The HTTP status is 200 for
+// healthy and warning, 503 for critical, so a load balancer or an uptime
+// check can act on it directly.
+type Health struct {
+	Status          Status        `json:"status"`
+	CheckedAt       time.Time     `json:"checkedAt"`
+	Reasons         []string      `json:"reasons"`
+	Recommendations []string      `json:"recommendations"`
+	Findings        []Finding     `json:"findings"`
+	Metrics         HealthMetrics `json:"metrics"`
+	Stats           QueueStats    `json:"stats"`
+}
+
+// HealthMetrics are the measurements the classification used.
+type HealthMetrics struct {
+	Backlog              int64    `json:"backlog"`
+	GrowthPerMinute      *float64 `json:"growthPerMinute"` // null until two checks a minute apart
+	ErrorRate            float64  `json:"errorRate"`
+	ErrorWindowMinutes   int      `json:"errorWindowMinutes"`
+	Stalled              int64    `json:"stalled"`
+	OldestWaitingSeconds float64  `json:"oldestWaitingSeconds"`
+	OldestWaitingQueue   string   `json:"oldestWaitingQueue,omitempty"`
+	LiveRunners          int      `json:"liveRunners"`
+	RunnerIDs            []string `json:"runners"`
+	MaxmemoryPolicy      string   `json:"maxmemoryPolicy"`
+}
+
+type backlogSample struct {
+	at time.Time
+	n  int64
+}
+
+func (h *Handler) queueHealth(w http.ResponseWriter, r *http.Request) {
+	hl, err := h.Health(r.Context(), r)
+	if err != nil {
+		h.writeEngineError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if hl.Status == Critical {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, hl)
+}
+
+// Health classifies the namespace. r may be nil.
+func (h *Handler) Health(ctx context.Context, r *http.Request) (*Health, error) {
+	t := h.cfg.Thresholds
+	now := h.client.Config().Clock()
+	st, err := h.client.Stats(ctx, &flow.StatsOpts{Window: t.ErrorWindow})
+	if err != nil {
+		return nil, err
+	}
+	hl := &Health{Status: Healthy, CheckedAt: now.UTC(), Stats: toQueueStats(h.store.Namespace(), st),
+		Reasons: []string{}, Recommendations: []string{}, Findings: []Finding{}}
+	m := &hl.Metrics
+	m.ErrorRate = st.ErrorRate
+	m.ErrorWindowMinutes = int(t.ErrorWindow / time.Minute)
+	add := func(check string, sev Status, rec, format string, args ...any) {
+		f := Finding{Check: check, Severity: sev, Reason: fmt.Sprintf(format, args...), Recommendation: rec}
+		hl.Findings = append(hl.Findings, f)
+		if sev.rank() > 0 {
+			hl.Reasons = append(hl.Reasons, f.Reason)
+			hl.Recommendations = append(hl.Recommendations, f.Recommendation)
+		}
+		if sev.rank() > hl.Status.rank() {
+			hl.Status = sev
+		}
+	}
+	level := func(v, warn, crit float64) Status {
+		switch {
+		case v >= crit:
+			return Critical
+		case v >= warn:
+			return Warning
+		}
+		return Healthy
+	}
+
+	// backlog and its growth
+	m.Backlog = st.Counts[dag.Ready] + st.Counts[dag.Delayed]
+	if s := level(float64(m.Backlog), float64(t.BacklogWarning), float64(t.BacklogCritical)); s != Healthy {
+		add("backlog", s, "Add runners or raise --concurrency; check that steps are not slowed by the database.",
+			"%d jobs are waiting (warning at %d, critical at %d)", m.Backlog, t.BacklogWarning, t.BacklogCritical)
+	}
+	if g, ok := h.growth(now, m.Backlog); ok {
+		m.GrowthPerMinute = &g
+		if s := level(g, t.GrowthWarning, t.GrowthCritical); s != Healthy {
+			add("backlog_growth", s, "Jobs arrive faster than they finish: add runners, or look for a slow or failing dependency.",
+				"the backlog grows by %.0f jobs a minute (warning at %.0f, critical at %.0f)", g, t.GrowthWarning, t.GrowthCritical)
+		}
+	}
+
+	// error rate
+	if s := level(st.ErrorRate, t.ErrorRateWarning, t.ErrorRateCritical); s != Healthy {
+		add("error_rate", s, "Open the failed-job analysis to see which types and errors dominate, fix the cause, then retry the failed jobs.",
+			"%.1f%% of runs failed in the last %d minutes (warning at %.0f%%, critical at %.0f%%)",
+			st.ErrorRate, m.ErrorWindowMinutes, t.ErrorRateWarning, t.ErrorRateCritical)
+	}
+
+	// stalled jobs
+	if m.Stalled, err = h.store.Stalled(ctx, now); err != nil {
+		return nil, err
+	}
+	if s := level(float64(m.Stalled), float64(t.StalledWarning), float64(t.StalledCritical)); s != Healthy {
+		add("stalled", s, "A runner died or is starved of CPU while holding jobs; they return to ready when a live runner recovers them. Check runner logs and resources.",
+			"%d active jobs hold an expired lease", m.Stalled)
+	}
+
+	// oldest waiting job, per queue that has ready jobs
+	queues := map[string]bool{h.client.Config().DefaultQueue: true}
+	for q, c := range st.ByQueue {
+		if c[dag.Ready] > 0 {
+			queues[q] = true
+		}
+	}
+	names := make([]string, 0, len(queues))
+	for q := range queues {
+		names = append(names, q)
+	}
+	sort.Strings(names)
+	for _, q := range names {
+		at, err := h.store.OldestReady(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		if at.IsZero() {
+			continue
+		}
+		if age := now.Sub(at).Seconds(); age > m.OldestWaitingSeconds {
+			m.OldestWaitingSeconds, m.OldestWaitingQueue = age, q
+		}
+	}
+	oldest := time.Duration(m.OldestWaitingSeconds * float64(time.Second))
+	if s := level(float64(oldest), float64(t.OldestWarning), float64(t.OldestCritical)); s != Healthy {
+		add("oldest_waiting", s, "Jobs wait too long to start: check that a runner serves this queue and that the queue is not paused.",
+			"the oldest ready job of queue %q has waited %s (warning at %s, critical at %s)",
+			m.OldestWaitingQueue, oldest.Round(time.Second), t.OldestWarning, t.OldestCritical)
+	}
+
+	// live runners
+	runners, err := h.store.Runners(ctx, now.Add(-t.RunnerTimeout))
+	if err != nil {
+		return nil, err
+	}
+	m.LiveRunners = len(runners)
+	m.RunnerIDs = make([]string, len(runners))
+	for i, rn := range runners {
+		m.RunnerIDs[i] = rn.ID
+	}
+	if len(runners) == 0 {
+		sev := Warning
+		if m.Backlog > 0 || st.Counts[dag.Active] > 0 {
+			sev = Critical
+		}
+		add("runners", sev, "Start a worker (`trellis worker`) or check why the running ones stopped sending heartbeats.",
+			"no runner has sent a heartbeat in the last %s", t.RunnerTimeout)
+	}
+
+	// Redis eviction policy
+	policy, perr := h.maxmemoryPolicy(r)
+	switch {
+	case perr != nil:
+		m.MaxmemoryPolicy = "unknown"
+		add("redis_maxmemory_policy", Healthy, "Make sure Redis runs with maxmemory-policy noeviction.",
+			"could not read maxmemory-policy: %s", perr.Error())
+	default:
+		m.MaxmemoryPolicy = policy
+		if policy != "noeviction" {
+			add("redis_maxmemory_policy", Critical, "Set `maxmemory-policy noeviction` (CONFIG SET or redis.conf): with eviction Redis may silently delete jobs and break the graph.",
+				"Redis maxmemory-policy is %q, not noeviction", policy)
+		}
+	}
+
+	if len(st.Paused) > 0 {
+		add("paused", Warning, "Resume the queues when the reason for pausing is gone.", "queues are paused: %v", st.Paused)
+	}
+	return hl, nil
+}
+
+// growth records the backlog and returns its growth per minute against the
+// newest sample at least a minute old.
+func (h *Handler) growth(now time.Time, backlog int64) (float64, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var base *backlogSample
+	for i := len(h.samples) - 1; i >= 0; i-- {
+		if now.Sub(h.samples[i].at) >= time.Minute {
+			base = &h.samples[i]
+			break
+		}
+	}
+	var g float64
+	ok := base != nil
+	if ok {
+		g = float64(backlog-base.n) / now.Sub(base.at).Minutes()
+	}
+	// keep at most one sample per 10s and none older than 15 minutes
+	if n := len(h.samples); n == 0 || now.Sub(h.samples[n-1].at) >= 10*time.Second {
+		h.samples = append(h.samples, backlogSample{at: now, n: backlog})
+	}
+	cut := 0
+	for cut < len(h.samples)-1 && now.Sub(h.samples[cut+1].at) >= 15*time.Minute {
+		cut++
+	}
+	h.samples = h.samples[cut:]
+	return g, ok
+}
+
+func (h *Handler) redisMaxmemoryPolicy(r *http.Request) (string, error) {
+	ctx := context.Background()
+	if r != nil {
+		ctx = r.Context()
+	}
+	res, err := h.store.Redis().ConfigGet(ctx, "maxmemory-policy").Result()
+	if err != nil {
+		return "", err
+	}
+	p, ok := res["maxmemory-policy"]
+	if !ok {
+		return "", fmt.Errorf("CONFIG GET returned no maxmemory-policy")
+	}
+	return p, nil
+}

@@ -1,0 +1,218 @@
+package monitor_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/monitor"
+	"github.com/trellisflow/trellis/runner"
+)
+
+var (
+	realOnce sync.Once
+	realRDB  *redis.Client
+	realErr  error
+)
+
+func realRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	realOnce.Do(func() {
+		url := os.Getenv("REDIS_URL")
+		if url == "" {
+			url = "redis://127.0.0.1:6379/0"
+		}
+		opt, err := redis.ParseURL(url)
+		if err != nil {
+			realErr = err
+			return
+		}
+		opt.PoolSize = 100
+		realRDB = redis.NewClient(opt)
+		realErr = realRDB.Ping(context.Background()).Err()
+	})
+	require.NoError(t, realErr, "the tests need Redis at REDIS_URL (default redis://127.0.0.1:6379/0); `make test` starts it")
+	return realRDB
+}
+
+var nonName = regexp.MustCompile(`[^A-Za-z0-9]+`)
+
+// Echo is the test message: the step returns its text, or fails when the
+// text starts with "fail".
+type Echo struct {
+	Text string `json:"text"`
+}
+
+func (Echo) MessageType() string { return "ECHO" }
+
+func (m Echo) Validate() error {
+	if len(m.Text) > 1000 {
+		return flow.FieldError("text", "is over 1000 bytes")
+	}
+	return nil
+}
+
+// Other is a second message type, for filters.
+type Other struct {
+	N int `json:"n"`
+}
+
+func (Other) MessageType() string { return "OTHER" }
+
+// env is one test's namespace, client, clock and monitor.
+type env struct {
+	t      *testing.T
+	ns     string
+	rdb    *redis.Client
+	client *flow.Client
+	h      *monitor.Handler
+	reg    *flow.Registry
+	offset atomic.Int64 // added to the clock, in ns
+}
+
+func newEnv(t *testing.T, cfg monitor.Config) *env {
+	t.Helper()
+	e := &env{t: t, rdb: realRedis(t)}
+	e.ns = fmt.Sprintf("mon-%s-%06x", nonName.ReplaceAllString(t.Name(), "-"), rand.IntN(1<<24))
+	client, err := flow.NewClient(e.rdb, &flow.Config{
+		Namespace: e.ns, Development: true, Logger: quiet(),
+		Clock: func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
+	})
+	require.NoError(t, err)
+	e.client = client
+	t.Cleanup(func() { _, _ = client.Clear(context.Background()) })
+	e.reg = flow.NewRegistry()
+	flow.RegisterType[Echo](e.reg)
+	flow.RegisterType[Other](e.reg)
+	if cfg.Registry == nil {
+		cfg.Registry = e.reg
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quiet()
+	}
+	e.h, err = monitor.New(client, cfg)
+	require.NoError(t, err)
+	return e
+}
+
+func quiet() *slog.Logger {
+	if os.Getenv("TRELLIS_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// run starts a runner for Echo and Other; it stops at cleanup.
+func (e *env) run() *runner.Runner {
+	e.t.Helper()
+	r, err := runner.New(e.client, &runner.Config{Concurrency: 4, IdleWait: 100 * time.Millisecond, Lease: 5 * time.Second,
+		Logger: quiet(), Observer: e.h.Metrics()})
+	require.NoError(e.t, err)
+	require.NoError(e.t, runner.Handle(r, func(ctx context.Context, sc *flow.StepContext, m Echo) (string, error) {
+		if strings.HasPrefix(m.Text, "fail") {
+			return "", flow.Permanent(errors.New("echo refused: " + m.Text))
+		}
+		return m.Text, nil
+	}))
+	require.NoError(e.t, runner.Handle(r, func(ctx context.Context, sc *flow.StepContext, m Other) (int, error) {
+		return m.N, nil
+	}))
+	require.NoError(e.t, r.Start(context.Background()))
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = r.Stop(ctx)
+	})
+	return r
+}
+
+// add enqueues one Echo job with the given ID.
+func (e *env) add(id, text string, after ...string) {
+	e.t.Helper()
+	_, err := e.client.Add(context.Background(), Echo{Text: text}, &flow.NodeOpts{ID: id, Attempts: 1}, after...)
+	require.NoError(e.t, err)
+}
+
+// wait blocks until the job reaches state.
+func (e *env) wait(id string, state flow.State) {
+	e.t.Helper()
+	require.Eventually(e.t, func() bool {
+		j, err := e.client.Job(context.Background(), id)
+		return err == nil && j.State == state
+	}, 10*time.Second, 10*time.Millisecond, "job %s never became %s", id, state)
+}
+
+type req struct {
+	method, path string
+	body         string
+	header       map[string]string
+	remote       string
+}
+
+// do serves one request from loopback, with the CSRF token on POSTs unless
+// the header map sets X-CSRF-Token itself (to "" to leave it out).
+func (e *env) do(r req) *httptest.ResponseRecorder {
+	e.t.Helper()
+	if r.method == "" {
+		r.method = http.MethodGet
+	}
+	var body io.Reader
+	if r.body != "" {
+		body = strings.NewReader(r.body)
+	}
+	hr := httptest.NewRequest(r.method, r.path, body)
+	hr.RemoteAddr = "127.0.0.1:40000"
+	if r.remote != "" {
+		hr.RemoteAddr = r.remote
+	}
+	if r.method == http.MethodPost {
+		hr.Header.Set("X-CSRF-Token", e.h.CSRFToken())
+	}
+	for k, v := range r.header {
+		if v == "" {
+			hr.Header.Del(k)
+		} else {
+			hr.Header.Set(k, v)
+		}
+	}
+	w := httptest.NewRecorder()
+	e.h.ServeHTTP(w, hr)
+	return w
+}
+
+func (e *env) get(path string) *httptest.ResponseRecorder { return e.do(req{path: path}) }
+
+func (e *env) post(path, body string) *httptest.ResponseRecorder {
+	return e.do(req{method: http.MethodPost, path: path, body: body})
+}
+
+func decode[T any](t *testing.T, w *httptest.ResponseRecorder) T {
+	t.Helper()
+	var v T
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &v), "body: %s", w.Body.String())
+	return v
+}
+
+func errorOf(t *testing.T, w *httptest.ResponseRecorder) string {
+	t.Helper()
+	return decode[struct {
+		Error string `json:"error"`
+	}](t, w).Error
+}

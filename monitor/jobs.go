@@ -1,0 +1,316 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/flow"
+)
+
+// JobView is a job as the API shows it.
+type JobView struct {
+	ID          string           `json:"id"`
+	FlowID      string           `json:"flowId"`
+	Type        string           `json:"type"`
+	Queue       string           `json:"queue"`
+	State       dag.State        `json:"state"`
+	Attempt     int              `json:"attempt"`
+	MaxAttempts int              `json:"maxAttempts"`
+	Priority    int              `json:"priority"`
+	Policy      dag.Policy       `json:"policy,omitempty"`
+	When        string           `json:"when,omitempty"`
+	Stalls      int              `json:"stalls"`
+	Parents     []string         `json:"parents"`
+	Children    []string         `json:"children"`
+	Payload     json.RawMessage  `json:"payload,omitempty"`
+	Result      json.RawMessage  `json:"result,omitempty"`
+	Error       *dag.ErrorInfo   `json:"error,omitempty"`
+	Reason      string           `json:"reason,omitempty"`
+	Cause       string           `json:"cause,omitempty"`
+	Worker      string           `json:"worker,omitempty"`
+	Expanded    bool             `json:"expanded,omitempty"`
+	CreatedAt   *time.Time       `json:"createdAt,omitempty"`
+	StartedAt   *time.Time       `json:"startedAt,omitempty"`
+	FinishedAt  *time.Time       `json:"finishedAt,omitempty"`
+	UpdatedAt   *time.Time       `json:"updatedAt,omitempty"`
+	DurationMS  *float64         `json:"durationMs,omitempty"`
+	Timeline    []dag.Transition `json:"timeline,omitempty"`
+}
+
+func tp(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// toView turns a node into its API form; full adds payload, result and timeline.
+func toView(n *dag.Node, full bool) JobView {
+	v := JobView{
+		ID: n.ID, FlowID: n.FlowID, Type: n.Type, Queue: n.Queue, State: n.State,
+		Attempt: n.Attempt, MaxAttempts: n.Attempts, Priority: n.Priority, Policy: n.Policy, When: n.When,
+		Stalls: n.Stalls, Parents: n.Parents, Children: n.Children, Error: n.Error,
+		Reason: n.Reason, Cause: n.Cause, Worker: n.Worker, Expanded: n.Expanded,
+		CreatedAt: tp(n.CreatedAt()), StartedAt: tp(n.StartedAt()), FinishedAt: tp(n.FinishedAt()),
+		UpdatedAt: tp(lastChange(n)),
+	}
+	if v.Parents == nil {
+		v.Parents = []string{}
+	}
+	if v.Children == nil {
+		v.Children = []string{}
+	}
+	if s, f := n.StartedAt(), n.FinishedAt(); !s.IsZero() && !f.IsZero() && !f.Before(s) {
+		d := ms(f.Sub(s))
+		v.DurationMS = &d
+	}
+	if full {
+		v.Payload, v.Result, v.Timeline = n.Payload, n.Result, n.Timeline
+		if len(v.Payload) > 0 && !json.Valid(v.Payload) {
+			v.Payload = nil
+		}
+		if len(v.Result) > 0 && !json.Valid(v.Result) {
+			v.Result = nil
+		}
+	}
+	return v
+}
+
+func lastChange(n *dag.Node) time.Time {
+	if len(n.Timeline) == 0 {
+		return time.Time{}
+	}
+	return n.Timeline[len(n.Timeline)-1].At
+}
+
+func (h *Handler) jobDetail(w http.ResponseWriter, r *http.Request) {
+	n, err := h.client.Job(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.writeEngineError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toView(n, true))
+}
+
+// FlowView is a flow with its nodes (in topological order) and edges.
+type FlowView struct {
+	ID     string            `json:"id"`
+	Done   bool              `json:"done"`
+	Counts map[dag.State]int `json:"counts"`
+	Nodes  []JobView         `json:"nodes"`
+	Edges  [][2]string       `json:"edges"`
+	Graphs map[string]string `json:"graphs,omitempty"`
+}
+
+func (h *Handler) flowDetail(w http.ResponseWriter, r *http.Request) {
+	f, err := h.client.Flow(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.writeEngineError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toFlowView(f))
+}
+
+func toFlowView(f *dag.Flow) FlowView {
+	v := FlowView{ID: f.ID, Done: f.Done(), Counts: f.Counts(), Nodes: make([]JobView, len(f.Nodes)), Edges: [][2]string{}}
+	in := make(map[string]bool, len(f.Nodes))
+	for _, n := range f.Nodes {
+		in[n.ID] = true
+	}
+	for i, n := range f.Nodes {
+		v.Nodes[i] = toView(n, false)
+		for _, c := range n.Children {
+			if in[c] {
+				v.Edges = append(v.Edges, [2]string{n.ID, c})
+			}
+		}
+	}
+	return v
+}
+
+// JobList is the body of /api/jobs.
+type JobList struct {
+	Jobs   []JobView `json:"jobs"`
+	Total  int       `json:"total"`  // matches, before paging
+	Offset int       `json:"offset"` // of the first job returned
+	Limit  int       `json:"limit"`
+	// Scanned is how many jobs were read; Truncated says the scan stopped at
+	// Config.ScanLimit, so Total is a lower bound.
+	Scanned   int  `json:"scanned"`
+	Truncated bool `json:"truncated"`
+}
+
+// JobFilter selects jobs in a listing.
+type JobFilter struct {
+	States []dag.State // any of these; empty: all
+	Type   string
+	Queue  string
+	Flow   string
+	Text   string // case-insensitive substring of ID, type, payload, error or reason
+}
+
+func (f JobFilter) match(n *dag.Node) bool {
+	if len(f.States) > 0 {
+		ok := false
+		for _, s := range f.States {
+			ok = ok || n.State == s
+		}
+		if !ok {
+			return false
+		}
+	}
+	if f.Type != "" && n.Type != f.Type || f.Queue != "" && n.Queue != f.Queue || f.Flow != "" && n.FlowID != f.Flow {
+		return false
+	}
+	if f.Text == "" {
+		return true
+	}
+	t := strings.ToLower(f.Text)
+	hay := []string{n.ID, n.FlowID, n.Type, string(n.Payload), n.Reason}
+	if n.Error != nil {
+		hay = append(hay, n.Error.Message)
+	}
+	for _, s := range hay {
+		if strings.Contains(strings.ToLower(s), t) {
+			return true
+		}
+	}
+	return false
+}
+
+func parseFilter(q map[string][]string) (JobFilter, error) {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return strings.TrimSpace(v[0])
+		}
+		return ""
+	}
+	f := JobFilter{Type: get("type"), Queue: get("queue"), Flow: get("flow"), Text: get("q")}
+	if s := get("state"); s != "" {
+		for _, part := range strings.Split(s, ",") {
+			st := dag.State(strings.TrimSpace(part))
+			switch st {
+			case "waiting":
+				st = dag.Ready
+			case "completed":
+				st = dag.Succeeded
+			}
+			known := false
+			for _, k := range dag.States {
+				known = known || k == st
+			}
+			if !known {
+				return f, fmt.Errorf("state: %q is not one of %v", part, dag.States)
+			}
+			f.States = append(f.States, st)
+		}
+	}
+	return f, nil
+}
+
+func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f, err := parseFilter(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%s", err.Error())
+		return
+	}
+	offset, ok := intParam(w, q.Get("offset"), "offset", 0, 0, 1<<30)
+	if !ok {
+		return
+	}
+	limit, ok := intParam(w, q.Get("limit"), "limit", 50, 1, 500)
+	if !ok {
+		return
+	}
+	all, scanned, truncated, err := h.scanJobs(r.Context(), f)
+	if err != nil {
+		h.writeEngineError(w, r, err)
+		return
+	}
+	out := JobList{Jobs: []JobView{}, Total: len(all), Offset: offset, Limit: limit, Scanned: scanned, Truncated: truncated}
+	for i := offset; i < len(all) && i < offset+limit; i++ {
+		out.Jobs = append(out.Jobs, toView(all[i], false))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// scanJobs reads every job of the namespace (up to Config.ScanLimit) and
+// returns the matching ones, most recently changed first.
+//
+// The engine has per-state counters but no per-state index, so this SCANs
+// the node hashes ("trellis:{ns}:n:*") and reads them in pipelined batches
+// through Store.Nodes: O(jobs kept) work per call. Retention bounds it.
+func (h *Handler) scanJobs(ctx context.Context, f JobFilter) (matches []*dag.Node, scanned int, truncated bool, err error) {
+	prefix := "trellis:{" + h.store.Namespace() + "}:n:"
+	rdb := h.store.Redis()
+	limit := h.cfg.ScanLimit
+	flush := func(ids []string) error {
+		nodes, err := h.store.Nodes(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if n != nil && f.match(n) {
+				matches = append(matches, n)
+			}
+		}
+		return nil
+	}
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		batch := make([]string, 0, 500)
+		for iter.Next(ctx) {
+			if scanned >= limit {
+				truncated = true
+				break
+			}
+			scanned++
+			batch = append(batch, strings.TrimPrefix(iter.Val(), prefix))
+			if len(batch) == cap(batch) {
+				if err := flush(batch); err != nil {
+					return err
+				}
+				batch = batch[:0]
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return fmt.Errorf("monitor: scan jobs: %w", err)
+		}
+		if len(batch) > 0 {
+			return flush(batch)
+		}
+		return nil
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		// the namespace lives in one slot; only its master answers the SCAN
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return scan(ctx, m) })
+	} else {
+		err = scan(ctx, rdb)
+	}
+	if err != nil {
+		return nil, scanned, truncated, err
+	}
+	sort.SliceStable(matches, func(i, j int) bool {
+		a, b := lastChange(matches[i]), lastChange(matches[j])
+		if !a.Equal(b) {
+			return a.After(b)
+		}
+		return matches[i].ID < matches[j].ID
+	})
+	return matches, scanned, truncated, nil
+}
+
+// jobRef resolves the job of a path, so errors name it.
+func (h *Handler) job(ctx context.Context, id string) (*flow.Job, error) {
+	return h.client.Job(ctx, id)
+}

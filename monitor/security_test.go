@@ -1,0 +1,148 @@
+package monitor_test
+
+import (
+	"encoding/base64"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/trellisflow/trellis/monitor"
+)
+
+func TestProbesNeedNoAuth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{Token: "s3cret"})
+	for _, p := range []string{"/livez", "/readyz"} {
+		w := e.do(req{path: p, remote: "192.0.2.7:5555"})
+		require.Equal(t, http.StatusOK, w.Code, p)
+		require.JSONEq(t, `{"status":"ok"}`, w.Body.String())
+	}
+}
+
+func TestTokenAuth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{Token: "s3cret"})
+	remote := "192.0.2.7:5555" // auth configured: any address may connect
+
+	w := e.do(req{path: "/api/queue-stats", remote: remote})
+	require.Equal(t, http.StatusUnauthorized, w.Code)
+	require.Equal(t, `Bearer realm="trellis"`, w.Header().Get("WWW-Authenticate"))
+	require.Equal(t, "authentication required", errorOf(t, w))
+
+	w = e.do(req{path: "/api/queue-stats", remote: remote, header: map[string]string{"Authorization": "Bearer wrong"}})
+	require.Equal(t, http.StatusUnauthorized, w.Code)
+
+	w = e.do(req{path: "/api/queue-stats", remote: remote, header: map[string]string{"Authorization": "Bearer s3cret"}})
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+
+	// pages and metrics are behind the same gate
+	for _, p := range []string{"/", "/metrics", "/assets/app.js", "/queue-test"} {
+		require.Equal(t, http.StatusUnauthorized, e.do(req{path: p, remote: remote}).Code, p)
+	}
+}
+
+func TestBasicAuth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{Username: "ops", Password: "pw"})
+	basic := func(u, p string) map[string]string {
+		return map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte(u+":"+p))}
+	}
+	w := e.do(req{path: "/", remote: "192.0.2.7:5555"})
+	require.Equal(t, http.StatusUnauthorized, w.Code)
+	require.Contains(t, w.Header().Get("WWW-Authenticate"), `Basic realm="trellis"`)
+	require.Equal(t, http.StatusUnauthorized, e.do(req{path: "/", remote: "192.0.2.7:5555", header: basic("ops", "nope")}).Code)
+	require.Equal(t, http.StatusUnauthorized, e.do(req{path: "/", remote: "192.0.2.7:5555", header: basic("root", "pw")}).Code)
+	require.Equal(t, http.StatusOK, e.do(req{path: "/", remote: "192.0.2.7:5555", header: basic("ops", "pw")}).Code)
+}
+
+func TestNoAuthServesLoopbackOnly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	w := e.do(req{path: "/api/queue-stats", remote: "192.0.2.7:5555"})
+	require.Equal(t, http.StatusForbidden, w.Code)
+	require.Contains(t, errorOf(t, w), "loopback clients only")
+	require.Equal(t, http.StatusOK, e.do(req{path: "/api/queue-stats", remote: "[::1]:5555"}).Code)
+	require.Equal(t, http.StatusOK, e.do(req{path: "/api/queue-stats"}).Code)
+
+	require.True(t, monitor.IsLoopbackAddr("127.0.0.1:3001"))
+	require.True(t, monitor.IsLoopbackAddr("[::1]:3001"))
+	require.True(t, monitor.IsLoopbackAddr("localhost:3001"))
+	require.False(t, monitor.IsLoopbackAddr(":3001"))
+	require.False(t, monitor.IsLoopbackAddr("0.0.0.0:3001"))
+}
+
+func TestCSRF(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{Username: "ops", Password: "pw", Token: "tok"})
+	e.add("c1", "hi")
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:pw"))
+
+	// basic auth is ambient: without the CSRF header the POST is refused
+	w := e.do(req{method: http.MethodPost, path: "/api/jobs/c1/cancel", header: map[string]string{"Authorization": basic, "X-CSRF-Token": ""}})
+	require.Equal(t, http.StatusForbidden, w.Code)
+	require.Contains(t, errorOf(t, w), "X-CSRF-Token")
+	w = e.do(req{method: http.MethodPost, path: "/api/jobs/c1/cancel", header: map[string]string{"Authorization": basic, "X-CSRF-Token": "forged"}})
+	require.Equal(t, http.StatusForbidden, w.Code)
+
+	// a cross-site browser request is refused even with the token
+	w = e.do(req{method: http.MethodPost, path: "/api/jobs/c1/cancel", header: map[string]string{"Authorization": basic, "Sec-Fetch-Site": "cross-site"}})
+	require.Equal(t, http.StatusForbidden, w.Code)
+	require.Contains(t, errorOf(t, w), "cross-origin")
+
+	// the token from /api/csrf works
+	tok := decode[map[string]string](t, e.do(req{path: "/api/csrf", header: map[string]string{"Authorization": basic}}))
+	require.Equal(t, e.h.CSRFToken(), tok["token"])
+	w = e.do(req{method: http.MethodPost, path: "/api/jobs/c1/cancel", header: map[string]string{"Authorization": basic, "X-CSRF-Token": tok["token"]}})
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+
+	// the bearer token is never ambient, so it needs no CSRF token
+	e.add("c2", "hi")
+	w = e.do(req{method: http.MethodPost, path: "/api/jobs/c2/cancel", header: map[string]string{"Authorization": "Bearer tok", "X-CSRF-Token": ""}})
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+
+	// state changes are POST only
+	w = e.do(req{method: http.MethodGet, path: "/api/jobs/c2/cancel", header: map[string]string{"Authorization": "Bearer tok"}})
+	require.Equal(t, http.StatusMethodNotAllowed, w.Code)
+}
+
+func TestReadOnlyRefusesChanges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{ReadOnly: true, Development: true})
+	e.add("r1", "hi")
+	for _, p := range []string{"/api/jobs/r1/cancel", "/api/jobs/r1/retry", "/api/jobs/r1/remove", "/api/jobs/retry-failed",
+		"/api/clean?olderThan=1h", "/api/clear", "/api/enqueue"} {
+		w := e.post(p, `{}`)
+		require.Equal(t, http.StatusForbidden, w.Code, p)
+		require.Equal(t, "the monitor is read-only", errorOf(t, w))
+	}
+	j, err := e.client.Job(t.Context(), "r1")
+	require.NoError(t, err)
+	require.Equal(t, "ready", string(j.State))
+	// reading still works
+	require.Equal(t, http.StatusOK, e.get("/api/jobs/r1").Code)
+	require.Contains(t, e.get("/").Body.String(), "read-only")
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	w := e.get("/")
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Contains(t, w.Header().Get("Content-Security-Policy"), "script-src 'self'")
+	require.Equal(t, "nosniff", w.Header().Get("X-Content-Type-Options"))
+	require.Equal(t, "DENY", w.Header().Get("X-Frame-Options"))
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	_, err := monitor.New(e.client, monitor.Config{Username: "ops"})
+	require.ErrorContains(t, err, "Config.Username and Config.Password")
+	_, err = monitor.New(e.client, monitor.Config{Thresholds: monitor.Thresholds{ErrorRateWarning: 50, ErrorRateCritical: 10}})
+	require.ErrorContains(t, err, "Config.Thresholds.ErrorRateWarning (50) is above ErrorRateCritical (10)")
+	_, err = monitor.New(e.client, monitor.Config{BasePath: "trellis"})
+	require.ErrorContains(t, err, "Config.BasePath")
+	_, err = monitor.New(nil, monitor.Config{})
+	require.ErrorContains(t, err, "nil client")
+}
