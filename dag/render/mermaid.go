@@ -107,6 +107,8 @@ func mermaidLabel(lines []string) string {
 				b.WriteString("#gt;")
 			case '`':
 				b.WriteString("#96;")
+			case '\\':
+				b.WriteString("#92;")
 			default:
 				b.WriteRune(r)
 			}

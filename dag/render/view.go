@@ -1,6 +1,7 @@
 package render
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
 	"slices"
@@ -222,29 +223,23 @@ func topo(nodes []*dag.Node, parents map[string][]string, byID map[string]*dag.N
 	}
 	out := make([]*dag.Node, 0, len(nodes))
 	done := make(map[string]bool, len(nodes))
-	// A min-heap on position would be faster; flows drawn whole are small
-	// enough that a sorted frontier is fine.
-	var frontier []*dag.Node
-	for _, n := range nodes {
+	// The frontier is a min-heap of positions, so nodes ready together keep
+	// the order they were given in.
+	frontier := &posHeap{}
+	for i, n := range nodes {
 		if pending[n.ID] == 0 {
-			frontier = append(frontier, n)
+			heap.Push(frontier, i)
 		}
 	}
-	for len(frontier) > 0 {
-		n := frontier[0]
-		frontier = frontier[1:]
+	for frontier.Len() > 0 {
+		n := nodes[heap.Pop(frontier).(int)]
 		out = append(out, n)
 		done[n.ID] = true
-		var next []*dag.Node
 		for _, c := range children[n.ID] {
 			pending[c.ID]--
 			if pending[c.ID] == 0 {
-				next = append(next, c)
+				heap.Push(frontier, pos[c.ID])
 			}
-		}
-		if len(next) > 0 {
-			frontier = append(frontier, next...)
-			slices.SortStableFunc(frontier, func(a, b *dag.Node) int { return pos[a.ID] - pos[b.ID] })
 		}
 	}
 	for _, n := range nodes {
@@ -309,4 +304,17 @@ func cut(s string, max int) string {
 	}
 	r := []rune(s)
 	return strings.TrimRightFunc(string(r[:max-1]), unicode.IsSpace) + "…"
+}
+
+type posHeap []int
+
+func (h posHeap) Len() int           { return len(h) }
+func (h posHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h posHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *posHeap) Push(x any)        { *h = append(*h, x.(int)) }
+func (h *posHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
