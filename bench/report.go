@@ -1,0 +1,126 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"strings"
+)
+
+func num(x float64, digits int) string {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return "–"
+	}
+	if digits == 0 {
+		return groupThousands(fmt.Sprintf("%.0f", x))
+	}
+	return fmt.Sprintf("%.*f", digits, x)
+}
+
+func groupThousands(s string) string {
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var out []byte
+	for i := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}
+
+func pair(a, b float64, digits int) string {
+	if math.IsNaN(a) && math.IsNaN(b) {
+		return "–"
+	}
+	return num(a, digits) + " / " + num(b, digits)
+}
+
+// ratio is Trellis ÷ peer as "how many times better": throughput over
+// throughput, except chain, where it is the peer's ms per hop over Trellis's.
+func ratio(t, p Result) float64 {
+	if t.Scenario == "chain" {
+		return p.MsPerHop / t.MsPerHop
+	}
+	return t.NodesPerSec / p.NodesPerSec
+}
+
+func peerOf(results []Result, t Result, engine string) (Result, bool) {
+	for _, r := range results {
+		if r.Engine == engine && r.Scenario == t.Scenario && (t.Scenario != "independent" || r.Concurrency == t.Concurrency) {
+			return r, true
+		}
+	}
+	return Result{}, false
+}
+
+// printTable prints the results as a Markdown table, then the large
+// scenario's memory figures, the ceiling and the machine.
+func printTable(w io.Writer, b *bench, results []Result) {
+	fmt.Fprintln(w, "| scenario | engine | C | nodes | nodes/s | enqueue/s | enq→start p50 / p99 ms | parent→child p50 / p99 ms | ms/hop | cmds/node | Redis µs/node | process µs/node | × BullMQ | × asynq |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	var large, ceiling []Result
+	versions := map[string]string{}
+	for _, r := range results {
+		if r.Version != "" {
+			versions[r.Engine] = r.Version
+		}
+		if r.Scenario == "ceiling" {
+			ceiling = append(ceiling, r)
+			continue
+		}
+		if r.Scenario == "large" {
+			large = append(large, r)
+		}
+		vs := [2]string{"", ""}
+		if r.Engine == "trellis" {
+			for i, peer := range []string{"bullmq", "asynq"} {
+				if p, ok := peerOf(results, r, peer); ok {
+					vs[i] = num(ratio(r, p), 2) + "×"
+				}
+			}
+		}
+		name := r.Scenario
+		if r.Variant != "" {
+			name += " (" + r.Variant + ")"
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			name, r.Engine, r.Concurrency, num(float64(r.Nodes), 0), num(r.NodesPerSec, 0), num(r.EnqueuePerSec, 0),
+			pair(r.EnqStartP50MS, r.EnqStartP99MS, 2), pair(r.HopP50MS, r.HopP99MS, 2), num(r.MsPerHop, 3),
+			num(r.CmdsPerNode, 1), num(r.RedisCPUPerNodeUS, 1), num(r.ProcCPUPerNodeUS, 1), vs[0], vs[1])
+	}
+	for _, r := range results {
+		if r.Note != "" {
+			fmt.Fprintf(w, "\n%s %s: %s", r.Engine, r.Scenario, r.Note)
+		}
+	}
+	fmt.Fprintln(w)
+	for _, r := range large {
+		fmt.Fprintf(w, "\nlarge (%s, %s nodes): enqueue %.2f s (%s nodes/s), run %s nodes/s; Redis memory per node: %s B queued, %s B finished and retained, %s B after retention trimmed the flow; commands per node: %s enqueue + %s run\n",
+			r.Variant, num(float64(r.Nodes), 0), r.EnqueueSeconds, num(r.EnqueuePerSec, 0), num(r.RunPerSec, 0),
+			num(r.MemQueuedBPerNode, 0), num(r.MemDoneBPerNode, 0), num(r.MemTrimmedBPerNode, 0),
+			num(r.EnqCmdsPerNode, 2), num(r.RunCmdsPerNode, 2))
+	}
+	if len(ceiling) > 0 {
+		fmt.Fprintln(w, "\nceiling (redis-benchmark on the same Redis):")
+		for _, r := range ceiling {
+			fmt.Fprintf(w, "- %s: %s ops/s, %s µs of Redis CPU per call\n", r.Variant, num(r.OpsPerSec, 0), num(r.RedisCPUPerNodeUS, 2))
+		}
+	}
+	runs := 1
+	if len(results) > 0 {
+		runs = max(results[0].Runs, 1)
+	}
+	fmt.Fprintf(w, "\nmachine: %d cores, Redis %s, %s", b.cores, b.redisVersion, runtime.Version())
+	for _, e := range []string{"node", "bullmq", "asynq"} {
+		if v, ok := versions[e]; ok {
+			fmt.Fprintf(w, ", %s %s", e, v)
+		}
+	}
+	fmt.Fprintf(w, "; figures are medians of %d run(s)\n", runs)
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/runner"
+	"github.com/trellisflow/trellis/steps/workout"
+)
+
+// noop is the benchmark's no-op message. Its job ID carries the node's index.
+type noop struct {
+	Pad string `json:"pad,omitempty"`
+}
+
+func (noop) MessageType() string { return "BENCH_NOOP" }
+
+// recorder keeps, per node index, when its enqueue call started and when
+// its step started and returned, in nanoseconds since base, as seen inside
+// the benchmark process. Latencies come from these, not from the node
+// timelines in Redis, whose resolution is a millisecond.
+type recorder struct {
+	base    time.Time
+	enq     []int64
+	start   []atomic.Int64
+	end     []atomic.Int64
+	parents [][]int32
+	done    atomic.Int64
+	want    int64
+	all     chan struct{}
+}
+
+func newRecorder(n int) *recorder {
+	return &recorder{
+		base: time.Now(), enq: make([]int64, n), start: make([]atomic.Int64, n), end: make([]atomic.Int64, n),
+		parents: make([][]int32, n), want: int64(n), all: make(chan struct{}),
+	}
+}
+
+func (r *recorder) now() int64 { return int64(time.Since(r.base)) }
+
+// ran records one step run of node i.
+func (r *recorder) ran(i int, start int64) {
+	r.start[i].Store(start)
+	r.end[i].Store(r.now())
+	if r.done.Add(1) == r.want {
+		close(r.all)
+	}
+}
+
+// latencies returns the enqueue→start durations of root nodes and the last
+// parent done→child start durations of the others, sorted.
+func (r *recorder) latencies() (enqStart, hop []time.Duration) {
+	for i := range r.enq {
+		s := r.start[i].Load()
+		if len(r.parents[i]) == 0 {
+			enqStart = append(enqStart, time.Duration(s-r.enq[i]))
+			continue
+		}
+		var last int64
+		for _, p := range r.parents[i] {
+			last = max(last, r.end[p].Load())
+		}
+		hop = append(hop, time.Duration(s-last))
+	}
+	return sortDurations(enqStart), sortDurations(hop)
+}
+
+func (r *recorder) fill(res *Result) {
+	enqStart, hop := r.latencies()
+	res.EnqStartP50MS, res.EnqStartP99MS = percentile(enqStart, 0.50), percentile(enqStart, 0.99)
+	res.HopP50MS, res.HopP99MS = percentile(hop, 0.50), percentile(hop, 0.99)
+}
+
+func nodeID(i int) string { return "n" + strconv.Itoa(i) }
+
+func nodeIndex(id string) int {
+	i, err := strconv.Atoi(id[1:])
+	if err != nil {
+		panic("bench: foreign job ID " + id)
+	}
+	return i
+}
+
+// trellisRun is one scenario's namespace, client, recorder and runner.
+type trellisRun struct {
+	b      *bench
+	ns     string
+	client *flow.Client
+	rec    *recorder
+	runner *runner.Runner
+}
+
+func (b *bench) newTrellisRun(scenario string, nodes int) (*trellisRun, error) {
+	ns := fmt.Sprintf("bench-%s-%06x", scenario, rand.IntN(1<<24))
+	c, err := flow.NewClient(b.rdb, &flow.Config{Namespace: ns, Development: true, Logger: b.quiet, DefaultAttempts: 1})
+	if err != nil {
+		return nil, err
+	}
+	return &trellisRun{b: b, ns: ns, client: c, rec: newRecorder(nodes)}, nil
+}
+
+// startRunner starts one runner of concurrency c with the no-op steps.
+func (t *trellisRun) startRunner(ctx context.Context, c int, cfg runner.Config) error {
+	cfg.Concurrency = c
+	cfg.Logger = t.b.quiet
+	r, err := runner.New(t.client, &cfg)
+	if err != nil {
+		return err
+	}
+	rec := t.rec
+	if err := runner.Handle(r, func(ctx context.Context, sc *flow.StepContext, m noop) (struct{}, error) {
+		rec.ran(nodeIndex(sc.JobID), rec.now())
+		return struct{}{}, nil
+	}); err != nil {
+		return err
+	}
+	if err := registerWorkoutNoops(r, rec); err != nil {
+		return err
+	}
+	t.runner = r
+	return r.Start(ctx)
+}
+
+func registerWorkoutNoops(r *runner.Runner, rec *recorder) error {
+	mark := func(sc *flow.StepContext) { rec.ran(nodeIndex(sc.JobID), rec.now()) }
+	return r.Register(
+		flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m workout.PlanCreate) (struct{}, error) {
+			mark(sc)
+			return struct{}{}, nil
+		}),
+		flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m workout.PhaseCreate) (struct{}, error) {
+			mark(sc)
+			return struct{}{}, nil
+		}),
+		flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m workout.SessionCreate) (struct{}, error) {
+			mark(sc)
+			return struct{}{}, nil
+		}),
+		flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m workout.ExerciseCreate) (struct{}, error) {
+			mark(sc)
+			return struct{}{}, nil
+		}),
+	)
+}
+
+// waitAll waits until every node ran, then stops the runner, which reports
+// the last outcomes before it returns.
+func (t *trellisRun) waitAll(ctx context.Context, timeout time.Duration) error {
+	select {
+	case <-t.rec.all:
+	case <-time.After(timeout):
+		return fmt.Errorf("%s: only %d of %d nodes ran within %s", t.ns, t.rec.done.Load(), t.rec.want, timeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return t.stop(ctx)
+}
+
+func (t *trellisRun) stop(ctx context.Context) error {
+	if t.runner == nil {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := t.runner.Stop(sctx)
+	t.runner = nil
+	return err
+}
+
+// verify checks that every node of the namespace succeeded.
+func (t *trellisRun) verify(ctx context.Context, nodes int) error {
+	counts, err := t.client.Store().Counts(ctx)
+	if err != nil {
+		return err
+	}
+	var ok, total int64
+	for _, c := range counts {
+		total += c.N
+		if c.State == flow.Succeeded {
+			ok += c.N
+		}
+	}
+	if ok != int64(nodes) || total != int64(nodes) {
+		return fmt.Errorf("%s: %d of %d nodes succeeded (%d counted)", t.ns, ok, nodes, total)
+	}
+	return nil
+}
+
+// close stops the runner and deletes the namespace.
+func (t *trellisRun) close() {
+	ctx := context.Background()
+	_ = t.stop(ctx)
+	if _, err := t.client.Clear(ctx); err != nil {
+		t.b.warnf("clearing namespace %s: %v", t.ns, err)
+	}
+}
+
+// parallel runs fn(i) for i in [0, n) on k goroutines.
+func parallel(ctx context.Context, n, k int, fn func(i int) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, k)
+	for w := 0; w < k; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
