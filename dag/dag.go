@@ -100,6 +100,9 @@ type Spec struct {
 	// equal identities return the existing node, different ones conflict.
 	// Empty means a hash of the payload and options.
 	Identity string `json:"-"`
+	// Fresh says the ID was just generated and cannot exist yet, so enqueue
+	// skips the idempotency check.
+	Fresh bool `json:"-"`
 }
 
 // Transition is one entry of a node's timeline.

@@ -14,7 +14,7 @@ import (
 )
 
 // DurationBuckets are the upper bounds of the step-duration histogram kept
-// per minute (the last bucket is unbounded). Keep in step with complete.lua.
+// per minute (the last bucket is unbounded).
 var DurationBuckets = []time.Duration{
 	time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond,
 	50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
@@ -67,6 +67,77 @@ type Minute struct {
 	Runs    int64 // finished runs (ok + failed) with a duration
 	Total   time.Duration
 	Buckets []int64 // len(DurationBuckets)+1
+}
+
+// NewMinute returns an empty minute starting at start (truncated).
+func NewMinute(start time.Time) Minute {
+	return Minute{
+		Start: start.Truncate(time.Minute),
+		OK:    map[string]int64{}, Failed: map[string]int64{}, Retried: map[string]int64{},
+		Buckets: make([]int64, len(DurationBuckets)+1),
+	}
+}
+
+// Observe adds one finished run of type typ.
+func (m *Minute) Observe(typ string, kind OutcomeKind, final bool, took time.Duration) {
+	switch {
+	case kind == OutcomeOK:
+		m.OK[typ]++
+	case kind == OutcomeRetry && !final:
+		m.Retried[typ]++
+		return
+	case kind == OutcomeRetry || kind == OutcomeFail:
+		m.Failed[typ]++
+	default:
+		return
+	}
+	m.Runs++
+	m.Total += took
+	b := len(DurationBuckets)
+	for i, ub := range DurationBuckets {
+		if took <= ub {
+			b = i
+			break
+		}
+	}
+	m.Buckets[b]++
+}
+
+// Empty reports whether nothing was observed.
+func (m *Minute) Empty() bool { return m.Runs == 0 && len(m.Retried) == 0 }
+
+// AddMinute adds a runner's observations to the shared minute stats.
+func (s *Store) AddMinute(ctx context.Context, m Minute) error {
+	if m.Empty() {
+		return nil
+	}
+	key := s.k.minute(m.Start.UnixMilli() / 60000)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for t, n := range m.OK {
+			p.HIncrBy(ctx, key, "ok|"+t, n)
+		}
+		for t, n := range m.Failed {
+			p.HIncrBy(ctx, key, "fail|"+t, n)
+		}
+		for t, n := range m.Retried {
+			p.HIncrBy(ctx, key, "retry|"+t, n)
+		}
+		if m.Runs > 0 {
+			p.HIncrBy(ctx, key, "n", m.Runs)
+			p.HIncrBy(ctx, key, "us", m.Total.Microseconds())
+		}
+		for i, b := range m.Buckets {
+			if b > 0 {
+				p.HIncrBy(ctx, key, "b"+strconv.Itoa(i+1), b)
+			}
+		}
+		p.PExpire(ctx, key, 2*time.Hour)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("dag: redis: %w", err)
+	}
+	return nil
 }
 
 // Minutes reads the last n minutes of stats, oldest first.

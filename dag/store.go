@@ -132,7 +132,7 @@ func appendNodes(args []any, specs []Spec, order []int, joiner *string) []any {
 		if joiner != nil && len(ch) == 0 {
 			ch = []string{*joiner}
 		}
-		args = append(args, sp.ID, identity(sp, data), meta(sp), string(data), len(sp.Parents))
+		args = append(args, sp.ID, boolArg(sp.Fresh), identity(sp, data), meta(sp), string(data), len(sp.Parents))
 		for _, p := range sp.Parents {
 			args = append(args, p)
 		}
@@ -216,7 +216,10 @@ type Outcome struct {
 	Err       *ErrorInfo
 	Delay     time.Duration
 	Reason    string
-	Duration  time.Duration
+	// Type, Final and Duration are for the runner's stats, not sent to Redis.
+	Type     string
+	Final    bool // a retry with no attempts left: the node fails
+	Duration time.Duration
 }
 
 // Lease is a node a runner holds.
@@ -237,6 +240,10 @@ type SyncRequest struct {
 	StallLimit  int
 	Queues      []string
 	Want        int
+	// Maintain also promotes due delayed nodes, recovers expired leases and
+	// trims finished flows; runners ask for it a few times a second, not on
+	// every call.
+	Maintain    bool
 	RetainAge   time.Duration // 0: keep finished flows regardless of age
 	RetainCount int           // -1: keep any number
 	Outcomes    []Outcome
@@ -246,15 +253,15 @@ type SyncRequest struct {
 type SyncResult struct {
 	Applied []bool
 	Claimed []Claimed
-	NextDue time.Time // the earliest delayed node, when nothing was claimed
+	NextDue time.Time // the earliest delayed node, after maintenance
 }
 
 // Sync applies outcomes, promotes due delayed nodes, recovers expired
 // leases, trims finished flows and claims up to Want ready nodes.
 func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncResult, error) {
-	args := make([]any, 0, 10+len(req.Queues)+6*len(req.Outcomes))
+	args := make([]any, 0, 10+len(req.Queues)+5*len(req.Outcomes))
 	args = append(args, ms(now), req.Worker, req.Lease.Milliseconds(), req.StallLimit, req.Want,
-		req.RetainAge.Milliseconds(), req.RetainCount, len(req.Queues))
+		boolArg(req.Maintain), req.RetainAge.Milliseconds(), req.RetainCount, len(req.Queues))
 	for _, q := range req.Queues {
 		args = append(args, q)
 	}
@@ -270,7 +277,7 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 		case OutcomeSkip:
 			a = o.Reason
 		}
-		args = append(args, o.ID, o.Token, string(o.Kind), a, b, o.Duration.Microseconds())
+		args = append(args, o.ID, o.Token, string(o.Kind), a, b)
 	}
 	res, err := s.run(ctx, s.scripts.complete, args)
 	if err != nil {

@@ -95,6 +95,7 @@ type Node struct {
 	msg     Message
 	opts    NodeOpts
 	parents []string
+	fresh   bool // the ID was generated here
 }
 
 // Add adds a node carrying msg. opts may be nil. Mistakes (a nil message, a
@@ -106,7 +107,7 @@ func (g *Graph) Add(msg Message, opts *NodeOpts) *Node {
 	}
 	n.id = n.opts.ID
 	if n.id == "" {
-		n.id = newID()
+		n.id, n.fresh = newID(), true
 	}
 	if isNil(msg) && g.err == nil {
 		g.err = fmt.Errorf("node %q (#%d): %w", n.id, len(g.nodes)+1, ErrNilMessage)
@@ -172,6 +173,7 @@ func (c *Client) specs(g *Graph, now time.Time) ([]dag.Spec, []int, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		sp.Fresh = n.fresh
 		specs[i] = sp
 	}
 	order, _, err := dag.Validate(specs, dag.Limits{MaxPayload: c.cfg.MaxPayload})

@@ -126,7 +126,7 @@ func TestStallLimitFailsTheNode(t *testing.T) {
 		require.NoError(t, err)
 		store := h.client.Store()
 		now := time.Now()
-		req := dag.SyncRequest{Worker: "flaky-host", Lease: time.Second, StallLimit: 1, Queues: []string{"default"}, Want: 1, RetainCount: -1}
+		req := dag.SyncRequest{Worker: "flaky-host", Lease: time.Second, StallLimit: 1, Queues: []string{"default"}, Want: 1, RetainCount: -1, Maintain: true}
 		for i := range 2 {
 			res, err := store.Sync(ctx, now.Add(time.Duration(i)*2*time.Second), req)
 			require.NoError(t, err)
@@ -263,8 +263,14 @@ func TestStatsAndClear(t *testing.T) {
 		_, err = h.client.Add(ctx, Task{Name: "other"}, &flow.NodeOpts{ID: "elsewhere", Queue: "emails"})
 		require.NoError(t, err)
 
-		st, err := h.client.Stats(ctx, &flow.StatsOpts{IncludeJobs: true, Limit: 3})
-		require.NoError(t, err)
+		// runners add their run stats to Redis once a second
+		var st *flow.Stats
+		require.Eventually(t, func() bool {
+			var err error
+			st, err = h.client.Stats(ctx, &flow.StatsOpts{IncludeJobs: true, Limit: 3})
+			require.NoError(t, err)
+			return st.ErrorRate > 0
+		}, 5*time.Second, 50*time.Millisecond)
 		require.Equal(t, int64(4), st.Counts[flow.Succeeded])
 		require.Equal(t, int64(1), st.Counts[flow.Failed])
 		require.Equal(t, int64(1), st.ByQueue["emails"][flow.Ready])

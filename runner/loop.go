@@ -37,10 +37,14 @@ func (r *Runner) loop(ctx context.Context) {
 	inflight := map[string]*task{}
 	var pending []dag.Outcome
 	stopping, idle := false, false
-	var nextDue time.Time
+	var nextDue, lastMaintain time.Time
 	retryWait := 50 * time.Millisecond
 	hb := time.NewTicker(r.cfg.Lease / 3)
 	defer hb.Stop()
+	stats := time.NewTicker(time.Second)
+	defer stats.Stop()
+	minute := dag.NewMinute(time.Now())
+	defer func() { r.flushStats(ctx, &minute) }()
 	r.heartbeat(ctx, inflight)
 
 	collect := func(res result) {
@@ -75,9 +79,11 @@ func (r *Runner) loop(ctx context.Context) {
 			want = r.cfg.Concurrency - len(inflight)
 		}
 		if len(pending) > 0 || (want > 0 && !idle) {
+			now := time.Now()
+			maintain := now.Sub(lastMaintain) >= maintainEvery || (!nextDue.IsZero() && !now.Before(nextDue))
 			res, err := r.store.Sync(ctx, r.client.Config().Clock(), dag.SyncRequest{
 				Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.StallLimit,
-				Queues: r.cfg.Queues, Want: want, Outcomes: pending,
+				Queues: r.cfg.Queues, Want: want, Outcomes: pending, Maintain: maintain,
 				RetainAge: r.cfg.RetainAge, RetainCount: r.cfg.RetainCount,
 			})
 			if err != nil {
@@ -91,16 +97,24 @@ func (r *Runner) loop(ctx context.Context) {
 			}
 			retryWait = 50 * time.Millisecond
 			for i, ok := range res.Applied {
+				o := &pending[i]
 				if !ok {
-					r.log.Warn("trellis: late completion rejected (lease expired or job cancelled)", "job", pending[i].ID, "outcome", pending[i].Kind)
+					r.log.Warn("trellis: late completion rejected (lease expired or job cancelled)", "job", o.ID, "outcome", o.Kind)
+					continue
 				}
+				if time.Since(minute.Start) >= time.Minute {
+					r.flushStats(ctx, &minute)
+				}
+				minute.Observe(o.Type, o.Kind, o.Final, o.Duration)
 			}
 			pending = pending[:0]
 			for _, c := range res.Claimed {
 				r.launch(ctx, c, inflight)
 			}
 			idle = want > 0 && len(res.Claimed) == 0
-			nextDue = res.NextDue
+			if maintain {
+				lastMaintain, nextDue = now, res.NextDue
+			}
 			continue
 		}
 		if stopping && len(inflight) == 0 {
@@ -128,6 +142,8 @@ func (r *Runner) loop(ctx context.Context) {
 			idle = false
 		case <-hb.C:
 			r.heartbeat(ctx, inflight)
+		case <-stats.C:
+			r.flushStats(ctx, &minute)
 		case <-r.stop:
 			if !stopping {
 				stopping = true
@@ -137,6 +153,20 @@ func (r *Runner) loop(ctx context.Context) {
 		}
 		timer.Stop()
 	}
+}
+
+// maintainEvery is how often a busy runner also promotes delayed nodes,
+// recovers expired leases and trims finished flows.
+const maintainEvery = 250 * time.Millisecond
+
+// flushStats adds this runner's finished runs to the shared minute stats.
+func (r *Runner) flushStats(ctx context.Context, m *dag.Minute) {
+	if !m.Empty() {
+		if err := r.store.AddMinute(ctx, *m); err != nil {
+			r.log.Error("trellis: writing stats failed", "err", err)
+		}
+	}
+	*m = dag.NewMinute(time.Now())
 }
 
 // pause waits d unless the runner is aborted.
@@ -307,7 +337,7 @@ func (r *Runner) outcome(ctx context.Context, c *dag.Claimed, res []byte, skippe
 	Warn(string, ...any)
 	Error(string, ...any)
 }) *dag.Outcome {
-	o := &dag.Outcome{ID: c.ID, Token: c.Token, Duration: took}
+	o := &dag.Outcome{ID: c.ID, Token: c.Token, Duration: took, Type: c.Type, Final: c.Attempt >= c.Attempts}
 	var pe *panicError
 	switch {
 	case errors.Is(context.Cause(ctx), errLeaseLost) || errors.Is(context.Cause(ctx), errShutdown):

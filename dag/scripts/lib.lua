@@ -31,7 +31,7 @@ local COUNTS = {}   -- "state|queue|type" -> delta
 local LEFT = {}     -- flow id -> delta of unfinished nodes
 local ZOPS = {}     -- sorted-set key -> {member -> score | false (remove)}
 local WAKE = {}     -- queue -> nodes made ready
-local MINUTE = {}   -- field -> delta in this minute's stats hash
+local DRAINED = {}  -- queue -> true once claim() emptied its ready set
 
 local function split(s)
   local t = {}
@@ -49,31 +49,39 @@ end
 local function readyKey(q) return P .. 'q:' .. q .. ':ready' end
 
 -- meta: flow, queue, type, policy, priority, delay ms, max attempts.
--- An empty flow means a single-node flow whose ID is the node's own.
-local FIELDS = {'st', 'm', 'pe', 'at', 'tk', 'tl', 'sl', 'ex', 'cz', 'c'}
-local function load(id, extra)
-  local fields = FIELDS
-  if extra then
-    fields = {}
-    for i = 1, #FIELDS do fields[i] = FIELDS[i] end
-    for i = 1, #extra do fields[#fields + 1] = extra[i] end
+-- A flow of "-" means a single-node flow whose ID is the node's own.
+local META = '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)$'
+
+-- load reads a node; with data, its data blob too. The field lists are
+-- literal because unpack() is slow in Redis's Lua.
+local function load(id, data)
+  local v
+  if data then
+    v = redis.call('HMGET', P .. 'n:' .. id, 'st', 'm', 'pe', 'at', 'tk', 'tl', 'sl', 'ex', 'cz', 'c', 'd')
+  else
+    v = redis.call('HMGET', P .. 'n:' .. id, 'st', 'm', 'pe', 'at', 'tk', 'tl', 'sl', 'ex', 'cz', 'c')
   end
-  local v = redis.call('HMGET', P .. 'n:' .. id, unpack(fields))
   if not v[1] then return nil end
-  local m = split(v[2])
+  local fl, q, ty, po, pr, dl, ma = string.match(v[2], META)
   local n = {
-    id = id, st = v[1], fl = m[1], q = m[2], ty = m[3], po = m[4],
-    pr = tonumber(m[5]), dl = tonumber(m[6]), ma = tonumber(m[7]),
+    id = id, st = v[1], fl = fl, q = q, ty = ty, po = po,
+    pr = tonumber(pr), dl = tonumber(dl), ma = tonumber(ma),
     pe = tonumber(v[3]) or 0, at = tonumber(v[4]) or 0, tk = v[5] or '',
     tl = v[6] or '', sl = tonumber(v[7]) or 0, ex = v[8], cz = v[9], c = v[10] or '',
+    single = (fl == '-'), d = v[11],
   }
-  if m[1] == '-' then n.fl = id end
-  if extra then
-    n.extra = {}
-    for i = 1, #extra do n.extra[extra[i]] = v[#FIELDS + i] end
-  end
-  n.single = (m[1] == '-')
+  if n.single then n.fl = id end
   return n
+end
+
+-- hset writes field/value pairs, avoiding unpack() for the common sizes.
+local function hset(key, a)
+  local k = #a
+  if k == 4 then return redis.call('HSET', key, a[1], a[2], a[3], a[4]) end
+  if k == 6 then return redis.call('HSET', key, a[1], a[2], a[3], a[4], a[5], a[6]) end
+  if k == 8 then return redis.call('HSET', key, a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]) end
+  if k == 10 then return redis.call('HSET', key, a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]) end
+  return redis.call('HSET', key, unpack(a))
 end
 
 local function terminal(st)
@@ -112,7 +120,7 @@ local function move(n, to, worker, extra, score)
   n.st = to
   local args = {'st', to, 'tl', n.tl}
   if extra then for i = 1, #extra do args[#args + 1] = extra[i] end end
-  redis.call('HSET', P .. 'n:' .. n.id, unpack(args))
+  hset(P .. 'n:' .. n.id, args)
   count(from, n, -1)
   count(to, n, 1)
   if terminal(to) and not terminal(from) then unfinished(n, -1) end
@@ -126,7 +134,7 @@ local function create(n, st, fields, score)
   n.tl = st .. ',' .. NOW .. ',0|'
   local args = {'st', st, 'tl', n.tl}
   for i = 1, #fields do args[#args + 1] = fields[i] end
-  redis.call('HSET', P .. 'n:' .. n.id, unpack(args))
+  hset(P .. 'n:' .. n.id, args)
   membership(n, nil, st, score)
   count(st, n, 1)
   if not terminal(st) then unfinished(n, 1) end
@@ -251,8 +259,9 @@ local function claim(queues, want, worker, leaseMs, out)
     if want <= 0 then break end
     if redis.call('SISMEMBER', P .. 'paused', q) == 0 then
       local popped = redis.call('ZPOPMIN', readyKey(q), want)
+      if #popped < 2 * want then DRAINED[q] = true end
       for i = 1, #popped, 2 do
-        local n = load(popped[i], {'d'})
+        local n = load(popped[i], true)
         if n and n.st == 'ready' then
           n.at = n.at + 1
           local tk = worker .. ':' .. n.at .. ':' .. NOW
@@ -263,7 +272,7 @@ local function claim(queues, want, worker, leaseMs, out)
           out[#out + 1] = n.fl
           out[#out + 1] = tostring(n.at)
           out[#out + 1] = tk
-          out[#out + 1] = n.extra.d
+          out[#out + 1] = n.d
           want = want - 1
         end
       end
@@ -285,23 +294,25 @@ local function trim(maxAgeMs, maxCount, limit)
       for _, f in ipairs(more) do victims[#victims + 1] = f end
     end
   end
+  local dels = {}
   for _, f in ipairs(victims) do
-    local members = redis.call('SMEMBERS', P .. 'f:' .. f)
-    if #members == 0 then members = {f} end
-    local dels = {P .. 'f:' .. f, P .. 'fm:' .. f}
+    local members
+    if string.sub(f, 1, 1) == SEP then
+      members = {string.sub(f, 2)}
+    else
+      members = redis.call('SMEMBERS', P .. 'f:' .. f)
+      dels[#dels + 1] = P .. 'f:' .. f
+      dels[#dels + 1] = P .. 'fm:' .. f
+    end
     for _, id in ipairs(members) do
       local n = load(id)
       if n then count(n.st, n, -1) end
       dels[#dels + 1] = P .. 'n:' .. id
     end
-    for i = 1, #dels, 500 do redis.call('UNLINK', unpack(dels, i, math.min(i + 499, #dels))) end
     zop(P .. 'done', f, false)
   end
+  for i = 1, #dels, 500 do redis.call('UNLINK', unpack(dels, i, math.min(i + 499, #dels))) end
   return #victims
-end
-
-local function stat(field, d)
-  MINUTE[field] = (MINUTE[field] or 0) + d
 end
 
 -- commit writes everything the script accumulated: set memberships,
@@ -320,11 +331,12 @@ local function commit()
       else
         left = redis.call('HINCRBY', P .. 'fm:' .. f, 'left', d)
       end
+      local member = single and (SEP .. f) or f
       if left == 0 then
-        zop(P .. 'done', f, NOW)
+        zop(P .. 'done', member, NOW)
         if not single then redis.call('HSET', P .. 'fm:' .. f, 'fa', NOW) end
       elseif d > 0 then
-        zop(P .. 'done', f, false)
+        zop(P .. 'done', member, false)
         if not single then redis.call('HDEL', P .. 'fm:' .. f, 'fa') end
       end
     end
@@ -334,17 +346,13 @@ local function commit()
     if d ~= 0 then redis.call('HINCRBY', P .. 'counts', k, d) end
   end
   for q, k in pairs(WAKE) do
+    if not DRAINED[q] then
     local tokens = {}
     for i = 1, math.min(k, 16) do tokens[i] = '1' end
     redis.call('LPUSH', P .. 'q:' .. q .. ':wake', unpack(tokens))
     redis.call('LTRIM', P .. 'q:' .. q .. ':wake', 0, 63)
+    end
   end
-  local minute = false
-  for field, d in pairs(MINUTE) do
-    minute = P .. 'm:' .. math.floor(NOW / 60000)
-    redis.call('HINCRBY', minute, field, d)
-  end
-  if minute then redis.call('PEXPIRE', minute, 7200000) end
   if #EVENTS > 0 then
     redis.call('XADD', P .. 'events', 'MAXLEN', '~', 10000, '*', 'e', table.concat(EVENTS, '\n'))
   end
@@ -352,8 +360,9 @@ end
 
 -- insert writes new nodes into flow (single: a one-node flow keyed by its
 -- node). The nodes start at ARGV[start], count of them, in topological order,
--- each as: id, identity hash, meta (queue, type, policy, priority, delay ms,
--- max attempts), data, #parents, parents..., #children, children...
+-- each as: id, fresh ("1": a generated ID that cannot exist yet), identity
+-- hash, meta (queue, type, policy, priority, delay ms, max attempts), data,
+-- #parents, parents..., #children, children...
 -- (children within the batch; parents outside it are linked here).
 -- It validates everything before it writes anything, and returns
 -- {'ok', id, state, existed, ...} or {'conflict', id} or {'unknown', id, parent}.
@@ -361,10 +370,10 @@ local function insert(flow, single, start, total)
   local nodes, byId = {}, {}
   local i = start
   for _ = 1, total do
-    local n = {id = ARGV[i], h = ARGV[i + 1], m = ARGV[i + 2], d = ARGV[i + 3], parents = {}, children = {}}
-    local np = tonumber(ARGV[i + 4])
-    for k = 1, np do n.parents[k] = ARGV[i + 4 + k] end
-    i = i + 5 + np
+    local n = {id = ARGV[i], fresh = ARGV[i + 1] == '1', h = ARGV[i + 2], m = ARGV[i + 3], d = ARGV[i + 4], parents = {}, children = {}}
+    local np = tonumber(ARGV[i + 5])
+    for k = 1, np do n.parents[k] = ARGV[i + 5 + k] end
+    i = i + 6 + np
     local nc = tonumber(ARGV[i])
     for k = 1, nc do n.children[k] = ARGV[i + k] end
     i = i + 1 + nc
@@ -374,7 +383,7 @@ local function insert(flow, single, start, total)
   -- validate: identical re-enqueues are returned as they are, different
   -- ones conflict; every parent outside the batch must exist.
   for _, n in ipairs(nodes) do
-    local old = redis.call('HMGET', P .. 'n:' .. n.id, 'h', 'st')
+    local old = n.fresh and {} or redis.call('HMGET', P .. 'n:' .. n.id, 'h', 'st')
     if old[2] then
       if old[1] ~= n.h then return {'conflict', n.id} end
       n.existing = true

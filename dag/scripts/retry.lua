@@ -4,7 +4,7 @@
 -- ARGV     now, id
 -- Returns  {'ok', reset count} | {'notfound'} | {'state', current state}
 local id = ARGV[2]
-local x = load(id, {'d'})
+local x = load(id, true)
 if not x then return {'notfound'} end
 if x.st ~= 'failed' and x.st ~= 'cancelled' then return {'state', x.st} end
 -- the nodes to reset: x, and its descendants whose cause was x
@@ -13,7 +13,7 @@ local k = 1
 while k <= #reset do
   for _, cid in ipairs(split(reset[k].c)) do
     if not inReset[cid] then
-      local c = load(cid, {'d'})
+      local c = load(cid, true)
       if c and (c.st == 'cancelled' or c.st == 'skipped') and c.cz == id then
         reset[#reset + 1] = c
         inReset[cid] = true
@@ -37,7 +37,7 @@ for _, n in ipairs(reset) do
 end
 for _, n in ipairs(reset) do
   if n.st == 'blocked' then
-    local parents = cjson.decode(n.extra.d).p or {}
+    local parents = cjson.decode(n.d).p or {}
     local pe, res, why = 0, nil, nil
     for _, p in ipairs(parents) do
       local pn = load(p)
