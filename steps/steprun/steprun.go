@@ -1,0 +1,98 @@
+// Package steprun makes steps effectively-once on top of the engine's
+// at-least-once delivery: a step's database effects and a record keyed by
+// the job ID commit in one transaction, and a re-run of the job (after a
+// crash between the commit and the report to the engine, or a lease that
+// expired) finds the record and returns the stored result instead of
+// applying the effects again.
+package steprun
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/schema"
+)
+
+// Func applies a step's effects inside tx and returns its result.
+type Func[R any] func(ctx context.Context, tx bun.Tx) (R, error)
+
+// Do runs fn in a transaction on db together with the step-run record of
+// sc's job. If an earlier attempt of the job committed, Do returns that
+// attempt's stored result with replayed true and does not call fn. An error
+// from fn rolls everything back and is returned as is, so flow.Permanent and
+// flow.RetryAfter keep steering retries.
+func Do[R any](ctx context.Context, db bun.IDB, sc *flow.StepContext, fn Func[R]) (res R, replayed bool, err error) {
+	err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var prev schema.StepRun
+		err := tx.NewSelect().Model(&prev).Where("job_id = ?", sc.JobID).Limit(1).Scan(ctx)
+		switch {
+		case err == nil:
+			replayed = true
+			if uerr := json.Unmarshal([]byte(prev.Result), &res); uerr != nil {
+				return flow.Permanent(fmt.Errorf("steprun: stored result of job %s: %w", sc.JobID, uerr))
+			}
+			return nil
+		case !isNoRows(err):
+			return fmt.Errorf("steprun: read record of job %s: %w", sc.JobID, err)
+		}
+		res, err = fn(ctx, tx)
+		if err != nil {
+			return err
+		}
+		raw, err := json.Marshal(res)
+		if err != nil {
+			return flow.Permanent(fmt.Errorf("steprun: encode result: %w", err))
+		}
+		// A plain insert: if another attempt of the same job committed in
+		// the meantime (its runner's lease expired while it ran), the
+		// primary key refuses this one and the whole transaction rolls back;
+		// the retry then replays the winner's result.
+		_, err = tx.NewInsert().Model(&schema.StepRun{
+			JobID: sc.JobID, MessageType: sc.Type, Attempt: sc.Attempt,
+			Result: string(raw), CreatedAt: time.Now().UTC(),
+		}).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("steprun: record job %s: %w", sc.JobID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		var zero R
+		return zero, false, err
+	}
+	return res, replayed, nil
+}
+
+// Step builds the step of message type M whose handler runs inside Do.
+func Step[M flow.Message, R any](db bun.IDB, fn func(ctx context.Context, tx bun.Tx, sc *flow.StepContext, msg M) (R, error)) flow.Step {
+	return flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, msg M) (R, error) {
+		res, replayed, err := Do(ctx, db, sc, func(ctx context.Context, tx bun.Tx) (R, error) {
+			return fn(ctx, tx, sc, msg)
+		})
+		if replayed {
+			sc.Logger.InfoContext(ctx, "step already committed; returning the stored result", "job", sc.JobID, "type", sc.Type, "attempt", sc.Attempt)
+		}
+		return res, err
+	})
+}
+
+// Record reads the step-run record of a job, for tests and inspection.
+func Record(ctx context.Context, db bun.IDB, jobID string) (*schema.StepRun, error) {
+	var r schema.StepRun
+	if err := db.NewSelect().Model(&r).Where("job_id = ?", jobID).Limit(1).Scan(ctx); err != nil {
+		if isNoRows(err) {
+			return nil, flow.ErrNotFound
+		}
+		return nil, err
+	}
+	return &r, nil
+}
+
+func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }

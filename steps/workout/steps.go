@@ -1,0 +1,448 @@
+package workout
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/schema"
+	"github.com/trellisflow/trellis/steps/steprun"
+)
+
+// Result is what a workout step returns: the entity it touched and what it did.
+type Result struct {
+	Entity string `json:"entity"` // plan, phase, session or exercise
+	ID     string `json:"id"`
+	// Action is created, updated, deleted or absent (a delete of a row that
+	// was not there).
+	Action string `json:"action"`
+}
+
+// FullSaveResult is what WORKOUT_PLAN_FULL_SAVE returns once it saved the
+// plan and expanded the rest.
+type FullSaveResult struct {
+	PlanID    string `json:"planId"`
+	Action    string `json:"action"` // the plan row: created or updated
+	Phases    int    `json:"phases"`
+	Sessions  int    `json:"sessions"`
+	Exercises int    `json:"exercises"`
+	// Pruned counts the rows under the plan that the message no longer
+	// contains and that were deleted (phases, sessions and exercises).
+	Pruned int `json:"pruned"`
+}
+
+// Steps returns one step for each of the twelve workout message types,
+// writing through db. Register them all with one call:
+//
+//	r.Register(workout.Steps(db)...)
+func Steps(db bun.IDB) []flow.Step {
+	return []flow.Step{
+		steprun.Step(db, workoutUpdate),
+		steprun.Step(db, planCreate),
+		steprun.Step(db, phaseCreate),
+		steprun.Step(db, phaseUpdate),
+		steprun.Step(db, phaseDelete),
+		steprun.Step(db, sessionCreate),
+		steprun.Step(db, sessionUpdate),
+		steprun.Step(db, sessionDelete),
+		steprun.Step(db, exerciseCreate),
+		steprun.Step(db, exerciseUpdate),
+		steprun.Step(db, exerciseDelete),
+		fullSaveStep(db),
+	}
+}
+
+// NotFoundError is the retryable error of a step whose parent row does not
+// exist (yet): the seed's "plan <id> not found" race.
+type NotFoundError struct {
+	Entity string
+	ID     string
+}
+
+func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %s not found", e.Entity, e.ID) }
+
+func now() time.Time { return time.Now().UTC() }
+
+func created(exists bool) string {
+	if exists {
+		return "updated"
+	}
+	return "created"
+}
+
+func planExists(ctx context.Context, db bun.IDB, planID string) (bool, error) {
+	return db.NewSelect().Model((*schema.Plan)(nil)).Where("id = ?", planID).Exists(ctx)
+}
+
+// requirePhase fails retryably unless the phase exists in the plan.
+func requirePhase(ctx context.Context, tx bun.IDB, planID, phaseID string) error {
+	ok, err := tx.NewSelect().Model((*schema.Phase)(nil)).Where("id = ? AND plan_id = ?", phaseID, planID).Exists(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return &NotFoundError{Entity: "phase", ID: phaseID}
+	}
+	return nil
+}
+
+// requireSession fails retryably unless the session exists in the phase of the plan.
+func requireSession(ctx context.Context, tx bun.IDB, planID, phaseID, sessionID string) error {
+	ok, err := tx.NewSelect().TableExpr("workout_sessions AS s").
+		Join("JOIN workout_phases AS p ON p.id = s.phase_id").
+		Where("s.id = ? AND s.phase_id = ? AND p.plan_id = ?", sessionID, phaseID, planID).Exists(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return &NotFoundError{Entity: "session", ID: sessionID}
+	}
+	return nil
+}
+
+func upsertPlan(ctx context.Context, tx bun.IDB, m PlanCreate) (string, error) {
+	exists, err := planExists(ctx, tx, m.PlanID)
+	if err != nil {
+		return "", err
+	}
+	t := now()
+	_, err = tx.NewInsert().Model(&schema.Plan{
+		ID: m.PlanID, Name: m.Name, ClientID: m.ClientID, TrainerID: m.TrainerID, IsActive: m.IsActive,
+		CreatedAt: t, UpdatedAt: t,
+	}).On("CONFLICT (id) DO UPDATE").
+		Set("name = EXCLUDED.name").
+		Set("client_id = EXCLUDED.client_id").
+		Set("trainer_id = EXCLUDED.trainer_id").
+		Set("is_active = EXCLUDED.is_active").
+		Set("updated_at = EXCLUDED.updated_at").
+		Exec(ctx)
+	return created(exists), err
+}
+
+func planCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PlanCreate) (Result, error) {
+	action, err := upsertPlan(ctx, tx, m)
+	return Result{Entity: "plan", ID: m.PlanID, Action: action}, err
+}
+
+func phaseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseCreate) (Result, error) {
+	ok, err := planExists(ctx, tx, m.PlanID)
+	if err != nil {
+		return Result{}, err
+	}
+	if !ok {
+		return Result{}, &NotFoundError{Entity: "plan", ID: m.PlanID}
+	}
+	exists, err := tx.NewSelect().Model((*schema.Phase)(nil)).Where("id = ?", m.Phase.ID).Exists(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	t := now()
+	_, err = tx.NewInsert().Model(&schema.Phase{
+		ID: m.Phase.ID, PlanID: m.PlanID, Name: m.Phase.Name, OrderNumber: m.Phase.OrderNumber,
+		IsActive: m.Phase.IsActive, CreatedAt: t, UpdatedAt: t,
+	}).On("CONFLICT (id) DO UPDATE").
+		Set("plan_id = EXCLUDED.plan_id").
+		Set("name = EXCLUDED.name").
+		Set("order_number = EXCLUDED.order_number").
+		Set("is_active = EXCLUDED.is_active").
+		Set("updated_at = EXCLUDED.updated_at").
+		Exec(ctx)
+	return Result{Entity: "phase", ID: m.Phase.ID, Action: created(exists)}, err
+}
+
+func phaseUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseUpdate) (Result, error) {
+	q := tx.NewUpdate().Model((*schema.Phase)(nil)).Set("updated_at = ?", now()).
+		Where("id = ? AND plan_id = ?", m.PhaseID, m.PlanID)
+	c := m.Changes
+	if c.Name != nil {
+		q.Set("name = ?", *c.Name)
+	}
+	if c.OrderNumber != nil {
+		q.Set("order_number = ?", *c.OrderNumber)
+	}
+	if c.IsActive != nil {
+		q.Set("is_active = ?", *c.IsActive)
+	}
+	return updated(ctx, q, "phase", m.PhaseID)
+}
+
+// updated runs an update and turns "no row" into the retryable not-found
+// error: the row's create may still be on its way.
+func updated(ctx context.Context, q *bun.UpdateQuery, entity, id string) (Result, error) {
+	res, err := q.Exec(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return Result{}, err
+	}
+	if n == 0 {
+		return Result{}, &NotFoundError{Entity: entity, ID: id}
+	}
+	return Result{Entity: entity, ID: id, Action: "updated"}, nil
+}
+
+// deleted runs a delete; a missing row is fine (deletes are idempotent).
+func deleted(ctx context.Context, q *bun.DeleteQuery, entity, id string) (Result, error) {
+	res, err := q.Exec(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return Result{}, err
+	}
+	action := "deleted"
+	if n == 0 {
+		action = "absent"
+	}
+	return Result{Entity: entity, ID: id, Action: action}, nil
+}
+
+func phaseDelete(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseDelete) (Result, error) {
+	return deleted(ctx, tx.NewDelete().Model((*schema.Phase)(nil)).Where("id = ? AND plan_id = ?", m.PhaseID, m.PlanID), "phase", m.PhaseID)
+}
+
+func sessionCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m SessionCreate) (Result, error) {
+	if err := requirePhase(ctx, tx, m.PlanID, m.PhaseID); err != nil {
+		return Result{}, err
+	}
+	exists, err := tx.NewSelect().Model((*schema.Session)(nil)).Where("id = ?", m.Session.ID).Exists(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	t := now()
+	_, err = tx.NewInsert().Model(&schema.Session{
+		ID: m.Session.ID, PhaseID: m.PhaseID, Name: m.Session.Name, OrderNumber: m.Session.OrderNumber,
+		CreatedAt: t, UpdatedAt: t,
+	}).On("CONFLICT (id) DO UPDATE").
+		Set("phase_id = EXCLUDED.phase_id").
+		Set("name = EXCLUDED.name").
+		Set("order_number = EXCLUDED.order_number").
+		Set("updated_at = EXCLUDED.updated_at").
+		Exec(ctx)
+	return Result{Entity: "session", ID: m.Session.ID, Action: created(exists)}, err
+}
+
+func sessionUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m SessionUpdate) (Result, error) {
+	if err := requirePhase(ctx, tx, m.PlanID, m.PhaseID); err != nil {
+		return Result{}, err
+	}
+	q := tx.NewUpdate().Model((*schema.Session)(nil)).Set("updated_at = ?", now()).
+		Where("id = ? AND phase_id = ?", m.SessionID, m.PhaseID)
+	if m.Changes.Name != nil {
+		q.Set("name = ?", *m.Changes.Name)
+	}
+	if m.Changes.OrderNumber != nil {
+		q.Set("order_number = ?", *m.Changes.OrderNumber)
+	}
+	return updated(ctx, q, "session", m.SessionID)
+}
+
+func sessionDelete(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m SessionDelete) (Result, error) {
+	return deleted(ctx, tx.NewDelete().Model((*schema.Session)(nil)).Where("id = ? AND phase_id = ?", m.SessionID, m.PhaseID), "session", m.SessionID)
+}
+
+func exerciseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m ExerciseCreate) (Result, error) {
+	if err := requireSession(ctx, tx, m.PlanID, m.PhaseID, m.SessionID); err != nil {
+		return Result{}, err
+	}
+	exists, err := tx.NewSelect().Model((*schema.Exercise)(nil)).Where("id = ?", m.Exercise.ID).Exists(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	e, t := m.Exercise, now()
+	_, err = tx.NewInsert().Model(&schema.Exercise{
+		ID: e.ID, SessionID: m.SessionID, Name: e.Name, OrderNumber: e.OrderNumber,
+		Sets: e.Sets, Reps: e.Reps, Weight: e.Weight, RestSeconds: e.Rest, Tempo: e.Tempo, Notes: e.Notes,
+		CreatedAt: t, UpdatedAt: t,
+	}).On("CONFLICT (id) DO UPDATE").
+		Set("session_id = EXCLUDED.session_id").
+		Set("name = EXCLUDED.name").
+		Set("order_number = EXCLUDED.order_number").
+		Set("sets = EXCLUDED.sets").
+		Set("reps = EXCLUDED.reps").
+		Set("weight = EXCLUDED.weight").
+		Set("rest_seconds = EXCLUDED.rest_seconds").
+		Set("tempo = EXCLUDED.tempo").
+		Set("notes = EXCLUDED.notes").
+		Set("updated_at = EXCLUDED.updated_at").
+		Exec(ctx)
+	return Result{Entity: "exercise", ID: e.ID, Action: created(exists)}, err
+}
+
+func updateExercise(ctx context.Context, tx bun.Tx, planID, phaseID, sessionID, exerciseID string, c ExerciseChanges) (Result, error) {
+	if err := requireSession(ctx, tx, planID, phaseID, sessionID); err != nil {
+		return Result{}, err
+	}
+	q := tx.NewUpdate().Model((*schema.Exercise)(nil)).Set("updated_at = ?", now()).
+		Where("id = ? AND session_id = ?", exerciseID, sessionID)
+	if c.Name != nil {
+		q.Set("name = ?", *c.Name)
+	}
+	if c.OrderNumber != nil {
+		q.Set("order_number = ?", *c.OrderNumber)
+	}
+	if c.Sets != nil {
+		q.Set("sets = ?", *c.Sets)
+	}
+	if c.Reps != nil {
+		q.Set("reps = ?", *c.Reps)
+	}
+	if c.Weight != nil {
+		q.Set("weight = ?", *c.Weight)
+	}
+	if c.Rest != nil {
+		q.Set("rest_seconds = ?", *c.Rest)
+	}
+	if c.Tempo != nil {
+		q.Set("tempo = ?", *c.Tempo)
+	}
+	if c.Notes != nil {
+		q.Set("notes = ?", *c.Notes)
+	}
+	return updated(ctx, q, "exercise", exerciseID)
+}
+
+func exerciseUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m ExerciseUpdate) (Result, error) {
+	return updateExercise(ctx, tx, m.PlanID, m.PhaseID, m.SessionID, m.ExerciseID, m.Changes)
+}
+
+func workoutUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m WorkoutUpdate) (Result, error) {
+	return updateExercise(ctx, tx, m.ExercisePlanID, m.PhaseID, m.SessionID, m.ExerciseID, m.Changes)
+}
+
+func exerciseDelete(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m ExerciseDelete) (Result, error) {
+	return deleted(ctx, tx.NewDelete().Model((*schema.Exercise)(nil)).Where("id = ? AND session_id = ?", m.ExerciseID, m.SessionID), "exercise", m.ExerciseID)
+}
+
+// fullSaveStep saves the plan row and prunes what the message no longer
+// holds, in one transaction with the step record; then it expands the
+// phases, sessions and exercises into a sub-graph. The expansion is rebuilt
+// on a replay too: it is written only with the job's completion, so a crash
+// before that loses it.
+func fullSaveStep(db bun.IDB) flow.Step {
+	return flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m PlanFullSave) (FullSaveResult, error) {
+		res, _, err := steprun.Do(ctx, db, sc, func(ctx context.Context, tx bun.Tx) (FullSaveResult, error) {
+			return savePlanRow(ctx, tx, m)
+		})
+		if err != nil {
+			return FullSaveResult{}, err
+		}
+		if g := FullSaveGraph(sc.JobID, m, &flow.NodeOpts{UserID: sc.Envelope.UserID, Metadata: sc.Envelope.Metadata}); g.Len() > 0 {
+			if err := sc.Expand(g); err != nil {
+				return FullSaveResult{}, flow.Permanent(fmt.Errorf("expand full plan save: %w", err))
+			}
+		}
+		return res, nil
+	})
+}
+
+func savePlanRow(ctx context.Context, tx bun.Tx, m PlanFullSave) (FullSaveResult, error) {
+	action, err := upsertPlan(ctx, tx, PlanCreate{PlanID: m.PlanID, Name: m.Name, ClientID: m.ClientID, TrainerID: m.TrainerID, IsActive: m.IsActive})
+	if err != nil {
+		return FullSaveResult{}, err
+	}
+	res := FullSaveResult{PlanID: m.PlanID, Action: action}
+	var phases, sessions, exercises []string
+	for _, p := range m.Phases {
+		phases = append(phases, p.ID)
+		for _, s := range p.Sessions {
+			sessions = append(sessions, s.ID)
+			for _, e := range s.Exercises {
+				exercises = append(exercises, e.ID)
+			}
+		}
+	}
+	res.Phases, res.Sessions, res.Exercises = len(phases), len(sessions), len(exercises)
+
+	// Prune: a full save replaces the plan's tree. Rows moved to another
+	// parent in the message are kept here and re-parented by their create.
+	q := tx.NewDelete().Model((*schema.Phase)(nil)).Where("plan_id = ?", m.PlanID)
+	if len(phases) > 0 {
+		q.Where("id NOT IN (?)", bun.In(phases))
+	}
+	n, err := affected(q.Exec(ctx))
+	if err != nil {
+		return res, err
+	}
+	res.Pruned += n
+	if len(phases) > 0 {
+		q := tx.NewDelete().Model((*schema.Session)(nil)).Where("phase_id IN (?)", bun.In(phases))
+		if len(sessions) > 0 {
+			q.Where("id NOT IN (?)", bun.In(sessions))
+		}
+		n, err := affected(q.Exec(ctx))
+		if err != nil {
+			return res, err
+		}
+		res.Pruned += n
+	}
+	if len(sessions) > 0 {
+		q := tx.NewDelete().Model((*schema.Exercise)(nil)).Where("session_id IN (?)", bun.In(sessions))
+		if len(exercises) > 0 {
+			q.Where("id NOT IN (?)", bun.In(exercises))
+		}
+		n, err := affected(q.Exec(ctx))
+		if err != nil {
+			return res, err
+		}
+		res.Pruned += n
+	}
+	return res, nil
+}
+
+func affected(res interface{ RowsAffected() (int64, error) }, err error) (int, error) {
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// FullSaveGraph is the sub-graph a full plan save expands into: a
+// WORKOUT_PHASE_CREATE node per phase, a WORKOUT_SESSION_CREATE node per
+// session after its phase's node, and a WORKOUT_EXERCISE_CREATE node per
+// exercise after its session's node. Phases are independent of each other,
+// and so are the sessions of a phase and the exercises of a session, so
+// they run in parallel. Node IDs derive from jobID and the entity IDs (see
+// FullSaveNodeID), so a replay expands into the same nodes.
+func FullSaveGraph(jobID string, m PlanFullSave, opts *flow.NodeOpts) *flow.Graph {
+	base := flow.NodeOpts{}
+	if opts != nil {
+		base = *opts
+	}
+	with := func(id string) *flow.NodeOpts { o := base; o.ID = id; return &o }
+	g := flow.New()
+	for _, p := range m.Phases {
+		pn := g.Add(PhaseCreate{PlanID: m.PlanID, ClientID: m.ClientID, TrainerID: m.TrainerID, Phase: p.PhaseData},
+			with(FullSaveNodeID(jobID, "phase", p.ID)))
+		for _, s := range p.Sessions {
+			sn := g.Add(SessionCreate{PlanID: m.PlanID, PhaseID: p.ID, Session: s.SessionData},
+				with(FullSaveNodeID(jobID, "session", s.ID))).After(pn)
+			for _, e := range s.Exercises {
+				g.Add(ExerciseCreate{PlanID: m.PlanID, PhaseID: p.ID, SessionID: s.ID, Exercise: e},
+					with(FullSaveNodeID(jobID, "exercise", e.ID))).After(sn)
+			}
+		}
+	}
+	return g
+}
+
+// FullSaveNodeID is the node ID of one entity of a full plan save:
+// "<jobID>/<kind>/<entityID>", or a hash of it when that would pass the
+// engine's 256-byte limit.
+func FullSaveNodeID(jobID, kind, entityID string) string {
+	id := jobID + "/" + kind + "/" + entityID
+	if len(id) <= 256 {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return "fullsave-" + kind + "-" + hex.EncodeToString(sum[:])
+}
