@@ -235,11 +235,11 @@ type Claimed struct {
 
 // SyncRequest reports outcomes and asks for more work in one round trip.
 type SyncRequest struct {
-	Worker      string
-	Lease       time.Duration
-	StallLimit  int
-	Queues      []string
-	Want        int
+	Worker     string
+	Lease      time.Duration
+	StallLimit int
+	Queues     []string
+	Want       int
 	// Maintain also promotes due delayed nodes, recovers expired leases and
 	// trims finished flows; runners ask for it a few times a second, not on
 	// every call.

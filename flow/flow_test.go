@@ -59,13 +59,13 @@ func TestRegistryDecode(t *testing.T) {
 	require.Equal(t, "u1", env.UserID)
 
 	for raw, want := range map[string]string{
-		`{"messageType":`:                                   "malformed envelope",
-		`{"data":{}}`:                                       "field messageType: is missing",
-		`{"messageType":"NOPE","data":{}}`:                  `unknown message type "NOPE"`,
-		`{"messageType":"GREETING"}`:                        "GREETING: field data: is missing",
-		`{"messageType":"GREETING","data":{"to":1}}`:        "field to: expected string, got JSON number",
-		`{"messageType":"GREETING","data":{"to":"a","x":1}}`: `unknown field "x"`,
-		`{"messageType":"GREETING","data":{"times":1}}`:     "GREETING: field to: is required",
+		`{"messageType":`:                                         "malformed envelope",
+		`{"data":{}}`:                                             "field messageType: is missing",
+		`{"messageType":"NOPE","data":{}}`:                        `unknown message type "NOPE"`,
+		`{"messageType":"GREETING"}`:                              "GREETING: field data: is missing",
+		`{"messageType":"GREETING","data":{"to":1}}`:              "field to: expected string, got JSON number",
+		`{"messageType":"GREETING","data":{"to":"a","x":1}}`:      `unknown field "x"`,
+		`{"messageType":"GREETING","data":{"times":1}}`:           "GREETING: field to: is required",
 		`{"messageType":"GREETING","data":{"to":"a","times":-1}}`: "field times: must not be negative, got -1",
 		`{"messageType":"GREETING","data":{"to":"a"},"extra":1}`:  `unknown field "extra"`,
 		`{"messageType":"GREETING","data":{"to":"a"}} {}`:         "trailing data",

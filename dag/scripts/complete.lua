@@ -26,7 +26,7 @@ local out = {}
 for _ = 1, total do
   local id, tk, kind, a, b = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   i = i + 5
-  local n = load(id)
+  local n = loadDone(id)
   if not n or n.st ~= 'active' or n.tk ~= tk then
     out[#out + 1] = '0'
   else

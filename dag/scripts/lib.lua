@@ -20,6 +20,7 @@
 -- timeline and the event stream in agreement with st.
 local P = KEYS[1]
 local NOW = tonumber(ARGV[1])
+local NOWS = ARGV[1] -- the same as a string: numbers convert slowly
 local SEP = '\31'
 -- Ready scores order by priority, then by time: (1000 - priority)·2^41 + ms
 -- since EPOCH keeps both exact in a double for ~70 years.
@@ -52,8 +53,21 @@ local function readyKey(q) return P .. 'q:' .. q .. ':ready' end
 -- A flow of "-" means a single-node flow whose ID is the node's own.
 local META = '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)$'
 
--- load reads a node; with data, its data blob too. The field lists are
--- literal because unpack() is slow in Redis's Lua.
+-- node builds a node table from its state and packed meta.
+local function node(id, st, m)
+  local fl, q, ty, po, pr, dl, ma = string.match(m, META)
+  local n = {
+    id = id, st = st, fl = fl, q = q, ty = ty, po = po,
+    pr = tonumber(pr), dl = tonumber(dl), ma = tonumber(ma),
+    qt = '|' .. q .. '|' .. ty, single = (fl == '-'),
+    pe = 0, at = 0, tk = '', tl = '', sl = 0, c = '',
+  }
+  if n.single then n.fl = id end
+  return n
+end
+
+-- load reads a whole node (without its data blob); nil if it does not exist.
+-- The field lists are literal because unpack() is slow in Redis's Lua.
 local function load(id, data)
   local v
   if data then
@@ -62,15 +76,26 @@ local function load(id, data)
     v = redis.call('HMGET', P .. 'n:' .. id, 'st', 'm', 'pe', 'at', 'tk', 'tl', 'sl', 'ex', 'cz', 'c')
   end
   if not v[1] then return nil end
-  local fl, q, ty, po, pr, dl, ma = string.match(v[2], META)
-  local n = {
-    id = id, st = v[1], fl = fl, q = q, ty = ty, po = po,
-    pr = tonumber(pr), dl = tonumber(dl), ma = tonumber(ma),
-    pe = tonumber(v[3]) or 0, at = tonumber(v[4]) or 0, tk = v[5] or '',
-    tl = v[6] or '', sl = tonumber(v[7]) or 0, ex = v[8], cz = v[9], c = v[10] or '',
-    single = (fl == '-'), d = v[11],
-  }
-  if n.single then n.fl = id end
+  local n = node(id, v[1], v[2])
+  n.pe, n.at, n.tk, n.tl = tonumber(v[3]) or 0, tonumber(v[4]) or 0, v[5] or '', v[6] or ''
+  n.sl, n.ex, n.cz, n.c, n.d = tonumber(v[7]) or 0, v[8], v[9], v[10] or '', v[11]
+  return n
+end
+
+-- loadClaim and loadDone read only what the hot paths need.
+local function loadClaim(id)
+  local v = redis.call('HMGET', P .. 'n:' .. id, 'st', 'm', 'at', 'tl', 'd')
+  if not v[1] then return nil end
+  local n = node(id, v[1], v[2])
+  n.at, n.tl, n.d = tonumber(v[3]) or 0, v[4] or '', v[5]
+  return n
+end
+
+local function loadDone(id)
+  local v = redis.call('HMGET', P .. 'n:' .. id, 'st', 'm', 'at', 'tk', 'tl', 'c')
+  if not v[1] then return nil end
+  local n = node(id, v[1], v[2])
+  n.at, n.tk, n.tl, n.c = tonumber(v[3]) or 0, v[4] or '', v[5] or '', v[6] or ''
   return n
 end
 
@@ -89,7 +114,7 @@ local function terminal(st)
 end
 
 local function count(st, n, d)
-  local k = st .. '|' .. n.q .. '|' .. n.ty
+  local k = st .. n.qt
   COUNTS[k] = (COUNTS[k] or 0) + d
 end
 
@@ -116,7 +141,7 @@ end
 local function move(n, to, worker, extra, score)
   local from = n.st
   membership(n, from, to, score)
-  n.tl = n.tl .. to .. ',' .. NOW .. ',' .. n.at .. (worker and (',' .. worker) or '') .. '|'
+  n.tl = n.tl .. to .. ',' .. NOWS .. ',' .. n.at .. (worker and (',' .. worker) or '') .. '|'
   n.st = to
   local args = {'st', to, 'tl', n.tl}
   if extra then for i = 1, #extra do args[#args + 1] = extra[i] end end
@@ -125,20 +150,20 @@ local function move(n, to, worker, extra, score)
   count(to, n, 1)
   if terminal(to) and not terminal(from) then unfinished(n, -1) end
   if terminal(from) and not terminal(to) then unfinished(n, 1) end
-  EVENTS[#EVENTS + 1] = n.id .. SEP .. from .. SEP .. to .. SEP .. NOW .. SEP .. n.at .. SEP .. (worker or '')
+  EVENTS[#EVENTS + 1] = n.id .. SEP .. from .. SEP .. to .. SEP .. NOWS .. SEP .. n.at .. SEP .. (worker or '')
 end
 
 -- create writes a brand-new node in state st.
 local function create(n, st, fields, score)
   n.st = st
-  n.tl = st .. ',' .. NOW .. ',0|'
+  n.tl = st .. ',' .. NOWS .. ',0|'
   local args = {'st', st, 'tl', n.tl}
   for i = 1, #fields do args[#args + 1] = fields[i] end
   hset(P .. 'n:' .. n.id, args)
   membership(n, nil, st, score)
   count(st, n, 1)
   if not terminal(st) then unfinished(n, 1) end
-  EVENTS[#EVENTS + 1] = n.id .. SEP .. SEP .. st .. SEP .. NOW .. SEP .. '0' .. SEP
+  EVENTS[#EVENTS + 1] = n.id .. SEP .. SEP .. st .. SEP .. NOWS .. SEP .. '0' .. SEP
 end
 
 local finish
@@ -179,7 +204,7 @@ finish = function(n, to, why, cause, extra)
       fields[#fields + 1] = 'cz'; fields[#fields + 1] = w[4] or node.id
     end
     move(node, st, nil, fields)
-    for _, cid in ipairs(split(node.c)) do
+    for _, cid in ipairs(node.c == '' and {} or split(node.c)) do
       if not doomed[cid] then
         local c = load(cid)
         if c and c.st == 'blocked' then
@@ -261,10 +286,10 @@ local function claim(queues, want, worker, leaseMs, out)
       local popped = redis.call('ZPOPMIN', readyKey(q), want)
       if #popped < 2 * want then DRAINED[q] = true end
       for i = 1, #popped, 2 do
-        local n = load(popped[i], true)
+        local n = loadClaim(popped[i])
         if n and n.st == 'ready' then
           n.at = n.at + 1
-          local tk = worker .. ':' .. n.at .. ':' .. NOW
+          local tk = worker .. ':' .. n.at .. ':' .. NOWS
           n.popped = true -- ZPOPMIN already took it out of the ready set
           move(n, 'active', worker, {'at', n.at, 'tk', tk}, NOW + leaseMs)
           out[#out + 1] = n.id
@@ -402,11 +427,8 @@ local function insert(flow, single, start, total)
   local prefix = single and '-' or flow
   for _, n in ipairs(nodes) do
     if not n.existing then
-      local meta = split(n.m)
-      local node = {
-        id = n.id, fl = flow, single = single, q = meta[1], ty = meta[2], po = meta[3],
-        pr = tonumber(meta[4]), dl = tonumber(meta[5]), ma = tonumber(meta[6]), at = 0,
-      }
+      local node = node(n.id, nil, prefix .. SEP .. n.m)
+      node.fl = flow
       local pe, res, why, cz = 0, nil, nil, nil
       for _, p in ipairs(n.parents) do
         local inBatch = byId[p] and not byId[p].existing
