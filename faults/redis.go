@@ -1,0 +1,170 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is a redis-server process started by a test.
+type Server struct {
+	t    testing.TB
+	Port int    // the port it listens on (the TLS port when it serves TLS only)
+	Dir  string // its working directory: AOF, RDB, nodes.conf and the log
+	args []string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("faults: no free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// StartRedis starts redis-server on a free loopback port in a fresh
+// directory, without persistence unless extra (redis-server flags such as
+// "--appendonly", "yes") says otherwise. It is killed at cleanup.
+func StartRedis(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	return StartRedisAt(t, FreePort(t), t.TempDir(), extra...)
+}
+
+// StartRedisAt starts redis-server on port with dir as its directory. When
+// extra holds "--tls-port", port is the TLS port and plain TCP is off.
+func StartRedisAt(t testing.TB, port int, dir string, extra ...string) *Server {
+	t.Helper()
+	args := []string{"--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no",
+		"--logfile", filepath.Join(dir, "redis.log"), "--daemonize", "no", "--protected-mode", "no"}
+	if hasArg(extra, "--tls-port") {
+		args = append(args, "--port", "0")
+		extra = setArg(extra, "--tls-port", strconv.Itoa(port))
+	} else {
+		args = append(args, "--port", strconv.Itoa(port))
+	}
+	s := &Server{t: t, Port: port, Dir: dir, args: append(args, extra...)}
+	s.start()
+	t.Cleanup(func() { s.Kill() })
+	return s
+}
+
+func hasArg(args []string, name string) bool {
+	for _, a := range args {
+		if a == name {
+			return true
+		}
+	}
+	return false
+}
+
+func setArg(args []string, name, value string) []string {
+	out := append([]string(nil), args...)
+	for i := range out {
+		if out[i] == name && i+1 < len(out) {
+			out[i+1] = value
+		}
+	}
+	return out
+}
+
+// Addr is host:port.
+func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
+
+// Log is what the server wrote to its log file so far.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+	return string(b)
+}
+
+// PID is the running process's ID, or 0.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	ready := strings.Count(s.Log(), "Ready to accept connections")
+	cmd := exec.Command("redis-server", s.args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("faults: start redis-server: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	// Ready is logged after the AOF is loaded, so a restarted server has its
+	// data back before the test goes on.
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(s.Log(), "Ready to accept connections") <= ready {
+		select {
+		case <-exited:
+			s.t.Fatalf("faults: redis-server %v exited at start: %s\n%s", s.args, out.String(), tail(s.Log(), 2000))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Kill()
+			s.t.Fatalf("faults: redis-server on port %d not ready after 20s:\n%s", s.Port, tail(s.Log(), 2000))
+		}
+	}
+}
+
+// Kill sends SIGKILL to the server and waits until it is gone. It does
+// nothing when the server is not running.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+	<-exited
+}
+
+// Restart starts the server again on the same port and directory, with the
+// same flags; it returns once the server has loaded its data.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Kill()
+	s.start()
+}
+
+// CLI runs redis-cli against the server (plain TCP only) and returns its output.
+func (s *Server) CLI(ctx context.Context, args ...string) (string, error) {
+	all := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(s.Port)}, args...)
+	out, err := exec.CommandContext(ctx, "redis-cli", all...).CombinedOutput()
+	return string(out), err
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}

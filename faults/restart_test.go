@@ -1,0 +1,189 @@
+package faults_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/runner"
+)
+
+// TestRedisRestart kills a Redis with AOF (SIGKILL) while two runners work
+// through flows that a producer keeps enqueueing, restarts it on the same
+// port and directory, and checks that every acknowledged enqueue runs to
+// completion on the same runners, which reconnect on their own.
+func TestRedisRestart(t *testing.T) {
+	t.Run("appendfsync=always", func(t *testing.T) {
+		t.Parallel()
+		redisRestart(t, "always")
+	})
+	t.Run("appendfsync=everysec", func(t *testing.T) {
+		t.Parallel()
+		redisRestart(t, "everysec")
+	})
+}
+
+const (
+	restartFlows     = 30
+	restartFlowNodes = 100
+)
+
+type ack struct {
+	flowID string
+	at     time.Time
+}
+
+func redisRestart(t *testing.T, fsync string) {
+	srv := faults.StartRedis(t, "--appendonly", "yes", "--appendfsync", fsync)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 64, MaxRetries: 2,
+		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
+	t.Cleanup(func() { _ = rdb.Close() })
+	logs := &faults.Logs{}
+	c := newClient(t, rdb, "restart", logs)
+	rec := newRuns()
+	for i := range 2 {
+		startRunner(t, c, runner.Config{ID: fmt.Sprintf("r%d", i), Concurrency: 8, Lease: 2 * time.Second, StallLimit: 10}, rec)
+	}
+
+	// The producer retries a failed enqueue with the same flow ID: enqueue is
+	// idempotent, so an enqueue whose reply was lost is not doubled.
+	var (
+		mu     sync.Mutex
+		acked  []ack
+		errs   int
+		doneCh = make(chan struct{})
+	)
+	go func() {
+		defer close(doneCh)
+		deadline := time.Now().Add(90 * time.Second)
+		for i := range restartFlows {
+			id := fmt.Sprintf("flow-%02d", i)
+			for time.Now().Before(deadline) {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := c.Enqueue(ctx, ladder(id, restartFlowNodes, 10*time.Millisecond))
+				cancel()
+				if err == nil {
+					mu.Lock()
+					acked = append(acked, ack{id, time.Now()})
+					mu.Unlock()
+					break
+				}
+				mu.Lock()
+				errs++
+				mu.Unlock()
+				time.Sleep(50 * time.Millisecond)
+			}
+			time.Sleep(40 * time.Millisecond)
+		}
+	}()
+	nAcked := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked)
+	}
+
+	// Kill while a third of the flows are in and work is in flight.
+	var unfinished int64
+	eventually(t, 60*time.Second, "a third of the flows acknowledged with work pending", func() bool {
+		if nAcked() < restartFlows/3 {
+			return false
+		}
+		st, err := c.Stats(context.Background(), nil)
+		if err != nil {
+			return false
+		}
+		unfinished = st.Counts[flow.Blocked] + st.Counts[flow.Ready] + st.Counts[flow.Active] + st.Counts[flow.Delayed]
+		return unfinished > 0
+	})
+	ackedBeforeKill := nAcked()
+	runID := serverRunID(t, rdb)
+	killedAt := time.Now()
+	srv.Kill()
+	time.Sleep(time.Second) // Redis stays down for a second
+	srv.Restart()
+	restartedAt := time.Now()
+	require.NotEqual(t, runID, serverRunID(t, rdb), "a new redis-server process answers")
+
+	select {
+	case <-doneCh:
+	case <-time.After(120 * time.Second):
+		require.FailNow(t, "the producer did not finish")
+	}
+	mu.Lock()
+	all := append([]ack(nil), acked...)
+	producerErrs := errs
+	mu.Unlock()
+	require.Len(t, all, restartFlows, "every flow was acknowledged in the end")
+
+	ctx := context.Background()
+	present, lost, reruns := 0, 0, 0
+	var lastDone time.Time
+	for _, a := range all {
+		_, err := c.Store().FlowStatus(ctx, a.flowID)
+		if errors.Is(err, flow.ErrNotFound) && fsync == "everysec" {
+			// everysec may drop what was acknowledged in the last second or so
+			// before the crash, and nothing acknowledged after the restart.
+			lost++
+			require.True(t, a.at.Before(killedAt) && killedAt.Sub(a.at) < 3*time.Second,
+				"flow %s acknowledged at %s, kill at %s: only the last seconds before a crash can be lost", a.flowID, a.at, killedAt)
+			continue
+		}
+		require.NoError(t, err, "acknowledged flow %s is there after the restart", a.flowID)
+		f := waitFlow(t, c, a.flowID, 90*time.Second)
+		require.Len(t, f.Nodes, restartFlowNodes, a.flowID)
+		present++
+		for _, n := range f.Nodes {
+			require.Equal(t, flow.Succeeded, n.State, "%s: %s", n.ID, n.Reason)
+			r := rec.of(n.ID)
+			require.GreaterOrEqual(t, r, 1, n.ID)
+			if fsync == "always" {
+				// a second run only follows a lease that expired (a claim
+				// whose reply was lost in the crash)
+				require.LessOrEqual(t, r, 1+n.Stalls, "%s ran %d times with %d stalls", n.ID, r, n.Stalls)
+			}
+			reruns += r - 1
+			if n.FinishedAt().After(lastDone) {
+				lastDone = n.FinishedAt()
+			}
+		}
+	}
+	if fsync == "always" {
+		require.Zero(t, lost)
+	}
+	st, err := c.Stats(ctx, nil)
+	require.NoError(t, err)
+	require.Equal(t, int64(present*restartFlowNodes), st.Counts[flow.Succeeded], "the counts agree with the nodes")
+	require.Equal(t, int64(present*restartFlowNodes), st.Counts.Total(), "no node is left unfinished")
+	require.True(t, lastDone.After(restartedAt), "the runners went on after the restart")
+	syncErrs := len(logs.Lines("sync with Redis failed")) + len(logs.Lines("heartbeat failed"))
+	t.Logf("FIGURES restart appendfsync=%s: flows=%d nodes=%d acked_before_kill=%d unfinished_at_kill=%d producer_errors=%d runner_sync_errors=%d reruns=%d acked_flows_lost=%d lost_nodes=%d",
+		fsync, restartFlows, present*restartFlowNodes, ackedBeforeKill, unfinished, producerErrs, syncErrs, reruns, lost, lost*restartFlowNodes)
+}
+
+// serverRunID is the run_id of the redis-server answering rdb: a new one
+// after each restart.
+func serverRunID(t *testing.T, rdb *redis.Client) string {
+	t.Helper()
+	var info string
+	eventually(t, 30*time.Second, "INFO server", func() bool {
+		var err error
+		info, err = rdb.Info(context.Background(), "server").Result()
+		return err == nil
+	})
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(line, "run_id:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	require.FailNow(t, "no run_id in INFO server")
+	return ""
+}
