@@ -118,7 +118,7 @@ func (h *Handler) clean(w http.ResponseWriter, r *http.Request) {
 	prev := before
 	for range 5000 {
 		_, err := h.store.Sync(ctx, h.client.Config().Clock(), dag.SyncRequest{
-			Worker: "monitor", Lease: 30 * time.Second, StallLimit: 3, RetainAge: age, RetainCount: -1,
+			Worker: "monitor", Lease: 30 * time.Second, StallLimit: 3, Maintain: true, RetainAge: age, RetainCount: -1,
 		})
 		if err != nil {
 			h.writeEngineError(w, r, err)

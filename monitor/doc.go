@@ -17,7 +17,10 @@
 //	/api/jobs                   ?state=&type=&queue=&q=&offset=&limit= (see "Cost" below)
 //	/api/jobs/{id}              payload, timeline, attempts, error and stack, result
 //	/api/flows/{id}             the flow's nodes and edges
+//	/api/flows/{id}/graph.svg   the flow drawn by dag/render in its live state colors;
+//	                            also .png, .dot (Graphviz) and .mmd (Mermaid); ?dir=LR
 //	/api/events                 Server-Sent Events: one "transition" event per state change
+//	/api/failures               failed jobs grouped by type and by error message
 //	/api/types                  the message types the registry knows
 //	/api/csrf                   the CSRF token for state-changing requests
 //	POST /api/jobs/{id}/retry   retry a failed or cancelled job (and what it cancelled)

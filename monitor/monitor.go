@@ -243,6 +243,9 @@ func (h *Handler) routes() {
 	read("GET /api/jobs", h.listJobs)
 	read("GET /api/jobs/{id}", h.jobDetail)
 	read("GET /api/flows/{id}", h.flowDetail)
+	for ext := range graphFormats {
+		read("GET /api/flows/{id}/graph."+ext, h.flowGraph(ext))
+	}
 	read("GET /api/events", h.events)
 	read("GET /api/types", h.types)
 	read("GET /api/failures", h.failures)

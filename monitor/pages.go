@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/trellisflow/trellis/dag"
@@ -25,8 +26,9 @@ type pages struct {
 
 func loadPages() (*pages, error) {
 	t, err := template.New("").Funcs(template.FuncMap{
-		"pretty": prettyJSON,
-		"lower":  strings.ToLower,
+		"pretty":     prettyJSON,
+		"lower":      strings.ToLower,
+		"pathEscape": url.PathEscape,
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err
@@ -46,7 +48,42 @@ func prettyJSON(raw json.RawMessage) string {
 	if err := json.Indent(&buf, raw, "", "  "); err != nil {
 		return string(raw)
 	}
-	return buf.String()
+	return unescapeHTML(buf.String())
+}
+
+// unescapeHTML turns encoding/json's \u003c, \u003e and \u0026 back into
+// the characters, so people read the payload as sent; html/template escapes
+// them for the page.
+func unescapeHTML(s string) string {
+	if !strings.Contains(s, `\u00`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+5 < len(s) && s[i+1] == 'u' {
+			switch s[i+2 : i+6] {
+			case "003c":
+				b.WriteByte('<')
+				i += 5
+				continue
+			case "003e":
+				b.WriteByte('>')
+				i += 5
+				continue
+			case "0026":
+				b.WriteByte('&')
+				i += 5
+				continue
+			}
+		}
+		if s[i] == '\\' && i+1 < len(s) {
+			b.WriteString(s[i : i+2]) // keep any other escape, including \\, whole
+			i++
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // pageData is what every page template receives.

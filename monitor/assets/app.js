@@ -265,6 +265,11 @@ async function flowPage() {
     root.append(g);
   }
   clear(document.getElementById("graph")).append(root);
+  const img = document.getElementById("graph-img");
+  const on = document.getElementById("rendered").checked;
+  document.getElementById("graph").hidden = on;
+  img.hidden = !on;
+  if (on) img.src = "api/flows/" + encodeURIComponent(pageID) + "/graph.svg?t=" + Date.now();
 }
 async function nodePanel(id) {
   const j = await api("api/jobs/" + encodeURIComponent(id));
@@ -383,7 +388,7 @@ const pages = {
   failed: { render: failed },
   jobs: { init: initJobs, render: jobs },
   job: { render: job },
-  flow: { render: flowPage, filter: (e) => flowNodes.has(e.node) },
+  flow: { init: () => { document.getElementById("rendered").onchange = () => render(); }, render: flowPage, filter: (e) => flowNodes.has(e.node) },
   cleanup: { init: initCleanup },
   "queue-test": { init: initQueueTest, render: refreshSent },
 };

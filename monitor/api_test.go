@@ -1,0 +1,540 @@
+package monitor_test
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/monitor"
+)
+
+func TestQueueStats(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	e.run()
+	e.add("ok1", "one")
+	e.add("ok2", "two")
+	e.add("bad1", "fail now")
+	e.wait("ok1", flow.Succeeded)
+	e.wait("ok2", flow.Succeeded)
+	e.wait("bad1", flow.Failed)
+	e.add("waiting", "later", "bad1") // cancelled: its parent failed
+
+	// runners flush their run statistics every second
+	var st monitor.QueueStats
+	require.Eventually(t, func() bool {
+		w := e.get("/api/queue-stats?includeJobs=true&limit=3")
+		require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+		st = decode[monitor.QueueStats](t, w)
+		return st.ProcessingRate >= 3.0/60
+	}, 5*time.Second, 50*time.Millisecond)
+	require.Equal(t, e.ns, st.Namespace)
+	require.EqualValues(t, 2, st.Completed)
+	require.EqualValues(t, 1, st.Failed)
+	require.EqualValues(t, 1, st.Cancelled)
+	require.EqualValues(t, 4, st.Total)
+	require.EqualValues(t, 2, st.ByType["ECHO"]["succeeded"])
+	require.EqualValues(t, 4, sum(st.ByQueue["default"]))
+	require.InDelta(t, 100.0/3, st.ErrorRate, 0.01)
+	require.InDelta(t, 3.0/60, st.ProcessingRate, 0.001)
+	require.Greater(t, st.P95DurationMS, 0.0)
+	require.Len(t, st.Jobs, 3)
+	require.Equal(t, "waiting", st.Jobs[0].ID, "newest change first")
+
+	st = decode[monitor.QueueStats](t, e.get("/api/queue-stats"))
+	require.Empty(t, st.Jobs)
+
+	for _, bad := range []string{"limit=0", "limit=abc", "includeJobs=maybe", "window=500"} {
+		w := e.get("/api/queue-stats?" + bad)
+		require.Equal(t, http.StatusBadRequest, w.Code, bad)
+		require.Contains(t, errorOf(t, w), strings.Split(bad, "=")[0]+":")
+	}
+}
+
+func sum[K comparable](m map[K]int64) int64 {
+	var s int64
+	for _, v := range m {
+		s += v
+	}
+	return s
+}
+
+func TestQueueHealth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	ctx := context.Background()
+
+	// a waiting job and no runner: critical, 503
+	e.add("h1", "hello")
+	w := e.get("/api/admin/queue-health")
+	require.Equal(t, http.StatusServiceUnavailable, w.Code, w.Body.String())
+	hl := decode[monitor.Health](t, w)
+	require.Equal(t, monitor.Critical, hl.Status)
+	f := finding(hl, "runners")
+	require.NotNil(t, f)
+	require.Equal(t, monitor.Critical, f.Severity)
+	require.Contains(t, f.Reason, "no runner has sent a heartbeat")
+	require.Contains(t, f.Recommendation, "trellis worker")
+	require.EqualValues(t, 1, hl.Metrics.Backlog)
+	require.Equal(t, hl.Reasons[0], f.Reason)
+
+	// a runner drains it: healthy, 200
+	e.run()
+	e.wait("h1", flow.Succeeded)
+	require.Eventually(t, func() bool {
+		return decode[monitor.Health](t, e.get("/api/admin/queue-health")).Metrics.LiveRunners == 1
+	}, 5*time.Second, 20*time.Millisecond)
+	w = e.get("/api/admin/queue-health")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	hl = decode[monitor.Health](t, w)
+	require.Equal(t, monitor.Healthy, hl.Status, "%+v", hl.Findings)
+	require.Empty(t, hl.Reasons)
+	require.Equal(t, "noeviction", hl.Metrics.MaxmemoryPolicy)
+
+	// failures over the error-rate threshold: warning, still 200
+	e.add("f1", "fail a")
+	e.wait("f1", flow.Failed)
+	require.Eventually(t, func() bool {
+		w = e.get("/api/admin/queue-health")
+		hl = decode[monitor.Health](t, w)
+		return finding(hl, "error_rate") != nil
+	}, 5*time.Second, 50*time.Millisecond)
+	require.Equal(t, http.StatusServiceUnavailable, w.Code)
+	require.Equal(t, monitor.Critical, finding(hl, "error_rate").Severity, "1 of 2 runs failed: 50%% ≥ 25%%")
+
+	// thresholds are configurable
+	e2 := newEnv(t, monitor.Config{Thresholds: monitor.Thresholds{ErrorRateWarning: 40, ErrorRateCritical: 90}})
+	e2.run()
+	e2.add("x1", "ok")
+	e2.add("x2", "fail b")
+	e2.wait("x1", flow.Succeeded)
+	e2.wait("x2", flow.Failed)
+	require.Eventually(t, func() bool {
+		hl = decode[monitor.Health](t, e2.get("/api/admin/queue-health"))
+		return finding(hl, "error_rate") != nil
+	}, 5*time.Second, 50*time.Millisecond)
+	require.Equal(t, monitor.Warning, finding(hl, "error_rate").Severity)
+	require.Contains(t, finding(hl, "error_rate").Reason, "50.0% of runs failed")
+
+	// an evicting Redis is critical
+	monitor.SetMaxmemoryPolicy(e.h, "allkeys-lru")
+	hl = decode[monitor.Health](t, e.get("/api/admin/queue-health"))
+	require.Equal(t, monitor.Critical, hl.Status)
+	require.Contains(t, finding(hl, "redis_maxmemory_policy").Reason, `"allkeys-lru"`)
+	require.Contains(t, finding(hl, "redis_maxmemory_policy").Recommendation, "noeviction")
+
+	// paused queues and old waiting jobs warn
+	e3 := newEnv(t, monitor.Config{Thresholds: monitor.Thresholds{OldestWarning: time.Minute, OldestCritical: time.Hour}})
+	e3.add("old", "waits")
+	require.NoError(t, e3.client.Pause(ctx, "default"))
+	e3.offset.Store(int64(2 * time.Minute))
+	hl = decode[monitor.Health](t, e3.get("/api/admin/queue-health"))
+	require.Equal(t, monitor.Warning, finding(hl, "oldest_waiting").Severity)
+	require.Equal(t, "default", hl.Metrics.OldestWaitingQueue)
+	require.GreaterOrEqual(t, hl.Metrics.OldestWaitingSeconds, 119.0)
+	require.NotNil(t, finding(hl, "paused"))
+}
+
+func finding(h monitor.Health, check string) *monitor.Finding {
+	for i := range h.Findings {
+		if h.Findings[i].Check == check {
+			return &h.Findings[i]
+		}
+	}
+	return nil
+}
+
+func TestJobsList(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	e.run()
+	for i := range 7 {
+		e.add("ok-"+string(rune('a'+i)), "apple pie")
+	}
+	e.add("bad-1", "fail: broken banana")
+	_, err := e.client.Add(context.Background(), Other{N: 3}, &flow.NodeOpts{ID: "other-1"})
+	require.NoError(t, err)
+	e.wait("bad-1", flow.Failed)
+	e.wait("other-1", flow.Succeeded)
+	e.wait("ok-g", flow.Succeeded)
+
+	list := decode[monitor.JobList](t, e.get("/api/jobs"))
+	require.Equal(t, 9, list.Total)
+	require.Equal(t, 9, list.Scanned)
+	require.False(t, list.Truncated)
+
+	list = decode[monitor.JobList](t, e.get("/api/jobs?state=failed"))
+	require.Equal(t, 1, list.Total)
+	require.Equal(t, "bad-1", list.Jobs[0].ID)
+	require.Equal(t, "echo refused: fail: broken banana", list.Jobs[0].Error.Message)
+
+	list = decode[monitor.JobList](t, e.get("/api/jobs?type=OTHER"))
+	require.Equal(t, 1, list.Total)
+	require.Equal(t, "other-1", list.Jobs[0].ID)
+
+	list = decode[monitor.JobList](t, e.get("/api/jobs?q=BANANA"))
+	require.Equal(t, 1, list.Total, "search is case-insensitive over payload and error")
+
+	list = decode[monitor.JobList](t, e.get("/api/jobs?state=completed&type=ECHO&limit=3&offset=3"))
+	require.Equal(t, 7, list.Total)
+	require.Len(t, list.Jobs, 3)
+	require.Equal(t, 3, list.Offset)
+
+	w := e.get("/api/jobs?state=bogus")
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	require.Contains(t, errorOf(t, w), `state: "bogus" is not one of`)
+	require.Equal(t, http.StatusBadRequest, e.get("/api/jobs?limit=9999").Code)
+
+	// the scan limit is reported
+	e2 := newEnv(t, monitor.Config{ScanLimit: 2})
+	for _, id := range []string{"s1", "s2", "s3"} {
+		e2.add(id, "x")
+	}
+	list = decode[monitor.JobList](t, e2.get("/api/jobs"))
+	require.True(t, list.Truncated)
+	require.Equal(t, 2, list.Scanned)
+}
+
+func TestJobDetail(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	e.run()
+	e.add("d1", "fail hard")
+	e.wait("d1", flow.Failed)
+
+	w := e.get("/api/jobs/d1")
+	require.Equal(t, http.StatusOK, w.Code)
+	j := decode[monitor.JobView](t, w)
+	require.Equal(t, "d1", j.ID)
+	require.Equal(t, "ECHO", j.Type)
+	require.Equal(t, flow.Failed, j.State)
+	require.Equal(t, 1, j.Attempt)
+	require.Equal(t, 1, j.MaxAttempts)
+	require.Contains(t, string(j.Payload), `"messageType":"ECHO"`)
+	require.Contains(t, string(j.Payload), `"text":"fail hard"`)
+	require.Equal(t, "echo refused: fail hard", j.Error.Message)
+	require.NotEmpty(t, j.Timeline)
+	require.Equal(t, flow.Failed, j.Timeline[len(j.Timeline)-1].To)
+	require.NotNil(t, j.FinishedAt)
+
+	w = e.get("/api/jobs/nope")
+	require.Equal(t, http.StatusNotFound, w.Code)
+	require.Equal(t, `job "nope" not found`, errorOf(t, w))
+}
+
+func TestFlowDetail(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	g := flow.New().WithID("plan-flow")
+	a := g.Add(Echo{Text: "plan"}, &flow.NodeOpts{ID: "plan"})
+	b := g.Add(Echo{Text: "phase 1"}, &flow.NodeOpts{ID: "phase-1"}).After(a)
+	g.Add(Echo{Text: "phase 2"}, &flow.NodeOpts{ID: "phase-2"}).After(a)
+	g.Add(Echo{Text: "session"}, &flow.NodeOpts{ID: "session"}).After(b)
+	_, err := e.client.Enqueue(context.Background(), g)
+	require.NoError(t, err)
+
+	w := e.get("/api/flows/plan-flow")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	f := decode[monitor.FlowView](t, w)
+	require.Equal(t, "plan-flow", f.ID)
+	require.False(t, f.Done)
+	require.Len(t, f.Nodes, 4)
+	require.Equal(t, "plan", f.Nodes[0].ID)
+	require.ElementsMatch(t, [][2]string{{"plan", "phase-1"}, {"plan", "phase-2"}, {"phase-1", "session"}}, f.Edges)
+	require.Equal(t, 1, f.Counts[flow.Ready])
+	require.Equal(t, 3, f.Counts[flow.Blocked])
+
+	require.Equal(t, http.StatusNotFound, e.get("/api/flows/nope").Code)
+}
+
+func TestRetryCancelRemove(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	e.run()
+	e.add("f1", "fail once")
+	e.wait("f1", flow.Failed)
+
+	w := e.post("/api/jobs/f1/retry", "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.EqualValues(t, 1, decode[map[string]any](t, w)["reopened"])
+	e.wait("f1", flow.Failed) // the step fails again
+
+	e.add("ok", "fine")
+	e.wait("ok", flow.Succeeded)
+	w = e.post("/api/jobs/ok/retry", "")
+	require.Equal(t, http.StatusConflict, w.Code)
+	require.Contains(t, errorOf(t, w), "it is succeeded")
+	require.Equal(t, http.StatusNotFound, e.post("/api/jobs/nope/retry", "").Code)
+
+	// cancel a job that waits for a delay
+	_, err := e.client.Add(context.Background(), Echo{Text: "later"}, &flow.NodeOpts{ID: "later", Delay: time.Hour})
+	require.NoError(t, err)
+	w = e.post("/api/jobs/later/cancel?reason=not+needed", "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	j, err := e.client.Job(context.Background(), "later")
+	require.NoError(t, err)
+	require.Equal(t, flow.Cancelled, j.State)
+	require.Equal(t, "not needed", j.Reason)
+
+	// remove is for development only
+	w = e.post("/api/jobs/ok/remove", "")
+	require.Equal(t, http.StatusForbidden, w.Code)
+	require.Contains(t, errorOf(t, w), "development-only")
+
+	dev := newEnv(t, monitor.Config{Development: true})
+	dev.add("wait", "x")
+	w = dev.post("/api/jobs/wait/remove", "")
+	require.Equal(t, http.StatusConflict, w.Code)
+	require.Contains(t, errorOf(t, w), "cancel it before removing")
+	require.Equal(t, http.StatusOK, dev.post("/api/jobs/wait/cancel", "").Code)
+	w = dev.post("/api/jobs/wait/remove", "")
+	require.Equal(t, http.StatusNotImplemented, w.Code)
+	require.Contains(t, errorOf(t, w), "dag.Store.Remove")
+}
+
+func TestRetryFailedAndFailures(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	e.run()
+	for _, id := range []string{"a", "b", "c"} {
+		e.add(id, "fail same")
+	}
+	e.add("d", "fail other")
+	_, err := e.client.Add(context.Background(), Other{N: -1}, &flow.NodeOpts{ID: "o"})
+	require.NoError(t, err)
+	for _, id := range []string{"a", "b", "c", "d"} {
+		e.wait(id, flow.Failed)
+	}
+	e.wait("o", flow.Succeeded)
+
+	w := e.get("/api/failures")
+	require.Equal(t, http.StatusOK, w.Code)
+	f := decode[struct {
+		Total  int                    `json:"total"`
+		ByType map[string]int         `json:"byType"`
+		Groups []monitor.FailureGroup `json:"groups"`
+	}](t, w)
+	require.Equal(t, 4, f.Total)
+	require.Equal(t, map[string]int{"ECHO": 4}, f.ByType)
+	require.Len(t, f.Groups, 2)
+	require.Equal(t, "echo refused: fail same", f.Groups[0].Error)
+	require.Equal(t, 3, f.Groups[0].Count)
+	require.ElementsMatch(t, []string{"a", "b", "c"}, f.Groups[0].JobIDs)
+
+	w = e.post("/api/jobs/retry-failed?type=OTHER", "")
+	require.Equal(t, http.StatusOK, w.Code)
+	require.EqualValues(t, 0, decode[map[string]any](t, w)["retried"])
+	w = e.post("/api/jobs/retry-failed", "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.EqualValues(t, 4, decode[map[string]any](t, w)["retried"])
+	j, err := e.client.Job(context.Background(), "a")
+	require.NoError(t, err)
+	require.NotEqual(t, 1, len(j.Timeline), "a was reopened")
+}
+
+func TestCleanAndClear(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	e.run()
+	e.add("old1", "x")
+	e.add("old2", "y")
+	e.wait("old1", flow.Succeeded)
+	e.wait("old2", flow.Succeeded)
+
+	for _, bad := range []string{"", "soon", "10ms"} {
+		w := e.post("/api/clean?olderThan="+bad, "")
+		require.Equal(t, http.StatusBadRequest, w.Code, bad)
+		require.Contains(t, errorOf(t, w), "olderThan:")
+	}
+	w := e.post("/api/clean?olderThan=1h", "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.EqualValues(t, 0, decode[map[string]any](t, w)["removed"], "nothing is an hour old")
+
+	e.offset.Store(int64(2 * time.Hour))
+	w = e.post("/api/clean?olderThan=1h", "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.EqualValues(t, 2, decode[map[string]any](t, w)["removed"])
+	require.Equal(t, http.StatusNotFound, e.get("/api/jobs/old1").Code)
+
+	// clear is for development only
+	w = e.post("/api/clear", "")
+	require.Equal(t, http.StatusForbidden, w.Code)
+	dev := newEnv(t, monitor.Config{Development: true})
+	dev.add("z", "x")
+	w = dev.post("/api/clear", "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.Equal(t, http.StatusNotFound, dev.get("/api/jobs/z").Code)
+}
+
+func TestEnqueue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	msg := `{"message":{"messageType":"ECHO","timestamp":"2026-01-02T03:04:05Z","userId":"u1","data":{"text":"hi"}},` +
+		`"options":{"jobId":"e1","attempts":2,"priority":5,"delay":0}}`
+	w := e.post("/api/enqueue", msg)
+	require.Equal(t, http.StatusCreated, w.Code, w.Body.String())
+	res := decode[map[string]any](t, w)
+	require.Equal(t, "e1", res["jobId"])
+	require.Equal(t, "ready", res["state"])
+	j, err := e.client.Job(context.Background(), "e1")
+	require.NoError(t, err)
+	require.Equal(t, 2, j.Attempts)
+	require.Equal(t, 5, j.Priority)
+	require.Contains(t, string(j.Payload), `"userId":"u1"`)
+
+	// the same job again is not a new one
+	w = e.post("/api/enqueue", msg)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.Equal(t, true, decode[map[string]any](t, w)["existed"])
+
+	// dependencies
+	w = e.post("/api/enqueue", `{"message":{"messageType":"OTHER","timestamp":"2026-01-02T03:04:05Z","data":{"n":1}},"after":["e1"]}`)
+	require.Equal(t, http.StatusCreated, w.Code, w.Body.String())
+	require.Equal(t, "blocked", decode[map[string]any](t, w)["state"])
+	w = e.post("/api/enqueue", `{"message":{"messageType":"OTHER","timestamp":"2026-01-02T03:04:05Z","data":{"n":1}},"after":["ghost"]}`)
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	require.Contains(t, errorOf(t, w), `unknown job "ghost"`)
+
+	// bad input names the problem
+	for body, want := range map[string]string{
+		`{"message":{"messageType":"NOPE","timestamp":"2026-01-02T03:04:05Z","data":{}}}`:                 `unknown message type "NOPE"`,
+		`{"message":{"messageType":"ECHO","timestamp":"2026-01-02T03:04:05Z","data":{"txt":"x"}}}`:        "txt",
+		`{"message":{"messageType":"ECHO","timestamp":"2026-01-02T03:04:05Z","data":{"text":"x"}},"x":1}`: `unknown field "x"`,
+		`{}`:       "message: is missing",
+		`not json`: "body:",
+		`{"message":{"messageType":"ECHO","timestamp":"2026-01-02T03:04:05Z","data":{"text":"x"}},"options":{"delay":-1}}`: "must not be negative",
+	} {
+		w := e.post("/api/enqueue", body)
+		require.Equal(t, http.StatusBadRequest, w.Code, body)
+		require.Contains(t, errorOf(t, w), want, body)
+	}
+
+	// without a registry the endpoint is not available
+	e2 := newEnv(t, monitor.Config{})
+	h, err := monitor.New(e2.client, monitor.Config{Logger: quiet()})
+	require.NoError(t, err)
+	e2.h = h
+	w = e2.post("/api/enqueue", msg)
+	require.Equal(t, http.StatusNotImplemented, w.Code)
+
+	types := decode[map[string][]string](t, e.get("/api/types"))
+	require.Equal(t, []string{"ECHO", "OTHER"}, types["types"])
+}
+
+func TestEventsStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	srv := httptest.NewServer(e.h)
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/events", nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(r)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+
+	sc := bufio.NewScanner(resp.Body)
+	require.True(t, sc.Scan())
+	require.Equal(t, "retry: 2000", sc.Text())
+	go func() {
+		time.Sleep(200 * time.Millisecond) // let the hub start following
+		e.add("ev<1>", "hello")
+	}()
+	var event, data string
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "event: "); ok {
+			event = v
+		}
+		if v, ok := strings.CutPrefix(line, "data: "); ok {
+			data = v
+			break
+		}
+	}
+	require.Equal(t, "transition", event)
+	require.Contains(t, data, `"node":"ev\u003c1\u003e"`, "job IDs are escaped in event data")
+	require.Contains(t, data, `"to":"ready"`)
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	e.run()
+	e.add("m1", "hello")
+	e.add("m2", "fail")
+	e.wait("m1", flow.Succeeded)
+	e.wait("m2", flow.Failed)
+	e.add("m3", "waiting", "m2")
+
+	e.wait("m3", flow.Cancelled)
+	w := e.get("/metrics")
+	require.Equal(t, http.StatusOK, w.Code)
+	body := w.Body.String()
+	ns := `namespace="` + e.ns + `"`
+	require.Contains(t, body, `trellis_jobs{`+ns+`,queue="default",state="succeeded",type="ECHO"} 1`)
+	require.Contains(t, body, `trellis_jobs{`+ns+`,queue="default",state="cancelled",type="ECHO"} 1`)
+	require.Contains(t, body, `trellis_steps_total{`+ns+`,outcome="fail",type="ECHO"} 1`)
+	require.Contains(t, body, `trellis_step_duration_seconds_count{`+ns+`,outcome="ok",type="ECHO"} 1`)
+	require.Contains(t, body, `trellis_redis_up{`+ns+`} 1`)
+	require.Contains(t, body, `trellis_stalled_jobs{`+ns+`} 0`)
+	require.Contains(t, body, "go_goroutines")
+}
+
+func TestFlowGraph(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	g := flow.New().WithID("g/<1>")
+	a := g.Add(Echo{Text: "plan"}, &flow.NodeOpts{ID: "plan"})
+	g.Add(Echo{Text: "phase"}, &flow.NodeOpts{ID: `phase"><script>x</script>`}).After(a)
+	_, err := e.client.Enqueue(context.Background(), g)
+	require.NoError(t, err)
+	id := url.PathEscape("g/<1>")
+
+	w := e.get("/api/flows/" + id)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.Len(t, decode[monitor.FlowView](t, w).Nodes, 2)
+
+	w = e.get("/api/flows/" + id + "/graph.svg")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.Equal(t, "image/svg+xml", w.Header().Get("Content-Type"))
+	require.Contains(t, w.Body.String(), "<svg")
+	require.Contains(t, w.Body.String(), "plan")
+	require.NotContains(t, w.Body.String(), "<script>")
+
+	w = e.get("/api/flows/" + id + "/graph.dot?dir=LR")
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Contains(t, w.Body.String(), "digraph")
+	require.Contains(t, w.Body.String(), "rankdir")
+
+	w = e.get("/api/flows/" + id + "/graph.mmd")
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Contains(t, w.Body.String(), "flowchart")
+
+	w = e.get("/api/flows/" + id + "/graph.png")
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Equal(t, "image/png", w.Header().Get("Content-Type"))
+	require.True(t, strings.HasPrefix(w.Body.String(), "\x89PNG\r\n\x1a\n"))
+
+	require.Equal(t, http.StatusNotFound, e.get("/api/flows/nope/graph.svg").Code)
+	w = e.get("/api/flows/" + id + "/graph.svg?dir=up")
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	require.Contains(t, errorOf(t, w), "dir:")
+	require.Equal(t, http.StatusNotFound, e.get("/api/flows/"+id+"/graph.gif").Code)
+
+	// the flow page links with the ID escaped
+	page := e.get("/flows/" + id).Body.String()
+	require.Contains(t, page, `href="api/flows/g%2F%3C1%3E/graph.svg"`)
+	require.Contains(t, page, `data-id="g/&lt;1&gt;"`)
+}
