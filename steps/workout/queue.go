@@ -1,0 +1,138 @@
+package workout
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/uptrace/bun"
+
+	"github.com/trellisflow/trellis/flow"
+)
+
+// The seed's workout queue integration (WorkoutQueueIntegration), as
+// functions over a flow client. Each enqueues one job (or, for the "Add
+// Phase" sequence, a small graph) and returns what enqueue left; opts may be
+// nil for the client's defaults (3 attempts, exponential backoff from 2s).
+
+// QueuePlanCreate queues the creation of a workout plan.
+func QueuePlanCreate(ctx context.Context, c *flow.Client, m PlanCreate, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
+	return c.Add(ctx, m, opts)
+}
+
+// QueuePhaseCreate queues the creation of a phase in a plan that exists.
+func QueuePhaseCreate(ctx context.Context, c *flow.Client, m PhaseCreate, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
+	return c.Add(ctx, m, opts)
+}
+
+// QueuePhaseCreateWithDependency queues a phase create that waits for the
+// job planJobID (normally the plan's create). An empty planJobID queues it
+// without a dependency, as the seed does when the plan job could not be
+// queued; the step then retries until the plan exists.
+func QueuePhaseCreateWithDependency(ctx context.Context, c *flow.Client, m PhaseCreate, planJobID string, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
+	if planJobID == "" {
+		return c.Add(ctx, m, opts)
+	}
+	return c.Add(ctx, m, opts, planJobID)
+}
+
+// QueuePhaseUpdate queues a change to a phase.
+func QueuePhaseUpdate(ctx context.Context, c *flow.Client, m PhaseUpdate, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
+	return c.Add(ctx, m, opts)
+}
+
+// QueuePhaseDelete queues the deletion of a phase with its sessions and exercises.
+func QueuePhaseDelete(ctx context.Context, c *flow.Client, m PhaseDelete, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
+	return c.Add(ctx, m, opts)
+}
+
+// QueueSessionCreate queues the creation of a session.
+func QueueSessionCreate(ctx context.Context, c *flow.Client, m SessionCreate, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
+	return c.Add(ctx, m, opts)
+}
+
+// QueueSessionUpdate queues a change to a session.
+func QueueSessionUpdate(ctx context.Context, c *flow.Client, m SessionUpdate, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
+	return c.Add(ctx, m, opts)
+}
+
+// QueueSessionDelete queues the deletion of a session with its exercises.
+func QueueSessionDelete(ctx context.Context, c *flow.Client, m SessionDelete, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
+	return c.Add(ctx, m, opts)
+}
+
+// QueueExerciseCreate queues the creation of an exercise.
+func QueueExerciseCreate(ctx context.Context, c *flow.Client, m ExerciseCreate, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
+	return c.Add(ctx, m, opts)
+}
+
+// QueueExerciseUpdate queues a change to an exercise.
+func QueueExerciseUpdate(ctx context.Context, c *flow.Client, m ExerciseUpdate, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
+	return c.Add(ctx, m, opts)
+}
+
+// QueueExerciseDelete queues the deletion of an exercise.
+func QueueExerciseDelete(ctx context.Context, c *flow.Client, m ExerciseDelete, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
+	return c.Add(ctx, m, opts)
+}
+
+// QueueFullPlanSave queues a whole plan (a CSV upload, a full save). The
+// job saves the plan row, then expands into one job per phase, session and
+// exercise; wait for it with c.Wait(ctx, job.ID) — it finishes when the
+// whole tree is saved.
+func QueueFullPlanSave(ctx context.Context, c *flow.Client, m PlanFullSave, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
+	return c.Add(ctx, m, opts)
+}
+
+// SendWorkoutUpdate queues the legacy WORKOUT_UPDATE change set on one
+// exercise (the seed's sendWorkoutUpdateMessage); userID goes into the
+// envelope.
+func SendWorkoutUpdate(ctx context.Context, c *flow.Client, m WorkoutUpdate, userID string) (flow.EnqueuedJob, error) {
+	return c.Add(ctx, m, &flow.NodeOpts{UserID: userID})
+}
+
+// PlanCreateJobID is the job ID QueueAddPhase gives a plan's create, so
+// that two "Add Phase" clicks on a new plan share one plan job.
+func PlanCreateJobID(planID string) string { return "workout-plan-create:" + planID }
+
+// AddPhaseResult says what QueueAddPhase queued.
+type AddPhaseResult struct {
+	// PlanJob is the plan's create job, when the plan did not exist yet
+	// (Existed is true when an earlier Add Phase had queued it already).
+	PlanJob *flow.EnqueuedJob
+	// PhaseJob is the phase's create job.
+	PhaseJob flow.EnqueuedJob
+}
+
+// QueueAddPhase is the seed's "Add Phase" sequence in one call: if plan
+// exists in db, it queues the phase create alone; if not, it queues the
+// plan create and the phase create depending on it, in one all-or-nothing
+// enqueue. The plan job has a fixed ID (PlanCreateJobID), so adding a second
+// phase before the plan job ran waits on the same plan job instead of
+// creating the plan twice.
+func QueueAddPhase(ctx context.Context, c *flow.Client, db bun.IDB, plan PlanCreate, phase PhaseData, opts *flow.NodeOpts) (AddPhaseResult, error) {
+	pc := PhaseCreate{PlanID: plan.PlanID, ClientID: plan.ClientID, TrainerID: plan.TrainerID, Phase: phase}
+	exists, err := planExists(ctx, db, plan.PlanID)
+	if err != nil {
+		return AddPhaseResult{}, fmt.Errorf("workout: add phase: look up plan %s: %w", plan.PlanID, err)
+	}
+	if exists {
+		j, err := QueuePhaseCreate(ctx, c, pc, opts)
+		return AddPhaseResult{PhaseJob: j}, err
+	}
+	base := flow.NodeOpts{}
+	if opts != nil {
+		base = *opts
+	}
+	planOpts := base
+	planOpts.ID = PlanCreateJobID(plan.PlanID)
+	g := flow.New()
+	pn := g.Add(plan, &planOpts)
+	phn := g.Add(pc, &base).After(pn)
+	res, err := c.Enqueue(ctx, g)
+	if err != nil {
+		return AddPhaseResult{}, err
+	}
+	pj, _ := res.Job(pn.ID())
+	phj, _ := res.Job(phn.ID())
+	return AddPhaseResult{PlanJob: &pj, PhaseJob: phj}, nil
+}
