@@ -94,10 +94,13 @@ func quietLogger() *slog.Logger {
 }
 
 // keys counts the namespace's Redis keys.
-func (h *harness) keys() int {
+func (h *harness) keys() int { return h.keysLike("*") }
+
+// keysLike counts the namespace's keys matching a pattern after the prefix.
+func (h *harness) keysLike(pattern string) int {
 	h.t.Helper()
 	n := 0
-	iter := h.rdb.Scan(context.Background(), 0, "trellis:{"+h.ns+"}:*", 1000).Iterator()
+	iter := h.rdb.Scan(context.Background(), 0, "trellis:{"+h.ns+"}:"+pattern, 1000).Iterator()
 	for iter.Next(context.Background()) {
 		n++
 	}

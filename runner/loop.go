@@ -43,7 +43,7 @@ func (r *Runner) loop(ctx context.Context) {
 	defer hb.Stop()
 	stats := time.NewTicker(time.Second)
 	defer stats.Stop()
-	minute := dag.NewMinute(time.Now())
+	minute := dag.NewMinute(r.now())
 	defer func() { r.flushStats(ctx, &minute) }()
 	r.heartbeat(ctx, inflight)
 
@@ -79,9 +79,9 @@ func (r *Runner) loop(ctx context.Context) {
 			want = r.cfg.Concurrency - len(inflight)
 		}
 		if len(pending) > 0 || (want > 0 && !idle) {
-			now := time.Now()
+			now := r.now()
 			maintain := now.Sub(lastMaintain) >= maintainEvery || (!nextDue.IsZero() && !now.Before(nextDue))
-			res, err := r.store.Sync(ctx, r.client.Config().Clock(), dag.SyncRequest{
+			res, err := r.store.Sync(ctx, now, dag.SyncRequest{
 				Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.StallLimit,
 				Queues: r.cfg.Queues, Want: want, Outcomes: pending, Maintain: maintain,
 				RetainAge: r.cfg.RetainAge, RetainCount: r.cfg.RetainCount,
@@ -102,7 +102,7 @@ func (r *Runner) loop(ctx context.Context) {
 					r.log.Warn("trellis: late completion rejected (lease expired or job cancelled)", "job", o.ID, "outcome", o.Kind)
 					continue
 				}
-				if time.Since(minute.Start) >= time.Minute {
+				if r.now().Sub(minute.Start) >= time.Minute {
 					r.flushStats(ctx, &minute)
 				}
 				minute.Observe(o.Type, o.Kind, o.Final, o.Duration)
@@ -122,7 +122,7 @@ func (r *Runner) loop(ctx context.Context) {
 		}
 		wait := r.cfg.IdleWait
 		if !nextDue.IsZero() {
-			if d := time.Until(nextDue); d < wait {
+			if d := nextDue.Sub(r.now()); d < wait {
 				wait = max(d, time.Millisecond)
 			}
 		}
@@ -155,6 +155,11 @@ func (r *Runner) loop(ctx context.Context) {
 	}
 }
 
+// now is the client's clock: Redis sees the same time the runner plans with,
+// so tests (and flowtest) can inject a fake one. Waits still use real timers,
+// bounded by Config.IdleWait.
+func (r *Runner) now() time.Time { return r.client.Config().Clock() }
+
 // maintainEvery is how often a busy runner also promotes delayed nodes,
 // recovers expired leases and trims finished flows.
 const maintainEvery = 250 * time.Millisecond
@@ -166,7 +171,7 @@ func (r *Runner) flushStats(ctx context.Context, m *dag.Minute) {
 			r.log.Error("trellis: writing stats failed", "err", err)
 		}
 	}
-	*m = dag.NewMinute(time.Now())
+	*m = dag.NewMinute(r.now())
 }
 
 // pause waits d unless the runner is aborted.
@@ -190,7 +195,7 @@ func (r *Runner) heartbeat(ctx context.Context, inflight map[string]*task) {
 			held = append(held, dag.Lease{ID: id, Token: t.job.Token})
 		}
 	}
-	lost, err := r.store.Heartbeat(ctx, r.client.Config().Clock(), r.cfg.ID, r.cfg.Lease, held)
+	lost, err := r.store.Heartbeat(ctx, r.now(), r.cfg.ID, r.cfg.Lease, held)
 	if err != nil {
 		r.log.Error("trellis: heartbeat failed", "err", err)
 		return
@@ -221,7 +226,7 @@ func (r *Runner) handBack(ctx context.Context, inflight map[string]*task, pendin
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := r.store.Sync(sctx, r.client.Config().Clock(), dag.SyncRequest{
+	_, err := r.store.Sync(sctx, r.now(), dag.SyncRequest{
 		Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.StallLimit,
 		Queues: r.cfg.Queues, Outcomes: pending, RetainCount: -1,
 	})
@@ -263,7 +268,7 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) *dag.Outcome {
 	if out != nil && out.Kind == dag.OutcomeOK {
 		if specs, order, xerr := sc.Expansion(); xerr != nil || specs != nil {
 			if xerr == nil {
-				_, xerr = r.store.Expand(ctx, r.client.Config().Clock(), c.ID, c.Token, res, specs, order)
+				_, xerr = r.store.Expand(ctx, r.now(), c.ID, c.Token, res, specs, order)
 				if xerr == nil {
 					log.Info("trellis: step expanded", "nodes", len(specs), "duration", took)
 					out = nil
