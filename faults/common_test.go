@@ -2,6 +2,7 @@ package faults_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -160,3 +161,5 @@ func init() {
 type quietRedisLog struct{}
 
 func (quietRedisLog) Printf(context.Context, string, ...any) {}
+
+func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }
