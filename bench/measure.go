@@ -95,7 +95,10 @@ func processCPU() time.Duration {
 // cost fills the per-node Redis and process figures of r from two snapshots.
 func (r *Result) cost(a, b snapshot, nodes int) {
 	n := float64(nodes)
-	r.CmdsPerNode = float64(b.cmds-a.cmds) / n
+	r.CmdsPerNode = perNode(a.cmds, b.cmds, nodes)
+	if math.IsNaN(r.CmdsPerNode) {
+		r.addNote("INFO commandstats went backwards (CONFIG RESETSTAT during the run?): commands not counted")
+	}
 	r.RedisCPUPerNodeUS = (b.redisCPU - a.redisCPU) * 1e6 / n
 	r.ProcCPUPerNodeUS = float64((b.procCPU - a.procCPU).Microseconds()) / n
 }
@@ -130,4 +133,19 @@ func median(v []float64) float64 {
 		return xs[len(xs)/2]
 	}
 	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
+}
+
+// perNode is (b−a)/nodes, or NaN when a counter went backwards (reset).
+func perNode(a, b int64, nodes int) float64 {
+	if b < a {
+		return math.NaN()
+	}
+	return float64(b-a) / float64(nodes)
+}
+
+func (r *Result) addNote(s string) {
+	if r.Note != "" {
+		r.Note += "; "
+	}
+	r.Note += s
 }

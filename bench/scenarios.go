@@ -75,8 +75,8 @@ func (b *bench) independent(ctx context.Context, n, c int) (Result, error) {
 	r.EnqueuePerSec = float64(n) / r.EnqueueSeconds
 	r.RunPerSec = float64(n) / seconds(tEnd.Sub(tRun))
 	r.cost(s0, s2, n)
-	r.EnqCmdsPerNode = float64(s1.cmds-s0.cmds) / float64(n)
-	r.RunCmdsPerNode = float64(s2.cmds-s1.cmds) / float64(n)
+	r.EnqCmdsPerNode = perNode(s0.cmds, s1.cmds, n)
+	r.RunCmdsPerNode = perNode(s1.cmds, s2.cmds, n)
 	rec.fill(&r)
 	return r, nil
 }
@@ -411,8 +411,8 @@ func (b *bench) large(ctx context.Context, n, c int) (Result, error) {
 	r.EnqueuePerSec = float64(n) / r.EnqueueSeconds
 	r.RunPerSec = float64(n) / seconds(tEnd.Sub(tRun))
 	r.cost(s0, s2, n)
-	r.EnqCmdsPerNode = float64(s1.cmds-s0.cmds) / float64(n)
-	r.RunCmdsPerNode = float64(s2.cmds-s1.cmds) / float64(n)
+	r.EnqCmdsPerNode = perNode(s0.cmds, s1.cmds, n)
+	r.RunCmdsPerNode = perNode(s1.cmds, s2.cmds, n)
 	r.MemQueuedBPerNode = float64(m1-m0) / float64(n)
 	r.MemDoneBPerNode = float64(m2-m0) / float64(n)
 	rec.fill(&r)
