@@ -8,17 +8,19 @@ type keys struct{ prefix string }
 
 func newKeys(namespace string) keys { return keys{prefix: "trellis:{" + namespace + "}:"} }
 
-func (k keys) node(id string) string     { return k.prefix + "n:" + id }               // hash: one node
-func (k keys) flow(id string) string     { return k.prefix + "f:" + id }               // set: a flow's node IDs
-func (k keys) flowMeta(id string) string { return k.prefix + "fm:" + id }              // hash: n, left, ca, fa
-func (k keys) ready(queue string) string { return k.prefix + "q:" + queue + ":ready" } // zset by priority, time
-func (k keys) wake(queue string) string  { return k.prefix + "q:" + queue + ":wake" }  // list: wake-up tokens
-func (k keys) delayed() string           { return k.prefix + "delayed" }               // zset by due time
-func (k keys) active() string            { return k.prefix + "active" }                // zset by lease deadline
-func (k keys) done() string              { return k.prefix + "done" }                  // zset: finished flows by time
-func (k keys) counts() string            { return k.prefix + "counts" }                // hash: "state|queue|type" -> n
-func (k keys) events() string            { return k.prefix + "events" }                // capped stream of transitions
-func (k keys) paused() string            { return k.prefix + "paused" }                // set of paused queues
-func (k keys) runners() string           { return k.prefix + "runners" }               // zset: runner -> last heartbeat
-func (k keys) minute(m int64) string     { return k.prefix + "m:" + itoa(m) }          // hash: one minute's stats
-func (k keys) pattern() string           { return k.prefix + "*" }
+func (k keys) node(id string) string                 { return k.prefix + "n:" + id }                     // hash: one node
+func (k keys) flow(id string) string                 { return k.prefix + "f:" + id }                     // set: a flow's node IDs
+func (k keys) flowMeta(id string) string             { return k.prefix + "fm:" + id }                    // hash: n, left, ca, fa
+func (k keys) ready(queue string) string             { return k.prefix + "q:" + queue + ":ready" }       // zset by priority, time
+func (k keys) wake(queue string) string              { return k.prefix + "q:" + queue + ":wake" }        // list: wake-up tokens
+func (k keys) delayed() string                       { return k.prefix + "delayed" }                     // zset by due time
+func (k keys) active() string                        { return k.prefix + "active" }                      // zset by lease deadline
+func (k keys) done() string                          { return k.prefix + "done" }                        // zset: finished flows by time
+func (k keys) counts() string                        { return k.prefix + "counts" }                      // hash: "state|queue|type" -> n
+func (k keys) events() string                        { return k.prefix + "events" }                      // capped stream of transitions
+func (k keys) paused() string                        { return k.prefix + "paused" }                      // set of paused queues
+func (k keys) runners() string                       { return k.prefix + "runners" }                     // zset: runner -> last heartbeat
+func (k keys) limits() string                        { return k.prefix + "limits" }                      // hash: type -> "concurrency|rate|per ms"
+func (k keys) rateWindow(typ string, w int64) string { return k.prefix + "rate:" + typ + ":" + itoa(w) } // string: claims in a window (Lua builds it)
+func (k keys) minute(m int64) string                 { return k.prefix + "m:" + itoa(m) }                // hash: one minute's stats
+func (k keys) pattern() string                       { return k.prefix + "*" }

@@ -380,3 +380,45 @@ func (s *Store) Clear(ctx context.Context) (int, error) {
 	}
 	return deleted, scan(ctx, s.rdb)
 }
+
+// Limit bounds how many nodes of one message type run at once (per queue)
+// and how many may start per window, across all runners.
+type Limit struct {
+	Concurrency int           `json:"concurrency,omitempty"` // 0: unlimited
+	Rate        int           `json:"rate,omitempty"`        // starts per Per; 0: unlimited
+	Per         time.Duration `json:"per,omitempty"`
+}
+
+// SetLimit sets the limit of a message type; the zero Limit removes it.
+func (s *Store) SetLimit(ctx context.Context, typ string, l Limit) error {
+	if err := CheckName(typ); err != nil {
+		return fmt.Errorf("dag: message type %q %s", typ, err.Error())
+	}
+	if l.Concurrency < 0 || l.Rate < 0 || l.Per < 0 {
+		return fmt.Errorf("dag: limit for %s: values must not be negative", typ)
+	}
+	if l.Rate > 0 && l.Per < time.Millisecond {
+		return fmt.Errorf("dag: limit for %s: a rate needs Per of at least 1ms", typ)
+	}
+	if l == (Limit{}) {
+		return s.rdb.HDel(ctx, s.k.limits(), typ).Err()
+	}
+	v := fmt.Sprintf("%d|%d|%d", l.Concurrency, l.Rate, l.Per.Milliseconds())
+	return s.rdb.HSet(ctx, s.k.limits(), typ, v).Err()
+}
+
+// Limits reads every message type's limit.
+func (s *Store) Limits(ctx context.Context) (map[string]Limit, error) {
+	h, err := s.rdb.HGetAll(ctx, s.k.limits()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("dag: redis: %w", err)
+	}
+	out := make(map[string]Limit, len(h))
+	for typ, v := range h {
+		var c, r, per int64
+		if _, err := fmt.Sscanf(v, "%d|%d|%d", &c, &r, &per); err == nil {
+			out[typ] = Limit{Concurrency: int(c), Rate: int(r), Per: time.Duration(per) * time.Millisecond}
+		}
+	}
+	return out, nil
+}

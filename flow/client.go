@@ -245,6 +245,20 @@ func (c *Client) Pause(ctx context.Context, queue string) error { return c.store
 // Resume undoes Pause.
 func (c *Client) Resume(ctx context.Context, queue string) error { return c.store.Resume(ctx, queue) }
 
+// Limit bounds a message type across all runners; see SetLimit.
+type Limit = dag.Limit
+
+// SetLimit caps how many jobs of a message type run at once in each queue
+// and how many start per window, enforced in Redis so it holds with any
+// number of runners (e.g. at most 5 EMAIL at once, 100 NOTIFICATION per
+// second). The zero Limit removes it.
+func (c *Client) SetLimit(ctx context.Context, messageType string, l Limit) error {
+	return c.store.SetLimit(ctx, messageType, l)
+}
+
+// Limits lists the limits per message type.
+func (c *Client) Limits(ctx context.Context) (map[string]Limit, error) { return c.store.Limits(ctx) }
+
 // Clear deletes everything in the namespace. It is refused unless the client
 // was configured with Development: true.
 func (c *Client) Clear(ctx context.Context) (int, error) {

@@ -276,30 +276,84 @@ local function flushZ()
   ZOPS = {}
 end
 
+-- limits are per message type, read once per call: "concurrency|rate|per ms"
+-- (0 = unlimited). Concurrency counts the type's active nodes in the queue
+-- (from the counters, plus this call's changes); rate counts claims in the
+-- current window of per ms.
+local RATE = {}     -- rate window key -> claims made in this call
+local function limiter()
+  local raw = redis.call('HGETALL', P .. 'limits')
+  if #raw == 0 then return nil end
+  local lim = {}
+  for i = 1, #raw, 2 do
+    local c, r, per = string.match(raw[i + 1], '^(%d+)|(%d+)|(%d+)$')
+    if c then lim[raw[i]] = {c = tonumber(c), r = tonumber(r), per = tonumber(per)} end
+  end
+  return lim
+end
+
+-- allowed reports whether one more node of n's type may start now.
+local function allowed(lim, n)
+  local l = lim[n.ty]
+  if not l then return true end
+  if l.c > 0 then
+    local k = 'active' .. n.qt
+    local active = (tonumber(redis.call('HGET', P .. 'counts', k)) or 0) + (COUNTS[k] or 0)
+    if active >= l.c then return false end
+  end
+  if l.r > 0 and l.per > 0 then
+    local key = P .. 'rate:' .. n.ty .. ':' .. math.floor(NOW / l.per)
+    local used = RATE[key]
+    if not used then
+      used = tonumber(redis.call('GET', key)) or 0
+      RATE[key] = used
+    end
+    if used >= l.r then return false end
+    RATE[key] = used + 1
+    RATE[key .. '\0per'] = l.per
+  end
+  return true
+end
+
 -- claim takes up to want ready nodes from the queues, in order, and leases
 -- them to worker. It returns id, type, flow, attempt, token, data for each.
+-- Nodes whose type is at its limit stay ready, in their place.
 local function claim(queues, want, worker, leaseMs, out)
   flushZ()
+  local lim = limiter()
   for _, q in ipairs(queues) do
     if want <= 0 then break end
     if redis.call('SISMEMBER', P .. 'paused', q) == 0 then
-      local popped = redis.call('ZPOPMIN', readyKey(q), want)
-      if #popped < 2 * want then DRAINED[q] = true end
-      for i = 1, #popped, 2 do
-        local n = loadClaim(popped[i])
-        if n and n.st == 'ready' then
-          n.at = n.at + 1
-          local tk = worker .. ':' .. n.at .. ':' .. NOWS
-          n.popped = true -- ZPOPMIN already took it out of the ready set
-          move(n, 'active', worker, {'at', n.at, 'tk', tk}, NOW + leaseMs)
-          out[#out + 1] = n.id
-          out[#out + 1] = n.ty
-          out[#out + 1] = n.fl
-          out[#out + 1] = tostring(n.at)
-          out[#out + 1] = tk
-          out[#out + 1] = n.d
-          want = want - 1
+      local held = {}
+      for _ = 1, 4 do -- a few rounds, in case limited nodes were in the way
+        local popped = redis.call('ZPOPMIN', readyKey(q), want)
+        if #popped < 2 * want then DRAINED[q] = true end
+        for i = 1, #popped, 2 do
+          local n = loadClaim(popped[i])
+          if n and n.st == 'ready' then
+            if want > 0 and (not lim or allowed(lim, n)) then
+              n.at = n.at + 1
+              local tk = worker .. ':' .. n.at .. ':' .. NOWS
+              n.popped = true -- ZPOPMIN already took it out of the ready set
+              move(n, 'active', worker, {'at', n.at, 'tk', tk}, NOW + leaseMs)
+              out[#out + 1] = n.id
+              out[#out + 1] = n.ty
+              out[#out + 1] = n.fl
+              out[#out + 1] = tostring(n.at)
+              out[#out + 1] = tk
+              out[#out + 1] = n.d
+              want = want - 1
+            else
+              held[#held + 1] = popped[i + 1]
+              held[#held + 1] = popped[i]
+            end
+          end
         end
+        if want <= 0 or DRAINED[q] or #held == 0 then break end
+      end
+      if #held > 0 then
+        DRAINED[q] = nil
+        for i = 1, #held, 1000 do redis.call('ZADD', readyKey(q), unpack(held, i, math.min(i + 999, #held))) end
       end
     end
   end
@@ -376,6 +430,12 @@ local function commit()
     for i = 1, math.min(k, 16) do tokens[i] = '1' end
     redis.call('LPUSH', P .. 'q:' .. q .. ':wake', unpack(tokens))
     redis.call('LTRIM', P .. 'q:' .. q .. ':wake', 0, 63)
+    end
+  end
+  for key, n in pairs(RATE) do
+    local per = RATE[key .. '\0per']
+    if per and n > 0 then
+      redis.call('SET', key, n, 'PX', per * 2)
     end
   end
   if #EVENTS > 0 then
