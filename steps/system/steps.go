@@ -1,0 +1,288 @@
+package system
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/schema"
+	"github.com/trellisflow/trellis/steps/steprun"
+	"github.com/trellisflow/trellis/steps/workout"
+)
+
+// Notifier delivers a stored notification. Errors are retried unless
+// flow.Permanent.
+type Notifier interface {
+	Notify(ctx context.Context, id string, n Notification) error
+}
+
+// NotifierFunc adapts a function to Notifier.
+type NotifierFunc func(ctx context.Context, id string, n Notification) error
+
+// Notify calls f.
+func (f NotifierFunc) Notify(ctx context.Context, id string, n Notification) error {
+	return f(ctx, id, n)
+}
+
+// Options configure the system steps. Every field is optional.
+type Options struct {
+	// Mailer sends EMAIL jobs. Default none: an EMAIL job then fails
+	// permanently with "no Mailer configured", before it writes anything.
+	Mailer Mailer
+	// Notifier delivers NOTIFICATION jobs. Default none: notifications are
+	// stored and left undelivered (delivered_at stays NULL).
+	Notifier Notifier
+}
+
+// TestResult is what a TEST job returns.
+type TestResult struct {
+	Message string         `json:"message"`
+	Data    map[string]any `json:"data,omitempty"`
+	Attempt int            `json:"attempt"`
+}
+
+// StoredResult is what USER_ACTION returns: the row's ID (the job's).
+type StoredResult struct {
+	ID string `json:"id"`
+}
+
+// NotificationResult is what NOTIFICATION returns.
+type NotificationResult struct {
+	ID        string `json:"id"`
+	Delivered bool   `json:"delivered"`
+}
+
+// EmailResult is what EMAIL returns.
+type EmailResult struct {
+	ID        string `json:"id"`
+	MessageID string `json:"messageId"`
+	To        string `json:"to"`
+	Sent      bool   `json:"sent"`
+}
+
+// DataSyncResult is what DATA_SYNC returns.
+type DataSyncResult struct {
+	RunID     string `json:"runId"`
+	PlanID    string `json:"planId"`
+	Phases    int    `json:"phases"`
+	Sessions  int    `json:"sessions"`
+	Exercises int    `json:"exercises"`
+	Bytes     int    `json:"bytes"`
+}
+
+// Steps returns one step for each of the five system message types. Register
+// them all with one call:
+//
+//	r.Register(system.Steps(db, system.Options{Mailer: m})...)
+func Steps(db bun.IDB, opts Options) []flow.Step {
+	return []flow.Step{
+		flow.StepFunc(testStep),
+		steprun.Step(db, userAction),
+		notificationStep(db, opts.Notifier),
+		emailStep(db, opts.Mailer),
+		steprun.Step(db, dataSync),
+	}
+}
+
+func testStep(ctx context.Context, sc *flow.StepContext, m Test) (TestResult, error) {
+	sc.Logger.InfoContext(ctx, "test message", slog.String("job", sc.JobID), slog.Int("attempt", sc.Attempt),
+		slog.String("message", m.Message), slog.Any("data", m.Data))
+	if m.SleepMS > 0 {
+		t := time.NewTimer(time.Duration(m.SleepMS) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return TestResult{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+	if sc.Attempt <= m.FailTimes {
+		return TestResult{}, fmt.Errorf("test: planned failure on attempt %d of the first %d", sc.Attempt, m.FailTimes)
+	}
+	return TestResult{Message: m.Message, Data: m.Data, Attempt: sc.Attempt}, nil
+}
+
+func userAction(ctx context.Context, tx bun.Tx, sc *flow.StepContext, m UserAction) (StoredResult, error) {
+	details := m.Details
+	if details == nil {
+		details = map[string]any{}
+	}
+	raw, err := json.Marshal(details)
+	if err != nil {
+		return StoredResult{}, flow.Permanent(flow.FieldError("details", "cannot encode: %v", err))
+	}
+	_, err = tx.NewInsert().Model(&schema.UserAction{
+		ID: sc.JobID, UserID: m.UserID, Action: m.Action, Details: string(raw), CreatedAt: time.Now().UTC(),
+	}).Exec(ctx)
+	return StoredResult{ID: sc.JobID}, err
+}
+
+// notificationStep stores the notification with the step record, then
+// delivers it and marks it delivered. A re-run skips the insert (the record
+// is there) and delivers only if the mark is missing.
+func notificationStep(db bun.IDB, notifier Notifier) flow.Step {
+	return flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Notification) (NotificationResult, error) {
+		if m.Type == "" {
+			m.Type = "info"
+		}
+		_, _, err := steprun.Do(ctx, db, sc, func(ctx context.Context, tx bun.Tx) (StoredResult, error) {
+			_, err := tx.NewInsert().Model(&schema.Notification{
+				ID: sc.JobID, UserID: m.UserID, Title: m.Title, Message: m.Message, Type: m.Type,
+				ActionURL: m.ActionURL, CreatedAt: time.Now().UTC(),
+			}).Exec(ctx)
+			return StoredResult{ID: sc.JobID}, err
+		})
+		if err != nil {
+			return NotificationResult{}, err
+		}
+		var row schema.Notification
+		if err := db.NewSelect().Model(&row).Where("id = ?", sc.JobID).Scan(ctx); err != nil {
+			return NotificationResult{}, fmt.Errorf("read notification %s: %w", sc.JobID, err)
+		}
+		if row.DeliveredAt != nil || notifier == nil {
+			return NotificationResult{ID: sc.JobID, Delivered: row.DeliveredAt != nil}, nil
+		}
+		if err := notifier.Notify(ctx, sc.JobID, m); err != nil {
+			return NotificationResult{}, fmt.Errorf("deliver notification %s: %w", sc.JobID, err)
+		}
+		if _, err := db.NewUpdate().Model((*schema.Notification)(nil)).Set("delivered_at = ?", time.Now().UTC()).
+			Where("id = ? AND delivered_at IS NULL", sc.JobID).Exec(ctx); err != nil {
+			return NotificationResult{}, fmt.Errorf("mark notification %s delivered: %w", sc.JobID, err)
+		}
+		return NotificationResult{ID: sc.JobID, Delivered: true}, nil
+	})
+}
+
+// MessageID is the Message-ID header of the email of job jobID.
+func MessageID(jobID string) string {
+	sum := sha256.Sum256([]byte(jobID))
+	return "<" + hex.EncodeToString(sum[:16]) + "@trellis>"
+}
+
+// emailStep writes the email to the outbox with the step record, then sends
+// it and marks it sent. A re-run finds the record, and sends only if the
+// outbox row is not marked sent.
+func emailStep(db bun.IDB, mailer Mailer) flow.Step {
+	return flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Email) (EmailResult, error) {
+		if mailer == nil {
+			return EmailResult{}, flow.Permanent(errors.New("system: no Mailer configured for EMAIL"))
+		}
+		_, _, err := steprun.Do(ctx, db, sc, func(ctx context.Context, tx bun.Tx) (StoredResult, error) {
+			_, err := tx.NewInsert().Model(&schema.Email{
+				ID: sc.JobID, To: m.To, Subject: m.Subject, Body: m.Body, CreatedAt: time.Now().UTC(),
+			}).Exec(ctx)
+			return StoredResult{ID: sc.JobID}, err
+		})
+		if err != nil {
+			return EmailResult{}, err
+		}
+		res := EmailResult{ID: sc.JobID, MessageID: MessageID(sc.JobID), To: m.To}
+		var row schema.Email
+		if err := db.NewSelect().Model(&row).Where("id = ?", sc.JobID).Scan(ctx); err != nil {
+			return EmailResult{}, fmt.Errorf("read outbox %s: %w", sc.JobID, err)
+		}
+		if row.SentAt != nil {
+			res.Sent = true
+			return res, nil
+		}
+		if err := mailer.Send(ctx, OutgoingEmail{MessageID: res.MessageID, To: row.To, Subject: row.Subject, Body: row.Body}); err != nil {
+			return EmailResult{}, fmt.Errorf("send email %s: %w", sc.JobID, err)
+		}
+		if _, err := db.NewUpdate().Model((*schema.Email)(nil)).Set("sent_at = ?", time.Now().UTC()).
+			Where("id = ? AND sent_at IS NULL", sc.JobID).Exec(ctx); err != nil {
+			return EmailResult{}, fmt.Errorf("mark email %s sent: %w", sc.JobID, err)
+		}
+		res.Sent = true
+		return res, nil
+	})
+}
+
+func dataSync(ctx context.Context, tx bun.Tx, sc *flow.StepContext, m DataSync) (DataSyncResult, error) {
+	snap, err := Snapshot(ctx, tx, m.PlanID)
+	if err != nil {
+		return DataSyncResult{}, err
+	}
+	raw, err := json.Marshal(snap)
+	if err != nil {
+		return DataSyncResult{}, flow.Permanent(fmt.Errorf("encode snapshot: %w", err))
+	}
+	res := DataSyncResult{RunID: sc.JobID, PlanID: m.PlanID, Phases: len(snap.Phases), Bytes: len(raw)}
+	for _, p := range snap.Phases {
+		res.Sessions += len(p.Sessions)
+		for _, s := range p.Sessions {
+			res.Exercises += len(s.Exercises)
+		}
+	}
+	_, err = tx.NewInsert().Model(&schema.DataSyncRun{
+		ID: sc.JobID, PlanID: m.PlanID, Direction: "export", Phases: res.Phases, Sessions: res.Sessions,
+		Exercises: res.Exercises, Snapshot: string(raw), CreatedAt: time.Now().UTC(),
+	}).Exec(ctx)
+	return res, err
+}
+
+// Snapshot reads plan planID with its whole tree, ordered by order number,
+// in the shape of a full plan save. A missing plan is a retryable
+// *workout.NotFoundError: its create may still be queued.
+func Snapshot(ctx context.Context, db bun.IDB, planID string) (workout.PlanFullSave, error) {
+	var plan schema.Plan
+	if err := db.NewSelect().Model(&plan).Where("id = ?", planID).Scan(ctx); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return workout.PlanFullSave{}, &workout.NotFoundError{Entity: "plan", ID: planID}
+		}
+		return workout.PlanFullSave{}, err
+	}
+	out := workout.PlanFullSave{PlanID: plan.ID, Name: plan.Name, ClientID: plan.ClientID, TrainerID: plan.TrainerID, IsActive: plan.IsActive}
+	var phases []schema.Phase
+	if err := db.NewSelect().Model(&phases).Where("plan_id = ?", planID).Order("order_number", "id").Scan(ctx); err != nil {
+		return out, err
+	}
+	var sessions []schema.Session
+	if err := db.NewSelect().Model(&sessions).
+		Where("phase_id IN (SELECT id FROM workout_phases WHERE plan_id = ?)", planID).Order("order_number", "id").Scan(ctx); err != nil {
+		return out, err
+	}
+	var exercises []schema.Exercise
+	if err := db.NewSelect().Model(&exercises).
+		Where("session_id IN (SELECT s.id FROM workout_sessions AS s JOIN workout_phases AS p ON p.id = s.phase_id WHERE p.plan_id = ?)", planID).
+		Order("order_number", "id").Scan(ctx); err != nil {
+		return out, err
+	}
+	bySession := map[string][]workout.ExerciseData{}
+	for _, e := range exercises {
+		bySession[e.SessionID] = append(bySession[e.SessionID], workout.ExerciseData{
+			ID: e.ID, Name: e.Name, OrderNumber: e.OrderNumber, Sets: e.Sets, Reps: e.Reps,
+			Weight: e.Weight, Rest: e.RestSeconds, Tempo: e.Tempo, Notes: e.Notes,
+		})
+	}
+	byPhase := map[string][]workout.SessionTree{}
+	for _, s := range sessions {
+		byPhase[s.PhaseID] = append(byPhase[s.PhaseID], workout.SessionTree{
+			SessionData: workout.SessionData{ID: s.ID, Name: s.Name, OrderNumber: s.OrderNumber},
+			Exercises:   nonNil(bySession[s.ID]),
+		})
+	}
+	out.Phases = []workout.PhaseTree{}
+	for _, p := range phases {
+		out.Phases = append(out.Phases, workout.PhaseTree{
+			PhaseData: workout.PhaseData{ID: p.ID, Name: p.Name, OrderNumber: p.OrderNumber, IsActive: p.IsActive},
+			Sessions:  nonNil(byPhase[p.ID]),
+		})
+	}
+	return out, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
