@@ -236,6 +236,10 @@ func (b *bench) all(ctx context.Context) ([]Result, error) {
 			if bull {
 				add("bullmq", s, func(ctx context.Context) (Result, error) { return b.bullmq(ctx, s, plans, c) })
 			}
+			if b.pgReady(ctx) {
+				add("trellis", s+"-pg", func(ctx context.Context) (Result, error) { return b.fullPlanSavePG(ctx, plans, c) })
+				add("bun", s+"-pg", func(ctx context.Context) (Result, error) { return b.bunFloor(ctx, plans, c) })
+			}
 		case "large":
 			n, c := pick(100000), conc(50)
 			add("trellis", s, func(ctx context.Context) (Result, error) { return b.large(ctx, n, c) })

@@ -274,4 +274,3 @@ func parseBenchmarkCSV(raw []byte) float64 {
 	}
 	return ops
 }
-

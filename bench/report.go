@@ -95,6 +95,11 @@ func printTable(w io.Writer, b *bench, results []Result) {
 			num(r.CmdsPerNode, 1), num(r.RedisCPUPerNodeUS, 1), num(r.ProcCPUPerNodeUS, 1), vs[0], vs[1])
 	}
 	for _, r := range results {
+		if r.Engine == "trellis" && r.Scenario == "fullplansave-pg" {
+			if f, ok := peerOf(results, r, "bun"); ok {
+				fmt.Fprintf(w, "\nfullplansave-pg: Trellis with the real workout steps runs at %s of the bun floor (%s vs %s rows/s)", pct(r.NodesPerSec/f.NodesPerSec), num(r.NodesPerSec, 0), num(f.NodesPerSec, 0))
+			}
+		}
 		if r.Note != "" {
 			fmt.Fprintf(w, "\n%s %s: %s", r.Engine, r.Scenario, r.Note)
 		}
@@ -123,4 +128,11 @@ func printTable(w io.Writer, b *bench, results []Result) {
 		}
 	}
 	fmt.Fprintf(w, "; figures are medians of %d run(s)\n", runs)
+}
+
+func pct(x float64) string {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", 100*x)
 }

@@ -188,6 +188,11 @@ func (b *bench) chain(ctx context.Context, depth, reps, c int) (Result, error) {
 		enqTotal += time.Since(e0)
 		deadline := time.Now().Add(waitTimeout(depth))
 		for rec.done.Load() < int64(first+depth) {
+			select {
+			case <-rec.failed:
+				return Result{}, rec.failure
+			default:
+			}
 			if time.Now().After(deadline) {
 				return Result{}, fmt.Errorf("chain %d: %d of %d nodes ran", k, rec.done.Load()-int64(first), depth)
 			}

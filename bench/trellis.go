@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 	"github.com/trellisflow/trellis/steps/workout"
@@ -34,12 +36,16 @@ type recorder struct {
 	done    atomic.Int64
 	want    int64
 	all     chan struct{}
+
+	failOnce sync.Once
+	failed   chan struct{}
+	failure  error
 }
 
 func newRecorder(n int) *recorder {
 	return &recorder{
 		base: time.Now(), enq: make([]int64, n), start: make([]atomic.Int64, n), end: make([]atomic.Int64, n),
-		parents: make([][]int32, n), want: int64(n), all: make(chan struct{}),
+		parents: make([][]int32, n), want: int64(n), all: make(chan struct{}), failed: make(chan struct{}),
 	}
 }
 
@@ -108,29 +114,49 @@ func (b *bench) newTrellisRun(scenario string, nodes int) (*trellisRun, error) {
 
 // startRunner starts one runner of concurrency c with the no-op steps.
 func (t *trellisRun) startRunner(ctx context.Context, c int, cfg runner.Config) error {
+	rec := t.rec
+	steps := []flow.Step{flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m noop) (struct{}, error) {
+		rec.ran(nodeIndex(sc.JobID), rec.now())
+		return struct{}{}, nil
+	})}
+	return t.startRunnerWith(ctx, c, cfg, append(steps, workoutNoops(rec)...))
+}
+
+// startRunnerWith starts one runner of concurrency c with steps; a step
+// that fails for good ends the scenario (see waitAll).
+func (t *trellisRun) startRunnerWith(ctx context.Context, c int, cfg runner.Config, steps []flow.Step) error {
 	cfg.Concurrency = c
 	cfg.Logger = t.b.quiet
+	cfg.Observer = t.rec
 	r, err := runner.New(t.client, &cfg)
 	if err != nil {
 		return err
 	}
-	rec := t.rec
-	if err := runner.Handle(r, func(ctx context.Context, sc *flow.StepContext, m noop) (struct{}, error) {
-		rec.ran(nodeIndex(sc.JobID), rec.now())
-		return struct{}{}, nil
-	}); err != nil {
-		return err
-	}
-	if err := registerWorkoutNoops(r, rec); err != nil {
+	if err := r.Register(steps...); err != nil {
 		return err
 	}
 	t.runner = r
 	return r.Start(ctx)
 }
 
-func registerWorkoutNoops(r *runner.Runner, rec *recorder) error {
+// timed wraps a real step so that its successful runs are recorded.
+type timed struct {
+	flow.Step
+	rec *recorder
+}
+
+func (s timed) Run(ctx context.Context, sc *flow.StepContext) (json.RawMessage, error) {
+	start := s.rec.now()
+	res, err := s.Step.Run(ctx, sc)
+	if err == nil {
+		s.rec.ran(nodeIndex(sc.JobID), start)
+	}
+	return res, err
+}
+
+func workoutNoops(rec *recorder) []flow.Step {
 	mark := func(sc *flow.StepContext) { rec.ran(nodeIndex(sc.JobID), rec.now()) }
-	return r.Register(
+	return []flow.Step{
 		flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m workout.PlanCreate) (struct{}, error) {
 			mark(sc)
 			return struct{}{}, nil
@@ -147,7 +173,21 @@ func registerWorkoutNoops(r *runner.Runner, rec *recorder) error {
 			mark(sc)
 			return struct{}{}, nil
 		}),
-	)
+	}
+}
+
+// The recorder is the runner's Observer: the first step that fails for
+// good ends the scenario instead of leaving it to time out.
+func (r *recorder) StepStarted(*dag.Claimed, time.Duration) {}
+func (r *recorder) Stalled([]string)                        {}
+func (r *recorder) StepFinished(job *dag.Claimed, outcome dag.OutcomeKind, _ time.Duration, err error) {
+	if outcome == dag.OutcomeOK || outcome == dag.OutcomeSkip {
+		return
+	}
+	r.failOnce.Do(func() {
+		r.failure = fmt.Errorf("job %s (%s) %s: %v", job.ID, job.Type, outcome, err)
+		close(r.failed)
+	})
 }
 
 // waitAll waits until every node ran, then stops the runner, which reports
@@ -155,6 +195,8 @@ func registerWorkoutNoops(r *runner.Runner, rec *recorder) error {
 func (t *trellisRun) waitAll(ctx context.Context, timeout time.Duration) error {
 	select {
 	case <-t.rec.all:
+	case <-t.rec.failed:
+		return t.rec.failure
 	case <-time.After(timeout):
 		return fmt.Errorf("%s: only %d of %d nodes ran within %s", t.ns, t.rec.done.Load(), t.rec.want, timeout)
 	case <-ctx.Done():
