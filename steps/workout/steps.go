@@ -323,24 +323,22 @@ func exerciseDelete(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m Exerc
 }
 
 // fullSaveStep saves the plan row and prunes what the message no longer
-// holds, in one transaction with the step record; then it expands the
-// phases, sessions and exercises into a sub-graph. The expansion is rebuilt
-// on a replay too: it is written only with the job's completion, so a crash
-// before that loses it.
+// holds, in one transaction with the step record; the phases, sessions and
+// exercises become a sub-graph. The sub-graph is handed to Expand first, so
+// one the engine refuses (too many nodes) fails the job before anything is
+// written; and it is handed over on a replay too, because the engine writes
+// it only with the job's completion, which a crash loses.
 func fullSaveStep(db bun.IDB) flow.Step {
 	return flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m PlanFullSave) (FullSaveResult, error) {
-		res, _, err := steprun.Do(ctx, db, sc, func(ctx context.Context, tx bun.Tx) (FullSaveResult, error) {
-			return savePlanRow(ctx, tx, m)
-		})
-		if err != nil {
-			return FullSaveResult{}, err
-		}
 		if g := FullSaveGraph(sc.JobID, m, &flow.NodeOpts{UserID: sc.Envelope.UserID, Metadata: sc.Envelope.Metadata}); g.Len() > 0 {
 			if err := sc.Expand(g); err != nil {
 				return FullSaveResult{}, flow.Permanent(fmt.Errorf("expand full plan save: %w", err))
 			}
 		}
-		return res, nil
+		res, _, err := steprun.Do(ctx, db, sc, func(ctx context.Context, tx bun.Tx) (FullSaveResult, error) {
+			return savePlanRow(ctx, tx, m)
+		})
+		return res, err
 	})
 }
 

@@ -1,0 +1,134 @@
+package steprun_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/schema"
+	"github.com/trellisflow/trellis/schema/schematest"
+	"github.com/trellisflow/trellis/steps/internal/steptest"
+	"github.com/trellisflow/trellis/steps/steprun"
+)
+
+// Note is a message whose step stores one user action row per effect.
+type Note struct {
+	Text string `json:"text"`
+}
+
+func (Note) MessageType() string { return "NOTE" }
+
+type noted struct {
+	Text  string `json:"text"`
+	Count int    `json:"count"`
+}
+
+// noteStep inserts a row keyed by a counter, so a second application of the
+// effects would show as a second row; gate, when set, holds the step inside
+// its transaction until released.
+func noteStep(db bun.IDB, calls *atomic.Int32, gate chan struct{}, fail error) flow.Step {
+	return steprun.Step(db, func(ctx context.Context, tx bun.Tx, sc *flow.StepContext, m Note) (noted, error) {
+		n := calls.Add(1)
+		_, err := tx.NewInsert().Model(&schema.UserAction{
+			ID: sc.JobID + "/" + string(rune('0'+n)), UserID: "u", Action: m.Text, Details: "{}", CreatedAt: time.Now().UTC(),
+		}).Exec(ctx)
+		if err != nil {
+			return noted{}, err
+		}
+		if gate != nil {
+			<-gate
+		}
+		if fail != nil {
+			return noted{}, fail
+		}
+		return noted{Text: m.Text, Count: int(n)}, nil
+	})
+}
+
+func TestReplayReturnsTheStoredResult(t *testing.T) {
+	schematest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		var calls atomic.Int32
+		r := steptest.New(t, []flow.Step{noteStep(db, &calls, nil, nil)})
+		raw1, _, err := r.Run(ctx, "j", 1, Note{Text: "hi"})
+		require.NoError(t, err)
+		raw2, _, err := r.Run(ctx, "j", 2, Note{Text: "hi"})
+		require.NoError(t, err)
+		require.JSONEq(t, `{"text":"hi","count":1}`, string(raw1))
+		require.JSONEq(t, string(raw1), string(raw2))
+		require.Equal(t, int32(1), calls.Load(), "the handler ran once")
+		require.Equal(t, 1, steptest.Count(t, db, "user_actions", ""))
+		rec, err := steprun.Record(ctx, db, "j")
+		require.NoError(t, err)
+		require.Equal(t, "NOTE", rec.MessageType)
+		require.Equal(t, 1, rec.Attempt)
+		_, err = steprun.Record(ctx, db, "other")
+		require.ErrorIs(t, err, flow.ErrNotFound)
+	})
+}
+
+func TestFailureRollsBackEffectsAndRecord(t *testing.T) {
+	schematest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		var calls atomic.Int32
+		boom := flow.Permanent(errors.New("boom"))
+		r := steptest.New(t, []flow.Step{noteStep(db, &calls, nil, boom)})
+		_, _, err := r.Run(ctx, "j", 1, Note{Text: "hi"})
+		require.ErrorContains(t, err, "boom")
+		require.True(t, flow.IsPermanent(err), "the handler's permanence survives")
+		require.Zero(t, steptest.Count(t, db, "user_actions", ""), "effects rolled back")
+		require.Zero(t, steptest.Count(t, db, "trellis_step_runs", ""), "no record")
+	})
+}
+
+// Two attempts of one job running at once (the first runner's lease expired
+// while its step was still running): only one commits its effects; the
+// other fails retryably and its retry replays the winner's result.
+func TestConcurrentAttemptsCommitOnce(t *testing.T) {
+	t.Parallel()
+	db := schematest.Postgres(t) // SQLite has one writer: attempts cannot overlap there
+	ctx := context.Background()
+	var calls atomic.Int32
+	gate := make(chan struct{})
+	r := steptest.New(t, []flow.Step{noteStep(db, &calls, gate, nil)})
+
+	var wg sync.WaitGroup
+	results := make([]string, 2)
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			raw, _, err := r.Run(ctx, "j", i+1, Note{Text: "hi"})
+			results[i], errs[i] = string(raw), err
+		}()
+	}
+	require.Eventually(t, func() bool { return calls.Load() == 2 }, 10*time.Second, 5*time.Millisecond, "both attempts inside their transactions")
+	close(gate)
+	wg.Wait()
+
+	var won, lost int
+	for i := range 2 {
+		if errs[i] == nil {
+			won = i
+		} else {
+			lost = i
+		}
+	}
+	require.NoError(t, errs[won])
+	require.Error(t, errs[lost], "one attempt lost")
+	require.False(t, flow.IsPermanent(errs[lost]), "losing is retryable")
+	require.Equal(t, 1, steptest.Count(t, db, "user_actions", ""), "one attempt's effects")
+
+	raw, _, err := r.Run(ctx, "j", 3, Note{Text: "hi"})
+	require.NoError(t, err)
+	require.JSONEq(t, results[won], string(raw), "the retry replays the winner")
+	require.Equal(t, int32(2), calls.Load())
+}
