@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,9 @@ type bench struct {
 	redisVersion string
 	tty          bool
 	stderr       io.Writer
+
+	mu         sync.Mutex
+	namespaces []string // every Trellis namespace used, for tests to check they are gone
 }
 
 func main() {

@@ -109,6 +109,9 @@ func (b *bench) newTrellisRun(scenario string, nodes int) (*trellisRun, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.mu.Lock()
+	b.namespaces = append(b.namespaces, ns)
+	b.mu.Unlock()
 	return &trellisRun{b: b, ns: ns, client: c, rec: newRecorder(nodes)}, nil
 }
 

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/runner"
+)
+
+func testBench(t testing.TB) *bench {
+	t.Helper()
+	opt, err := parseFlags(nil)
+	require.NoError(t, err)
+	b, err := newBench(context.Background(), opt, io.Discard)
+	require.NoError(t, err, "the bench tests need Redis at REDIS_URL (default redis://127.0.0.1:6379/0); `make test` starts it")
+	t.Cleanup(func() { _ = b.rdb.Close() })
+	return b
+}
+
+// TestScenarios runs every Trellis scenario at a tiny size on the real
+// Redis and checks the figures are there and the namespaces are gone.
+func TestScenarios(t *testing.T) {
+	t.Parallel()
+	b := testBench(t)
+	ctx := context.Background()
+	cases := map[string]func() (Result, error){
+		"independent":  func() (Result, error) { return b.independent(ctx, 300, 10) },
+		"fanout":       func() (Result, error) { return b.fanout(ctx, 20, 10, 20) },
+		"chain":        func() (Result, error) { return b.chain(ctx, 100, 2, 10) },
+		"fullplansave": func() (Result, error) { return b.fullPlanSave(ctx, 2, 20) },
+		"large":        func() (Result, error) { return b.large(ctx, 3000, 20) },
+	}
+	for name, run := range cases {
+		t.Run(name, func(t *testing.T) {
+			r, err := run()
+			require.NoError(t, err)
+			require.Equal(t, "trellis", r.Engine)
+			require.Greater(t, r.NodesPerSec, 0.0)
+			require.Greater(t, r.EnqueuePerSec, 0.0)
+			require.False(t, math.IsNaN(r.EnqStartP50MS), "enqueue→start p50")
+			require.GreaterOrEqual(t, r.EnqStartP50MS, 0.0)
+			require.Greater(t, r.RedisCPUPerNodeUS, 0.0)
+			if !math.IsNaN(r.CmdsPerNode) { // NaN only when someone reset the stats meanwhile
+				require.Greater(t, r.CmdsPerNode, 1.0)
+			}
+			switch name {
+			case "chain":
+				require.Greater(t, r.MsPerHop, 0.0)
+				require.GreaterOrEqual(t, r.HopP50MS, 0.0)
+			case "fanout", "fullplansave":
+				require.GreaterOrEqual(t, r.HopP50MS, 0.0)
+				require.Greater(t, r.FlowsPerSec, 0.0)
+			case "large":
+				require.Greater(t, r.MemQueuedBPerNode, 0.0)
+				require.Less(t, r.MemTrimmedBPerNode, r.MemDoneBPerNode)
+			}
+			line, err := json.Marshal(r)
+			require.NoError(t, err)
+			require.NotContains(t, string(line), "NaN")
+		})
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	require.Len(t, b.namespaces, len(cases))
+	for _, ns := range b.namespaces {
+		keys, err := b.rdb.Keys(ctx, "trellis:{"+ns+"}:*").Result()
+		require.NoError(t, err)
+		require.Empty(t, keys, "namespace %s left keys behind", ns)
+	}
+}
+
+func TestFullPlanSavePostgres(t *testing.T) {
+	t.Parallel()
+	b := testBench(t)
+	ctx := context.Background()
+	r, err := b.fullPlanSavePG(ctx, 1, 10)
+	require.NoError(t, err, "needs PostgreSQL at DATABASE_URL; `make test` starts it")
+	require.Equal(t, planNodes, r.Nodes)
+	f, err := b.bunFloor(ctx, 1, 10)
+	require.NoError(t, err)
+	require.Greater(t, f.NodesPerSec, 0.0)
+}
+
+func TestResultJSON(t *testing.T) {
+	t.Parallel()
+	r := blankResult()
+	r.Engine, r.Scenario, r.Nodes, r.NodesPerSec = "trellis", "independent", 10, 1234.56789
+	line, err := json.Marshal(r)
+	require.NoError(t, err)
+	require.Contains(t, string(line), `"nodes_per_s":1234.568`)
+	require.NotContains(t, string(line), "hop_p50_ms")
+
+	var back Result
+	require.NoError(t, json.Unmarshal(line, &back))
+	require.Equal(t, "trellis", back.Engine)
+	require.True(t, math.IsNaN(back.HopP50MS), "absent figures stay NaN")
+
+	var l peerLine
+	require.NoError(t, json.Unmarshal([]byte(`{"result":{"engine":"bullmq","scenario":"chain","nodes":100,"ms_per_hop":0.61}}`), &l))
+	require.Equal(t, 0.61, l.Result.MsPerHop)
+	require.True(t, math.IsNaN(l.Result.CmdsPerNode))
+}
+
+func TestMedianAndRatio(t *testing.T) {
+	t.Parallel()
+	runs := []Result{blankResult(), blankResult(), blankResult()}
+	for i, x := range []float64{3, 1, 2} {
+		runs[i].NodesPerSec = x
+	}
+	runs[1].MsPerHop = 0.5
+	m := medianOf(runs)
+	require.Equal(t, 2.0, m.NodesPerSec)
+	require.Equal(t, 0.5, m.MsPerHop, "NaN runs are left out")
+	require.Equal(t, 3, m.Runs)
+
+	tr, peer := blankResult(), blankResult()
+	tr.Scenario, peer.Scenario = "chain", "chain"
+	tr.MsPerHop, peer.MsPerHop = 0.1, 0.6
+	require.InDelta(t, 6.0, ratio(tr, peer), 1e-9)
+}
+
+func TestFlags(t *testing.T) {
+	t.Parallel()
+	o, err := parseFlags([]string{"-scenario", "chain,fanout", "-peers", "none", "-runs", "3"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"chain", "fanout"}, o.scenarios)
+	require.Empty(t, o.peers)
+	for _, bad := range [][]string{{"-scenario", "nope"}, {"-peers", "sidekiq"}, {"-runs", "0"}} {
+		_, err := parseFlags(bad)
+		require.Error(t, err, strings.Join(bad, " "))
+	}
+}
+
+func TestParseBenchmarkCSV(t *testing.T) {
+	t.Parallel()
+	raw := "\"test\",\"rps\",\"avg_latency_ms\"\n\"EVALSHA sha 1 k\",\"88048.23\",\"0.5\"\n"
+	require.InDelta(t, 88048.23, parseBenchmarkCSV([]byte(raw)), 1e-6)
+}
+
+// The benchmarks below time the hot paths one at a time on the real Redis,
+// through the public API, so regressions show up in review:
+//
+//	go test ./bench -run '^$' -bench . -benchtime 2000x
+
+func benchClient(b *testing.B) (*bench, *trellisRun) {
+	bb := testBench(b)
+	t, err := bb.newTrellisRun("gobench", b.N*planNodes+1)
+	require.NoError(b, err)
+	b.Cleanup(t.close)
+	return bb, t
+}
+
+// BenchmarkEnqueueSingle is Client.Add of one no-op job.
+func BenchmarkEnqueueSingle(b *testing.B) {
+	_, t := benchClient(b)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := t.client.Add(ctx, noop{}, &flow.NodeOpts{ID: nodeID(i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEnqueuePlan145 is Client.Enqueue of one 145-node plan graph
+// (building the graph included), reported per node too.
+func BenchmarkEnqueuePlan145(b *testing.B) {
+	_, t := benchClient(b)
+	ctx := context.Background()
+	b.ResetTimer()
+	for k := 0; k < b.N; k++ {
+		g := flow.New()
+		addPlan(g, t.rec, k, k*planNodes)
+		if _, err := t.client.Enqueue(ctx, g); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*planNodes), "ns/node")
+}
+
+// BenchmarkClaimComplete is the runner's round trip without the runner: one
+// Store.Sync call completes the previous batch of 50 and claims the next.
+func BenchmarkClaimComplete(b *testing.B) {
+	_, t := benchClient(b)
+	ctx := context.Background()
+	err := parallel(ctx, b.N, enqueuers, func(i int) error {
+		_, err := t.client.Add(ctx, noop{}, &flow.NodeOpts{ID: nodeID(i)})
+		return err
+	})
+	require.NoError(b, err)
+	st := t.client.Store()
+	req := dag.SyncRequest{Worker: "gobench", Lease: 30 * time.Second, StallLimit: 3, Queues: []string{"default"}, RetainCount: -1}
+	b.ResetTimer()
+	done := 0
+	for done < b.N {
+		req.Want = 50
+		res, err := st.Sync(ctx, time.Now(), req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.Outcomes = req.Outcomes[:0]
+		for _, c := range res.Claimed {
+			req.Outcomes = append(req.Outcomes, dag.Outcome{ID: c.ID, Token: c.Token, Kind: dag.OutcomeOK, Result: []byte("{}")})
+		}
+		done += len(res.Claimed)
+		if len(res.Claimed) == 0 && done < b.N {
+			b.Fatalf("claimed nothing with %d of %d done", done, b.N)
+		}
+	}
+	req.Want = 0
+	if _, err := st.Sync(ctx, time.Now(), req); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkRunNoop is a runner of concurrency 50 taking enqueued no-op
+// jobs through to succeeded: ns/op is per node.
+func BenchmarkRunNoop(b *testing.B) {
+	_, t := benchClient(b)
+	ctx := context.Background()
+	t.rec = newRecorder(b.N)
+	err := parallel(ctx, b.N, enqueuers, func(i int) error {
+		_, err := t.client.Add(ctx, noop{}, &flow.NodeOpts{ID: nodeID(i)})
+		return err
+	})
+	require.NoError(b, err)
+	b.ResetTimer()
+	require.NoError(b, t.startRunner(ctx, 50, runner.Config{}))
+	require.NoError(b, t.waitAll(ctx, waitTimeout(b.N)))
+}
