@@ -1,0 +1,52 @@
+// Package flow is Trellis's public API: compose a graph of jobs in code,
+// enqueue it, and inspect, wait for, cancel and retry its jobs.
+//
+// # Messages and steps
+//
+// A job carries a Message: a struct with a MessageType method (value
+// receiver), encoded as the data of the uniform envelope
+// {messageType, timestamp, userId?, metadata?, data}. A message may check
+// itself with Validate (use FieldError so errors name the field); enqueue
+// refuses invalid messages.
+//
+// A Step runs the jobs of one message type. StepFunc adapts a typed handler,
+// which receives its decoded message and returns a typed result that is
+// stored as JSON for the job's children:
+//
+//	step := flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m PhaseCreate) (string, error) {
+//		plan, err := flow.ParentResult[string](ctx, sc, "plan-1")
+//		return m.Name + " after " + plan, err
+//	})
+//
+// Register steps on a runner (package runner). An error is retried with
+// the node's backoff until its attempts are spent; Permanent(err) fails the
+// job at once and RetryAfter(d, err) sets the delay of the next attempt.
+//
+// # Composing
+//
+// New returns a Graph; Add adds a node with per-node NodeOpts (ID, attempts,
+// backoff, timeout, priority, delay, queue, failure policy, When condition);
+// After makes a node wait for nodes of the same graph and AfterJob for jobs
+// enqueued earlier. Client.Enqueue writes the whole graph atomically: a
+// cycle, a duplicate ID, an unknown dependency, an invalid message or a bad
+// condition is refused and nothing is written. Enqueueing an existing job ID
+// with the same message returns the existing job. Client.Add enqueues one
+// message as its own job.
+//
+// When a parent does not succeed, each child follows its Policy: Require
+// (the default) cancels it, Ignore runs it anyway once every parent is
+// finished, Skip skips it. A When condition (an expr-lang expression over
+// the parents' states and results, type-checked at enqueue) skips the node
+// when false. A running step may add a sub-graph with StepContext.Expand;
+// the job then finishes when the sub-graph does, and its children wait.
+//
+// # Operating
+//
+// Client.Job and Client.Flow read jobs with their state, attempts, result,
+// last error and timeline; Wait blocks until a flow is finished; Cancel,
+// CancelFlow and Retry change running flows; Pause and Resume stop and
+// restart claiming from a queue; Stats counts jobs per state, queue and
+// type; Clear empties a development namespace.
+//
+// For tests, package flowtest runs whole graphs in process on a fake clock.
+package flow
