@@ -12,7 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/trellisflow/trellis/dag"
-	"github.com/trellisflow/trellis/flow"
 )
 
 // JobView is a job as the API shows it.
@@ -310,7 +309,9 @@ func (h *Handler) scanJobs(ctx context.Context, f JobFilter) (matches []*dag.Nod
 	return matches, scanned, truncated, nil
 }
 
-// jobRef resolves the job of a path, so errors name it.
-func (h *Handler) job(ctx context.Context, id string) (*flow.Job, error) {
-	return h.client.Job(ctx, id)
-}
+
+// ViewJob is a job as the API shows it, with payload, result and timeline.
+func ViewJob(n *dag.Node) JobView { return toView(n, true) }
+
+// ViewFlow is a flow as the API shows it.
+func ViewFlow(f *dag.Flow) FlowView { return toFlowView(f) }
