@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"flag"
 	"fmt"
+	"image"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -326,11 +327,43 @@ func TestSVG(t *testing.T) {
 func TestPNG(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	require.NoError(t, PNG(context.Background(), &buf, planFlow(), &Options{Direction: "LR"}))
+	f := planFlow()
+	require.NoError(t, PNG(context.Background(), &buf, f, &Options{Direction: "LR"}))
 	img, err := png.Decode(&buf)
 	require.NoError(t, err)
-	require.Greater(t, img.Bounds().Dx(), 100)
-	require.Greater(t, img.Bounds().Dy(), 100)
+	require.Greater(t, img.Bounds().Dx(), 400)
+	require.Greater(t, img.Bounds().Dy(), 400)
+
+	// Every state's fill and border is painted somewhere, and so are the
+	// edges.
+	rgba, ok := img.(*image.RGBA)
+	require.True(t, ok, "got %T", img)
+	counts := map[[3]byte]int{}
+	for i := 0; i+3 < len(rgba.Pix); i += 4 {
+		counts[[3]byte(rgba.Pix[i:i+3])]++
+	}
+	seen := map[string]int{}
+	for c, n := range counts {
+		seen[fmt.Sprintf("#%02X%02X%02X", c[0], c[1], c[2])] = n
+	}
+	for _, n := range f.Nodes {
+		st := StyleOf(n.State)
+		require.Greater(t, seen[st.Fill], 100, "fill of %s", n.State)
+		require.Greater(t, seen[st.Border], 20, "border of %s", n.State)
+	}
+	require.Greater(t, seen["#6B7280"], 200, "edges")
+}
+
+func TestRasterizeRejectsGarbage(t *testing.T) {
+	t.Parallel()
+	_, err := rasterize([]byte("not svg"))
+	require.Error(t, err)
+	_, err = rasterize([]byte(`<svg width="0pt" height="0pt"></svg>`))
+	require.Error(t, err)
+	// Unknown elements and odd paths are skipped, not fatal.
+	img, err := rasterize([]byte(`<svg width="20pt" height="10pt"><g transform="translate(1 9)"><path d="M0,0 L 5 -5 Q 1 1" stroke="#000000"/><foo/><text>x</text></g></svg>`))
+	require.NoError(t, err)
+	require.Equal(t, 40, img.Bounds().Dx())
 }
 
 func TestImageCancelled(t *testing.T) {
