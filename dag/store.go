@@ -216,6 +216,8 @@ type Outcome struct {
 	Err       *ErrorInfo
 	Delay     time.Duration
 	Reason    string
+	// Span is the traceparent of the run's span, kept for the children's links.
+	Span string
 	// Type, Final and Duration are for the runner's stats, not sent to Redis.
 	Type     string
 	Final    bool // a retry with no attempts left: the node fails
@@ -231,6 +233,7 @@ type Claimed struct {
 	FlowID  string
 	Attempt int
 	Token   string
+	ReadyAt time.Time // when it last became ready: queue wait = claim time - ReadyAt
 }
 
 // SyncRequest reports outcomes and asks for more work in one round trip.
@@ -259,7 +262,7 @@ type SyncResult struct {
 // Sync applies outcomes, promotes due delayed nodes, recovers expired
 // leases, trims finished flows and claims up to Want ready nodes.
 func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncResult, error) {
-	args := make([]any, 0, 10+len(req.Queues)+5*len(req.Outcomes))
+	args := make([]any, 0, 10+len(req.Queues)+6*len(req.Outcomes))
 	args = append(args, ms(now), req.Worker, req.Lease.Milliseconds(), req.StallLimit, req.Want,
 		boolArg(req.Maintain), req.RetainAge.Milliseconds(), req.RetainCount, len(req.Queues))
 	for _, q := range req.Queues {
@@ -277,7 +280,7 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 		case OutcomeSkip:
 			a = o.Reason
 		}
-		args = append(args, o.ID, o.Token, string(o.Kind), a, b)
+		args = append(args, o.ID, o.Token, string(o.Kind), a, b, o.Span)
 	}
 	res, err := s.run(ctx, s.scripts.complete, args)
 	if err != nil {
@@ -293,13 +296,14 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 		out.Applied[i] = str(res[i]) == "1"
 	}
 	rest := res[n : len(res)-1]
-	for i := 0; i+5 < len(rest); i += 6 {
+	for i := 0; i+6 < len(rest); i += 7 {
 		c := Claimed{FlowID: str(rest[i+2]), Token: str(rest[i+4])}
 		if err := json.Unmarshal([]byte(str(rest[i+5])), &c.Spec); err != nil {
 			return out, fmt.Errorf("dag: node %q: corrupt data: %w", str(rest[i]), err)
 		}
 		c.ID, c.Type = str(rest[i]), str(rest[i+1])
 		c.Attempt, _ = strconv.Atoi(str(rest[i+3]))
+		c.ReadyAt = fromMS(str(rest[i+6]))
 		out.Claimed = append(out.Claimed, c)
 	}
 	if due := str(res[len(res)-1]); due != "" {
@@ -504,6 +508,7 @@ type Peek struct {
 	State  State
 	Result json.RawMessage
 	Error  *ErrorInfo
+	Span   string // traceparent of its last run, when tracing was on
 }
 
 // Peek reads the state and result of several nodes in one round trip.
@@ -512,7 +517,7 @@ func (s *Store) Peek(ctx context.Context, ids []string) ([]Peek, error) {
 	cmds := make([]*redis.SliceCmd, len(ids))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = p.HMGet(ctx, s.k.node(id), "st", "r", "er")
+			cmds[i] = p.HMGet(ctx, s.k.node(id), "st", "r", "er", "sp")
 		}
 		return nil
 	})
@@ -535,6 +540,7 @@ func (s *Store) Peek(ctx context.Context, ids []string) ([]Peek, error) {
 				out[i].Error = &ei
 			}
 		}
+		out[i].Span = str(v[3])
 	}
 	return out, nil
 }

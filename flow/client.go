@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/trellisflow/trellis/dag"
 )
 
@@ -31,6 +34,14 @@ type Config struct {
 	DefaultBackoff Backoff
 	// Clock tells the time. Default time.Now; tests inject their own.
 	Clock func() time.Time
+	// TracerProvider turns on OpenTelemetry tracing: a span per enqueue
+	// (child of the caller's span) and, in runners on this client, a span
+	// per node run (child of the enqueue span, linked to its parents' run
+	// spans). Default nil: off.
+	TracerProvider trace.TracerProvider
+	// MeterProvider turns on OpenTelemetry metrics in runners on this
+	// client, under the same names as the Prometheus ones. Default nil: off.
+	MeterProvider metric.MeterProvider
 }
 
 // WithDefaults returns the config with zero fields set to their defaults.
@@ -107,7 +118,7 @@ func (c *Client) Store() *dag.Store { return c.store }
 
 // Enqueue writes the whole graph atomically: every node or none. A graph of
 // one node without a flow ID becomes a flow keyed by that node.
-func (c *Client) Enqueue(ctx context.Context, g *Graph) (*Enqueued, error) {
+func (c *Client) Enqueue(ctx context.Context, g *Graph) (_ *Enqueued, err error) {
 	if g == nil {
 		return nil, dag.ErrEmptyGraph
 	}
@@ -125,6 +136,13 @@ func (c *Client) Enqueue(ctx context.Context, g *Graph) (*Enqueued, error) {
 	}
 	if err := dag.CheckID(flowID); err != nil {
 		return nil, &dag.InvalidNodeError{Field: "flow ID", Reason: err.Error()}
+	}
+	ctx, span := c.startEnqueueSpan(ctx, flowID, len(specs))
+	defer func() { endSpan(span, err) }()
+	if tp := Traceparent(ctx); tp != "" {
+		for i := range specs {
+			specs[i].Trace = tp
+		}
 	}
 	res, err := c.store.Enqueue(ctx, now, flowID, single, specs, order)
 	if err != nil {

@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"regexp"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,13 +41,21 @@ func backends(t *testing.T, fn func(t *testing.T, h *harness)) {
 
 var (
 	realOnce sync.Once
-	realRDB  *redis.Client
+	realRDB  redis.UniversalClient
 	realErr  error
 )
+
+// realRedis is the Redis at REDIS_URL or, when REDIS_CLUSTER_ADDRS lists
+// cluster nodes (host:port,…; `make test-cluster` sets it), that cluster.
 
 func realRedis(t *testing.T) redis.UniversalClient {
 	t.Helper()
 	realOnce.Do(func() {
+		if addrs := os.Getenv("REDIS_CLUSTER_ADDRS"); addrs != "" {
+			realRDB = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ","), PoolSize: 200})
+			realErr = realRDB.Ping(context.Background()).Err()
+			return
+		}
 		url := os.Getenv("REDIS_URL")
 		if url == "" {
 			url = "redis://127.0.0.1:6379/0"
@@ -99,13 +109,20 @@ func (h *harness) keys() int { return h.keysLike("*") }
 // keysLike counts the namespace's keys matching a pattern after the prefix.
 func (h *harness) keysLike(pattern string) int {
 	h.t.Helper()
-	n := 0
-	iter := h.rdb.Scan(context.Background(), 0, "trellis:{"+h.ns+"}:"+pattern, 1000).Iterator()
-	for iter.Next(context.Background()) {
-		n++
+	var n atomic.Int64
+	count := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, "trellis:{"+h.ns+"}:"+pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			n.Add(1)
+		}
+		return iter.Err()
 	}
-	require.NoError(h.t, iter.Err())
-	return n
+	if cc, ok := h.rdb.(*redis.ClusterClient); ok {
+		require.NoError(h.t, cc.ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error { return count(ctx, m) }))
+	} else {
+		require.NoError(h.t, count(context.Background(), h.rdb))
+	}
+	return int(n.Load())
 }
 
 // runner starts a runner with the test steps; it stops at cleanup.

@@ -161,7 +161,7 @@ func TestManyRunnersRunEveryNodeOnce(t *testing.T) {
 			ids = append(ids, h.enqueue(g).FlowID)
 		}
 		for range 4 {
-			h.runner(&runner.Config{Concurrency: 16, Lease: 10 * time.Second}, step)
+			h.runner(&runner.Config{Concurrency: 16, Lease: time.Minute}, step) // no lease may expire, even on a starved machine
 		}
 		for _, id := range ids {
 			f := h.wait(id)

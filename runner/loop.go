@@ -255,8 +255,13 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) *dag.Outcome {
 	log := r.log.With("job", c.ID, "type", c.Type, "attempt", c.Attempt)
 	log.Debug("trellis: step started")
 	if r.cfg.Observer != nil {
-		r.cfg.Observer.StepStarted(c, 0)
+		var waited time.Duration
+		if !c.ReadyAt.IsZero() {
+			waited = max(r.now().Sub(c.ReadyAt), 0)
+		}
+		r.cfg.Observer.StepStarted(c, waited)
 	}
+	ctx, span := r.startRunSpan(ctx, c)
 	sc, err := flow.NewStepContext(flow.StepEnv{Job: *c, Client: r.client, Logger: log})
 	var res []byte
 	var skipped string
@@ -265,9 +270,15 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) *dag.Outcome {
 	}
 	took := time.Since(start)
 	out := r.outcome(ctx, c, res, skipped, err, took, log)
+	if out != nil {
+		out.Span = flow.Traceparent(ctx)
+	}
 	if out != nil && out.Kind == dag.OutcomeOK {
 		if specs, order, xerr := sc.Expansion(); xerr != nil || specs != nil {
 			if xerr == nil {
+				for i := range specs { // the sub-graph's spans descend from this run
+					specs[i].Trace = out.Span
+				}
 				_, xerr = r.store.Expand(ctx, r.now(), c.ID, c.Token, res, specs, order)
 				if xerr == nil {
 					log.Info("trellis: step expanded", "nodes", len(specs), "duration", took)
@@ -284,6 +295,7 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) *dag.Outcome {
 	if r.cfg.Observer != nil && out != nil {
 		r.cfg.Observer.StepFinished(c, out.Kind, took, err)
 	}
+	endRunSpan(span, out, err)
 	return out
 }
 

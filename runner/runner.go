@@ -158,6 +158,17 @@ func New(client *flow.Client, cfg *Config) (*Runner, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	if mp := client.Config().MeterProvider; mp != nil {
+		om, err := newOtelMetrics(mp)
+		if err != nil {
+			return nil, fmt.Errorf("runner: OpenTelemetry metrics: %w", err)
+		}
+		if c.Observer != nil {
+			c.Observer = observers{c.Observer, om}
+		} else {
+			c.Observer = om
+		}
+	}
 	return &Runner{
 		cfg: c, client: client, store: client.Store(), log: c.Logger.With("runner", c.ID),
 		steps:   map[string]flow.Step{},

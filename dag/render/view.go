@@ -68,8 +68,10 @@ func build(f *dag.Flow, o Options) (*view, error) {
 	}
 	// Parents come from both sides of each edge, deduplicated, in order.
 	parents := make(map[string][]string, len(nodes))
+	known := map[[2]string]bool{}
 	addEdge := func(p, c string) {
-		if !slices.Contains(parents[c], p) {
+		if k := [2]string{p, c}; !known[k] {
+			known[k] = true
 			parents[c] = append(parents[c], p)
 		}
 	}
@@ -103,8 +105,10 @@ func build(f *dag.Flow, o Options) (*view, error) {
 		slices.Sort(ps)
 		return n.Type + "\x00" + string(n.State) + "\x00" + strings.Join(ps, "\x00")
 	}
+	keys := make(map[string]string, len(nodes))
 	for _, n := range nodes {
 		k := keyOf(n)
+		keys[n.ID] = k
 		if groups[k] == nil {
 			groups[k] = &group{more: -1}
 		}
@@ -159,7 +163,7 @@ func build(f *dag.Flow, o Options) (*view, error) {
 			rep[n.ID] = hiddenAbove
 			continue
 		}
-		g := groups[keyOf(n)]
+		g := groups[keys[n.ID]]
 		if o.MaxSiblings > 0 && g.size > o.MaxSiblings && g.shown >= o.MaxSiblings-1 {
 			if g.more < 0 {
 				moreCount++

@@ -7,11 +7,11 @@
 --          also promote due delayed nodes, recover expired leases and trim
 --          finished flows), retain age ms, retain count (-1: unlimited),
 --          queue count, queues...,
---          outcome count, then per outcome: id, token, kind, a, b, duration µs
+--          outcome count, then per outcome: id, token, kind, a, b, span
 --          kinds: ok (a = result JSON) · retry (a = error JSON, b = delay ms)
 --                 fail (a = error JSON) · skip (a = reason) · release (hand back)
 -- Returns  {status per outcome ("1" applied, "0" rejected)...,
---           then per claimed node: id, type, flow, attempt, token, data...,
+--           then per claimed node: id, type, flow, attempt, token, data, ready ms...,
 --           then the next delayed due time in ms, or "" (after maintenance) }
 local worker, leaseMs, stallLimit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local want, maintain = tonumber(ARGV[5]), ARGV[6] == '1'
@@ -24,13 +24,14 @@ local total = tonumber(ARGV[i])
 i = i + 1
 local out = {}
 for _ = 1, total do
-  local id, tk, kind, a, b = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  i = i + 5
+  local id, tk, kind, a, b, sp = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  i = i + 6
   local n = loadDone(id)
   if not n or n.st ~= 'active' or n.tk ~= tk then
     out[#out + 1] = '0'
   else
     out[#out + 1] = '1'
+    if sp ~= '' then redis.call('HSET', P .. 'n:' .. id, 'sp', sp) end
     if kind == 'ok' then
       finish(n, 'succeeded', nil, nil, {'r', a})
     elseif kind == 'retry' and n.at < n.ma then

@@ -13,6 +13,7 @@
 --   c   children, \31-separated     tl  timeline "state,ms,attempt[,worker]|"
 --   tk  lease token while active    sl  stall count
 --   r   result JSON                 er  last error JSON
+--   sp  traceparent of the last run's span (when tracing is on)
 --   why reason for a cancel/skip    cz  the node whose outcome caused it
 --   ex  "1" once the node expanded into a sub-graph
 -- Every state change goes through move(), which also keeps the ready, delayed
@@ -316,7 +317,8 @@ local function allowed(lim, n)
 end
 
 -- claim takes up to want ready nodes from the queues, in order, and leases
--- them to worker. It returns id, type, flow, attempt, token, data for each.
+-- them to worker. It returns id, type, flow, attempt, token, data and the
+-- time it became ready, for each.
 -- Nodes whose type is at its limit stay ready, in their place.
 local function claim(queues, want, worker, leaseMs, out)
   flushZ()
@@ -332,6 +334,7 @@ local function claim(queues, want, worker, leaseMs, out)
           local n = loadClaim(popped[i])
           if n and n.st == 'ready' then
             if want > 0 and (not lim or allowed(lim, n)) then
+              local readyAt = string.match(n.tl, '(%d+),%d+[^|]*|$') or NOWS
               n.at = n.at + 1
               local tk = worker .. ':' .. n.at .. ':' .. NOWS
               n.popped = true -- ZPOPMIN already took it out of the ready set
@@ -342,6 +345,7 @@ local function claim(queues, want, worker, leaseMs, out)
               out[#out + 1] = tostring(n.at)
               out[#out + 1] = tk
               out[#out + 1] = n.d
+              out[#out + 1] = readyAt
               want = want - 1
             else
               held[#held + 1] = popped[i + 1]
