@@ -143,6 +143,9 @@ func newBench(ctx context.Context, opt options, stderr io.Writer) (*bench, error
 		return nil, fmt.Errorf("-redis: %w", err)
 	}
 	ropt.PoolSize = 100
+	// One script call enqueues the whole large graph; a read timeout
+	// shorter than it would make go-redis retry it into a BUSY Redis.
+	ropt.ReadTimeout = 2 * time.Minute
 	rdb := redis.NewClient(ropt)
 	m, err := info(ctx, rdb, "server")
 	if err != nil {
