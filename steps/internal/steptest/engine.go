@@ -21,7 +21,7 @@ import (
 
 // Engine is one test's database, Redis namespace and client.
 type Engine struct {
-	t      *testing.T
+	t      testing.TB
 	DB     *bun.DB
 	Client *flow.Client
 }
@@ -46,7 +46,7 @@ func EachEngine(t *testing.T, fn func(t *testing.T, e *Engine)) {
 }
 
 // NewEngine makes a client on a fresh namespace of rdb, cleared at cleanup.
-func NewEngine(t *testing.T, db *bun.DB, rdb redis.UniversalClient) *Engine {
+func NewEngine(t testing.TB, db *bun.DB, rdb redis.UniversalClient) *Engine {
 	c, err := flow.NewClient(rdb, &flow.Config{
 		Namespace: fmt.Sprintf("steps-%08x", rand.Uint32()), Development: true, Logger: Logger(),
 	})
