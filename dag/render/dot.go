@@ -58,7 +58,7 @@ func writeDOT(w io.Writer, v *view, o Options) error {
 		draw.GraphAttribute("fontname", "Helvetica"),
 		draw.GraphAttribute("fontsize", "12"),
 		draw.GraphAttribute("labelloc", "t"),
-		draw.GraphAttribute("label", dotLabel([]string{v.title})),
+		draw.GraphAttribute("label", dotLabel(titleLines(v))),
 		draw.GraphAttribute("nodesep", "0.25"),
 		draw.GraphAttribute("ranksep", "0.45"),
 	)
@@ -217,4 +217,11 @@ func quoted(s string) (content, rest string, ok bool) {
 		}
 	}
 	return "", "", false
+}
+
+func titleLines(v *view) []string {
+	if v.title == "" {
+		return []string{v.summary}
+	}
+	return []string{v.title, v.summary}
 }

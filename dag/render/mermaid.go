@@ -22,9 +22,11 @@ func Mermaid(w io.Writer, f *dag.Flow, opts *Options) error {
 		return err
 	}
 	bw := bufio.NewWriter(w)
+	title := v.summary
 	if v.title != "" {
-		fmt.Fprintf(bw, "---\ntitle: \"%s\"\n---\n", yamlEscape(v.title))
+		title = v.title + " — " + v.summary
 	}
+	fmt.Fprintf(bw, "---\ntitle: \"%s\"\n---\n", yamlEscape(title))
 	fmt.Fprintf(bw, "flowchart %s\n", o.Direction)
 	classes := map[string][]string{}
 	var order []string

@@ -15,8 +15,8 @@ type Options struct {
 	// Direction is the direction of the layout: "TB" (top to bottom),
 	// "LR", "BT" or "RL". Default "TB".
 	Direction string
-	// Title is written above the graph. Default: "flow " and the flow's ID;
-	// "-" for none.
+	// Title is written above the graph, over a line that counts the nodes
+	// by state. Default: "flow " and the flow's ID; "-" for none.
 	Title string
 }
 

@@ -408,3 +408,25 @@ func lexed(id string) string {
 	}
 	return b.String()
 }
+
+func TestWriteFiles(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "out")
+	f := withChildren(&dag.Flow{ID: "tiny", Nodes: []*dag.Node{
+		node("a", "A", dag.Succeeded, 1, 1), node("b", "B", dag.Failed, 2, 2, "a"),
+	}})
+	paths, err := WriteFiles(context.Background(), dir, "graph", f, nil)
+	require.NoError(t, err)
+	require.Len(t, paths, 4)
+	for _, ext := range []string{".dot", ".mmd", ".svg", ".png"} {
+		b, err := os.ReadFile(filepath.Join(dir, "graph"+ext))
+		require.NoError(t, err)
+		require.NotEmpty(t, b, ext)
+	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 4, "no temporary files left")
+
+	_, err = WriteFiles(context.Background(), dir, "../x", f, nil)
+	require.ErrorContains(t, err, "plain name")
+}

@@ -34,7 +34,8 @@ type vnode struct {
 // view is the picture of a flow before it is written in some format: boxes
 // in topological order and deduplicated edges between them.
 type view struct {
-	title string
+	title   string
+	summary string // "10 nodes: 3 succeeded · 1 failed · …", the legend in words
 	nodes []*vnode
 	edges [][2]int
 }
@@ -53,6 +54,7 @@ func build(f *dag.Flow, o Options) (*view, error) {
 		v.title = ""
 	}
 	v.title = cut(clean(v.title), 2*o.MaxLabel)
+	v.summary = summary(f)
 
 	byID := make(map[string]*dag.Node, len(f.Nodes))
 	var nodes []*dag.Node
@@ -321,4 +323,38 @@ func (h *posHeap) Pop() any {
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return x
+}
+
+// summary counts the flow's nodes by state, in lifecycle order.
+func summary(f *dag.Flow) string {
+	counts := map[dag.State]int{}
+	total := 0
+	for _, n := range f.Nodes {
+		if n != nil {
+			counts[n.State]++
+			total++
+		}
+	}
+	parts := make([]string, 0, len(counts))
+	for _, st := range dag.States {
+		if counts[st] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[st], st))
+			delete(counts, st)
+		}
+	}
+	if len(counts) > 0 {
+		other := 0
+		for _, c := range counts {
+			other += c
+		}
+		parts = append(parts, fmt.Sprintf("%d in another state", other))
+	}
+	noun := "nodes"
+	if total == 1 {
+		noun = "node"
+	}
+	if total == 0 {
+		return "no nodes"
+	}
+	return fmt.Sprintf("%d %s: %s", total, noun, strings.Join(parts, " · "))
 }
