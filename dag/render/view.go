@@ -36,8 +36,8 @@ type vnode struct {
 type view struct {
 	title   string
 	summary string // "10 nodes: 3 succeeded · 1 failed · …", the legend in words
-	nodes []*vnode
-	edges [][2]int
+	nodes   []*vnode
+	edges   [][2]int
 }
 
 // build lays out f: it orders the nodes parents first, collapses large
