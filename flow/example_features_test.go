@@ -39,14 +39,15 @@ func start(steps ...flow.Step) (client *flow.Client, stop func()) {
 	rds, _ := embedded.NewRedis()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	client, _ = flow.NewClient(rds.Client(), &flow.Config{Namespace: "example", Logger: quiet})
-	r, _ := runner.New(client, &runner.Config{Concurrency: 4, IdleWait: 10 * time.Millisecond})
+	r, _ := runner.New(client, &runner.Config{Concurrency: 4, Queues: []string{"default", "mail"}, IdleWait: 10 * time.Millisecond})
 	_ = r.Register(steps...)
 	_ = r.Start(ctx)
 	return client, func() { _ = r.Stop(ctx); _ = rds.Close() }
 }
 
-// show waits for the flow and prints each job's state and, if any, why.
-func show(client *flow.Client, flowID string) {
+// show waits for the flow and prints the state of the jobs ids (default:
+// all, in the flow's order) and, if any, why.
+func show(client *flow.Client, flowID string, ids ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	f, err := client.Wait(ctx, flowID)
@@ -54,7 +55,15 @@ func show(client *flow.Client, flowID string) {
 		fmt.Println(err)
 		return
 	}
+	byID := map[string]*flow.Job{}
 	for _, n := range f.Nodes {
+		byID[n.ID] = n
+		if len(ids) < len(f.Nodes) {
+			ids = append(ids, n.ID)
+		}
+	}
+	for _, id := range ids {
+		n := byID[id]
 		fmt.Print(n.ID, " ", n.State)
 		if n.Reason != "" {
 			fmt.Print(" (", n.Reason, ")")
@@ -81,7 +90,7 @@ func ExampleNodeOpts_condition() {
 	g.Add(Notify{Text: "passed"}, &flow.NodeOpts{ID: "congratulate", When: `parents["grade"].result.score >= 60`}).After(exam)
 	g.Add(Notify{Text: "retake"}, &flow.NodeOpts{ID: "book-retake", When: `parents["grade"].result.score < 60`}).After(exam)
 	_, _ = client.Enqueue(context.Background(), g)
-	show(client, "exam")
+	show(client, "exam", "grade", "congratulate", "book-retake")
 
 	// A condition is type-checked at enqueue, and may only name parents.
 	g = flow.New()
@@ -90,8 +99,8 @@ func ExampleNodeOpts_condition() {
 	fmt.Println(errors.Is(err, flow.ErrInvalidCondition))
 	// Output:
 	// grade succeeded
-	// book-retake skipped (condition false: parents["grade"].result.score < 60)
 	// congratulate succeeded
+	// book-retake skipped (condition false: parents["grade"].result.score < 60)
 	// true
 }
 
@@ -118,16 +127,16 @@ func ExamplePolicy() {
 	g.Add(Notify{Text: "receipt"}, &flow.NodeOpts{ID: "thank-you", Policy: flow.Skip}).After(pay)
 	g.Add(Notify{Text: "payment"}, &flow.NodeOpts{ID: "report", Policy: flow.Ignore}).After(pay)
 	_, _ = client.Enqueue(context.Background(), g)
-	show(client, "order")
+	show(client, "order", "charge", "ship", "track", "thank-you", "report")
 
 	j, _ := client.Job(context.Background(), "report")
 	fmt.Println(string(j.Result))
 	// Output:
 	// charge failed
-	// report succeeded
 	// ship cancelled (parent charge failed)
+	// track cancelled (parent ship cancelled)
 	// thank-you skipped (parent charge failed)
-	// track cancelled (parent charge failed)
+	// report succeeded
 	// "payment: failed (card declined)"
 }
 
@@ -192,7 +201,7 @@ func ExampleStepContext_Expand() {
 	p := g.Add(PlanCreate{PlanID: "plan-3", Name: "Marathon"}, &flow.NodeOpts{ID: "plan"})
 	g.Add(Notify{Text: "plan ready"}, &flow.NodeOpts{ID: "notify"}).After(p)
 	_, _ = client.Enqueue(context.Background(), g)
-	show(client, "save")
+	show(client, "save", "plan", "phase-Base", "phase-Build", "phase-Peak", "notify")
 
 	j, _ := client.Job(context.Background(), "plan")
 	fmt.Println("plan expanded:", j.Expanded, string(j.Result))
@@ -245,8 +254,8 @@ func ExampleClient_Cancel() {
 	_ = client.Cancel(ctx, "remind", "user unsubscribed")
 	show(client, "reminders")
 
-	err := client.Cancel(ctx, "remind", "again")
-	fmt.Println(errors.Is(err, flow.ErrState))
+	err := client.Cancel(ctx, "no-such-job", "")
+	fmt.Println(flow.IsNotFound(err))
 	// Output:
 	// remind cancelled (user unsubscribed)
 	// follow-up cancelled (parent remind cancelled)
