@@ -73,7 +73,8 @@
 //	  line 9, column phase_name: "Strength" differs from "Foundation", given for phase 1 on line 2
 //
 // A UTF-8 byte order mark and CRLF line ends are accepted; blank rows are
-// skipped. Limits (rows, bytes per field, bytes in all) are in [Options];
+// skipped, and so are columns with an empty header as long as they hold
+// nothing. Limits (rows, bytes per field, bytes in all) are in [Options];
 // breaking one stops the reading and the error matches [ErrLimit].
 // testdata/sample.csv is a complete example: one plan, 4 phases of 5 sessions
 // of 6 exercises (120 rows, 145 nodes once expanded).

@@ -105,6 +105,8 @@ type parser struct {
 	err Error
 	pos [numCols]int // index of each column in a record, or -1
 
+	unnamed []int // fields whose header is empty
+
 	rows   int
 	plan   *planRow
 	phases map[int]*phase
@@ -296,6 +298,10 @@ func (p *parser) header(rec []string) bool {
 		name := strings.TrimSpace(h)
 		c, found := known[normalize(name)]
 		switch {
+		case name == "":
+			// Spreadsheets export trailing empty columns; a value under
+			// one is reported row by row.
+			p.unnamed = append(p.unnamed, i)
 		case !found:
 			p.problem(1, cutQ(name), "unknown column; the columns are %s", strings.Join(allNames(), ", "))
 			ok = false
@@ -554,6 +560,12 @@ func cutQ(s string) string {
 // row checks one exercise row and merges it into the plan.
 func (p *parser) row(line int, rec []string, cr *csv.Reader) {
 	r := &rowReader{p: p, rec: rec, cr: cr, line: line}
+	for _, i := range p.unnamed {
+		if strings.TrimSpace(rec[i]) != "" {
+			l, _ := cr.FieldPos(i)
+			p.problem(l, "", "field %d holds %s but its column has no name in the header", i+1, cutQ(rec[i]))
+		}
+	}
 
 	pl := planRow{line: line}
 	pl.id = r.id(colPlanID)

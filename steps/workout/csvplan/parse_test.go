@@ -265,6 +265,10 @@ func TestProblems(t *testing.T) {
 			`line 2, column plan_active: "maybe" is not true or false (yes/no, 1/0 also work)`,
 			`line 2, column phase_active: "si" is not true or false (yes/no, 1/0 also work)`,
 		}},
+		{"unnamed columns", "plan_name,client_id,trainer_id,phase_order,phase_name,session_order,session_name,exercise_order,exercise_name,sets,reps,,\n" +
+			"P,c,t,1,A,1,S,1,Squat,3,5,,\nP,c,t,1,A,1,S,2,Row,3,5,,oops\n", nil, []string{
+			`line 3: field 13 holds "oops" but its column has no name in the header`,
+		}},
 		{"max problems", header + strings.Repeat("P,c,t,,1,A,1,S,x,Squat,3,5,,,,\n", 5), &Options{MaxProblems: 2}, []string{
 			`line 2, column exercise_order: "x" is not a number`,
 			`line 3, column exercise_order: "x" is not a number`,
