@@ -234,7 +234,12 @@ func (p *parser) read(r io.Reader) error {
 				p.problem(pe.StartLine, "", "has %d fields; the header has %d", len(rec), len(header))
 				continue
 			}
-			p.problem(pe.Line, "", "is not valid CSV: %v (character %d)", pe.Err, pe.Column)
+			if pe.StartLine != pe.Line {
+				// An unclosed quote runs on: name the line it opened on.
+				p.problem(pe.StartLine, "", "is not valid CSV: %v (found at line %d, character %d)", pe.Err, pe.Line, pe.Column)
+			} else {
+				p.problem(pe.Line, "", "is not valid CSV: %v (character %d)", pe.Err, pe.Column)
+			}
 			if pe.Line == lastBad { // no progress: give up rather than loop
 				return nil
 			}

@@ -250,9 +250,13 @@ func TestProblems(t *testing.T) {
 		{"broken CSV", header +
 			"P,c,t,,1,A,1,S,1,Squat,3,5\n" +
 			"P,c,t,,1,A,1,S,2,Row,3,5,,,,\n" +
-			"P,c,t,,1,A,1,S,3,Press \"quoted\",3,5,,,,\n", nil, []string{
+			"P,c,t,,1,A,1,S,3,Press \"quoted\",3,5,,,,\n" +
+			"P,c,t,,1,A,1,S,4,Row,x,5,,,,\n" +
+			"P,c,t,,1,A,1,S,5,\"Row,3,5,,,,\nP,c,t,,1,A,1,S,6,Row,3,5,,,,\n", nil, []string{
 			`line 2: has 12 fields; the header has 16`,
 			`line 4: is not valid CSV: bare " in non-quoted-field (character 24)`,
+			`line 5, column sets: "x" is not a number`,
+			`line 6: is not valid CSV: extraneous or missing " in quoted-field (found at line 7, character 30)`,
 		}},
 		{"ID too long", header + "P," + strings.Repeat("c", 129) + ",t,,1,A,1,S,1,Squat,3,5,,,,\n", nil, []string{
 			`line 2, column client_id: is 129 bytes, over the limit of 128`,
