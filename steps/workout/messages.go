@@ -1,9 +1,10 @@
 package workout
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"sort"
 	"strings"
 
 	"github.com/trellisflow/trellis/flow"
@@ -174,12 +175,16 @@ type PhaseChanges struct {
 	Name        *string `json:"name,omitempty"`
 	OrderNumber *int    `json:"orderNumber,omitempty"`
 	IsActive    *bool   `json:"isActive,omitempty"`
+
+	unknown []string
 }
 
 // SessionChanges are the fields a session update may set; nil means unchanged.
 type SessionChanges struct {
 	Name        *string `json:"name,omitempty"`
 	OrderNumber *int    `json:"orderNumber,omitempty"`
+
+	unknown []string
 }
 
 // ExerciseChanges are the fields an exercise update may set; nil means
@@ -193,6 +198,8 @@ type ExerciseChanges struct {
 	Rest        *int     `json:"rest,omitempty"`
 	Tempo       *string  `json:"tempo,omitempty"`
 	Notes       *string  `json:"notes,omitempty"`
+
+	unknown []string
 }
 
 func (WorkoutUpdate) MessageType() string  { return TypeWorkoutUpdate }
@@ -208,32 +215,55 @@ func (ExerciseUpdate) MessageType() string { return TypeExerciseUpdate }
 func (ExerciseDelete) MessageType() string { return TypeExerciseDelete }
 func (PlanFullSave) MessageType() string   { return TypePlanFullSave }
 
-// Strict decoding of change sets: "known fields only in changes" must hold
-// for every entry point, including a step decoding its own payload.
+// Change sets remember the keys they do not know, so that Validate can
+// name them ("changes.colour is not a known field") on every entry point,
+// including a step decoding its own payload.
 
 func (c *PhaseChanges) UnmarshalJSON(b []byte) error {
 	type plain PhaseChanges
-	return strictDecode(b, (*plain)(c))
+	return decodeChanges(b, (*plain)(c), &c.unknown)
 }
 
 func (c *SessionChanges) UnmarshalJSON(b []byte) error {
 	type plain SessionChanges
-	return strictDecode(b, (*plain)(c))
+	return decodeChanges(b, (*plain)(c), &c.unknown)
 }
 
 func (c *ExerciseChanges) UnmarshalJSON(b []byte) error {
 	type plain ExerciseChanges
-	return strictDecode(b, (*plain)(c))
+	return decodeChanges(b, (*plain)(c), &c.unknown)
 }
 
-func strictDecode(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return fmt.Errorf("changes: unknown field %s", f)
-		}
+// decodeChanges decodes b into v and lists in unknown the keys of b that v
+// has no field for.
+func decodeChanges(b []byte, v any, unknown *[]string) error {
+	if err := json.Unmarshal(b, v); err != nil {
 		return err
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	t := reflect.TypeOf(v).Elem()
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" {
+			known[name] = true
+		}
+	}
+	*unknown = (*unknown)[:0]
+	for k := range keys {
+		if !known[k] {
+			*unknown = append(*unknown, k)
+		}
+	}
+	sort.Strings(*unknown)
+	return nil
+}
+
+func checkUnknown(unknown []string) error {
+	if len(unknown) > 0 {
+		return flow.FieldError("changes."+unknown[0], "is not a known field")
 	}
 	return nil
 }
@@ -302,6 +332,9 @@ func (e ExerciseData) validate(prefix string) error {
 }
 
 func (c PhaseChanges) validate() error {
+	if err := checkUnknown(c.unknown); err != nil {
+		return err
+	}
 	if c.Name == nil && c.OrderNumber == nil && c.IsActive == nil {
 		return flow.FieldError("changes", "is empty")
 	}
@@ -317,6 +350,9 @@ func (c PhaseChanges) validate() error {
 }
 
 func (c SessionChanges) validate() error {
+	if err := checkUnknown(c.unknown); err != nil {
+		return err
+	}
 	if c.Name == nil && c.OrderNumber == nil {
 		return flow.FieldError("changes", "is empty")
 	}
@@ -332,7 +368,11 @@ func (c SessionChanges) validate() error {
 }
 
 func (c ExerciseChanges) validate() error {
-	if c == (ExerciseChanges{}) {
+	if err := checkUnknown(c.unknown); err != nil {
+		return err
+	}
+	if c.Name == nil && c.OrderNumber == nil && c.Sets == nil && c.Reps == nil &&
+		c.Weight == nil && c.Rest == nil && c.Tempo == nil && c.Notes == nil {
 		return flow.FieldError("changes", "is empty")
 	}
 	if c.Name != nil {

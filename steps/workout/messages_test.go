@@ -93,5 +93,7 @@ func TestUnknownChangeFieldIsRejected(t *testing.T) {
 	_, _, err := reg.Decode([]byte(`{"messageType":"WORKOUT_UPDATE","timestamp":"2026-01-01T00:00:00Z",
 		"data":{"exercisePlanId":"p","phaseId":"ph","sessionId":"s","exerciseId":"e","changes":{"sets":4,"colour":"red"}}}`))
 	require.ErrorIs(t, err, flow.ErrInvalidMessage)
-	require.ErrorContains(t, err, `unknown field "colour"`)
+	var me *flow.MessageError
+	require.True(t, errors.As(err, &me))
+	require.Equal(t, "changes.colour", me.Field, "%v", err)
 }

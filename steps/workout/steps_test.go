@@ -103,7 +103,7 @@ var cases = []stepCase{
 			require.False(t, ph.IsActive)
 			require.Equal(t, 1, ph.OrderNumber, "unchanged fields stay")
 		},
-		badData: `{"planId":"p1","phaseId":"ph1","changes":{"colour":"red"}}`, badFld: "data",
+		badData: `{"planId":"p1","phaseId":"ph1","changes":{"colour":"red"}}`, badFld: "changes.colour",
 		missing: "phase",
 	},
 	{
@@ -207,7 +207,7 @@ var cases = []stepCase{
 			require.Equal(t, 135.0, e.Weight)
 			require.Equal(t, "Squat", e.Name)
 		},
-		badData: `{"exercisePlanId":"p1","phaseId":"ph1","sessionId":"s1","exerciseId":"e1","changes":{"sets":4,"mood":"great"}}`, badFld: "data",
+		badData: `{"exercisePlanId":"p1","phaseId":"ph1","sessionId":"s1","exerciseId":"e1","changes":{"sets":4,"mood":"great"}}`, badFld: "changes.mood",
 		missing: "exercise",
 	},
 }
