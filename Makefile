@@ -2,7 +2,7 @@
 GO ?= go
 TEST_FLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: test services vet unit build bench fuzz
+.PHONY: test services vet unit build bench fuzz test-faults test-cluster
 
 test: services vet unit
 
@@ -20,3 +20,20 @@ build:
 
 bench:
 	$(GO) run ./bench -scenario all
+
+# The fault, security and Redis Cluster tests alone (make test runs them too).
+test-faults: services
+	$(GO) test $(TEST_FLAGS) ./faults/...
+
+# A short run of each fuzz test, from the corpus in faults/testdata/fuzz.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./faults
+	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./faults
+
+# The core conformance suite (runner/) with its "redis" backend on a local
+# 3-primary Redis Cluster that scripts/redis-cluster.sh starts and stops.
+test-cluster:
+	./scripts/redis-cluster.sh start
+	REDIS_CLUSTER_ADDRS=$$(./scripts/redis-cluster.sh addrs) $(GO) test $(TEST_FLAGS) -run '/redis$$' ./runner/; \
+		status=$$?; ./scripts/redis-cluster.sh stop; exit $$status
