@@ -10,8 +10,9 @@
 //   - [PNG]: that SVG drawn in Go (golang.org/x/image, Go Regular font),
 //     because go-graphviz's own PNG renderer leaves out borders and edges.
 //
-// Graphviz's WebAssembly instance is shared by the process and used by one
-// call at a time. A PNG of the 145-node full plan save takes about a second;
+// Every function is safe for concurrent use. Graphviz's WebAssembly
+// instance is shared by the process and used by one call at a time, and a
+// layout, once started, runs to its end whatever the context says. A PNG of the 145-node full plan save takes about a second;
 // use Direction "LR" for wide flows.
 //
 // render is a subpackage of dag so that the WebAssembly runtime, which

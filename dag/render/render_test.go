@@ -91,7 +91,7 @@ func hostileFlow() *dag.Flow {
 	b := node("back\\slash\\", "T\"Y\\PE", dag.Cancelled, 0, 1, a.ID)
 	b.Reason = "<img src=x onerror=alert(1)>\r\ninjected"
 	c := node("new\nline\u2028id", "TYPE", dag.Succeeded, 1, 1, a.ID, "ext\"ernal\\")
-	d := node("more-1", "X", dag.Ready, 0, 1) // collides with a synthetic name
+	d := node("more-1", "X", dag.State("weird\"\nstate]"), 0, 1) // collides with a synthetic name; unknown state
 	return withChildren(&dag.Flow{ID: "evil\"flow\n", Nodes: []*dag.Node{a, b, c, d}})
 }
 

@@ -200,7 +200,7 @@ func build(f *dag.Flow, o Options) (*view, error) {
 	}
 	for _, vn := range v.nodes {
 		if vn.kind == kindMore {
-			vn.lines = []string{fmt.Sprintf("+%d more", vn.more), cut(clean(vn.typ), o.MaxLabel), string(vn.state)}
+			vn.lines = []string{fmt.Sprintf("+%d more", vn.more), cut(clean(vn.typ), o.MaxLabel), cut(clean(string(vn.state)), o.MaxLabel)}
 			if vn.below > 0 {
 				vn.lines = append(vn.lines, fmt.Sprintf("+%d below", vn.below))
 			}
@@ -259,7 +259,7 @@ func topo(nodes []*dag.Node, parents map[string][]string, byID map[string]*dag.N
 // labelOf is the text of a node's box, one element per line.
 func labelOf(n *dag.Node, o Options) []string {
 	lines := []string{cut(clean(n.ID), o.MaxLabel), cut(clean(n.Type), o.MaxLabel)}
-	status := string(n.State)
+	status := cut(clean(string(n.State)), o.MaxLabel)
 	if n.Attempts > 0 {
 		status += fmt.Sprintf(" · attempt %d/%d", n.Attempt, n.Attempts)
 	} else {
