@@ -296,14 +296,17 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 		out.Applied[i] = str(res[i]) == "1"
 	}
 	rest := res[n : len(res)-1]
-	for i := 0; i+6 < len(rest); i += 7 {
-		c := Claimed{FlowID: str(rest[i+2]), Token: str(rest[i+4])}
-		if err := json.Unmarshal([]byte(str(rest[i+5])), &c.Spec); err != nil {
-			return out, fmt.Errorf("dag: node %q: corrupt data: %w", str(rest[i]), err)
+	for i := 0; i+5 < len(rest); i += 6 {
+		id := str(rest[i])
+		var c Claimed
+		if err := json.Unmarshal([]byte(str(rest[i+4])), &c.Spec); err != nil {
+			return out, fmt.Errorf("dag: node %q: corrupt data: %w", id, err)
 		}
-		c.ID, c.Type = str(rest[i]), str(rest[i+1])
-		c.Attempt, _ = strconv.Atoi(str(rest[i+3]))
-		c.ReadyAt = fromMS(str(rest[i+6]))
+		c.ID = id
+		c.FlowID = decodeMeta(&c.Spec, str(rest[i+1]))
+		c.Attempt, _ = strconv.Atoi(str(rest[i+2]))
+		c.Token = str(rest[i+3])
+		c.ReadyAt = fromMS(str(rest[i+5]))
 		out.Claimed = append(out.Claimed, c)
 	}
 	if due := str(res[len(res)-1]); due != "" {
@@ -444,17 +447,7 @@ func decodeNode(id string, h map[string]string) (*Node, error) {
 		return nil, fmt.Errorf("dag: node %q: corrupt data: %w", id, err)
 	}
 	n.ID = id
-	m := strings.Split(h["m"], sep)
-	if len(m) >= 7 {
-		n.FlowID, n.Queue, n.Type, n.Policy = m[0], m[1], m[2], Policy(m[3])
-		n.Priority, _ = strconv.Atoi(m[4])
-		d, _ := strconv.ParseInt(m[5], 10, 64)
-		n.Delay = time.Duration(d) * time.Millisecond
-		n.Attempts, _ = strconv.Atoi(m[6])
-	}
-	if n.FlowID == "-" {
-		n.FlowID = id
-	}
+	n.FlowID = decodeMeta(&n.Spec, h["m"])
 	n.Attempt, _ = strconv.Atoi(h["at"])
 	n.Stalls, _ = strconv.Atoi(h["sl"])
 	n.Pending, _ = strconv.Atoi(h["pe"])
@@ -480,6 +473,24 @@ func decodeNode(id string, h map[string]string) (*Node, error) {
 	}
 	n.Timeline = parseTimeline(h["tl"])
 	return n, nil
+}
+
+// decodeMeta fills the fields packed in a node's meta (see meta) and
+// returns its flow ID.
+func decodeMeta(sp *Spec, packed string) string {
+	m := strings.Split(packed, sep)
+	if len(m) < 7 {
+		return ""
+	}
+	sp.Queue, sp.Type, sp.Policy = m[1], m[2], Policy(m[3])
+	sp.Priority, _ = strconv.Atoi(m[4])
+	d, _ := strconv.ParseInt(m[5], 10, 64)
+	sp.Delay = time.Duration(d) * time.Millisecond
+	sp.Attempts, _ = strconv.Atoi(m[6])
+	if m[0] == "-" {
+		return sp.ID
+	}
+	return m[0]
 }
 
 func parseTimeline(tl string) []Transition {

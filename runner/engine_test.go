@@ -176,6 +176,13 @@ func TestRetriesWithBackoffThenFailure(t *testing.T) {
 		c := nodeByID(f, "child")
 		require.Equal(t, flow.Cancelled, c.State)
 		require.Equal(t, "parent doomed failed", c.Reason)
+
+		// stats count 4 retries (2 + 2) and one failure out of two finished runs
+		require.Eventually(t, func() bool {
+			st, err := h.client.Stats(context.Background(), nil)
+			require.NoError(t, err)
+			return st.Retries == 4 && st.ErrorRate == 50
+		}, 5*time.Second, 50*time.Millisecond)
 	})
 }
 

@@ -100,6 +100,9 @@ func TestDeadRunnerIsTakenOver(t *testing.T) {
 		dead, err := store.Sync(ctx, time.Now(), dag.SyncRequest{Worker: "dead-runner", Lease: lease, StallLimit: 3, Queues: []string{"default"}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		require.Len(t, dead.Claimed, 1)
+		cl := dead.Claimed[0]
+		require.Equal(t, []any{j.ID, "TEST_TASK", "default", 3, flow.Require, 1, j.ID},
+			[]any{cl.ID, cl.Type, cl.Queue, cl.Attempts, cl.Policy, cl.Attempt, cl.FlowID}, "a claim carries the node's options")
 		require.Equal(t, flow.Active, h.job(j.ID).State)
 
 		h.runner(&runner.Config{Lease: lease, IdleWait: 50 * time.Millisecond})

@@ -11,7 +11,7 @@
 --          kinds: ok (a = result JSON) · retry (a = error JSON, b = delay ms)
 --                 fail (a = error JSON) · skip (a = reason) · release (hand back)
 -- Returns  {status per outcome ("1" applied, "0" rejected)...,
---           then per claimed node: id, type, flow, attempt, token, data, ready ms...,
+--           then per claimed node: id, meta, attempt, token, data, ready ms...,
 --           then the next delayed due time in ms, or "" (after maintenance) }
 local worker, leaseMs, stallLimit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local want, maintain = tonumber(ARGV[5]), ARGV[6] == '1'

@@ -88,7 +88,7 @@ local function loadClaim(id)
   local v = redis.call('HMGET', P .. 'n:' .. id, 'st', 'm', 'at', 'tl', 'd')
   if not v[1] then return nil end
   local n = node(id, v[1], v[2])
-  n.at, n.tl, n.d = tonumber(v[3]) or 0, v[4] or '', v[5]
+  n.at, n.tl, n.d, n.m = tonumber(v[3]) or 0, v[4] or '', v[5], v[2]
   return n
 end
 
@@ -317,8 +317,8 @@ local function allowed(lim, n)
 end
 
 -- claim takes up to want ready nodes from the queues, in order, and leases
--- them to worker. It returns id, type, flow, attempt, token, data and the
--- time it became ready, for each.
+-- them to worker. It returns id, meta, attempt, token, data and the time it
+-- became ready, for each.
 -- Nodes whose type is at its limit stay ready, in their place.
 local function claim(queues, want, worker, leaseMs, out)
   flushZ()
@@ -340,8 +340,7 @@ local function claim(queues, want, worker, leaseMs, out)
               n.popped = true -- ZPOPMIN already took it out of the ready set
               move(n, 'active', worker, {'at', n.at, 'tk', tk}, NOW + leaseMs)
               out[#out + 1] = n.id
-              out[#out + 1] = n.ty
-              out[#out + 1] = n.fl
+              out[#out + 1] = n.m
               out[#out + 1] = tostring(n.at)
               out[#out + 1] = tk
               out[#out + 1] = n.d
