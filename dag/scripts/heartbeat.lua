@@ -4,6 +4,8 @@
 -- Returns  the ids whose lease was lost (expired and recovered, cancelled, …)
 local worker, leaseMs = ARGV[2], tonumber(ARGV[3])
 redis.call('ZADD', P .. 'runners', NOW, worker)
+-- forget runners silent for a day, so restarts do not pile up
+redis.call('ZREMRANGEBYSCORE', P .. 'runners', '-inf', NOW - 86400000)
 local lost = {}
 for i = 4, #ARGV, 2 do
   local id, tk = ARGV[i], ARGV[i + 1]
