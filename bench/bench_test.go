@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -236,4 +237,21 @@ func BenchmarkRunNoop(b *testing.B) {
 	b.ResetTimer()
 	require.NoError(b, t.startRunner(ctx, 50, runner.Config{}))
 	require.NoError(b, t.waitAll(ctx, waitTimeout(b.N)))
+}
+
+func TestOwnRedis(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server is not installed")
+	}
+	url, stop, err := ownRedis(context.Background())
+	require.NoError(t, err)
+	opt, err := parseFlags([]string{"-redis", url})
+	require.NoError(t, err)
+	b, err := newBench(context.Background(), opt, io.Discard)
+	require.NoError(t, err)
+	require.NotEmpty(t, b.redisVersion)
+	stop()
+	require.Error(t, b.rdb.Ping(context.Background()).Err(), "the server is gone after stop")
+	b.rdb.Close()
 }

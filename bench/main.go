@@ -37,6 +37,7 @@ type options struct {
 	peers       map[string]bool
 	runs        int
 	ceiling     bool
+	ownRedis    bool
 }
 
 // bench holds what every scenario shares.
@@ -46,6 +47,7 @@ type bench struct {
 	quiet        *slog.Logger
 	cores        int
 	redisVersion string
+	loadStart    string // 1-minute load average when the run started
 	tty          bool
 	stderr       io.Writer
 
@@ -71,10 +73,11 @@ func parseFlags(args []string) (options, error) {
 	peers := fs.String("peers", "bullmq,asynq", `peers to run beside Trellis: bullmq, asynq, or "none"`)
 	runs := fs.Int("runs", 1, "run each scenario this many times and report medians")
 	ceiling := fs.Bool("ceiling", true, "measure the Redis ceiling with redis-benchmark when it exists")
+	own := fs.Bool("own-redis", false, "start a redis-server of this machine on a free loopback port for the run (instead of -redis) and stop it afterwards")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
-	o := options{n: *n, concurrency: *c, redisURL: *redisURL, dbURL: *dbURL, json: *js, runs: *runs, peers: map[string]bool{}, ceiling: *ceiling}
+	o := options{n: *n, concurrency: *c, redisURL: *redisURL, dbURL: *dbURL, json: *js, runs: *runs, peers: map[string]bool{}, ceiling: *ceiling, ownRedis: *own}
 	if *scenario == "all" {
 		o.scenarios = scenarioNames
 	} else {
@@ -116,6 +119,15 @@ func run() error {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
+	if opt.ownRedis {
+		url, stop, err := ownRedis(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		opt.redisURL = url
+		fmt.Fprintf(os.Stderr, "running on a redis-server of its own at %s\n", url)
+	}
 	b, err := newBench(ctx, opt, os.Stderr)
 	if err != nil {
 		return err
@@ -154,7 +166,7 @@ func newBench(ctx context.Context, opt options, stderr io.Writer) (*bench, error
 	}
 	b := &bench{
 		opt: opt, rdb: rdb, quiet: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		cores: runtime.NumCPU(), redisVersion: m["redis_version"], stderr: stderr,
+		cores: runtime.NumCPU(), redisVersion: m["redis_version"], stderr: stderr, loadStart: loadAverage(),
 	}
 	if f, ok := stderr.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {

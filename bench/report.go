@@ -127,6 +127,9 @@ func printTable(w io.Writer, b *bench, results []Result) {
 			fmt.Fprintf(w, ", %s %s", e, v)
 		}
 	}
+	if b.loadStart != "" {
+		fmt.Fprintf(w, "; load average %s at the start, %s at the end", b.loadStart, loadAverage())
+	}
 	fmt.Fprintf(w, "; figures are medians of %d run(s)\n", runs)
 }
 
