@@ -248,8 +248,8 @@ func TestEnqueueRefusesBadMessages(t *testing.T) {
 	c := newCLI(t)
 	for in, want := range map[string]string{
 		`{"messageType":"WORKOUT_PLAN_CREATE","timestamp":"2026-01-02T03:04:05Z","data":{"planId":"","name":"x","clientId":"c","trainerId":"t"}}`: "planId",
-		`{"messageType":"NOPE","timestamp":"2026-01-02T03:04:05Z","data":{}}`:                                                                 `unknown message type "NOPE"`,
-		`{"messageType":"WORKOUT_PLAN_CREATE","data":{"planId":"p"},"extra":1}`:                                                               "extra",
+		`{"messageType":"NOPE","timestamp":"2026-01-02T03:04:05Z","data":{}}`:                                                                     `unknown message type "NOPE"`,
+		`{"messageType":"WORKOUT_PLAN_CREATE","data":{"planId":"p"},"extra":1}`:                                                                   "extra",
 		`{not json`: "malformed envelope",
 	} {
 		r := c.run(in, "enqueue")
@@ -301,6 +301,30 @@ func TestDotEnvFile(t *testing.T) {
 	r = c2.run("", "stats")
 	require.Equal(t, 1, r.code)
 	require.Contains(t, r.stderr, "env file .env")
+}
+
+func TestSavePlanRefusesBadCSV(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	bad := filepath.Join(c.dir, "bad.csv")
+	require.NoError(t, os.WriteFile(bad, []byte("plan_name,phase_order,phase_name,session_order,session_name,exercise_order,exercise_name,sets,reps\n"+
+		"P,1,Phase,1,Session,1,Squat,-3,10\n"), 0o600))
+	r := c.run("", "save-plan", bad)
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "bad.csv")
+	require.Contains(t, r.stderr, "client_id: column is missing")
+	r = c.run("", "save-plan", bad, "--client", "c1", "--trainer", "t1")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "line 2, column sets")
+	r = c.run("", "save-plan")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "give exactly one FILE.csv")
+
+	sample, err := filepath.Abs("../../steps/workout/csvplan/testdata/sample.csv")
+	require.NoError(t, err)
+	r = c.run("", "save-plan", "--dry-run", sample)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"name": "12-week strength block"`)
 }
 
 func TestMigrate(t *testing.T) {
@@ -415,6 +439,18 @@ func TestWorkerRunsStepsAndDrainsOnSIGTERM(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return strings.Contains(c.run("", "inspect", "w1").stdout, `"state": "succeeded"`)
 	}, 15*time.Second, 100*time.Millisecond)
+
+	// a whole plan from CSV: plan → phases → sessions → exercises
+	sample, err := filepath.Abs("../../steps/workout/csvplan/testdata/sample.csv")
+	require.NoError(t, err)
+	r := c.run("", "save-plan", sample, "--wait", "60s")
+	require.Equal(t, 0, r.code, r.stderr)
+	var saved map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &saved))
+	require.Equal(t, "succeeded", saved["state"])
+	require.Equal(t, "3f0c1a9e-7b4d-4e6a-9c1f-2a5b8d7e6f01", saved["planId"])
+	require.Greater(t, saved["exercises"], 1.0)
+	require.Greater(t, saved["jobs"], saved["exercises"])
 
 	resp, err := http.Get(m[1] + "metrics")
 	require.NoError(t, err)

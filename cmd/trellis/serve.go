@@ -21,6 +21,7 @@ import (
 	"github.com/trellisflow/trellis/monitor"
 	"github.com/trellisflow/trellis/runner"
 	"github.com/trellisflow/trellis/schema"
+	"github.com/trellisflow/trellis/steps/system"
 )
 
 // ---- worker -----------------------------------------------------------------
@@ -41,6 +42,7 @@ type workerFlags struct {
 	databaseURL string
 	migrate     bool
 	metricsAddr string
+	steps       *stepFlags
 }
 
 func (c *cli) workerFlags(fs *flag.FlagSet) *workerFlags {
@@ -52,6 +54,7 @@ func (c *cli) workerFlags(fs *flag.FlagSet) *workerFlags {
 	fs.StringVar(&w.databaseURL, "database-url", "", "the steps' database (default $DATABASE_URL)")
 	fs.BoolVar(&w.migrate, "migrate", false, "bring the database schema up to date before starting")
 	fs.StringVar(&w.metricsAddr, "metrics-addr", "", "serve /metrics, /livez and /readyz on this address (e.g. 127.0.0.1:9090); default off")
+	w.steps = c.stepFlags(fs)
 	return w
 }
 
@@ -75,6 +78,10 @@ func runWorker(ctx context.Context, c *cli, args []string) error {
 	if err := wf.validate(); err != nil {
 		return err
 	}
+	sysOpts, err := c.systemOptions(wf.steps)
+	if err != nil {
+		return err
+	}
 	e, err := c.connect(o)
 	if err != nil {
 		return err
@@ -94,7 +101,7 @@ func runWorker(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 	metrics := monitor.NewMetrics(e.client)
-	r, err := startRunner(ctx, e, db, wf, metrics)
+	r, err := startRunner(ctx, e, db, wf, sysOpts, metrics)
 	if err != nil {
 		return err
 	}
@@ -127,14 +134,14 @@ func runWorker(ctx context.Context, c *cli, args []string) error {
 	return err
 }
 
-func startRunner(ctx context.Context, e *env, db bun.IDB, wf *workerFlags, obs runner.Observer) (*runner.Runner, error) {
+func startRunner(ctx context.Context, e *env, db bun.IDB, wf *workerFlags, sysOpts system.Options, obs runner.Observer) (*runner.Runner, error) {
 	r, err := runner.New(e.client, &runner.Config{
 		Concurrency: wf.concurrency, Queues: wf.queues, Lease: wf.lease, Logger: e.log, Observer: obs,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := r.Register(allSteps(db)...); err != nil {
+	if err := r.Register(allSteps(db, sysOpts)...); err != nil {
 		return nil, err
 	}
 	if err := r.Start(ctx); err != nil {
@@ -311,6 +318,10 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 	if err := wf.validate(); err != nil {
 		return err
 	}
+	sysOpts, err := c.systemOptions(wf.steps)
+	if err != nil {
+		return err
+	}
 	o.dev = true
 	log, err := c.logger(o)
 	if err != nil {
@@ -355,7 +366,7 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := startRunner(ctx, e, db, wf, metrics)
+	r, err := startRunner(ctx, e, db, wf, sysOpts, metrics)
 	if err != nil {
 		return err
 	}

@@ -317,8 +317,8 @@ function initCleanup() {
 function rid(p) { return p + "-" + Math.random().toString(36).slice(2, 10); }
 const SAMPLES = {
   TEST: () => ({ message: "Hello from the queue-test page", sleepMs: 0, failTimes: 0 }),
-  USER_ACTION: () => ({ action: "workout_viewed", resource: "plan", resourceId: rid("plan"), details: { source: "queue-test" } }),
-  NOTIFICATION: () => ({ title: "Workout complete!", message: "Great job on finishing your workout!", type: "success", actionUrl: "/workouts" }),
+  USER_ACTION: () => ({ userId: "user-123", action: "workout_viewed", details: { planId: rid("plan"), source: "queue-test" } }),
+  NOTIFICATION: () => ({ userId: "user-123", title: "Workout complete!", message: "Great job on finishing your workout!", type: "success", actionUrl: "/workouts" }),
   EMAIL: () => ({ to: "client@example.com", subject: "Your new plan", body: "Your trainer published a new plan." }),
   DATA_SYNC: () => ({ planId: rid("plan"), direction: "export" }),
   WORKOUT_UPDATE: () => ({ exercisePlanId: rid("plan"), phaseId: rid("phase"), sessionId: rid("session"), exerciseId: rid("exercise"), changes: { sets: 4, reps: 12, weight: 135 } }),
