@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,8 @@ type options struct {
 	runs        int
 	ceiling     bool
 	ownRedis    bool
+	commands    bool
+	cpuProfile  string
 }
 
 // bench holds what every scenario shares.
@@ -73,11 +76,13 @@ func parseFlags(args []string) (options, error) {
 	peers := fs.String("peers", "bullmq,asynq", `peers to run beside Trellis: bullmq, asynq, or "none"`)
 	runs := fs.Int("runs", 1, "run each scenario this many times and report medians")
 	ceiling := fs.Bool("ceiling", true, "measure the Redis ceiling with redis-benchmark when it exists")
+	commands := fs.Bool("commands", false, "after the table, list each result's Redis commands per node by command")
+	cpuProfile := fs.String("cpuprofile", "", "write a pprof CPU profile of this process (enqueuers and runners) to this file")
 	own := fs.Bool("own-redis", false, "start a redis-server of this machine on a free loopback port for the run (instead of -redis) and stop it afterwards")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
-	o := options{n: *n, concurrency: *c, redisURL: *redisURL, dbURL: *dbURL, json: *js, runs: *runs, peers: map[string]bool{}, ceiling: *ceiling, ownRedis: *own}
+	o := options{n: *n, concurrency: *c, redisURL: *redisURL, dbURL: *dbURL, json: *js, runs: *runs, peers: map[string]bool{}, ceiling: *ceiling, ownRedis: *own, commands: *commands, cpuProfile: *cpuProfile}
 	if *scenario == "all" {
 		o.scenarios = scenarioNames
 	} else {
@@ -119,6 +124,17 @@ func run() error {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
+	if opt.cpuProfile != "" {
+		f, err := os.Create(opt.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if opt.ownRedis {
 		url, stop, err := ownRedis(ctx)
 		if err != nil {

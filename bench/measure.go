@@ -20,6 +20,7 @@ type snapshot struct {
 	redisCPU float64       // seconds, used_cpu_sys + used_cpu_user
 	mem      int64         // used_memory in bytes
 	procCPU  time.Duration // this process's user + system time (getrusage)
+	byCmd    map[string]int64
 }
 
 // info reads the INFO sections of rdb as key → value.
@@ -41,21 +42,25 @@ func info(ctx context.Context, rdb redis.UniversalClient, sections ...string) (m
 	return out, nil
 }
 
-// commandCalls sums calls= over the cmdstat_* lines.
-func commandCalls(m map[string]string) int64 {
+// commandCalls sums calls= over the cmdstat_* lines, and gives them per
+// command.
+func commandCalls(m map[string]string) (int64, map[string]int64) {
 	var total int64
+	by := map[string]int64{}
 	for k, v := range m {
-		if !strings.HasPrefix(k, "cmdstat_") {
+		name, ok := strings.CutPrefix(k, "cmdstat_")
+		if !ok {
 			continue
 		}
 		for _, f := range strings.Split(v, ",") {
 			if c, ok := strings.CutPrefix(f, "calls="); ok {
 				n, _ := strconv.ParseInt(c, 10, 64)
 				total += n
+				by[name] = n
 			}
 		}
 	}
-	return total
+	return total, by
 }
 
 func takeSnapshot(ctx context.Context, rdb redis.UniversalClient) (snapshot, error) {
@@ -66,7 +71,8 @@ func takeSnapshot(ctx context.Context, rdb redis.UniversalClient) (snapshot, err
 	sys, _ := strconv.ParseFloat(m["used_cpu_sys"], 64)
 	usr, _ := strconv.ParseFloat(m["used_cpu_user"], 64)
 	mem, _ := strconv.ParseInt(m["used_memory"], 10, 64)
-	return snapshot{cmds: commandCalls(m), redisCPU: sys + usr, mem: mem, procCPU: processCPU()}, nil
+	cmds, by := commandCalls(m)
+	return snapshot{cmds: cmds, byCmd: by, redisCPU: sys + usr, mem: mem, procCPU: processCPU()}, nil
 }
 
 // settledMemory waits for lazy frees to finish, then reads used_memory.
@@ -100,6 +106,14 @@ func (r *Result) cost(a, b snapshot, nodes int) {
 		r.addNote("INFO commandstats went backwards (CONFIG RESETSTAT during the run?): commands not counted")
 	}
 	r.RedisCPUPerNodeUS = (b.redisCPU - a.redisCPU) * 1e6 / n
+	if !math.IsNaN(r.CmdsPerNode) {
+		r.PerCommand = map[string]float64{}
+		for name, calls := range b.byCmd {
+			if d := calls - a.byCmd[name]; d > 0 {
+				r.PerCommand[name] = float64(d) / n
+			}
+		}
+	}
 	r.ProcCPUPerNodeUS = float64((b.procCPU - a.procCPU).Microseconds()) / n
 }
 

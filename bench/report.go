@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"sort"
 	"strings"
 )
 
@@ -115,6 +116,26 @@ func printTable(w io.Writer, b *bench, results []Result) {
 		fmt.Fprintln(w, "\nceiling (redis-benchmark on the same Redis):")
 		for _, r := range ceiling {
 			fmt.Fprintf(w, "- %s: %s ops/s, %s µs of Redis CPU per call\n", r.Variant, num(r.OpsPerSec, 0), num(r.RedisCPUPerNodeUS, 2))
+		}
+	}
+	if b.opt.commands {
+		fmt.Fprintln(w, "\nRedis commands per node, by command (commands inside scripts included):")
+		for _, r := range results {
+			if len(r.PerCommand) == 0 {
+				continue
+			}
+			names := make([]string, 0, len(r.PerCommand))
+			for k := range r.PerCommand {
+				names = append(names, k)
+			}
+			sort.Slice(names, func(i, j int) bool { return r.PerCommand[names[i]] > r.PerCommand[names[j]] })
+			var parts []string
+			for _, k := range names {
+				if r.PerCommand[k] >= 0.01 {
+					parts = append(parts, fmt.Sprintf("%s %.2f", k, r.PerCommand[k]))
+				}
+			}
+			fmt.Fprintf(w, "- %s %s (%s): %s\n", r.Engine, r.Scenario, r.Variant, strings.Join(parts, ", "))
 		}
 	}
 	runs := 1

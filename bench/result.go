@@ -41,6 +41,9 @@ type Result struct {
 
 	OpsPerSec float64 `json:"ops_per_s"` // redis-benchmark requests per second
 
+	// PerCommand is cmds/node by Redis command (from the first of the runs).
+	PerCommand map[string]float64 `json:"per_command,omitempty"`
+
 	Cores        int    `json:"cores,omitempty"`
 	RedisVersion string `json:"redis_version,omitempty"`
 	Version      string `json:"version,omitempty"` // the peer's version
@@ -72,6 +75,15 @@ func (r Result) MarshalJSON() ([]byte, error) {
 		}
 		f := v.Field(i)
 		switch f.Kind() {
+		case reflect.Map:
+			if f.Len() == 0 {
+				continue
+			}
+			m := map[string]float64{}
+			for k, v := range f.Interface().(map[string]float64) {
+				m[k] = math.Round(v*1000) / 1000
+			}
+			out[name] = m
 		case reflect.Float64:
 			x := f.Float()
 			if math.IsNaN(x) || math.IsInf(x, 0) {

@@ -54,6 +54,7 @@ func emit(v any) {
 
 type snapshot struct {
 	cmds     int64
+	byCmd    map[string]int64
 	redisCPU float64
 	proc     time.Duration
 }
@@ -63,7 +64,7 @@ func takeSnapshot(ctx context.Context, rdb *redis.Client) (snapshot, error) {
 	if err != nil {
 		return snapshot{}, err
 	}
-	var out snapshot
+	out := snapshot{byCmd: map[string]int64{}}
 	for _, line := range strings.Split(s, "\n") {
 		line = strings.TrimSpace(line)
 		k, v, _ := strings.Cut(line, ":")
@@ -73,6 +74,7 @@ func takeSnapshot(ctx context.Context, rdb *redis.Client) (snapshot, error) {
 				if c, ok := strings.CutPrefix(f, "calls="); ok {
 					x, _ := strconv.ParseInt(c, 10, 64)
 					out.cmds += x
+					out.byCmd[strings.TrimPrefix(k, "cmdstat_")] = x
 				}
 			}
 		case k == "used_cpu_sys" || k == "used_cpu_user":
@@ -242,6 +244,15 @@ func independent(ctx context.Context, n, c, enqueuers int, url, queue string) (m
 		"run_cmds_per_node":     perNode(s1.cmds, s2.cmds, n),
 		"redis_cpu_us_per_node": (s2.redisCPU - s0.redisCPU) * 1e6 / float64(n),
 		"proc_cpu_us_per_node":  float64((s2.proc - s0.proc).Microseconds()) / float64(n),
+	}
+	if s2.cmds >= s0.cmds {
+		per := map[string]float64{}
+		for k, v := range s2.byCmd {
+			if d := v - s0.byCmd[k]; d > 0 {
+				per[k] = float64(d) / float64(n)
+			}
+		}
+		res["per_command"] = per
 	}
 	for k, v := range res {
 		if v == nil {

@@ -47,11 +47,15 @@ async function snapshot() {
   let cmds = 0;
   let cpu = 0;
   let mem = 0;
+  const byCmd = {};
   for (const line of raw.split('\n')) {
     const l = line.trim();
     if (l.startsWith('cmdstat_')) {
       const m = /calls=(\d+)/.exec(l);
-      if (m) cmds += Number(m[1]);
+      if (m) {
+        cmds += Number(m[1]);
+        byCmd[l.slice(8, l.indexOf(':'))] = Number(m[1]);
+      }
     } else if (l.startsWith('used_cpu_sys:') || l.startsWith('used_cpu_user:')) {
       cpu += Number(l.split(':')[1]);
     } else if (l.startsWith('used_memory:')) {
@@ -59,7 +63,7 @@ async function snapshot() {
     }
   }
   const u = process.cpuUsage();
-  return { cmds, cpu, mem, proc: (u.user + u.system) / 1e6 };
+  return { cmds, byCmd, cpu, mem, proc: (u.user + u.system) / 1e6 };
 }
 
 function percentile(sorted, p) {
@@ -106,7 +110,14 @@ function recorder(n) {
 }
 
 function cost(res, a, b, n) {
-  if (b.cmds >= a.cmds) res.cmds_per_node = (b.cmds - a.cmds) / n;
+  if (b.cmds >= a.cmds) {
+    res.cmds_per_node = (b.cmds - a.cmds) / n;
+    res.per_command = {};
+    for (const [k, v] of Object.entries(b.byCmd)) {
+      const d = v - (a.byCmd[k] || 0);
+      if (d > 0) res.per_command[k] = d / n;
+    }
+  }
   else res.note = 'INFO commandstats went backwards (CONFIG RESETSTAT during the run?): commands not counted';
   res.redis_cpu_us_per_node = ((b.cpu - a.cpu) * 1e6) / n;
   res.proc_cpu_us_per_node = ((b.proc - a.proc) * 1e6) / n;
