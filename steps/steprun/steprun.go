@@ -96,3 +96,16 @@ func Record(ctx context.Context, db bun.IDB, jobID string) (*schema.StepRun, err
 }
 
 func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
+
+// Prune deletes the step records created before before and returns how
+// many went. A record matters only while its job can still run again, so a
+// horizon well past the engine's lease and retry window (hours) is safe;
+// records of jobs the engine still keeps cost nothing but space.
+func Prune(ctx context.Context, db bun.IDB, before time.Time) (int, error) {
+	res, err := db.NewDelete().Model((*schema.StepRun)(nil)).Where("created_at < ?", before.UTC()).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("steprun: prune: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}

@@ -132,3 +132,21 @@ func TestConcurrentAttemptsCommitOnce(t *testing.T) {
 	require.JSONEq(t, results[won], string(raw), "the retry replays the winner")
 	require.Equal(t, int32(2), calls.Load())
 }
+
+func TestPrune(t *testing.T) {
+	schematest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		now := time.Now().UTC()
+		for i, age := range []time.Duration{72 * time.Hour, 49 * time.Hour, time.Hour, 0} {
+			_, err := db.NewInsert().Model(&schema.StepRun{JobID: string(rune('a' + i)), MessageType: "NOTE", Attempt: 1,
+				Result: "{}", CreatedAt: now.Add(-age)}).Exec(ctx)
+			require.NoError(t, err)
+		}
+		n, err := steprun.Prune(ctx, db, now.Add(-48*time.Hour))
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		require.Equal(t, 2, steptest.Count(t, db, "trellis_step_runs", ""))
+		_, err = steprun.Record(ctx, db, "c")
+		require.NoError(t, err, "the recent record stays")
+	})
+}

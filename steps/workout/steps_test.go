@@ -310,3 +310,58 @@ func TestDeletesTolerateAbsence(t *testing.T) {
 		}
 	})
 }
+
+// WORKOUT_PLAN_FULL_SAVE as a step: it writes the plan row and hands the
+// rest to the engine as a sub-graph; a re-run changes nothing and hands over
+// the same sub-graph; bad data anywhere in the tree fails permanently with
+// its path.
+func TestFullSaveStep(t *testing.T) {
+	schematest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		r := steptest.New(t, workout.Steps(db))
+		m := workout.PlanFullSave{PlanID: "p", Name: "P", ClientID: "c", TrainerID: "t", IsActive: true, Phases: []workout.PhaseTree{
+			{PhaseData: workout.PhaseData{ID: "ph1", Name: "A", OrderNumber: 1}, Sessions: []workout.SessionTree{
+				{SessionData: workout.SessionData{ID: "s1", Name: "S", OrderNumber: 1}, Exercises: []workout.ExerciseData{
+					{ID: "e1", Name: "E1", Sets: 3, Reps: 5}, {ID: "e2", Name: "E2", Sets: 3, Reps: 5}}}}},
+			{PhaseData: workout.PhaseData{ID: "ph2", Name: "B", OrderNumber: 2}},
+		}}
+		expansion := func(sc *flow.StepContext) map[string][]string {
+			specs, _, err := sc.Expansion()
+			require.NoError(t, err)
+			out := map[string][]string{}
+			for _, s := range specs {
+				out[s.ID] = append([]string{s.Type}, s.Parents...)
+			}
+			return out
+		}
+		raw, sc, err := r.Run(ctx, "fs", 1, m)
+		require.NoError(t, err)
+		require.JSONEq(t, `{"planId":"p","action":"created","phases":2,"sessions":1,"exercises":2,"pruned":0}`, string(raw))
+		want := map[string][]string{
+			"fs/phase/ph1":   {workout.TypePhaseCreate},
+			"fs/phase/ph2":   {workout.TypePhaseCreate},
+			"fs/session/s1":  {workout.TypeSessionCreate, "fs/phase/ph1"},
+			"fs/exercise/e1": {workout.TypeExerciseCreate, "fs/session/s1"},
+			"fs/exercise/e2": {workout.TypeExerciseCreate, "fs/session/s1"},
+		}
+		require.Equal(t, want, expansion(sc))
+		require.Equal(t, 1, steptest.Count(t, db, "workout_plans", ""))
+		require.Zero(t, steptest.Count(t, db, "workout_phases", ""), "phases are the sub-graph's job")
+
+		before := steptest.Snapshot(t, db)
+		raw2, sc2, err := r.Run(ctx, "fs", 2, m)
+		require.NoError(t, err)
+		require.JSONEq(t, string(raw), string(raw2))
+		require.Equal(t, before, steptest.Snapshot(t, db))
+		require.Equal(t, want, expansion(sc2), "the replay expands into the same nodes")
+
+		bad := `{"planId":"p","name":"P","clientId":"c","trainerId":"t","phases":[{"id":"ph1","name":"A","sessions":[
+			{"id":"s1","name":"S","exercises":[{"id":"e1","name":"E1","sets":3,"reps":-5}]}]}]}`
+		_, _, err = r.RunRaw(ctx, "fs-bad", 1, workout.TypePlanFullSave, []byte(bad))
+		require.True(t, flow.IsPermanent(err), "%v", err)
+		var me *flow.MessageError
+		require.True(t, errors.As(err, &me), "%v", err)
+		require.Equal(t, "phases[0].sessions[0].exercises[0].reps", me.Field)
+		require.Equal(t, before, steptest.Snapshot(t, db))
+	})
+}
