@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -356,7 +357,7 @@ func (h *Harness) Run(g *flow.Graph) *flow.FlowInfo {
 func (h *Harness) Wait(flowID string) *flow.FlowInfo {
 	h.t.Helper()
 	store := h.client.Store()
-	h.until("flow "+flowID, func(ctx context.Context, _ map[dag.State]int64) (bool, error) {
+	h.until("flow "+flowID, func(ctx context.Context, _ *snapshot) (bool, error) {
 		st, err := store.FlowStatus(ctx, flowID)
 		return st.Done, err
 	})
@@ -367,34 +368,48 @@ func (h *Harness) Wait(flowID string) *flow.FlowInfo {
 	return f
 }
 
-// Drain runs until no node of the namespace is ready, running or delayed:
-// every job is finished or waits for something that will not happen by
-// itself (a paused queue, a parent in an unserved queue). Use it after
+// Drain runs until no node of the namespace can run: every job is finished
+// or waits for something that will not happen by itself (a paused queue, a
+// queue the harness does not serve, a parent in one). Use it after
 // enqueueing with Client().Add.
 func (h *Harness) Drain() {
 	h.t.Helper()
-	h.until("drain", func(_ context.Context, c map[dag.State]int64) (bool, error) {
-		return c[dag.Ready]+c[dag.Active]+c[dag.Delayed] == 0, nil
+	h.until("drain", func(_ context.Context, s *snapshot) (bool, error) {
+		return s.ready+s.active+s.delayed == 0, nil
 	})
 }
 
-// until runs the runner until done, moving the fake clock whenever the
-// namespace is quiet: nothing ready and nothing running. Only then can no
-// step observe the clock move, and only a due delayed node can change
-// anything, so moving straight to its due time is safe.
-func (h *Harness) until(what string, done func(context.Context, map[dag.State]int64) (bool, error)) {
+// snapshot is what the namespace holds, from one read of its counters.
+type snapshot struct {
+	ready      int64           // ready in a served, unpaused queue: claimable
+	active     int64           // running
+	delayed    int64           // waiting for the clock
+	readyTypes map[string]bool // message types of the claimable nodes
+}
+
+// until runs the runner until done, moving the fake clock only when no
+// step runs and nothing can be claimed: then only the clock can change
+// anything, so moving it straight to the next due time is safe.
+func (h *Harness) until(what string, done func(context.Context, *snapshot) (bool, error)) {
 	h.t.Helper()
 	h.start()
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
 	defer cancel()
-	store := h.client.Store()
 	advances := 0
-	var quiet time.Time // since when nodes are ready but none runs
+	advance := func(to time.Time) bool {
+		if advances == h.cfg.MaxAdvances {
+			h.fail(what, fmt.Sprintf("did not finish after moving the fake clock %d times (Config.MaxAdvances)", advances))
+			return false
+		}
+		advances++
+		h.clock.advanceTo(to)
+		return true
+	}
 	for {
-		counts, err := h.counts(ctx)
+		s, err := h.snapshot(ctx)
 		if err == nil {
 			var ok bool
-			ok, err = done(ctx, counts)
+			ok, err = done(ctx, s)
 			if ok {
 				return
 			}
@@ -407,46 +422,36 @@ func (h *Harness) until(what string, done func(context.Context, map[dag.State]in
 			h.t.Fatalf("flowtest: %s: %v", what, err)
 			return
 		}
-		if counts[dag.Ready] > 0 && counts[dag.Active] == 0 {
-			// Ready but not claimed: a type at its rate limit waits for the
-			// next window of the fake clock. Give the runner time to claim
-			// first, so the clock moves only when nothing else can happen.
-			if quiet.IsZero() {
-				quiet = time.Now()
-			} else if time.Since(quiet) > 25*time.Millisecond {
-				quiet = time.Time{}
-				if next := h.nextWindow(ctx); !next.IsZero() {
-					if advances == h.cfg.MaxAdvances {
-						h.fail(what, fmt.Sprintf("did not finish after moving the fake clock %d times (Config.MaxAdvances)", advances))
-						return
-					}
-					advances++
-					h.clock.advanceTo(next)
-					continue
-				}
-			}
-		} else {
-			quiet = time.Time{}
-		}
-		if counts[dag.Ready] == 0 && counts[dag.Active] == 0 {
-			if counts[dag.Delayed] == 0 {
-				h.fail(what, "is stuck: nothing is ready, running or delayed")
-				return
-			}
-			next, err := h.promote(ctx, store)
-			if err != nil {
-				continue // the deadline check above reports it
-			}
-			if next.After(h.clock.Now()) {
-				if advances == h.cfg.MaxAdvances {
-					h.fail(what, fmt.Sprintf("did not finish after moving the fake clock %d times (Config.MaxAdvances)", advances))
+		switch {
+		case s.active > 0:
+			// steps are running
+		case s.ready > 0:
+			// the runner claims them, unless every one waits for the next
+			// window of its type's rate limit
+			if next := h.nextWindow(ctx, s); !next.IsZero() {
+				if !advance(next) {
 					return
 				}
-				advances++
-				h.clock.advanceTo(next)
-				_, _ = h.promote(ctx, store)
+				continue
+			}
+		case s.delayed > 0:
+			next, err := h.promote(ctx)
+			if err != nil {
+				break // the deadline reports it
+			}
+			if s, err = h.snapshot(ctx); err != nil || s.ready > 0 || s.active > 0 {
+				continue // promoted: due at the current time
+			}
+			if next.After(h.clock.Now()) {
+				if !advance(next) {
+					return
+				}
+				_, _ = h.promote(ctx)
 			}
 			continue
+		default:
+			h.fail(what, "is stuck: nothing can run, and nothing waits for the clock")
+			return
 		}
 		select {
 		case <-ctx.Done():
@@ -455,24 +460,75 @@ func (h *Harness) until(what string, done func(context.Context, map[dag.State]in
 	}
 }
 
+// snapshot reads the namespace's counters.
+func (h *Harness) snapshot(ctx context.Context) (*snapshot, error) {
+	st := h.client.Store()
+	cs, err := st.Counts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	paused, err := st.Paused(ctx)
+	if err != nil {
+		return nil, err
+	}
+	blocked := map[string]bool{}
+	for _, q := range paused {
+		blocked[q] = true
+	}
+	served := map[string]bool{}
+	for _, q := range h.queues() {
+		served[q] = !blocked[q]
+	}
+	s := &snapshot{readyTypes: map[string]bool{}}
+	for _, c := range cs {
+		switch c.State {
+		case dag.Ready:
+			if served[c.Queue] {
+				s.ready += c.N
+				s.readyTypes[c.Type] = true
+			}
+		case dag.Active:
+			s.active += c.N
+		case dag.Delayed:
+			s.delayed += c.N
+		}
+	}
+	return s, nil
+}
+
+// queues are the queues the harness's runner serves.
+func (h *Harness) queues() []string {
+	if len(h.cfg.Queues) > 0 {
+		return h.cfg.Queues
+	}
+	return []string{h.client.Config().DefaultQueue}
+}
+
 // nextWindow is the start of the next rate-limit window of the fake clock
-// for the message types that have ready nodes and a rate limit, or zero.
-func (h *Harness) nextWindow(ctx context.Context) time.Time {
+// when every claimable message type has spent its rate in the current one,
+// or zero when some ready node may start now.
+func (h *Harness) nextWindow(ctx context.Context, s *snapshot) time.Time {
 	limits, err := h.client.Limits(ctx)
 	if err != nil || len(limits) == 0 {
 		return time.Time{}
 	}
-	cs, err := h.client.Store().Counts(ctx)
-	if err != nil {
-		return time.Time{}
-	}
+	st := h.client.Store()
 	now := h.clock.Now().UnixMilli()
 	var next int64
-	for _, c := range cs {
-		l, ok := limits[c.Type]
+	for typ := range s.readyTypes {
+		l := limits[typ]
 		per := l.Per.Milliseconds()
-		if c.State != dag.Ready || !ok || l.Rate == 0 || per <= 0 {
-			continue
+		if l.Rate == 0 || per <= 0 {
+			return time.Time{}
+		}
+		// the claim script's count of starts in this window
+		key := fmt.Sprintf("trellis:{%s}:rate:%s:%d", st.Namespace(), typ, now/per)
+		used, err := st.Redis().Get(ctx, key).Int()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return time.Time{}
+		}
+		if used < l.Rate {
+			return time.Time{}
 		}
 		if w := (now/per + 1) * per; next == 0 || w < next {
 			next = w
@@ -481,28 +537,27 @@ func (h *Harness) nextWindow(ctx context.Context) time.Time {
 	if next == 0 {
 		return time.Time{}
 	}
+	// The counters in s may predate a claim that the rate counts already
+	// show; only if still nothing runs and nothing else is claimable is the
+	// clock the only thing that can help.
+	again, err := h.snapshot(ctx)
+	if err != nil || again.active > 0 || again.ready == 0 {
+		return time.Time{}
+	}
+	for typ := range again.readyTypes {
+		if !s.readyTypes[typ] {
+			return time.Time{}
+		}
+	}
 	return time.UnixMilli(next)
-}
-
-// counts sums the namespace's nodes per state.
-func (h *Harness) counts(ctx context.Context) (map[dag.State]int64, error) {
-	cs, err := h.client.Store().Counts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := map[dag.State]int64{}
-	for _, c := range cs {
-		out[c.State] += c.N
-	}
-	return out, nil
 }
 
 // promote moves the delayed nodes that are due at the fake time to ready
 // and returns the due time of the next one (zero if none). It uses the same
 // maintenance call the runners make, claiming nothing.
-func (h *Harness) promote(ctx context.Context, store *dag.Store) (time.Time, error) {
+func (h *Harness) promote(ctx context.Context) (time.Time, error) {
 	rc := h.cfg.Runner.WithDefaults(h.client)
-	res, err := store.Sync(ctx, h.clock.Now(), dag.SyncRequest{
+	res, err := h.client.Store().Sync(ctx, h.clock.Now(), dag.SyncRequest{
 		Worker: "flowtest", Lease: rc.Lease, StallLimit: rc.StallLimit,
 		Maintain: true, RetainCount: -1,
 	})
@@ -520,11 +575,7 @@ func (h *Harness) fail(what, why string) {
 	if paused, err := st.Paused(ctx); err == nil && len(paused) > 0 {
 		fmt.Fprintf(&b, "paused queues: %s\n", strings.Join(paused, ", "))
 	}
-	served := h.cfg.Queues
-	if len(served) == 0 {
-		served = []string{h.client.Config().DefaultQueue}
-	}
-	fmt.Fprintf(&b, "served queues: %s\n", strings.Join(served, ", "))
+	fmt.Fprintf(&b, "served queues: %s\n", strings.Join(h.queues(), ", "))
 	for _, n := range h.nodes(ctx) {
 		fmt.Fprintf(&b, "  %s (%s, queue %s): %s, attempt %d", n.ID, n.Type, n.Queue, n.State, n.Attempt)
 		if n.Reason != "" {

@@ -341,15 +341,49 @@ func (f *fatalTB) catch(fn func()) string {
 func TestUnfinishedFlowFailsWithTheNodes(t *testing.T) {
 	t.Parallel()
 	msg := fatal(t, func(tb testing.TB) {
-		h := flowtest.NewWithConfig(tb, &flowtest.Config{Timeout: 200 * time.Millisecond}, joinStep)
+		h := flowtest.New(tb, joinStep)
 		require.NoError(t, h.Client().Pause(context.Background(), "default"))
 		g := flow.New().WithID("stuck")
 		task(g, "waiting", nil)
 		h.Run(g)
 	})
-	require.Contains(t, msg, "flow stuck did not finish within 200ms of real time")
+	require.Contains(t, msg, "flow stuck is stuck: nothing can run, and nothing waits for the clock")
 	require.Contains(t, msg, "paused queues: default")
 	require.Contains(t, msg, "waiting (TASK, queue default): ready, attempt 0")
+
+	release := make(chan struct{})
+	defer close(release)
+	hang := flow.StepFunc(func(ctx context.Context, _ *flow.StepContext, _ Email) (string, error) {
+		<-release
+		return "", nil
+	})
+	msg = fatal(t, func(tb testing.TB) {
+		h := flowtest.NewWithConfig(tb, &flowtest.Config{Timeout: 200 * time.Millisecond}, hang)
+		g := flow.New().WithID("slow")
+		g.Add(Email{To: "x"}, &flow.NodeOpts{ID: "hangs"})
+		h.Run(g)
+	})
+	require.Contains(t, msg, "flow slow did not finish within 200ms of real time (Config.Timeout)")
+	require.Contains(t, msg, "hangs (EMAIL, queue default): active, attempt 1")
+}
+
+func TestDrainLeavesPausedQueues(t *testing.T) {
+	t.Parallel()
+	h := flowtest.NewWithConfig(t, &flowtest.Config{Queues: []string{"default", "mail"}}, joinStep, flowtest.Returns[Email]("sent"))
+	ctx := context.Background()
+	require.NoError(t, h.Client().Pause(ctx, "mail"))
+	_, err := h.Client().Add(ctx, Email{To: "x"}, &flow.NodeOpts{ID: "mail", Queue: "mail"})
+	require.NoError(t, err)
+	_, err = h.Client().Add(ctx, Task{Name: "t"}, &flow.NodeOpts{ID: "task", Delay: time.Second})
+	require.NoError(t, err)
+	h.Drain()
+	h.RequireSucceeded("task")
+	h.RequireState("mail", flow.Ready)
+	require.Equal(t, time.Second, h.Elapsed())
+
+	require.NoError(t, h.Client().Resume(ctx, "mail"))
+	h.Drain()
+	h.RequireSucceeded("mail")
 }
 
 func TestMissingStepFailsAtOnce(t *testing.T) {
