@@ -38,8 +38,20 @@ func TestScenarios(t *testing.T) {
 		"fanout":       func() (Result, error) { return b.fanout(ctx, 20, 10, 20) },
 		"chain":        func() (Result, error) { return b.chain(ctx, 100, 2, 10) },
 		"fullplansave": func() (Result, error) { return b.fullPlanSave(ctx, 2, 20) },
-		"large":        func() (Result, error) { return b.large(ctx, 3000, 20) },
 	}
+	// Memory deltas are only meaningful on a Redis nobody else writes to.
+	own := b
+	if _, err := exec.LookPath("redis-server"); err == nil {
+		url, stop, err := ownRedis(ctx)
+		require.NoError(t, err)
+		t.Cleanup(stop)
+		opt, err := parseFlags([]string{"-redis", url})
+		require.NoError(t, err)
+		own, err = newBench(ctx, opt, io.Discard)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = own.rdb.Close() })
+	}
+	cases["large"] = func() (Result, error) { return own.large(ctx, 3000, 20) }
 	for name, run := range cases {
 		t.Run(name, func(t *testing.T) {
 			r, err := run()
@@ -61,21 +73,24 @@ func TestScenarios(t *testing.T) {
 				require.GreaterOrEqual(t, r.HopP50MS, 0.0)
 				require.Greater(t, r.FlowsPerSec, 0.0)
 			case "large":
-				require.Greater(t, r.MemQueuedBPerNode, 0.0)
-				require.Less(t, r.MemTrimmedBPerNode, r.MemDoneBPerNode)
+				if own != b {
+					require.Greater(t, r.MemQueuedBPerNode, 0.0)
+					require.Less(t, r.MemTrimmedBPerNode, r.MemDoneBPerNode)
+				}
 			}
 			line, err := json.Marshal(r)
 			require.NoError(t, err)
 			require.NotContains(t, string(line), "NaN")
 		})
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	require.Len(t, b.namespaces, len(cases))
-	for _, ns := range b.namespaces {
-		keys, err := b.rdb.Keys(ctx, "trellis:{"+ns+"}:*").Result()
-		require.NoError(t, err)
-		require.Empty(t, keys, "namespace %s left keys behind", ns)
+	for _, x := range []*bench{b, own} {
+		x.mu.Lock()
+		for _, ns := range x.namespaces {
+			keys, err := x.rdb.Keys(ctx, "trellis:{"+ns+"}:*").Result()
+			require.NoError(t, err)
+			require.Empty(t, keys, "namespace %s left keys behind", ns)
+		}
+		x.mu.Unlock()
 	}
 }
 
