@@ -2,8 +2,24 @@
 // own tables, the embedded SQL migrations that create them, and Open, which
 // connects to PostgreSQL or SQLite from a URL.
 //
-// Migrate brings a database up to date; several workers may call it at once
-// (on PostgreSQL they take turns on an advisory lock). The same migrations
-// run on both dialects: they are written in the SQL both accept, with the
-// few type names that differ filled in from a template.
+// The tables:
+//
+//	workout_plans      id, name, client_id, trainer_id, is_active, created_at, updated_at
+//	workout_phases     id, plan_id → workout_plans ON DELETE CASCADE, name, order_number, is_active, …
+//	workout_sessions   id, phase_id → workout_phases ON DELETE CASCADE, name, order_number, …
+//	workout_exercises  id, session_id → workout_sessions ON DELETE CASCADE, name, order_number,
+//	                   sets, reps, weight, rest_seconds, tempo, notes, … (non-negative checks)
+//	user_actions       one row per USER_ACTION job (id = job ID)
+//	notifications      one row per NOTIFICATION job; delivered_at once the Notifier took it
+//	email_outbox       one row per EMAIL job; sent_at once the Mailer sent it
+//	data_sync_runs     one row per DATA_SYNC job, with the plan's JSON snapshot
+//	trellis_step_runs  the effectively-once records (package steps/steprun)
+//
+// Migrate brings a database up to date. On PostgreSQL several workers may
+// call it at once: they take turns on an advisory lock scoped to the current
+// schema, so one applies the migrations and the others find nothing to do.
+// On SQLite (the embedded default, one process) calls within the process
+// take turns on a mutex. The same migration files serve both dialects: they
+// use SQL both accept, with the one type name that differs (timestamps)
+// filled in from a template.
 package schema

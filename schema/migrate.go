@@ -57,7 +57,9 @@ var sqliteMu sync.Mutex
 // Migrate applies every migration db lacks and returns their names. It is
 // safe to call from several workers at once: on PostgreSQL they take turns
 // on a session advisory lock scoped to the current schema, so the second
-// finds nothing left to do.
+// finds nothing left to do. The lock holds one connection of db's pool while
+// the migrations use another, so db must allow at least two. On SQLite the
+// turns are taken within the process only.
 func Migrate(ctx context.Context, db *bun.DB) ([]string, error) {
 	m, err := Migrator(db)
 	if err != nil {
