@@ -29,7 +29,8 @@ type Config struct {
 	// (embedded.NewRedis) per harness, closed when the test ends.
 	Redis redis.UniversalClient
 	// Namespace isolates the harness on a shared Redis. Default "flowtest"
-	// on the in-process Redis, "flowtest-<random>" on Config.Redis.
+	// on the in-process Redis, "flowtest-<random>" on Config.Redis, deleted
+	// when the test ends.
 	Namespace string
 	// Start is the fake clock's starting time. Default 2026-01-01T00:00:00Z.
 	Start time.Time
@@ -173,6 +174,7 @@ func NewWithConfig(t testing.TB, cfg *Config, steps ...flow.Step) *Harness {
 	if cfg != nil {
 		c = *cfg
 	}
+	ownNamespace := c.Namespace == ""
 	c = c.WithDefaults()
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
@@ -202,6 +204,14 @@ func NewWithConfig(t testing.TB, cfg *Config, steps ...flow.Step) *Harness {
 		t.Fatalf("flowtest: %v", err)
 	}
 	h.client = client
+	if c.Redis != nil && ownNamespace {
+		// the namespace is the harness's own: remove it when the test ends
+		dev := fc
+		dev.Development, dev.Logger = true, slog.New(slog.NewTextHandler(io.Discard, nil))
+		if cleaner, err := flow.NewClient(rdb, &dev); err == nil {
+			t.Cleanup(func() { _, _ = cleaner.Clear(context.Background()) })
+		}
+	}
 	h.Register(steps...)
 	return h
 }

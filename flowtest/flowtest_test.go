@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sort"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/flow"
@@ -419,4 +421,63 @@ func TestAssertionsReportWhatHappened(t *testing.T) {
 	} {
 		require.Contains(t, tb.catch(c.fn), c.want)
 	}
+}
+
+func TestOnRealRedis(t *testing.T) {
+	t.Parallel()
+	url := os.Getenv("REDIS_URL")
+	if url == "" {
+		url = "redis://127.0.0.1:6379/0"
+	}
+	opt, err := redis.ParseURL(url)
+	require.NoError(t, err)
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { _ = rdb.Close() })
+
+	var ns string
+	t.Run("diamond and backoff", func(t *testing.T) {
+		h := flowtest.NewWithConfig(t, &flowtest.Config{Redis: rdb}, joinStep, flowtest.FailsFirst[Email](2, errors.New("busy"), "sent"))
+		ns = h.Client().Config().Namespace
+		require.True(t, strings.HasPrefix(ns, "flowtest-"), ns)
+		g := diamond(0)
+		g.Add(Email{To: "x"}, &flow.NodeOpts{ID: "mail"}).After(g.Nodes()[3])
+		h.Run(g)
+		h.RequireSucceeded("a", "b", "c", "d", "mail")
+		h.RequireOrder("a", "b", "c", "d", "mail")
+		h.RequireAttempts("mail", 3)
+		require.Equal(t, 6*time.Second, h.Elapsed())
+	})
+	keys, err := rdb.Keys(context.Background(), "trellis:{"+ns+"}:*").Result()
+	require.NoError(t, err)
+	require.Empty(t, keys, "the harness removes its namespace")
+}
+
+func TestConcurrency(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	running, most := 0, 0
+	step := flowtest.Wrap(joinStep, func(ctx context.Context, sc *flow.StepContext, next flowtest.Next) (json.RawMessage, error) {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return next(ctx)
+	})
+	h := flowtest.NewWithConfig(t, &flowtest.Config{Concurrency: 3}, step)
+	g := flow.New()
+	root := task(g, "root", nil)
+	var leaves []*flow.Node
+	for i := range 9 {
+		leaves = append(leaves, task(g, fmt.Sprintf("leaf-%d", i), nil).After(root))
+	}
+	task(g, "sink", nil).After(leaves...)
+	h.Run(g)
+	h.RequireSucceeded("root", "sink")
+	h.RequireOrder("root", "leaf-4", "sink")
+	require.LessOrEqual(t, most, 3)
+	require.Len(t, h.Runs(), 11)
 }
