@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // peerDir finds bench/peers/<name> next to this source file (go run) or
@@ -125,6 +126,8 @@ func (b *bench) asynq(ctx context.Context, n, c int) (Result, error) {
 		"-n", itoa(n), "-concurrency", itoa(c), "-redis", b.opt.redisURL, "-queue", queue, "-enqueuers", itoa(enqueuers))
 }
 
+const peerTimeout = 15 * time.Minute
+
 // peerLine is one line a peer prints on stdout: progress or a result.
 type peerLine struct {
 	Progress *int64  `json:"progress"`
@@ -133,6 +136,10 @@ type peerLine struct {
 }
 
 func (b *bench) runPeer(ctx context.Context, engine, scenario string, c int, dir, name string, args ...string) (Result, error) {
+	// A peer that hangs (a job that keeps failing, a lost connection) is
+	// killed rather than waited for.
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir, cmd.Stderr = dir, b.stderr
 	out, err := cmd.StdoutPipe()
