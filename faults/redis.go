@@ -22,6 +22,9 @@ type Server struct {
 	Port int    // the port it listens on (the TLS port when it serves TLS only)
 	Dir  string // its working directory: AOF, RDB, nodes.conf and the log
 	args []string
+	// ready is the log line that says the server serves; default
+	// "Ready to accept connections" (logged after the AOF is loaded).
+	ready string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -105,7 +108,11 @@ func (s *Server) PID() int {
 
 func (s *Server) start() {
 	s.t.Helper()
-	ready := strings.Count(s.Log(), "Ready to accept connections")
+	marker := s.ready
+	if marker == "" {
+		marker = "Ready to accept connections"
+	}
+	ready := strings.Count(s.Log(), marker)
 	cmd := exec.Command("redis-server", s.args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -120,7 +127,7 @@ func (s *Server) start() {
 	// Ready is logged after the AOF is loaded, so a restarted server has its
 	// data back before the test goes on.
 	deadline := time.Now().Add(20 * time.Second)
-	for strings.Count(s.Log(), "Ready to accept connections") <= ready {
+	for strings.Count(s.Log(), marker) <= ready {
 		select {
 		case <-exited:
 			s.t.Fatalf("faults: redis-server %v exited at start: %s\n%s", s.args, out.String(), tail(s.Log(), 2000))
