@@ -90,15 +90,15 @@ func FuzzDecode(f *testing.F) {
 // acyclic graphs of valid, unique IDs; its order puts parents first; its
 // externals are the parents outside the graph; a cycle it names is real.
 func FuzzValidate(f *testing.F) {
-	f.Add("a,b,c,d", []byte{1, 0, 2, 0, 3, 1, 3, 2})         // diamond
-	f.Add("a,b,c", []byte{0, 1, 1, 2, 2, 0})                 // cycle a←b←c←a
-	f.Add("a,b", []byte{0, 0})                               // self-dependency
-	f.Add("a,a", []byte{})                                   // duplicate
-	f.Add("a,b", []byte{1, 4, 0, 5, 1, 5})                   // external parents
-	f.Add("x\x00y,\"q\"<b>", []byte{1, 0})                   // control character, quotes, HTML
-	f.Add("", []byte{})                                      // one empty ID
+	f.Add("a,b,c,d", []byte{1, 0, 2, 0, 3, 1, 3, 2})           // diamond
+	f.Add("a,b,c", []byte{0, 1, 1, 2, 2, 0})                   // cycle a←b←c←a
+	f.Add("a,b", []byte{0, 0})                                 // self-dependency
+	f.Add("a,a", []byte{})                                     // duplicate
+	f.Add("a,b", []byte{1, 4, 0, 5, 1, 5})                     // external parents
+	f.Add("x\x00y,\"q\"<b>", []byte{1, 0})                     // control character, quotes, HTML
+	f.Add("", []byte{})                                        // one empty ID
 	f.Add("n0,n1,n2,n3,n4,n5", []byte{5, 4, 4, 3, 3, 2, 2, 1}) // chain, given backwards
-	f.Add("a,b", []byte{1, 0, 1, 0})                         // a parent listed twice
+	f.Add("a,b", []byte{1, 0, 1, 0})                           // a parent listed twice
 	f.Fuzz(func(t *testing.T, idList string, edges []byte) {
 		ids := strings.Split(idList, ",")
 		if len(ids) > 64 || len(edges) > 512 {
