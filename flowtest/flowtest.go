@@ -53,10 +53,11 @@ type Config struct {
 	// DefaultQueue, MaxPayload, Development). Its Namespace, Logger and
 	// Clock are replaced by the harness's.
 	Client flow.Config
-	// Runner sets the runner's other fields (Lease, StallLimit,
-	// DefaultTimeout, Backoffs, Jitter, Observer, …). Its Concurrency,
-	// Queues, IdleWait, RetainAge, RetainCount and Logger are replaced by
-	// the harness's.
+	// Runner sets the runner's other fields (StallLimit, DefaultTimeout,
+	// Backoffs, Jitter, Observer, …). Its Concurrency, Queues, IdleWait,
+	// RetainAge, RetainCount and Logger are replaced by the harness's. Its
+	// Lease defaults to an hour of fake time, so moving the clock while a
+	// step runs does not expire the step's lease.
 	Runner runner.Config
 }
 
@@ -113,7 +114,10 @@ func (c *Clock) Now() time.Time {
 	return c.now
 }
 
-// Advance moves the clock forward by d (a negative d is ignored).
+// Advance moves the clock forward by d (a negative d is ignored). Run,
+// Wait and Drain move it themselves; call Advance between them, or from a
+// step to make it look slow. Moving it past a running step's lease
+// (Config.Runner.Lease, an hour by default) makes the step look stalled.
 func (c *Clock) Advance(d time.Duration) {
 	if d <= 0 {
 		return
@@ -287,6 +291,11 @@ func (h *Harness) start() {
 	rc.Concurrency, rc.Queues, rc.Logger = h.cfg.Concurrency, h.cfg.Queues, h.cfg.Logger
 	// The runner sleeps in real time; the harness moves the fake clock.
 	rc.IdleWait = 5 * time.Millisecond
+	// Leases run on the fake clock: a long one lets a step or the test
+	// move the clock while steps run without their leases expiring.
+	if rc.Lease == 0 {
+		rc.Lease = time.Hour
+	}
 	// Keep finished flows, however far the fake clock moves, for assertions.
 	rc.RetainAge, rc.RetainCount = -1, -1
 	r, err := runner.New(h.client, &rc)

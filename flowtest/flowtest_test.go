@@ -481,3 +481,23 @@ func TestConcurrency(t *testing.T) {
 	require.LessOrEqual(t, most, 3)
 	require.Len(t, h.Runs(), 11)
 }
+
+func TestAdvanceInsideAStep(t *testing.T) {
+	t.Parallel()
+	var h *flowtest.Harness
+	slow := flowtest.Wrap(joinStep, func(ctx context.Context, sc *flow.StepContext, next flowtest.Next) (json.RawMessage, error) {
+		h.Clock().Advance(10 * time.Minute) // a slow step, in fake time
+		return next(ctx)
+	})
+	h = flowtest.New(t, slow)
+	g := flow.New()
+	a := task(g, "a", nil)
+	task(g, "b", nil).After(a)
+	h.Run(g)
+	h.RequireSucceeded("a", "b")
+	h.RequireAttempts("a", 1)
+	require.Equal(t, 20*time.Minute, h.Elapsed())
+	require.Equal(t, 10*time.Minute, h.RunsOf("b")[0].At.Sub(h.RunsOf("a")[0].At))
+	j := h.Job("a")
+	require.Equal(t, 10*time.Minute, j.FinishedAt().Sub(j.StartedAt()))
+}
