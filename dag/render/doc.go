@@ -46,6 +46,16 @@
 // A job that a node depends on but that belongs to an earlier flow is drawn
 // as a white dashed box labelled "earlier job".
 //
+// # Expanded nodes
+//
+// A node whose step added a sub-graph (the full plan save) finishes when
+// that sub-graph does, and the store records that by linking the
+// sub-graph's sinks to it. The pictures draw it the way people think of it
+// instead: a dashed indigo edge from the expanded node to each root of its
+// sub-graph ("expanded into"), and no edges back; its label says
+// "expanded". A node ID that starts with the flow's ID shows the rest after
+// "…/"; IDs too long for MaxLabel lose their middle, not their end.
+//
 // # Collapsing
 //
 // A flow of thousands of nodes is unreadable. Siblings — nodes with the same

@@ -48,6 +48,9 @@ func writeDOT(w io.Writer, v *view, o Options) error {
 		if v.nodes[e[0]].kind != kindNode || v.nodes[e[1]].kind != kindNode {
 			attrs["style"] = "dashed"
 		}
+		if v.spawn[e] {
+			attrs["style"], attrs["color"], attrs["arrowhead"] = "dashed", "#6366F1", "vee"
+		}
 		if err := g.AddEdge(keys[e[0]], keys[e[1]], graph.EdgeAttributes(attrs)); err != nil {
 			return fmt.Errorf("render: edge %q → %q: %w", v.nodes[e[0]].name, v.nodes[e[1]].name, err)
 		}

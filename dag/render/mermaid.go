@@ -53,7 +53,7 @@ func Mermaid(w io.Writer, f *dag.Flow, opts *Options) error {
 	}
 	for _, e := range v.edges {
 		arrow := "-->"
-		if v.nodes[e[0]].kind != kindNode || v.nodes[e[1]].kind != kindNode {
+		if v.nodes[e[0]].kind != kindNode || v.nodes[e[1]].kind != kindNode || v.spawn[e] {
 			arrow = "-.->"
 		}
 		fmt.Fprintf(bw, "  n%d %s n%d\n", e[0], arrow, e[1])

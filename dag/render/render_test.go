@@ -189,7 +189,7 @@ func TestLabels(t *testing.T) {
 	o := (&Options{MaxLabel: 20}).WithDefaults()
 	n := node("phase-2", "WORKOUT_PHASE_CREATE", dag.Failed, 2, 3)
 	n.Error = &dag.ErrorInfo{Message: "\n  connection refused by the database server at 10.0.0.1\nstack"}
-	require.Equal(t, []string{"phase-2", "WORKOUT_PHASE_CREATE", "failed · attempt 2/3", "connection refused…"}, labelOf(n, o))
+	require.Equal(t, []string{"phase-2", "WORKOUT_PHASE_CREATE", "failed · attempt 2/3", "connection refused…"}, labelOf(n, "", o))
 	require.Equal(t, "a b \uFFFD", clean("a\nb\t\x00"))
 	require.Equal(t, "ab\uFFFD", clean("ab\xff"))
 }
@@ -429,4 +429,64 @@ func TestWriteFiles(t *testing.T) {
 
 	_, err = WriteFiles(context.Background(), dir, "../x", f, nil)
 	require.ErrorContains(t, err, "plain name")
+}
+
+// expandedFlow is what the store holds after a full save expanded: the
+// sub-graph's sinks list the expanded node as a child, and a node that
+// waited for the save lists it as a parent.
+func expandedFlow() *dag.Flow {
+	save := node("f/save", "WORKOUT_PLAN_FULL_SAVE", dag.Blocked, 1, 3)
+	save.Expanded = true
+	p1 := node("f/phase/1", "WORKOUT_PHASE_CREATE", dag.Succeeded, 1, 3)
+	p2 := node("f/phase/2", "WORKOUT_PHASE_CREATE", dag.Succeeded, 1, 3)
+	s1 := node("f/session/1", "WORKOUT_SESSION_CREATE", dag.Succeeded, 1, 3, p1.ID)
+	// A nested expansion: s2 added x1, whose sink joins s2.
+	s2 := node("f/session/2", "WORKOUT_SESSION_CREATE", dag.Blocked, 1, 3, p2.ID)
+	s2.Expanded = true
+	x1 := node("f/x/1", "WORKOUT_EXERCISE_CREATE", dag.Active, 1, 3)
+	x1.Children = []string{s2.ID}
+	s1.Children = []string{save.ID}
+	s2.Children = []string{save.ID}
+	p1.Children = []string{s1.ID}
+	p2.Children = []string{s2.ID}
+	after := node("f/notify", "NOTIFICATION", dag.Blocked, 0, 1, save.ID)
+	save.Children = []string{after.ID}
+	return &dag.Flow{ID: "f", Nodes: []*dag.Node{p1, p2, s1, x1, s2, save, after}}
+}
+
+func TestExpansionIsDrawnFromTheExpandedNode(t *testing.T) {
+	t.Parallel()
+	v, err := build(expandedFlow(), (&Options{}).WithDefaults())
+	require.NoError(t, err)
+	var order []string
+	for _, vn := range v.nodes {
+		order = append(order, vn.name)
+	}
+	require.Equal(t, []string{"f/save", "f/phase/1", "f/phase/2", "f/session/1", "f/session/2", "f/x/1", "f/notify"}, order)
+	type edge struct {
+		from, to string
+		spawn    bool
+	}
+	var edges []edge
+	for _, e := range v.edges {
+		edges = append(edges, edge{v.nodes[e[0]].name, v.nodes[e[1]].name, v.spawn[e]})
+	}
+	require.ElementsMatch(t, []edge{
+		{"f/save", "f/phase/1", true}, {"f/save", "f/phase/2", true},
+		{"f/phase/1", "f/session/1", false}, {"f/phase/2", "f/session/2", false},
+		{"f/session/2", "f/x/1", true},
+		{"f/save", "f/notify", false},
+	}, edges)
+	require.Equal(t, "…/save", v.nodes[0].lines[0], "the flow's ID is not repeated")
+
+	var dot bytes.Buffer
+	require.NoError(t, DOT(&dot, expandedFlow(), nil))
+	require.Contains(t, dot.String(), `"f/save" -> "f/phase/1" [ arrowhead="vee", arrowsize="0.7", color="#6366F1", style="dashed",  weight=0 ];`)
+}
+
+func TestCutMiddle(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "short", cutMiddle("short", 10))
+	require.Equal(t, "0123…89abcdef", cutMiddle("0123456789abcdef", 13))
+	require.Len(t, []rune(cutMiddle(strings.Repeat("x", 100), 48)), 48)
 }

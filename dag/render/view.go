@@ -38,6 +38,9 @@ type view struct {
 	summary string // "10 nodes: 3 succeeded · 1 failed · …", the legend in words
 	nodes   []*vnode
 	edges   [][2]int
+	// spawn marks the edges from an expanded node to the roots of the
+	// sub-graph it added: "expanded into", not "must finish before".
+	spawn map[[2]int]bool
 }
 
 // build lays out f: it orders the nodes parents first, collapses large
@@ -46,7 +49,7 @@ func build(f *dag.Flow, o Options) (*view, error) {
 	if f == nil {
 		return nil, errors.New("render: nil flow")
 	}
-	v := &view{title: o.Title}
+	v := &view{title: o.Title, spawn: map[[2]int]bool{}}
 	if v.title == "" {
 		v.title = "flow " + f.ID
 	}
@@ -89,6 +92,7 @@ func build(f *dag.Flow, o Options) (*view, error) {
 			}
 		}
 	}
+	spawned := rewireExpansions(nodes, byID, parents)
 	names := make(map[string]bool, len(nodes))
 	for _, n := range nodes {
 		names[n.ID] = true
@@ -135,11 +139,14 @@ func build(f *dag.Flow, o Options) (*view, error) {
 		return i
 	}
 	seen := map[[2]int]bool{}
-	link := func(from, to int) {
+	link := func(from, to int, spawn bool) {
 		e := [2]int{from, to}
 		if from != to && !seen[e] {
 			seen[e] = true
 			v.edges = append(v.edges, e)
+		}
+		if spawn {
+			v.spawn[e] = true
 		}
 	}
 	moreCount := 0
@@ -179,8 +186,8 @@ func build(f *dag.Flow, o Options) (*view, error) {
 					from = append(from, source(p))
 				}
 				g.more = add(&vnode{kind: kindMore, name: name, state: n.State, typ: n.Type})
-				for _, s := range from {
-					link(s, g.more)
+				for j, s := range from {
+					link(s, g.more, spawned[[2]string{ps[j], n.ID}])
 				}
 			}
 			v.nodes[g.more].more++
@@ -192,10 +199,10 @@ func build(f *dag.Flow, o Options) (*view, error) {
 		for _, p := range ps {
 			from = append(from, source(p))
 		}
-		i := add(&vnode{kind: kindNode, name: n.ID, state: n.State, typ: n.Type, lines: labelOf(n, o)})
+		i := add(&vnode{kind: kindNode, name: n.ID, state: n.State, typ: n.Type, lines: labelOf(n, f.ID, o)})
 		index[n.ID] = i
-		for _, s := range from {
-			link(s, i)
+		for j, s := range from {
+			link(s, i, spawned[[2]string{ps[j], n.ID}])
 		}
 	}
 	for _, vn := range v.nodes {
@@ -257,8 +264,13 @@ func topo(nodes []*dag.Node, parents map[string][]string, byID map[string]*dag.N
 }
 
 // labelOf is the text of a node's box, one element per line.
-func labelOf(n *dag.Node, o Options) []string {
-	lines := []string{cut(clean(n.ID), o.MaxLabel), cut(clean(n.Type), o.MaxLabel)}
+func labelOf(n *dag.Node, flowID string, o Options) []string {
+	id := n.ID
+	// Node IDs often start with the flow's, which the title shows.
+	if rest, ok := strings.CutPrefix(id, flowID+"/"); ok && flowID != "" && rest != "" {
+		id = "…/" + rest
+	}
+	lines := []string{cutMiddle(clean(id), o.MaxLabel), cut(clean(n.Type), o.MaxLabel)}
 	status := cut(clean(string(n.State)), o.MaxLabel)
 	if n.Attempts > 0 {
 		status += fmt.Sprintf(" · attempt %d/%d", n.Attempt, n.Attempts)
@@ -301,6 +313,18 @@ func clean(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// cutMiddle shortens s to at most max characters by replacing its middle
+// with "…": the ends of an ID tell it apart best.
+func cutMiddle(s string, max int) string {
+	r := []rune(s)
+	if len(r) <= max {
+		return s
+	}
+	head := (max - 1) / 3
+	tail := max - 1 - head
+	return string(r[:head]) + "…" + string(r[len(r)-tail:])
 }
 
 // cut shortens s to at most max characters, ending it with "…" if it was cut.
@@ -357,4 +381,78 @@ func summary(f *dag.Flow) string {
 		return "no nodes"
 	}
 	return fmt.Sprintf("%d %s: %s", total, noun, strings.Join(parts, " · "))
+}
+
+// rewireExpansions redraws expanded nodes. The store makes an expanded node
+// finish after its sub-graph by linking the sub-graph's sinks to it, which
+// drawn as is puts the node below the work it started. Instead the node
+// points at the sub-graph's roots ("expanded into") and the join edges are
+// dropped; its label says "expanded". It returns the new edges.
+func rewireExpansions(nodes []*dag.Node, byID map[string]*dag.Node, parents map[string][]string) map[[2]string]bool {
+	spawned := map[[2]string]bool{}
+	inFlow := func(id string) bool { _, ok := byID[id]; return ok }
+	for _, e := range nodes {
+		if !e.Expanded {
+			continue
+		}
+		own := make(map[string]bool, len(e.Parents))
+		for _, p := range e.Parents {
+			own[p] = true
+		}
+		var joins, keep []string
+		for _, p := range parents[e.ID] {
+			if !own[p] && inFlow(p) {
+				joins = append(joins, p)
+			} else {
+				keep = append(keep, p)
+			}
+		}
+		if len(joins) == 0 {
+			continue
+		}
+		// The sub-graph is what the joins hang on, short of e's ancestors;
+		// a nested expanded node's own joins belong to it, not to e.
+		ancestors := map[string]bool{e.ID: true}
+		for stack := slices.Clone(keep); len(stack) > 0; {
+			id := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if ancestors[id] || !inFlow(id) {
+				continue
+			}
+			ancestors[id] = true
+			stack = append(stack, parents[id]...)
+		}
+		sub := map[string]bool{}
+		for stack := joins; len(stack) > 0; {
+			id := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if sub[id] || ancestors[id] || !inFlow(id) {
+				continue
+			}
+			sub[id] = true
+			if n := byID[id]; n.Expanded {
+				stack = append(stack, n.Parents...)
+			} else {
+				stack = append(stack, parents[id]...)
+			}
+		}
+		parents[e.ID] = keep
+		for _, n := range nodes {
+			if !sub[n.ID] {
+				continue
+			}
+			root := true
+			for _, p := range parents[n.ID] {
+				if sub[p] {
+					root = false
+					break
+				}
+			}
+			if root {
+				parents[n.ID] = append(parents[n.ID], e.ID)
+				spawned[[2]string{e.ID, n.ID}] = true
+			}
+		}
+	}
+	return spawned
 }
