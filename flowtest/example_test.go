@@ -2,6 +2,7 @@ package flowtest_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -87,6 +88,33 @@ func ExampleHarness_Run_rateLimit() {
 	// mail-2 00:00:01
 	// mail-3 00:00:01
 	// mail-4 00:00:02
+}
+
+// Wrap a real step to inject a failure into its first attempt, and check
+// that the default backoff (2s) passed on the fake clock.
+func ExampleWrap() {
+	t := &exampleT{}
+	defer t.done()
+	send := flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Email) (string, error) {
+		return "sent to " + m.To, nil
+	})
+	flaky := flowtest.Wrap(send, func(ctx context.Context, sc *flow.StepContext, next flowtest.Next) (json.RawMessage, error) {
+		if sc.Attempt == 1 {
+			return nil, errors.New("SMTP timeout")
+		}
+		return next(ctx)
+	})
+	h := flowtest.New(t, flaky)
+	g := flow.New()
+	g.Add(Email{To: "ana@example.com"}, &flow.NodeOpts{ID: "welcome"})
+	h.Run(g)
+
+	h.RequireAttempts("welcome", 2)
+	var res string
+	h.Result("welcome", &res)
+	fmt.Println(res, "after", h.Elapsed())
+	// Output:
+	// sent to ana@example.com after 2s
 }
 
 // exampleT stands in for the *testing.T that a real test passes to New.
