@@ -60,7 +60,11 @@
 //
 // A flow of thousands of nodes is unreadable. Siblings — nodes with the same
 // parents, message type and state — are drawn one by one up to
-// [Options].MaxSiblings; a larger group shows its first MaxSiblings-1 members
-// and one "+N more" node that stands for the rest. Nodes whose parents are
-// all hidden this way are hidden too, and counted on that node ("+M below").
+// [Options].MaxSiblings; a larger group shows MaxSiblings-1 members and one
+// "+N more" node that stands for the rest. The members shown are those with
+// the most urgent state in or below them (failed, then active, delayed,
+// cancelled, ready, blocked, skipped, succeeded), then the first ones, so a
+// failure deep in a large plan stays in the picture. Nodes whose parents are
+// all hidden this way are hidden too, and counted on that node ("+M below",
+// with their states when they differ from the group's).
 package render

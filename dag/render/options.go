@@ -5,9 +5,9 @@ import "fmt"
 // Options steer a picture. A nil *Options means the defaults.
 type Options struct {
 	// MaxSiblings is how many siblings (nodes with the same parents, message
-	// type and state) are drawn one by one. A larger group shows its first
-	// MaxSiblings-1 members and one "+N more" node. Default 8; a negative
-	// value never collapses.
+	// type and state) are drawn one by one. A larger group shows
+	// MaxSiblings-1 members (those with trouble below them first) and one
+	// "+N more" node. Default 8; a negative value never collapses.
 	MaxSiblings int
 	// MaxLabel is the most characters of one label line (an ID, an error, a
 	// reason) before it is cut with "…". Default 48; at least 8.

@@ -155,7 +155,7 @@ func TestCollapse(t *testing.T) {
 	for _, m := range more {
 		labels[m.typ] = m.lines
 	}
-	require.Equal(t, []string{"+9 more", "WORKOUT_PHASE_CREATE", "succeeded", "+567 below"}, labels["WORKOUT_PHASE_CREATE"])
+	require.Equal(t, []string{"+9 more", "WORKOUT_PHASE_CREATE", "succeeded", "+567 below", "540 ready · 27 succeeded"}, labels["WORKOUT_PHASE_CREATE"])
 	require.Equal(t, []string{"+17 more", "WORKOUT_EXERCISE_CREATE", "ready"}, labels["WORKOUT_EXERCISE_CREATE"])
 	// Every drawn box is reachable from the plan: no edge was lost.
 	require.Len(t, v.edges, len(v.nodes)-1)
@@ -489,4 +489,30 @@ func TestCutMiddle(t *testing.T) {
 	require.Equal(t, "short", cutMiddle("short", 10))
 	require.Equal(t, "0123…89abcdef", cutMiddle("0123456789abcdef", 13))
 	require.Len(t, []rune(cutMiddle(strings.Repeat("x", 100), 48)), 48)
+}
+
+func TestCollapseKeepsTroubleInSight(t *testing.T) {
+	t.Parallel()
+	f := bigFlow(6, 2, 2)
+	// One exercise of the last phase failed; its siblings were cancelled.
+	var failed *dag.Node
+	for _, n := range f.Nodes {
+		if strings.HasPrefix(n.ID, "phase-5/session-1/ex-") {
+			n.State = dag.Cancelled
+		}
+		if n.ID == "phase-5/session-1/ex-0" {
+			failed = n
+		}
+	}
+	failed.State = dag.Failed
+	v, err := build(f, (&Options{MaxSiblings: 3}).WithDefaults())
+	require.NoError(t, err)
+	names := map[string]bool{}
+	for _, vn := range v.nodes {
+		names[vn.name] = true
+	}
+	require.True(t, names["phase-5"], "the phase with the failure below is drawn")
+	require.True(t, names["phase-5/session-1/ex-0"], "the failure is drawn")
+	require.True(t, names["phase-0"], "then the first phase")
+	require.False(t, names["phase-1"])
 }

@@ -22,13 +22,14 @@ const (
 
 // vnode is one box of the picture.
 type vnode struct {
-	kind  kind
-	name  string // unique: the node's ID, or a synthetic name for kindMore
-	state dag.State
-	typ   string
-	lines []string // plain text: sanitized, cut, not yet escaped
-	more  int      // kindMore: collapsed siblings
-	below int      // kindMore: hidden descendants
+	kind   kind
+	name   string // unique: the node's ID, or a synthetic name for kindMore
+	state  dag.State
+	typ    string
+	lines  []string          // plain text: sanitized, cut, not yet escaped
+	more   int               // kindMore: collapsed siblings
+	below  int               // kindMore: hidden descendants
+	hidden map[dag.State]int // kindMore: hidden descendants by state
 }
 
 // view is the picture of a flow before it is written in some format: boxes
@@ -111,14 +112,34 @@ func build(f *dag.Flow, o Options) (*view, error) {
 		slices.Sort(ps)
 		return n.Type + "\x00" + string(n.State) + "\x00" + strings.Join(ps, "\x00")
 	}
+	order := topo(nodes, parents, byID)
 	keys := make(map[string]string, len(nodes))
-	for _, n := range nodes {
+	members := map[string][]*dag.Node{}
+	for _, n := range order {
 		k := keyOf(n)
 		keys[n.ID] = k
 		if groups[k] == nil {
 			groups[k] = &group{more: -1}
 		}
 		groups[k].size++
+		members[k] = append(members[k], n)
+	}
+	// A group too large to draw shows the members whose subtrees hold the
+	// most urgent states (a failure below a succeeded phase), then the
+	// first ones.
+	shown := map[string]bool{}
+	if o.MaxSiblings > 0 {
+		score := urgency(order, parents, byID)
+		for _, ms := range members {
+			if len(ms) <= o.MaxSiblings {
+				continue
+			}
+			ms = slices.Clone(ms)
+			slices.SortStableFunc(ms, func(a, b *dag.Node) int { return score[b.ID] - score[a.ID] })
+			for _, n := range ms[:o.MaxSiblings-1] {
+				shown[n.ID] = true
+			}
+		}
 	}
 
 	index := map[string]int{} // drawn node or external parent → view index
@@ -150,7 +171,7 @@ func build(f *dag.Flow, o Options) (*view, error) {
 		}
 	}
 	moreCount := 0
-	for _, n := range topo(nodes, parents, byID) {
+	for _, n := range order {
 		ps := parents[n.ID]
 		hiddenAbove, inFlow := -1, 0
 		for _, p := range ps {
@@ -169,11 +190,12 @@ func build(f *dag.Flow, o Options) (*view, error) {
 		}
 		if inFlow > 0 && hiddenAbove >= 0 {
 			v.nodes[hiddenAbove].below++
+			v.nodes[hiddenAbove].hidden[n.State]++
 			rep[n.ID] = hiddenAbove
 			continue
 		}
 		g := groups[keys[n.ID]]
-		if o.MaxSiblings > 0 && g.size > o.MaxSiblings && g.shown >= o.MaxSiblings-1 {
+		if o.MaxSiblings > 0 && g.size > o.MaxSiblings && !shown[n.ID] {
 			if g.more < 0 {
 				moreCount++
 				name := fmt.Sprintf("more-%d", moreCount)
@@ -185,7 +207,7 @@ func build(f *dag.Flow, o Options) (*view, error) {
 				for _, p := range ps {
 					from = append(from, source(p))
 				}
-				g.more = add(&vnode{kind: kindMore, name: name, state: n.State, typ: n.Type})
+				g.more = add(&vnode{kind: kindMore, name: name, state: n.State, typ: n.Type, hidden: map[dag.State]int{}})
 				for j, s := range from {
 					link(s, g.more, spawned[[2]string{ps[j], n.ID}])
 				}
@@ -210,6 +232,18 @@ func build(f *dag.Flow, o Options) (*view, error) {
 			vn.lines = []string{fmt.Sprintf("+%d more", vn.more), cut(clean(vn.typ), o.MaxLabel), cut(clean(string(vn.state)), o.MaxLabel)}
 			if vn.below > 0 {
 				vn.lines = append(vn.lines, fmt.Sprintf("+%d below", vn.below))
+				// Say what is hidden below when it is not all like the group.
+				if len(vn.hidden) > 1 || vn.hidden[vn.state] == 0 {
+					var parts []string
+					for _, st := range dag.States {
+						if c := vn.hidden[st]; c > 0 {
+							parts = append(parts, fmt.Sprintf("%d %s", c, st))
+						}
+					}
+					if len(parts) > 0 {
+						vn.lines = append(vn.lines, cut(strings.Join(parts, " · "), o.MaxLabel))
+					}
+				}
 			}
 		}
 	}
@@ -455,4 +489,30 @@ func rewireExpansions(nodes []*dag.Node, byID map[string]*dag.Node, parents map[
 		}
 	}
 	return spawned
+}
+
+// urgency scores each node by the most urgent state in it and below it, so
+// that collapsing keeps trouble in sight.
+func urgency(order []*dag.Node, parents map[string][]string, byID map[string]*dag.Node) map[string]int {
+	rank := map[dag.State]int{
+		dag.Failed: 7, dag.Active: 6, dag.Delayed: 5, dag.Cancelled: 4,
+		dag.Ready: 3, dag.Blocked: 2, dag.Skipped: 1, dag.Succeeded: 0,
+	}
+	score := make(map[string]int, len(order))
+	for _, n := range order {
+		r, ok := rank[n.State]
+		if !ok {
+			r = 4
+		}
+		score[n.ID] = max(score[n.ID], r)
+	}
+	for i := len(order) - 1; i >= 0; i-- {
+		n := order[i]
+		for _, p := range parents[n.ID] {
+			if _, ok := byID[p]; ok {
+				score[p] = max(score[p], score[n.ID])
+			}
+		}
+	}
+	return score
 }
