@@ -3,7 +3,9 @@ package schema
 import (
 	"database/sql"
 	"fmt"
+	"net/url"
 	"strings"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"github.com/uptrace/bun"
@@ -11,6 +13,9 @@ import (
 
 	"github.com/trellisflow/trellis/embedded"
 )
+
+// PostgresIdleConns is how many idle connections Open keeps to PostgreSQL.
+const PostgresIdleConns = 64
 
 // Open connects to the database named by rawURL:
 //
@@ -23,10 +28,15 @@ import (
 func Open(rawURL string) (*bun.DB, error) {
 	switch {
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
-		sqldb, err := sql.Open("pgx", rawURL)
+		sqldb, err := sql.Open("pgx", withSimpleProtocol(rawURL))
 		if err != nil {
 			return nil, fmt.Errorf("schema: open PostgreSQL: %w", err)
 		}
+		// database/sql keeps 2 idle connections by default: under a runner
+		// with tens of concurrent steps, every other step would pay for a
+		// new PostgreSQL connection. Keep what the load used, for a while.
+		sqldb.SetMaxIdleConns(PostgresIdleConns)
+		sqldb.SetConnMaxIdleTime(5 * time.Minute)
 		return bun.NewDB(sqldb, pgdialect.New()), nil
 	case rawURL == "sqlite::memory:":
 		return embedded.OpenSQLite(":memory:")
@@ -38,6 +48,23 @@ func Open(rawURL string) (*bun.DB, error) {
 		return embedded.OpenSQLite(strings.TrimPrefix(rawURL, "file:"))
 	}
 	return nil, fmt.Errorf("schema: unsupported database URL %q: want postgres://…, sqlite://… or a .db file", redact(rawURL))
+}
+
+// withSimpleProtocol makes pgx send bun's queries with the simple protocol
+// unless the URL chooses a mode. bun inlines every value into the SQL text,
+// so pgx's default (prepare and cache each distinct statement) would spend
+// an extra round trip preparing nearly every query and churn its cache.
+func withSimpleProtocol(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return rawURL // pgx reports the problem
+	}
+	q := u.Query()
+	if q.Get("default_query_exec_mode") == "" {
+		q.Set("default_query_exec_mode", "simple_protocol")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
 }
 
 // redact hides a password in a URL for error messages.
