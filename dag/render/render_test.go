@@ -478,6 +478,9 @@ func TestExpansionIsDrawnFromTheExpandedNode(t *testing.T) {
 		{"f/save", "f/notify", false},
 	}, edges)
 	require.Equal(t, "…/save", v.nodes[0].lines[0], "the flow's ID is not repeated")
+	n := node("f/x", "T", dag.Cancelled, 0, 1)
+	n.Reason = "parent f/session/2 failed"
+	require.Equal(t, "parent …/session/2 failed", labelOf(n, "f", (&Options{}).WithDefaults())[3])
 
 	var dot bytes.Buffer
 	require.NoError(t, DOT(&dot, expandedFlow(), nil))

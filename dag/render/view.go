@@ -315,11 +315,17 @@ func labelOf(n *dag.Node, flowID string, o Options) []string {
 		status += " · expanded"
 	}
 	lines = append(lines, status)
+	short := func(s string) string { // reasons name nodes by their full IDs
+		if flowID != "" {
+			s = strings.ReplaceAll(s, flowID+"/", "…/")
+		}
+		return cut(clean(firstLine(s)), o.MaxLabel)
+	}
 	switch {
 	case n.State == dag.Failed && n.Error != nil && firstLine(n.Error.Message) != "":
-		lines = append(lines, cut(clean(firstLine(n.Error.Message)), o.MaxLabel))
+		lines = append(lines, short(n.Error.Message))
 	case n.Reason != "":
-		lines = append(lines, cut(clean(firstLine(n.Reason)), o.MaxLabel))
+		lines = append(lines, short(n.Reason))
 	}
 	return lines
 }
