@@ -128,3 +128,31 @@ func TestOpenRejectsUnknownURLs(t *testing.T) {
 	_, err = schema.Migrate(context.Background(), db)
 	require.NoError(t, err)
 }
+
+func TestOpenSQLiteURLForms(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, u := range []string{
+		"sqlite://" + dir + "/a.db",
+		"sqlite:" + dir + "/b.db",
+		"file:" + dir + "/c.db",
+		dir + "/d.sqlite",
+	} {
+		db, err := schema.Open(u)
+		require.NoError(t, err, u)
+		_, err = schema.Migrate(context.Background(), db)
+		require.NoError(t, err, u)
+		require.Equal(t, "sqlite", db.Dialect().Name().String(), u)
+		var fk int
+		require.NoError(t, db.QueryRowContext(context.Background(), "PRAGMA foreign_keys").Scan(&fk))
+		require.Equal(t, 1, fk, "%s: foreign keys on, so deletes cascade", u)
+		require.NoError(t, db.Close())
+	}
+	// The file persists: reopening finds the migrations applied.
+	db, err := schema.Open("sqlite://" + dir + "/a.db")
+	require.NoError(t, err)
+	defer db.Close()
+	names, err := schema.Migrate(context.Background(), db)
+	require.NoError(t, err)
+	require.Empty(t, names)
+}

@@ -133,7 +133,10 @@ func TestFullPlanSaveEndToEnd(t *testing.T) {
 				exercises.Step = s
 			}
 		}
-		e.Start(nil, stepsWith(map[string]flow.Step{workout.TypeExerciseCreate: exercises}, steps)...)
+		// Two runners share the work, as two worker processes would.
+		for range 2 {
+			e.Start(nil, stepsWith(map[string]flow.Step{workout.TypeExerciseCreate: exercises}, steps)...)
+		}
 
 		f := e.Wait(job.ID)
 		require.Len(t, f.Nodes, 1+4+4*5+4*5*6)
