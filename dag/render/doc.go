@@ -4,7 +4,9 @@
 //
 //   - [DOT]: Graphviz's DOT language, produced through
 //     github.com/dominikbraun/graph's draw package;
-//   - [Mermaid]: a Mermaid flowchart, for Markdown and dashboards;
+//   - [Mermaid]: a Mermaid flowchart, for Markdown and dashboards (Mermaid
+//     refuses diagrams past 500 edges by default: keep MaxSiblings small
+//     for large flows);
 //   - [SVG]: laid out and drawn by Graphviz through github.com/goccy/go-graphviz
 //     (Graphviz compiled to WebAssembly; no cgo, nothing to install);
 //   - [PNG]: that SVG drawn in Go (golang.org/x/image, Go Regular font),
