@@ -8,8 +8,10 @@
 //		h.RequireOrder("plan", "phase-1")
 //	}
 //
-// Run enqueues a graph and returns when every node is terminal. Whenever no
-// node is ready or running, the harness moves the fake clock straight to the
+// Run enqueues a graph and returns when every node is terminal; RunJob does
+// the same for one message, Wait for a flow enqueued through Client, and
+// Drain for everything in the namespace. Whenever no node can be claimed
+// and none is running, the harness moves the fake clock straight to the
 // next delayed node's due time, so delays and retry backoffs (2s, 4s, 8s…)
 // take no real time; Elapsed reports the fake time that passed. Steps run
 // one at a time by default, in the engine's order (priority, then ready
@@ -21,7 +23,11 @@
 // run is recorded (Runs, RunsOf) and checked with RequireRan, RequireNotRan,
 // RequireSucceeded, RequireState, RequireOrder, RequireAttempts and Result.
 //
-// A Run that does not finish — a paused queue, a node in a queue the
-// harness does not serve, a step that never returns — fails the test after
-// Config.Timeout with the state of every node.
+// Rate limits (Client().SetLimit) run on the fake clock too: when every
+// ready node waits for its type's next window, the clock moves to it.
+//
+// A Run that cannot finish — its nodes wait in a paused queue or one the
+// harness does not serve — fails the test at once; one that does not finish
+// within Config.Timeout of real time (a step that never returns) fails
+// then. Either way the message lists the state of every node.
 package flowtest

@@ -371,6 +371,23 @@ func (h *Harness) Run(g *flow.Graph) *flow.FlowInfo {
 	return h.Wait(res.FlowID)
 }
 
+// RunJob enqueues msg as a job of its own (Client.Add: opts may be nil,
+// after names jobs enqueued earlier), runs until it is finished, and
+// returns it. It is the way to test one step.
+func (h *Harness) RunJob(msg flow.Message, opts *flow.NodeOpts, after ...string) *flow.Job {
+	h.t.Helper()
+	g := flow.New()
+	n := g.Add(msg, opts).AfterJob(after...)
+	f := h.Run(g)
+	for _, j := range f.Nodes {
+		if j.ID == n.ID() {
+			return j
+		}
+	}
+	h.t.Fatalf("flowtest: job %q is missing from its flow", n.ID())
+	return nil
+}
+
 // Wait runs the enqueued flow flowID until every node is terminal, like
 // Run, and returns it.
 func (h *Harness) Wait(flowID string) *flow.FlowInfo {

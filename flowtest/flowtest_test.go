@@ -501,3 +501,16 @@ func TestAdvanceInsideAStep(t *testing.T) {
 	j := h.Job("a")
 	require.Equal(t, 10*time.Minute, j.FinishedAt().Sub(j.StartedAt()))
 }
+
+func TestRunJob(t *testing.T) {
+	t.Parallel()
+	h := flowtest.New(t, joinStep)
+	plan := h.RunJob(Task{Name: "plan"}, &flow.NodeOpts{ID: "plan"})
+	require.Equal(t, flow.Succeeded, plan.State)
+	require.JSONEq(t, `"plan"`, string(plan.Result))
+
+	phase := h.RunJob(Task{Name: "phase"}, nil, "plan")
+	require.Equal(t, flow.Succeeded, phase.State)
+	require.JSONEq(t, `"phase(plan)"`, string(phase.Result))
+	require.Equal(t, []string{"plan"}, phase.Parents)
+}
