@@ -18,6 +18,8 @@ const (
 	Healthy  Status = "healthy"
 	Warning  Status = "warning"
 	Critical Status = "critical"
+	// Info marks a finding that does not change the status.
+	Info Status = "info"
 )
 
 func (s Status) rank() int {
@@ -202,7 +204,7 @@ func (h *Handler) Health(ctx context.Context, r *http.Request) (*Health, error) 
 	switch {
 	case perr != nil:
 		m.MaxmemoryPolicy = "unknown"
-		add("redis_maxmemory_policy", Healthy, "Make sure Redis runs with maxmemory-policy noeviction.",
+		add("redis_maxmemory_policy", Info, "Make sure Redis runs with maxmemory-policy noeviction.",
 			"could not read maxmemory-policy: %s", perr.Error())
 	default:
 		m.MaxmemoryPolicy = policy

@@ -51,4 +51,7 @@ if ! psql -h 127.0.0.1 -U postgres -d test -qtAc 'SELECT 1' >/dev/null 2>&1; the
   log "cannot connect to postgres://postgres@127.0.0.1:5432/test (trust auth expected)"
   exit 1
 fi
+# --- Chromium: the dashboard's browser test (cmd/trellis) drives it --------
+command -v chromium >/dev/null || apt_install chromium
+
 log "Redis and PostgreSQL are up"

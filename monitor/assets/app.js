@@ -348,7 +348,7 @@ async function initQueueTest() {
   let types = Object.keys(SAMPLES);
   try {
     const t = await api("api/types");
-    if (t.types.length) types = t.types.filter((x) => x in SAMPLES).concat(t.types.filter((x) => !(x in SAMPLES)));
+    if (t.types.length) types = types.filter((x) => t.types.includes(x)).concat(t.types.filter((x) => !(x in SAMPLES)));
   } catch (_) { /* keep the built-in list */ }
   for (const t of types) sel.append(el("option", { value: t }, t));
   const ta = document.getElementById("message");
