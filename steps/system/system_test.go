@@ -301,7 +301,7 @@ func TestEmailIsSentOnceAcrossCrashes(t *testing.T) {
 		require.Len(t, srv.Messages(), 1)
 		// ...and the doomed runner never reports.
 
-		e.Start(&runner.Config{Concurrency: 4, Lease: lease, IdleWait: 50 * time.Millisecond}, steps...)
+		e.Start(&runner.Config{Concurrency: 4, Lease: 10 * time.Second, IdleWait: 50 * time.Millisecond}, steps...)
 		e.Wait(job.ID)
 		j := e.Job(job.ID)
 		require.Equal(t, flow.Succeeded, j.State)

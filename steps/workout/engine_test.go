@@ -249,7 +249,7 @@ func TestFullPlanSaveCrashAfterCommit(t *testing.T) {
 		require.Zero(t, steptest.Count(t, e.DB, "workout_phases", ""), "the expansion was lost with the runner")
 
 		// A healthy runner takes over after the lease expires.
-		e.Start(&runner.Config{Concurrency: 8, Lease: lease, IdleWait: 50 * time.Millisecond}, workout.Steps(e.DB)...)
+		e.Start(&runner.Config{Concurrency: 8, Lease: 10 * time.Second, IdleWait: 50 * time.Millisecond}, workout.Steps(e.DB)...)
 		f := e.Wait(job.ID)
 		root := e.Job(job.ID)
 		require.Equal(t, flow.Succeeded, root.State)
