@@ -2,7 +2,7 @@
 GO ?= go
 TEST_FLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: test services vet unit build bench fuzz test-faults test-cluster
+.PHONY: test services vet unit build bench fuzz test-faults test-cluster test-load
 
 test: services vet unit
 
@@ -37,3 +37,8 @@ test-cluster:
 	./scripts/redis-cluster.sh start
 	REDIS_CLUSTER_ADDRS=$$(./scripts/redis-cluster.sh addrs) $(GO) test $(TEST_FLAGS) -run '/redis$$' ./runner/; \
 		status=$$?; ./scripts/redis-cluster.sh stop; exit $$status
+
+# About 200,000 nodes through four `trellis worker` processes on Redis and
+# PostgreSQL (several minutes; not part of make test).
+test-load: services
+	$(GO) test -tags load -count=1 -timeout 40m -run '^TestLoad200k$$' -v ./faults
