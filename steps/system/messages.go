@@ -51,12 +51,18 @@ type Email struct {
 	Body    string `json:"body"`
 }
 
-// DataSync exports a plan's whole tree as a JSON snapshot (in the shape of
-// WORKOUT_PLAN_FULL_SAVE, so a snapshot can be saved back) and records the run.
+// DataSync moves a plan's whole tree in or out as a JSON snapshot in the
+// shape of WORKOUT_PLAN_FULL_SAVE, and records the run.
+//
+// Export (the default) reads the plan and stores the snapshot. Import
+// restores the snapshot of an earlier export run (RunID, the export job's
+// ID) of the same plan: the job expands into a full plan save of it.
 type DataSync struct {
 	PlanID string `json:"planId"`
-	// Direction is "export", the default and the only one.
+	// Direction is "export" (the default) or "import".
 	Direction string `json:"direction,omitempty"`
+	// RunID is the export run an import restores; required for imports.
+	RunID string `json:"runId,omitempty"`
 }
 
 func (Test) MessageType() string         { return TypeTest }
@@ -130,10 +136,16 @@ func (m DataSync) Validate() error {
 	if err := required("planId", m.PlanID); err != nil {
 		return err
 	}
-	if m.Direction != "" && m.Direction != "export" {
-		return flow.FieldError("direction", "%q is not export", m.Direction)
+	switch m.Direction {
+	case "", "export":
+		if m.RunID != "" {
+			return flow.FieldError("runId", "is only for imports")
+		}
+		return nil
+	case "import":
+		return required("runId", m.RunID)
 	}
-	return nil
+	return flow.FieldError("direction", "%q is not export or import", m.Direction)
 }
 
 // RegisterTypes adds the five system message types to reg, for decoding

@@ -36,3 +36,9 @@ func SendEmail(ctx context.Context, c *flow.Client, to, subject, body, userID st
 func SendDataSync(ctx context.Context, c *flow.Client, planID, userID string) (flow.EnqueuedJob, error) {
 	return c.Add(ctx, DataSync{PlanID: planID, Direction: "export"}, &flow.NodeOpts{UserID: userID})
 }
+
+// SendDataRestore queues the import of export run runID (an earlier
+// DATA_SYNC export job's ID) back into plan planID.
+func SendDataRestore(ctx context.Context, c *flow.Client, planID, runID, userID string) (flow.EnqueuedJob, error) {
+	return c.Add(ctx, DataSync{PlanID: planID, Direction: "import", RunID: runID}, &flow.NodeOpts{UserID: userID})
+}

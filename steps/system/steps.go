@@ -71,7 +71,8 @@ type EmailResult struct {
 
 // DataSyncResult is what DATA_SYNC returns.
 type DataSyncResult struct {
-	RunID     string `json:"runId"`
+	RunID     string `json:"runId"` // this run: the job's ID
+	Direction string `json:"direction"`
 	PlanID    string `json:"planId"`
 	Phases    int    `json:"phases"`
 	Sessions  int    `json:"sessions"`
@@ -89,7 +90,7 @@ func Steps(db bun.IDB, opts Options) []flow.Step {
 		steprun.Step(db, userAction),
 		notificationStep(db, opts.Notifier),
 		emailStep(db, opts.Mailer),
-		steprun.Step(db, dataSync),
+		dataSyncStep(db),
 	}
 }
 
@@ -206,16 +207,71 @@ func emailStep(db bun.IDB, mailer Mailer) flow.Step {
 	})
 }
 
-func dataSync(ctx context.Context, tx bun.Tx, sc *flow.StepContext, m DataSync) (DataSyncResult, error) {
-	snap, err := Snapshot(ctx, tx, m.PlanID)
-	if err != nil {
-		return DataSyncResult{}, err
-	}
+// RestoreNodeID is the ID of the full plan save an import expands into.
+func RestoreNodeID(jobID string) string { return jobID + "/restore" }
+
+func dataSyncStep(db bun.IDB) flow.Step {
+	return flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m DataSync) (DataSyncResult, error) {
+		if m.Direction != "import" {
+			res, _, err := steprun.Do(ctx, db, sc, func(ctx context.Context, tx bun.Tx) (DataSyncResult, error) {
+				snap, err := Snapshot(ctx, tx, m.PlanID)
+				if err != nil {
+					return DataSyncResult{}, err
+				}
+				return recordRun(ctx, tx, sc.JobID, "export", snap)
+			})
+			return res, err
+		}
+		res, _, err := steprun.Do(ctx, db, sc, func(ctx context.Context, tx bun.Tx) (DataSyncResult, error) {
+			var src schema.DataSyncRun
+			if err := tx.NewSelect().Model(&src).Where("id = ? AND direction = ?", m.RunID, "export").Scan(ctx); err != nil {
+				if errors.Is(err, sql.ErrNoRows) {
+					// The export may still be queued: retry, like any missing parent.
+					return DataSyncResult{}, &workout.NotFoundError{Entity: "export run", ID: m.RunID}
+				}
+				return DataSyncResult{}, err
+			}
+			if src.PlanID != m.PlanID {
+				return DataSyncResult{}, flow.Permanent(flow.FieldError("runId", "run %s exported plan %s, not %s", m.RunID, src.PlanID, m.PlanID))
+			}
+			var snap workout.PlanFullSave
+			if err := json.Unmarshal([]byte(src.Snapshot), &snap); err != nil {
+				return DataSyncResult{}, flow.Permanent(fmt.Errorf("snapshot of run %s: %w", m.RunID, err))
+			}
+			return recordRun(ctx, tx, sc.JobID, "import", snap)
+		})
+		if err != nil {
+			return DataSyncResult{}, err
+		}
+		// The restore is read back from this run's own row, so a replay
+		// expands into the same full save as the first attempt did.
+		var run schema.DataSyncRun
+		if err := db.NewSelect().Model(&run).Where("id = ?", sc.JobID).Scan(ctx); err != nil {
+			return DataSyncResult{}, fmt.Errorf("read data sync run %s: %w", sc.JobID, err)
+		}
+		var snap workout.PlanFullSave
+		if err := json.Unmarshal([]byte(run.Snapshot), &snap); err != nil {
+			return DataSyncResult{}, flow.Permanent(fmt.Errorf("snapshot of run %s: %w", sc.JobID, err))
+		}
+		if err := snap.Validate(); err != nil {
+			return DataSyncResult{}, flow.Permanent(fmt.Errorf("snapshot of run %s: %w", m.RunID, err))
+		}
+		g := flow.New()
+		g.Add(snap, &flow.NodeOpts{ID: RestoreNodeID(sc.JobID), UserID: sc.Envelope.UserID, Metadata: sc.Envelope.Metadata})
+		if err := sc.Expand(g); err != nil {
+			return DataSyncResult{}, flow.Permanent(fmt.Errorf("expand restore: %w", err))
+		}
+		return res, nil
+	})
+}
+
+// recordRun stores a run with its snapshot and returns its result.
+func recordRun(ctx context.Context, tx bun.Tx, id, direction string, snap workout.PlanFullSave) (DataSyncResult, error) {
 	raw, err := json.Marshal(snap)
 	if err != nil {
 		return DataSyncResult{}, flow.Permanent(fmt.Errorf("encode snapshot: %w", err))
 	}
-	res := DataSyncResult{RunID: sc.JobID, PlanID: m.PlanID, Phases: len(snap.Phases), Bytes: len(raw)}
+	res := DataSyncResult{RunID: id, Direction: direction, PlanID: snap.PlanID, Phases: len(snap.Phases), Bytes: len(raw)}
 	for _, p := range snap.Phases {
 		res.Sessions += len(p.Sessions)
 		for _, s := range p.Sessions {
@@ -223,7 +279,7 @@ func dataSync(ctx context.Context, tx bun.Tx, sc *flow.StepContext, m DataSync) 
 		}
 	}
 	_, err = tx.NewInsert().Model(&schema.DataSyncRun{
-		ID: sc.JobID, PlanID: m.PlanID, Direction: "export", Phases: res.Phases, Sessions: res.Sessions,
+		ID: id, PlanID: snap.PlanID, Direction: direction, Phases: res.Phases, Sessions: res.Sessions,
 		Exercises: res.Exercises, Snapshot: string(raw), CreatedAt: time.Now().UTC(),
 	}).Exec(ctx)
 	return res, err

@@ -229,6 +229,38 @@ func TestSystemSteps(t *testing.T) {
 		require.Equal(t, want, snap)
 		require.NoError(t, snap.Validate(), "a snapshot is a valid full save")
 
+		// Import: an unknown run is retryable (its export may be queued), a
+		// run of another plan is a permanent error naming runId, and a good
+		// one records the run and expands into a full save of the snapshot.
+		_, _, err = r.Run(ctx, "imp-0", 1, system.DataSync{PlanID: "p1", Direction: "import", RunID: "nope"})
+		require.True(t, errors.As(err, &nf), "%v", err)
+		require.Equal(t, "export run", nf.Entity)
+		require.False(t, flow.IsPermanent(err))
+		_, _, err = r.Run(ctx, "imp-1", 1, system.DataSync{PlanID: "other", Direction: "import", RunID: "sync-1"})
+		requireBadField(t, err, "runId")
+		raw, sc, err := r.Run(ctx, "imp-2", 1, system.DataSync{PlanID: "p1", Direction: "import", RunID: "sync-1"})
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(raw, &res))
+		require.Equal(t, []any{"import", 2, 1, 2}, []any{res.Direction, res.Phases, res.Sessions, res.Exercises})
+		specs, _, err := sc.Expansion()
+		require.NoError(t, err)
+		require.Len(t, specs, 1)
+		require.Equal(t, []string{system.RestoreNodeID("imp-2"), workout.TypePlanFullSave}, []string{specs[0].ID, specs[0].Type})
+		_, sc, err = r.Run(ctx, "imp-2", 2, system.DataSync{PlanID: "p1", Direction: "import", RunID: "sync-1"})
+		require.NoError(t, err)
+		specs2, _, err := sc.Expansion()
+		require.NoError(t, err)
+		data := func(payload []byte) string {
+			var env flow.Envelope
+			require.NoError(t, json.Unmarshal(payload, &env))
+			return string(env.Data)
+		}
+		require.Equal(t, specs[0].ID, specs2[0].ID)
+		require.JSONEq(t, data(specs[0].Payload), data(specs2[0].Payload), "a replay restores the same snapshot")
+		var restored workout.PlanFullSave
+		require.NoError(t, json.Unmarshal([]byte(data(specs[0].Payload)), &restored))
+		require.Equal(t, want, restored)
+
 		// Bad data: permanent, names the field, writes nothing.
 		before := steptest.Snapshot(t, db)
 		for _, c := range []struct{ typ, data, field string }{
@@ -238,6 +270,8 @@ func TestSystemSteps(t *testing.T) {
 			{system.TypeEmail, `{"to":"not-an-address","subject":"s","body":"b"}`, "to"},
 			{system.TypeEmail, `{"to":"a@example.com","subject":"s\r\nBcc: x@example.com","body":"b"}`, "subject"},
 			{system.TypeDataSync, `{"planId":"p1","direction":"sideways"}`, "direction"},
+			{system.TypeDataSync, `{"planId":"p1","direction":"import"}`, "runId"},
+			{system.TypeDataSync, `{"planId":"p1","runId":"x"}`, "runId"},
 		} {
 			_, _, err := r.RunRaw(ctx, "bad-"+c.typ, 1, c.typ, []byte(c.data))
 			requireBadField(t, err, c.field)
@@ -364,10 +398,23 @@ func TestSendersThroughTheEngine(t *testing.T) {
 		require.NoError(t, json.Unmarshal(j.Result, &res))
 		require.Equal(t, []int{1, 1, 1}, []int{res.Phases, res.Sessions, res.Exercises})
 
+		// Change the plan, then restore the export: the tree is back.
+		done(workout.QueuePhaseDelete(ctx, e.Client, workout.PhaseDelete{PlanID: "p", PhaseID: "ph"}, nil))
+		require.Zero(t, steptest.Count(t, e.DB, "workout_exercises", ""))
+		restore := done(system.SendDataRestore(ctx, e.Client, "p", j.ID, "user-1"))
+		require.True(t, restore.Expanded)
+		require.NoError(t, json.Unmarshal(restore.Result, &res))
+		require.Equal(t, "import", res.Direction)
+		require.Equal(t, flow.Succeeded, e.Job(system.RestoreNodeID(restore.ID)).State)
+		snap, err := system.Snapshot(ctx, e.DB, "p")
+		require.NoError(t, err)
+		require.Equal(t, full, snap, "restored")
+
 		require.Equal(t, 1, steptest.Count(t, e.DB, "user_actions", "user_id = ? AND action = ?", "user-1", "login"))
 		require.Len(t, notifier.deliveries(), 1)
 		require.Len(t, srv.Messages(), 1)
-		require.Equal(t, 1, steptest.Count(t, e.DB, "data_sync_runs", "plan_id = ?", "p"))
+		require.Equal(t, 1, steptest.Count(t, e.DB, "data_sync_runs", "plan_id = ? AND direction = ?", "p", "export"))
+		require.Equal(t, 1, steptest.Count(t, e.DB, "data_sync_runs", "plan_id = ? AND direction = ?", "p", "import"))
 	})
 }
 
