@@ -487,6 +487,7 @@ func TestMetrics(t *testing.T) {
 	require.Contains(t, body, `trellis_jobs{`+ns+`,queue="default",state="cancelled",type="ECHO"} 1`)
 	require.Contains(t, body, `trellis_steps_total{`+ns+`,outcome="fail",type="ECHO"} 1`)
 	require.Contains(t, body, `trellis_step_duration_seconds_count{`+ns+`,outcome="ok",type="ECHO"} 1`)
+	require.Contains(t, body, `trellis_queue_wait_seconds_count{`+ns+`,type="ECHO"} 2`)
 	require.Contains(t, body, `trellis_redis_up{`+ns+`} 1`)
 	require.Contains(t, body, `trellis_stalled_jobs{`+ns+`} 0`)
 	require.Contains(t, body, "go_goroutines")

@@ -83,10 +83,9 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 }
 
-// StepStarted records how long the job waited between ready and started
-// (when the runner reports it).
+// StepStarted records how long the job waited between ready and started.
 func (m *Metrics) StepStarted(job *dag.Claimed, queuedFor time.Duration) {
-	if queuedFor > 0 {
+	if queuedFor >= 0 {
 		m.wait.WithLabelValues(job.Type).Observe(queuedFor.Seconds())
 	}
 }

@@ -122,6 +122,9 @@ func TestReadOnlyRefusesChanges(t *testing.T) {
 	// reading still works
 	require.Equal(t, http.StatusOK, e.get("/api/jobs/r1").Code)
 	require.Contains(t, e.get("/").Body.String(), "read-only")
+	require.Contains(t, e.get("/cleanup").Body.String(), "cleanup is not available")
+	require.NotContains(t, e.get("/cleanup").Body.String(), `id="clean-form"`)
+	require.NotContains(t, e.get("/queue-test").Body.String(), `id="enqueue-form"`)
 }
 
 func TestSecurityHeaders(t *testing.T) {

@@ -127,7 +127,6 @@ func TestDashboardInBrowser(t *testing.T) {
 	require.Greater(t, len(shot), 5000)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "flow.png"), shot, 0o600))
 
-
 	// the Graphviz drawing loads as an image
 	do(chromedp.Click(chromedp.CSS(`#rendered`)),
 		poll(`(() => { const i = document.getElementById('graph-img'); return !i.hidden && i.complete && i.naturalWidth > 0 })()`))

@@ -150,6 +150,9 @@ func TestErrorsNameTheFlag(t *testing.T) {
 		{[]string{"monitor", "--user", "ops"}, nil, "--user and --password"},
 		{[]string{"monitor", "--addr", "nonsense"}, nil, `--addr "nonsense"`},
 		{[]string{"worker"}, nil, "no database: set DATABASE_URL or --database-url"},
+		{[]string{"monitor", "--threshold", "error-rate-warning=lots"}, nil, `--threshold error-rate-warning: "lots" is not a number`},
+		{[]string{"monitor", "--threshold", "bogus=1"}, nil, `unknown name "bogus"`},
+		{[]string{"monitor", "--threshold", "error-rate-warning=50", "--threshold", "error-rate-critical=10"}, nil, "ErrorRateWarning (50) is above ErrorRateCritical (10)"},
 	} {
 		c2 := *c
 		c2.env = append(append([]string{}, c.env...), tc.env...)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -201,6 +202,7 @@ var cmdMonitor = &command{
 type monitorFlags struct {
 	addr, token, user, password, basePath string
 	readOnly                              bool
+	thresholds                            stringList
 }
 
 func (c *cli) monitorFlags(fs *flag.FlagSet, defAddr string) *monitorFlags {
@@ -211,6 +213,9 @@ func (c *cli) monitorFlags(fs *flag.FlagSet, defAddr string) *monitorFlags {
 	fs.StringVar(&m.password, "password", "", "the basic-auth password (default $TRELLIS_PASSWORD)")
 	fs.StringVar(&m.basePath, "base-path", "", "serve under this path prefix, e.g. /trellis")
 	fs.BoolVar(&m.readOnly, "read-only", false, "refuse every state-changing request")
+	fs.Var(&m.thresholds, "threshold", "health threshold NAME=VALUE, repeatable: backlog-warning, backlog-critical, growth-warning,\n"+
+		"growth-critical (jobs/min), error-rate-warning, error-rate-critical (%), error-window, stalled-warning,\n"+
+		"stalled-critical, oldest-warning, oldest-critical, runner-timeout (durations like 5m)")
 	return m
 }
 
@@ -245,14 +250,19 @@ func (c *cli) monitorHandler(fs *flag.FlagSet, m *monitorFlags, e *env, metrics 
 		addr = net.JoinHostPort("127.0.0.1", port)
 		e.log.Warn("trellis monitor: no auth configured (--token or --user); listening on loopback only", "addr", addr)
 	}
+	th, err := parseThresholds(m.thresholds)
+	if err != nil {
+		return nil, "", err
+	}
 	reg := flow.NewRegistry()
 	registerTypes(reg)
 	h, err := monitor.New(e.client, monitor.Config{
-		Token: m.token, Username: m.user, Password: m.password, ReadOnly: m.readOnly,
+		Thresholds: th,
+		Token:      m.token, Username: m.user, Password: m.password, ReadOnly: m.readOnly,
 		Development: e.dev, Registry: reg, Metrics: metrics, Logger: e.log, BasePath: m.basePath,
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, "", usagef("%v", err) // a bad threshold or credential setting
 	}
 	var handler http.Handler = h
 	if m.basePath != "" {
@@ -383,4 +393,72 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 	err = r.Stop(sctx)
 	log.Info("trellis dev: stopped")
 	return err
+}
+
+// parseThresholds reads --threshold NAME=VALUE flags.
+func parseThresholds(list []string) (monitor.Thresholds, error) {
+	var t monitor.Thresholds
+	for _, kv := range list {
+		name, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return t, usagef("--threshold %q: want NAME=VALUE", kv)
+		}
+		num := func(dst *int64) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return usagef("--threshold %s: %q is not a whole number ≥ 0", name, v)
+			}
+			*dst = n
+			return nil
+		}
+		pct := func(dst *float64) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 {
+				return usagef("--threshold %s: %q is not a number ≥ 0", name, v)
+			}
+			*dst = f
+			return nil
+		}
+		dur := func(dst *time.Duration) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return usagef("--threshold %s: %q is not a positive duration", name, v)
+			}
+			*dst = d
+			return nil
+		}
+		var err error
+		switch name {
+		case "backlog-warning":
+			err = num(&t.BacklogWarning)
+		case "backlog-critical":
+			err = num(&t.BacklogCritical)
+		case "growth-warning":
+			err = pct(&t.GrowthWarning)
+		case "growth-critical":
+			err = pct(&t.GrowthCritical)
+		case "error-rate-warning":
+			err = pct(&t.ErrorRateWarning)
+		case "error-rate-critical":
+			err = pct(&t.ErrorRateCritical)
+		case "error-window":
+			err = dur(&t.ErrorWindow)
+		case "stalled-warning":
+			err = num(&t.StalledWarning)
+		case "stalled-critical":
+			err = num(&t.StalledCritical)
+		case "oldest-warning":
+			err = dur(&t.OldestWarning)
+		case "oldest-critical":
+			err = dur(&t.OldestCritical)
+		case "runner-timeout":
+			err = dur(&t.RunnerTimeout)
+		default:
+			err = usagef("--threshold %q: unknown name %q (see --help)", kv, name)
+		}
+		if err != nil {
+			return t, err
+		}
+	}
+	return t, nil
 }

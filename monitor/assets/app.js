@@ -287,6 +287,7 @@ async function nodePanel(id) {
 
 // ---- cleanup --------------------------------------------------------------
 function initCleanup() {
+  if (!document.getElementById("clean-form")) return; // read-only
   document.getElementById("clean-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const v = e.target.elements.olderThan.value;
@@ -345,6 +346,7 @@ function envelope(type) {
 const sent = [];
 async function initQueueTest() {
   const sel = document.getElementById("msg-type");
+  if (!sel) return; // read-only
   let types = Object.keys(SAMPLES);
   try {
     const t = await api("api/types");
@@ -374,6 +376,7 @@ async function initQueueTest() {
 }
 async function refreshSent() {
   const ids = sent.slice(0, 20);
+  if (!document.getElementById("sent")) { renderCounts(await api("api/queue-stats")); return; }
   await Promise.all(ids.map(async (s) => {
     try { const j = await api("api/jobs/" + encodeURIComponent(s.id)); s.state = j.state; s.flowId = j.flowId; s.error = j.error ? j.error.message : ""; } catch (_) { /* removed */ }
   }));
