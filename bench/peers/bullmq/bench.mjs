@@ -130,7 +130,9 @@ function startWorker(rec, concurrency) {
   }, { connection: conn(), prefix: opt.prefix, concurrency });
   worker.on('completed', () => rec.completed());
   worker.on('failed', (job, err) => {
+    // A no-op job that fails means the run is broken: stop rather than wait.
     console.error(`bullmq peer: job ${job && job.id} failed: ${err && err.message}`);
+    process.exit(1);
   });
   return worker;
 }
