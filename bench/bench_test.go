@@ -270,3 +270,25 @@ func TestOwnRedis(t *testing.T) {
 	require.Error(t, b.rdb.Ping(context.Background()).Err(), "the server is gone after stop")
 	b.rdb.Close()
 }
+
+// TestRunPeer checks the harness's side of the peers' protocol with a
+// stand-in peer: progress lines, stray output, one result line.
+func TestRunPeer(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no sh")
+	}
+	b := testBench(t)
+	script := `echo '{"progress":1,"total":2}'; echo 'not json'; echo '{"result":{"engine":"x","scenario":"chain","nodes":100,"ms_per_hop":0.5,"per_command":{"evalsha":2}}}'`
+	r, err := b.runPeer(context.Background(), "bullmq", "chain", 10, t.TempDir(), "sh", "-c", script)
+	require.NoError(t, err)
+	require.Equal(t, "bullmq", r.Engine, "the harness names the engine")
+	require.Equal(t, 0.5, r.MsPerHop)
+	require.Equal(t, 2.0, r.PerCommand["evalsha"])
+	require.Equal(t, b.redisVersion, r.RedisVersion)
+
+	_, err = b.runPeer(context.Background(), "bullmq", "chain", 10, t.TempDir(), "sh", "-c", "exit 3")
+	require.Error(t, err)
+	_, err = b.runPeer(context.Background(), "bullmq", "chain", 10, t.TempDir(), "sh", "-c", "echo '{}'")
+	require.ErrorContains(t, err, "no result")
+}
