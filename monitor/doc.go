@@ -52,8 +52,12 @@
 // # Cost
 //
 // The engine keeps per-state counters but no per-state index of jobs, so
-// /api/jobs and retry-failed SCAN the namespace's node hashes and read them
-// in pipelined batches: O(jobs kept) Redis work per request, bounded by
-// Config.ScanLimit. Retention (runner.Config.RetainAge/RetainCount) bounds
-// the number of jobs kept.
+// /api/jobs, /api/failures and retry-failed SCAN for the namespace's node
+// hashes (MATCH trellis:{ns}:n:*) and read the matches in pipelined batches
+// of 500. SCAN walks the whole Redis database, so one listing costs
+// O(keys in the database) on the server plus O(jobs kept) reads, bounded by
+// Config.ScanLimit; retention (runner.Config.RetainAge/RetainCount) bounds
+// the jobs kept. The dashboard's jobs and failed pages therefore refresh at
+// most every few seconds under a stream of events. Counts, stats, health,
+// job and flow detail and the event stream do not scan.
 package monitor

@@ -3,10 +3,14 @@ package monitor_test
 import (
 	"encoding/base64"
 	"net/http"
+	"net/http/httptest"
 	"testing"
+	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/monitor"
 )
 
@@ -148,4 +152,26 @@ func TestConfigValidation(t *testing.T) {
 	require.ErrorContains(t, err, "Config.BasePath")
 	_, err = monitor.New(nil, monitor.Config{})
 	require.ErrorContains(t, err, "nil client")
+}
+
+func TestReadyzWhenRedisIsDown(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer rdb.Close()
+	client, err := flow.NewClient(rdb, &flow.Config{Namespace: "down", Logger: quiet()})
+	require.NoError(t, err)
+	h, err := monitor.New(client, monitor.Config{Logger: quiet()})
+	require.NoError(t, err)
+	for path, want := range map[string]int{"/livez": http.StatusOK, "/readyz": http.StatusServiceUnavailable, "/api/queue-stats": http.StatusInternalServerError} {
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		r.RemoteAddr = "127.0.0.1:1234"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		require.Equal(t, want, w.Code, path)
+	}
+	r := httptest.NewRequest(http.MethodGet, "/readyz", nil)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	require.Contains(t, w.Body.String(), `"status":"unavailable"`)
+	require.Contains(t, w.Body.String(), "redis:")
 }

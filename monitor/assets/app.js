@@ -77,13 +77,17 @@ function jobRows(jobs) {
 const JOB_HEADERS = ["Job", "Type", "State", "Attempts", "Flow", "Updated", "Error / reason"];
 
 // ---- live updates -------------------------------------------------------
+// A burst of events makes one refresh; pages whose data costs a scan of
+// the store (jobs, failed) refresh at most every few seconds.
 let refreshTimer = null;
+let lastRefresh = 0;
 let onEvents = () => {};
-function live(refresh, filter) {
+function live(refresh, filter, every) {
   onEvents = (evs) => {
     if (filter && !evs.some(filter)) return;
-    clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(refresh, 250);
+    if (refreshTimer) return;
+    const wait = Math.max(250, (every || 0) - (Date.now() - lastRefresh));
+    refreshTimer = setTimeout(() => { refreshTimer = null; lastRefresh = Date.now(); refresh(); }, wait);
   };
 }
 function connect() {
@@ -388,8 +392,8 @@ async function refreshSent() {
 // ---- boot -----------------------------------------------------------------
 const pages = {
   overview: { render: overview },
-  failed: { render: failed },
-  jobs: { init: initJobs, render: jobs },
+  failed: { render: failed, every: 5000 },
+  jobs: { init: initJobs, render: jobs, every: 3000 },
   job: { render: job },
   flow: { init: () => { document.getElementById("rendered").onchange = () => render(); }, render: flowPage, filter: (e) => flowNodes.has(e.node) },
   cleanup: { init: initCleanup },
@@ -404,7 +408,7 @@ let render = () => {};
   if (p.init) await p.init();
   if (p.render && !(page === "job" && !document.getElementById("job-state"))) {
     render();
-    live(render, p.filter);
+    live(render, p.filter, p.every);
   }
   connect();
 })();
