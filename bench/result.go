@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"strings"
 )
 
 // Result is one scenario run by one engine. Float figures that do not apply
@@ -69,7 +70,7 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	for i := 0; i < v.NumField(); i++ {
 		name := t.Field(i).Tag.Get("json")
 		omitEmpty := false
-		if j := indexByte(name, ','); j >= 0 {
+		if j := strings.IndexByte(name, ','); j >= 0 {
 			omitEmpty = true
 			name = name[:j]
 		}
@@ -109,15 +110,6 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 	}
 	*r = Result(p)
 	return nil
-}
-
-func indexByte(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // medianOf merges the runs of one scenario: every figure is the median of
