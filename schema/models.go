@@ -123,9 +123,13 @@ type DataSyncRun struct {
 type StepRun struct {
 	bun.BaseModel `bun:"table:trellis_step_runs"`
 
-	JobID       string    `bun:"job_id,pk"`
-	MessageType string    `bun:"message_type"`
-	Attempt     int       `bun:"attempt"` // the attempt that committed
-	Result      string    `bun:"result"`  // JSON
-	CreatedAt   time.Time `bun:"created_at"`
+	JobID       string `bun:"job_id,pk"`
+	MessageType string `bun:"message_type"`
+	// EnqueuedAt is the envelope's timestamp (RFC 3339, UTC): it tells
+	// this job from an earlier one with the same ID that the engine has
+	// since forgotten (finished flows are trimmed, and IDs may be reused).
+	EnqueuedAt string    `bun:"enqueued_at"`
+	Attempt    int       `bun:"attempt"` // the attempt that committed
+	Result     string    `bun:"result"`  // JSON
+	CreatedAt  time.Time `bun:"created_at"`
 }

@@ -25,20 +25,30 @@ type Func[R any] func(ctx context.Context, tx bun.Tx) (R, error)
 
 // Do runs fn in a transaction on db together with the step-run record of
 // sc's job. If an earlier attempt of the job committed, Do returns that
-// attempt's stored result with replayed true and does not call fn. An error
+// attempt's stored result with replayed true and does not call fn. A record
+// left by an older job with the same ID (enqueued at another time, see
+// EnqueuedAt) does not count: the new job runs and replaces it. An error
 // from fn rolls everything back and is returned as is, so flow.Permanent and
 // flow.RetryAfter keep steering retries.
 func Do[R any](ctx context.Context, db bun.IDB, sc *flow.StepContext, fn Func[R]) (res R, replayed bool, err error) {
+	enqueuedAt := EnqueuedAt(sc)
 	err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		var prev schema.StepRun
 		err := tx.NewSelect().Model(&prev).Where("job_id = ?", sc.JobID).Limit(1).Scan(ctx)
 		switch {
-		case err == nil:
+		case err == nil && (prev.EnqueuedAt == enqueuedAt || prev.EnqueuedAt == ""):
 			replayed = true
 			if uerr := json.Unmarshal([]byte(prev.Result), &res); uerr != nil {
 				return flow.Permanent(fmt.Errorf("steprun: stored result of job %s: %w", sc.JobID, uerr))
 			}
 			return nil
+		case err == nil:
+			// The record of an earlier job that had this ID: this is a new
+			// job, so it runs, and its record replaces the old one.
+			if _, err := tx.NewDelete().Model((*schema.StepRun)(nil)).
+				Where("job_id = ? AND enqueued_at = ?", sc.JobID, prev.EnqueuedAt).Exec(ctx); err != nil {
+				return fmt.Errorf("steprun: drop stale record of job %s: %w", sc.JobID, err)
+			}
 		case !isNoRows(err):
 			return fmt.Errorf("steprun: read record of job %s: %w", sc.JobID, err)
 		}
@@ -55,7 +65,7 @@ func Do[R any](ctx context.Context, db bun.IDB, sc *flow.StepContext, fn Func[R]
 		// primary key refuses this one and the whole transaction rolls back;
 		// the retry then replays the winner's result.
 		_, err = tx.NewInsert().Model(&schema.StepRun{
-			JobID: sc.JobID, MessageType: sc.Type, Attempt: sc.Attempt,
+			JobID: sc.JobID, MessageType: sc.Type, EnqueuedAt: enqueuedAt, Attempt: sc.Attempt,
 			Result: string(raw), CreatedAt: time.Now().UTC(),
 		}).Exec(ctx)
 		if err != nil {
@@ -68,6 +78,13 @@ func Do[R any](ctx context.Context, db bun.IDB, sc *flow.StepContext, fn Func[R]
 		return zero, false, err
 	}
 	return res, replayed, nil
+}
+
+// EnqueuedAt is the incarnation mark of sc's job in its record: the
+// envelope's timestamp, which the engine sets when the job is enqueued and
+// keeps for its whole life.
+func EnqueuedAt(sc *flow.StepContext) string {
+	return sc.Envelope.Timestamp.UTC().Format(time.RFC3339Nano)
 }
 
 // Step builds the step of message type M whose handler runs inside Do.

@@ -150,3 +150,32 @@ func TestPrune(t *testing.T) {
 		require.NoError(t, err, "the recent record stays")
 	})
 }
+
+// A job ID used again by a new job (the engine forgot the old one: trimmed
+// flows, a cleared namespace) runs anew; only attempts of the same job
+// replay.
+func TestReusedJobIDRunsAgain(t *testing.T) {
+	schematest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		var calls atomic.Int32
+		r := steptest.New(t, []flow.Step{noteStep(db, &calls, nil, nil)})
+		raw1, sc1, err := r.Run(ctx, "j", 1, Note{Text: "hi"})
+		require.NoError(t, err)
+		r.Forget("j")
+		time.Sleep(time.Millisecond) // a distinct enqueue time
+		raw2, sc2, err := r.Run(ctx, "j", 1, Note{Text: "hi"})
+		require.NoError(t, err)
+		require.JSONEq(t, `{"text":"hi","count":1}`, string(raw1))
+		require.JSONEq(t, `{"text":"hi","count":2}`, string(raw2), "the new job ran")
+		require.Equal(t, 2, steptest.Count(t, db, "user_actions", ""))
+		rec, err := steprun.Record(ctx, db, "j")
+		require.NoError(t, err)
+		require.Equal(t, steprun.EnqueuedAt(sc2), rec.EnqueuedAt, "the new job's record replaced the old one")
+		require.NotEqual(t, steprun.EnqueuedAt(sc1), rec.EnqueuedAt)
+
+		raw3, _, err := r.Run(ctx, "j", 2, Note{Text: "hi"})
+		require.NoError(t, err)
+		require.JSONEq(t, string(raw2), string(raw3), "the new job's own retry replays")
+		require.Equal(t, int32(2), calls.Load())
+	})
+}

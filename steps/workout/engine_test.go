@@ -394,3 +394,29 @@ func TestQueueHelpers(t *testing.T) {
 		require.True(t, strings.Contains(err.Error(), "exercise.reps"), err.Error())
 	})
 }
+
+// A fixed job ID enqueued again after the engine forgot the first job (here
+// the namespace is cleared; in production finished flows are trimmed) is a
+// new job: its step runs instead of replaying the old job's record.
+func TestReusedJobIDAfterTheEngineForgot(t *testing.T) {
+	steptest.EachEngine(t, func(t *testing.T, e *steptest.Engine) {
+		ctx := context.Background()
+		e.Start(nil, workout.Steps(e.DB)...)
+		plan := workout.PlanCreate{PlanID: "p", Name: "P", ClientID: "c", TrainerID: "t", IsActive: true}
+		j, err := workout.QueuePlanCreate(ctx, e.Client, plan, &flow.NodeOpts{ID: workout.PlanCreateJobID("p")})
+		require.NoError(t, err)
+		e.Wait(j.ID)
+		_, err = e.DB.NewDelete().Model((*schema.Plan)(nil)).Where("id = ?", "p").Exec(ctx)
+		require.NoError(t, err)
+
+		_, err = e.Client.Clear(ctx)
+		require.NoError(t, err)
+		time.Sleep(time.Millisecond)
+		j, err = workout.QueuePlanCreate(ctx, e.Client, plan, &flow.NodeOpts{ID: workout.PlanCreateJobID("p")})
+		require.NoError(t, err)
+		require.False(t, j.Existed)
+		e.Wait(j.ID)
+		require.Equal(t, flow.Succeeded, e.Job(j.ID).State)
+		require.Equal(t, 1, steptest.Count(t, e.DB, "workout_plans", "id = ?", "p"), "the plan was created again")
+	})
+}

@@ -51,15 +51,38 @@ func Logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// Runner runs steps by message type.
+// Runner runs steps by message type. Every run of one job ID carries the
+// same envelope timestamp, as the attempts of one job do; Forget gives the
+// ID a new one, as a new job with a reused ID would have.
 type Runner struct {
 	Client *flow.Client
 	Steps  map[string]flow.Step
+
+	mu      sync.Mutex
+	stamped map[string]time.Time
+}
+
+// Forget makes the next run of jobID a new job with a new timestamp.
+func (r *Runner) Forget(jobID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.stamped, jobID)
+}
+
+func (r *Runner) stamp(jobID string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ts, ok := r.stamped[jobID]
+	if !ok {
+		ts = time.Now().UTC()
+		r.stamped[jobID] = ts
+	}
+	return ts
 }
 
 // New indexes steps by message type.
 func New(t testing.TB, steps ...[]flow.Step) *Runner {
-	r := &Runner{Client: Client(t), Steps: map[string]flow.Step{}}
+	r := &Runner{Client: Client(t), Steps: map[string]flow.Step{}, stamped: map[string]time.Time{}}
 	for _, list := range steps {
 		for _, s := range list {
 			r.Steps[s.MessageType()] = s
@@ -85,7 +108,7 @@ func (r *Runner) RunRaw(ctx context.Context, jobID string, attempt int, typ stri
 	if !ok {
 		return nil, nil, fmt.Errorf("steptest: no step for %s", typ)
 	}
-	payload, err := json.Marshal(flow.Envelope{MessageType: typ, Timestamp: time.Now().UTC(), UserID: "user-1", Data: data})
+	payload, err := json.Marshal(flow.Envelope{MessageType: typ, Timestamp: r.stamp(jobID), UserID: "user-1", Data: data})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,0 +1,1 @@
+ALTER TABLE trellis_step_runs DROP COLUMN enqueued_at
