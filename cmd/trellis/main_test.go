@@ -461,9 +461,18 @@ func TestWorkerRunsStepsAndDrainsOnSIGTERM(t *testing.T) {
 	resp.Body.Close()
 	require.Contains(t, string(body), `trellis_steps_total{namespace="`+c.ns+`",outcome="ok",type="WORKOUT_PLAN_CREATE"} 1`)
 
+	// SIGTERM while a step runs: the worker lets it finish, then exits 0
+	slow := `{"messageType":"TEST","timestamp":"2026-01-02T03:04:05Z","data":{"message":"slow","sleepMs":1500}}`
+	require.Equal(t, 0, c.run(slow, "enqueue", "--id", "slow-1").code)
+	require.Eventually(t, func() bool {
+		return strings.Contains(c.run("", "inspect", "slow-1").stdout, `"state": "active"`)
+	}, 15*time.Second, 50*time.Millisecond)
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	out.wait(t, `shutting down; draining running steps`, 10*time.Second)
 	out.wait(t, `trellis worker: stopped`, 15*time.Second)
 	require.Equal(t, 0, exitCode(t, exited))
+	r = c.run("", "inspect", "slow-1")
+	require.Contains(t, r.stdout, `"state": "succeeded"`, "the running step finished before the worker exited")
 }
 
 func TestMonitorServesAndStops(t *testing.T) {
