@@ -312,8 +312,9 @@ var cmdDev = &command{
 	usage:   "[flags]",
 	detail: `Uses REDIS_URL / --redis-url and DATABASE_URL / --database-url when given;
 otherwise an in-process Redis (nothing persisted) and a SQLite file in a
-temporary directory, removed on exit. Development mode is on: the monitor
-offers clear and remove. Not for production.`,
+temporary directory, removed on exit. Without --smtp-addr, EMAIL jobs are
+logged instead of sent. Development mode is on: the monitor offers clear
+and remove. Not for production.`,
 	run: runDev,
 }
 
@@ -336,6 +337,9 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 	log, err := c.logger(o)
 	if err != nil {
 		return err
+	}
+	if sysOpts.Mailer == nil {
+		sysOpts.Mailer = logMailer{log: log}
 	}
 	if _, from, _ := c.redisOptions(o); from == "default" {
 		er, err := embedded.NewRedis()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/smtp"
 	"os"
@@ -153,4 +154,14 @@ func runSavePlan(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 	return c.printJSON(out)
+}
+
+// logMailer is `trellis dev`'s mailer when no SMTP server is configured: it
+// logs each email instead of sending it.
+type logMailer struct{ log *slog.Logger }
+
+func (m logMailer) Send(ctx context.Context, e system.OutgoingEmail) error {
+	m.log.Info("trellis dev: email not sent (no --smtp-addr); logged instead",
+		"to", e.To, "subject", e.Subject, "message_id", e.MessageID, "bytes", len(e.Body))
+	return nil
 }
