@@ -37,7 +37,7 @@ var trellisCommands = []string{
 	// Go side
 	"evalsha", "eval", "script|load", "multi", "exec", "blpop", "scan", "type", "get",
 	"hgetall", "hget", "hmget", "hincrby", "exists", "smembers", "sadd", "srem",
-	"lpush", "ltrim", "lrange", "unlink", "pexpire",
+	"lpush", "ltrim", "lrange", "llen", "unlink", "pexpire",
 	"zrange", "zrangebyscore", "zcount", "xread", "xrevrange", "xlen",
 	// inside the scripts
 	"set", "hset", "hsetnx", "hdel", "sismember", "zadd", "zcard", "zpopmin", "zrem", "zremrangebyscore", "xadd",
