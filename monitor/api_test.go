@@ -3,6 +3,7 @@ package monitor_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -538,4 +539,25 @@ func TestFlowGraph(t *testing.T) {
 	page := e.get("/flows/" + id).Body.String()
 	require.Contains(t, page, `href="api/flows/g%2F%3C1%3E/graph.svg"`)
 	require.Contains(t, page, `data-id="g/&lt;1&gt;"`)
+}
+
+func TestHealthBacklogGrowth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{Thresholds: monitor.Thresholds{GrowthWarning: 50, GrowthCritical: 500, BacklogWarning: 100}})
+	hl := decode[monitor.Health](t, e.get("/api/admin/queue-health"))
+	require.Nil(t, hl.Metrics.GrowthPerMinute, "one sample measures no growth")
+
+	for i := range 150 {
+		e.add(fmt.Sprintf("g%03d", i), "x")
+	}
+	e.offset.Store(int64(2 * time.Minute))
+	hl = decode[monitor.Health](t, e.get("/api/admin/queue-health"))
+	require.NotNil(t, hl.Metrics.GrowthPerMinute)
+	require.InDelta(t, 75, *hl.Metrics.GrowthPerMinute, 1)
+	f := finding(hl, "backlog_growth")
+	require.NotNil(t, f)
+	require.Equal(t, monitor.Warning, f.Severity)
+	require.Contains(t, f.Reason, "grows by 75 jobs a minute")
+	require.Equal(t, monitor.Warning, finding(hl, "backlog").Severity)
+	require.EqualValues(t, 150, hl.Metrics.Backlog)
 }
