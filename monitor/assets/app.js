@@ -6,7 +6,6 @@ const body = document.body;
 const page = body.dataset.page;
 const pageID = body.dataset.id;
 const readOnly = body.dataset.readonly === "true";
-const development = body.dataset.development === "true";
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const STATES = ["blocked", "ready", "delayed", "active", "succeeded", "failed", "skipped", "cancelled"];
 
@@ -213,8 +212,7 @@ function jobActions(p, j) {
     p.append(el("button", { type: "button", onclick: () => act("api/jobs/" + enc + "/retry", "Retried " + j.id) }, "Retry"), " ");
   if (!terminal)
     p.append(el("button", { type: "button", onclick: () => act("api/jobs/" + enc + "/cancel", "Cancelled " + j.id) }, "Cancel"), " ");
-  if (terminal && development)
-    p.append(el("button", { type: "button", class: "danger", onclick: () => act("api/jobs/" + enc + "/remove", "Removed " + j.id) }, "Remove"));
+  // no Remove button yet: the engine has no per-flow delete (the API answers 501)
 }
 
 // ---- flow graph -----------------------------------------------------------
