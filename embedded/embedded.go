@@ -5,6 +5,7 @@ package embedded
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -22,7 +23,10 @@ func NewRedis() (*Redis, error) {
 	if err := srv.StartAddr("127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("embedded: start in-process Redis: %w", err)
 	}
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 64})
+	// The in-process server runs scripts under one lock; on a loaded machine
+	// a big script can take seconds, and a reply lost to a read timeout
+	// would strand claimed nodes until their lease expires.
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 64, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
 	return &Redis{srv: srv, client: client}, nil
 }
 

@@ -66,6 +66,7 @@ func realRedis(t *testing.T) redis.UniversalClient {
 			return
 		}
 		opt.PoolSize = 200
+		opt.ReadTimeout = 30 * time.Second // a starved CI machine must not lose replies
 		realRDB = redis.NewClient(opt)
 		realErr = realRDB.Ping(context.Background()).Err()
 	})

@@ -111,7 +111,10 @@ func (r *Runner) loop(ctx context.Context) {
 			for _, c := range res.Claimed {
 				r.launch(ctx, c, inflight)
 			}
-			idle = want > 0 && len(res.Claimed) == 0
+			// fewer than asked: the queues are drained (or limited, or
+			// paused), so wait for a result, a wake-up or the timer
+			// instead of asking again at once
+			idle = want > 0 && len(res.Claimed) < want
 			if maintain {
 				lastMaintain, nextDue = now, res.NextDue
 			}

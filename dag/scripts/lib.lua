@@ -427,12 +427,17 @@ local function commit()
   for k, d in pairs(COUNTS) do
     if d ~= 0 then redis.call('HINCRBY', P .. 'counts', k, d) end
   end
+  -- wake-up tokens for idle runners: at most 16 wait in a queue's list, so
+  -- while every runner is busy an enqueue costs one LLEN here
   for q, k in pairs(WAKE) do
     if not DRAINED[q] then
-    local tokens = {}
-    for i = 1, math.min(k, 16) do tokens[i] = '1' end
-    redis.call('LPUSH', P .. 'q:' .. q .. ':wake', unpack(tokens))
-    redis.call('LTRIM', P .. 'q:' .. q .. ':wake', 0, 63)
+      local key = P .. 'q:' .. q .. ':wake'
+      local room = 16 - redis.call('LLEN', key)
+      if room > 0 then
+        local tokens = {}
+        for i = 1, math.min(k, room) do tokens[i] = '1' end
+        redis.call('LPUSH', key, unpack(tokens))
+      end
     end
   end
   for key, n in pairs(RATE) do
