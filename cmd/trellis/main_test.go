@@ -520,3 +520,20 @@ func TestMonitorWithoutAuthBindsLoopback(t *testing.T) {
 	require.True(t, strings.HasPrefix(m[1], "http://127.0.0.1:"), m[1])
 	require.Contains(t, strings.Join(out.all, "\n"), "no auth configured")
 }
+
+func TestSeedRedisVariables(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	opt, err := redis.ParseURL(redisURL())
+	require.NoError(t, err)
+	host, port, ok := strings.Cut(opt.Addr, ":")
+	require.True(t, ok)
+	// REDIS_HOST / REDIS_PORT / REDIS_PASSWORD, as the seed configured Redis
+	c.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.dir, "TRELLIS_NAMESPACE=" + c.ns,
+		"REDIS_HOST=" + host, "REDIS_PORT=" + port, "REDIS_PASSWORD=" + opt.Password}
+	require.Equal(t, 0, c.run(planEnvelope, "enqueue", "--id", "seed-1").code)
+	r := c.run("", "inspect", "seed-1")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"type": "WORKOUT_PLAN_CREATE"`)
+
+}
