@@ -309,7 +309,6 @@ func (h *Handler) scanJobs(ctx context.Context, f JobFilter) (matches []*dag.Nod
 	return matches, scanned, truncated, nil
 }
 
-
 // ViewJob is a job as the API shows it, with payload, result and timeline.
 func ViewJob(n *dag.Node) JobView { return toView(n, true) }
 
