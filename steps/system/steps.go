@@ -342,3 +342,14 @@ func nonNil[T any](s []T) []T {
 	}
 	return s
 }
+
+// LogNotifier delivers notifications to a logger: for `trellis dev` and
+// demos, where there is no push service.
+func LogNotifier(l *slog.Logger) Notifier {
+	return NotifierFunc(func(ctx context.Context, id string, n Notification) error {
+		l.InfoContext(ctx, "notification", slog.String("id", id), slog.String("user", n.UserID),
+			slog.String("type", n.Type), slog.String("title", n.Title), slog.String("message", n.Message),
+			slog.String("actionUrl", n.ActionURL))
+		return nil
+	})
+}

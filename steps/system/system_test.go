@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"mime/quotedprintable"
 	"net/mail"
@@ -428,4 +429,33 @@ func TestEmailWithoutMailer(t *testing.T) {
 		require.Zero(t, steptest.Count(t, db, "email_outbox", ""))
 		require.Zero(t, steptest.Count(t, db, "trellis_step_runs", ""))
 	})
+}
+
+func TestLogNotifier(t *testing.T) {
+	schematest.Each(t, func(t *testing.T, db *bun.DB) {
+		var buf syncBuffer
+		r := steptest.New(t, system.Steps(db, system.Options{Notifier: system.LogNotifier(slog.New(slog.NewTextHandler(&buf, nil)))}))
+		raw, _, err := r.Run(context.Background(), "n", 1, system.Notification{UserID: "u", Title: "Done", Message: "Well done", Type: "success"})
+		require.NoError(t, err)
+		require.JSONEq(t, `{"id":"n","delivered":true}`, string(raw))
+		require.Contains(t, buf.String(), "title=Done")
+		require.Contains(t, buf.String(), "type=success")
+	})
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
