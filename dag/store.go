@@ -79,13 +79,55 @@ type Enqueued struct {
 // Enqueue writes a graph that Validate accepted, all or nothing. single
 // makes a one-node flow keyed by the node's own ID.
 func (s *Store) Enqueue(ctx context.Context, now time.Time, flowID string, single bool, specs []Spec, order []int) ([]Enqueued, error) {
-	args := []any{ms(now), flowID, boolArg(single), len(specs)}
-	args = appendNodes(args, specs, order, nil)
+	res, err := s.EnqueueBatch(ctx, now, []FlowWrite{{FlowID: flowID, Single: single, Specs: specs, Order: order}})
+	if err != nil {
+		return nil, err
+	}
+	return res[0].Nodes, res[0].Err
+}
+
+// FlowWrite is one graph to enqueue (see Enqueue).
+type FlowWrite struct {
+	FlowID string
+	Single bool
+	Specs  []Spec
+	Order  []int
+}
+
+// FlowWritten is the outcome of one FlowWrite. Err is the flow's own error
+// (a conflict, an unknown dependency), or ErrNotAttempted when an earlier
+// flow of the batch failed and this one was not written.
+type FlowWritten struct {
+	Nodes []Enqueued
+	Err   error
+}
+
+// ErrNotAttempted marks a flow of a batch that was not written because an
+// earlier one failed; enqueue it again.
+var ErrNotAttempted = errors.New("not attempted: an earlier flow of the batch failed")
+
+// EnqueueBatch writes several graphs in one script call, each all or
+// nothing. The error is for the call as a whole (Redis unreachable).
+func (s *Store) EnqueueBatch(ctx context.Context, now time.Time, flows []FlowWrite) ([]FlowWritten, error) {
+	args := []any{ms(now), len(flows)}
+	for _, f := range flows {
+		args = append(args, f.FlowID, boolArg(f.Single), len(f.Specs))
+		args = appendNodes(args, f.Specs, f.Order, nil)
+	}
 	res, err := s.run(ctx, s.scripts.enqueue, args)
 	if err != nil {
 		return nil, err
 	}
-	return parseInsert(res)
+	out := make([]FlowWritten, len(flows))
+	for i := range flows {
+		if i >= len(res) {
+			out[i].Err = ErrNotAttempted
+			continue
+		}
+		reply, _ := res[i].([]any)
+		out[i].Nodes, out[i].Err = parseInsert(reply)
+	}
+	return out, nil
 }
 
 // Expand completes the active node id (under token) by adding a sub-graph to

@@ -90,6 +90,7 @@ func (c Config) validate() error {
 type Client struct {
 	cfg   Config
 	store *dag.Store
+	batch batcher
 }
 
 // NewClient returns a client on rdb (any go-redis client: standalone,
@@ -144,7 +145,7 @@ func (c *Client) Enqueue(ctx context.Context, g *Graph) (_ *Enqueued, err error)
 			specs[i].Trace = tp
 		}
 	}
-	res, err := c.store.Enqueue(ctx, now, flowID, single, specs, order)
+	res, err := c.write(ctx, now, dag.FlowWrite{FlowID: flowID, Single: single, Specs: specs, Order: order})
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -509,4 +510,50 @@ func (h *harness) dump() map[string]string {
 	}
 	require.NoError(h.t, iter.Err())
 	return out
+}
+
+// Concurrent enqueues share script calls; each still gets its own result,
+// and a bad one neither fails nor blocks the others.
+func TestConcurrentEnqueuesCoalesce(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		_, err := h.client.Add(ctx, Task{Name: "taken"}, &flow.NodeOpts{ID: "taken"})
+		require.NoError(t, err)
+		const n = 300
+		errs := make([]error, n)
+		jobs := make([]flow.EnqueuedJob, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				switch i % 10 {
+				case 3: // a conflict
+					jobs[i], errs[i] = h.client.Add(ctx, Task{Name: "other"}, &flow.NodeOpts{ID: "taken"})
+				case 7: // an unknown dependency
+					jobs[i], errs[i] = h.client.Add(ctx, Task{Name: "orphan"}, &flow.NodeOpts{ID: fmt.Sprintf("orphan-%d", i)}, "ghost")
+				default:
+					jobs[i], errs[i] = h.client.Add(ctx, Task{Name: "ok"}, &flow.NodeOpts{ID: fmt.Sprintf("job-%d", i)})
+				}
+			}()
+		}
+		wg.Wait()
+		for i := range n {
+			switch i % 10 {
+			case 3:
+				require.ErrorIs(t, errs[i], flow.ErrConflict, i)
+			case 7:
+				require.ErrorIs(t, errs[i], flow.ErrUnknownDependency, i)
+				require.False(t, flow.IsNotFound(errs[i]))
+			default:
+				require.NoError(t, errs[i], i)
+				require.Equal(t, fmt.Sprintf("job-%d", i), jobs[i].ID)
+				require.Equal(t, flow.Ready, jobs[i].State)
+			}
+		}
+		require.Equal(t, n-2*n/10+1, h.keysLike("n:*"), "every good job and nothing else")
+		st, err := h.client.Stats(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, int64(n-2*n/10+1), st.Counts[flow.Ready])
+	})
 }

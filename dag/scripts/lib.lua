@@ -459,7 +459,7 @@ end
 -- (children within the batch; parents outside it are linked here).
 -- It validates everything before it writes anything, and returns
 -- {'ok', id, state, existed, ...} or {'conflict', id} or {'unknown', id, parent}.
-local function insert(flow, single, start, total)
+local function insert(flow, single, start, total) -- also returns the ARGV index after the nodes
   local nodes, byId = {}, {}
   local i = start
   for _ = 1, total do
@@ -548,5 +548,5 @@ local function insert(flow, single, start, total)
     LEFT[flow] = LEFT[flow] or 0
     if single then SINGLE[flow] = true end
   end
-  return out
+  return out, i
 end
