@@ -38,6 +38,21 @@ func (h *Handler) cancelJob(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "cancelled": true})
 }
 
+func (h *Handler) cancelFlow(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	reason := strings.TrimSpace(r.URL.Query().Get("reason"))
+	if reason == "" {
+		reason = "flow cancelled from the monitor"
+	}
+	n, err := h.client.CancelFlow(r.Context(), id, reason)
+	if err != nil {
+		h.writeEngineError(w, r, err)
+		return
+	}
+	h.log.Info("trellis monitor: flow cancelled", "flow", id, "jobs", n)
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "cancelled": n})
+}
+
 // removeJob would delete a finished job's flow. The engine has no per-flow
 // delete yet (only age/count retention and Clear), so it answers 501 after
 // the same checks a working one would make.

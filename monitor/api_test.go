@@ -254,6 +254,14 @@ func TestFlowDetail(t *testing.T) {
 	require.Equal(t, 3, f.Counts[flow.Blocked])
 
 	require.Equal(t, http.StatusNotFound, e.get("/api/flows/nope").Code)
+
+	w = e.post("/api/flows/plan-flow/cancel?reason=replanned", "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.Positive(t, decode[map[string]any](t, w)["cancelled"], "jobs cancelled directly; the rest follow their policy")
+	f = decode[monitor.FlowView](t, e.get("/api/flows/plan-flow"))
+	require.True(t, f.Done)
+	require.Equal(t, 4, f.Counts[flow.Cancelled])
+	require.Equal(t, http.StatusNotFound, e.post("/api/flows/nope/cancel", "").Code)
 }
 
 func TestRetryCancelRemove(t *testing.T) {

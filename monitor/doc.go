@@ -25,6 +25,7 @@
 //	/api/csrf                   the CSRF token for state-changing requests
 //	POST /api/jobs/{id}/retry   retry a failed or cancelled job (and what it cancelled)
 //	POST /api/jobs/{id}/cancel  cancel an unfinished job
+//	POST /api/flows/{id}/cancel cancel every unfinished job of a flow
 //	POST /api/jobs/{id}/remove  delete a finished job's flow (development only)
 //	POST /api/jobs/retry-failed retry every failed job (?type= narrows)
 //	POST /api/clean             delete finished flows older than ?olderThan=DURATION

@@ -255,6 +255,7 @@ func (h *Handler) routes() {
 	write("POST /api/jobs/{id}/retry", h.retryJob)
 	write("POST /api/jobs/{id}/cancel", h.cancelJob)
 	write("POST /api/jobs/{id}/remove", h.removeJob)
+	write("POST /api/flows/{id}/cancel", h.cancelFlow)
 	write("POST /api/clean", h.clean)
 	write("POST /api/clear", h.clear)
 	write("POST /api/enqueue", h.enqueue)

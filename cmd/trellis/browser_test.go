@@ -138,6 +138,12 @@ func TestDashboardInBrowser(t *testing.T) {
 		poll(`document.querySelectorAll('#graph g.node').length > 10 && document.getElementById('flow-summary').textContent.includes('finished')`))
 	require.Equal(t, eval(`document.querySelectorAll('#graph g.node').length`), eval(`document.querySelectorAll('#graph g.node.s-succeeded').length`))
 
+	// the overview's feed shows transitions as they happen
+	do(chromedp.Navigate(base), poll(`document.getElementById('live').className === 'live on'`),
+		chromedp.Evaluate[chromedp.Void](`api("api/enqueue", { method: "POST", body: { message: {
+			messageType: "TEST", timestamp: new Date().toISOString(), data: { message: "live" } }, options: { jobId: "live-1" } } })`),
+		poll(`[...document.querySelectorAll('#activity li')].some(li => li.textContent.includes('live-1') && li.textContent.includes('succeeded'))`))
+
 	// TRELLIS_SCREENSHOTS=DIR keeps pictures of the pages, to look at them
 	if out := os.Getenv("TRELLIS_SCREENSHOTS"); out != "" {
 		for name, path := range map[string]string{"full-save": "flows/" + ids["WORKOUT_PLAN_FULL_SAVE"], "overview": "",

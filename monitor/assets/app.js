@@ -97,8 +97,20 @@ function connect() {
   es.addEventListener("transition", (m) => {
     let evs = [];
     try { evs = JSON.parse(m.data); } catch (_) { return; }
+    activity(evs);
     onEvents(evs);
   });
+}
+
+// the overview's feed of the newest transitions
+function activity(evs) {
+  const list = document.getElementById("activity");
+  if (!list) return;
+  for (const e of evs.slice(-20)) {
+    list.prepend(el("li", {}, fmtTime(e.at) + " ", jobLink(e.node), " ", e.from ? stateBadge(e.from) : "", e.from ? " → " : "",
+      stateBadge(e.to), e.attempt ? " attempt " + e.attempt : "", e.worker ? " on " + e.worker : ""));
+  }
+  while (list.children.length > 30) list.removeChild(list.lastChild);
 }
 
 // ---- overview -----------------------------------------------------------
@@ -267,6 +279,11 @@ async function flowPage() {
     root.append(g);
   }
   clear(document.getElementById("graph")).append(root);
+  const cf = document.getElementById("cancel-flow");
+  if (cf) {
+    cf.hidden = f.done;
+    cf.onclick = () => act("api/flows/" + encodeURIComponent(pageID) + "/cancel", "Cancelled the flow");
+  }
   const img = document.getElementById("graph-img");
   const on = document.getElementById("rendered").checked;
   document.getElementById("graph").hidden = on;
