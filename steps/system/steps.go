@@ -257,7 +257,8 @@ func dataSyncStep(db bun.IDB) flow.Step {
 			return DataSyncResult{}, flow.Permanent(fmt.Errorf("snapshot of run %s: %w", m.RunID, err))
 		}
 		g := flow.New()
-		g.Add(snap, &flow.NodeOpts{ID: RestoreNodeID(sc.JobID), UserID: sc.Envelope.UserID, Metadata: sc.Envelope.Metadata})
+		o := workout.SturdyOpts(&flow.NodeOpts{ID: RestoreNodeID(sc.JobID), UserID: sc.Envelope.UserID, Metadata: sc.Envelope.Metadata})
+		g.Add(snap, &o)
 		if err := sc.Expand(g); err != nil {
 			return DataSyncResult{}, flow.Permanent(fmt.Errorf("expand restore: %w", err))
 		}

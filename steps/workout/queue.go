@@ -78,9 +78,12 @@ func QueueExerciseDelete(ctx context.Context, c *flow.Client, m ExerciseDelete, 
 // QueueFullPlanSave queues a whole plan (a CSV upload, a full save). The
 // job saves the plan row, then expands into one job per phase, session and
 // exercise; wait for it with c.Wait(ctx, job.ID) — it finishes when the
-// whole tree is saved.
+// whole tree is saved. Unless opts sets them, the job and its sub-graph
+// retry with the sturdy policy (SturdyOpts), which rides out a database
+// restart.
 func QueueFullPlanSave(ctx context.Context, c *flow.Client, m PlanFullSave, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
-	return c.Add(ctx, m, opts)
+	o := SturdyOpts(opts)
+	return c.Add(ctx, m, &o)
 }
 
 // SendWorkoutUpdate queues the legacy WORKOUT_UPDATE change set on one

@@ -345,6 +345,12 @@ func TestFullSaveStep(t *testing.T) {
 			"fs/exercise/e2": {workout.TypeExerciseCreate, "fs/session/s1"},
 		}
 		require.Equal(t, want, expansion(sc))
+		specs, _, err := sc.Expansion()
+		require.NoError(t, err)
+		for _, sp := range specs {
+			require.Equal(t, workout.SturdyAttempts, sp.Attempts, "%s rides out a database restart", sp.ID)
+			require.Equal(t, workout.SturdyBackoff, sp.Backoff, sp.ID)
+		}
 		require.Equal(t, 1, steptest.Count(t, db, "workout_plans", ""))
 		require.Zero(t, steptest.Count(t, db, "workout_phases", ""), "phases are the sub-graph's job")
 
