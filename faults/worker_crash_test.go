@@ -200,6 +200,10 @@ func TestWorkerProcessCrash(t *testing.T) {
 			if n.Stalls > 0 {
 				recovered++
 			}
+			// a second claim only follows a lease expiry or a failed attempt
+			if len(activeWorkers(n)) > 1 {
+				require.True(t, n.Stalls > 0 || n.Error != nil, "%s was claimed %d times without a stall or an error", n.ID, len(activeWorkers(n)))
+			}
 		}
 	}
 	require.Positive(t, recovered+int(activeAtKill), "the kill left work behind")
