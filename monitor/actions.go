@@ -53,6 +53,26 @@ func (h *Handler) cancelFlow(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "cancelled": n})
 }
 
+func (h *Handler) pauseQueue(w http.ResponseWriter, r *http.Request) {
+	q := r.PathValue("queue")
+	if err := h.client.Pause(r.Context(), q); err != nil {
+		writeError(w, http.StatusBadRequest, "%s", err.Error())
+		return
+	}
+	h.log.Info("trellis monitor: queue paused", "queue", q)
+	writeJSON(w, http.StatusOK, map[string]any{"queue": q, "paused": true})
+}
+
+func (h *Handler) resumeQueue(w http.ResponseWriter, r *http.Request) {
+	q := r.PathValue("queue")
+	if err := h.client.Resume(r.Context(), q); err != nil {
+		h.writeEngineError(w, r, err)
+		return
+	}
+	h.log.Info("trellis monitor: queue resumed", "queue", q)
+	writeJSON(w, http.StatusOK, map[string]any{"queue": q, "paused": false})
+}
+
 // removeJob would delete a finished job's flow. The engine has no per-flow
 // delete yet (only age/count retention and Clear), so it answers 501 after
 // the same checks a working one would make.

@@ -569,3 +569,53 @@ func TestHealthBacklogGrowth(t *testing.T) {
 	require.Equal(t, monitor.Warning, finding(hl, "backlog").Severity)
 	require.EqualValues(t, 150, hl.Metrics.Backlog)
 }
+
+func TestPauseResumeQueue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	w := e.post("/api/queues/emails/pause", "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	st := decode[monitor.QueueStats](t, e.get("/api/queue-stats"))
+	require.Equal(t, []string{"emails"}, st.Paused)
+	require.Contains(t, e.get("/api/admin/queue-health").Body.String(), `queues are paused: [emails]`)
+
+	w = e.post("/api/queues/emails/resume", "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.Empty(t, decode[monitor.QueueStats](t, e.get("/api/queue-stats")).Paused)
+
+	w = e.post("/api/queues/bad%20name/pause", "")
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	require.Contains(t, errorOf(t, w), `queue "bad name"`)
+}
+
+func TestEventsReplayAfterReconnect(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	e.add("before-1", "x")
+	e.add("before-2", "y")
+	srv := httptest.NewServer(e.h)
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/events", nil)
+	require.NoError(t, err)
+	r.Header.Set("Last-Event-ID", "0") // saw nothing yet
+	resp, err := http.DefaultClient.Do(r)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	var id, data string
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+			id = v
+		}
+		if v, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			data = v
+			break
+		}
+	}
+	require.NotEmpty(t, id)
+	require.Contains(t, data, `"node":"before-1"`)
+	require.Contains(t, data, `"node":"before-2"`)
+}

@@ -19,7 +19,9 @@
 //	/api/flows/{id}             the flow's nodes and edges
 //	/api/flows/{id}/graph.svg   the flow drawn by dag/render in its live state colors;
 //	                            also .png, .dot (Graphviz) and .mmd (Mermaid); ?dir=LR
-//	/api/events                 Server-Sent Events: one "transition" event per state change
+//	/api/events                 Server-Sent Events: "transition" events whose data is a
+//	                            JSON array of {node, from, to, at, attempt, worker};
+//	                            Last-Event-ID replays what a reconnecting client missed
 //	/api/failures               failed jobs grouped by type and by error message
 //	/api/types                  the message types the registry knows
 //	/api/csrf                   the CSRF token for state-changing requests
@@ -28,6 +30,7 @@
 //	POST /api/flows/{id}/cancel cancel every unfinished job of a flow
 //	POST /api/jobs/{id}/remove  delete a finished job's flow (development only)
 //	POST /api/jobs/retry-failed retry every failed job (?type= narrows)
+//	POST /api/queues/{q}/pause  stop runners claiming from queue q; /resume undoes it
 //	POST /api/clean             delete finished flows older than ?olderThan=DURATION
 //	POST /api/clear             delete the whole namespace (development only)
 //	POST /api/enqueue           {"message": envelope, "options": {...}, "after": [ids]}

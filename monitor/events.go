@@ -110,6 +110,16 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 
 	ch := h.hub.subscribe()
 	defer h.hub.unsubscribe(ch)
+	// a reconnecting EventSource sends the last ID it saw: replay what it
+	// missed (up to 1,000 transitions) before following live ones
+	if last := r.Header.Get("Last-Event-ID"); last != "" && validStreamID(last) {
+		evs, _, err := h.store.Events(r.Context(), last, 1000, 0)
+		if err == nil && len(evs) > 0 {
+			data, _ := json.Marshal(evs)
+			fmt.Fprintf(w, "id: %s\nevent: transition\ndata: %s\n\n", evs[len(evs)-1].StreamID, data)
+			fl.Flush()
+		}
+	}
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()
 	for {
@@ -129,4 +139,22 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 			fl.Flush()
 		}
 	}
+}
+
+// validStreamID reports whether s looks like a Redis stream ID ("ms-seq" or "0").
+func validStreamID(s string) bool {
+	if s == "" || len(s) > 41 {
+		return false
+	}
+	dash := false
+	for i, c := range s {
+		switch {
+		case c >= '0' && c <= '9':
+		case c == '-' && !dash && i > 0 && i < len(s)-1:
+			dash = true
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -256,6 +256,8 @@ func (h *Handler) routes() {
 	write("POST /api/jobs/{id}/cancel", h.cancelJob)
 	write("POST /api/jobs/{id}/remove", h.removeJob)
 	write("POST /api/flows/{id}/cancel", h.cancelFlow)
+	write("POST /api/queues/{queue}/pause", h.pauseQueue)
+	write("POST /api/queues/{queue}/resume", h.resumeQueue)
 	write("POST /api/clean", h.clean)
 	write("POST /api/clear", h.clear)
 	write("POST /api/enqueue", h.enqueue)

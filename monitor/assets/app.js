@@ -148,6 +148,15 @@ async function overview() {
   h.append(list, el("p", { class: "muted" }, "live runners: " + hl.metrics.liveRunners +
     " · stalled: " + hl.metrics.stalled + " · oldest waiting: " + hl.metrics.oldestWaitingSeconds.toFixed(0) + " s" +
     " · Redis maxmemory-policy: " + hl.metrics.maxmemoryPolicy));
+  const queues = Object.keys(st.byQueue).concat(st.paused).filter((q, i, a) => a.indexOf(q) === i).sort();
+  table(document.getElementById("queue-table"), ["Queue", "waiting", "delayed", "active", "failed", "state", ""],
+    queues.map((q) => {
+      const c = st.byQueue[q] || {};
+      const paused = st.paused.includes(q);
+      const verb = paused ? "resume" : "pause";
+      return [q, c.ready || 0, c.delayed || 0, c.active || 0, c.failed || 0, paused ? "paused" : "running", readOnly ? "" :
+        el("button", { type: "button", onclick: () => act("api/queues/" + encodeURIComponent(q) + "/" + verb, (paused ? "Resumed " : "Paused ") + q) }, paused ? "Resume" : "Pause")];
+    }));
   const types = Object.keys(st.byType).sort();
   table(document.getElementById("by-type"), ["Type", ...STATES],
     types.map((t) => [t, ...STATES.map((s) => st.byType[t][s] || 0)]));
