@@ -2,9 +2,11 @@ package monitor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/trellisflow/trellis/dag"
@@ -73,7 +75,7 @@ type backlogSample struct {
 }
 
 func (h *Handler) queueHealth(w http.ResponseWriter, r *http.Request) {
-	hl, err := h.Health(r.Context(), r)
+	hl, err := h.health.Check(r.Context())
 	if err != nil {
 		h.writeEngineError(w, r, err)
 		return
@@ -85,9 +87,41 @@ func (h *Handler) queueHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, hl)
 }
 
-// Health classifies the namespace. r may be nil.
-func (h *Handler) Health(ctx context.Context, r *http.Request) (*Health, error) {
-	t := h.cfg.Thresholds
+// Checker classifies a namespace's health. It remembers the backlog it saw
+// to measure its growth, so keep one per process. Safe for concurrent use.
+type Checker struct {
+	client *flow.Client
+	store  *dag.Store
+	t      Thresholds
+
+	mu      sync.Mutex
+	samples []backlogSample
+
+	// maxmemoryPolicy reads Redis's eviction policy; tests replace it.
+	maxmemoryPolicy func(ctx context.Context) (string, error)
+}
+
+// NewChecker returns a health checker of client's namespace; zero
+// thresholds take their defaults.
+func NewChecker(client *flow.Client, t Thresholds) (*Checker, error) {
+	if client == nil {
+		return nil, errors.New("monitor: nil client")
+	}
+	t = t.WithDefaults()
+	if err := t.validate(); err != nil {
+		return nil, err
+	}
+	c := &Checker{client: client, store: client.Store(), t: t}
+	c.maxmemoryPolicy = c.redisMaxmemoryPolicy
+	return c, nil
+}
+
+// Health classifies the namespace, as /api/admin/queue-health does.
+func (h *Handler) Health(ctx context.Context) (*Health, error) { return h.health.Check(ctx) }
+
+// Check classifies the namespace.
+func (h *Checker) Check(ctx context.Context) (*Health, error) {
+	t := h.t
 	now := h.client.Config().Clock()
 	st, err := h.client.Stats(ctx, &flow.StatsOpts{Window: t.ErrorWindow})
 	if err != nil {
@@ -200,7 +234,7 @@ func (h *Handler) Health(ctx context.Context, r *http.Request) (*Health, error) 
 	}
 
 	// Redis eviction policy
-	policy, perr := h.maxmemoryPolicy(r)
+	policy, perr := h.maxmemoryPolicy(ctx)
 	switch {
 	case perr != nil:
 		m.MaxmemoryPolicy = "unknown"
@@ -222,7 +256,7 @@ func (h *Handler) Health(ctx context.Context, r *http.Request) (*Health, error) 
 
 // growth records the backlog and returns its growth per minute against the
 // newest sample at least a minute old.
-func (h *Handler) growth(now time.Time, backlog int64) (float64, bool) {
+func (h *Checker) growth(now time.Time, backlog int64) (float64, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var base *backlogSample
@@ -249,11 +283,7 @@ func (h *Handler) growth(now time.Time, backlog int64) (float64, bool) {
 	return g, ok
 }
 
-func (h *Handler) redisMaxmemoryPolicy(r *http.Request) (string, error) {
-	ctx := context.Background()
-	if r != nil {
-		ctx = r.Context()
-	}
+func (h *Checker) redisMaxmemoryPolicy(ctx context.Context) (string, error) {
 	res, err := h.store.Redis().ConfigGet(ctx, "maxmemory-policy").Result()
 	if err != nil {
 		return "", err

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/trellisflow/trellis/dag"
@@ -175,12 +174,7 @@ type Handler struct {
 	metrics *Metrics
 	hub     *hub
 	pages   *pages
-
-	mu      sync.Mutex
-	samples []backlogSample // for backlog growth
-
-	// maxmemoryPolicy reads Redis's eviction policy; tests replace it.
-	maxmemoryPolicy func(r *http.Request) (string, error)
+	health  *Checker
 }
 
 // New returns the monitor of client's namespace.
@@ -193,7 +187,8 @@ func New(client *flow.Client, cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
+	var err error
+	if _, err = rand.Read(secret); err != nil {
 		return nil, fmt.Errorf("monitor: csrf token: %w", err)
 	}
 	h := &Handler{
@@ -206,12 +201,12 @@ func New(client *flow.Client, cfg Config) (*Handler, error) {
 		h.metrics = NewMetrics(client)
 	}
 	h.hub = newHub(h.store, h.log)
-	h.maxmemoryPolicy = h.redisMaxmemoryPolicy
-	p, err := loadPages()
-	if err != nil {
+	if h.health, err = NewChecker(client, cfg.Thresholds); err != nil {
 		return nil, err
 	}
-	h.pages = p
+	if h.pages, err = loadPages(); err != nil {
+		return nil, err
+	}
 	h.routes()
 	if !cfg.AuthConfigured() {
 		h.log.Warn("trellis monitor: no auth configured; serving loopback clients only")

@@ -361,6 +361,11 @@ func TestHealthExitCode(t *testing.T) {
 	r = c.run("", "health", "--json")
 	require.Equal(t, 1, r.code)
 	require.Contains(t, r.stdout, `"status": "critical"`)
+	r = c.run("", "health", "--threshold", "backlog-warning=1", "--threshold", "backlog-critical=5")
+	require.Contains(t, r.stdout, "1 jobs are waiting (warning at 1, critical at 5)")
+	r = c.run("", "health", "--threshold", "oldest-warning=soon")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, `--threshold oldest-warning: "soon" is not a positive duration`)
 }
 
 // start runs the binary in the background and returns it with a reader of

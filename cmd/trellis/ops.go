@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -205,7 +204,13 @@ func runHealth(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("health")
 	o := c.commonFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON (the monitor's /api/admin/queue-health)")
+	var thresholds stringList
+	fs.Var(&thresholds, "threshold", "health threshold NAME=VALUE, repeatable (see `trellis monitor --help`)")
 	if _, err := c.parse(fs, args); err != nil {
+		return err
+	}
+	th, err := parseThresholds(thresholds)
+	if err != nil {
 		return err
 	}
 	e, err := c.connect(o)
@@ -213,12 +218,11 @@ func runHealth(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer e.Close()
-	// a handler that is never served: it only classifies
-	h, err := monitor.New(e.client, monitor.Config{Token: "unused", Logger: slog.New(slog.DiscardHandler)})
+	checker, err := monitor.NewChecker(e.client, th)
 	if err != nil {
-		return err
+		return usagef("%v", err)
 	}
-	hl, err := h.Health(ctx, nil)
+	hl, err := checker.Check(ctx)
 	if err != nil {
 		return err
 	}
