@@ -28,9 +28,19 @@ import (
 
 var (
 	binOnce sync.Once
+	binDir  string
 	binPath string
 	binErr  error
 )
+
+// TestMain removes the trellis binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // trellisBinary builds cmd/trellis once per test run.
 func trellisBinary(t *testing.T) string {
@@ -41,7 +51,7 @@ func trellisBinary(t *testing.T) string {
 			binErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "trellis")
+		binDir, binPath = dir, filepath.Join(dir, "trellis")
 		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/trellis").CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("go build ../cmd/trellis: %v\n%s", err, out)
