@@ -44,7 +44,9 @@
 //
 // Requests are admitted by a bearer token (Config.Token) or HTTP basic auth
 // (Config.Username/Password). With neither configured the handler serves only
-// loopback clients and logs so. State-changing requests are POST only and
+// loopback clients and logs so; forwarding headers are ignored, and a reverse
+// proxy on the same host connects from loopback, so put the monitor behind a
+// proxy only with auth configured. State-changing requests are POST only and
 // pass net/http's CrossOriginProtection; unless they carry the bearer token
 // they must also send the per-process token from /api/csrf (or the page's
 // meta tag) in the X-CSRF-Token header. Config.ReadOnly refuses every POST
