@@ -68,13 +68,6 @@ func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %s not found", e
 
 func now() time.Time { return time.Now().UTC() }
 
-func created(exists bool) string {
-	if exists {
-		return "updated"
-	}
-	return "created"
-}
-
 func planExists(ctx context.Context, db bun.IDB, planID string) (bool, error) {
 	return db.NewSelect().Model((*schema.Plan)(nil)).Where("id = ?", planID).Exists(ctx)
 }
@@ -106,22 +99,31 @@ func requireSession(ctx context.Context, tx bun.IDB, planID, phaseID, sessionID 
 }
 
 func upsertPlan(ctx context.Context, tx bun.IDB, m PlanCreate) (string, error) {
-	exists, err := planExists(ctx, tx, m.PlanID)
+	t := now()
+	return upsert(ctx, tx, &schema.Plan{
+		ID: m.PlanID, Name: m.Name, ClientID: m.ClientID, TrainerID: m.TrainerID, IsActive: m.IsActive,
+		CreatedAt: t, UpdatedAt: t,
+	}, "name", "client_id", "trainer_id", "is_active", "updated_at")
+}
+
+// upsert inserts row, or when its ID exists updates cols, and says which it
+// did. Insert-or-nothing first: creates are the common case and cost one
+// statement; ON CONFLICT … DO NOTHING and the row count mean the same in
+// both dialects.
+func upsert(ctx context.Context, tx bun.IDB, row any, cols ...string) (string, error) {
+	res, err := tx.NewInsert().Model(row).On("CONFLICT (id) DO NOTHING").Exec(ctx)
 	if err != nil {
 		return "", err
 	}
-	t := now()
-	_, err = tx.NewInsert().Model(&schema.Plan{
-		ID: m.PlanID, Name: m.Name, ClientID: m.ClientID, TrainerID: m.TrainerID, IsActive: m.IsActive,
-		CreatedAt: t, UpdatedAt: t,
-	}).On("CONFLICT (id) DO UPDATE").
-		Set("name = EXCLUDED.name").
-		Set("client_id = EXCLUDED.client_id").
-		Set("trainer_id = EXCLUDED.trainer_id").
-		Set("is_active = EXCLUDED.is_active").
-		Set("updated_at = EXCLUDED.updated_at").
-		Exec(ctx)
-	return created(exists), err
+	if n, err := res.RowsAffected(); err != nil {
+		return "", err
+	} else if n == 1 {
+		return "created", nil
+	}
+	if _, err := tx.NewUpdate().Model(row).Column(cols...).WherePK().Exec(ctx); err != nil {
+		return "", err
+	}
+	return "updated", nil
 }
 
 func planCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PlanCreate) (Result, error) {
@@ -137,22 +139,12 @@ func phaseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseCre
 	if !ok {
 		return Result{}, &NotFoundError{Entity: "plan", ID: m.PlanID}
 	}
-	exists, err := tx.NewSelect().Model((*schema.Phase)(nil)).Where("id = ?", m.Phase.ID).Exists(ctx)
-	if err != nil {
-		return Result{}, err
-	}
 	t := now()
-	_, err = tx.NewInsert().Model(&schema.Phase{
+	action, err := upsert(ctx, tx, &schema.Phase{
 		ID: m.Phase.ID, PlanID: m.PlanID, Name: m.Phase.Name, OrderNumber: m.Phase.OrderNumber,
 		IsActive: m.Phase.IsActive, CreatedAt: t, UpdatedAt: t,
-	}).On("CONFLICT (id) DO UPDATE").
-		Set("plan_id = EXCLUDED.plan_id").
-		Set("name = EXCLUDED.name").
-		Set("order_number = EXCLUDED.order_number").
-		Set("is_active = EXCLUDED.is_active").
-		Set("updated_at = EXCLUDED.updated_at").
-		Exec(ctx)
-	return Result{Entity: "phase", ID: m.Phase.ID, Action: created(exists)}, err
+	}, "plan_id", "name", "order_number", "is_active", "updated_at")
+	return Result{Entity: "phase", ID: m.Phase.ID, Action: action}, err
 }
 
 func phaseUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseUpdate) (Result, error) {
@@ -213,21 +205,12 @@ func sessionCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m Sessio
 	if err := requirePhase(ctx, tx, m.PlanID, m.PhaseID); err != nil {
 		return Result{}, err
 	}
-	exists, err := tx.NewSelect().Model((*schema.Session)(nil)).Where("id = ?", m.Session.ID).Exists(ctx)
-	if err != nil {
-		return Result{}, err
-	}
 	t := now()
-	_, err = tx.NewInsert().Model(&schema.Session{
+	action, err := upsert(ctx, tx, &schema.Session{
 		ID: m.Session.ID, PhaseID: m.PhaseID, Name: m.Session.Name, OrderNumber: m.Session.OrderNumber,
 		CreatedAt: t, UpdatedAt: t,
-	}).On("CONFLICT (id) DO UPDATE").
-		Set("phase_id = EXCLUDED.phase_id").
-		Set("name = EXCLUDED.name").
-		Set("order_number = EXCLUDED.order_number").
-		Set("updated_at = EXCLUDED.updated_at").
-		Exec(ctx)
-	return Result{Entity: "session", ID: m.Session.ID, Action: created(exists)}, err
+	}, "phase_id", "name", "order_number", "updated_at")
+	return Result{Entity: "session", ID: m.Session.ID, Action: action}, err
 }
 
 func sessionUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m SessionUpdate) (Result, error) {
@@ -253,28 +236,13 @@ func exerciseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m Exerc
 	if err := requireSession(ctx, tx, m.PlanID, m.PhaseID, m.SessionID); err != nil {
 		return Result{}, err
 	}
-	exists, err := tx.NewSelect().Model((*schema.Exercise)(nil)).Where("id = ?", m.Exercise.ID).Exists(ctx)
-	if err != nil {
-		return Result{}, err
-	}
 	e, t := m.Exercise, now()
-	_, err = tx.NewInsert().Model(&schema.Exercise{
+	action, err := upsert(ctx, tx, &schema.Exercise{
 		ID: e.ID, SessionID: m.SessionID, Name: e.Name, OrderNumber: e.OrderNumber,
 		Sets: e.Sets, Reps: e.Reps, Weight: e.Weight, RestSeconds: e.Rest, Tempo: e.Tempo, Notes: e.Notes,
 		CreatedAt: t, UpdatedAt: t,
-	}).On("CONFLICT (id) DO UPDATE").
-		Set("session_id = EXCLUDED.session_id").
-		Set("name = EXCLUDED.name").
-		Set("order_number = EXCLUDED.order_number").
-		Set("sets = EXCLUDED.sets").
-		Set("reps = EXCLUDED.reps").
-		Set("weight = EXCLUDED.weight").
-		Set("rest_seconds = EXCLUDED.rest_seconds").
-		Set("tempo = EXCLUDED.tempo").
-		Set("notes = EXCLUDED.notes").
-		Set("updated_at = EXCLUDED.updated_at").
-		Exec(ctx)
-	return Result{Entity: "exercise", ID: e.ID, Action: created(exists)}, err
+	}, "session_id", "name", "order_number", "sets", "reps", "weight", "rest_seconds", "tempo", "notes", "updated_at")
+	return Result{Entity: "exercise", ID: e.ID, Action: action}, err
 }
 
 func updateExercise(ctx context.Context, tx bun.Tx, planID, phaseID, sessionID, exerciseID string, c ExerciseChanges) (Result, error) {
