@@ -245,9 +245,16 @@ function svg(tag, attrs, text) {
   return e;
 }
 let flowNodes = new Set();
+let flowSized = false;
 async function flowPage() {
   const f = await api("api/flows/" + encodeURIComponent(pageID));
   flowNodes = new Set(f.nodes.map((n) => n.id));
+  if (!flowSized) {
+    // hundreds of boxes are unreadable: start big flows on the Graphviz
+    // drawing, which collapses siblings into "+N more"
+    flowSized = true;
+    if (f.nodes.length > 150) document.getElementById("rendered").checked = true;
+  }
   document.getElementById("flow-summary").textContent = f.nodes.length + " jobs · " +
     (f.done ? "finished" : "running") + " · " +
     STATES.filter((s) => f.counts[s]).map((s) => f.counts[s] + " " + s).join(", ");
