@@ -258,6 +258,19 @@ async function flowPage() {
   document.getElementById("flow-summary").textContent = f.nodes.length + " jobs · " +
     (f.done ? "finished" : "running") + " · " +
     STATES.filter((s) => f.counts[s]).map((s) => f.counts[s] + " " + s).join(", ");
+  const img = document.getElementById("graph-img");
+  const on = document.getElementById("rendered").checked;
+  document.getElementById("graph").hidden = on;
+  img.hidden = !on;
+  const cf = document.getElementById("cancel-flow");
+  if (cf) {
+    cf.hidden = f.done;
+    cf.onclick = () => act("api/flows/" + encodeURIComponent(pageID) + "/cancel", "Cancelled the flow");
+  }
+  if (on) {
+    img.src = "api/flows/" + encodeURIComponent(pageID) + "/graph.svg?t=" + Date.now();
+    return;
+  }
   // layered layout: a node's layer is one more than its deepest parent's
   const depth = {};
   const byId = {};
@@ -295,16 +308,6 @@ async function flowPage() {
     root.append(g);
   }
   clear(document.getElementById("graph")).append(root);
-  const cf = document.getElementById("cancel-flow");
-  if (cf) {
-    cf.hidden = f.done;
-    cf.onclick = () => act("api/flows/" + encodeURIComponent(pageID) + "/cancel", "Cancelled the flow");
-  }
-  const img = document.getElementById("graph-img");
-  const on = document.getElementById("rendered").checked;
-  document.getElementById("graph").hidden = on;
-  img.hidden = !on;
-  if (on) img.src = "api/flows/" + encodeURIComponent(pageID) + "/graph.svg?t=" + Date.now();
 }
 async function nodePanel(id) {
   const j = await api("api/jobs/" + encodeURIComponent(id));
