@@ -163,3 +163,9 @@ type quietRedisLog struct{}
 func (quietRedisLog) Printf(context.Context, string, ...any) {}
 
 func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }
+
+func newLogsT() *faults.Logs { return &faults.Logs{} }
+
+func runnerCfg(id string) runner.Config {
+	return runner.Config{ID: id, Concurrency: 8, Lease: 5 * time.Second}
+}
