@@ -1,0 +1,52 @@
+package faults_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/runner"
+)
+
+// TestMinuteStatsCountExpandedRuns runs a step that expands into three
+// nodes and checks that the minute statistics (Stats' processing rate and
+// durations) count its run like any other successful run: four runs, four
+// succeeded nodes. The 200,000-node load test found them one short per
+// expansion.
+func TestMinuteStatsCountExpandedRuns(t *testing.T) {
+	t.Parallel()
+	srv := faults.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	c := newClient(t, rdb, "minutes", &faults.Logs{})
+	ctx := context.Background()
+	r, err := runner.New(c, &runner.Config{ID: "minutes-runner", Concurrency: 4, Lease: 5 * time.Second, IdleWait: 100 * time.Millisecond})
+	require.NoError(t, err)
+	require.NoError(t, r.Register(spreadStep(newRuns(), &atomic.Bool{})))
+	require.NoError(t, r.Start(ctx))
+
+	_, err = c.Add(ctx, Spread{Name: "parent", Expand: 3}, &flow.NodeOpts{ID: "parent"})
+	require.NoError(t, err)
+	f := waitFlow(t, c, "parent", 30*time.Second)
+	require.Equal(t, 4, f.Counts()[flow.Succeeded])
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, r.Stop(sctx)) // a stopping runner flushes its minute
+
+	minutes, err := c.Store().Minutes(ctx, time.Now(), 5)
+	require.NoError(t, err)
+	var ok, runs int64
+	for _, m := range minutes {
+		ok += m.OK["FAULT_SPREAD"]
+		runs += m.Runs
+	}
+	t.Logf("FIGURES minute stats: succeeded_nodes=4 ok_runs=%d runs_with_duration=%d", ok, runs)
+	require.Equal(t, int64(4), ok, "every successful run is counted, the expanding one too")
+	require.Equal(t, int64(4), runs)
+}
