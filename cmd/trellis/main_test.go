@@ -448,10 +448,21 @@ func TestWorkerRunsStepsAndDrainsOnSIGTERM(t *testing.T) {
 		return strings.Contains(c.run("", "inspect", "w1").stdout, `"state": "succeeded"`)
 	}, 15*time.Second, 100*time.Millisecond)
 
+	// --wait returns the outcome
+	r := c.run(`{"messageType":"TEST","timestamp":"2026-01-02T03:04:05Z","data":{"message":"hi"}}`, "enqueue", "--wait", "20s")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"state": "succeeded"`)
+	require.Contains(t, r.stdout, `"result": {`)
+	r = c.run(`{"messageType":"EMAIL","timestamp":"2026-01-02T03:04:05Z","data":{"to":"a@example.com","subject":"s","body":"b"}}`,
+		"enqueue", "--wait", "20s", "--attempts", "1")
+	require.Equal(t, 1, r.code, "no mailer: the EMAIL job fails")
+	require.Contains(t, r.stdout, `"state": "failed"`)
+	require.Contains(t, r.stdout, "no Mailer configured")
+
 	// a whole plan from CSV: plan → phases → sessions → exercises
 	sample, err := filepath.Abs("../../steps/workout/csvplan/testdata/sample.csv")
 	require.NoError(t, err)
-	r := c.run("", "save-plan", sample, "--wait", "60s")
+	r = c.run("", "save-plan", sample, "--wait", "60s")
 	require.Equal(t, 0, r.code, r.stderr)
 	var saved map[string]any
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &saved))

@@ -51,6 +51,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) error {
 	fs.DurationVar(&timeout, "timeout", 0, "bound one run of the step (default: the worker's, 5m)")
 	fs.DurationVar(&backoff, "backoff", 0, "base of the exponential delay between retries (default 2s)")
 	fs.StringVar(&queue, "queue", "", `the queue (default "default")`)
+	wait := fs.Duration("wait", 0, "wait up to this long for the job to finish; exit 1 unless it succeeded")
 	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -69,6 +70,8 @@ func runEnqueue(ctx context.Context, c *cli, args []string) error {
 		return usagef("--timeout %s: must not be negative", timeout)
 	case backoff < 0:
 		return usagef("--backoff %s: must not be negative", backoff)
+	case *wait < 0:
+		return usagef("--wait %s: must not be negative", *wait)
 	}
 	var raw []byte
 	if len(pos) == 0 || pos[0] == "-" {
@@ -98,7 +101,28 @@ func runEnqueue(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.printJSON(map[string]any{"jobId": job.ID, "state": job.State, "existed": job.Existed})
+	out := map[string]any{"jobId": job.ID, "state": job.State, "existed": job.Existed}
+	if *wait <= 0 {
+		return c.printJSON(out)
+	}
+	j, err := waitJob(ctx, e.client, job.ID, *wait)
+	if err != nil {
+		return err
+	}
+	out["state"] = j.State
+	if j.Error != nil {
+		out["error"] = j.Error.Message
+	}
+	if len(j.Result) > 0 {
+		out["result"] = j.Result
+	}
+	if err := c.printJSON(out); err != nil {
+		return err
+	}
+	if j.State != flow.Succeeded {
+		return errQuiet
+	}
+	return nil
 }
 
 // ---- stats and health -------------------------------------------------------
@@ -499,4 +523,26 @@ func runMigrate(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(c.stdout, "%s %s\n", verb, n)
 	}
 	return nil
+}
+
+// waitJob polls a job until it is terminal or d passes.
+func waitJob(ctx context.Context, c *flow.Client, id string, d time.Duration) (*flow.Job, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	delay := 10 * time.Millisecond
+	for {
+		j, err := c.Job(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if j.State.Terminal() {
+			return j, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("--wait %s: job %s is still %s", d, id, j.State)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 250*time.Millisecond)
+	}
 }
