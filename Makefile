@@ -25,11 +25,15 @@ bench:
 test-faults: services
 	$(GO) test $(TEST_FLAGS) ./faults/...
 
-# A short run of each fuzz test, from the corpus in faults/testdata/fuzz.
+# A short run of each fuzz test from its committed corpus (testdata/fuzz):
+# the envelope decoder, the graph validator, the CSV plan parser and the
+# DOT/Mermaid escaping.
 FUZZTIME ?= 10s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./faults
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./faults
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./steps/workout/csvplan
+	$(GO) test -run '^$$' -fuzz '^FuzzEscape$$' -fuzztime $(FUZZTIME) ./dag/render
 
 # The core conformance suite (runner/) with its "redis" backend on a local
 # 3-primary Redis Cluster that scripts/redis-cluster.sh starts and stops.
