@@ -1,20 +1,27 @@
 package flow
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 )
 
 // Limits on When conditions, so a condition cannot be abused to hang or
-// exhaust a runner.
+// exhaust a runner: a bounded size, no ranges (1..n) and no loop inside a
+// loop (a predicate of all/any/filter/… inside another), so evaluation is
+// linear in the parents' results; and a time limit on top.
 const (
 	MaxConditionLen   = 1000
 	MaxConditionNodes = 200
+	ConditionTimeout  = time.Second
 )
 
 // SafeBuiltins are the only functions a condition may call.
@@ -64,6 +71,16 @@ func CompileCondition(src string, parents []string) (*Condition, error) {
 	if err != nil {
 		return nil, err
 	}
+	// check the source as written, before the optimiser folds it
+	parsed, err := parser.Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	shape := &loopShape{}
+	ast.Walk(&parsed.Node, shape)
+	if shape.err != nil {
+		return nil, shape.err
+	}
 	known := make(map[string]bool, len(parents))
 	for _, p := range parents {
 		known[p] = true
@@ -75,6 +92,35 @@ func CompileCondition(src string, parents []string) (*Condition, error) {
 		return nil, fmt.Errorf("refers to parents[%q], which is not a parent of this node", v.unknown)
 	}
 	return &Condition{src: src, program: tree}, nil
+}
+
+// loopShape refuses ranges and predicates nested in predicates.
+type loopShape struct{ err error }
+
+func (l *loopShape) Visit(n *ast.Node) {
+	if l.err != nil {
+		return
+	}
+	switch x := (*n).(type) {
+	case *ast.BinaryNode:
+		if x.Operator == ".." {
+			l.err = errors.New("ranges (a..b) are not allowed in conditions")
+		}
+	case *ast.PredicateNode:
+		inner := &innerPredicate{}
+		ast.Walk(&x.Node, inner)
+		if inner.found {
+			l.err = errors.New("a loop inside a loop (a predicate within a predicate) is not allowed in conditions")
+		}
+	}
+}
+
+type innerPredicate struct{ found bool }
+
+func (p *innerPredicate) Visit(n *ast.Node) {
+	if _, ok := (*n).(*ast.PredicateNode); ok {
+		p.found = true
+	}
 }
 
 type parentRefs struct {
@@ -104,6 +150,33 @@ func (c *Condition) Eval(env ConditionEnv) (bool, error) {
 	}
 	b, _ := out.(bool)
 	return b, nil
+}
+
+// ErrConditionTimeout: a condition ran longer than ConditionTimeout.
+var ErrConditionTimeout = errors.New("condition evaluation took too long")
+
+// evalBounded runs the condition for at most ConditionTimeout. The shape
+// rules keep evaluation linear, so an abandoned evaluation ends soon too.
+func (c *Condition) evalBounded(ctx context.Context, env ConditionEnv) (bool, error) {
+	type res struct {
+		ok  bool
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		ok, err := c.Eval(env)
+		done <- res{ok, err}
+	}()
+	t := time.NewTimer(ConditionTimeout)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.ok, r.err
+	case <-t.C:
+		return false, fmt.Errorf("%w (over %s)", ErrConditionTimeout, ConditionTimeout)
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
 }
 
 // String is the condition's source.

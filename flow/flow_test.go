@@ -97,10 +97,14 @@ func TestConditionLimits(t *testing.T) {
 	require.Error(t, err)
 	_, err = flow.CompileCondition(`"x"`, nil)
 	require.Error(t, err, "not boolean")
-	// a huge range is refused by the VM's memory budget instead of hanging
-	c, err = flow.CompileCondition(`len(1..100000000) > 0`, nil)
-	if err == nil {
-		_, err = c.Eval(flow.ConditionEnv{})
-	}
-	require.Error(t, err)
+	// ranges and loops inside loops are refused: evaluation stays linear
+	_, err = flow.CompileCondition(`len(1..100000000) > 0`, nil)
+	require.ErrorContains(t, err, "ranges")
+	_, err = flow.CompileCondition(`let a = [1, 2]; all(a, all(a, # > 0))`, nil)
+	require.ErrorContains(t, err, "loop inside a loop")
+	c, err = flow.CompileCondition(`all(parents["a"].result.items, # > 0) && any(parents["a"].result.items, # > 1)`, []string{"a"})
+	require.NoError(t, err, "loops side by side are fine")
+	ok, err = c.Eval(flow.ConditionEnv{Parents: map[string]flow.ConditionParent{"a": {Result: map[string]any{"items": []any{1.0, 2.0}}}}})
+	require.NoError(t, err)
+	require.True(t, ok)
 }

@@ -208,7 +208,7 @@ func (sc *StepContext) Condition(ctx context.Context, src string) (bool, error) 
 	if m, ok := decodeAny(sc.Envelope.Data).(map[string]any); ok {
 		env.Message = m
 	}
-	return cond.Eval(env)
+	return cond.evalBounded(ctx, env)
 }
 
 // Clock is the time source of the job's client.

@@ -22,6 +22,9 @@ type task struct {
 type result struct {
 	id      string
 	outcome *dag.Outcome // nil: nothing to report (expanded, or lease lost)
+	// expanded is the successful run of a node that expanded: already
+	// written to Redis, but it still counts in the minute stats
+	expanded *dag.Outcome
 }
 
 var (
@@ -56,6 +59,9 @@ func (r *Runner) loop(ctx context.Context) {
 		if res.outcome != nil && !t.released {
 			pending = append(pending, *res.outcome)
 		}
+		if x := res.expanded; x != nil {
+			minute.Observe(x.Type, x.Kind, x.Final, x.Duration)
+		}
 	}
 
 	for {
@@ -88,9 +94,15 @@ func (r *Runner) loop(ctx context.Context) {
 			})
 			if err != nil {
 				r.log.Error("trellis: sync with Redis failed; retrying", "err", err, "outcomes", len(pending), "wait", retryWait)
-				if !r.pause(retryWait) {
+				switch r.pause(retryWait, stopping) {
+				case pauseAborted:
 					r.handBack(ctx, inflight, pending)
 					return
+				case pauseStopped:
+					stopping = true
+					if len(pending) == 0 && len(inflight) == 0 {
+						return // nothing to report or wait for
+					}
 				}
 				retryWait = min(retryWait*2, 2*time.Second)
 				continue
@@ -177,15 +189,30 @@ func (r *Runner) flushStats(ctx context.Context, m *dag.Minute) {
 	*m = dag.NewMinute(r.now())
 }
 
-// pause waits d unless the runner is aborted.
-func (r *Runner) pause(d time.Duration) bool {
+type pauseEnd int
+
+const (
+	pauseElapsed pauseEnd = iota
+	pauseStopped
+	pauseAborted
+)
+
+// pause waits d, or less when the runner is told to abort, or to stop
+// (unless it already is stopping).
+func (r *Runner) pause(d time.Duration, stopping bool) pauseEnd {
 	t := time.NewTimer(d)
 	defer t.Stop()
+	stop := r.stop
+	if stopping {
+		stop = nil
+	}
 	select {
 	case <-t.C:
-		return true
+		return pauseElapsed
 	case <-r.abort:
-		return false
+		return pauseAborted
+	case <-stop:
+		return pauseStopped
 	}
 }
 
@@ -246,14 +273,15 @@ func (r *Runner) launch(ctx context.Context, c dag.Claimed, inflight map[string]
 	t := &task{job: c, cancel: cancel}
 	inflight[c.ID] = t
 	go func() {
-		out := r.execute(tctx, &t.job)
+		out, expanded := r.execute(tctx, &t.job)
 		cancel(nil)
-		r.results <- result{id: c.ID, outcome: out}
+		r.results <- result{id: c.ID, outcome: out, expanded: expanded}
 	}()
 }
 
-// execute runs one node and turns what happened into an outcome.
-func (r *Runner) execute(ctx context.Context, c *dag.Claimed) *dag.Outcome {
+// execute runs one node and turns what happened into an outcome to report,
+// or, for a node that expanded (already written), the run to count.
+func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded *dag.Outcome) {
 	start := time.Now()
 	log := r.log.With("job", c.ID, "type", c.Type, "attempt", c.Attempt)
 	log.Debug("trellis: step started")
@@ -285,7 +313,7 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) *dag.Outcome {
 				_, xerr = r.store.Expand(ctx, r.now(), c.ID, c.Token, res, specs, order)
 				if xerr == nil {
 					log.Info("trellis: step expanded", "nodes", len(specs), "duration", took)
-					out = nil
+					out, expanded = nil, out
 				}
 			}
 			if xerr != nil && !errors.Is(xerr, dag.ErrLeaseLost) {
@@ -295,11 +323,18 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) *dag.Outcome {
 			}
 		}
 	}
-	if r.cfg.Observer != nil && out != nil {
-		r.cfg.Observer.StepFinished(c, out.Kind, took, err)
+	if done := cmpOr(out, expanded); r.cfg.Observer != nil && done != nil {
+		r.cfg.Observer.StepFinished(c, done.Kind, took, err)
 	}
-	endRunSpan(span, out, err)
-	return out
+	endRunSpan(span, cmpOr(out, expanded), err)
+	return out, expanded
+}
+
+func cmpOr(a, b *dag.Outcome) *dag.Outcome {
+	if a != nil {
+		return a
+	}
+	return b
 }
 
 // runStep evaluates the node's condition and runs its step with the node's
