@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -79,18 +80,37 @@ func (c *cli) development(o *common) bool {
 	return v
 }
 
+// userinfo finds the credentials of a URL even when the rest does not parse.
+var userinfo = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://([^@/?#]*)@`)
+
+// parseRedisURL is redis.ParseURL with the password kept out of the error:
+// Go's URL errors quote the whole URL.
+func parseRedisURL(raw string) (*redis.Options, error) {
+	opt, err := redis.ParseURL(raw)
+	if err == nil {
+		return opt, nil
+	}
+	msg := err.Error()
+	if m := userinfo.FindStringSubmatch(raw); m != nil {
+		if _, pw, ok := strings.Cut(m[1], ":"); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+	}
+	return nil, errors.New(msg)
+}
+
 // redisOptions resolves the Redis connection from the flag, REDIS_URL or
 // the seed's REDIS_HOST / REDIS_PORT / REDIS_PASSWORD.
 func (c *cli) redisOptions(o *common) (*redis.Options, string, error) {
 	if o.redisURL != "" {
-		opt, err := redis.ParseURL(o.redisURL)
+		opt, err := parseRedisURL(o.redisURL)
 		if err != nil {
 			return nil, "", usagef("--redis-url: %v", err)
 		}
 		return opt, "--redis-url", nil
 	}
 	if u := c.getenv("REDIS_URL"); u != "" {
-		opt, err := redis.ParseURL(u)
+		opt, err := parseRedisURL(u)
 		if err != nil {
 			return nil, "", usagef("REDIS_URL: %v", err)
 		}
