@@ -12,7 +12,7 @@ var scriptFS embed.FS
 
 // scripts are the store's Lua programs, each with lib.lua prepended.
 type scripts struct {
-	enqueue, complete, heartbeat, cancel, retry, expand *redis.Script
+	enqueue, complete, heartbeat, cancel, retry, expand, remove *redis.Script
 }
 
 func loadScripts() (*scripts, error) {
@@ -30,7 +30,7 @@ func loadScripts() (*scripts, error) {
 	var s scripts
 	for name, dst := range map[string]**redis.Script{
 		"enqueue": &s.enqueue, "complete": &s.complete, "heartbeat": &s.heartbeat,
-		"cancel": &s.cancel, "retry": &s.retry, "expand": &s.expand,
+		"cancel": &s.cancel, "retry": &s.retry, "expand": &s.expand, "remove": &s.remove,
 	} {
 		if *dst, err = load(name); err != nil {
 			return nil, err

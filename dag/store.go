@@ -444,6 +444,39 @@ func (s *Store) Retry(ctx context.Context, now time.Time, id string) (int, error
 	return n, nil
 }
 
+// Remove deletes a finished flow (every node terminal) with its nodes now,
+// instead of waiting for retention. An unfinished flow is a StateError.
+func (s *Store) Remove(ctx context.Context, now time.Time, flowID string) error {
+	res, err := s.run(ctx, s.scripts.remove, []any{ms(now), "flow", flowID})
+	if err != nil {
+		return err
+	}
+	switch str(res[0]) {
+	case "notfound":
+		return &NotFoundError{What: "flow", ID: flowID}
+	case "state":
+		return fmt.Errorf("%w: flow %q has %s unfinished nodes; cancel it before removing it", ErrState, flowID, str(res[1]))
+	}
+	return nil
+}
+
+// Trim deletes flows that finished more than olderThan ago, up to limit
+// per call (0: 500); it returns how many it deleted.
+func (s *Store) Trim(ctx context.Context, now time.Time, olderThan time.Duration, limit int) (int, error) {
+	if limit <= 0 {
+		limit = 500
+	}
+	if olderThan < time.Millisecond {
+		olderThan = time.Millisecond
+	}
+	res, err := s.run(ctx, s.scripts.remove, []any{ms(now), "trim", olderThan.Milliseconds(), -1, limit})
+	if err != nil {
+		return 0, err
+	}
+	n, _ := strconv.Atoi(str(res[1]))
+	return n, nil
+}
+
 // Node reads one node.
 func (s *Store) Node(ctx context.Context, id string) (*Node, error) {
 	nodes, err := s.Nodes(ctx, []string{id})

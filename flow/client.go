@@ -264,6 +264,25 @@ func (c *Client) Pause(ctx context.Context, queue string) error { return c.store
 // Resume undoes Pause.
 func (c *Client) Resume(ctx context.Context, queue string) error { return c.store.Resume(ctx, queue) }
 
+// RemoveFlow deletes a finished flow and its jobs now rather than at
+// retention; an unfinished flow is an ErrState.
+func (c *Client) RemoveFlow(ctx context.Context, flowID string) error {
+	return c.store.Remove(ctx, c.cfg.Clock(), flowID)
+}
+
+// Trim deletes flows that finished more than olderThan ago and returns how
+// many it deleted.
+func (c *Client) Trim(ctx context.Context, olderThan time.Duration) (int, error) {
+	total := 0
+	for {
+		n, err := c.store.Trim(ctx, c.cfg.Clock(), olderThan, 500)
+		total += n
+		if err != nil || n < 500 {
+			return total, err
+		}
+	}
+}
+
 // Limit bounds a message type across all runners; see SetLimit.
 type Limit = dag.Limit
 

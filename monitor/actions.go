@@ -73,9 +73,8 @@ func (h *Handler) resumeQueue(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"queue": q, "paused": false})
 }
 
-// removeJob would delete a finished job's flow. The engine has no per-flow
-// delete yet (only age/count retention and Clear), so it answers 501 after
-// the same checks a working one would make.
+// removeJob deletes a finished job together with its flow (a flow's jobs
+// go together, so the graph never loses a node).
 func (h *Handler) removeJob(w http.ResponseWriter, r *http.Request) {
 	if !h.cfg.Development {
 		writeError(w, http.StatusForbidden, "remove is a development-only action (monitor Config.Development / --dev)")
@@ -90,7 +89,16 @@ func (h *Handler) removeJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "job %q is %s; cancel it before removing it", n.ID, n.State)
 		return
 	}
-	writeError(w, http.StatusNotImplemented, "removing one flow needs an engine API (dag.Store.Remove) that does not exist yet; use POST /api/clean?olderThan=DURATION")
+	if err := h.client.RemoveFlow(r.Context(), n.FlowID); err != nil {
+		if errors.Is(err, flow.ErrState) {
+			writeError(w, http.StatusConflict, "%s", err.Error())
+			return
+		}
+		h.writeEngineError(w, r, err)
+		return
+	}
+	h.log.Info("trellis monitor: flow removed", "job", n.ID, "flow", n.FlowID)
+	writeJSON(w, http.StatusOK, map[string]any{"removed": n.ID, "flow": n.FlowID})
 }
 
 // retryFailed retries every failed job (of ?type= when given).
@@ -119,8 +127,7 @@ func (h *Handler) retryFailed(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"retried": retried, "reopened": reopened, "errors": errs, "truncated": truncated})
 }
 
-// clean deletes finished flows that finished longer ago than ?olderThan,
-// through the engine's retention trim (20 flows per call).
+// clean deletes finished flows that finished longer ago than ?olderThan.
 func (h *Handler) clean(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query().Get("olderThan")
 	if v == "" {
@@ -150,24 +157,14 @@ func (h *Handler) clean(w http.ResponseWriter, r *http.Request) {
 		h.writeEngineError(w, r, err)
 		return
 	}
-	prev := before
-	for range 5000 {
-		_, err := h.store.Sync(ctx, h.client.Config().Clock(), dag.SyncRequest{
-			Worker: "monitor", Lease: 30 * time.Second, StallLimit: 3, Maintain: true, RetainAge: age, RetainCount: -1,
-		})
-		if err != nil {
-			h.writeEngineError(w, r, err)
-			return
-		}
-		cur, err := terminal()
-		if err != nil {
-			h.writeEngineError(w, r, err)
-			return
-		}
-		if cur >= prev {
-			break
-		}
-		prev = cur
+	if _, err := h.client.Trim(ctx, age); err != nil {
+		h.writeEngineError(w, r, err)
+		return
+	}
+	prev, err := terminal()
+	if err != nil {
+		h.writeEngineError(w, r, err)
+		return
 	}
 	removed := max(before-prev, 0)
 	h.log.Info("trellis monitor: finished jobs cleaned", "olderThan", age, "removed", removed)

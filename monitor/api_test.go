@@ -305,8 +305,11 @@ func TestRetryCancelRemove(t *testing.T) {
 	require.Contains(t, errorOf(t, w), "cancel it before removing")
 	require.Equal(t, http.StatusOK, dev.post("/api/jobs/wait/cancel", "").Code)
 	w = dev.post("/api/jobs/wait/remove", "")
-	require.Equal(t, http.StatusNotImplemented, w.Code)
-	require.Contains(t, errorOf(t, w), "dag.Store.Remove")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	_, err = dev.client.Job(context.Background(), "wait")
+	require.ErrorIs(t, err, flow.ErrNotFound, "the job and its flow are gone")
+	w = dev.post("/api/jobs/wait/remove", "")
+	require.Equal(t, http.StatusNotFound, w.Code, w.Body.String())
 }
 
 func TestRetryFailedAndFailures(t *testing.T) {

@@ -327,3 +327,45 @@ func TestRetentionTrimsFinishedFlows(t *testing.T) {
 		require.LessOrEqual(t, st.Counts[flow.Succeeded], int64(2*2+1))
 	})
 }
+
+func TestRemoveAndTrim(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		g := flow.New().WithID("done-flow")
+		a := g.Add(Task{Name: "a"}, &flow.NodeOpts{ID: "rm-a"})
+		g.Add(Task{Name: "b"}, &flow.NodeOpts{ID: "rm-b"}).After(a)
+		h.enqueue(g)
+		open := flow.New().WithID("open-flow")
+		open.Add(Task{Name: "c"}, &flow.NodeOpts{ID: "rm-c", Delay: time.Hour})
+		h.enqueue(open)
+		_, err := h.client.Add(ctx, Task{Name: "solo"}, &flow.NodeOpts{ID: "rm-solo"})
+		require.NoError(t, err)
+		h.runner(nil)
+		h.wait("done-flow")
+		h.wait("rm-solo")
+
+		require.ErrorIs(t, h.client.RemoveFlow(ctx, "open-flow"), flow.ErrState)
+		require.ErrorIs(t, h.client.RemoveFlow(ctx, "no-such-flow"), flow.ErrNotFound)
+		require.NoError(t, h.client.RemoveFlow(ctx, "done-flow"))
+		_, err = h.client.Job(ctx, "rm-a")
+		require.ErrorIs(t, err, flow.ErrNotFound)
+		require.Zero(t, h.keysLike("f*:done-flow"))
+
+		st, err := h.client.Stats(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, int64(1), st.Counts[flow.Succeeded], "only the solo job is left finished")
+		require.Equal(t, int64(1), st.Counts[flow.Delayed])
+
+		n, err := h.client.Trim(ctx, time.Hour)
+		require.NoError(t, err)
+		require.Zero(t, n, "nothing finished an hour ago")
+		time.Sleep(20 * time.Millisecond)
+		n, err = h.client.Trim(ctx, 10*time.Millisecond)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		_, err = h.client.Job(ctx, "rm-solo")
+		require.ErrorIs(t, err, flow.ErrNotFound)
+		_, err = h.client.Job(ctx, "rm-c")
+		require.NoError(t, err, "unfinished flows stay")
+	})
+}

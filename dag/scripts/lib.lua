@@ -363,19 +363,9 @@ local function claim(queues, want, worker, leaseMs, out)
   return want
 end
 
--- trim deletes finished flows beyond the retention age and count.
-local function trim(maxAgeMs, maxCount, limit)
-  local victims = {}
-  if maxAgeMs > 0 then
-    victims = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', NOW - maxAgeMs, 'LIMIT', 0, limit)
-  end
-  if maxCount >= 0 and #victims < limit then
-    local excess = redis.call('ZCARD', P .. 'done') - #victims - maxCount
-    if excess > 0 then
-      local more = redis.call('ZRANGE', P .. 'done', #victims, #victims + math.min(excess, limit - #victims) - 1)
-      for _, f in ipairs(more) do victims[#victims + 1] = f end
-    end
-  end
+-- drop deletes finished flows, given as members of the done set (a
+-- single-node flow's member is SEP..id), with their nodes and counters.
+local function drop(victims)
   local dels = {}
   for _, f in ipairs(victims) do
     local members
@@ -395,6 +385,23 @@ local function trim(maxAgeMs, maxCount, limit)
   end
   for i = 1, #dels, 500 do redis.call('UNLINK', unpack(dels, i, math.min(i + 499, #dels))) end
   return #victims
+end
+
+-- trim deletes finished flows beyond the retention age and count, at most
+-- limit of them.
+local function trim(maxAgeMs, maxCount, limit)
+  local victims = {}
+  if maxAgeMs > 0 then
+    victims = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', NOW - maxAgeMs, 'LIMIT', 0, limit)
+  end
+  if maxCount >= 0 and #victims < limit then
+    local excess = redis.call('ZCARD', P .. 'done') - #victims - maxCount
+    if excess > 0 then
+      local more = redis.call('ZRANGE', P .. 'done', #victims, #victims + math.min(excess, limit - #victims) - 1)
+      for _, f in ipairs(more) do victims[#victims + 1] = f end
+    end
+  end
+  return drop(victims)
 end
 
 -- commit writes everything the script accumulated: set memberships,
