@@ -66,6 +66,9 @@ func init() {
 		"cancel":    cmdCancel,
 		"clear":     cmdClear,
 		"migrate":   cmdMigrate,
+		"pause":     cmdPause,
+		"resume":    cmdResume,
+		"limit":     cmdLimit,
 	}
 }
 
