@@ -140,6 +140,9 @@ type Node struct {
 	// Expanded is true for a node whose step added a sub-graph; it finishes
 	// when that sub-graph does.
 	Expanded bool `json:"expanded,omitempty"`
+	// Logs are the records the step logged through its StepContext.Logger
+	// in its last reported run (at most 8 KiB).
+	Logs string `json:"logs,omitempty"`
 }
 
 // CreatedAt is the time of the node's first transition.

@@ -260,6 +260,8 @@ type Outcome struct {
 	Reason    string
 	// Span is the traceparent of the run's span, kept for the children's links.
 	Span string
+	// Logs are the step's own log records of this run (capped), shown with the job.
+	Logs string
 	// Type, Final and Duration are for the runner's stats, not sent to Redis.
 	Type     string
 	Final    bool // a retry with no attempts left: the node fails
@@ -304,7 +306,7 @@ type SyncResult struct {
 // Sync applies outcomes, promotes due delayed nodes, recovers expired
 // leases, trims finished flows and claims up to Want ready nodes.
 func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncResult, error) {
-	args := make([]any, 0, 10+len(req.Queues)+6*len(req.Outcomes))
+	args := make([]any, 0, 10+len(req.Queues)+7*len(req.Outcomes))
 	args = append(args, ms(now), req.Worker, req.Lease.Milliseconds(), req.StallLimit, req.Want,
 		boolArg(req.Maintain), req.RetainAge.Milliseconds(), req.RetainCount, len(req.Queues))
 	for _, q := range req.Queues {
@@ -322,7 +324,7 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 		case OutcomeSkip:
 			a = o.Reason
 		}
-		args = append(args, o.ID, o.Token, string(o.Kind), a, b, o.Span)
+		args = append(args, o.ID, o.Token, string(o.Kind), a, b, o.Span, o.Logs)
 	}
 	res, err := s.run(ctx, s.scripts.complete, args)
 	if err != nil {
@@ -538,7 +540,7 @@ func decodeNode(id string, h map[string]string) (*Node, error) {
 			n.Error = &ei
 		}
 	}
-	n.Reason, n.Cause, n.Expanded = h["why"], h["cz"], h["ex"] == "1"
+	n.Reason, n.Cause, n.Expanded, n.Logs = h["why"], h["cz"], h["ex"] == "1", h["lg"]
 	if tk := h["tk"]; tk != "" {
 		if i := strings.LastIndex(tk, ":"); i > 0 {
 			if j := strings.LastIndex(tk[:i], ":"); j > 0 {

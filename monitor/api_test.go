@@ -622,3 +622,19 @@ func TestEventsReplayAfterReconnect(t *testing.T) {
 	require.Contains(t, data, `"node":"before-1"`)
 	require.Contains(t, data, `"node":"before-2"`)
 }
+
+func TestJobDetailShowsStepLogsEscaped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	e.add("logged", "x")
+	// a step's log line holding markup, as a runner would store it
+	rdb := e.client.Store().Redis()
+	require.NoError(t, rdb.HSet(context.Background(), "trellis:{"+e.client.Config().Namespace+"}:n:logged", "lg", `level=INFO msg="<script>alert(1)</script>"`+"\n").Err())
+	w := e.get("/api/jobs/logged")
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Contains(t, decode[map[string]any](t, w)["logs"], "<script>alert(1)</script>")
+	w = e.get("/jobs/logged")
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Contains(t, w.Body.String(), `&lt;script&gt;alert(1)&lt;/script&gt;`)
+	require.NotContains(t, w.Body.String(), `<script>alert(1)`)
+}

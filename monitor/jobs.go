@@ -42,6 +42,7 @@ type JobView struct {
 	UpdatedAt   *time.Time       `json:"updatedAt,omitempty"`
 	DurationMS  *float64         `json:"durationMs,omitempty"`
 	Timeline    []dag.Transition `json:"timeline,omitempty"`
+	Logs        string           `json:"logs,omitempty"`
 }
 
 func tp(t time.Time) *time.Time {
@@ -73,6 +74,7 @@ func toView(n *dag.Node, full bool) JobView {
 		v.DurationMS = &d
 	}
 	if full {
+		v.Logs = n.Logs
 		v.Payload, v.Result, v.Timeline = n.Payload, n.Result, n.Timeline
 		if len(v.Payload) > 0 && !json.Valid(v.Payload) {
 			v.Payload = nil

@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -367,5 +368,28 @@ func TestRemoveAndTrim(t *testing.T) {
 		require.ErrorIs(t, err, flow.ErrNotFound)
 		_, err = h.client.Job(ctx, "rm-c")
 		require.NoError(t, err, "unfinished flows stay")
+	})
+}
+
+func TestStepLogsAreKeptWithTheJob(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		step := flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Probe) (int, error) {
+			sc.Logger.Info("saving rows", "rows", m.N)
+			sc.Logger.Debug("not kept: below Info")
+			if sc.Attempt == 1 {
+				sc.Logger.Warn("database busy")
+				return 0, flow.RetryAfter(time.Millisecond, errors.New("busy"))
+			}
+			return m.N, nil
+		})
+		h.runner(nil, step)
+		j, err := h.client.Add(context.Background(), Probe{N: 3}, nil)
+		require.NoError(t, err)
+		h.wait(j.ID)
+		n := h.job(j.ID)
+		require.Equal(t, flow.Succeeded, n.State)
+		require.Contains(t, n.Logs, `msg="saving rows" rows=3`)
+		require.NotContains(t, n.Logs, "database busy", "the last reported run's records")
+		require.NotContains(t, n.Logs, "below Info")
 	})
 }

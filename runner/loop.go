@@ -293,7 +293,8 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded 
 		r.cfg.Observer.StepStarted(c, waited)
 	}
 	ctx, span := r.startRunSpan(ctx, c)
-	sc, err := flow.NewStepContext(flow.StepEnv{Job: *c, Client: r.client, Logger: log})
+	steplog := &stepLog{}
+	sc, err := flow.NewStepContext(flow.StepEnv{Job: *c, Client: r.client, Logger: steplog.logger(log)})
 	var res []byte
 	var skipped string
 	if err == nil {
@@ -303,6 +304,7 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded 
 	out := r.outcome(ctx, c, res, skipped, err, took, log)
 	if out != nil {
 		out.Span = flow.Traceparent(ctx)
+		out.Logs = steplog.String()
 	}
 	if out != nil && out.Kind == dag.OutcomeOK {
 		if specs, order, xerr := sc.Expansion(); xerr != nil || specs != nil {

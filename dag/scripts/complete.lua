@@ -7,7 +7,7 @@
 --          also promote due delayed nodes, recover expired leases and trim
 --          finished flows), retain age ms, retain count (-1: unlimited),
 --          queue count, queues...,
---          outcome count, then per outcome: id, token, kind, a, b, span
+--          outcome count, then per outcome: id, token, kind, a, b, span, logs
 --          kinds: ok (a = result JSON) · retry (a = error JSON, b = delay ms)
 --                 fail (a = error JSON) · skip (a = reason) · release (hand back)
 -- Returns  {status per outcome ("1" applied, "0" rejected)...,
@@ -24,14 +24,15 @@ local total = tonumber(ARGV[i])
 i = i + 1
 local out = {}
 for _ = 1, total do
-  local id, tk, kind, a, b, sp = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  i = i + 6
+  local id, tk, kind, a, b, sp, lg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  i = i + 7
   local n = loadDone(id)
   if not n or n.st ~= 'active' or n.tk ~= tk then
     out[#out + 1] = '0'
   else
     out[#out + 1] = '1'
     if sp ~= '' then redis.call('HSET', P .. 'n:' .. id, 'sp', sp) end
+    if lg ~= '' then redis.call('HSET', P .. 'n:' .. id, 'lg', lg) end
     if kind == 'ok' then
       finish(n, 'succeeded', nil, nil, {'r', a})
     elseif kind == 'retry' and n.at < n.ma then

@@ -14,6 +14,7 @@
 --   tk  lease token while active    sl  stall count
 --   r   result JSON                 er  last error JSON
 --   sp  traceparent of the last run's span (when tracing is on)
+--   lg  the step's own log records of its last reported run
 --   why reason for a cancel/skip    cz  the node whose outcome caused it
 --   ex  "1" once the node expanded into a sub-graph
 -- Every state change goes through move(), which also keeps the ready, delayed

@@ -6,6 +6,7 @@ const body = document.body;
 const page = body.dataset.page;
 const pageID = body.dataset.id;
 const readOnly = body.dataset.readonly === "true";
+const devMode = body.dataset.development === "true";
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const STATES = ["blocked", "ready", "delayed", "active", "succeeded", "failed", "skipped", "cancelled"];
 
@@ -222,6 +223,7 @@ async function job() {
   }
   table(document.getElementById("job-timeline"), ["State", "At", "Attempt", "Worker"],
     (j.timeline || []).map((t) => [stateBadge(t.to), fmtTime(t.at), t.attempt, t.worker || ""]));
+  document.getElementById("job-logs").textContent = j.logs || "(none: the step logged nothing through sc.Logger at Info or above)";
   jobActions(document.getElementById("job-actions"), j);
 }
 function jobActions(p, j) {
@@ -233,7 +235,8 @@ function jobActions(p, j) {
     p.append(el("button", { type: "button", onclick: () => act("api/jobs/" + enc + "/retry", "Retried " + j.id) }, "Retry"), " ");
   if (!terminal)
     p.append(el("button", { type: "button", onclick: () => act("api/jobs/" + enc + "/cancel", "Cancelled " + j.id) }, "Cancel"), " ");
-  // no Remove button yet: the engine has no per-flow delete (the API answers 501)
+  if (terminal && devMode)
+    p.append(el("button", { type: "button", onclick: () => act("api/jobs/" + enc + "/remove", "Removed the flow of " + j.id) }, "Remove flow"), " ");
 }
 
 // ---- flow graph -----------------------------------------------------------
