@@ -227,7 +227,12 @@ func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "body: %s", err.Error())
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body: over the limit of %d bytes", tooBig.Limit)
+			return
+		}
+		writeError(w, http.StatusBadRequest, "body: %s", err.Error())
 		return
 	}
 	var req EnqueueRequest

@@ -120,6 +120,8 @@ func mermaidLabel(lines []string) string {
 }
 
 // yamlEscape escapes s for a double-quoted YAML string (the front matter).
+// yamlEscape quotes the title for the front matter; angle brackets become
+// look-alikes, because some Mermaid renderers treat the title as HTML.
 func yamlEscape(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "<", "‹", ">", "›").Replace(s)
 }
