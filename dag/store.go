@@ -125,7 +125,7 @@ func (s *Store) EnqueueBatch(ctx context.Context, now time.Time, flows []FlowWri
 			continue
 		}
 		reply, _ := res[i].([]any)
-		out[i].Nodes, out[i].Err = parseInsert(reply)
+		out[i].Nodes, out[i].Err = parseInsert(reply, orderedIDs(flows[i].Specs, flows[i].Order))
 	}
 	return out, nil
 }
@@ -142,7 +142,7 @@ func (s *Store) Expand(ctx context.Context, now time.Time, id, token string, res
 	if len(res) == 1 && res[0] == "lost" {
 		return nil, fmt.Errorf("dag: expand %q: %w", id, ErrLeaseLost)
 	}
-	return parseInsert(res)
+	return parseInsert(res, orderedIDs(specs, order))
 }
 
 func boolArg(b bool) string {
@@ -169,7 +169,7 @@ func appendNodes(args []any, specs []Spec, order []int, joiner *string) []any {
 	}
 	for _, i := range order {
 		sp := &specs[i]
-		data, _ := json.Marshal(sp)
+		data := encodeData(sp)
 		ch := children[sp.ID]
 		if joiner != nil && len(ch) == 0 {
 			ch = []string{*joiner}
@@ -184,6 +184,88 @@ func appendNodes(args []any, specs []Spec, order []int, joiner *string) []any {
 		}
 	}
 	return args
+}
+
+// encodeData is json.Marshal(sp), written by hand: the payload is already
+// JSON (json.Marshal would copy and re-validate it), and on a 100,000-node
+// enqueue the reflection cost more than the rest of the encoding.
+func encodeData(sp *Spec) []byte {
+	out := make([]byte, 0, len(sp.Payload)+64+40*len(sp.Parents))
+	out = append(out, `{"e":`...)
+	if len(sp.Payload) == 0 {
+		out = append(out, "null"...)
+	} else {
+		out = append(out, sp.Payload...)
+	}
+	if len(sp.Parents) > 0 {
+		out = append(out, `,"p":[`...)
+		for i, p := range sp.Parents {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = appendJSONString(out, p)
+		}
+		out = append(out, ']')
+	}
+	if b := sp.Backoff; b != (Backoff{}) {
+		out = append(out, `,"bo":{`...)
+		n := len(out)
+		comma := func() {
+			if len(out) > n {
+				out = append(out, ',')
+			}
+		}
+		if b.Kind != "" {
+			out = appendJSONString(append(out, `"k":`...), string(b.Kind))
+		}
+		if b.Base != 0 {
+			comma()
+			out = strconv.AppendInt(append(out, `"b":`...), int64(b.Base), 10)
+		}
+		if b.Max != 0 {
+			comma()
+			out = strconv.AppendInt(append(out, `"m":`...), int64(b.Max), 10)
+		}
+		if b.Jitter {
+			comma()
+			out = append(out, `"j":true`...)
+		}
+		if b.Name != "" {
+			comma()
+			out = appendJSONString(append(out, `"n":`...), b.Name)
+		}
+		out = append(out, '}')
+	}
+	if sp.Timeout != 0 {
+		out = strconv.AppendInt(append(out, `,"to":`...), int64(sp.Timeout), 10)
+	}
+	if sp.When != "" {
+		out = appendJSONString(append(out, `,"w":`...), sp.When)
+	}
+	if sp.Trace != "" {
+		out = appendJSONString(append(out, `,"tr":`...), sp.Trace)
+	}
+	return append(out, '}')
+}
+
+// appendJSONString appends s as a JSON string. s is valid UTF-8 (IDs and
+// conditions are checked); quotes, backslashes and control characters are
+// escaped, everything else is copied.
+func appendJSONString(out []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	out = append(out, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			out = append(out, '\\', c)
+		case c < 0x20:
+			out = append(out, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			out = append(out, c)
+		}
+	}
+	return append(out, '"')
 }
 
 // meta packs what Lua needs: queue, type, policy, priority, delay ms, attempts.
@@ -206,7 +288,16 @@ func identity(sp *Spec, data []byte) string {
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
-func parseInsert(res []any) ([]Enqueued, error) {
+func orderedIDs(specs []Spec, order []int) []string {
+	ids := make([]string, len(order))
+	for k, i := range order {
+		ids[k] = specs[i].ID
+	}
+	return ids
+}
+
+// parseInsert reads insert()'s reply; ids are the nodes in the order sent.
+func parseInsert(res []any, ids []string) ([]Enqueued, error) {
 	if len(res) == 0 {
 		return nil, errors.New("dag: empty reply from enqueue")
 	}
@@ -219,9 +310,14 @@ func parseInsert(res []any) ([]Enqueued, error) {
 	default:
 		return nil, fmt.Errorf("dag: unexpected reply %v", res[0])
 	}
-	out := make([]Enqueued, 0, (len(res)-1)/3)
-	for i := 1; i+2 < len(res); i += 3 {
-		out = append(out, Enqueued{ID: str(res[i]), State: State(str(res[i+1])), Existed: str(res[i+2]) == "1"})
+	if len(res)-1 != len(ids) {
+		return nil, fmt.Errorf("dag: enqueue replied for %d nodes, sent %d", len(res)-1, len(ids))
+	}
+	out := make([]Enqueued, len(ids))
+	for i, id := range ids {
+		st := str(res[i+1])
+		existed := strings.HasPrefix(st, "=")
+		out[i] = Enqueued{ID: id, State: State(strings.TrimPrefix(st, "=")), Existed: existed}
 	}
 	return out, nil
 }

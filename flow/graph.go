@@ -1,9 +1,13 @@
 package flow
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/trellisflow/trellis/dag"
@@ -220,17 +224,39 @@ func (c *Client) spec(id string, msg Message, o *NodeOpts, parents []string, now
 	}
 	// The identity leaves out the envelope's timestamp, so the same message
 	// enqueued again later is recognised as the same job.
-	ident, _ := json.Marshal(struct {
-		D json.RawMessage
-		U string
-		M map[string]any
-		P []string
-		W string
-		B dag.Backoff
-		T time.Duration
-	}{data, o.UserID, o.Metadata, parents, sp.When, sp.Backoff, sp.Timeout})
-	sp.Identity = string(ident)
+	sp.Identity = identityOf(data, o, parents, &sp)
 	return sp, nil
+}
+
+// identityOf digests what makes two enqueues the same job: the message
+// data, user, metadata, dependencies, condition and retry options.
+func identityOf(data []byte, o *NodeOpts, parents []string, sp *dag.Spec) string {
+	h := sha256.New()
+	field := func(b []byte) {
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	field(data)
+	field([]byte(o.UserID))
+	if len(o.Metadata) > 0 {
+		md, _ := json.Marshal(o.Metadata) // map keys are sorted: stable
+		field(md)
+	} else {
+		field(nil)
+	}
+	field([]byte(strings.Join(parents, "\x00")))
+	field([]byte(sp.When))
+	b := sp.Backoff
+	opts := append([]byte(b.Kind), '|')
+	opts = strconv.AppendInt(opts, int64(b.Base), 10)
+	opts = strconv.AppendInt(append(opts, '|'), int64(b.Max), 10)
+	opts = strconv.AppendBool(append(opts, '|'), b.Jitter)
+	opts = append(append(opts, '|'), b.Name...)
+	opts = strconv.AppendInt(append(opts, '|'), int64(sp.Timeout), 10)
+	field(opts)
+	return string(h.Sum(nil))
 }
 
 // Enqueued is the result of an enqueue.

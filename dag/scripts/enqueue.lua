@@ -4,7 +4,7 @@
 -- ARGV     now, flow count, then per flow: flow id, single ("1" for a
 --          one-node flow keyed by its node), node count, then the nodes as
 --          insert() in lib.lua reads them.
--- Returns  one reply per flow, in order: {'ok', id, state, existed, ...} |
+-- Returns  one reply per flow, in order: {'ok', state...} (see insert) |
 --          {'conflict', id} | {'unknown', id, parent}. The first flow that
 --          fails validation is not written and ends the call: the flows
 --          after it get no reply and were not written either.

@@ -18,13 +18,13 @@ if x.single then
   redis.call('HSET', P .. 'n:' .. id, 'm', id .. string.sub(m, 2))
   x.single = false
 end
-local res = insert(x.fl, false, 6, tonumber(ARGV[5]))
+local res, _, nodes = insert(x.fl, false, 6, tonumber(ARGV[5]))
 if res[1] ~= 'ok' then return res end
 -- count the sinks that are still unfinished; one that already ended badly
 -- (a dependency outside the sub-graph had failed) fails the node at once
 local pending, bad = 0, nil
-for k = 2, #res, 3 do
-  local n = load(res[k])
+for _, sub in ipairs(nodes) do
+  local n = load(sub.id)
   local sink = false
   for _, c in ipairs(split(n.c)) do
     if c == id then sink = true end

@@ -55,13 +55,19 @@ local function readyKey(q) return P .. 'q:' .. q .. ':ready' end
 -- A flow of "-" means a single-node flow whose ID is the node's own.
 local META = '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)$'
 
--- node builds a node table from its state and packed meta.
+-- node builds a node table from its state and packed meta. Nodes of one
+-- flow, queue and type share their meta string, so it is parsed once.
+local METAS = {}
 local function node(id, st, m)
-  local fl, q, ty, po, pr, dl, ma = string.match(m, META)
+  local mt = METAS[m]
+  if not mt then
+    local fl, q, ty, po, pr, dl, ma = string.match(m, META)
+    mt = {fl = fl, q = q, ty = ty, po = po, pr = tonumber(pr), dl = tonumber(dl), ma = tonumber(ma), qt = '|' .. q .. '|' .. ty}
+    METAS[m] = mt
+  end
   local n = {
-    id = id, st = st, fl = fl, q = q, ty = ty, po = po,
-    pr = tonumber(pr), dl = tonumber(dl), ma = tonumber(ma),
-    qt = '|' .. q .. '|' .. ty, single = (fl == '-'),
+    id = id, st = st, fl = mt.fl, q = mt.q, ty = mt.ty, po = mt.po,
+    pr = mt.pr, dl = mt.dl, ma = mt.ma, qt = mt.qt, single = (mt.fl == '-'),
     pe = 0, at = 0, tk = '', tl = '', sl = 0, c = '',
   }
   if n.single then n.fl = id end
@@ -155,13 +161,15 @@ local function move(n, to, worker, extra, score)
   EVENTS[#EVENTS + 1] = n.id .. SEP .. from .. SEP .. to .. SEP .. NOWS .. SEP .. n.at .. SEP .. (worker or '')
 end
 
--- create writes a brand-new node in state st.
-local function create(n, st, fields, score)
+-- create writes a brand-new node in state st with its fields: m, h, d, pe,
+-- at, and optionally c (children) and why/cz (an outcome at enqueue).
+local function create(n, st, m, h, d, pe, c, why, cz, score)
   n.st = st
   n.tl = st .. ',' .. NOWS .. ',0|'
-  local args = {'st', st, 'tl', n.tl}
-  for i = 1, #fields do args[#args + 1] = fields[i] end
-  hset(P .. 'n:' .. n.id, args)
+  local key = P .. 'n:' .. n.id
+  redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', pe, 'at', 0)
+  if c then redis.call('HSET', key, 'c', c) end
+  if why then redis.call('HSET', key, 'why', why, 'cz', cz) end
   membership(n, nil, st, score)
   count(st, n, 1)
   if not terminal(st) then unfinished(n, 1) end
@@ -466,7 +474,9 @@ end
 -- #parents, parents..., #children, children...
 -- (children within the batch; parents outside it are linked here).
 -- It validates everything before it writes anything, and returns
--- {'ok', id, state, existed, ...} or {'conflict', id} or {'unknown', id, parent}.
+-- {'ok', state...} in the nodes' order (a state prefixed with '=' for a node
+-- that existed already) or {'conflict', id} or {'unknown', id, parent};
+-- then the ARGV index after the nodes, and the nodes.
 local function insert(flow, single, start, total) -- also returns the ARGV index after the nodes
   local nodes, byId = {}, {}
   local i = start
@@ -531,19 +541,13 @@ local function insert(flow, single, start, total) -- also returns the ARGV index
       end
       local st
       if res then st = res elseif pe > 0 then st = 'blocked' elseif node.dl > 0 then st = 'delayed' else st = 'ready' end
-      local fields = {'m', prefix .. SEP .. n.m, 'h', n.h, 'd', n.d, 'pe', pe, 'at', 0}
-      if #n.children > 0 then fields[#fields + 1] = 'c'; fields[#fields + 1] = table.concat(n.children, SEP) end
-      if res then
-        fields[#fields + 1] = 'why'; fields[#fields + 1] = why
-        fields[#fields + 1] = 'cz'; fields[#fields + 1] = cz
-      end
-      create(node, st, fields, (st == 'delayed') and (NOW + node.dl) or nil)
+      local children = (#n.children > 0) and table.concat(n.children, SEP) or nil
+      create(node, st, prefix .. SEP .. n.m, n.h, n.d, pe, children, res and why, cz,
+        (st == 'delayed') and (NOW + node.dl) or nil)
       n.st, n.cz = st, cz
       members[#members + 1] = n.id
     end
-    out[#out + 1] = n.id
-    out[#out + 1] = n.st
-    out[#out + 1] = n.existing and '1' or '0'
+    out[#out + 1] = n.existing and ('=' .. n.st) or n.st
   end
   if not single and #members > 0 then
     for k = 1, #members, 1000 do
@@ -556,5 +560,5 @@ local function insert(flow, single, start, total) -- also returns the ARGV index
     LEFT[flow] = LEFT[flow] or 0
     if single then SINGLE[flow] = true end
   end
-  return out, i
+  return out, i, nodes
 end
