@@ -98,39 +98,13 @@ func (b *bench) fullPlanSavePG(ctx context.Context, plans, c int) (Result, error
 	if err := t.startRunnerWith(ctx, c, runner.Config{}, steps); err != nil {
 		return Result{}, err
 	}
-	s0, err := takeSnapshot(ctx, b.rdb)
+	m, err := b.runLive(ctx, t, n, plans, planGraph(rec))
 	if err != nil {
-		return Result{}, err
-	}
-	t0 := time.Now()
-	err = parallel(ctx, plans, enqueuers, func(k int) error {
-		g := flow.New()
-		addPlan(g, rec, k, k*planNodes)
-		at := rec.now()
-		for i := k * planNodes; i < (k+1)*planNodes; i++ {
-			rec.enq[i] = at
-		}
-		_, err := t.client.Enqueue(ctx, g)
-		return err
-	})
-	if err != nil {
-		return Result{}, fmt.Errorf("enqueue: %w", err)
-	}
-	tEnq := time.Now()
-	if err := t.waitAll(ctx, waitTimeout(n)); err != nil {
-		return Result{}, err
-	}
-	tEnd := time.Now()
-	s1, err := takeSnapshot(ctx, b.rdb)
-	if err != nil {
-		return Result{}, err
-	}
-	if err := t.verify(ctx, n); err != nil {
 		return Result{}, err
 	}
 	var rows int
-	for _, m := range []any{(*schema.Plan)(nil), (*schema.Phase)(nil), (*schema.Session)(nil), (*schema.Exercise)(nil)} {
-		k, err := db.NewSelect().Model(m).Count(ctx)
+	for _, model := range []any{(*schema.Plan)(nil), (*schema.Phase)(nil), (*schema.Session)(nil), (*schema.Exercise)(nil)} {
+		k, err := db.NewSelect().Model(model).Count(ctx)
 		if err != nil {
 			return Result{}, err
 		}
@@ -140,12 +114,7 @@ func (b *bench) fullPlanSavePG(ctx context.Context, plans, c int) (Result, error
 		return Result{}, fmt.Errorf("%d rows written, want %d", rows, n)
 	}
 	r := b.result("fullplansave-pg", fmt.Sprintf("%d plans × %d, workout steps on PostgreSQL", plans, planNodes), c, n)
-	r.Seconds = seconds(tEnd.Sub(t0))
-	r.NodesPerSec = float64(n) / r.Seconds
-	r.FlowsPerSec = float64(plans) / r.Seconds
-	r.EnqueueSeconds = seconds(tEnq.Sub(t0))
-	r.EnqueuePerSec = float64(n) / r.EnqueueSeconds
-	r.cost(s0, s1, n)
+	m.fill(&r, n, plans)
 	rec.fill(&r)
 	return r, nil
 }

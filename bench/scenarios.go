@@ -97,12 +97,7 @@ func (b *bench) fanout(ctx context.Context, flows, width, c int) (Result, error)
 	if err := t.startRunner(ctx, c, runner.Config{}); err != nil {
 		return Result{}, err
 	}
-	s0, err := takeSnapshot(ctx, b.rdb)
-	if err != nil {
-		return Result{}, err
-	}
-	t0 := time.Now()
-	err = parallel(ctx, flows, enqueuers, func(f int) error {
+	m, err := b.runLive(ctx, t, n, flows, func(f int) *flow.Graph {
 		g := flow.New()
 		first := f * per
 		p := g.Add(noop{}, &flow.NodeOpts{ID: nodeID(first)})
@@ -114,31 +109,13 @@ func (b *bench) fanout(ctx context.Context, flows, width, c int) (Result, error)
 		for k := 0; k < per; k++ {
 			rec.enq[first+k] = at
 		}
-		_, err := t.client.Enqueue(ctx, g)
-		return err
+		return g
 	})
 	if err != nil {
-		return Result{}, fmt.Errorf("enqueue: %w", err)
-	}
-	tEnq := time.Now()
-	if err := t.waitAll(ctx, waitTimeout(n)); err != nil {
-		return Result{}, err
-	}
-	tEnd := time.Now()
-	s1, err := takeSnapshot(ctx, b.rdb)
-	if err != nil {
-		return Result{}, err
-	}
-	if err := t.verify(ctx, n); err != nil {
 		return Result{}, err
 	}
 	r := b.result("fanout", fmt.Sprintf("%d×(1+%d)", flows, width), c, n)
-	r.Seconds = seconds(tEnd.Sub(t0))
-	r.NodesPerSec = float64(n) / r.Seconds
-	r.FlowsPerSec = float64(flows) / r.Seconds
-	r.EnqueueSeconds = seconds(tEnq.Sub(t0))
-	r.EnqueuePerSec = float64(n) / r.EnqueueSeconds
-	r.cost(s0, s1, n)
+	m.fill(&r, n, flows)
 	rec.fill(&r)
 	return r, nil
 }
@@ -279,45 +256,71 @@ func (b *bench) fullPlanSave(ctx context.Context, plans, c int) (Result, error) 
 	if err := t.startRunner(ctx, c, runner.Config{}); err != nil {
 		return Result{}, err
 	}
-	s0, err := takeSnapshot(ctx, b.rdb)
+	m, err := b.runLive(ctx, t, n, plans, planGraph(rec))
 	if err != nil {
 		return Result{}, err
 	}
-	t0 := time.Now()
-	err = parallel(ctx, plans, enqueuers, func(k int) error {
+	r := b.result("fullplansave", fmt.Sprintf("%d plans × %d, no-op steps", plans, planNodes), c, n)
+	m.fill(&r, n, plans)
+	rec.fill(&r)
+	return r, nil
+}
+
+// planGraph builds plan k's graph and records its nodes' enqueue time.
+func planGraph(rec *recorder) func(k int) *flow.Graph {
+	return func(k int) *flow.Graph {
 		g := flow.New()
 		addPlan(g, rec, k, k*planNodes)
 		at := rec.now()
 		for i := k * planNodes; i < (k+1)*planNodes; i++ {
 			rec.enq[i] = at
 		}
-		_, err := t.client.Enqueue(ctx, g)
+		return g
+	}
+}
+
+// liveRun is what runLive measured.
+type liveRun struct {
+	t0, tEnq, tEnd time.Time
+	s0, s1         snapshot
+}
+
+// runLive enqueues flows graphs from build, in parallel, while the runner
+// works, then waits for all n nodes and checks them: the shared body of the
+// scenarios whose runners are live during the enqueue.
+func (b *bench) runLive(ctx context.Context, t *trellisRun, n, flows int, build func(k int) *flow.Graph) (liveRun, error) {
+	var m liveRun
+	var err error
+	if m.s0, err = takeSnapshot(ctx, b.rdb); err != nil {
+		return m, err
+	}
+	m.t0 = time.Now()
+	err = parallel(ctx, flows, enqueuers, func(k int) error {
+		_, err := t.client.Enqueue(ctx, build(k))
 		return err
 	})
 	if err != nil {
-		return Result{}, fmt.Errorf("enqueue: %w", err)
+		return m, fmt.Errorf("enqueue: %w", err)
 	}
-	tEnq := time.Now()
+	m.tEnq = time.Now()
 	if err := t.waitAll(ctx, waitTimeout(n)); err != nil {
-		return Result{}, err
+		return m, err
 	}
-	tEnd := time.Now()
-	s1, err := takeSnapshot(ctx, b.rdb)
-	if err != nil {
-		return Result{}, err
+	m.tEnd = time.Now()
+	if m.s1, err = takeSnapshot(ctx, b.rdb); err != nil {
+		return m, err
 	}
-	if err := t.verify(ctx, n); err != nil {
-		return Result{}, err
-	}
-	r := b.result("fullplansave", fmt.Sprintf("%d plans × %d, no-op steps", plans, planNodes), c, n)
-	r.Seconds = seconds(tEnd.Sub(t0))
+	return m, t.verify(ctx, n)
+}
+
+// fill sets the rates and costs of a live run.
+func (m liveRun) fill(r *Result, n, flows int) {
+	r.Seconds = seconds(m.tEnd.Sub(m.t0))
 	r.NodesPerSec = float64(n) / r.Seconds
-	r.FlowsPerSec = float64(plans) / r.Seconds
-	r.EnqueueSeconds = seconds(tEnq.Sub(t0))
+	r.FlowsPerSec = float64(flows) / r.Seconds
+	r.EnqueueSeconds = seconds(m.tEnq.Sub(m.t0))
 	r.EnqueuePerSec = float64(n) / r.EnqueueSeconds
-	r.cost(s0, s1, n)
-	rec.fill(&r)
-	return r, nil
+	r.cost(m.s0, m.s1, n)
 }
 
 // largeLevels splits n nodes into four levels growing tenfold: 0.1%, 0.9%,
