@@ -232,9 +232,8 @@ func (c *Client) Wait(ctx context.Context, flowID string) (*FlowInfo, error) {
 	}
 }
 
-// Cancel cancels a job; descendants follow their policies (under the default
-// Require they are cancelled with the reason). It returns how many nodes
-// were cancelled directly.
+// Cancel cancels an unfinished job; descendants follow their policies
+// (under the default Require they are cancelled with the reason).
 func (c *Client) Cancel(ctx context.Context, id, reason string) error {
 	if reason == "" {
 		reason = "cancelled"
