@@ -422,3 +422,57 @@ func (s *Store) Limits(ctx context.Context) (map[string]Limit, error) {
 	}
 	return out, nil
 }
+
+// ScanNodeIDs calls fn with batches of the namespace's node IDs, in no
+// particular order, until fn returns false or an error. It SCANs the whole
+// keyspace (O(keys in Redis)); use it for tools, not hot paths.
+func (s *Store) ScanNodeIDs(ctx context.Context, batch int, fn func(ids []string) (bool, error)) error {
+	if batch <= 0 {
+		batch = 500
+	}
+	prefix := s.k.node("")
+	done := false
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, prefix+"*", int64(batch)).Iterator()
+		ids := make([]string, 0, batch)
+		flush := func() error {
+			if len(ids) == 0 || done {
+				return nil
+			}
+			more, err := fn(ids)
+			ids = ids[:0]
+			done = !more
+			return err
+		}
+		for !done && iter.Next(ctx) {
+			ids = append(ids, strings.TrimPrefix(iter.Val(), prefix))
+			if len(ids) == batch {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return fmt.Errorf("dag: redis: %w", err)
+		}
+		return flush()
+	}
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		// the namespace lives in one slot; only its master has keys
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return scan(ctx, m) })
+	}
+	return scan(ctx, s.rdb)
+}
+
+// RateUsed is how many nodes of typ the claim script started in the rate
+// window of length per that holds now.
+func (s *Store) RateUsed(ctx context.Context, typ string, per time.Duration, now time.Time) (int64, error) {
+	if per <= 0 {
+		return 0, nil
+	}
+	n, err := s.rdb.Get(ctx, s.k.rateWindow(typ, now.UnixMilli()/per.Milliseconds())).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, err
+}

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -558,12 +557,11 @@ func (h *Harness) nextWindow(ctx context.Context, s *snapshot) time.Time {
 			return time.Time{}
 		}
 		// the claim script's count of starts in this window
-		key := fmt.Sprintf("trellis:{%s}:rate:%s:%d", st.Namespace(), typ, now/per)
-		used, err := st.Redis().Get(ctx, key).Int()
-		if err != nil && !errors.Is(err, redis.Nil) {
+		used, err := st.RateUsed(ctx, typ, l.Per, h.clock.Now())
+		if err != nil {
 			return time.Time{}
 		}
-		if used < l.Rate {
+		if used < int64(l.Rate) {
 			return time.Time{}
 		}
 		if w := (now/per + 1) * per; next == 0 || w < next {
@@ -637,20 +635,12 @@ func (h *Harness) nodes(ctx context.Context) []*flow.Job {
 			ids = append(ids, id)
 		}
 	}
-	var cursor uint64
-	prefix := "trellis:{" + st.Namespace() + "}:n:"
-	for {
-		keys, next, err := st.Redis().Scan(ctx, cursor, prefix+"*", 500).Result()
-		if err != nil {
-			break
+	_ = st.ScanNodeIDs(ctx, 500, func(batch []string) (bool, error) {
+		for _, id := range batch {
+			add(id)
 		}
-		for _, k := range keys {
-			add(strings.TrimPrefix(k, prefix))
-		}
-		if cursor = next; cursor == 0 || len(ids) > 200 {
-			break
-		}
-	}
+		return len(ids) <= 200, nil
+	})
 	sort.Strings(ids)
 	nodes, err := st.Nodes(ctx, ids)
 	if err != nil {

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/trellisflow/trellis/dag"
 )
 
@@ -249,55 +247,26 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 // returns the matching ones, most recently changed first.
 //
 // The engine has per-state counters but no per-state index, so this SCANs
-// the node hashes ("trellis:{ns}:n:*") and reads them in pipelined batches
+// the node hashes (Store.ScanNodeIDs) and reads them in pipelined batches
 // through Store.Nodes: O(jobs kept) work per call. Retention bounds it.
 func (h *Handler) scanJobs(ctx context.Context, f JobFilter) (matches []*dag.Node, scanned int, truncated bool, err error) {
-	prefix := "trellis:{" + h.store.Namespace() + "}:n:"
-	rdb := h.store.Redis()
 	limit := h.cfg.ScanLimit
-	flush := func(ids []string) error {
+	err = h.store.ScanNodeIDs(ctx, 500, func(ids []string) (bool, error) {
+		if room := limit - scanned; len(ids) > room {
+			ids, truncated = ids[:room], true
+		}
+		scanned += len(ids)
 		nodes, err := h.store.Nodes(ctx, ids)
 		if err != nil {
-			return err
+			return false, err
 		}
 		for _, n := range nodes {
 			if n != nil && f.match(n) {
 				matches = append(matches, n)
 			}
 		}
-		return nil
-	}
-	scan := func(ctx context.Context, c redis.UniversalClient) error {
-		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		batch := make([]string, 0, 500)
-		for iter.Next(ctx) {
-			if scanned >= limit {
-				truncated = true
-				break
-			}
-			scanned++
-			batch = append(batch, strings.TrimPrefix(iter.Val(), prefix))
-			if len(batch) == cap(batch) {
-				if err := flush(batch); err != nil {
-					return err
-				}
-				batch = batch[:0]
-			}
-		}
-		if err := iter.Err(); err != nil {
-			return fmt.Errorf("monitor: scan jobs: %w", err)
-		}
-		if len(batch) > 0 {
-			return flush(batch)
-		}
-		return nil
-	}
-	if cc, ok := rdb.(*redis.ClusterClient); ok {
-		// the namespace lives in one slot; only its master answers the SCAN
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return scan(ctx, m) })
-	} else {
-		err = scan(ctx, rdb)
-	}
+		return !truncated, nil
+	})
 	if err != nil {
 		return nil, scanned, truncated, err
 	}
