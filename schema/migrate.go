@@ -61,31 +61,19 @@ var sqliteMu sync.Mutex
 // the migrations use another, so db must allow at least two. On SQLite the
 // turns are taken within the process only.
 func Migrate(ctx context.Context, db *bun.DB) ([]string, error) {
-	m, err := Migrator(db)
-	if err != nil {
-		return nil, err
-	}
-	unlock, err := lock(ctx, db)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	if err := m.Init(ctx); err != nil {
-		return nil, fmt.Errorf("schema: create migration tables: %w", err)
-	}
-	group, err := m.Migrate(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("schema: migrate: %w", err)
-	}
-	var names []string
-	for _, mig := range group.Migrations {
-		names = append(names, mig.Name)
-	}
-	return names, nil
+	return run(ctx, db, "migrate", (*migrate.Migrator).Migrate)
 }
 
 // Rollback undoes the last group of applied migrations and returns their names.
 func Rollback(ctx context.Context, db *bun.DB) ([]string, error) {
+	return run(ctx, db, "rollback", (*migrate.Migrator).Rollback)
+}
+
+// run takes the migration lock, makes sure bun's migration tables exist and
+// moves the schema one way; it returns the names of the migrations applied
+// or undone.
+func run(ctx context.Context, db *bun.DB, verb string,
+	move func(*migrate.Migrator, context.Context, ...migrate.MigrationOption) (*migrate.MigrationGroup, error)) ([]string, error) {
 	m, err := Migrator(db)
 	if err != nil {
 		return nil, err
@@ -98,9 +86,9 @@ func Rollback(ctx context.Context, db *bun.DB) ([]string, error) {
 	if err := m.Init(ctx); err != nil {
 		return nil, fmt.Errorf("schema: create migration tables: %w", err)
 	}
-	group, err := m.Rollback(ctx)
+	group, err := move(m, ctx)
 	if err != nil {
-		return nil, fmt.Errorf("schema: rollback: %w", err)
+		return nil, fmt.Errorf("schema: %s: %w", verb, err)
 	}
 	var names []string
 	for _, mig := range group.Migrations {
