@@ -330,36 +330,27 @@ func savePlanRow(ctx context.Context, tx bun.Tx, m PlanFullSave) (FullSaveResult
 
 	// Prune: a full save replaces the plan's tree. Rows moved to another
 	// parent in the message are kept here and re-parented by their create.
-	q := tx.NewDelete().Model((*schema.Phase)(nil)).Where("plan_id = ?", m.PlanID)
-	if len(phases) > 0 {
-		q.Where("id NOT IN (?)", bun.In(phases))
+	prune := func(model any, parent string, parentArg any, keep []string) error {
+		q := tx.NewDelete().Model(model).Where(parent, parentArg)
+		if len(keep) > 0 {
+			q.Where("id NOT IN (?)", bun.In(keep))
+		}
+		n, err := affected(q.Exec(ctx))
+		res.Pruned += n
+		return err
 	}
-	n, err := affected(q.Exec(ctx))
-	if err != nil {
+	if err := prune((*schema.Phase)(nil), "plan_id = ?", m.PlanID, phases); err != nil {
 		return res, err
 	}
-	res.Pruned += n
 	if len(phases) > 0 {
-		q := tx.NewDelete().Model((*schema.Session)(nil)).Where("phase_id IN (?)", bun.In(phases))
-		if len(sessions) > 0 {
-			q.Where("id NOT IN (?)", bun.In(sessions))
-		}
-		n, err := affected(q.Exec(ctx))
-		if err != nil {
+		if err := prune((*schema.Session)(nil), "phase_id IN (?)", bun.In(phases), sessions); err != nil {
 			return res, err
 		}
-		res.Pruned += n
 	}
 	if len(sessions) > 0 {
-		q := tx.NewDelete().Model((*schema.Exercise)(nil)).Where("session_id IN (?)", bun.In(sessions))
-		if len(exercises) > 0 {
-			q.Where("id NOT IN (?)", bun.In(exercises))
-		}
-		n, err := affected(q.Exec(ctx))
-		if err != nil {
+		if err := prune((*schema.Exercise)(nil), "session_id IN (?)", bun.In(sessions), exercises); err != nil {
 			return res, err
 		}
-		res.Pruned += n
 	}
 	return res, nil
 }
