@@ -26,13 +26,13 @@ local out = {}
 for _ = 1, total do
   local id, tk, kind, a, b, sp, lg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   i = i + 7
-  local n = loadDone(id)
+  local n = load(id)
   if not n or n.st ~= 'active' or n.tk ~= tk then
     out[#out + 1] = '0'
   else
     out[#out + 1] = '1'
-    if sp ~= '' then redis.call('HSET', P .. 'n:' .. id, 'sp', sp) end
-    if lg ~= '' then redis.call('HSET', P .. 'n:' .. id, 'lg', lg) end
+    if sp ~= '' then put(n, 'sp', sp) end
+    if lg ~= '' then put(n, 'lg', lg) end
     if kind == 'ok' then
       finish(n, 'succeeded', nil, nil, {'r', a})
     elseif kind == 'retry' and n.at < n.ma then

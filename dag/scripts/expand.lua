@@ -14,12 +14,15 @@ if x.single then
   local created = string.match(x.tl, '^[^,]+,(%d+)')
   redis.call('SADD', P .. 'f:' .. id, id)
   redis.call('HSET', P .. 'fm:' .. id, 'n', 1, 'left', 1, 'ca', created or NOW)
-  local m = redis.call('HGET', P .. 'n:' .. id, 'm')
-  redis.call('HSET', P .. 'n:' .. id, 'm', id .. string.sub(m, 2))
+  x.m = id .. string.sub(x.m, 2)
+  put(x, 'm', x.m)
   x.single = false
 end
 local res, _, nodes = insert(x.fl, false, 6, tonumber(ARGV[5]))
-if res[1] ~= 'ok' then return res end
+if res[1] ~= 'ok' then
+  flushNodes() -- the node may have become a flow of its own above
+  return res
+end
 -- count the sinks that are still unfinished; one that already ended badly
 -- (a dependency outside the sub-graph had failed) fails the node at once
 local pending, bad = 0, nil
@@ -32,8 +35,8 @@ for _, sub in ipairs(nodes) do
   if sink and not terminal(n.st) then pending = pending + 1 end
   if sink and (n.st == 'failed' or n.st == 'cancelled') then bad = n end
 end
-redis.call('HSET', P .. 'n:' .. id, 'r', result, 'ex', '1', 'pe', pending, 'tk', '')
-x.ex = '1'
+x.ex, x.pe = '1', pending
+put(x, 'r', result); put(x, 'ex', '1'); put(x, 'pe', pending); put(x, 'tk', '')
 if bad then
   finish(x, 'failed', 'sub-graph node ' .. bad.id .. ' ' .. bad.st, bad.id)
 elseif pending == 0 then

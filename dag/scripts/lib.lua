@@ -20,6 +20,12 @@
 -- Every state change goes through move(), which also keeps the ready, delayed
 -- and active sets, the per-state counters, the flow's unfinished count, the
 -- timeline and the event stream in agreement with st.
+--
+-- A script sees each node through one table per call (load() caches it) and
+-- writes a node's changed fields with put(); commit() writes them, one HSET
+-- per node however many times it moved. Nodes made ready during a call wait
+-- in READY, so the same call's claim() can take them without a round trip
+-- through the ready set.
 local P = KEYS[1]
 local NOW = tonumber(ARGV[1])
 local NOWS = ARGV[1] -- the same as a string: numbers convert slowly
@@ -35,6 +41,9 @@ local LEFT = {}     -- flow id -> delta of unfinished nodes
 local ZOPS = {}     -- sorted-set key -> {member -> score | false (remove)}
 local WAKE = {}     -- queue -> nodes made ready
 local DRAINED = {}  -- queue -> true once claim() emptied its ready set
+local NODES = {}    -- id -> the node's table, loaded or created in this call
+local DIRTIED = {}  -- nodes with fields to write at commit (in n.w)
+local READY = {}    -- queue -> nodes made ready in this call (not yet in the set)
 
 local function split(s)
   local t = {}
@@ -74,9 +83,16 @@ local function node(id, st, m)
   return n
 end
 
--- load reads a whole node (without its data blob); nil if it does not exist.
--- The field lists are literal because unpack() is slow in Redis's Lua.
+-- load returns node id (its data blob too when data is set), or nil if it
+-- does not exist. A node is read once per call; later loads return the same
+-- table, with this call's changes. The field lists are literal because
+-- unpack() is slow in Redis's Lua.
 local function load(id, data)
+  local n = NODES[id]
+  if n then
+    if data and n.d == nil then n.d = redis.call('HGET', P .. 'n:' .. id, 'd') end
+    return n
+  end
   local v
   if data then
     v = redis.call('HMGET', P .. 'n:' .. id, 'st', 'm', 'pe', 'at', 'tk', 'tl', 'sl', 'ex', 'cz', 'c', 'd')
@@ -84,27 +100,25 @@ local function load(id, data)
     v = redis.call('HMGET', P .. 'n:' .. id, 'st', 'm', 'pe', 'at', 'tk', 'tl', 'sl', 'ex', 'cz', 'c')
   end
   if not v[1] then return nil end
-  local n = node(id, v[1], v[2])
+  n = node(id, v[1], v[2])
+  n.m = v[2]
   n.pe, n.at, n.tk, n.tl = tonumber(v[3]) or 0, tonumber(v[4]) or 0, v[5] or '', v[6] or ''
   n.sl, n.ex, n.cz, n.c, n.d = tonumber(v[7]) or 0, v[8], v[9], v[10] or '', v[11]
+  NODES[id] = n
   return n
 end
 
--- loadClaim and loadDone read only what the hot paths need.
-local function loadClaim(id)
-  local v = redis.call('HMGET', P .. 'n:' .. id, 'st', 'm', 'at', 'tl', 'd')
-  if not v[1] then return nil end
-  local n = node(id, v[1], v[2])
-  n.at, n.tl, n.d, n.m = tonumber(v[3]) or 0, v[4] or '', v[5], v[2]
-  return n
-end
-
-local function loadDone(id)
-  local v = redis.call('HMGET', P .. 'n:' .. id, 'st', 'm', 'at', 'tk', 'tl', 'c')
-  if not v[1] then return nil end
-  local n = node(id, v[1], v[2])
-  n.at, n.tk, n.tl, n.c = tonumber(v[3]) or 0, v[4] or '', v[5] or '', v[6] or ''
-  return n
+-- put records that field f of node n is now v; commit() writes it. The
+-- pairs pile up in n.w: HSET applies them in order, so the last one wins.
+local function put(n, f, v)
+  local w = n.w
+  if not w then
+    w = {}
+    n.w = w
+    DIRTIED[#DIRTIED + 1] = n
+  end
+  w[#w + 1] = f
+  w[#w + 1] = v
 end
 
 -- hset writes field/value pairs, avoiding unpack() for the common sizes.
@@ -114,7 +128,20 @@ local function hset(key, a)
   if k == 6 then return redis.call('HSET', key, a[1], a[2], a[3], a[4], a[5], a[6]) end
   if k == 8 then return redis.call('HSET', key, a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]) end
   if k == 10 then return redis.call('HSET', key, a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]) end
+  if k == 12 then return redis.call('HSET', key, a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12]) end
+  if k == 14 then return redis.call('HSET', key, a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14]) end
   return redis.call('HSET', key, unpack(a))
+end
+
+-- flushNodes writes the fields put() recorded, one HSET per node.
+local function flushNodes()
+  for _, n in ipairs(DIRTIED) do
+    if n.w then
+      hset(P .. 'n:' .. n.id, n.w)
+      n.w = nil
+    end
+  end
+  DIRTIED = {}
 end
 
 local function terminal(st)
@@ -127,12 +154,19 @@ local function count(st, n, d)
 end
 
 -- leave the set the old state kept the node in; enter the new one's.
+-- A node made ready in this call waits in READY (n.fresh) until claim()
+-- takes it or commit() adds it to the ready set.
 local function membership(n, from, to, score)
-  if from == 'ready' and not n.popped then zop(readyKey(n.q), n.id, false)
+  if from == 'ready' then
+    if n.fresh then n.fresh = nil
+    elseif not n.popped then zop(readyKey(n.q), n.id, false) end
   elseif from == 'delayed' then zop(P .. 'delayed', n.id, false)
   elseif from == 'active' then zop(P .. 'active', n.id, false) end
   if to == 'ready' then
-    zop(readyKey(n.q), n.id, (1000 - n.pr) * PRIO + (NOW - EPOCH))
+    n.fresh, n.popped, n.rs = true, nil, (1000 - n.pr) * PRIO + (NOW - EPOCH)
+    local r = READY[n.q]
+    if not r then r = {}; READY[n.q] = r end
+    r[#r + 1] = n
     WAKE[n.q] = (WAKE[n.q] or 0) + 1
   elseif to == 'delayed' then zop(P .. 'delayed', n.id, score)
   elseif to == 'active' then zop(P .. 'active', n.id, score) end
@@ -151,9 +185,9 @@ local function move(n, to, worker, extra, score)
   membership(n, from, to, score)
   n.tl = n.tl .. to .. ',' .. NOWS .. ',' .. n.at .. (worker and (',' .. worker) or '') .. '|'
   n.st = to
-  local args = {'st', to, 'tl', n.tl}
-  if extra then for i = 1, #extra do args[#args + 1] = extra[i] end end
-  hset(P .. 'n:' .. n.id, args)
+  put(n, 'st', to)
+  put(n, 'tl', n.tl)
+  if extra then for i = 1, #extra, 2 do put(n, extra[i], extra[i + 1]) end end
   count(from, n, -1)
   count(to, n, 1)
   if terminal(to) and not terminal(from) then unfinished(n, -1) end
@@ -166,10 +200,16 @@ end
 local function create(n, st, m, h, d, pe, c, why, cz, score)
   n.st = st
   n.tl = st .. ',' .. NOWS .. ',0|'
+  n.m, n.d, n.pe, n.c, n.cz = m, d, pe, c or '', cz
+  NODES[n.id] = n
   local key = P .. 'n:' .. n.id
-  redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', pe, 'at', 0)
-  if c then redis.call('HSET', key, 'c', c) end
-  if why then redis.call('HSET', key, 'why', why, 'cz', cz) end
+  if why then
+    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', pe, 'at', 0, 'c', c or '', 'why', why, 'cz', cz)
+  elseif c then
+    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', pe, 'at', 0, 'c', c)
+  else
+    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', pe, 'at', 0)
+  end
   membership(n, nil, st, score)
   count(st, n, 1)
   if not terminal(st) then unfinished(n, 1) end
@@ -216,7 +256,7 @@ finish = function(n, to, why, cause, extra)
     move(node, st, nil, fields)
     for _, cid in ipairs(node.c == '' and {} or split(node.c)) do
       if not doomed[cid] then
-        local c = load(cid)
+        local c = load(cid, true) -- with data: it may be claimed in this call
         if c and c.st == 'blocked' then
           local cause0 = w[4] or node.id
           local res
@@ -230,7 +270,8 @@ finish = function(n, to, why, cause, extra)
             local reason = (c.ex == '1' and 'sub-graph node ' or 'parent ') .. node.id .. ' ' .. st
             work[#work + 1] = {c, res, reason, cause0}
           else
-            c.pe = redis.call('HINCRBY', P .. 'n:' .. cid, 'pe', -1)
+            c.pe = c.pe - 1
+            put(c, 'pe', c.pe)
             if c.pe <= 0 then
               if c.ex == '1' then
                 doomed[cid] = true
@@ -325,9 +366,45 @@ local function allowed(lim, n)
   return true
 end
 
+-- take leases ready node n to worker and appends it to out: id, meta,
+-- attempt, token, data and the time it became ready.
+local function take(n, worker, leaseMs, out)
+  if n.d == nil then n.d = redis.call('HGET', P .. 'n:' .. n.id, 'd') end
+  local readyAt = string.match(n.tl, '(%d+),%d+[^|]*|$') or NOWS
+  n.at = n.at + 1
+  local tk = worker .. ':' .. n.at .. ':' .. NOWS
+  move(n, 'active', worker, {'at', n.at, 'tk', tk}, NOW + leaseMs)
+  out[#out + 1] = n.id
+  out[#out + 1] = n.m
+  out[#out + 1] = tostring(n.at)
+  out[#out + 1] = tk
+  out[#out + 1] = n.d
+  out[#out + 1] = readyAt
+end
+
+-- fresh returns queue q's nodes made ready in this call, best first.
+local function fresh(q)
+  local r, list = READY[q], {}
+  if not r then return list end
+  local sorted, last = true, 0
+  for _, n in ipairs(r) do
+    if n.fresh and n.st == 'ready' then
+      list[#list + 1] = n
+      if n.rs < last then sorted = false end
+      last = n.rs
+    end
+  end
+  if not sorted then -- priorities differ
+    for k, n in ipairs(list) do n.seq = k end
+    table.sort(list, function(a, b) if a.rs ~= b.rs then return a.rs < b.rs end return a.seq < b.seq end)
+  end
+  return list
+end
+
 -- claim takes up to want ready nodes from the queues, in order, and leases
--- them to worker. It returns id, meta, attempt, token, data and the time it
--- became ready, for each.
+-- them to worker (see take). It merges the ready set with the nodes made
+-- ready earlier in this call, by priority and time, so a completion hands
+-- the children it released straight to the next claim.
 -- Nodes whose type is at its limit stay ready, in their place.
 local function claim(queues, want, worker, leaseMs, out)
   flushZ()
@@ -336,36 +413,45 @@ local function claim(queues, want, worker, leaseMs, out)
     if want <= 0 then break end
     if redis.call('SISMEMBER', P .. 'paused', q) == 0 then
       local held = {}
+      local new = fresh(q)
+      local j = 1 -- the next of new
       for _ = 1, 4 do -- a few rounds, in case limited nodes were in the way
         local popped = redis.call('ZPOPMIN', readyKey(q), want)
         if #popped < 2 * want then DRAINED[q] = true end
-        for i = 1, #popped, 2 do
-          local n = loadClaim(popped[i])
+        local i = 1
+        while want > 0 and (i <= #popped or j <= #new) do
+          local n, from
+          if i <= #popped and (j > #new or tonumber(popped[i + 1]) <= new[j].rs) then
+            n, from = load(popped[i], true), popped
+            if n then n.popped = true end -- ZPOPMIN already took it out of the set
+            i = i + 2
+          else
+            n = new[j]
+            j = j + 1
+          end
           if n and n.st == 'ready' then
-            if want > 0 and (not lim or allowed(lim, n)) then
-              local readyAt = string.match(n.tl, '(%d+),%d+[^|]*|$') or NOWS
-              n.at = n.at + 1
-              local tk = worker .. ':' .. n.at .. ':' .. NOWS
-              n.popped = true -- ZPOPMIN already took it out of the ready set
-              move(n, 'active', worker, {'at', n.at, 'tk', tk}, NOW + leaseMs)
-              out[#out + 1] = n.id
-              out[#out + 1] = n.m
-              out[#out + 1] = tostring(n.at)
-              out[#out + 1] = tk
-              out[#out + 1] = n.d
-              out[#out + 1] = readyAt
+            if not lim or allowed(lim, n) then
+              take(n, worker, leaseMs, out)
+              if not from then WAKE[q] = WAKE[q] - 1 end
               want = want - 1
-            else
-              held[#held + 1] = popped[i + 1]
-              held[#held + 1] = popped[i]
+            elseif from then
+              n.popped = nil
+              held[#held + 1] = popped[i - 1]
+              held[#held + 1] = n.id
             end
           end
         end
+        for k = i, #popped, 2 do -- popped but not needed after all
+          held[#held + 1] = popped[k + 1]
+          held[#held + 1] = popped[k]
+          local n = NODES[popped[k]]
+          if n then n.popped = nil end
+        end
         if want <= 0 or DRAINED[q] or #held == 0 then break end
       end
+      if #held > 0 or j <= #new then DRAINED[q] = nil end
       if #held > 0 then
-        DRAINED[q] = nil
-        for i = 1, #held, 1000 do redis.call('ZADD', readyKey(q), unpack(held, i, math.min(i + 999, #held))) end
+        for k = 1, #held, 1000 do redis.call('ZADD', readyKey(q), unpack(held, k, math.min(k + 999, #held))) end
       end
     end
   end
@@ -387,8 +473,12 @@ local function drop(victims)
     end
     for _, id in ipairs(members) do
       local n = load(id)
-      if n then count(n.st, n, -1) end
+      if n then
+        count(n.st, n, -1)
+        n.w = nil -- deleted: nothing to write
+      end
       dels[#dels + 1] = P .. 'n:' .. id
+      NODES[id] = nil
     end
     zop(P .. 'done', f, false)
   end
@@ -422,7 +512,8 @@ local function commit()
       local single = SINGLE[f]
       if single then
         if d == 0 then
-          left = terminal(redis.call('HGET', P .. 'n:' .. f, 'st')) and 0 or 1
+          local n = NODES[f]
+          left = terminal(n and n.st or redis.call('HGET', P .. 'n:' .. f, 'st')) and 0 or 1
         else
           left = (d < 0) and 0 or 1
         end
@@ -439,7 +530,14 @@ local function commit()
       end
     end
   end
+  for q, r in pairs(READY) do
+    for _, n in ipairs(r) do
+      if n.fresh and n.st == 'ready' then zop(readyKey(q), n.id, n.rs) end
+    end
+  end
+  READY = {}
   flushZ()
+  flushNodes()
   for k, d in pairs(COUNTS) do
     if d ~= 0 then redis.call('HINCRBY', P .. 'counts', k, d) end
   end
@@ -535,7 +633,8 @@ local function insert(flow, single, start, total) -- also returns the ARGV index
         else
           pe = pe + 1
           if not inBatch then
-            redis.call('HSET', P .. 'n:' .. p, 'c', (pn.c == '') and n.id or (pn.c .. SEP .. n.id))
+            pn.c = (pn.c == '') and n.id or (pn.c .. SEP .. n.id)
+            put(pn, 'c', pn.c)
           end
         end
       end

@@ -31,7 +31,10 @@ for _, n in ipairs(reset) do
     if not inReset[cid] then
       local c = load(cid)
       -- a waiting child already counted n as done; it is not any more
-      if c and c.st == 'blocked' then redis.call('HINCRBY', P .. 'n:' .. cid, 'pe', 1) end
+      if c and c.st == 'blocked' then
+        c.pe = c.pe + 1
+        put(c, 'pe', c.pe)
+      end
     end
   end
 end
@@ -52,8 +55,8 @@ for _, n in ipairs(reset) do
     if res then
       finish(n, res, why, id)
     else
-      redis.call('HSET', P .. 'n:' .. n.id, 'pe', pe)
       n.pe = pe
+      put(n, 'pe', pe)
       if pe == 0 then release(n) end
     end
   end
