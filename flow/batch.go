@@ -9,7 +9,7 @@ import (
 	"github.com/trellisflow/trellis/dag"
 )
 
-// Concurrent enqueues on one client are coalesced: while one script call is
+// Concurrent enqueues on one client are coalesced: while script calls are
 // in flight, the enqueues that arrive meanwhile wait and then go together in
 // the next call. Nothing waits on a timer, so a lone enqueue pays no extra
 // latency; under load the per-call cost (a round trip, the event entry, the
@@ -17,6 +17,7 @@ import (
 const (
 	batchFlows   = 128  // flows per call at most
 	batchNodes   = 4096 // nodes per call at most; a bigger graph goes alone
+	batchInPlay  = 2    // script calls in flight at once
 	batchTimeout = 30 * time.Second
 )
 
@@ -29,7 +30,7 @@ type writeReq struct {
 type batcher struct {
 	mu       sync.Mutex
 	queue    []*writeReq
-	flushing bool
+	flushing int // callers flushing the queue
 }
 
 // write enqueues one flow, coalesced with the client's concurrent enqueues.
@@ -41,8 +42,10 @@ func (c *Client) write(ctx context.Context, now time.Time, fw dag.FlowWrite) ([]
 	b := &c.batch
 	b.mu.Lock()
 	b.queue = append(b.queue, req)
-	lead := !b.flushing
-	b.flushing = true
+	lead := b.flushing < batchInPlay
+	if lead {
+		b.flushing++
+	}
 	b.mu.Unlock()
 	if lead {
 		// this caller flushes until the queue is empty, its own request first
@@ -69,7 +72,7 @@ func (c *Client) flush(ctx context.Context) {
 		batch := append([]*writeReq(nil), b.queue[:n]...)
 		b.queue = b.queue[n:]
 		if len(batch) == 0 {
-			b.flushing = false
+			b.flushing--
 			b.mu.Unlock()
 			return
 		}

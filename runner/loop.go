@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"time"
 
@@ -37,6 +38,7 @@ var (
 // when there is nothing to do.
 func (r *Runner) loop(ctx context.Context) {
 	defer close(r.done)
+	defer close(r.jobs) // the workers end once they finish what they run
 	inflight := map[string]*task{}
 	var pending []dag.Outcome
 	stopping, idle := false, false
@@ -267,23 +269,38 @@ func (r *Runner) handBack(ctx context.Context, inflight map[string]*task, pendin
 	r.log.Info("trellis: in-flight jobs handed back", "jobs", len(inflight))
 }
 
-// launch starts a claimed node's step in its own goroutine.
+// job is a claimed node handed to a step worker.
+type job struct {
+	ctx context.Context
+	t   *task
+}
+
+// launch hands a claimed node to a step worker. A runner holds at most
+// Concurrency nodes, so the workers' channel never blocks.
 func (r *Runner) launch(ctx context.Context, c dag.Claimed, inflight map[string]*task) {
 	tctx, cancel := context.WithCancelCause(ctx)
 	t := &task{job: c, cancel: cancel}
 	inflight[c.ID] = t
-	go func() {
-		out, expanded := r.execute(tctx, &t.job)
-		cancel(nil)
-		r.results <- result{id: c.ID, outcome: out, expanded: expanded}
-	}()
+	r.jobs <- job{ctx: tctx, t: t}
+}
+
+// work is one of the runner's Concurrency step workers. Long-lived workers
+// keep their grown stacks, where a goroutine per step would grow one for
+// every node.
+func (r *Runner) work() {
+	for j := range r.jobs {
+		out, expanded := r.execute(j.ctx, &j.t.job)
+		j.t.cancel(nil)
+		r.results <- result{id: j.t.job.ID, outcome: out, expanded: expanded}
+	}
 }
 
 // execute runs one node and turns what happened into an outcome to report,
 // or, for a node that expanded (already written), the run to count.
 func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded *dag.Outcome) {
 	start := time.Now()
-	log := r.log.With("job", c.ID, "type", c.Type, "attempt", c.Attempt)
+	attrs := []slog.Attr{slog.String("job", c.ID), slog.String("type", c.Type), slog.Int("attempt", c.Attempt)}
+	log := jobLogger(r.log, nil, attrs...)
 	log.Debug("trellis: step started")
 	if r.cfg.Observer != nil {
 		var waited time.Duration
@@ -294,7 +311,7 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded 
 	}
 	ctx, span := r.startRunSpan(ctx, c)
 	steplog := &stepLog{}
-	sc, err := flow.NewStepContext(flow.StepEnv{Job: *c, Client: r.client, Logger: steplog.logger(log)})
+	sc, err := flow.NewStepContext(flow.StepEnv{Job: *c, Client: r.client, Logger: jobLogger(r.log, steplog, attrs...)})
 	var res []byte
 	var skipped string
 	if err == nil {
@@ -361,7 +378,7 @@ func (r *Runner) runStep(ctx context.Context, sc *flow.StepContext, c *dag.Claim
 	if timeout == 0 {
 		timeout = r.cfg.DefaultTimeout
 	}
-	sctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("step timed out after %s", timeout))
+	sctx, cancel := context.WithTimeoutCause(ctx, timeout, timeoutError(timeout))
 	defer cancel()
 	defer func() {
 		if p := recover(); p != nil {
@@ -379,6 +396,11 @@ func (r *Runner) runStep(ctx context.Context, sc *flow.StepContext, c *dag.Claim
 	return res, "", err
 }
 
+// timeoutError is a step's deadline cause, formatted only when read.
+type timeoutError time.Duration
+
+func (e timeoutError) Error() string { return "step timed out after " + time.Duration(e).String() }
+
 type panicError struct {
 	value any
 	stack string
@@ -390,6 +412,7 @@ func (p *panicError) Error() string { return fmt.Sprintf("step panicked: %v", p.
 // state: success, skip, retry (with its delay), permanent failure, or
 // nothing at all when the lease is gone.
 func (r *Runner) outcome(ctx context.Context, c *dag.Claimed, res []byte, skipped string, err error, took time.Duration, log interface {
+	Debug(string, ...any)
 	Info(string, ...any)
 	Warn(string, ...any)
 	Error(string, ...any)
@@ -407,7 +430,7 @@ func (r *Runner) outcome(ctx context.Context, c *dag.Claimed, res []byte, skippe
 		if len(o.Result) == 0 {
 			o.Result = []byte("null")
 		}
-		log.Info("trellis: step succeeded", "duration", took)
+		log.Debug("trellis: step succeeded", "duration", took)
 	case flow.IsPermanent(err):
 		o.Kind, o.Err = dag.OutcomeFail, &dag.ErrorInfo{Message: err.Error(), Attempt: c.Attempt}
 		log.Error("trellis: step failed permanently", "err", err, "duration", took)

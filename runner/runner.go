@@ -132,6 +132,7 @@ type Runner struct {
 	started bool
 
 	results  chan result
+	jobs     chan job // to the step workers
 	wake     chan struct{}
 	arm      chan struct{}
 	stop     chan struct{}
@@ -169,6 +170,7 @@ func New(client *flow.Client, cfg *Config) (*Runner, error) {
 		cfg: c, client: client, store: client.Store(), log: c.Logger.With("runner", c.ID),
 		steps:   map[string]flow.Step{},
 		results: make(chan result, c.Concurrency),
+		jobs:    make(chan job, c.Concurrency),
 		wake:    make(chan struct{}, 1),
 		arm:     make(chan struct{}, 1),
 		stop:    make(chan struct{}),
@@ -224,6 +226,9 @@ func (r *Runner) Start(ctx context.Context) error {
 	r.started = true
 	ctx = context.WithoutCancel(ctx)
 	go r.waker(ctx)
+	for range r.cfg.Concurrency {
+		go r.work()
+	}
 	go r.loop(ctx)
 	r.log.Info("trellis: runner started", "queues", r.cfg.Queues, "concurrency", r.cfg.Concurrency)
 	return nil
