@@ -1,0 +1,181 @@
+package dag_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/embedded"
+)
+
+// stores runs fn on the real Redis (REDIS_URL) and on the in-process one,
+// each in a fresh namespace.
+func stores(t *testing.T, fn func(t *testing.T, s *dag.Store)) {
+	t.Run("redis", func(t *testing.T) {
+		t.Parallel()
+		url := os.Getenv("REDIS_URL")
+		if url == "" {
+			url = "redis://127.0.0.1:6379/0"
+		}
+		opt, err := redis.ParseURL(url)
+		require.NoError(t, err)
+		rdb := redis.NewClient(opt)
+		t.Cleanup(func() { _ = rdb.Close() })
+		require.NoError(t, rdb.Ping(context.Background()).Err(), "the tests need Redis at REDIS_URL; `make test` starts it")
+		fn(t, newStore(t, rdb))
+	})
+	t.Run("embedded", func(t *testing.T) {
+		t.Parallel()
+		er, err := embedded.NewRedis()
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = er.Close() })
+		fn(t, newStore(t, er.Client()))
+	})
+}
+
+func newStore(t *testing.T, rdb redis.UniversalClient) *dag.Store {
+	s, err := dag.NewStore(rdb, fmt.Sprintf("dagtest-%06x", rand.IntN(1<<24)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = s.Clear(context.Background()) })
+	return s
+}
+
+func hspec(id string, prio int, parents ...string) dag.Spec {
+	return dag.Spec{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1, Priority: prio, Parents: parents}
+}
+
+func enqueue(t *testing.T, s *dag.Store, flow string, specs ...dag.Spec) {
+	order := make([]int, len(specs))
+	for i := range order {
+		order[i] = i
+	}
+	_, err := s.Enqueue(context.Background(), time.Now(), flow, false, specs, order)
+	require.NoError(t, err)
+}
+
+// syncOK completes done (all succeeded) and claims up to want nodes in one
+// call, returning the claimed nodes.
+func syncOK(t *testing.T, s *dag.Store, want int, done ...dag.Claimed) []dag.Claimed {
+	req := dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Want: want, RetainCount: -1}
+	for _, c := range done {
+		req.Outcomes = append(req.Outcomes, dag.Outcome{ID: c.ID, Token: c.Token, Kind: dag.OutcomeOK, Result: []byte(`"r-` + c.ID + `"`)})
+	}
+	res, err := s.Sync(context.Background(), time.Now(), req)
+	require.NoError(t, err)
+	for i, ok := range res.Applied {
+		require.True(t, ok, "outcome of %s applied", done[i].ID)
+	}
+	return res.Claimed
+}
+
+func ids(cs []dag.Claimed) []string {
+	out := []string{}
+	for _, c := range cs {
+		out = append(out, c.ID)
+	}
+	return out
+}
+
+// A completion releases children that the same call then claims. They
+// take their place among the nodes already ready by priority and age: an
+// older node of equal priority goes first, a more urgent child overtakes.
+func TestReleasedChildrenKeepPriorityOrder(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		ctx := context.Background()
+		enqueue(t, s, "f1", hspec("p", 100))
+		got := syncOK(t, s, 1)
+		require.Equal(t, []string{"p"}, ids(got))
+		// ready now: old (priority 0); p's children wait for it
+		enqueue(t, s, "f2", hspec("old", 0))
+		enqueue(t, s, "f3", hspec("urgent", 50, "p"), hspec("plain", 0, "p"))
+
+		got = syncOK(t, s, 2, got...)
+		require.Equal(t, []string{"urgent", "old"}, ids(got), "the urgent child overtakes; the older node of equal priority precedes plain")
+		require.Equal(t, "r-p", resultOf(t, s, "p"))
+
+		// plain went into the ready set, not lost
+		n, err := s.Node(ctx, "plain")
+		require.NoError(t, err)
+		require.Equal(t, dag.Ready, n.State)
+		rest := syncOK(t, s, 5, got...)
+		require.Equal(t, []string{"plain"}, ids(rest))
+		syncOK(t, s, 0, rest...)
+		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 4})
+		for _, id := range []string{"p", "old", "urgent", "plain"} {
+			n, err := s.Node(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, dag.Succeeded, n.State, id)
+			require.Equal(t, 1, n.Attempt, id)
+		}
+	})
+}
+
+// Two parents of one child finish in the same call: the child is released
+// once, claimed in that call, and its timeline shows ready then active.
+func TestFanInWithinOneCall(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		ctx := context.Background()
+		enqueue(t, s, "f", hspec("a", 0), hspec("b", 0), hspec("c", 0, "a", "b"))
+		got := syncOK(t, s, 2)
+		require.ElementsMatch(t, []string{"a", "b"}, ids(got))
+		got = syncOK(t, s, 3, got...)
+		require.Equal(t, []string{"c"}, ids(got), "released once, claimed at once")
+		c, err := s.Node(ctx, "c")
+		require.NoError(t, err)
+		require.Equal(t, dag.Active, c.State)
+		require.Equal(t, 0, c.Pending)
+		var states []dag.State
+		for _, tr := range c.Timeline {
+			states = append(states, tr.To)
+		}
+		require.Equal(t, []dag.State{dag.Blocked, dag.Ready, dag.Active}, states)
+		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 2, dag.Active: 1})
+
+		syncOK(t, s, 0, got...)
+		st, err := s.FlowStatus(ctx, "f")
+		require.NoError(t, err)
+		require.True(t, st.Done, "the flow is finished: %+v", st)
+	})
+}
+
+// A child released while its queue is paused stays ready in the set.
+func TestReleasedChildOfPausedQueueWaits(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		ctx := context.Background()
+		enqueue(t, s, "f", hspec("a", 0), hspec("b", 0, "a"))
+		got := syncOK(t, s, 1)
+		require.NoError(t, s.Pause(ctx, "q"))
+		require.Empty(t, syncOK(t, s, 5, got...))
+		n, err := s.Node(ctx, "b")
+		require.NoError(t, err)
+		require.Equal(t, dag.Ready, n.State)
+		require.NoError(t, s.Resume(ctx, "q"))
+		require.Equal(t, []string{"b"}, ids(syncOK(t, s, 5)))
+	})
+}
+
+func resultOf(t *testing.T, s *dag.Store, id string) string {
+	n, err := s.Node(context.Background(), id)
+	require.NoError(t, err)
+	var r string
+	require.NoError(t, json.Unmarshal(n.Result, &r))
+	return r
+}
+
+func assertCounts(t *testing.T, s *dag.Store, want map[dag.State]int64) {
+	counts, err := s.Counts(context.Background())
+	require.NoError(t, err)
+	got := map[dag.State]int64{}
+	for _, c := range counts {
+		got[c.State] += c.N
+	}
+	require.Equal(t, want, got)
+}
