@@ -18,9 +18,8 @@ func (k keys) active() string                        { return k.prefix + "active
 func (k keys) done() string                          { return k.prefix + "done" }                        // zset: finished flows by time
 func (k keys) counts() string                        { return k.prefix + "counts" }                      // hash: "state|queue|type" -> n
 func (k keys) events() string                        { return k.prefix + "events" }                      // capped stream of transitions
-func (k keys) paused() string                        { return k.prefix + "paused" }                      // set of paused queues
 func (k keys) runners() string                       { return k.prefix + "runners" }                     // zset: runner -> last heartbeat
-func (k keys) limits() string                        { return k.prefix + "limits" }                      // hash: type -> "concurrency|rate|per ms"
+func (k keys) control() string                       { return k.prefix + "ctl" }                         // hash: "t:"+type -> "concurrency|rate|per ms", "p:"+queue -> "1" while paused
 func (k keys) rateWindow(typ string, w int64) string { return k.prefix + "rate:" + typ + ":" + itoa(w) } // string: claims in a window (Lua builds it)
 func (k keys) minute(m int64) string                 { return k.prefix + "m:" + itoa(m) }                // hash: one minute's stats
 func (k keys) pattern() string                       { return k.prefix + "*" }

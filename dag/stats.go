@@ -287,13 +287,13 @@ func (s *Store) Pause(ctx context.Context, queue string) error {
 	if err := CheckName(queue); err != nil {
 		return fmt.Errorf("dag: queue %q %s", queue, err.Error())
 	}
-	return s.rdb.SAdd(ctx, s.k.paused(), queue).Err()
+	return s.rdb.HSet(ctx, s.k.control(), "p:"+queue, "1").Err()
 }
 
 // Resume lets runners claim nodes of queue again and wakes them.
 func (s *Store) Resume(ctx context.Context, queue string) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.SRem(ctx, s.k.paused(), queue)
+		p.HDel(ctx, s.k.control(), "p:"+queue)
 		p.LPush(ctx, s.k.wake(queue), "1")
 		p.LTrim(ctx, s.k.wake(queue), 0, 63)
 		return nil
@@ -303,9 +303,18 @@ func (s *Store) Resume(ctx context.Context, queue string) error {
 
 // Paused lists the paused queues.
 func (s *Store) Paused(ctx context.Context) ([]string, error) {
-	q, err := s.rdb.SMembers(ctx, s.k.paused()).Result()
+	h, err := s.rdb.HGetAll(ctx, s.k.control()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("dag: redis: %w", err)
+	}
+	q := []string{}
+	for f := range h {
+		if name, ok := strings.CutPrefix(f, "p:"); ok {
+			q = append(q, name)
+		}
+	}
 	sort.Strings(q)
-	return q, err
+	return q, nil
 }
 
 // Runner is a runner that sent a heartbeat.
@@ -401,20 +410,24 @@ func (s *Store) SetLimit(ctx context.Context, typ string, l Limit) error {
 		return fmt.Errorf("dag: limit for %s: a rate needs Per of at least 1ms", typ)
 	}
 	if l == (Limit{}) {
-		return s.rdb.HDel(ctx, s.k.limits(), typ).Err()
+		return s.rdb.HDel(ctx, s.k.control(), "t:"+typ).Err()
 	}
 	v := fmt.Sprintf("%d|%d|%d", l.Concurrency, l.Rate, l.Per.Milliseconds())
-	return s.rdb.HSet(ctx, s.k.limits(), typ, v).Err()
+	return s.rdb.HSet(ctx, s.k.control(), "t:"+typ, v).Err()
 }
 
 // Limits reads every message type's limit.
 func (s *Store) Limits(ctx context.Context) (map[string]Limit, error) {
-	h, err := s.rdb.HGetAll(ctx, s.k.limits()).Result()
+	h, err := s.rdb.HGetAll(ctx, s.k.control()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("dag: redis: %w", err)
 	}
 	out := make(map[string]Limit, len(h))
-	for typ, v := range h {
+	for f, v := range h {
+		typ, ok := strings.CutPrefix(f, "t:")
+		if !ok {
+			continue
+		}
 		var c, r, per int64
 		if _, err := fmt.Sscanf(v, "%d|%d|%d", &c, &r, &per); err == nil {
 			out[typ] = Limit{Concurrency: int(c), Rate: int(r), Per: time.Duration(per) * time.Millisecond}

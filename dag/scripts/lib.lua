@@ -173,6 +173,7 @@ local function membership(n, from, to, score)
 end
 
 local SINGLE = {}   -- flow id -> true for single-node flows (no fm: hash)
+local NEWFLOW = {}  -- flow id -> true for flows created in this call
 local function unfinished(n, d)
   LEFT[n.fl] = (LEFT[n.fl] or 0) + d
   if n.single then SINGLE[n.fl] = true end
@@ -327,20 +328,29 @@ local function flushZ()
   ZOPS = {}
 end
 
--- limits are per message type, read once per call: "concurrency|rate|per ms"
--- (0 = unlimited). Concurrency counts the type's active nodes in the queue
--- (from the counters, plus this call's changes); rate counts claims in the
--- current window of per ms.
+-- The control hash holds the paused queues ("p:"..queue) and the limits
+-- per message type ("t:"..type -> "concurrency|rate|per ms", 0 = unlimited),
+-- read once per claim. Concurrency counts the type's active nodes in the
+-- queue (from the counters, plus this call's changes); rate counts claims in
+-- the current window of per ms.
 local RATE = {}     -- rate window key -> claims made in this call
-local function limiter()
-  local raw = redis.call('HGETALL', P .. 'limits')
-  if #raw == 0 then return nil end
-  local lim = {}
+local function control()
+  local raw = redis.call('HGETALL', P .. 'ctl')
+  if #raw == 0 then return nil, {} end
+  local lim, paused = nil, {}
   for i = 1, #raw, 2 do
-    local c, r, per = string.match(raw[i + 1], '^(%d+)|(%d+)|(%d+)$')
-    if c then lim[raw[i]] = {c = tonumber(c), r = tonumber(r), per = tonumber(per)} end
+    local kind, name = string.sub(raw[i], 1, 2), string.sub(raw[i], 3)
+    if kind == 'p:' then
+      paused[name] = true
+    elseif kind == 't:' then
+      local c, r, per = string.match(raw[i + 1], '^(%d+)|(%d+)|(%d+)$')
+      if c then
+        lim = lim or {}
+        lim[name] = {c = tonumber(c), r = tonumber(r), per = tonumber(per)}
+      end
+    end
   end
-  return lim
+  return lim, paused
 end
 
 -- allowed reports whether one more node of n's type may start now.
@@ -367,10 +377,11 @@ local function allowed(lim, n)
 end
 
 -- take leases ready node n to worker and appends it to out: id, meta,
--- attempt, token, data and the time it became ready.
-local function take(n, worker, leaseMs, out)
+-- attempt, token, data and the time it became ready (from its score in the
+-- ready set, see membership).
+local function take(n, score, worker, leaseMs, out)
   if n.d == nil then n.d = redis.call('HGET', P .. 'n:' .. n.id, 'd') end
-  local readyAt = string.match(n.tl, '(%d+),%d+[^|]*|$') or NOWS
+  local readyAt = string.format('%d', score - (1000 - n.pr) * PRIO + EPOCH)
   n.at = n.at + 1
   local tk = worker .. ':' .. n.at .. ':' .. NOWS
   move(n, 'active', worker, {'at', n.at, 'tk', tk}, NOW + leaseMs)
@@ -408,10 +419,10 @@ end
 -- Nodes whose type is at its limit stay ready, in their place.
 local function claim(queues, want, worker, leaseMs, out)
   flushZ()
-  local lim = limiter()
+  local lim, paused = control()
   for _, q in ipairs(queues) do
     if want <= 0 then break end
-    if redis.call('SISMEMBER', P .. 'paused', q) == 0 then
+    if not paused[q] then
       local held = {}
       local new = fresh(q)
       local j = 1 -- the next of new
@@ -420,18 +431,18 @@ local function claim(queues, want, worker, leaseMs, out)
         if #popped < 2 * want then DRAINED[q] = true end
         local i = 1
         while want > 0 and (i <= #popped or j <= #new) do
-          local n, from
+          local n, from, score
           if i <= #popped and (j > #new or tonumber(popped[i + 1]) <= new[j].rs) then
-            n, from = load(popped[i], true), popped
+            n, from, score = load(popped[i], true), popped, tonumber(popped[i + 1])
             if n then n.popped = true end -- ZPOPMIN already took it out of the set
             i = i + 2
           else
-            n = new[j]
+            n, score = new[j], new[j].rs
             j = j + 1
           end
           if n and n.st == 'ready' then
             if not lim or allowed(lim, n) then
-              take(n, worker, leaseMs, out)
+              take(n, score, worker, leaseMs, out)
               if not from then WAKE[q] = WAKE[q] - 1 end
               want = want - 1
             elseif from then
@@ -517,6 +528,9 @@ local function commit()
         else
           left = (d < 0) and 0 or 1
         end
+      elseif NEWFLOW[f] then
+        left = d
+        redis.call('HSET', P .. 'fm:' .. f, 'left', d, 'ca', NOW)
       else
         left = redis.call('HINCRBY', P .. 'fm:' .. f, 'left', d)
       end
@@ -524,7 +538,7 @@ local function commit()
       if left == 0 then
         zop(P .. 'done', member, NOW)
         if not single then redis.call('HSET', P .. 'fm:' .. f, 'fa', NOW) end
-      elseif d > 0 then
+      elseif d > 0 and not NEWFLOW[f] then
         zop(P .. 'done', member, false)
         if not single then redis.call('HDEL', P .. 'fm:' .. f, 'fa') end
       end
@@ -652,12 +666,12 @@ local function insert(flow, single, start, total) -- also returns the ARGV index
     for k = 1, #members, 1000 do
       redis.call('SADD', P .. 'f:' .. flow, unpack(members, k, math.min(k + 999, #members)))
     end
-    redis.call('HINCRBY', P .. 'fm:' .. flow, 'n', #members)
-    redis.call('HSETNX', P .. 'fm:' .. flow, 'ca', NOW)
+    -- a new flow gets its creation time and unfinished count in commit()
+    if redis.call('HINCRBY', P .. 'fm:' .. flow, 'n', #members) == #members then NEWFLOW[flow] = true end
   end
   if #members > 0 then
     LEFT[flow] = LEFT[flow] or 0
-    if single then SINGLE[flow] = true end
+    if single then SINGLE[flow], NEWFLOW[flow] = true, true end
   end
   return out, i, nodes
 end
