@@ -48,8 +48,9 @@ func (c *Client) write(ctx context.Context, now time.Time, fw dag.FlowWrite) ([]
 	}
 	b.mu.Unlock()
 	if lead {
-		// this caller flushes until the queue is empty, its own request first
-		c.flush(context.WithoutCancel(ctx))
+		// a flusher goroutine writes until the queue is empty, so every
+		// caller stays free to add to the next batch
+		go c.flush(context.WithoutCancel(ctx))
 	}
 	select {
 	case r := <-req.done:
