@@ -41,7 +41,8 @@ func (b *bench) independent(ctx context.Context, n, c int) (Result, error) {
 	t0 := time.Now()
 	err = parallel(ctx, n, enqueuers, func(i int) error {
 		rec.enq[i] = rec.now()
-		_, err := t.client.Add(ctx, noop{}, &flow.NodeOpts{ID: nodeID(i)})
+		job, err := t.client.Add(ctx, noop{}, nil)
+		rec.name(job.ID, i) // the runner starts after the last enqueue
 		enqueued.Add(1)
 		return err
 	})
@@ -100,10 +101,9 @@ func (b *bench) fanout(ctx context.Context, flows, width, c int) (Result, error)
 	m, err := b.runLive(ctx, t, n, flows, func(f int) *flow.Graph {
 		g := flow.New()
 		first := f * per
-		p := g.Add(noop{}, &flow.NodeOpts{ID: nodeID(first)})
+		p := rec.add(g, noop{}, first, nil)
 		for k := 1; k <= width; k++ {
-			g.Add(noop{}, &flow.NodeOpts{ID: nodeID(first + k)}).After(p)
-			rec.parents[first+k] = []int32{int32(first)}
+			rec.add(g, noop{}, first+k, nil, p)
 		}
 		at := rec.now()
 		for k := 0; k < per; k++ {
@@ -147,10 +147,11 @@ func (b *bench) chain(ctx context.Context, depth, reps, c int) (Result, error) {
 		first := k * depth
 		var prev *flow.Node
 		for i := 0; i < depth; i++ {
-			nd := g.Add(noop{}, &flow.NodeOpts{ID: nodeID(first + i)})
+			var nd *flow.Node
 			if prev != nil {
-				nd.After(prev)
-				rec.parents[first+i] = []int32{int32(first + i - 1)}
+				nd = rec.add(g, noop{}, first+i, nil, prev)
+			} else {
+				nd = rec.add(g, noop{}, first+i, nil)
 			}
 			prev = nd
 		}
@@ -215,10 +216,12 @@ func addPlan(g *flow.Graph, rec *recorder, k, first int) {
 	i := first
 	planID := fmt.Sprintf("plan-%d", k)
 	add := func(msg flow.Message, parent *flow.Node) *flow.Node {
-		nd := g.Add(msg, &flow.NodeOpts{ID: nodeID(i), UserID: "trainer-1"})
+		opts := &flow.NodeOpts{UserID: "trainer-1"}
+		var nd *flow.Node
 		if parent != nil {
-			nd.After(parent)
-			rec.parents[i] = []int32{int32(nodeIndex(parent.ID()))}
+			nd = rec.add(g, msg, i, opts, parent)
+		} else {
+			nd = rec.add(g, msg, i, opts)
 		}
 		i++
 		return nd

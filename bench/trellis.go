@@ -27,8 +27,15 @@ func (noop) MessageType() string { return "BENCH_NOOP" }
 // its step started and returned, in nanoseconds since base, as seen inside
 // the benchmark process. Latencies come from these, not from the node
 // timelines in Redis, whose resolution is a millisecond.
+//
+// Nodes get the IDs Trellis generates, as the peers' jobs get theirs (an
+// explicit ID costs one more read per node: the idempotency check); the
+// recorder maps them to indexes. Only large names its nodes n0, n1, …, so
+// its memory per node does not measure the length of generated IDs.
 type recorder struct {
 	base    time.Time
+	idMu    sync.RWMutex
+	ids     map[string]int32
 	enq     []int64
 	start   []atomic.Int64
 	end     []atomic.Int64
@@ -44,12 +51,41 @@ type recorder struct {
 
 func newRecorder(n int) *recorder {
 	return &recorder{
-		base: time.Now(), enq: make([]int64, n), start: make([]atomic.Int64, n), end: make([]atomic.Int64, n),
+		base: time.Now(), ids: make(map[string]int32, n), enq: make([]int64, n), start: make([]atomic.Int64, n), end: make([]atomic.Int64, n),
 		parents: make([][]int32, n), want: int64(n), all: make(chan struct{}), failed: make(chan struct{}),
 	}
 }
 
 func (r *recorder) now() int64 { return int64(time.Since(r.base)) }
+
+// name records that the node with ID id is node i.
+func (r *recorder) name(id string, i int) {
+	r.idMu.Lock()
+	r.ids[id] = int32(i)
+	r.idMu.Unlock()
+}
+
+// add adds msg to g as node i, after parents (given by index).
+func (r *recorder) add(g *flow.Graph, msg flow.Message, i int, opts *flow.NodeOpts, parents ...*flow.Node) *flow.Node {
+	nd := g.Add(msg, opts)
+	r.name(nd.ID(), i)
+	for _, p := range parents {
+		nd.After(p)
+		r.parents[i] = append(r.parents[i], int32(r.index(p.ID())))
+	}
+	return nd
+}
+
+// index is the index of the node with ID id.
+func (r *recorder) index(id string) int {
+	r.idMu.RLock()
+	i, ok := r.ids[id]
+	r.idMu.RUnlock()
+	if !ok {
+		return nodeIndex(id)
+	}
+	return int(i)
+}
 
 // ran records one step run of node i.
 func (r *recorder) ran(i int, start int64) {
@@ -119,7 +155,7 @@ func (b *bench) newTrellisRun(scenario string, nodes int) (*trellisRun, error) {
 func (t *trellisRun) startRunner(ctx context.Context, c int, cfg runner.Config) error {
 	rec := t.rec
 	steps := []flow.Step{flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m noop) (struct{}, error) {
-		rec.ran(nodeIndex(sc.JobID), rec.now())
+		rec.ran(rec.index(sc.JobID), rec.now())
 		return struct{}{}, nil
 	})}
 	return t.startRunnerWith(ctx, c, cfg, append(steps, workoutNoops(rec)...))
@@ -152,13 +188,13 @@ func (s timed) Run(ctx context.Context, sc *flow.StepContext) (json.RawMessage, 
 	start := s.rec.now()
 	res, err := s.Step.Run(ctx, sc)
 	if err == nil {
-		s.rec.ran(nodeIndex(sc.JobID), start)
+		s.rec.ran(s.rec.index(sc.JobID), start)
 	}
 	return res, err
 }
 
 func workoutNoops(rec *recorder) []flow.Step {
-	mark := func(sc *flow.StepContext) { rec.ran(nodeIndex(sc.JobID), rec.now()) }
+	mark := func(sc *flow.StepContext) { rec.ran(rec.index(sc.JobID), rec.now()) }
 	return []flow.Step{
 		flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m workout.PlanCreate) (struct{}, error) {
 			mark(sc)
