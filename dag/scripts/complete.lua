@@ -26,7 +26,7 @@ local out = {}
 for _ = 1, total do
   local id, tk, kind, a, b, sp, lg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   i = i + 7
-  local n = load(id)
+  local n = loadDone(id)
   if not n or n.st ~= 'active' or n.tk ~= tk then
     out[#out + 1] = '0'
   else

@@ -87,9 +87,24 @@ end
 -- does not exist. A node is read once per call; later loads return the same
 -- table, with this call's changes. The field lists are literal because
 -- unpack() is slow in Redis's Lua.
+local REST = { -- the fields a hot-path load (loadClaim, loadDone) skipped
+  claim = {'pe', 'tk', 'sl', 'ex', 'cz', 'c'},
+  done = {'pe', 'sl', 'ex', 'cz'},
+}
 local function load(id, data)
   local n = NODES[id]
   if n then
+    if n.part then -- read what the hot path skipped
+      local rest = REST[n.part]
+      n.part = nil
+      local v = redis.call('HMGET', P .. 'n:' .. id, unpack(rest))
+      for i, f in ipairs(rest) do
+        local x = v[i]
+        if f == 'pe' or f == 'sl' then x = tonumber(x) or 0
+        elseif f == 'tk' or f == 'c' then x = x or '' end
+        n[f] = x
+      end
+    end
     if data and n.d == nil then n.d = redis.call('HGET', P .. 'n:' .. id, 'd') end
     return n
   end
@@ -104,6 +119,29 @@ local function load(id, data)
   n.m = v[2]
   n.pe, n.at, n.tk, n.tl = tonumber(v[3]) or 0, tonumber(v[4]) or 0, v[5] or '', v[6] or ''
   n.sl, n.ex, n.cz, n.c, n.d = tonumber(v[7]) or 0, v[8], v[9], v[10] or '', v[11]
+  NODES[id] = n
+  return n
+end
+
+-- loadClaim and loadDone read only what claiming a ready node and
+-- reporting an active one need; the node's other fields are not to be used
+-- before a load() of it, which reads them.
+local function loadClaim(id)
+  if NODES[id] then return load(id, true) end
+  local v = redis.call('HMGET', P .. 'n:' .. id, 'st', 'm', 'at', 'tl', 'd')
+  if not v[1] then return nil end
+  local n = node(id, v[1], v[2])
+  n.m, n.at, n.tl, n.d, n.part = v[2], tonumber(v[3]) or 0, v[4] or '', v[5], 'claim'
+  NODES[id] = n
+  return n
+end
+
+local function loadDone(id)
+  if NODES[id] then return load(id) end
+  local v = redis.call('HMGET', P .. 'n:' .. id, 'st', 'm', 'at', 'tk', 'tl', 'c')
+  if not v[1] then return nil end
+  local n = node(id, v[1], v[2])
+  n.m, n.at, n.tk, n.tl, n.c, n.part = v[2], tonumber(v[3]) or 0, v[4] or '', v[5] or '', v[6] or '', 'done'
   NODES[id] = n
   return n
 end
@@ -433,7 +471,7 @@ local function claim(queues, want, worker, leaseMs, out)
         while want > 0 and (i <= #popped or j <= #new) do
           local n, from, score
           if i <= #popped and (j > #new or tonumber(popped[i + 1]) <= new[j].rs) then
-            n, from, score = load(popped[i], true), popped, tonumber(popped[i + 1])
+            n, from, score = loadClaim(popped[i]), popped, tonumber(popped[i + 1])
             if n then n.popped = true end -- ZPOPMIN already took it out of the set
             i = i + 2
           else
