@@ -109,7 +109,28 @@ var ErrNotAttempted = errors.New("not attempted: an earlier flow of the batch fa
 // EnqueueBatch writes several graphs in one script call, each all or
 // nothing. The error is for the call as a whole (Redis unreachable).
 func (s *Store) EnqueueBatch(ctx context.Context, now time.Time, flows []FlowWrite) ([]FlowWritten, error) {
-	args := []any{ms(now), len(flows)}
+	return s.enqueueBatch(ctx, now, flows, "each")
+}
+
+// EnqueueAll writes several graphs in one script call, all of them or none:
+// the first flow that fails its check (its FlowWritten.Err says why) leaves
+// every flow unwritten, the others with ErrNotAttempted. No node ID may
+// appear in two of the flows.
+func (s *Store) EnqueueAll(ctx context.Context, now time.Time, flows []FlowWrite) ([]FlowWritten, error) {
+	seen := make(map[string]int, len(flows))
+	for i, f := range flows {
+		for _, sp := range f.Specs {
+			if j, dup := seen[sp.ID]; dup && j != i {
+				return nil, &InvalidNodeError{ID: sp.ID, Field: "id", Reason: "appears in two of the flows written together"}
+			}
+			seen[sp.ID] = i
+		}
+	}
+	return s.enqueueBatch(ctx, now, flows, "all")
+}
+
+func (s *Store) enqueueBatch(ctx context.Context, now time.Time, flows []FlowWrite, mode string) ([]FlowWritten, error) {
+	args := []any{ms(now), len(flows), mode}
 	for _, f := range flows {
 		args = append(args, f.FlowID, boolArg(f.Single), len(f.Specs))
 		args = appendNodes(args, f.Specs, f.Order, nil)
@@ -125,6 +146,10 @@ func (s *Store) EnqueueBatch(ctx context.Context, now time.Time, flows []FlowWri
 			continue
 		}
 		reply, _ := res[i].([]any)
+		if len(reply) == 1 && reply[0] == "unwritten" {
+			out[i].Err = ErrNotAttempted
+			continue
+		}
 		out[i].Nodes, out[i].Err = parseInsert(reply, orderedIDs(flows[i].Specs, flows[i].Order))
 	}
 	return out, nil

@@ -169,6 +169,63 @@ func (c *Client) Add(ctx context.Context, msg Message, opts *NodeOpts, after ...
 	return res.Jobs[0], nil
 }
 
+// BulkJob is one job of AddBulk: a message, its options (may be nil) and the
+// earlier jobs it depends on.
+type BulkJob struct {
+	Msg   Message
+	Opts  *NodeOpts
+	After []string
+}
+
+// AddBulk enqueues many jobs at once, each its own job as with Add (the
+// seed's queue.addBulk), in one script call: all of them or none. An error
+// names the job it is about ("job 3: …"), and then nothing was written. A
+// job's After may name jobs enqueued earlier, not others of the same bulk;
+// two jobs of one bulk may not share an ID. Keep a bulk to a few thousand
+// jobs: Redis runs the call as one script.
+func (c *Client) AddBulk(ctx context.Context, jobs []BulkJob) (_ []EnqueuedJob, err error) {
+	if len(jobs) == 0 {
+		return nil, nil
+	}
+	now := c.cfg.Clock()
+	flows := make([]dag.FlowWrite, len(jobs))
+	for i, j := range jobs {
+		g := New()
+		g.Add(j.Msg, j.Opts).AfterJob(j.After...)
+		specs, order, err := c.specs(g, now)
+		if err != nil {
+			return nil, fmt.Errorf("job %d: %w", i, err)
+		}
+		flows[i] = dag.FlowWrite{FlowID: specs[0].ID, Single: true, Specs: specs, Order: order}
+	}
+	ctx, span := c.startEnqueueSpan(ctx, "bulk", len(jobs))
+	defer func() { endSpan(span, err) }()
+	if tp := Traceparent(ctx); tp != "" {
+		for i := range flows {
+			flows[i].Specs[0].Trace = tp
+		}
+	}
+	res, err := c.store.EnqueueAll(ctx, now, flows)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]EnqueuedJob, len(jobs))
+	for i, r := range res {
+		if r.Err != nil && !errors.Is(r.Err, dag.ErrNotAttempted) {
+			return nil, fmt.Errorf("job %d: %w", i, r.Err)
+		}
+	}
+	for i, r := range res {
+		if r.Err != nil {
+			return nil, fmt.Errorf("job %d: %w", i, r.Err)
+		}
+		n := r.Nodes[0]
+		out[i] = EnqueuedJob{ID: n.ID, State: n.State, Existed: n.Existed}
+	}
+	c.cfg.Logger.Debug("trellis: enqueued a bulk", "jobs", len(jobs))
+	return out, nil
+}
+
 // AddJSON enqueues a JSON envelope from outside Go, decoded strictly through
 // reg. The envelope's userId and metadata are kept unless opts sets them.
 func (c *Client) AddJSON(ctx context.Context, reg *Registry, raw []byte, opts *NodeOpts, after ...string) (EnqueuedJob, error) {

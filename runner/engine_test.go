@@ -557,3 +557,66 @@ func TestConcurrentEnqueuesCoalesce(t *testing.T) {
 		require.Equal(t, int64(n-2*n/10+1), st.Counts[flow.Ready])
 	})
 }
+
+// AddBulk writes every job or none: a conflict, an unknown dependency, a
+// repeated ID or a bad message anywhere in the bulk leaves nothing behind,
+// and the error names the job.
+func TestAddBulk(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		_, err := h.client.Add(ctx, Task{Name: "taken"}, &flow.NodeOpts{ID: "taken"})
+		require.NoError(t, err)
+		bulk := func(bad flow.BulkJob, at int) []flow.BulkJob {
+			jobs := make([]flow.BulkJob, 20)
+			for i := range jobs {
+				jobs[i] = flow.BulkJob{Msg: Task{Name: fmt.Sprint(i)}, Opts: &flow.NodeOpts{ID: fmt.Sprintf("b-%d", i)}}
+			}
+			if at >= 0 {
+				jobs[at] = bad
+			}
+			return jobs
+		}
+		for _, c := range []struct {
+			name string
+			bad  flow.BulkJob
+			is   error
+			msg  string
+		}{
+			{"conflict", flow.BulkJob{Msg: Task{Name: "other"}, Opts: &flow.NodeOpts{ID: "taken"}}, flow.ErrConflict, "job 7: "},
+			{"unknown dependency", flow.BulkJob{Msg: Task{Name: "orphan"}, After: []string{"ghost"}}, flow.ErrUnknownDependency, "job 7: "},
+			{"repeated ID", flow.BulkJob{Msg: Task{Name: "again"}, Opts: &flow.NodeOpts{ID: "b-1"}}, nil, "b-1"},
+			{"nil message", flow.BulkJob{}, flow.ErrNilMessage, "job 7: "},
+		} {
+			_, err := h.client.AddBulk(ctx, bulk(c.bad, 7))
+			require.Error(t, err, c.name)
+			if c.is != nil {
+				require.ErrorIs(t, err, c.is, c.name)
+			}
+			require.Contains(t, err.Error(), c.msg, c.name)
+			require.Equal(t, 1, h.keysLike("n:*"), "%s: nothing of the bulk was written", c.name)
+		}
+
+		jobs, err := h.client.AddBulk(ctx, append(bulk(flow.BulkJob{}, -1), flow.BulkJob{Msg: Task{Name: "after"}, After: []string{"taken"}}))
+		require.NoError(t, err)
+		require.Len(t, jobs, 21)
+		for i, j := range jobs[:20] {
+			require.Equal(t, fmt.Sprintf("b-%d", i), j.ID)
+			require.Equal(t, flow.Ready, j.State)
+			require.False(t, j.Existed)
+		}
+		require.Equal(t, flow.Blocked, jobs[20].State, "waits for the earlier job it names")
+		again, err := h.client.AddBulk(ctx, bulk(flow.BulkJob{}, -1)[:3])
+		require.NoError(t, err)
+		require.True(t, again[0].Existed && again[1].Existed && again[2].Existed, "the same jobs again are the existing ones")
+
+		h.runner(nil)
+		for i := range 20 {
+			require.Eventually(t, func() bool { return h.job(fmt.Sprintf("b-%d", i)).State == flow.Succeeded }, 30*time.Second, 10*time.Millisecond)
+		}
+		f := h.wait(jobs[20].ID)
+		require.Equal(t, flow.Succeeded, f.Nodes[0].State)
+		st, err := h.client.Stats(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, int64(22), st.Counts[flow.Succeeded])
+	})
+}

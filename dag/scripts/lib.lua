@@ -627,7 +627,11 @@ end
 -- {'ok', state...} in the nodes' order (a state prefixed with '=' for a node
 -- that existed already) or {'conflict', id} or {'unknown', id, parent};
 -- then the ARGV index after the nodes, and the nodes.
-local function insert(flow, single, start, total) -- also returns the ARGV index after the nodes
+-- parse, check and write are its three steps; enqueue.lua's all-or-nothing
+-- mode checks every flow of the call before it writes any.
+local PLANNED = {}  -- node id -> true: checked, to be written later in this call
+
+local function parse(start, total) -- the nodes, by ID, and the ARGV index after them
   local nodes, byId = {}, {}
   local i = start
   for _ = 1, total do
@@ -641,8 +645,13 @@ local function insert(flow, single, start, total) -- also returns the ARGV index
     nodes[#nodes + 1] = n
     byId[n.id] = n
   end
-  -- validate: identical re-enqueues are returned as they are, different
-  -- ones conflict; every parent outside the batch must exist.
+  return nodes, byId, i
+end
+
+-- check: identical re-enqueues are returned as they are, different ones
+-- conflict; every parent outside the batch must exist (or be planned).
+-- It returns nil when the nodes may be written.
+local function check(nodes, byId)
   for _, n in ipairs(nodes) do
     local old = n.fresh and {} or redis.call('HMGET', P .. 'n:' .. n.id, 'h', 'st')
     if old[2] then
@@ -654,10 +663,14 @@ local function insert(flow, single, start, total) -- also returns the ARGV index
   for _, n in ipairs(nodes) do
     if not n.existing then
       for _, p in ipairs(n.parents) do
-        if not byId[p] and redis.call('EXISTS', P .. 'n:' .. p) == 0 then return {'unknown', n.id, p} end
+        if not byId[p] and not PLANNED[p] and redis.call('EXISTS', P .. 'n:' .. p) == 0 then return {'unknown', n.id, p} end
       end
     end
   end
+  return nil
+end
+
+local function write(flow, single, nodes, byId)
   local out = {'ok'}
   local members = {}
   local prefix = single and '-' or flow
@@ -711,5 +724,12 @@ local function insert(flow, single, start, total) -- also returns the ARGV index
     LEFT[flow] = LEFT[flow] or 0
     if single then SINGLE[flow], NEWFLOW[flow] = true, true end
   end
-  return out, i, nodes
+  return out
+end
+
+local function insert(flow, single, start, total) -- also returns the ARGV index after the nodes
+  local nodes, byId, nexti = parse(start, total)
+  local bad = check(nodes, byId)
+  if bad then return bad, nexti, nodes end
+  return write(flow, single, nodes, byId), nexti, nodes
 end
