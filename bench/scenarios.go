@@ -11,6 +11,10 @@ import (
 	"github.com/trellisflow/trellis/steps/workout"
 )
 
+// bulkChunk is how many independent jobs go in one AddBulk (and, for BullMQ,
+// one Queue.addBulk).
+const bulkChunk = 500
+
 // enqueuers is how many goroutines (or, for the peers, concurrent promises)
 // enqueue at once in every scenario that enqueues more than one flow.
 const enqueuers = 8
@@ -39,12 +43,24 @@ func (b *bench) independent(ctx context.Context, n, c int) (Result, error) {
 		return Result{}, err
 	}
 	t0 := time.Now()
-	err = parallel(ctx, n, enqueuers, func(i int) error {
-		rec.enq[i] = rec.now()
-		job, err := t.client.Add(ctx, noop{}, nil)
-		rec.name(job.ID, i) // the runner starts after the last enqueue
-		enqueued.Add(1)
-		return err
+	chunks := (n + bulkChunk - 1) / bulkChunk
+	err = parallel(ctx, chunks, enqueuers, func(k int) error {
+		first, last := k*bulkChunk, min((k+1)*bulkChunk, n)
+		jobs := make([]flow.BulkJob, last-first)
+		for i := range jobs {
+			jobs[i].Msg = noop{}
+		}
+		at := rec.now()
+		res, err := t.client.AddBulk(ctx, jobs)
+		if err != nil {
+			return err
+		}
+		for i, j := range res {
+			rec.enq[first+i] = at
+			rec.name(j.ID, first+i) // the runner starts after the last enqueue
+		}
+		enqueued.Add(int64(len(res)))
+		return nil
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("enqueue: %w", err)
