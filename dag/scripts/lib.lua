@@ -210,11 +210,17 @@ local function membership(n, from, to, score)
   elseif to == 'active' then zop(P .. 'active', n.id, score) end
 end
 
-local SINGLE = {}   -- flow id -> true for single-node flows (no fm: hash)
 local NEWFLOW = {}  -- flow id -> true for flows created in this call
+local DONE = P .. 'done'
+-- unfinished counts n as d more unfinished nodes of its flow. A one-node
+-- flow has no flow hash: it is done exactly when its node is.
 local function unfinished(n, d)
+  if n.single then
+    if d < 0 then zop(DONE, SEP .. n.id, NOW)
+    elseif not n.created then zop(DONE, SEP .. n.id, false) end
+    return
+  end
   LEFT[n.fl] = (LEFT[n.fl] or 0) + d
-  if n.single then SINGLE[n.fl] = true end
 end
 
 -- move is the one write path for a state change. extra holds more HSET pairs;
@@ -239,7 +245,7 @@ end
 local function create(n, st, m, h, d, pe, c, why, cz, score)
   n.st = st
   n.tl = st .. ',' .. NOWS .. ',0|'
-  n.m, n.d, n.pe, n.c, n.cz = m, d, pe, c or '', cz
+  n.m, n.d, n.pe, n.c, n.cz, n.created = m, d, pe, c or '', cz, true
   NODES[n.id] = n
   local key = P .. 'n:' .. n.id
   if why then
@@ -556,30 +562,19 @@ end
 -- counters, flow completion, wake-ups, minute stats and one event entry.
 local function commit()
   for f, d in pairs(LEFT) do
-    do
-      local left
-      local single = SINGLE[f]
-      if single then
-        if d == 0 then
-          local n = NODES[f]
-          left = terminal(n and n.st or redis.call('HGET', P .. 'n:' .. f, 'st')) and 0 or 1
-        else
-          left = (d < 0) and 0 or 1
-        end
-      elseif NEWFLOW[f] then
-        left = d
-        redis.call('HSET', P .. 'fm:' .. f, 'left', d, 'ca', NOW)
-      else
-        left = redis.call('HINCRBY', P .. 'fm:' .. f, 'left', d)
-      end
-      local member = single and (SEP .. f) or f
-      if left == 0 then
-        zop(P .. 'done', member, NOW)
-        if not single then redis.call('HSET', P .. 'fm:' .. f, 'fa', NOW) end
-      elseif d > 0 and not NEWFLOW[f] then
-        zop(P .. 'done', member, false)
-        if not single then redis.call('HDEL', P .. 'fm:' .. f, 'fa') end
-      end
+    local left
+    if NEWFLOW[f] then
+      left = d
+      redis.call('HSET', P .. 'fm:' .. f, 'left', d, 'ca', NOW)
+    else
+      left = redis.call('HINCRBY', P .. 'fm:' .. f, 'left', d)
+    end
+    if left == 0 then
+      zop(DONE, f, NOW)
+      redis.call('HSET', P .. 'fm:' .. f, 'fa', NOW)
+    elseif d > 0 and not NEWFLOW[f] then
+      zop(DONE, f, false)
+      redis.call('HDEL', P .. 'fm:' .. f, 'fa')
     end
   end
   for q, r in pairs(READY) do
@@ -720,10 +715,7 @@ local function write(flow, single, nodes, byId)
     -- a new flow gets its creation time and unfinished count in commit()
     if redis.call('HINCRBY', P .. 'fm:' .. flow, 'n', #members) == #members then NEWFLOW[flow] = true end
   end
-  if #members > 0 then
-    LEFT[flow] = LEFT[flow] or 0
-    if single then SINGLE[flow], NEWFLOW[flow] = true, true end
-  end
+  if not single and #members > 0 then LEFT[flow] = LEFT[flow] or 0 end
   return out
 end
 
