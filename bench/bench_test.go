@@ -187,6 +187,24 @@ func BenchmarkEnqueueSingle(b *testing.B) {
 	}
 }
 
+// BenchmarkAddBulk500 is Client.AddBulk of 500 no-op jobs, as the
+// independent scenario enqueues them; ns/node reported too.
+func BenchmarkAddBulk500(b *testing.B) {
+	_, t := benchClient(b)
+	ctx := context.Background()
+	jobs := make([]flow.BulkJob, 500)
+	for i := range jobs {
+		jobs[i].Msg = noop{}
+	}
+	b.ResetTimer()
+	for k := 0; k < b.N; k++ {
+		if _, err := t.client.AddBulk(ctx, jobs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(jobs)), "ns/node")
+}
+
 // BenchmarkEnqueuePlan145 is Client.Enqueue of one 145-node plan graph
 // (building the graph included), reported per node too.
 func BenchmarkEnqueuePlan145(b *testing.B) {
