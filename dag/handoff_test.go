@@ -179,3 +179,28 @@ func assertCounts(t *testing.T, s *dag.Store, want map[dag.State]int64) {
 	}
 	require.Equal(t, want, got)
 }
+
+// A flow whose ID the client just generated is written without reading its
+// node count first; its status is the same as any flow's.
+func TestFreshFlowCounts(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		ctx := context.Background()
+		specs := []dag.Spec{hspec("a", 0), hspec("b", 0, "a"), hspec("c", 0, "a")}
+		res, err := s.EnqueueBatch(ctx, time.Now(), []dag.FlowWrite{{FlowID: "fresh-flow", Fresh: true, Specs: specs, Order: []int{0, 1, 2}}})
+		require.NoError(t, err)
+		require.NoError(t, res[0].Err)
+		st, err := s.FlowStatus(ctx, "fresh-flow")
+		require.NoError(t, err)
+		require.Equal(t, dag.FlowStatus{Nodes: 3, Unfinished: 3}, st)
+		got := syncOK(t, s, 5)
+		got = syncOK(t, s, 5, got...)
+		syncOK(t, s, 0, got...)
+		st, err = s.FlowStatus(ctx, "fresh-flow")
+		require.NoError(t, err)
+		require.Equal(t, dag.FlowStatus{Nodes: 3, Unfinished: 0, Done: true}, st)
+		f, err := s.Flow(ctx, "fresh-flow")
+		require.NoError(t, err)
+		require.Len(t, f.Nodes, 3)
+		require.True(t, f.Done())
+	})
+}

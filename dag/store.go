@@ -90,6 +90,9 @@ func (s *Store) Enqueue(ctx context.Context, now time.Time, flowID string, singl
 type FlowWrite struct {
 	FlowID string
 	Single bool
+	// Fresh says FlowID was just generated, so no flow of that ID exists:
+	// the write skips reading the flow's node count.
+	Fresh bool
 	Specs  []Spec
 	Order  []int
 }
@@ -132,7 +135,13 @@ func (s *Store) EnqueueAll(ctx context.Context, now time.Time, flows []FlowWrite
 func (s *Store) enqueueBatch(ctx context.Context, now time.Time, flows []FlowWrite, mode string) ([]FlowWritten, error) {
 	args := []any{ms(now), len(flows), mode}
 	for _, f := range flows {
-		args = append(args, f.FlowID, boolArg(f.Single), len(f.Specs))
+		kind := "0"
+		if f.Single {
+			kind = "1"
+		} else if f.Fresh {
+			kind = "n"
+		}
+		args = append(args, f.FlowID, kind, len(f.Specs))
 		args = appendNodes(args, f.Specs, f.Order, nil)
 	}
 	res, err := s.run(ctx, s.scripts.enqueue, args)

@@ -128,12 +128,12 @@ func (c *Client) Enqueue(ctx context.Context, g *Graph) (_ *Enqueued, err error)
 	if err != nil {
 		return nil, err
 	}
-	flowID, single := g.id, false
+	flowID, single, fresh := g.id, false, false
 	if flowID == "" && len(specs) == 1 {
 		flowID, single = specs[0].ID, true
 	}
 	if flowID == "" {
-		flowID = newID()
+		flowID, fresh = newID(), true
 	}
 	if err := dag.CheckID(flowID); err != nil {
 		return nil, &dag.InvalidNodeError{Field: "flow ID", Reason: err.Error()}
@@ -145,7 +145,7 @@ func (c *Client) Enqueue(ctx context.Context, g *Graph) (_ *Enqueued, err error)
 			specs[i].Trace = tp
 		}
 	}
-	res, err := c.write(ctx, now, dag.FlowWrite{FlowID: flowID, Single: single, Specs: specs, Order: order})
+	res, err := c.write(ctx, now, dag.FlowWrite{FlowID: flowID, Single: single, Fresh: fresh, Specs: specs, Order: order})
 	if err != nil {
 		return nil, err
 	}

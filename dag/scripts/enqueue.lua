@@ -2,8 +2,9 @@
 -- flows share one call when a client coalesces concurrent enqueues, or when
 -- it adds a bulk of jobs.
 -- KEYS[1]  namespace prefix
--- ARGV     now, flow count, mode, then per flow: flow id, single ("1" for a
---          one-node flow keyed by its node), node count, then the nodes as
+-- ARGV     now, flow count, mode, then per flow: flow id, kind ("1": a
+--          one-node flow keyed by its node; "n": a new flow, its ID just
+--          generated; "0": any other), node count, then the nodes as
 --          insert() in lib.lua reads them.
 --          mode "each": every flow is checked and written on its own; the
 --          first flow that fails its check ends the call, and the flows
@@ -28,13 +29,13 @@ if mode == 'all' then
       return replies
     end
     for _, n in ipairs(nodes) do PLANNED[n.id] = true end
-    parsed[f] = {ARGV[i], ARGV[i + 1] == '1', nodes, byId}
+    parsed[f] = {ARGV[i], ARGV[i + 1], nodes, byId}
     i = nexti
   end
-  for f, p in ipairs(parsed) do replies[f] = write(p[1], p[2], p[3], p[4]) end
+  for f, p in ipairs(parsed) do replies[f] = write(p[1], p[2] == '1', p[3], p[4], p[2] == 'n') end
 else
   for _ = 1, flows do
-    local res, nexti = insert(ARGV[i], ARGV[i + 1] == '1', i + 3, tonumber(ARGV[i + 2]))
+    local res, nexti = insert(ARGV[i], ARGV[i + 1] == '1', i + 3, tonumber(ARGV[i + 2]), ARGV[i + 1] == 'n')
     replies[#replies + 1] = res
     if res[1] ~= 'ok' then break end
     i = nexti

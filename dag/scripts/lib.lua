@@ -210,7 +210,7 @@ local function membership(n, from, to, score)
   elseif to == 'active' then zop(P .. 'active', n.id, score) end
 end
 
-local NEWFLOW = {}  -- flow id -> true for flows created in this call
+local NEWFLOW = {}  -- flow id -> true (a fresh ID: its node count) for flows new in this call
 local DONE = P .. 'done'
 -- unfinished counts n as d more unfinished nodes of its flow. A one-node
 -- flow has no flow hash: it is done exactly when its node is.
@@ -563,9 +563,13 @@ end
 local function commit()
   for f, d in pairs(LEFT) do
     local left
-    if NEWFLOW[f] then
+    local new = NEWFLOW[f]
+    if new == true then
       left = d
       redis.call('HSET', P .. 'fm:' .. f, 'left', d, 'ca', NOW)
+    elseif new then -- a fresh flow ID: its node count too
+      left = d
+      redis.call('HSET', P .. 'fm:' .. f, 'n', new, 'left', d, 'ca', NOW)
     else
       left = redis.call('HINCRBY', P .. 'fm:' .. f, 'left', d)
     end
@@ -665,7 +669,7 @@ local function check(nodes, byId)
   return nil
 end
 
-local function write(flow, single, nodes, byId)
+local function write(flow, single, nodes, byId, fresh) -- fresh: a new flow ID
   local out = {'ok'}
   local members = {}
   local prefix = single and '-' or flow
@@ -712,16 +716,21 @@ local function write(flow, single, nodes, byId)
     for k = 1, #members, 1000 do
       redis.call('SADD', P .. 'f:' .. flow, unpack(members, k, math.min(k + 999, #members)))
     end
-    -- a new flow gets its creation time and unfinished count in commit()
-    if redis.call('HINCRBY', P .. 'fm:' .. flow, 'n', #members) == #members then NEWFLOW[flow] = true end
+    -- a new flow gets its node count (when fresh), creation time and
+    -- unfinished count in commit()
+    if fresh then
+      NEWFLOW[flow] = #members
+    elseif redis.call('HINCRBY', P .. 'fm:' .. flow, 'n', #members) == #members then
+      NEWFLOW[flow] = true
+    end
   end
   if not single and #members > 0 then LEFT[flow] = LEFT[flow] or 0 end
   return out
 end
 
-local function insert(flow, single, start, total) -- also returns the ARGV index after the nodes
+local function insert(flow, single, start, total, fresh) -- also returns the ARGV index after the nodes
   local nodes, byId, nexti = parse(start, total)
   local bad = check(nodes, byId)
   if bad then return bad, nexti, nodes end
-  return write(flow, single, nodes, byId), nexti, nodes
+  return write(flow, single, nodes, byId, fresh), nexti, nodes
 end
