@@ -201,6 +201,8 @@ func appendNodes(args []any, specs []Spec, order []int, joiner *string) []any {
 			}
 		}
 	}
+	metas := map[metaKey]string{} // nodes of a graph share a few metas
+	var buf []byte
 	for _, i := range order {
 		sp := &specs[i]
 		data := encodeData(sp)
@@ -208,7 +210,15 @@ func appendNodes(args []any, specs []Spec, order []int, joiner *string) []any {
 		if joiner != nil && len(ch) == 0 {
 			ch = []string{*joiner}
 		}
-		args = append(args, sp.ID, boolArg(sp.Fresh), identity(sp, data), meta(sp), string(data), len(sp.Parents))
+		mk := metaKey{sp.Queue, sp.Type, sp.Policy, sp.Priority, sp.Delay, sp.Attempts}
+		m, ok := metas[mk]
+		if !ok {
+			m = meta(sp)
+			metas[mk] = m
+		}
+		var h string
+		h, buf = identityOf(buf, m, sp, data)
+		args = append(args, sp.ID, boolArg(sp.Fresh), h, m, data, len(sp.Parents))
 		for _, p := range sp.Parents {
 			args = append(args, p)
 		}
@@ -310,16 +320,26 @@ func meta(sp *Spec) string {
 	}, sep)
 }
 
-func identity(sp *Spec, data []byte) string {
-	h := sha256.New()
-	h.Write([]byte(meta(sp)))
-	h.Write([]byte{0})
+type metaKey struct {
+	queue, typ string
+	policy     Policy
+	priority   int
+	delay      time.Duration
+	attempts   int
+}
+
+// identityOf is the hash a re-enqueue of the same ID is compared by: the
+// node's meta and its Identity, or its data when Identity is empty. buf is
+// reused across calls.
+func identityOf(buf []byte, meta string, sp *Spec, data []byte) (string, []byte) {
+	buf = append(append(buf[:0], meta...), 0)
 	if sp.Identity != "" {
-		h.Write([]byte(sp.Identity))
+		buf = append(buf, sp.Identity...)
 	} else {
-		h.Write(data)
+		buf = append(buf, data...)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:12])
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:12]), buf
 }
 
 func orderedIDs(specs []Spec, order []int) []string {
