@@ -36,6 +36,9 @@ local EPOCH = 1700000000000
 local PRIO = 2199023255552
 
 local EVENTS = {}   -- transition lines, written by one XADD in commit()
+-- The event stream is a recent-activity feed: a call that creates more than
+-- MAXCREATED nodes (one huge graph) records the first MAXCREATED of them.
+local CREATED, MAXCREATED = 0, 1000
 local COUNTS = {}   -- "state|queue|type" -> delta
 local LEFT = {}     -- flow id -> delta of unfinished nodes
 local ZOPS = {}     -- sorted-set key -> {member -> score | false (remove)}
@@ -258,7 +261,10 @@ local function create(n, st, m, h, d, pe, c, why, cz, score)
   membership(n, nil, st, score)
   count(st, n, 1)
   if not terminal(st) then unfinished(n, 1) end
-  EVENTS[#EVENTS + 1] = n.id .. SEP .. SEP .. st .. SEP .. NOWS .. SEP .. '0' .. SEP
+  CREATED = CREATED + 1
+  if CREATED <= MAXCREATED then
+    EVENTS[#EVENTS + 1] = n.id .. SEP .. SEP .. st .. SEP .. NOWS .. SEP .. '0' .. SEP
+  end
 end
 
 local finish
@@ -651,7 +657,16 @@ end
 -- conflict; every parent outside the batch must exist (or be planned).
 -- It returns nil when the nodes may be written.
 local function check(nodes, byId)
+  -- one EXISTS per thousand nodes whose ID may be taken; each of them is
+  -- read only when some exist (a re-enqueue)
+  local keys, taken = {}, false
   for _, n in ipairs(nodes) do
+    if not n.fresh then keys[#keys + 1] = P .. 'n:' .. n.id end
+  end
+  for k = 1, #keys, 1000 do
+    if redis.call('EXISTS', unpack(keys, k, math.min(k + 999, #keys))) > 0 then taken = true; break end
+  end
+  for _, n in ipairs(taken and nodes or {}) do
     local old = n.fresh and {} or redis.call('HMGET', P .. 'n:' .. n.id, 'h', 'st')
     if old[2] then
       if old[1] ~= n.h then return {'conflict', n.id} end
