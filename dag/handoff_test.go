@@ -204,3 +204,41 @@ func TestFreshFlowCounts(t *testing.T) {
 		require.True(t, f.Done())
 	})
 }
+
+// Children released in a call that their type's limit keeps from starting
+// stay ready, in the set, and start once the limit allows.
+func TestReleasedChildrenRespectTypeLimits(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		ctx := context.Background()
+		kid := func(id string) dag.Spec {
+			sp := hspec(id, 0, "p")
+			sp.Type = "LIMITED"
+			return sp
+		}
+		enqueue(t, s, "f", hspec("p", 0), kid("k1"), kid("k2"), kid("k3"))
+		require.NoError(t, s.SetLimit(ctx, "LIMITED", dag.Limit{Concurrency: 1}))
+		got := syncOK(t, s, 5)
+		require.Equal(t, []string{"p"}, ids(got))
+		got = syncOK(t, s, 5, got...)
+		require.Len(t, got, 1, "one child at a time")
+		for _, id := range []string{"k1", "k2", "k3"} {
+			n, err := s.Node(ctx, id)
+			require.NoError(t, err)
+			if id == got[0].ID {
+				require.Equal(t, dag.Active, n.State)
+			} else {
+				require.Equal(t, dag.Ready, n.State, id)
+			}
+		}
+		require.Empty(t, syncOK(t, s, 5), "the limit holds while one runs")
+		seen := map[string]bool{got[0].ID: true}
+		for range 2 {
+			got = syncOK(t, s, 5, got...)
+			require.Len(t, got, 1)
+			require.False(t, seen[got[0].ID], "each child once")
+			seen[got[0].ID] = true
+		}
+		syncOK(t, s, 0, got...)
+		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 4})
+	})
+}
