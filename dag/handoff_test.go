@@ -242,3 +242,21 @@ func TestReleasedChildrenRespectTypeLimits(t *testing.T) {
 		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 4})
 	})
 }
+
+// A released child that overtakes nodes already ready, in a call that
+// leaves some of them in the set, hands nothing to the wake-up list and
+// loses nothing.
+func TestOvertakingChildLeavesTheRestReady(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		enqueue(t, s, "f1", hspec("p", 100))
+		got := syncOK(t, s, 1)
+		enqueue(t, s, "f2", hspec("old1", 0), hspec("old2", 0))
+		enqueue(t, s, "f3", hspec("urgent", 50, "p"))
+		got = syncOK(t, s, 2, got...)
+		require.Equal(t, []string{"urgent", "old1"}, ids(got))
+		rest := syncOK(t, s, 5, got...)
+		require.Equal(t, []string{"old2"}, ids(rest))
+		syncOK(t, s, 0, rest...)
+		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 4})
+	})
+}

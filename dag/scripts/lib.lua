@@ -473,7 +473,7 @@ local function claim(queues, want, worker, leaseMs, out)
   for _, q in ipairs(queues) do
     if want <= 0 then break end
     if not paused[q] then
-      local held = {}
+      local held, waits = {}, false -- waits: a node of new kept back by a limit
       local new = fresh(q)
       local j = 1 -- the next of new
       for _ = 1, 4 do -- a few rounds, in case limited nodes were in the way
@@ -499,6 +499,8 @@ local function claim(queues, want, worker, leaseMs, out)
               n.popped = nil
               held[#held + 1] = popped[i - 1]
               held[#held + 1] = n.id
+            else
+              waits = true -- stays in READY; commit() adds it to the set
             end
           end
         end
@@ -510,7 +512,7 @@ local function claim(queues, want, worker, leaseMs, out)
         end
         if want <= 0 or DRAINED[q] or #held == 0 then break end
       end
-      if #held > 0 or j <= #new then DRAINED[q] = nil end
+      if #held > 0 or j <= #new or waits then DRAINED[q] = nil end
       if #held > 0 then
         for k = 1, #held, 1000 do redis.call('ZADD', readyKey(q), unpack(held, k, math.min(k + 999, #held))) end
       end
@@ -601,7 +603,7 @@ local function commit()
   -- wake-up tokens for idle runners: at most 16 wait in a queue's list, so
   -- while every runner is busy an enqueue costs one LLEN here
   for q, k in pairs(WAKE) do
-    if not DRAINED[q] then
+    if k > 0 and not DRAINED[q] then -- k: made ready here, not claimed here
       local key = P .. 'q:' .. q .. ':wake'
       local room = 16 - redis.call('LLEN', key)
       if room > 0 then
