@@ -93,8 +93,8 @@ type FlowWrite struct {
 	// Fresh says FlowID was just generated, so no flow of that ID exists:
 	// the write skips reading the flow's node count.
 	Fresh bool
-	Specs  []Spec
-	Order  []int
+	Specs []Spec
+	Order []int
 }
 
 // FlowWritten is the outcome of one FlowWrite. Err is the flow's own error

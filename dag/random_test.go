@@ -1,0 +1,157 @@
+package dag_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/trellisflow/trellis/dag"
+)
+
+// TestRandomRuns drives the store the way runners do, with random graphs,
+// priorities, policies, type limits, outcomes and batch sizes, from three
+// workers in turn, and checks the engine's promises after every call and at
+// the end: a claimed node was ready with its parents resolved by its
+// policy, no node is held twice, a type's limit holds, every node ends
+// terminal, and the counters
+// agree with the nodes. TRELLIS_RANDOM_SEED replays a failure.
+func TestRandomRuns(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("TRELLIS_RANDOM_SEED"); v != "" {
+		seed, _ = strconv.ParseUint(v, 10, 64)
+	}
+	stores(t, func(t *testing.T, s *dag.Store) {
+		for round := range 4 {
+			seed := seed + uint64(round)
+			t.Logf("seed %d (TRELLIS_RANDOM_SEED=%d replays it)", seed, seed)
+			randomRun(t, s, rand.New(rand.NewPCG(seed, 7)), fmt.Sprintf("r%d", round))
+		}
+	})
+}
+
+func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
+	ctx := context.Background()
+	types := []string{"A", "B", "C"}
+	require.NoError(t, s.SetLimit(ctx, "C", dag.Limit{Concurrency: 2}))
+	specs := map[string]dag.Spec{}
+	var flows []string
+	for f := range 25 {
+		flow := fmt.Sprintf("%s-f%d", prefix, f)
+		flows = append(flows, flow)
+		var nodes []dag.Spec
+		for i := range 1 + rng.IntN(10) {
+			sp := dag.Spec{
+				ID: fmt.Sprintf("%s-%d", flow, i), Type: types[rng.IntN(len(types))], Queue: "q",
+				Payload: []byte(`{}`), Attempts: 1 + rng.IntN(2), Priority: []int{-5, 0, 0, 5, 50}[rng.IntN(5)],
+				Policy: []dag.Policy{dag.Require, dag.Require, dag.Skip, dag.Ignore}[rng.IntN(4)],
+			}
+			for k := range i {
+				if rng.IntN(4) == 0 && len(sp.Parents) < 3 {
+					sp.Parents = append(sp.Parents, nodes[k].ID)
+				}
+			}
+			nodes = append(nodes, sp)
+			specs[sp.ID] = sp
+		}
+		order := make([]int, len(nodes))
+		for i := range order {
+			order[i] = i
+		}
+		_, err := s.Enqueue(ctx, time.Now(), flow, false, nodes, order)
+		require.NoError(t, err)
+	}
+
+	held := map[string]map[string]dag.Claimed{} // worker -> node -> claim
+	owner := map[string]string{}                // node -> worker holding it
+	claims := map[string]int{}
+	workers := []string{"w1", "w2", "w3"}
+	for _, w := range workers {
+		held[w] = map[string]dag.Claimed{}
+	}
+	for step := 0; ; step++ {
+		require.Less(t, step, 5000, "the run does not finish")
+		w := workers[rng.IntN(len(workers))]
+		req := dag.SyncRequest{Worker: w, Lease: time.Minute, StallLimit: 1, Queues: []string{"q"},
+			Want: rng.IntN(7), Maintain: rng.IntN(5) == 0, RetainCount: -1}
+		for id, c := range held[w] {
+			if rng.IntN(3) == 0 {
+				continue // still running
+			}
+			o := dag.Outcome{ID: id, Token: c.Token}
+			switch r := rng.IntN(20); {
+			case r < 14:
+				o.Kind, o.Result = dag.OutcomeOK, []byte(`1`)
+			case r < 17:
+				o.Kind, o.Err = dag.OutcomeRetry, &dag.ErrorInfo{Message: "again", Attempt: c.Attempt}
+			case r < 19:
+				o.Kind, o.Err = dag.OutcomeFail, &dag.ErrorInfo{Message: "no", Attempt: c.Attempt}
+			default:
+				o.Kind, o.Reason = dag.OutcomeSkip, "condition false"
+			}
+			req.Outcomes = append(req.Outcomes, o)
+			delete(held[w], id)
+			delete(owner, id)
+		}
+		res, err := s.Sync(ctx, time.Now(), req)
+		require.NoError(t, err)
+		for i, ok := range res.Applied {
+			require.True(t, ok, "outcome of %s", req.Outcomes[i].ID)
+		}
+		for _, c := range res.Claimed {
+			require.Empty(t, owner[c.ID], "%s claimed while %s holds it", c.ID, owner[c.ID])
+			owner[c.ID] = w
+			held[w][c.ID] = c
+			claims[c.ID]++
+			require.LessOrEqual(t, claims[c.ID], specs[c.ID].Attempts, "%s claimed more often than its attempts", c.ID)
+			peeks, err := s.Peek(ctx, c.Parents)
+			require.NoError(t, err)
+			for _, p := range peeks {
+				require.True(t, p.State.Terminal(), "%s started before its parent %s ended (%s)", c.ID, p.ID, p.State)
+				if specs[c.ID].Policy != dag.Ignore {
+					require.Equal(t, dag.Succeeded, p.State, "%s (%s) started after its parent %s %s", c.ID, specs[c.ID].Policy, p.ID, p.State)
+				}
+			}
+		}
+		limited := 0
+		for id := range owner {
+			if specs[id].Type == "C" {
+				limited++
+			}
+		}
+		require.LessOrEqual(t, limited, 2, "type C runs at most 2 at a time")
+		if len(owner) == 0 && len(res.Claimed) == 0 && req.Want > 0 {
+			done := true
+			for _, f := range flows {
+				st, err := s.FlowStatus(ctx, f)
+				require.NoError(t, err)
+				done = done && st.Done
+			}
+			if done {
+				break
+			}
+		}
+	}
+
+	want := map[dag.State]int64{}
+	for id := range specs {
+		n, err := s.Node(ctx, id)
+		require.NoError(t, err)
+		require.True(t, n.State.Terminal(), "%s ended %s", id, n.State)
+		want[n.State]++
+	}
+	counts, err := s.Counts(ctx)
+	require.NoError(t, err)
+	got := map[dag.State]int64{}
+	for _, c := range counts {
+		got[c.State] += c.N
+	}
+	require.Equal(t, want, got, "the counters agree with the nodes")
+	_, err = s.Clear(ctx)
+	require.NoError(t, err)
+}
