@@ -260,3 +260,37 @@ func TestOvertakingChildLeavesTheRestReady(t *testing.T) {
 		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 4})
 	})
 }
+
+// Retrying a failed job makes a child its failure released, and that has
+// not started, wait for it again.
+func TestRetryReblocksAReleasedChild(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		ctx := context.Background()
+		child := hspec("c", 0, "p")
+		child.Policy = dag.Ignore
+		enqueue(t, s, "f", hspec("p", 0), child)
+		got := syncOK(t, s, 1)
+		req := dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, RetainCount: -1,
+			Outcomes: []dag.Outcome{{ID: "p", Token: got[0].Token, Kind: dag.OutcomeFail, Err: &dag.ErrorInfo{Message: "no"}}}}
+		_, err := s.Sync(ctx, time.Now(), req)
+		require.NoError(t, err)
+		c, err := s.Node(ctx, "c")
+		require.NoError(t, err)
+		require.Equal(t, dag.Ready, c.State, "ignore: released by the failure")
+
+		n, err := s.Retry(ctx, time.Now(), "p")
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		c, err = s.Node(ctx, "c")
+		require.NoError(t, err)
+		require.Equal(t, dag.Blocked, c.State, "waits for p again")
+		require.Equal(t, 1, c.Pending)
+
+		got = syncOK(t, s, 5)
+		require.Equal(t, []string{"p"}, ids(got), "only the parent is ready")
+		got = syncOK(t, s, 5, got...)
+		require.Equal(t, []string{"c"}, ids(got))
+		syncOK(t, s, 0, got...)
+		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 2})
+	})
+}

@@ -579,8 +579,10 @@ func (s *Store) cancel(ctx context.Context, now time.Time, mode, id, reason stri
 }
 
 // Retry runs a failed or cancelled job again, together with the descendants
-// that were cancelled or skipped because of it. It returns how many nodes
-// were reopened.
+// that were cancelled or skipped because of it. Children its end released
+// that have not started (an ignore child of a failed job) wait for it
+// again; ones already running are left to finish, retries included. It
+// returns how many nodes were reopened.
 func (s *Store) Retry(ctx context.Context, now time.Time, id string) (int, error) {
 	res, err := s.run(ctx, s.scripts.retry, []any{ms(now), id})
 	if err != nil {

@@ -308,8 +308,9 @@ func (c *Client) CancelFlow(ctx context.Context, flowID, reason string) (int, er
 }
 
 // Retry runs a failed (or cancelled) job again with a fresh attempt count;
-// the descendants that were cancelled or skipped because of it wait for it
-// again. It returns how many nodes were reopened.
+// the descendants that were cancelled or skipped because of it, and children
+// it released that have not started yet, wait for it again (children already
+// running finish). It returns how many nodes were reopened.
 func (c *Client) Retry(ctx context.Context, id string) (int, error) {
 	return c.store.Retry(ctx, c.cfg.Clock(), id)
 }

@@ -30,10 +30,15 @@ for _, n in ipairs(reset) do
   for _, cid in ipairs(split(n.c)) do
     if not inReset[cid] then
       local c = load(cid)
-      -- a waiting child already counted n as done; it is not any more
+      -- a waiting child already counted n as done; it is not any more. One
+      -- that n's end released (ready or delayed, not started: an ignore
+      -- child of a failed n) waits for n again.
       if c and c.st == 'blocked' then
         c.pe = c.pe + 1
         put(c, 'pe', c.pe)
+      elseif c and (c.st == 'ready' or c.st == 'delayed') then
+        c.pe = 1
+        move(c, 'blocked', nil, {'pe', 1})
       end
     end
   end
