@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -21,7 +22,8 @@ import (
 // policy, no node is held twice, a type's limit holds, every node ends
 // terminal, and the counters
 // agree with the nodes. Now and then a worker crashes: its nodes come back
-// through lease recovery. TRELLIS_RANDOM_SEED replays a failure.
+// through lease recovery; an operator cancels or retries a job.
+// TRELLIS_RANDOM_SEED replays a failure.
 func TestRandomRuns(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("TRELLIS_RANDOM_SEED"); v != "" {
@@ -72,19 +74,34 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 	owner := map[string]string{}                // node -> worker holding it
 	claims, stalled := map[string]int{}, map[string]int{}
 	var offset time.Duration // the clock skips ahead when a worker crashes
-	crashes, steps := 0, 0
+	crashes, steps, cancels, retries := 0, 0, 0, 0
+	mayReject := map[string]bool{} // cancelled while held: its report is refused
+	ids := make([]string, 0, len(specs))
+	for id := range specs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
 	workers := []string{"w1", "w2", "w3"}
 	for _, w := range workers {
 		held[w] = map[string]dag.Claimed{}
 	}
 	for step := 0; ; step++ {
-		require.Less(t, step, 5000, "the run does not finish")
+		if step >= 5000 {
+			peeks, _ := s.Peek(ctx, ids)
+			for _, p := range peeks {
+				if !p.State.Terminal() {
+					n, _ := s.Node(ctx, p.ID)
+					t.Logf("unfinished %s: %s pending %d owner %q timeline %v", p.ID, p.State, n.Pending, owner[p.ID], n.Timeline)
+				}
+			}
+			t.Fatal("the run does not finish")
+		}
 		steps = step
 		w := workers[rng.IntN(len(workers))]
 		if rng.IntN(40) == 0 && len(held[w]) > 0 {
 			// w crashes: its nodes are never reported; once their leases
 			// expire, maintenance hands them to ready (or fails them)
-			for id := range held[w] {
+			for _, id := range sortedKeys(held[w]) {
 				stalled[id]++
 				delete(owner, id)
 			}
@@ -98,13 +115,59 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 				}
 				lost, err := s.Heartbeat(ctx, time.Now().Add(offset), alive, time.Minute, leases)
 				require.NoError(t, err)
-				require.Empty(t, lost)
+				for _, id := range lost {
+					require.True(t, mayReject[id], "%s lost its lease to nobody", id)
+				}
 			}
 			continue
 		}
+		now := time.Now().Add(offset)
+		operator := step < 300 // then the run winds down
+		if operator && rng.IntN(60) == 0 { // an operator cancels a job
+			id := ids[rng.IntN(len(ids))]
+			_, err := s.Cancel(ctx, now, id, "operator")
+			require.NoError(t, err)
+			cancels++
+			// held jobs the cascade reached are no longer active: their
+			// workers' reports will be refused, and they no longer count
+			// against the type's limit
+			heldIDs := sortedKeys(owner)
+			peeks, err := s.Peek(ctx, heldIDs)
+			require.NoError(t, err)
+			for _, p := range peeks {
+				if p.State != dag.Active {
+					mayReject[p.ID] = true
+					delete(owner, p.ID)
+				}
+			}
+		}
+		if operator && rng.IntN(15) == 0 { // an operator retries a failed or cancelled job
+			before, err := s.Peek(ctx, ids)
+			require.NoError(t, err)
+			var ended []string
+			for _, p := range before {
+				if p.State == dag.Failed || p.State == dag.Cancelled {
+					ended = append(ended, p.ID)
+				}
+			}
+			if len(ended) > 0 {
+				_, err = s.Retry(ctx, now, ended[rng.IntN(len(ended))])
+				require.NoError(t, err)
+				retries++
+				// the jobs it reopened run again from their first attempt
+				after, err := s.Peek(ctx, ids)
+				require.NoError(t, err)
+				for i, p := range after {
+					if before[i].State.Terminal() && !p.State.Terminal() {
+						claims[p.ID], stalled[p.ID] = 0, 0
+					}
+				}
+			}
+		}
 		req := dag.SyncRequest{Worker: w, Lease: time.Minute, StallLimit: 1, Queues: []string{"q"},
 			Want: rng.IntN(7), Maintain: rng.IntN(5) == 0, RetainCount: -1}
-		for id, c := range held[w] {
+		for _, id := range sortedKeys(held[w]) { // sorted: a seed replays exactly
+			c := held[w][id]
 			if rng.IntN(3) == 0 {
 				continue // still running
 			}
@@ -123,10 +186,12 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 			delete(held[w], id)
 			delete(owner, id)
 		}
-		res, err := s.Sync(ctx, time.Now().Add(offset), req)
+		res, err := s.Sync(ctx, now, req)
 		require.NoError(t, err)
 		for i, ok := range res.Applied {
-			require.True(t, ok, "outcome of %s", req.Outcomes[i].ID)
+			id := req.Outcomes[i].ID
+			require.True(t, ok || mayReject[id], "outcome of %s", id)
+			delete(mayReject, id)
 		}
 		for _, c := range res.Claimed {
 			require.Empty(t, owner[c.ID], "%s claimed while %s holds it", c.ID, owner[c.ID])
@@ -134,9 +199,18 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 			held[w][c.ID] = c
 			claims[c.ID]++
 			require.LessOrEqual(t, claims[c.ID], specs[c.ID].Attempts+stalled[c.ID], "%s claimed more often than its attempts and stalls", c.ID)
+			if c.Attempt > 1 {
+				continue // a retry of a run that started: its parents may have been reopened since
+			}
 			peeks, err := s.Peek(ctx, c.Parents)
 			require.NoError(t, err)
 			for _, p := range peeks {
+				if !p.State.Terminal() {
+					cn, _ := s.Node(ctx, c.ID)
+					pn, _ := s.Node(ctx, p.ID)
+					t.Logf("child %s (%s) pending %d timeline %v", c.ID, specs[c.ID].Policy, cn.Pending, cn.Timeline)
+					t.Logf("parent %s timeline %v", p.ID, pn.Timeline)
+				}
 				require.True(t, p.State.Terminal(), "%s started before its parent %s ended (%s)", c.ID, p.ID, p.State)
 				if specs[c.ID].Policy != dag.Ignore {
 					require.Equal(t, dag.Succeeded, p.State, "%s (%s) started after its parent %s %s", c.ID, specs[c.ID].Policy, p.ID, p.State)
@@ -177,7 +251,16 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		got[c.State] += c.N
 	}
 	require.Equal(t, want, got, "the counters agree with the nodes")
-	t.Logf("%d nodes, %d calls, %d crashes, end states %v", len(specs), steps, crashes, want)
+	t.Logf("%d nodes, %d calls, %d crashes, %d cancels, %d retries, end states %v", len(specs), steps, crashes, cancels, retries, want)
 	_, err = s.Clear(ctx)
 	require.NoError(t, err)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
