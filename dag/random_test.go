@@ -2,6 +2,7 @@ package dag_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -22,7 +23,9 @@ import (
 // policy, no node is held twice, a type's limit holds, every node ends
 // terminal, and the counters
 // agree with the nodes. Now and then a worker crashes: its nodes come back
-// through lease recovery; an operator cancels or retries a job.
+// through lease recovery; an operator cancels or retries a job; some
+// retries wait 20 s (the clock skips ahead when nothing else can run); and
+// in some runs retention trims finished flows as they go.
 // TRELLIS_RANDOM_SEED replays a failure.
 func TestRandomRuns(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
@@ -75,6 +78,10 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 	claims, stalled := map[string]int{}, map[string]int{}
 	var offset time.Duration // the clock skips ahead when a worker crashes
 	crashes, steps, cancels, retries := 0, 0, 0, 0
+	retain := -1
+	if rng.IntN(3) == 0 {
+		retain = 3 // maintenance trims all but the last 3 finished flows
+	}
 	mayReject := map[string]bool{} // cancelled while held: its report is refused
 	ids := make([]string, 0, len(specs))
 	for id := range specs {
@@ -126,7 +133,9 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		if operator && rng.IntN(60) == 0 { // an operator cancels a job
 			id := ids[rng.IntN(len(ids))]
 			_, err := s.Cancel(ctx, now, id, "operator")
-			require.NoError(t, err)
+			if retain < 0 || !errors.Is(err, dag.ErrNotFound) { // retention may have removed it
+				require.NoError(t, err)
+			}
 			cancels++
 			// held jobs the cascade reached are no longer active: their
 			// workers' reports will be refused, and they no longer count
@@ -165,7 +174,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 			}
 		}
 		req := dag.SyncRequest{Worker: w, Lease: time.Minute, StallLimit: 1, Queues: []string{"q"},
-			Want: rng.IntN(7), Maintain: rng.IntN(5) == 0, RetainCount: -1}
+			Want: rng.IntN(7), Maintain: rng.IntN(5) == 0, RetainCount: retain}
 		for _, id := range sortedKeys(held[w]) { // sorted: a seed replays exactly
 			c := held[w][id]
 			if rng.IntN(3) == 0 {
@@ -177,6 +186,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 				o.Kind, o.Result = dag.OutcomeOK, []byte(`1`)
 			case r < 17:
 				o.Kind, o.Err = dag.OutcomeRetry, &dag.ErrorInfo{Message: "again", Attempt: c.Attempt}
+				o.Delay = time.Duration(rng.IntN(2)) * 20 * time.Second
 			case r < 19:
 				o.Kind, o.Err = dag.OutcomeFail, &dag.ErrorInfo{Message: "no", Attempt: c.Attempt}
 			default:
@@ -228,18 +238,27 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 			done := true
 			for _, f := range flows {
 				st, err := s.FlowStatus(ctx, f)
+				if retain >= 0 && errors.Is(err, dag.ErrNotFound) {
+					continue // trimmed: it had finished
+				}
 				require.NoError(t, err)
 				done = done && st.Done
 			}
 			if done {
 				break
 			}
+			offset += 21 * time.Second // nothing to run: let delayed retries fall due
 		}
 	}
 
 	want := map[dag.State]int64{}
+	trimmed := 0
 	for id := range specs {
 		n, err := s.Node(ctx, id)
+		if retain >= 0 && errors.Is(err, dag.ErrNotFound) {
+			trimmed++
+			continue
+		}
 		require.NoError(t, err)
 		require.True(t, n.State.Terminal(), "%s ended %s", id, n.State)
 		want[n.State]++
@@ -251,7 +270,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		got[c.State] += c.N
 	}
 	require.Equal(t, want, got, "the counters agree with the nodes")
-	t.Logf("%d nodes, %d calls, %d crashes, %d cancels, %d retries, end states %v", len(specs), steps, crashes, cancels, retries, want)
+	t.Logf("%d nodes (%d trimmed), %d calls, %d crashes, %d cancels, %d retries, end states %v", len(specs), trimmed, steps, crashes, cancels, retries, want)
 	_, err = s.Clear(ctx)
 	require.NoError(t, err)
 }
