@@ -129,7 +129,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 			continue
 		}
 		now := time.Now().Add(offset)
-		operator := step < 300 // then the run winds down
+		operator := step < 300             // then the run winds down
 		if operator && rng.IntN(60) == 0 { // an operator cancels a job
 			id := ids[rng.IntN(len(ids))]
 			_, err := s.Cancel(ctx, now, id, "operator")
