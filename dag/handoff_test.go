@@ -294,3 +294,33 @@ func TestRetryReblocksAReleasedChild(t *testing.T) {
 		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 2})
 	})
 }
+
+// A job enqueued after a parent that had already failed is cancelled at
+// once; retrying the parent brings it back, and it runs after the parent.
+func TestRetryReachesChildrenEnqueuedAfterTheFailure(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		ctx := context.Background()
+		enqueue(t, s, "f1", hspec("p", 0))
+		got := syncOK(t, s, 1)
+		req := dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, RetainCount: -1,
+			Outcomes: []dag.Outcome{{ID: "p", Token: got[0].Token, Kind: dag.OutcomeFail, Err: &dag.ErrorInfo{Message: "no"}}}}
+		_, err := s.Sync(ctx, time.Now(), req)
+		require.NoError(t, err)
+
+		enqueue(t, s, "f2", hspec("late", 0, "p"))
+		n, err := s.Node(ctx, "late")
+		require.NoError(t, err)
+		require.Equal(t, dag.Cancelled, n.State)
+		require.Equal(t, "p", n.Cause)
+
+		reopened, err := s.Retry(ctx, time.Now(), "p")
+		require.NoError(t, err)
+		require.Equal(t, 2, reopened, "p and the job its failure cancelled")
+		got = syncOK(t, s, 5)
+		require.Equal(t, []string{"p"}, ids(got))
+		got = syncOK(t, s, 5, got...)
+		require.Equal(t, []string{"late"}, ids(got))
+		syncOK(t, s, 0, got...)
+		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 2})
+	})
+}

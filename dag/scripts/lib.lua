@@ -713,10 +713,12 @@ local function write(flow, single, nodes, byId, fresh) -- fresh: a new flow ID
           end
         else
           pe = pe + 1
-          if not inBatch then
-            pn.c = (pn.c == '') and n.id or (pn.c .. SEP .. n.id)
-            put(pn, 'c', pn.c)
-          end
+        end
+        -- the edge is recorded even when the parent has ended: a retry of
+        -- the parent finds the children it released or doomed
+        if not inBatch then
+          pn.c = (pn.c == '') and n.id or (pn.c .. SEP .. n.id)
+          put(pn, 'c', pn.c)
         end
       end
       local st
