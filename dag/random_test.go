@@ -25,7 +25,8 @@ import (
 // agree with the nodes. Now and then a worker crashes: its nodes come back
 // through lease recovery; an operator cancels or retries a job; some
 // retries wait 20 s (the clock skips ahead when nothing else can run); and
-// in some runs retention trims finished flows as they go.
+// in some runs retention trims finished flows as they go; new flows keep
+// arriving, some after jobs enqueued before.
 // TRELLIS_RANDOM_SEED replays a failure.
 func TestRandomRuns(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
@@ -46,10 +47,11 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 	types := []string{"A", "B", "C"}
 	require.NoError(t, s.SetLimit(ctx, "C", dag.Limit{Concurrency: 2}))
 	specs := map[string]dag.Spec{}
-	var flows []string
-	for f := range 25 {
-		flow := fmt.Sprintf("%s-f%d", prefix, f)
-		flows = append(flows, flow)
+	var flows, ids []string
+	// addFlow enqueues a random flow; its nodes may also depend on jobs
+	// enqueued before (running, finished or failed ones too).
+	addFlow := func(now time.Time, external bool) {
+		flow := fmt.Sprintf("%s-f%d", prefix, len(flows))
 		var nodes []dag.Spec
 		for i := range 1 + rng.IntN(10) {
 			sp := dag.Spec{
@@ -62,15 +64,28 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 					sp.Parents = append(sp.Parents, nodes[k].ID)
 				}
 			}
+			if external && len(ids) > 0 && rng.IntN(3) == 0 {
+				sp.Parents = append(sp.Parents, ids[rng.IntN(len(ids))])
+			}
 			nodes = append(nodes, sp)
-			specs[sp.ID] = sp
 		}
 		order := make([]int, len(nodes))
 		for i := range order {
 			order[i] = i
 		}
-		_, err := s.Enqueue(ctx, time.Now(), flow, false, nodes, order)
+		_, err := s.Enqueue(ctx, now, flow, false, nodes, order)
+		if errors.Is(err, dag.ErrUnknownDependency) {
+			return // retention removed the job it named
+		}
 		require.NoError(t, err)
+		flows = append(flows, flow)
+		for _, sp := range nodes {
+			specs[sp.ID] = sp
+			ids = append(ids, sp.ID)
+		}
+	}
+	for range 25 {
+		addFlow(time.Now(), false)
 	}
 
 	held := map[string]map[string]dag.Claimed{} // worker -> node -> claim
@@ -83,11 +98,6 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		retain = 3 // maintenance trims all but the last 3 finished flows
 	}
 	mayReject := map[string]bool{} // cancelled while held: its report is refused
-	ids := make([]string, 0, len(specs))
-	for id := range specs {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
 	workers := []string{"w1", "w2", "w3"}
 	for _, w := range workers {
 		held[w] = map[string]dag.Claimed{}
@@ -109,8 +119,10 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 			// w crashes: its nodes are never reported; once their leases
 			// expire, maintenance hands them to ready (or fails them)
 			for _, id := range sortedKeys(held[w]) {
-				stalled[id]++
-				delete(owner, id)
+				if owner[id] == w { // not a stale claim of a job another worker holds now
+					stalled[id]++
+					delete(owner, id)
+				}
 			}
 			held[w] = map[string]dag.Claimed{}
 			offset += 2 * time.Minute
@@ -129,7 +141,10 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 			continue
 		}
 		now := time.Now().Add(offset)
-		operator := step < 300             // then the run winds down
+		operator := step < 300 // then the run winds down
+		if operator && rng.IntN(10) == 0 {
+			addFlow(now, true)
+		}
 		if operator && rng.IntN(60) == 0 { // an operator cancels a job
 			id := ids[rng.IntN(len(ids))]
 			_, err := s.Cancel(ctx, now, id, "operator")
