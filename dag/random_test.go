@@ -26,7 +26,8 @@ import (
 // through lease recovery; an operator cancels or retries a job; some
 // retries wait 20 s (the clock skips ahead when nothing else can run); and
 // in some runs retention trims finished flows as they go; new flows keep
-// arriving, some after jobs enqueued before.
+// arriving, some after jobs enqueued before, some as all-or-nothing bulks;
+// a second queue is paused and resumed.
 // TRELLIS_RANDOM_SEED replays a failure.
 func TestRandomRuns(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
@@ -55,7 +56,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		var nodes []dag.Spec
 		for i := range 1 + rng.IntN(10) {
 			sp := dag.Spec{
-				ID: fmt.Sprintf("%s-%d", flow, i), Type: types[rng.IntN(len(types))], Queue: "q",
+				ID: fmt.Sprintf("%s-%d", flow, i), Type: types[rng.IntN(len(types))], Queue: []string{"q", "q", "q2"}[rng.IntN(3)],
 				Payload: []byte(`{}`), Attempts: 1 + rng.IntN(2), Priority: []int{-5, 0, 0, 5, 50}[rng.IntN(5)],
 				Policy: []dag.Policy{dag.Require, dag.Require, dag.Skip, dag.Ignore}[rng.IntN(4)],
 			}
@@ -73,15 +74,43 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		for i := range order {
 			order[i] = i
 		}
-		_, err := s.Enqueue(ctx, now, flow, false, nodes, order)
-		if errors.Is(err, dag.ErrUnknownDependency) {
-			return // retention removed the job it named
+		write := []dag.FlowWrite{{FlowID: flow, Specs: nodes, Order: order}}
+		if external && rng.IntN(3) == 0 {
+			// with a bulk of single jobs, all or nothing; now and then one
+			// names a job that does not exist, and none may be written
+			for k := range 1 + rng.IntN(4) {
+				sp := dag.Spec{ID: fmt.Sprintf("%s-b%d", flow, k), Type: "A", Queue: "q", Payload: []byte(`{}`), Attempts: 1, Policy: dag.Ignore}
+				if rng.IntN(5) == 0 {
+					sp.Parents = []string{"ghost"}
+				}
+				write = append(write, dag.FlowWrite{FlowID: sp.ID, Single: true, Specs: []dag.Spec{sp}, Order: []int{0}})
+			}
+			res, err := s.EnqueueAll(ctx, now, write)
+			require.NoError(t, err)
+			for _, r := range res {
+				if r.Err != nil {
+					for _, f := range write {
+						for _, sp := range f.Specs {
+							_, err := s.Node(ctx, sp.ID)
+							require.ErrorIs(t, err, dag.ErrNotFound, "a failed bulk wrote %s", sp.ID)
+						}
+					}
+					return
+				}
+			}
+		} else {
+			_, err := s.Enqueue(ctx, now, flow, false, nodes, order)
+			if errors.Is(err, dag.ErrUnknownDependency) {
+				return // retention removed the job it named
+			}
+			require.NoError(t, err)
 		}
-		require.NoError(t, err)
-		flows = append(flows, flow)
-		for _, sp := range nodes {
-			specs[sp.ID] = sp
-			ids = append(ids, sp.ID)
+		for _, f := range write {
+			flows = append(flows, f.FlowID)
+			for _, sp := range f.Specs {
+				specs[sp.ID] = sp
+				ids = append(ids, sp.ID)
+			}
 		}
 	}
 	for range 25 {
@@ -97,7 +126,9 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 	if rng.IntN(3) == 0 {
 		retain = 3 // maintenance trims all but the last 3 finished flows
 	}
-	mayReject := map[string]bool{} // cancelled while held: its report is refused
+	mayReject := map[string]bool{} // claims (id, token) cancelled while held: their reports are refused
+	claim := func(id, token string) string { return id + "\x00" + token }
+	paused := false // q2
 	workers := []string{"w1", "w2", "w3"}
 	for _, w := range workers {
 		held[w] = map[string]dag.Claimed{}
@@ -135,7 +166,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 				lost, err := s.Heartbeat(ctx, time.Now().Add(offset), alive, time.Minute, leases)
 				require.NoError(t, err)
 				for _, id := range lost {
-					require.True(t, mayReject[id], "%s lost its lease to nobody", id)
+					require.True(t, mayReject[claim(id, held[alive][id].Token)], "%s lost its lease to nobody", id)
 				}
 			}
 			continue
@@ -144,6 +175,14 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		operator := step < 300 // then the run winds down
 		if operator && rng.IntN(10) == 0 {
 			addFlow(now, true)
+		}
+		if rng.IntN(25) == 0 || (paused && !operator) { // an operator pauses or resumes q2
+			if paused {
+				require.NoError(t, s.Resume(ctx, "q2"))
+			} else if operator {
+				require.NoError(t, s.Pause(ctx, "q2"))
+			}
+			paused = !paused && operator
 		}
 		if operator && rng.IntN(60) == 0 { // an operator cancels a job
 			id := ids[rng.IntN(len(ids))]
@@ -160,7 +199,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 			require.NoError(t, err)
 			for _, p := range peeks {
 				if p.State != dag.Active {
-					mayReject[p.ID] = true
+					mayReject[claim(p.ID, held[owner[p.ID]][p.ID].Token)] = true
 					delete(owner, p.ID)
 				}
 			}
@@ -188,7 +227,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 				}
 			}
 		}
-		req := dag.SyncRequest{Worker: w, Lease: time.Minute, StallLimit: 1, Queues: []string{"q"},
+		req := dag.SyncRequest{Worker: w, Lease: time.Minute, StallLimit: 1, Queues: []string{"q", "q2"},
 			Want: rng.IntN(7), Maintain: rng.IntN(5) == 0, RetainCount: retain}
 		for _, id := range sortedKeys(held[w]) { // sorted: a seed replays exactly
 			c := held[w][id]
@@ -214,13 +253,18 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		res, err := s.Sync(ctx, now, req)
 		require.NoError(t, err)
 		for i, ok := range res.Applied {
-			id := req.Outcomes[i].ID
-			require.True(t, ok || mayReject[id], "outcome of %s", id)
-			delete(mayReject, id)
+			id, tk := req.Outcomes[i].ID, claim(req.Outcomes[i].ID, req.Outcomes[i].Token)
+			if !ok && !mayReject[tk] {
+				n, _ := s.Node(ctx, id)
+				t.Logf("refused %s from %s (token %s): %s, timeline %v", id, w, req.Outcomes[i].Token, n.State, n.Timeline)
+			}
+			require.True(t, ok || mayReject[tk], "outcome of %s", id)
+			delete(mayReject, tk)
 		}
 		for _, c := range res.Claimed {
 			require.Empty(t, owner[c.ID], "%s claimed while %s holds it", c.ID, owner[c.ID])
 			owner[c.ID] = w
+			require.False(t, paused && c.Queue == "q2", "%s claimed from a paused queue", c.ID)
 			held[w][c.ID] = c
 			claims[c.ID]++
 			require.LessOrEqual(t, claims[c.ID], specs[c.ID].Attempts+stalled[c.ID], "%s claimed more often than its attempts and stalls", c.ID)
@@ -242,13 +286,15 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 				}
 			}
 		}
-		limited := 0
+		limited := map[string]int{} // a type's limit holds per queue
 		for id := range owner {
 			if specs[id].Type == "C" {
-				limited++
+				limited[specs[id].Queue]++
 			}
 		}
-		require.LessOrEqual(t, limited, 2, "type C runs at most 2 at a time")
+		for q, n := range limited {
+			require.LessOrEqual(t, n, 2, "type C runs at most 2 at a time in queue %s", q)
+		}
 		if len(owner) == 0 && len(res.Claimed) == 0 && req.Want > 0 {
 			done := true
 			for _, f := range flows {
