@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/embedded"
+	"github.com/trellisflow/trellis/internal/testredis"
 )
 
 // stores runs fn on the real Redis (REDIS_URL) and on the in-process one,
@@ -21,16 +21,7 @@ import (
 func stores(t *testing.T, fn func(t *testing.T, s *dag.Store)) {
 	t.Run("redis", func(t *testing.T) {
 		t.Parallel()
-		url := os.Getenv("REDIS_URL")
-		if url == "" {
-			url = "redis://127.0.0.1:6379/0"
-		}
-		opt, err := redis.ParseURL(url)
-		require.NoError(t, err)
-		rdb := redis.NewClient(opt)
-		t.Cleanup(func() { _ = rdb.Close() })
-		require.NoError(t, rdb.Ping(context.Background()).Err(), "the tests need Redis at REDIS_URL; `make test` starts it")
-		fn(t, newStore(t, rdb))
+		fn(t, newStore(t, testredis.Client(t)))
 	})
 	t.Run("embedded", func(t *testing.T) {
 		t.Parallel()
@@ -74,6 +65,19 @@ func syncOK(t *testing.T, s *dag.Store, want int, done ...dag.Claimed) []dag.Cla
 		require.True(t, ok, "outcome of %s applied", done[i].ID)
 	}
 	return res.Claimed
+}
+
+// failAll reports every node of done as failed for good.
+func failAll(t *testing.T, s *dag.Store, done ...dag.Claimed) {
+	req := dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, RetainCount: -1}
+	for _, c := range done {
+		req.Outcomes = append(req.Outcomes, dag.Outcome{ID: c.ID, Token: c.Token, Kind: dag.OutcomeFail, Err: &dag.ErrorInfo{Message: "no"}})
+	}
+	res, err := s.Sync(context.Background(), time.Now(), req)
+	require.NoError(t, err)
+	for i, ok := range res.Applied {
+		require.True(t, ok, "failure of %s applied", done[i].ID)
+	}
 }
 
 func ids(cs []dag.Claimed) []string {
@@ -269,11 +273,7 @@ func TestRetryReblocksAReleasedChild(t *testing.T) {
 		child := hspec("c", 0, "p")
 		child.Policy = dag.Ignore
 		enqueue(t, s, "f", hspec("p", 0), child)
-		got := syncOK(t, s, 1)
-		req := dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, RetainCount: -1,
-			Outcomes: []dag.Outcome{{ID: "p", Token: got[0].Token, Kind: dag.OutcomeFail, Err: &dag.ErrorInfo{Message: "no"}}}}
-		_, err := s.Sync(ctx, time.Now(), req)
-		require.NoError(t, err)
+		failAll(t, s, syncOK(t, s, 1)...)
 		c, err := s.Node(ctx, "c")
 		require.NoError(t, err)
 		require.Equal(t, dag.Ready, c.State, "ignore: released by the failure")
@@ -286,7 +286,7 @@ func TestRetryReblocksAReleasedChild(t *testing.T) {
 		require.Equal(t, dag.Blocked, c.State, "waits for p again")
 		require.Equal(t, 1, c.Pending)
 
-		got = syncOK(t, s, 5)
+		got := syncOK(t, s, 5)
 		require.Equal(t, []string{"p"}, ids(got), "only the parent is ready")
 		got = syncOK(t, s, 5, got...)
 		require.Equal(t, []string{"c"}, ids(got))
@@ -301,11 +301,7 @@ func TestRetryReachesChildrenEnqueuedAfterTheFailure(t *testing.T) {
 	stores(t, func(t *testing.T, s *dag.Store) {
 		ctx := context.Background()
 		enqueue(t, s, "f1", hspec("p", 0))
-		got := syncOK(t, s, 1)
-		req := dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, RetainCount: -1,
-			Outcomes: []dag.Outcome{{ID: "p", Token: got[0].Token, Kind: dag.OutcomeFail, Err: &dag.ErrorInfo{Message: "no"}}}}
-		_, err := s.Sync(ctx, time.Now(), req)
-		require.NoError(t, err)
+		failAll(t, s, syncOK(t, s, 1)...)
 
 		enqueue(t, s, "f2", hspec("late", 0, "p"))
 		n, err := s.Node(ctx, "late")
@@ -316,7 +312,7 @@ func TestRetryReachesChildrenEnqueuedAfterTheFailure(t *testing.T) {
 		reopened, err := s.Retry(ctx, time.Now(), "p")
 		require.NoError(t, err)
 		require.Equal(t, 2, reopened, "p and the job its failure cancelled")
-		got = syncOK(t, s, 5)
+		got := syncOK(t, s, 5)
 		require.Equal(t, []string{"p"}, ids(got))
 		got = syncOK(t, s, 5, got...)
 		require.Equal(t, []string{"late"}, ids(got))

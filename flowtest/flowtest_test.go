@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"sort"
 	"strings"
@@ -13,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/flowtest"
+	"github.com/trellisflow/trellis/internal/testredis"
 )
 
 type Task struct {
@@ -425,14 +424,7 @@ func TestAssertionsReportWhatHappened(t *testing.T) {
 
 func TestOnRealRedis(t *testing.T) {
 	t.Parallel()
-	url := os.Getenv("REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	opt, err := redis.ParseURL(url)
-	require.NoError(t, err)
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb := testredis.Client(t)
 
 	var ns string
 	t.Run("diamond and backoff", func(t *testing.T) {

@@ -13,7 +13,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,34 +21,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/internal/testredis"
 	"github.com/trellisflow/trellis/monitor"
 	"github.com/trellisflow/trellis/runner"
 )
 
-var (
-	realOnce sync.Once
-	realRDB  *redis.Client
-	realErr  error
-)
-
 func realRedis(t *testing.T) *redis.Client {
 	t.Helper()
-	realOnce.Do(func() {
-		url := os.Getenv("REDIS_URL")
-		if url == "" {
-			url = "redis://127.0.0.1:6379/0"
-		}
-		opt, err := redis.ParseURL(url)
-		if err != nil {
-			realErr = err
-			return
-		}
-		opt.PoolSize = 100
-		realRDB = redis.NewClient(opt)
-		realErr = realRDB.Ping(context.Background()).Err()
-	})
-	require.NoError(t, realErr, "the tests need Redis at REDIS_URL (default redis://127.0.0.1:6379/0); `make test` starts it")
-	return realRDB
+	return testredis.Client(t)
 }
 
 var nonName = regexp.MustCompile(`[^A-Za-z0-9]+`)
