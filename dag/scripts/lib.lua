@@ -29,6 +29,7 @@
 local P = KEYS[1]
 local NOW = tonumber(ARGV[1])
 local NOWS = ARGV[1] -- the same as a string: numbers convert slowly
+local DONE = P .. 'done' -- finished flows by time (one-node flows as SEP..id)
 local SEP = '\31'
 -- Ready scores order by priority, then by time: (1000 - priority)·2^41 + ms
 -- since EPOCH keeps both exact in a double for ~70 years.
@@ -214,7 +215,6 @@ local function membership(n, from, to, score)
 end
 
 local NEWFLOW = {}  -- flow id -> true (a fresh ID: its node count) for flows new in this call
-local DONE = P .. 'done'
 -- unfinished counts n as d more unfinished nodes of its flow. A one-node
 -- flow has no flow hash: it is done exactly when its node is.
 local function unfinished(n, d)
@@ -543,7 +543,7 @@ local function drop(victims)
       dels[#dels + 1] = P .. 'n:' .. id
       NODES[id] = nil
     end
-    zop(P .. 'done', f, false)
+    zop(DONE, f, false)
   end
   for i = 1, #dels, 500 do redis.call('UNLINK', unpack(dels, i, math.min(i + 499, #dels))) end
   return #victims
@@ -554,12 +554,12 @@ end
 local function trim(maxAgeMs, maxCount, limit)
   local victims = {}
   if maxAgeMs > 0 then
-    victims = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', NOW - maxAgeMs, 'LIMIT', 0, limit)
+    victims = redis.call('ZRANGEBYSCORE', DONE, '-inf', NOW - maxAgeMs, 'LIMIT', 0, limit)
   end
   if maxCount >= 0 and #victims < limit then
-    local excess = redis.call('ZCARD', P .. 'done') - #victims - maxCount
+    local excess = redis.call('ZCARD', DONE) - #victims - maxCount
     if excess > 0 then
-      local more = redis.call('ZRANGE', P .. 'done', #victims, #victims + math.min(excess, limit - #victims) - 1)
+      local more = redis.call('ZRANGE', DONE, #victims, #victims + math.min(excess, limit - #victims) - 1)
       for _, f in ipairs(more) do victims[#victims + 1] = f end
     end
   end
