@@ -393,3 +393,46 @@ func TestStepLogsAreKeptWithTheJob(t *testing.T) {
 		require.NotContains(t, n.Logs, "below Info")
 	})
 }
+
+// A runner of 16 or more splits its concurrency over two lanes (two
+// coordinating loops, each with its own round trip to Redis in flight).
+// Together they still run exactly Concurrency steps at once, and a stop
+// hands back what each lane holds.
+func TestLanesShareConcurrency(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		const c = 20
+		var running, peak atomic.Int64
+		all := make(chan struct{})
+		var once sync.Once
+		step := flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Probe) (int, error) {
+			now := running.Add(1)
+			for p := peak.Load(); now > p && !peak.CompareAndSwap(p, now); p = peak.Load() {
+			}
+			if now == c {
+				once.Do(func() { close(all) })
+			}
+			<-ctx.Done() // held until the stop hands it back
+			running.Add(-1)
+			return 0, ctx.Err()
+		})
+		for i := range c + 5 {
+			_, err := h.client.Add(ctx, Probe{N: i}, nil)
+			require.NoError(t, err)
+		}
+		r := h.runner(&runner.Config{Concurrency: c}, step)
+		select {
+		case <-all:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d steps ran at once", running.Load(), c)
+		}
+		sctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		require.NoError(t, r.Stop(sctx))
+		require.Equal(t, int64(c), peak.Load(), "never more than Concurrency at once")
+		st, err := h.client.Stats(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, int64(c+5), st.Counts[flow.Ready], "both lanes handed their nodes back")
+		require.Zero(t, st.Counts[flow.Active])
+	})
+}

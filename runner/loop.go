@@ -33,12 +33,36 @@ var (
 	errShutdown  = errors.New("runner shutting down")
 )
 
-// loop is the runner's one coordinating goroutine: it batches outcomes,
-// claims work in the same round trip, renews leases and sleeps on Redis
-// when there is nothing to do.
-func (r *Runner) loop(ctx context.Context) {
-	defer close(r.done)
-	defer close(r.jobs) // the workers end once they finish what they run
+// lane is one coordinating loop and its share of the runner's
+// concurrency. A runner has up to two: while one waits for its round trip
+// to Redis, the other handles its reply and prepares the next, so Redis is
+// not left idle while the runner works (and the other way round).
+type lane struct {
+	size    int           // the most steps this lane runs at once
+	results chan result   // from the step workers
+	wake    chan struct{} // from the waker: nodes became ready
+	first   bool          // the lane that logs the runner's stopping
+}
+
+// lanes splits concurrency c into the runner's lanes: two once each gets
+// at least eight workers, else one (small lanes would only make smaller
+// batches).
+func lanes(c int) []*lane {
+	sizes := []int{c}
+	if c >= 16 {
+		sizes = []int{c - c/2, c / 2}
+	}
+	out := make([]*lane, len(sizes))
+	for i, n := range sizes {
+		out[i] = &lane{size: n, results: make(chan result, n), wake: make(chan struct{}, 1), first: i == 0}
+	}
+	return out
+}
+
+// loop is a lane's coordinating goroutine: it batches outcomes, claims
+// work in the same round trip, renews leases and sleeps on Redis when there
+// is nothing to do.
+func (r *Runner) loop(ctx context.Context, l *lane) {
 	inflight := map[string]*task{}
 	var pending []dag.Outcome
 	stopping, idle := false, false
@@ -70,7 +94,7 @@ func (r *Runner) loop(ctx context.Context) {
 	drain:
 		for {
 			select {
-			case res := <-r.results:
+			case res := <-l.results:
 				collect(res)
 			default:
 				break drain
@@ -84,7 +108,7 @@ func (r *Runner) loop(ctx context.Context) {
 		}
 		want := 0
 		if !stopping {
-			want = r.cfg.Concurrency - len(inflight)
+			want = l.size - len(inflight)
 		}
 		if len(pending) > 0 || (want > 0 && !idle) {
 			now := r.now()
@@ -123,7 +147,7 @@ func (r *Runner) loop(ctx context.Context) {
 			}
 			pending = pending[:0]
 			for _, c := range res.Claimed {
-				r.launch(ctx, c, inflight)
+				r.launch(ctx, c, inflight, l)
 			}
 			// fewer than asked: the queues are drained (or limited, or
 			// paused), so wait for a result, a wake-up or the timer
@@ -151,9 +175,9 @@ func (r *Runner) loop(ctx context.Context) {
 		}
 		timer := time.NewTimer(wait)
 		select {
-		case res := <-r.results:
+		case res := <-l.results:
 			collect(res)
-		case <-r.wake:
+		case <-l.wake:
 			idle = false
 		case <-timer.C:
 			idle = false
@@ -164,7 +188,9 @@ func (r *Runner) loop(ctx context.Context) {
 		case <-r.stop:
 			if !stopping {
 				stopping = true
-				r.log.Info("trellis: runner stopping", "in_flight", len(inflight))
+				if l.first {
+					r.log.Info("trellis: runner stopping")
+				}
 			}
 		case <-r.abort:
 		}
@@ -273,15 +299,16 @@ func (r *Runner) handBack(ctx context.Context, inflight map[string]*task, pendin
 type job struct {
 	ctx context.Context
 	t   *task
+	l   *lane // the lane that claimed it, which hears the result
 }
 
 // launch hands a claimed node to a step worker. A runner holds at most
 // Concurrency nodes, so the workers' channel never blocks.
-func (r *Runner) launch(ctx context.Context, c dag.Claimed, inflight map[string]*task) {
+func (r *Runner) launch(ctx context.Context, c dag.Claimed, inflight map[string]*task, l *lane) {
 	tctx, cancel := context.WithCancelCause(ctx)
 	t := &task{job: c, cancel: cancel}
 	inflight[c.ID] = t
-	r.jobs <- job{ctx: tctx, t: t}
+	r.jobs <- job{ctx: tctx, t: t, l: l}
 }
 
 // work is one of the runner's Concurrency step workers. Long-lived workers
@@ -291,7 +318,7 @@ func (r *Runner) work() {
 	for j := range r.jobs {
 		out, expanded := r.execute(j.ctx, &j.t.job)
 		j.t.cancel(nil)
-		r.results <- result{id: j.t.job.ID, outcome: out, expanded: expanded}
+		j.l.results <- result{id: j.t.job.ID, outcome: out, expanded: expanded}
 	}
 }
 

@@ -18,7 +18,10 @@ import (
 type Config struct {
 	// ID names the runner in leases, events and logs. Default host-pid-random.
 	ID string
-	// Concurrency is how many steps run at once. Default 10.
+	// Concurrency is how many steps run at once. Default 10. From 16 up the
+	// runner splits it over two lanes, coordinating loops that each batch
+	// their own round trip to Redis, so one lane's wait overlaps the other's
+	// work.
 	Concurrency int
 	// Queues are the queues this runner takes nodes from, in order of
 	// preference. Default: the client's default queue.
@@ -131,9 +134,8 @@ type Runner struct {
 	steps   map[string]flow.Step
 	started bool
 
-	results  chan result
+	lanes    []*lane
 	jobs     chan job // to the step workers
-	wake     chan struct{}
 	arm      chan struct{}
 	stop     chan struct{}
 	abort    chan struct{}
@@ -168,14 +170,13 @@ func New(client *flow.Client, cfg *Config) (*Runner, error) {
 	}
 	return &Runner{
 		cfg: c, client: client, store: client.Store(), log: c.Logger.With("runner", c.ID),
-		steps:   map[string]flow.Step{},
-		results: make(chan result, c.Concurrency),
-		jobs:    make(chan job, c.Concurrency),
-		wake:    make(chan struct{}, 1),
-		arm:     make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		abort:   make(chan struct{}),
-		done:    make(chan struct{}),
+		steps: map[string]flow.Step{},
+		lanes: lanes(c.Concurrency),
+		jobs:  make(chan job, c.Concurrency),
+		arm:   make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		abort: make(chan struct{}),
+		done:  make(chan struct{}),
 	}, nil
 }
 
@@ -229,7 +230,15 @@ func (r *Runner) Start(ctx context.Context) error {
 	for range r.cfg.Concurrency {
 		go r.work()
 	}
-	go r.loop(ctx)
+	var wg sync.WaitGroup
+	for _, l := range r.lanes {
+		wg.Go(func() { r.loop(ctx, l) })
+	}
+	go func() {
+		wg.Wait()
+		close(r.jobs) // the workers end once they finish what they run
+		close(r.done)
+	}()
 	r.log.Info("trellis: runner started", "queues", r.cfg.Queues, "concurrency", r.cfg.Concurrency)
 	return nil
 }
@@ -256,7 +265,8 @@ func (r *Runner) Stop(ctx context.Context) error {
 	return nil
 }
 
-// waker blocks on Redis for wake-up tokens while the loop is idle.
+// waker blocks on Redis for wake-up tokens while a lane is idle, and wakes
+// every lane.
 func (r *Runner) waker(ctx context.Context) {
 	for {
 		select {
@@ -272,9 +282,11 @@ func (r *Runner) waker(ctx context.Context) {
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
-		select {
-		case r.wake <- struct{}{}:
-		default:
+		for _, l := range r.lanes {
+			select {
+			case l.wake <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
