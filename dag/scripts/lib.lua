@@ -62,6 +62,15 @@ local function zop(key, member, score)
   t[member] = score
 end
 
+-- exact returns a sorted-set score as the exact decimal string Redis would
+-- otherwise print for the number (%.17g, slow), once per value per call.
+local SCORES = {}
+local function exact(x)
+  local v = SCORES[x]
+  if not v then v = string.format('%.0f', x); SCORES[x] = v end
+  return v
+end
+
 local function readyKey(q) return P .. 'q:' .. q .. ':ready' end
 
 -- meta: flow, queue, type, policy, priority, delay ms, max attempts.
@@ -219,7 +228,7 @@ local NEWFLOW = {}  -- flow id -> true (a fresh ID: its node count) for flows ne
 -- flow has no flow hash: it is done exactly when its node is.
 local function unfinished(n, d)
   if n.single then
-    if d < 0 then zop(DONE, SEP .. n.id, NOW)
+    if d < 0 then zop(DONE, SEP .. n.id, NOWS)
     elseif not n.created then zop(DONE, SEP .. n.id, false) end
     return
   end
@@ -434,10 +443,10 @@ local function take(n, score, worker, leaseMs, out)
   local readyAt = string.format('%d', score - (1000 - n.pr) * PRIO + EPOCH)
   n.at = n.at + 1
   local tk = worker .. ':' .. n.at .. ':' .. NOWS
-  move(n, 'active', worker, {'at', n.at, 'tk', tk}, NOW + leaseMs)
+  move(n, 'active', worker, {'at', n.at, 'tk', tk}, exact(NOW + leaseMs))
   out[#out + 1] = n.id
   out[#out + 1] = n.m
-  out[#out + 1] = tostring(n.at)
+  out[#out + 1] = n.at
   out[#out + 1] = tk
   out[#out + 1] = n.d
   out[#out + 1] = readyAt
@@ -582,8 +591,8 @@ local function commit()
       left = redis.call('HINCRBY', P .. 'fm:' .. f, 'left', d)
     end
     if left == 0 then
-      zop(DONE, f, NOW)
-      redis.call('HSET', P .. 'fm:' .. f, 'fa', NOW)
+      zop(DONE, f, NOWS)
+      redis.call('HSET', P .. 'fm:' .. f, 'fa', NOWS)
     elseif d > 0 and not NEWFLOW[f] then
       zop(DONE, f, false)
       redis.call('HDEL', P .. 'fm:' .. f, 'fa')
@@ -591,7 +600,7 @@ local function commit()
   end
   for q, r in pairs(READY) do
     for _, n in ipairs(r) do
-      if n.fresh and n.st == 'ready' then zop(readyKey(q), n.id, n.rs) end
+      if n.fresh and n.st == 'ready' then zop(readyKey(q), n.id, exact(n.rs)) end
     end
   end
   READY = {}
