@@ -210,23 +210,31 @@ func escapeGlob(s string) string {
 
 // ceiling runs redis-benchmark with EVALSHA of a one-INCR script, without
 // and with pipelining, on the same Redis.
+// The floor (see floor.go) comes first.
 func (b *bench) ceiling(ctx context.Context) []Result {
+	var out []Result
+	b.status("floor: a bare Lua queue…")
+	if r, err := b.floor(ctx, 20000); err != nil {
+		b.warnf("floor: %v", err)
+	} else {
+		out = append(out, r)
+	}
 	rb, err := exec.LookPath("redis-benchmark")
 	if err != nil {
 		b.status("ceiling: SKIPPED — redis-benchmark is not installed")
-		return nil
+		return out
 	}
 	u, err := url.Parse(b.opt.redisURL)
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "") {
 		b.status("ceiling: SKIPPED — redis-benchmark needs a redis:// URL")
-		return nil
+		return out
 	}
 	key := fmt.Sprintf("benchceil%06x:{c}:n", rand.IntN(1<<24))
 	defer b.rdb.Unlink(context.Background(), key)
 	sha, err := b.rdb.ScriptLoad(ctx, "return redis.call('INCR', KEYS[1])").Result()
 	if err != nil {
 		b.warnf("ceiling: %v", err)
-		return nil
+		return out
 	}
 	base := []string{"-h", u.Hostname(), "-p", valueOr(u.Port(), "6379"), "-c", "50", "--csv"}
 	if pw, ok := u.User.Password(); ok {
@@ -235,7 +243,6 @@ func (b *bench) ceiling(ctx context.Context) []Result {
 	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
 		base = append(base, "--dbnum", db)
 	}
-	var out []Result
 	for _, p := range []int{1, 16} {
 		n := 100000
 		if p > 1 {

@@ -113,8 +113,18 @@ func printTable(w io.Writer, b *bench, results []Result) {
 			num(r.EnqCmdsPerNode, 2), num(r.RunCmdsPerNode, 2))
 	}
 	if len(ceiling) > 0 {
-		fmt.Fprintln(w, "\nceiling (redis-benchmark on the same Redis):")
+		fmt.Fprintln(w, "\nfloor and ceiling (on the same Redis):")
 		for _, r := range ceiling {
+			if r.Engine == floorEngine {
+				fmt.Fprintf(w, "- %s: %s jobs/s end to end (enqueue %s/s), %s commands, %s µs of Redis CPU and %s µs of this process's CPU per job\n",
+					r.Variant, num(r.NodesPerSec, 0), num(r.EnqueuePerSec, 0), num(r.CmdsPerNode, 1), num(r.RedisCPUPerNodeUS, 1), num(r.ProcCPUPerNodeUS, 1))
+				for _, t := range results {
+					if t.Engine == "trellis" && t.Scenario == "independent" && r.RedisCPUPerNodeUS > 0 {
+						fmt.Fprintf(w, "  - trellis %s (%s) uses %s× its Redis CPU per job\n", t.Scenario, t.Variant, num(t.RedisCPUPerNodeUS/r.RedisCPUPerNodeUS, 1))
+					}
+				}
+				continue
+			}
 			fmt.Fprintf(w, "- %s: %s ops/s, %s µs of Redis CPU per call\n", r.Variant, num(r.OpsPerSec, 0), num(r.RedisCPUPerNodeUS, 2))
 		}
 	}
