@@ -260,12 +260,13 @@ local function create(n, st, m, h, d, pe, c, why, cz, score)
   n.m, n.d, n.pe, n.c, n.cz, n.created = m, d, pe, c or '', cz, true
   NODES[n.id] = n
   local key = P .. 'n:' .. n.id
+  if pe == 0 then pe = '0' end
   if why then
-    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', pe, 'at', 0, 'c', c or '', 'why', why, 'cz', cz)
+    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', pe, 'at', '0', 'c', c or '', 'why', why, 'cz', cz)
   elseif c then
-    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', pe, 'at', 0, 'c', c)
+    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', pe, 'at', '0', 'c', c)
   else
-    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', pe, 'at', 0)
+    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', pe, 'at', '0')
   end
   membership(n, nil, st, score)
   count(st, n, 1)
@@ -646,17 +647,24 @@ end
 -- parse, check and write are its three steps; enqueue.lua's all-or-nothing
 -- mode checks every flow of the call before it writes any.
 local PLANNED = {}  -- node id -> true: checked, to be written later in this call
+local NONE = {}     -- an empty list that is never written to (a node without parents, …)
 
 local function parse(start, total) -- the nodes, by ID, and the ARGV index after them
   local nodes, byId = {}, {}
   local i = start
   for _ = 1, total do
-    local n = {id = ARGV[i], fresh = ARGV[i + 1] == '1', h = ARGV[i + 2], m = ARGV[i + 3], d = ARGV[i + 4], parents = {}, children = {}}
+    local n = {id = ARGV[i], fresh = ARGV[i + 1] == '1', h = ARGV[i + 2], m = ARGV[i + 3], d = ARGV[i + 4], parents = NONE, children = NONE}
     local np = tonumber(ARGV[i + 5])
-    for k = 1, np do n.parents[k] = ARGV[i + 5 + k] end
+    if np > 0 then
+      n.parents = {}
+      for k = 1, np do n.parents[k] = ARGV[i + 5 + k] end
+    end
     i = i + 6 + np
     local nc = tonumber(ARGV[i])
-    for k = 1, nc do n.children[k] = ARGV[i + k] end
+    if nc > 0 then
+      n.children = {}
+      for k = 1, nc do n.children[k] = ARGV[i + k] end
+    end
     i = i + 1 + nc
     nodes[#nodes + 1] = n
     byId[n.id] = n
@@ -670,14 +678,17 @@ end
 local function check(nodes, byId)
   -- one EXISTS per thousand nodes whose ID may be taken; each of them is
   -- read only when some exist (a re-enqueue)
-  local keys, taken = {}, false
+  local keys, taken = NONE, false
   for _, n in ipairs(nodes) do
-    if not n.fresh then keys[#keys + 1] = P .. 'n:' .. n.id end
+    if not n.fresh then
+      if keys == NONE then keys = {} end
+      keys[#keys + 1] = P .. 'n:' .. n.id
+    end
   end
   for k = 1, #keys, 1000 do
     if redis.call('EXISTS', unpack(keys, k, math.min(k + 999, #keys))) > 0 then taken = true; break end
   end
-  for _, n in ipairs(taken and nodes or {}) do
+  for _, n in ipairs(taken and nodes or NONE) do
     local old = n.fresh and {} or redis.call('HMGET', P .. 'n:' .. n.id, 'h', 'st')
     if old[2] then
       if old[1] ~= n.h then return {'conflict', n.id} end
@@ -701,7 +712,8 @@ local function write(flow, single, nodes, byId, fresh) -- fresh: a new flow ID
   local prefix = single and '-' or flow
   for _, n in ipairs(nodes) do
     if not n.existing then
-      local node = node(n.id, nil, prefix .. SEP .. n.m)
+      local m = prefix .. SEP .. n.m
+      local node = node(n.id, nil, m)
       node.fl = flow
       local pe, res, why, cz = 0, nil, nil, nil
       for _, p in ipairs(n.parents) do
@@ -733,7 +745,7 @@ local function write(flow, single, nodes, byId, fresh) -- fresh: a new flow ID
       local st
       if res then st = res elseif pe > 0 then st = 'blocked' elseif node.dl > 0 then st = 'delayed' else st = 'ready' end
       local children = (#n.children > 0) and table.concat(n.children, SEP) or nil
-      create(node, st, prefix .. SEP .. n.m, n.h, n.d, pe, children, res and why, cz,
+      create(node, st, m, n.h, n.d, pe, children, res and why, cz,
         (st == 'delayed') and (NOW + node.dl) or nil)
       n.st, n.cz = st, cz
       members[#members + 1] = n.id
