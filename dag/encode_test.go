@@ -73,3 +73,20 @@ func BenchmarkEncodeData(b *testing.B) {
 		_ = encodeData(&sp)
 	}
 }
+
+// An all-or-nothing batch sends its runs of one-node flows without parents
+// as one list; everything else, and every flow of an "each" batch, alone.
+func TestBatchUnits(t *testing.T) {
+	t.Parallel()
+	one := func(id string, parents ...string) FlowWrite {
+		return FlowWrite{FlowID: id, Single: true, Specs: []Spec{{ID: id, Parents: parents}}, Order: []int{0}}
+	}
+	graph := FlowWrite{FlowID: "g", Specs: []Spec{{ID: "g1"}, {ID: "g2", Parents: []string{"g1"}}}, Order: []int{0, 1}}
+	flows := []FlowWrite{one("a"), one("b"), one("c", "a"), one("d"), graph, one("e"), one("f"), one("h")}
+	require.Equal(t, []batchUnit{{0, 2, true}, {2, 3, false}, {3, 4, false}, {4, 5, false}, {5, 8, true}}, batchUnits(flows, "all"))
+	each := batchUnits(flows, "each")
+	require.Len(t, each, len(flows))
+	for i, u := range each {
+		require.Equal(t, batchUnit{i, i + 1, false}, u)
+	}
+}

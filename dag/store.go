@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -133,8 +134,21 @@ func (s *Store) EnqueueAll(ctx context.Context, now time.Time, flows []FlowWrite
 }
 
 func (s *Store) enqueueBatch(ctx context.Context, now time.Time, flows []FlowWrite, mode string) ([]FlowWritten, error) {
-	args := []any{ms(now), len(flows), mode}
-	for _, f := range flows {
+	units := batchUnits(flows, mode)
+	args := []any{ms(now), len(units), mode}
+	for _, u := range units {
+		if u.group {
+			// one-node flows travel as one list of nodes; a node of a
+			// one-node flow is its own flow, so no flow ID is needed
+			specs, order := make([]Spec, 0, u.to-u.from), make([]int, 0, u.to-u.from)
+			for i := u.from; i < u.to; i++ {
+				specs, order = append(specs, flows[i].Specs[0]), append(order, i-u.from)
+			}
+			args = append(args, "", "1", len(specs))
+			args = appendNodes(args, specs, order, nil)
+			continue
+		}
+		f := flows[u.from]
 		kind := "0"
 		if f.Single {
 			kind = "1"
@@ -149,19 +163,81 @@ func (s *Store) enqueueBatch(ctx context.Context, now time.Time, flows []FlowWri
 		return nil, err
 	}
 	out := make([]FlowWritten, len(flows))
-	for i := range flows {
-		if i >= len(res) {
-			out[i].Err = ErrNotAttempted
+	for k, u := range units {
+		var reply []any
+		if k < len(res) {
+			reply, _ = res[k].([]any)
+		}
+		if len(reply) == 0 || (len(reply) == 1 && reply[0] == "unwritten") {
+			for i := u.from; i < u.to; i++ {
+				out[i].Err = ErrNotAttempted
+			}
 			continue
 		}
-		reply, _ := res[i].([]any)
-		if len(reply) == 1 && reply[0] == "unwritten" {
-			out[i].Err = ErrNotAttempted
+		if !u.group {
+			out[u.from].Nodes, out[u.from].Err = parseInsert(reply, orderedIDs(flows[u.from].Specs, flows[u.from].Order))
 			continue
 		}
-		out[i].Nodes, out[i].Err = parseInsert(reply, orderedIDs(flows[i].Specs, flows[i].Order))
+		ids := make([]string, 0, u.to-u.from)
+		for i := u.from; i < u.to; i++ {
+			ids = append(ids, flows[i].Specs[0].ID)
+		}
+		nodes, err := parseInsert(reply, ids)
+		named := err != nil && slices.ContainsFunc(ids, func(id string) bool { return isAbout(err, id) })
+		for i := u.from; i < u.to; i++ {
+			switch {
+			case err == nil:
+				out[i].Nodes = nodes[i-u.from : i-u.from+1]
+			case !named || isAbout(err, ids[i-u.from]):
+				out[i].Err = err // the flow it names, or every flow when it names none
+			default:
+				out[i].Err = ErrNotAttempted
+			}
+		}
 	}
 	return out, nil
+}
+
+// batchUnit is a flow of a batch, or (group) a run of one-node flows
+// without parents that travel together: flows[from:to].
+type batchUnit struct {
+	from, to int
+	group    bool
+}
+
+// batchUnits groups the runs of one-node flows without parents of an
+// all-or-nothing batch (AddBulk): Lua then checks and writes them as one
+// list, which costs a third less per job than one flow each. Groups keep
+// each flow's own result, and whichever flow fails fails the whole batch
+// either way; in mode "each" every flow stays on its own, since the flows
+// before a failed one must still be written.
+func batchUnits(flows []FlowWrite, mode string) []batchUnit {
+	units := make([]batchUnit, 0, len(flows))
+	lone := func(f *FlowWrite) bool { return f.Single && len(f.Specs) == 1 && len(f.Specs[0].Parents) == 0 }
+	for i := 0; i < len(flows); {
+		j := i + 1
+		if mode == "all" && lone(&flows[i]) {
+			for j < len(flows) && lone(&flows[j]) {
+				j++
+			}
+		}
+		units = append(units, batchUnit{from: i, to: j, group: j-i > 1})
+		i = j
+	}
+	return units
+}
+
+// isAbout reports whether err, from a group's check, names node id.
+func isAbout(err error, id string) bool {
+	var ce *ConflictError
+	var ue *UnknownDependencyError
+	switch {
+	case errors.As(err, &ce):
+		return ce.ID == id
+	case errors.As(err, &ue):
+		return ue.Node == id
+	}
+	return false
 }
 
 // Expand completes the active node id (under token) by adding a sub-graph to

@@ -2,10 +2,11 @@
 -- flows share one call when a client coalesces concurrent enqueues, or when
 -- it adds a bulk of jobs.
 -- KEYS[1]  namespace prefix
--- ARGV     now, flow count, mode, then per flow: flow id, kind ("1": a
---          one-node flow keyed by its node; "n": a new flow, its ID just
---          generated; "0": any other), node count, then the nodes as
---          insert() in lib.lua reads them.
+-- ARGV     now, flow count, mode, then per flow: flow id, kind ("1":
+--          one-node flows, each keyed by its node, one or several of them
+--          (a list of jobs from a bulk), the flow id unused; "n": a new
+--          flow, its ID just generated; "0": any other), node count, then
+--          the nodes as insert() in lib.lua reads them.
 --          mode "each": every flow is checked and written on its own; the
 --          first flow that fails its check ends the call, and the flows
 --          after it are not written.

@@ -634,8 +634,8 @@ local function commit()
   end
 end
 
--- insert writes new nodes into flow (single: a one-node flow keyed by its
--- node). The nodes start at ARGV[start], count of them, in topological order,
+-- insert writes new nodes into flow (single: one-node flows, each keyed by
+-- its node; flow is then unused). The nodes start at ARGV[start], count of them, in topological order,
 -- each as: id, fresh ("1": a generated ID that cannot exist yet), identity
 -- hash, meta (queue, type, policy, priority, delay ms, max attempts), data,
 -- #parents, parents..., #children, children...
@@ -714,7 +714,7 @@ local function write(flow, single, nodes, byId, fresh) -- fresh: a new flow ID
     if not n.existing then
       local m = prefix .. SEP .. n.m
       local node = node(n.id, nil, m)
-      node.fl = flow
+      if not single then node.fl = flow end
       local pe, res, why, cz = 0, nil, nil, nil
       for _, p in ipairs(n.parents) do
         local inBatch = byId[p] and not byId[p].existing
