@@ -25,12 +25,79 @@ type Func[R any] func(ctx context.Context, tx bun.Tx) (R, error)
 
 // Do runs fn in a transaction on db together with the step-run record of
 // sc's job. If an earlier attempt of the job committed, Do returns that
-// attempt's stored result with replayed true and does not call fn. A record
-// left by an older job with the same ID (enqueued at another time, see
-// EnqueuedAt) does not count: the new job runs and replaces it. An error
+// attempt's stored result with replayed true and commits nothing of fn. A
+// record left by an older job with the same ID (enqueued at another time,
+// see EnqueuedAt) does not count: the new job runs and replaces it. An error
 // from fn rolls everything back and is returned as is, so flow.Permanent and
 // flow.RetryAfter keep steering retries.
+//
+// fn must keep its effects inside tx: a replay may run it in a transaction
+// that is then rolled back.
 func Do[R any](ctx context.Context, db bun.IDB, sc *flow.StepContext, fn Func[R]) (res R, replayed bool, err error) {
+	// The common case takes one statement fewer than checking first: fn runs
+	// and the record is added in one transaction, and only a record that is
+	// already there (an earlier attempt committed, or an older job had this
+	// ID) sends Do the long way, after a rollback.
+	res, err = runAndRecord(ctx, db, sc, fn, true)
+	if err == nil {
+		return res, false, nil
+	}
+	if !errors.Is(err, errRecorded) {
+		// fn failed. If an earlier attempt committed, its rows may be why:
+		// replay it. Otherwise the failure stands.
+		prev, rerr := Record(ctx, db, sc.JobID)
+		if rerr != nil || prev.EnqueuedAt != EnqueuedAt(sc) && prev.EnqueuedAt != "" {
+			var zero R
+			return zero, false, err
+		}
+	}
+	return replayOrRun(ctx, db, sc, fn)
+}
+
+// errRecorded says the job's record was already there: the transaction
+// that ran fn rolled back.
+var errRecorded = errors.New("steprun: job already recorded")
+
+// runAndRecord runs fn and inserts the job's record in one transaction.
+// With onlyNew, a record already there rolls it back with errRecorded;
+// without, the plain insert fails on it (another attempt committed first).
+func runAndRecord[R any](ctx context.Context, db bun.IDB, sc *flow.StepContext, fn Func[R], onlyNew bool) (res R, err error) {
+	err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		return recordIn(ctx, tx, sc, fn, onlyNew, &res)
+	})
+	return res, err
+}
+
+func recordIn[R any](ctx context.Context, tx bun.Tx, sc *flow.StepContext, fn Func[R], onlyNew bool, res *R) error {
+	r, err := fn(ctx, tx)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return flow.Permanent(fmt.Errorf("steprun: encode result: %w", err))
+	}
+	q := tx.NewInsert().Model(&schema.StepRun{
+		JobID: sc.JobID, MessageType: sc.Type, EnqueuedAt: EnqueuedAt(sc), Attempt: sc.Attempt,
+		Result: string(raw), CreatedAt: time.Now().UTC(),
+	})
+	if onlyNew {
+		q = q.On("CONFLICT (job_id) DO NOTHING")
+	}
+	out, err := q.Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("steprun: record job %s: %w", sc.JobID, err)
+	}
+	if n, err := out.RowsAffected(); err == nil && n == 0 {
+		return errRecorded
+	}
+	*res = r
+	return nil
+}
+
+// replayOrRun is Do's long way: it reads the record first and replays it,
+// or drops a stale one and runs fn.
+func replayOrRun[R any](ctx context.Context, db bun.IDB, sc *flow.StepContext, fn Func[R]) (res R, replayed bool, err error) {
 	enqueuedAt := EnqueuedAt(sc)
 	err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		var prev schema.StepRun
@@ -52,26 +119,11 @@ func Do[R any](ctx context.Context, db bun.IDB, sc *flow.StepContext, fn Func[R]
 		case !isNoRows(err):
 			return fmt.Errorf("steprun: read record of job %s: %w", sc.JobID, err)
 		}
-		res, err = fn(ctx, tx)
-		if err != nil {
-			return err
-		}
-		raw, err := json.Marshal(res)
-		if err != nil {
-			return flow.Permanent(fmt.Errorf("steprun: encode result: %w", err))
-		}
 		// A plain insert: if another attempt of the same job committed in
 		// the meantime (its runner's lease expired while it ran), the
 		// primary key refuses this one and the whole transaction rolls back;
 		// the retry then replays the winner's result.
-		_, err = tx.NewInsert().Model(&schema.StepRun{
-			JobID: sc.JobID, MessageType: sc.Type, EnqueuedAt: enqueuedAt, Attempt: sc.Attempt,
-			Result: string(raw), CreatedAt: time.Now().UTC(),
-		}).Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("steprun: record job %s: %w", sc.JobID, err)
-		}
-		return nil
+		return recordIn(ctx, tx, sc, fn, false, &res)
 	})
 	if err != nil {
 		var zero R
