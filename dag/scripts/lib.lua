@@ -71,6 +71,15 @@ local function exact(x)
   return v
 end
 
+-- itos is tostring for the small counts that go into strings (attempts):
+-- Lua formats a number with sprintf each time.
+local ITOS = {}
+local function itos(x)
+  local v = ITOS[x]
+  if not v then v = tostring(x); ITOS[x] = v end
+  return v
+end
+
 local function readyKey(q) return P .. 'q:' .. q .. ':ready' end
 
 -- meta: flow, queue, type, policy, priority, delay ms, max attempts.
@@ -240,7 +249,8 @@ end
 local function move(n, to, worker, extra, score)
   local from = n.st
   membership(n, from, to, score)
-  n.tl = n.tl .. to .. ',' .. NOWS .. ',' .. n.at .. (worker and (',' .. worker) or '') .. '|'
+  local at = itos(n.at)
+  n.tl = n.tl .. to .. ',' .. NOWS .. ',' .. at .. (worker and (',' .. worker) or '') .. '|'
   n.st = to
   put(n, 'st', to)
   put(n, 'tl', n.tl)
@@ -249,7 +259,7 @@ local function move(n, to, worker, extra, score)
   count(to, n, 1)
   if terminal(to) and not terminal(from) then unfinished(n, -1) end
   if terminal(from) and not terminal(to) then unfinished(n, 1) end
-  EVENTS[#EVENTS + 1] = n.id .. SEP .. from .. SEP .. to .. SEP .. NOWS .. SEP .. n.at .. SEP .. (worker or '')
+  EVENTS[#EVENTS + 1] = n.id .. SEP .. from .. SEP .. to .. SEP .. NOWS .. SEP .. at .. SEP .. (worker or '')
 end
 
 -- create writes a brand-new node in state st with its fields: m, h, d, pe,
@@ -439,12 +449,21 @@ end
 -- take leases ready node n to worker and appends it to out: id, meta,
 -- attempt, token, data and the time it became ready (from its score in the
 -- ready set, see membership).
+local READYAT = {} -- ready-set score -> the ready time in it
 local function take(n, score, worker, leaseMs, out)
   if n.d == nil then n.d = redis.call('HGET', P .. 'n:' .. n.id, 'd') end
-  local readyAt = string.format('%d', score - (1000 - n.pr) * PRIO + EPOCH)
+  local readyAt = NOWS -- made ready in this call
+  if score then -- popped: its score as Redis replied it
+    local k = score -- a score stands for one priority and one time
+    readyAt = READYAT[k]
+    if not readyAt then
+      readyAt = string.format('%d', tonumber(score) - (1000 - n.pr) * PRIO + EPOCH)
+      READYAT[k] = readyAt
+    end
+  end
   n.at = n.at + 1
-  local tk = worker .. ':' .. n.at .. ':' .. NOWS
-  move(n, 'active', worker, {'at', n.at, 'tk', tk}, exact(NOW + leaseMs))
+  local tk = worker .. ':' .. itos(n.at) .. ':' .. NOWS
+  move(n, 'active', worker, {'at', itos(n.at), 'tk', tk}, exact(NOW + leaseMs))
   out[#out + 1] = n.id
   out[#out + 1] = n.m
   out[#out + 1] = n.at
@@ -493,11 +512,11 @@ local function claim(queues, want, worker, leaseMs, out)
         while want > 0 and (i <= #popped or j <= #new) do
           local n, from, score
           if i <= #popped and (j > #new or tonumber(popped[i + 1]) <= new[j].rs) then
-            n, from, score = loadClaim(popped[i]), popped, tonumber(popped[i + 1])
+            n, from, score = loadClaim(popped[i]), popped, popped[i + 1]
             if n then n.popped = true end -- ZPOPMIN already took it out of the set
             i = i + 2
           else
-            n, score = new[j], new[j].rs
+            n, score = new[j], nil
             j = j + 1
           end
           if n and n.st == 'ready' then
