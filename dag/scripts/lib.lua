@@ -342,7 +342,7 @@ finish = function(n, to, why, cause, extra)
             work[#work + 1] = {c, res, reason, cause0}
           else
             c.pe = c.pe - 1
-            put(c, 'pe', c.pe)
+            put(c, 'pe', itos(c.pe))
             if c.pe <= 0 then
               if c.ex == '1' then
                 doomed[cid] = true
