@@ -310,3 +310,22 @@ func TestRunPeer(t *testing.T) {
 	_, err = b.runPeer(context.Background(), "bullmq", "chain", 10, t.TempDir(), "sh", "-c", "echo '{}'")
 	require.ErrorContains(t, err, "no result")
 }
+
+// The floor runs every job it enqueues exactly once and leaves no keys.
+func TestFloor(t *testing.T) {
+	t.Parallel()
+	b := testBench(t)
+	ctx := context.Background()
+	r, err := b.floor(ctx, 1234) // not a multiple of the chunk or the batch
+	require.NoError(t, err)
+	require.Equal(t, floorEngine, r.Engine)
+	require.Equal(t, 1234, r.Nodes)
+	require.Greater(t, r.NodesPerSec, 0.0)
+	require.Greater(t, r.RedisCPUPerNodeUS, 0.0)
+	if !math.IsNaN(r.CmdsPerNode) {
+		require.Greater(t, r.CmdsPerNode, 3.0, "a hash write, a lease and a completion per job at least")
+	}
+	keys, err := b.rdb.Keys(ctx, "benchfloor*").Result()
+	require.NoError(t, err)
+	require.Empty(t, keys)
+}
