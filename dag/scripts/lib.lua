@@ -252,9 +252,16 @@ local function move(n, to, worker, extra, score)
   local at = itos(n.at)
   n.tl = n.tl .. to .. ',' .. NOWS .. ',' .. at .. (worker and (',' .. worker) or '') .. '|'
   n.st = to
-  put(n, 'st', to)
-  put(n, 'tl', n.tl)
-  if extra then for i = 1, #extra, 2 do put(n, extra[i], extra[i + 1]) end end
+  local w = n.w
+  if not w then -- as put() would, in one table constructor
+    w = {'st', to, 'tl', n.tl}
+    n.w = w
+    DIRTIED[#DIRTIED + 1] = n
+  else
+    w[#w + 1] = 'st'; w[#w + 1] = to
+    w[#w + 1] = 'tl'; w[#w + 1] = n.tl
+  end
+  if extra then for i = 1, #extra do w[#w + 1] = extra[i] end end
   count(from, n, -1)
   count(to, n, 1)
   if terminal(to) and not terminal(from) then unfinished(n, -1) end
@@ -288,6 +295,7 @@ local function create(n, st, m, h, d, pe, c, why, cz, score)
 end
 
 local finish
+local NOCHILD = {} -- never written to
 
 -- release runs a blocked node whose parents are all done.
 local function release(n)
@@ -308,9 +316,24 @@ local function outcome(po, st)
   return 'cancelled'
 end
 
+-- ended moves node to terminal state st with the extra fields, its lease
+-- token cleared and, when there is one, the reason (why, caused by node cz).
+local function ended(node, st, why, cz, extra)
+  local fields = extra or {}
+  fields[#fields + 1] = 'tk'; fields[#fields + 1] = ''
+  if why then
+    fields[#fields + 1] = 'why'; fields[#fields + 1] = why
+    fields[#fields + 1] = 'cz'; fields[#fields + 1] = cz
+  end
+  move(node, st, nil, fields)
+end
+
 -- finish makes n terminal and resolves its descendants by their policies,
 -- iteratively (a cascade may be long).
 finish = function(n, to, why, cause, extra)
+  if n.c == '' and n.part ~= 'claim' then -- known to have no children: nothing to resolve
+    return ended(n, to, why, cause or n.id, extra)
+  end
   local work = {{n, to, why, cause, extra}}
   local doomed = {[n.id] = true}
   local i = 1
@@ -318,14 +341,8 @@ finish = function(n, to, why, cause, extra)
     local w = work[i]
     i = i + 1
     local node, st = w[1], w[2]
-    local fields = w[5] or {}
-    fields[#fields + 1] = 'tk'; fields[#fields + 1] = ''
-    if w[3] then
-      fields[#fields + 1] = 'why'; fields[#fields + 1] = w[3]
-      fields[#fields + 1] = 'cz'; fields[#fields + 1] = w[4] or node.id
-    end
-    move(node, st, nil, fields)
-    for _, cid in ipairs(node.c == '' and {} or split(node.c)) do
+    ended(node, st, w[3], w[4] or node.id, w[5])
+    for _, cid in ipairs(node.c == '' and NOCHILD or split(node.c)) do
       if not doomed[cid] then
         local c = load(cid, true) -- with data: it may be claimed in this call
         if c and c.st == 'blocked' then
