@@ -63,7 +63,7 @@ commit()
 for k = 1, #claimed do out[#out + 1] = claimed[k] end
 local nextDue = ''
 if maintain then
-  local first = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
+  local first = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
   if first[2] then nextDue = first[2] end
 end
 out[#out + 1] = nextDue

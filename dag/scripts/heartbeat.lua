@@ -11,7 +11,7 @@ for i = 4, #ARGV, 2 do
   local id, tk = ARGV[i], ARGV[i + 1]
   local v = redis.call('HMGET', P .. 'n:' .. id, 'st', 'tk')
   if v[1] == 'active' and v[2] == tk then
-    zop(P .. 'active', id, NOW + leaseMs)
+    zop(ACTIVE, id, NOW + leaseMs)
   else
     lost[#lost + 1] = id
   end

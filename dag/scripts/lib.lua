@@ -30,6 +30,7 @@ local P = KEYS[1]
 local NOW = tonumber(ARGV[1])
 local NOWS = ARGV[1] -- the same as a string: numbers convert slowly
 local DONE = P .. 'done' -- finished flows by time (one-node flows as SEP..id)
+local ACTIVE, DELAYED = P .. 'active', P .. 'delayed' -- leases and due times, by node
 local SEP = '\31'
 -- Ready scores order by priority, then by time: (1000 - priority)·2^41 + ms
 -- since EPOCH keeps both exact in a double for ~70 years.
@@ -80,7 +81,12 @@ local function itos(x)
   return v
 end
 
-local function readyKey(q) return P .. 'q:' .. q .. ':ready' end
+local READYKEYS = {}
+local function readyKey(q)
+  local k = READYKEYS[q]
+  if not k then k = P .. 'q:' .. q .. ':ready'; READYKEYS[q] = k end
+  return k
+end
 
 -- meta: flow, queue, type, policy, priority, delay ms, max attempts.
 -- A flow of "-" means a single-node flow whose ID is the node's own.
@@ -220,16 +226,16 @@ local function membership(n, from, to, score)
   if from == 'ready' then
     if n.fresh then n.fresh = nil
     elseif not n.popped then zop(readyKey(n.q), n.id, false) end
-  elseif from == 'delayed' then zop(P .. 'delayed', n.id, false)
-  elseif from == 'active' then zop(P .. 'active', n.id, false) end
+  elseif from == 'delayed' then zop(DELAYED, n.id, false)
+  elseif from == 'active' then zop(ACTIVE, n.id, false) end
   if to == 'ready' then
     n.fresh, n.popped, n.rs = true, nil, (1000 - n.pr) * PRIO + (NOW - EPOCH)
     local r = READY[n.q]
     if not r then r = {}; READY[n.q] = r end
     r[#r + 1] = n
     WAKE[n.q] = (WAKE[n.q] or 0) + 1
-  elseif to == 'delayed' then zop(P .. 'delayed', n.id, score)
-  elseif to == 'active' then zop(P .. 'active', n.id, score) end
+  elseif to == 'delayed' then zop(DELAYED, n.id, score)
+  elseif to == 'active' then zop(ACTIVE, n.id, score) end
 end
 
 local NEWFLOW = {}  -- flow id -> true (a fresh ID: its node count) for flows new in this call
@@ -261,7 +267,10 @@ local function move(n, to, worker, extra, score)
     w[#w + 1] = 'st'; w[#w + 1] = to
     w[#w + 1] = 'tl'; w[#w + 1] = n.tl
   end
-  if extra then for i = 1, #extra do w[#w + 1] = extra[i] end end
+  if extra then
+    local k = #w
+    for i = 1, #extra do w[k + i] = extra[i] end
+  end
   count(from, n, -1)
   count(to, n, 1)
   if terminal(to) and not terminal(from) then unfinished(n, -1) end
@@ -377,17 +386,17 @@ end
 
 -- promote moves delayed nodes whose time has come to ready.
 local function promote(limit)
-  local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', NOW, 'LIMIT', 0, limit)
+  local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', NOW, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
     local n = load(id)
-    if n and n.st == 'delayed' then move(n, 'ready') else zop(P .. 'delayed', id, false) end
+    if n and n.st == 'delayed' then move(n, 'ready') else zop(DELAYED, id, false) end
   end
 end
 
 -- recover hands nodes whose lease expired back to ready, or fails them once
 -- they stalled more than stallLimit times.
 local function recover(limit, stallLimit)
-  local expired = redis.call('ZRANGEBYSCORE', P .. 'active', '-inf', NOW, 'LIMIT', 0, limit)
+  local expired = redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', NOW, 'LIMIT', 0, limit)
   for _, id in ipairs(expired) do
     local n = load(id)
     if n and n.st == 'active' then
@@ -398,7 +407,7 @@ local function recover(limit, stallLimit)
         move(n, 'ready', nil, {'sl', n.sl, 'tk', ''})
       end
     else
-      zop(P .. 'active', id, false)
+      zop(ACTIVE, id, false)
     end
   end
 end
@@ -481,12 +490,8 @@ local function take(n, score, worker, leaseMs, out)
   n.at = n.at + 1
   local tk = worker .. ':' .. itos(n.at) .. ':' .. NOWS
   move(n, 'active', worker, {'at', itos(n.at), 'tk', tk}, exact(NOW + leaseMs))
-  out[#out + 1] = n.id
-  out[#out + 1] = n.m
-  out[#out + 1] = n.at
-  out[#out + 1] = tk
-  out[#out + 1] = n.d
-  out[#out + 1] = readyAt
+  local k = #out
+  out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = n.id, n.m, n.at, tk, n.d, readyAt
 end
 
 -- fresh returns queue q's nodes made ready in this call, best first.
