@@ -279,20 +279,25 @@ local function move(n, to, worker, extra, score)
 end
 
 -- create writes a brand-new node in state st with its fields: m, h, d, pe,
--- at, and optionally c (children) and why/cz (an outcome at enqueue).
+-- at (pe and at only when not 0: missing reads as 0), and optionally c
+-- (children) and why/cz (an outcome at enqueue).
 local function create(n, st, m, h, d, pe, c, why, cz, score)
   n.st = st
   n.tl = st .. ',' .. NOWS .. ',0|'
   n.m, n.d, n.pe, n.c, n.cz, n.created = m, d, pe, c or '', cz, true
   NODES[n.id] = n
   local key = P .. 'n:' .. n.id
-  if pe == 0 then pe = '0' end
+  -- a missing pe or at reads as 0 (the loaders' "or 0", decodeNode)
   if why then
-    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', pe, 'at', '0', 'c', c or '', 'why', why, 'cz', cz)
+    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', itos(pe), 'c', c or '', 'why', why, 'cz', cz)
+  elseif c and pe > 0 then
+    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', itos(pe), 'c', c)
   elseif c then
-    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', pe, 'at', '0', 'c', c)
+    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'c', c)
+  elseif pe > 0 then
+    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', itos(pe))
   else
-    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d, 'pe', pe, 'at', '0')
+    redis.call('HSET', key, 'st', st, 'tl', n.tl, 'm', m, 'h', h, 'd', d)
   end
   membership(n, nil, st, score)
   count(st, n, 1)
