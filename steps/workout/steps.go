@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -72,9 +74,21 @@ func planExists(ctx context.Context, db bun.IDB, planID string) (bool, error) {
 	return db.NewSelect().Model((*schema.Plan)(nil)).Where("id = ?", planID).Exists(ctx)
 }
 
+// phaseQuery finds the phase in the plan.
+func phaseQuery(tx bun.IDB, planID, phaseID string) *bun.SelectQuery {
+	return tx.NewSelect().Model((*schema.Phase)(nil)).ColumnExpr("1").Where("id = ? AND plan_id = ?", phaseID, planID)
+}
+
+// sessionQuery finds the session in the phase of the plan.
+func sessionQuery(tx bun.IDB, planID, phaseID, sessionID string) *bun.SelectQuery {
+	return tx.NewSelect().ColumnExpr("1").TableExpr("workout_sessions AS s").
+		Join("JOIN workout_phases AS p ON p.id = s.phase_id").
+		Where("s.id = ? AND s.phase_id = ? AND p.plan_id = ?", sessionID, phaseID, planID)
+}
+
 // requirePhase fails retryably unless the phase exists in the plan.
 func requirePhase(ctx context.Context, tx bun.IDB, planID, phaseID string) error {
-	ok, err := tx.NewSelect().Model((*schema.Phase)(nil)).Where("id = ? AND plan_id = ?", phaseID, planID).Exists(ctx)
+	ok, err := phaseQuery(tx, planID, phaseID).Exists(ctx)
 	if err != nil {
 		return err
 	}
@@ -86,9 +100,7 @@ func requirePhase(ctx context.Context, tx bun.IDB, planID, phaseID string) error
 
 // requireSession fails retryably unless the session exists in the phase of the plan.
 func requireSession(ctx context.Context, tx bun.IDB, planID, phaseID, sessionID string) error {
-	ok, err := tx.NewSelect().TableExpr("workout_sessions AS s").
-		Join("JOIN workout_phases AS p ON p.id = s.phase_id").
-		Where("s.id = ? AND s.phase_id = ? AND p.plan_id = ?", sessionID, phaseID, planID).Exists(ctx)
+	ok, err := sessionQuery(tx, planID, phaseID, sessionID).Exists(ctx)
 	if err != nil {
 		return err
 	}
@@ -132,19 +144,55 @@ func planCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PlanCreat
 }
 
 func phaseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseCreate) (Result, error) {
-	ok, err := planExists(ctx, tx, m.PlanID)
-	if err != nil {
-		return Result{}, err
-	}
-	if !ok {
-		return Result{}, &NotFoundError{Entity: "plan", ID: m.PlanID}
-	}
 	t := now()
-	action, err := upsert(ctx, tx, &schema.Phase{
+	action, err := createUnder(ctx, tx, &schema.Phase{
 		ID: m.Phase.ID, PlanID: m.PlanID, Name: m.Phase.Name, OrderNumber: m.Phase.OrderNumber,
 		IsActive: m.Phase.IsActive, CreatedAt: t, UpdatedAt: t,
-	}, "plan_id", "name", "order_number", "is_active", "updated_at")
+	}, tx.NewSelect().Model((*schema.Plan)(nil)).ColumnExpr("1").Where("id = ?", m.PlanID),
+		func() error {
+			ok, err := planExists(ctx, tx, m.PlanID)
+			if err == nil && !ok {
+				err = &NotFoundError{Entity: "plan", ID: m.PlanID}
+			}
+			return err
+		}, "plan_id", "name", "order_number", "is_active", "updated_at")
 	return Result{Entity: "phase", ID: m.Phase.ID, Action: action}, err
+}
+
+// createUnder is upsert for a row under a parent that must exist: it
+// inserts row, if its ID is new and parent (a query for the parent row)
+// finds it, in one statement (INSERT … SELECT … WHERE EXISTS). Creates are
+// the common case; only when nothing went in does it ask why: require
+// returns the parent's not-found error, or else the row exists and its cols
+// are updated.
+func createUnder(ctx context.Context, tx bun.Tx, row any, parent *bun.SelectQuery, require func() error, cols ...string) (string, error) {
+	t := tx.Dialect().Tables().Get(reflect.TypeOf(row).Elem())
+	v := reflect.ValueOf(row).Elem()
+	names := make([]string, len(t.Fields))
+	args := make([]any, 0, len(t.Fields)+1)
+	for i, f := range t.Fields {
+		names[i] = string(f.SQLName)
+		args = append(args, f.Value(v).Interface())
+	}
+	args = append(args, parent)
+	q := "INSERT INTO " + string(t.SQLName) + " (" + strings.Join(names, ", ") + ") SELECT " +
+		strings.TrimSuffix(strings.Repeat("?, ", len(names)), ", ") + " WHERE EXISTS (?) ON CONFLICT (id) DO NOTHING"
+	res, err := tx.ExecContext(ctx, q, args...)
+	if err != nil {
+		return "", err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return "", err
+	} else if n == 1 {
+		return "created", nil
+	}
+	if err := require(); err != nil {
+		return "", err
+	}
+	if _, err := tx.NewUpdate().Model(row).Column(cols...).WherePK().Exec(ctx); err != nil {
+		return "", err
+	}
+	return "updated", nil
 }
 
 func phaseUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseUpdate) (Result, error) {
@@ -202,14 +250,12 @@ func phaseDelete(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseDel
 }
 
 func sessionCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m SessionCreate) (Result, error) {
-	if err := requirePhase(ctx, tx, m.PlanID, m.PhaseID); err != nil {
-		return Result{}, err
-	}
 	t := now()
-	action, err := upsert(ctx, tx, &schema.Session{
+	action, err := createUnder(ctx, tx, &schema.Session{
 		ID: m.Session.ID, PhaseID: m.PhaseID, Name: m.Session.Name, OrderNumber: m.Session.OrderNumber,
 		CreatedAt: t, UpdatedAt: t,
-	}, "phase_id", "name", "order_number", "updated_at")
+	}, phaseQuery(tx, m.PlanID, m.PhaseID), func() error { return requirePhase(ctx, tx, m.PlanID, m.PhaseID) },
+		"phase_id", "name", "order_number", "updated_at")
 	return Result{Entity: "session", ID: m.Session.ID, Action: action}, err
 }
 
@@ -233,15 +279,13 @@ func sessionDelete(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m Sessio
 }
 
 func exerciseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m ExerciseCreate) (Result, error) {
-	if err := requireSession(ctx, tx, m.PlanID, m.PhaseID, m.SessionID); err != nil {
-		return Result{}, err
-	}
 	e, t := m.Exercise, now()
-	action, err := upsert(ctx, tx, &schema.Exercise{
+	action, err := createUnder(ctx, tx, &schema.Exercise{
 		ID: e.ID, SessionID: m.SessionID, Name: e.Name, OrderNumber: e.OrderNumber,
 		Sets: e.Sets, Reps: e.Reps, Weight: e.Weight, RestSeconds: e.Rest, Tempo: e.Tempo, Notes: e.Notes,
 		CreatedAt: t, UpdatedAt: t,
-	}, "session_id", "name", "order_number", "sets", "reps", "weight", "rest_seconds", "tempo", "notes", "updated_at")
+	}, sessionQuery(tx, m.PlanID, m.PhaseID, m.SessionID), func() error { return requireSession(ctx, tx, m.PlanID, m.PhaseID, m.SessionID) },
+		"session_id", "name", "order_number", "sets", "reps", "weight", "rest_seconds", "tempo", "notes", "updated_at")
 	return Result{Entity: "exercise", ID: e.ID, Action: action}, err
 }
 

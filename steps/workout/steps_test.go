@@ -371,3 +371,38 @@ func TestFullSaveStep(t *testing.T) {
 		require.Equal(t, before, steptest.Snapshot(t, db))
 	})
 }
+
+// A create names its whole ancestry: a session under a phase of another
+// plan, or an exercise under a session of another phase or plan, is a
+// missing parent (retryable), and writes nothing.
+func TestCreatesCheckTheWholeAncestry(t *testing.T) {
+	schematest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		r := steptest.New(t, workout.Steps(db))
+		seed(t, r, 4)
+		_, _, err := r.Run(ctx, "p2", 1, workout.PlanCreate{PlanID: "p2", Name: "Other", ClientID: "c1", TrainerID: "t1"})
+		require.NoError(t, err)
+		_, _, err = r.Run(ctx, "ph2", 1, workout.PhaseCreate{PlanID: "p2", Phase: workout.PhaseData{ID: "ph2", Name: "Other", OrderNumber: 1}})
+		require.NoError(t, err)
+		before := steptest.Snapshot(t, db)
+		for i, c := range []struct {
+			msg    flow.Message
+			entity string
+		}{
+			{workout.SessionCreate{PlanID: "p2", PhaseID: "ph1", Session: workout.SessionData{ID: "sx", Name: "x", OrderNumber: 1}}, "phase"},
+			{workout.SessionCreate{PlanID: "p1", PhaseID: "ph2", Session: workout.SessionData{ID: "sy", Name: "y", OrderNumber: 1}}, "phase"},
+			{workout.ExerciseCreate{PlanID: "p2", PhaseID: "ph1", SessionID: "s1", Exercise: workout.ExerciseData{ID: "ex", Name: "x", OrderNumber: 1, Sets: 1, Reps: 1}}, "session"},
+			{workout.ExerciseCreate{PlanID: "p1", PhaseID: "ph2", SessionID: "s1", Exercise: workout.ExerciseData{ID: "ey", Name: "y", OrderNumber: 1, Sets: 1, Reps: 1}}, "session"},
+			{workout.PhaseCreate{PlanID: "p3", Phase: workout.PhaseData{ID: "ph3", Name: "z", OrderNumber: 1}}, "plan"},
+			// an existing row under the wrong ancestry is not updated either
+			{workout.SessionCreate{PlanID: "p2", PhaseID: "ph1", Session: workout.SessionData{ID: "s1", Name: "moved", OrderNumber: 9}}, "phase"},
+		} {
+			_, _, err := r.Run(ctx, fmt.Sprintf("wrong-%d", i), 1, c.msg)
+			var nf *workout.NotFoundError
+			require.True(t, errors.As(err, &nf), "%d: %v", i, err)
+			require.Equal(t, c.entity, nf.Entity, "%d", i)
+			require.False(t, flow.IsPermanent(err), "%d", i)
+		}
+		require.Equal(t, before, steptest.Snapshot(t, db), "nothing was written")
+	})
+}
