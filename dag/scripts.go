@@ -1,8 +1,13 @@
 package dag
 
 import (
+	"context"
+	"crypto/sha1"
 	"embed"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -10,9 +15,20 @@ import (
 //go:embed scripts/*.lua
 var scriptFS embed.FS
 
-// scripts are the store's Lua programs, each with lib.lua prepended.
+// scripts are the store's Lua programs. Each is lib.lua, then
+// begin(KEYS, ARGV), then the script's own body. On a Redis with Functions
+// (7.0 and later) they run as one library, loaded once per Redis, so that
+// lib.lua's functions are made once and not on every call; elsewhere (the
+// embedded miniredis, an older Redis, an ACL without FUNCTION) each runs by
+// EVALSHA with lib.lua in front.
 type scripts struct {
-	enqueue, complete, heartbeat, cancel, retry, expand, remove *redis.Script
+	enqueue, complete, heartbeat, cancel, retry, expand, remove *script
+	library                                                     string // the Functions library: its name is trellis_<hash>
+}
+
+type script struct {
+	eval *redis.Script
+	fn   string // its function in the library
 }
 
 func loadScripts() (*scripts, error) {
@@ -20,21 +36,98 @@ func loadScripts() (*scripts, error) {
 	if err != nil {
 		return nil, err
 	}
-	load := func(name string) (*redis.Script, error) {
+	names := []string{"enqueue", "complete", "heartbeat", "cancel", "retry", "expand", "remove"}
+	bodies := make(map[string]string, len(names))
+	sum := sha1.New()
+	sum.Write(lib)
+	for _, name := range names {
 		body, err := scriptFS.ReadFile("scripts/" + name + ".lua")
 		if err != nil {
 			return nil, fmt.Errorf("dag: script %s: %w", name, err)
 		}
-		return redis.NewScript(string(lib) + "\n" + string(body)), nil
+		bodies[name] = string(body)
+		sum.Write(body)
 	}
+	tag := "trellis_" + hex.EncodeToString(sum.Sum(nil))[:16]
 	var s scripts
-	for name, dst := range map[string]**redis.Script{
+	var libText strings.Builder
+	libText.WriteString("#!lua name=" + tag + "\n" + string(lib) + "\n")
+	for name, dst := range map[string]**script{
 		"enqueue": &s.enqueue, "complete": &s.complete, "heartbeat": &s.heartbeat,
 		"cancel": &s.cancel, "retry": &s.retry, "expand": &s.expand, "remove": &s.remove,
 	} {
-		if *dst, err = load(name); err != nil {
-			return nil, err
-		}
+		fn := tag + "_" + name
+		*dst = &script{eval: redis.NewScript(string(lib) + "\nbegin(KEYS, ARGV)\n" + bodies[name]), fn: fn}
+		libText.WriteString("redis.register_function('" + fn + "', function(KEYS, ARGV)\nbegin(KEYS, ARGV)\n" + bodies[name] + "\nend)\n")
 	}
+	s.library = libText.String()
 	return &s, nil
+}
+
+// Whether the store calls the library by FCALL.
+const (
+	fnTry int32 = iota // not known yet, or loaded: FCALL
+	fnOff              // this Redis has no Functions for us: EVALSHA
+)
+
+// run calls sc with the namespace prefix as its one key.
+func (s *Store) run(ctx context.Context, sc *script, args []any) ([]any, error) {
+	keys := []string{s.k.prefix}
+	if s.fns.Load() == fnTry {
+		res, err := s.rdb.FCall(ctx, sc.fn, keys, args...).Slice()
+		if err == nil || !(notLoaded(err) || noFunctions(err)) {
+			return res, wrapRedis(err)
+		}
+		if notLoaded(err) { // a new Redis, or one restarted without its data
+			if lerr := s.loadLibrary(ctx); lerr == nil {
+				res, err = s.rdb.FCall(ctx, sc.fn, keys, args...).Slice()
+				if err == nil || !noFunctions(err) {
+					return res, wrapRedis(err)
+				}
+			} else if !noFunctions(lerr) {
+				// could not load it just now: this call goes by EVALSHA,
+				// the next tries again
+				res, err := sc.eval.Run(ctx, s.rdb, keys, args...).Slice()
+				return res, wrapRedis(err)
+			}
+		}
+		s.fns.Store(fnOff)
+	}
+	res, err := sc.eval.Run(ctx, s.rdb, keys, args...).Slice()
+	return res, wrapRedis(err)
+}
+
+func wrapRedis(err error) error {
+	if err != nil {
+		return fmt.Errorf("dag: redis: %w", err)
+	}
+	return nil
+}
+
+// loadLibrary loads the library on the Redis (on every primary of a
+// Cluster). Loading it again is harmless: the name carries its hash.
+func (s *Store) loadLibrary(ctx context.Context) error {
+	if c, ok := s.rdb.(*redis.ClusterClient); ok {
+		return c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			return m.FunctionLoadReplace(ctx, s.scripts.library).Err()
+		})
+	}
+	return s.rdb.FunctionLoadReplace(ctx, s.scripts.library).Err()
+}
+
+// notLoaded reports an FCALL of a function the Redis does not have.
+func notLoaded(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.Contains(err.Error(), "Function not found")
+}
+
+// noFunctions reports a Redis without Functions, or a user not allowed
+// them: unknown command (miniredis, Redis before 7) or NOPERM.
+func noFunctions(err error) bool {
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return false
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "unknown command") || strings.Contains(msg, "unknown subcommand") || strings.HasPrefix(msg, "noperm")
 }

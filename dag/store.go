@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -24,6 +25,7 @@ type Store struct {
 	ns      string
 	k       keys
 	scripts *scripts
+	fns     atomic.Int32 // fnTry or fnOff, see run
 }
 
 // NewStore returns the store of namespace ns (letters, digits, '_', '-',
@@ -60,14 +62,6 @@ func fromMS(v string) time.Time {
 		n = int64(f)
 	}
 	return time.UnixMilli(n)
-}
-
-func (s *Store) run(ctx context.Context, sc *redis.Script, args []any) ([]any, error) {
-	res, err := sc.Run(ctx, s.rdb, []string{s.k.prefix}, args...).Slice()
-	if err != nil {
-		return nil, fmt.Errorf("dag: redis: %w", err)
-	}
-	return res, nil
 }
 
 // Enqueued is one node as enqueue left it.

@@ -26,29 +26,35 @@
 -- per node however many times it moved. Nodes made ready during a call wait
 -- in READY, so the same call's claim() can take them without a round trip
 -- through the ready set.
-local P = KEYS[1]
-local NOW = tonumber(ARGV[1])
-local NOWS = ARGV[1] -- the same as a string: numbers convert slowly
-local DONE = P .. 'done' -- finished flows by time (one-node flows as SEP..id)
-local ACTIVE, DELAYED = P .. 'active', P .. 'delayed' -- leases and due times, by node
+--
+-- The library is loaded once (as a Redis Functions library) or prepended to
+-- each script (EVALSHA); either way every call starts with begin(), which
+-- sets the call's arguments and empties the per-call state below. Nothing
+-- outlives a call.
+local P      -- the namespace prefix, KEYS[1]
+local A      -- the call's ARGV
+local NOW    -- ARGV[1] as a number
+local NOWS   -- the same as a string: numbers convert slowly
+local DONE   -- finished flows by time (one-node flows as SEP..id)
+local ACTIVE, DELAYED -- leases and due times, by node
 local SEP = '\31'
 -- Ready scores order by priority, then by time: (1000 - priority)·2^41 + ms
 -- since EPOCH keeps both exact in a double for ~70 years.
 local EPOCH = 1700000000000
 local PRIO = 2199023255552
 
-local EVENTS = {}   -- transition lines, written by one XADD in commit()
+local EVENTS       -- transition lines, written by one XADD in commit()
 -- The event stream is a recent-activity feed: a call that creates more than
 -- MAXCREATED nodes (one huge graph) records the first MAXCREATED of them.
 local CREATED, MAXCREATED = 0, 1000
-local COUNTS = {}   -- "state|queue|type" -> delta
-local LEFT = {}     -- flow id -> delta of unfinished nodes
-local ZOPS = {}     -- sorted-set key -> {member -> score | false (remove)}
-local WAKE = {}     -- queue -> nodes made ready
-local DRAINED = {}  -- queue -> true once claim() emptied its ready set
-local NODES = {}    -- id -> the node's table, loaded or created in this call
-local DIRTIED = {}  -- nodes with fields to write at commit (in n.w)
-local READY = {}    -- queue -> nodes made ready in this call (not yet in the set)
+local COUNTS       -- "state|queue|type" -> delta
+local LEFT         -- flow id -> delta of unfinished nodes
+local ZOPS         -- sorted-set key -> {member -> score | false (remove)}
+local WAKE         -- queue -> nodes made ready
+local DRAINED      -- queue -> true once claim() emptied its ready set
+local NODES        -- id -> the node's table, loaded or created in this call
+local DIRTIED      -- nodes with fields to write at commit (in n.w)
+local READY        -- queue -> nodes made ready in this call (not yet in the set)
 
 local function split(s)
   local t = {}
@@ -65,7 +71,7 @@ end
 
 -- exact returns a sorted-set score as the exact decimal string Redis would
 -- otherwise print for the number (%.17g, slow), once per value per call.
-local SCORES = {}
+local SCORES
 local function exact(x)
   local v = SCORES[x]
   if not v then v = string.format('%.0f', x); SCORES[x] = v end
@@ -74,14 +80,14 @@ end
 
 -- itos is tostring for the small counts that go into strings (attempts):
 -- Lua formats a number with sprintf each time.
-local ITOS = {}
+local ITOS
 local function itos(x)
   local v = ITOS[x]
   if not v then v = tostring(x); ITOS[x] = v end
   return v
 end
 
-local READYKEYS = {}
+local READYKEYS
 local function readyKey(q)
   local k = READYKEYS[q]
   if not k then k = P .. 'q:' .. q .. ':ready'; READYKEYS[q] = k end
@@ -94,7 +100,7 @@ local META = '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\3
 
 -- node builds a node table from its state and packed meta. Nodes of one
 -- flow, queue and type share their meta string, so it is parsed once.
-local METAS = {}
+local METAS
 local function node(id, st, m)
   local mt = METAS[m]
   if not mt then
@@ -238,7 +244,7 @@ local function membership(n, from, to, score)
   elseif to == 'active' then zop(ACTIVE, n.id, score) end
 end
 
-local NEWFLOW = {}  -- flow id -> true (a fresh ID: its node count) for flows new in this call
+local NEWFLOW      -- flow id -> true (a fresh ID: its node count) for flows new in this call
 -- unfinished counts n as d more unfinished nodes of its flow. A one-node
 -- flow has no flow hash: it is done exactly when its node is.
 local function unfinished(n, d)
@@ -434,7 +440,7 @@ end
 -- read once per claim. Concurrency counts the type's active nodes in the
 -- queue (from the counters, plus this call's changes); rate counts claims in
 -- the current window of per ms.
-local RATE = {}     -- rate window key -> claims made in this call
+local RATE         -- rate window key -> claims made in this call
 local function control()
   local raw = redis.call('HGETALL', P .. 'ctl')
   if #raw == 0 then return nil, {} end
@@ -480,7 +486,7 @@ end
 -- take leases ready node n to worker and appends it to out: id, meta,
 -- attempt, token, data and the time it became ready (from its score in the
 -- ready set, see membership).
-local READYAT = {} -- ready-set score -> the ready time in it
+local READYAT -- ready-set score -> the ready time in it
 local function take(n, score, worker, leaseMs, out)
   if n.d == nil then n.d = redis.call('HGET', P .. 'n:' .. n.id, 'd') end
   local readyAt = NOWS -- made ready in this call
@@ -692,24 +698,24 @@ end
 -- then the ARGV index after the nodes, and the nodes.
 -- parse, check and write are its three steps; enqueue.lua's all-or-nothing
 -- mode checks every flow of the call before it writes any.
-local PLANNED = {}  -- node id -> true: checked, to be written later in this call
+local PLANNED      -- node id -> true: checked, to be written later in this call
 local NONE = {}     -- an empty list that is never written to (a node without parents, …)
 
 local function parse(start, total) -- the nodes, by ID, and the ARGV index after them
   local nodes, byId = {}, {}
   local i = start
   for _ = 1, total do
-    local n = {id = ARGV[i], fresh = ARGV[i + 1] == '1', h = ARGV[i + 2], m = ARGV[i + 3], d = ARGV[i + 4], parents = NONE, children = NONE}
-    local np = tonumber(ARGV[i + 5])
+    local n = {id = A[i], fresh = A[i + 1] == '1', h = A[i + 2], m = A[i + 3], d = A[i + 4], parents = NONE, children = NONE}
+    local np = tonumber(A[i + 5])
     if np > 0 then
       n.parents = {}
-      for k = 1, np do n.parents[k] = ARGV[i + 5 + k] end
+      for k = 1, np do n.parents[k] = A[i + 5 + k] end
     end
     i = i + 6 + np
-    local nc = tonumber(ARGV[i])
+    local nc = tonumber(A[i])
     if nc > 0 then
       n.children = {}
-      for k = 1, nc do n.children[k] = ARGV[i + k] end
+      for k = 1, nc do n.children[k] = A[i + k] end
     end
     i = i + 1 + nc
     nodes[#nodes + 1] = n
@@ -819,4 +825,14 @@ local function insert(flow, single, start, total, fresh) -- also returns the ARG
   local bad = check(nodes, byId)
   if bad then return bad, nexti, nodes end
   return write(flow, single, nodes, byId, fresh), nexti, nodes
+end
+
+-- begin starts a call: its KEYS and ARGV, and empty per-call state.
+local function begin(keys, argv)
+  P, A = keys[1], argv
+  NOW, NOWS = tonumber(argv[1]), argv[1]
+  DONE, ACTIVE, DELAYED = P .. 'done', P .. 'active', P .. 'delayed'
+  EVENTS, CREATED, COUNTS, LEFT, ZOPS, WAKE, DRAINED = {}, 0, {}, {}, {}, {}, {}
+  NODES, DIRTIED, READY, NEWFLOW, RATE, PLANNED = {}, {}, {}, {}, {}, {}
+  SCORES, ITOS, READYKEYS, METAS, READYAT = {}, {}, {}, {}, {}
 end
