@@ -3,6 +3,7 @@ package workout
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"reflect"
@@ -70,8 +71,22 @@ func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %s not found", e
 
 func now() time.Time { return time.Now().UTC() }
 
+// planQuery finds the plan.
+func planQuery(db bun.IDB, planID string) *bun.SelectQuery {
+	return db.NewSelect().Model((*schema.Plan)(nil)).ColumnExpr("1").Where("id = ?", planID)
+}
+
 func planExists(ctx context.Context, db bun.IDB, planID string) (bool, error) {
-	return db.NewSelect().Model((*schema.Plan)(nil)).Where("id = ?", planID).Exists(ctx)
+	return planQuery(db, planID).Exists(ctx)
+}
+
+// requirePlan fails retryably unless the plan exists.
+func requirePlan(ctx context.Context, tx bun.IDB, planID string) error {
+	ok, err := planExists(ctx, tx, planID)
+	if err == nil && !ok {
+		err = &NotFoundError{Entity: "plan", ID: planID}
+	}
+	return err
 }
 
 // phaseQuery finds the phase in the plan.
@@ -124,6 +139,13 @@ func upsertPlan(ctx context.Context, tx bun.IDB, m PlanCreate) (string, error) {
 // both dialects.
 func upsert(ctx context.Context, tx bun.IDB, row any, cols ...string) (string, error) {
 	res, err := tx.NewInsert().Model(row).On("CONFLICT (id) DO NOTHING").Exec(ctx)
+	return createdOrUpdated(ctx, tx, res, err, row, nil, cols)
+}
+
+// createdOrUpdated finishes an insert-or-nothing of row: "created" when it
+// went in; otherwise, once require (when given) has found the parent, the
+// existing row's cols are updated.
+func createdOrUpdated(ctx context.Context, tx bun.IDB, res sql.Result, err error, row any, require func() error, cols []string) (string, error) {
 	if err != nil {
 		return "", err
 	}
@@ -131,6 +153,11 @@ func upsert(ctx context.Context, tx bun.IDB, row any, cols ...string) (string, e
 		return "", err
 	} else if n == 1 {
 		return "created", nil
+	}
+	if require != nil {
+		if err := require(); err != nil {
+			return "", err
+		}
 	}
 	if _, err := tx.NewUpdate().Model(row).Column(cols...).WherePK().Exec(ctx); err != nil {
 		return "", err
@@ -148,14 +175,8 @@ func phaseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseCre
 	action, err := createUnder(ctx, tx, &schema.Phase{
 		ID: m.Phase.ID, PlanID: m.PlanID, Name: m.Phase.Name, OrderNumber: m.Phase.OrderNumber,
 		IsActive: m.Phase.IsActive, CreatedAt: t, UpdatedAt: t,
-	}, tx.NewSelect().Model((*schema.Plan)(nil)).ColumnExpr("1").Where("id = ?", m.PlanID),
-		func() error {
-			ok, err := planExists(ctx, tx, m.PlanID)
-			if err == nil && !ok {
-				err = &NotFoundError{Entity: "plan", ID: m.PlanID}
-			}
-			return err
-		}, "plan_id", "name", "order_number", "is_active", "updated_at")
+	}, planQuery(tx, m.PlanID), func() error { return requirePlan(ctx, tx, m.PlanID) },
+		"plan_id", "name", "order_number", "is_active", "updated_at")
 	return Result{Entity: "phase", ID: m.Phase.ID, Action: action}, err
 }
 
@@ -178,21 +199,7 @@ func createUnder(ctx context.Context, tx bun.Tx, row any, parent *bun.SelectQuer
 	q := "INSERT INTO " + string(t.SQLName) + " (" + strings.Join(names, ", ") + ") SELECT " +
 		strings.TrimSuffix(strings.Repeat("?, ", len(names)), ", ") + " WHERE EXISTS (?) ON CONFLICT (id) DO NOTHING"
 	res, err := tx.ExecContext(ctx, q, args...)
-	if err != nil {
-		return "", err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return "", err
-	} else if n == 1 {
-		return "created", nil
-	}
-	if err := require(); err != nil {
-		return "", err
-	}
-	if _, err := tx.NewUpdate().Model(row).Column(cols...).WherePK().Exec(ctx); err != nil {
-		return "", err
-	}
-	return "updated", nil
+	return createdOrUpdated(ctx, tx, res, err, row, require, cols)
 }
 
 func phaseUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseUpdate) (Result, error) {
