@@ -74,27 +74,38 @@ const (
 func (s *Store) run(ctx context.Context, sc *script, args []any) ([]any, error) {
 	keys := []string{s.k.prefix}
 	if s.fns.Load() == fnTry {
-		res, err := s.rdb.FCall(ctx, sc.fn, keys, args...).Slice()
-		if err == nil || !(notLoaded(err) || noFunctions(err)) {
+		res, err := s.fcall(ctx, sc, keys, args)
+		switch {
+		case errors.Is(err, errNotLoadable):
+			// this call goes by EVALSHA; the next tries FCALL again
+		case noFunctions(err):
+			s.fns.Store(fnOff)
+		default:
 			return res, wrapRedis(err)
 		}
-		if notLoaded(err) { // a new Redis, or one restarted without its data
-			if lerr := s.loadLibrary(ctx); lerr == nil {
-				res, err = s.rdb.FCall(ctx, sc.fn, keys, args...).Slice()
-				if err == nil || !noFunctions(err) {
-					return res, wrapRedis(err)
-				}
-			} else if !noFunctions(lerr) {
-				// could not load it just now: this call goes by EVALSHA,
-				// the next tries again
-				res, err := sc.eval.Run(ctx, s.rdb, keys, args...).Slice()
-				return res, wrapRedis(err)
-			}
-		}
-		s.fns.Store(fnOff)
 	}
 	res, err := sc.eval.Run(ctx, s.rdb, keys, args...).Slice()
 	return res, wrapRedis(err)
+}
+
+// errNotLoadable says the library could not be loaded just now, for a
+// reason other than a Redis without Functions.
+var errNotLoadable = errors.New("dag: cannot load the scripts library")
+
+// fcall calls sc's function, loading the library first when the Redis does
+// not have it (a new Redis, or one restarted without its data).
+func (s *Store) fcall(ctx context.Context, sc *script, keys []string, args []any) ([]any, error) {
+	res, err := s.rdb.FCall(ctx, sc.fn, keys, args...).Slice()
+	if !notLoaded(err) {
+		return res, err
+	}
+	if err := s.loadLibrary(ctx); err != nil {
+		if noFunctions(err) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", errNotLoadable, err)
+	}
+	return s.rdb.FCall(ctx, sc.fn, keys, args...).Slice()
 }
 
 func wrapRedis(err error) error {
