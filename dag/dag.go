@@ -117,7 +117,7 @@ type Node struct {
 	State    State           `json:"state"`
 	Attempt  int             `json:"attempt"`
 	Stalls   int             `json:"stalls"`
-	Pending  int             `json:"pending"`
+	Pending  int             `json:"pending"` // parents a blocked node waits for; 0 in other states
 	Children []string        `json:"children,omitempty"`
 	Result   json.RawMessage `json:"result,omitempty"`
 	Error    *ErrorInfo      `json:"error,omitempty"`

@@ -320,3 +320,107 @@ func TestRetryReachesChildrenEnqueuedAfterTheFailure(t *testing.T) {
 		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 2})
 	})
 }
+
+// nodeState reads one node, failing the test on an error.
+func nodeState(t *testing.T, s *dag.Store, id string) *dag.Node {
+	n, err := s.Node(context.Background(), id)
+	require.NoError(t, err)
+	return n
+}
+
+// A child of two parents that finish in different calls waits for the
+// second: the first parent's success only counts down (lib.lua does it
+// without reading the child), the second releases it, once.
+func TestFanInAcrossCalls(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		enqueue(t, s, "f", hspec("a", 0), hspec("b", 0), hspec("c", 0, "a", "b"), hspec("d", 0, "a"))
+		got := syncOK(t, s, 2)
+		require.ElementsMatch(t, []string{"a", "b"}, ids(got))
+		var a, b dag.Claimed
+		for _, c := range got {
+			if c.ID == "a" {
+				a = c
+			} else {
+				b = c
+			}
+		}
+		require.Empty(t, syncOK(t, s, 0, a), "nothing claimed: d waits in the ready set")
+		c := nodeState(t, s, "c")
+		require.Equal(t, dag.Blocked, c.State)
+		require.Equal(t, 1, c.Pending, "waits for b")
+		require.Equal(t, []string{"c", "d"}, nodeState(t, s, "a").Children, "children read without their marks")
+
+		got = syncOK(t, s, 5, b)
+		require.ElementsMatch(t, []string{"c", "d"}, ids(got), "c released by its last parent")
+		require.Equal(t, 0, nodeState(t, s, "c").Pending)
+		syncOK(t, s, 0, got...)
+		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 4})
+	})
+}
+
+// A child of two parents ended by one of them (cancelled by a failure)
+// stays as it ended when the other succeeds; retrying the failed parent
+// brings it back to wait for that parent alone.
+func TestFanInChildEndedByAnotherParent(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		ctx := context.Background()
+		enqueue(t, s, "f", hspec("a", 0), hspec("b", 0), hspec("c", 0, "a", "b"))
+		got := syncOK(t, s, 2)
+		for _, x := range got {
+			if x.ID == "a" {
+				failAll(t, s, x)
+			}
+		}
+		require.Equal(t, dag.Cancelled, nodeState(t, s, "c").State)
+		for _, x := range got {
+			if x.ID == "b" {
+				require.Empty(t, syncOK(t, s, 5, x), "nothing is ready")
+			}
+		}
+		c := nodeState(t, s, "c")
+		require.Equal(t, dag.Cancelled, c.State, "b's success does not revive it")
+		require.Equal(t, 0, c.Pending)
+		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 1, dag.Failed: 1, dag.Cancelled: 1})
+
+		n, err := s.Retry(ctx, time.Now(), "a")
+		require.NoError(t, err)
+		require.Equal(t, 2, n, "a and the child it cancelled")
+		c = nodeState(t, s, "c")
+		require.Equal(t, dag.Blocked, c.State)
+		require.Equal(t, 1, c.Pending, "b has succeeded: c waits for a alone")
+		got = syncOK(t, s, 5)
+		require.Equal(t, []string{"a"}, ids(got))
+		got = syncOK(t, s, 5, got...)
+		require.Equal(t, []string{"c"}, ids(got))
+		syncOK(t, s, 0, got...)
+		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 3})
+	})
+}
+
+// A parent that succeeds after its fan-in child's flow was removed leaves
+// nothing of the child behind.
+func TestFanInChildRemovedWithItsFlow(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		ctx := context.Background()
+		enqueue(t, s, "f1", hspec("a", 0), hspec("b", 0))
+		enqueue(t, s, "f2", hspec("c", 0, "a", "b"))
+		got := syncOK(t, s, 2)
+		var b dag.Claimed
+		for _, x := range got {
+			if x.ID == "a" {
+				failAll(t, s, x)
+			} else {
+				b = x
+			}
+		}
+		require.Equal(t, dag.Cancelled, nodeState(t, s, "c").State)
+		require.NoError(t, s.Remove(ctx, time.Now(), "f2"))
+		_, err := s.Node(ctx, "c")
+		require.ErrorIs(t, err, dag.ErrNotFound)
+
+		require.Empty(t, syncOK(t, s, 5, b))
+		_, err = s.Node(ctx, "c")
+		require.ErrorIs(t, err, dag.ErrNotFound, "the parent's success wrote no key for the removed child")
+		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 1, dag.Failed: 1})
+	})
+}

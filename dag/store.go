@@ -19,6 +19,10 @@ import (
 
 const sep = "\x1f"
 
+// fanIn marks, in a node's list of children, a child of more than one
+// parent: lib.lua counts a parent's success for it without reading it.
+const fanIn = "\x1e"
+
 // Store keeps the flows of one namespace in Redis.
 type Store struct {
 	rdb     redis.UniversalClient
@@ -265,9 +269,13 @@ func appendNodes(args []any, specs []Spec, order []int, joiner *string) []any {
 		inBatch[specs[i].ID] = true
 	}
 	for _, i := range order {
+		id := specs[i].ID
+		if len(specs[i].Parents) > 1 {
+			id = fanIn + id
+		}
 		for _, p := range specs[i].Parents {
 			if inBatch[p] {
-				children[p] = append(children[p], specs[i].ID)
+				children[p] = append(children[p], id)
 			}
 		}
 	}
@@ -749,9 +757,14 @@ func decodeNode(id string, h map[string]string) (*Node, error) {
 	n.FlowID = decodeMeta(&n.Spec, h["m"])
 	n.Attempt, _ = strconv.Atoi(h["at"])
 	n.Stalls, _ = strconv.Atoi(h["sl"])
-	n.Pending, _ = strconv.Atoi(h["pe"])
+	if n.State == Blocked {
+		n.Pending, _ = strconv.Atoi(h["pe"])
+	}
 	if c := h["c"]; c != "" {
 		n.Children = strings.Split(c, sep)
+		for i, id := range n.Children {
+			n.Children[i] = strings.TrimPrefix(id, fanIn)
+		}
 	}
 	if r := h["r"]; r != "" {
 		n.Result = json.RawMessage(r)

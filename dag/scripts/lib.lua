@@ -8,9 +8,12 @@
 --
 -- A node is one hash, P.."n:"..id, with the fields
 --   st  state                       m   packed meta (see meta below)
---   pe  unfinished parents          at  attempts started
---   h   identity hash (idempotency) d   data blob, opaque to Lua
---   c   children, \31-separated     tl  timeline "state,ms,attempt[,worker]|"
+--   pe  unfinished parents, read only while blocked
+--   at  attempts started            h   identity hash (idempotency)
+--   d   data blob, opaque to Lua
+--   c   children, \31-separated; one with more than one parent is marked
+--       by a leading \30 (see finish)
+--   tl  timeline "state,ms,attempt[,worker]|"
 --   tk  lease token while active    sl  stall count
 --   r   result JSON                 er  last error JSON
 --   sp  traceparent of the last run's span (when tracing is on)
@@ -38,6 +41,7 @@ local NOWS   -- the same as a string: numbers convert slowly
 local DONE   -- finished flows by time (one-node flows as SEP..id)
 local ACTIVE, DELAYED -- leases and due times, by node
 local SEP = '\31'
+local FANIN = '\30' -- marks a child with more than one parent in a c list
 -- Ready scores order by priority, then by time: (1000 - priority)·2^41 + ms
 -- since EPOCH keeps both exact in a double for ~70 years.
 local EPOCH = 1700000000000
@@ -56,10 +60,11 @@ local NODES        -- id -> the node's table, loaded or created in this call
 local DIRTIED      -- nodes with fields to write at commit (in n.w)
 local READY        -- queue -> nodes made ready in this call (not yet in the set)
 
+-- split returns the IDs of a c list (without their marks).
 local function split(s)
   local t = {}
   if not s or s == '' then return t end
-  for part in string.gmatch(s, '[^\31]+') do t[#t + 1] = part end
+  for part in string.gmatch(s, '\30?([^\31]+)') do t[#t + 1] = part end
   return t
 end
 
@@ -315,7 +320,24 @@ local function create(n, st, m, h, d, pe, c, why, cz, score)
 end
 
 local finish
-local NOCHILD = {} -- never written to
+
+-- counted counts a succeeded parent of child cid, a child of several
+-- parents not read in this call, with one HINCRBY. It returns the child
+-- when that was the last parent it waited for. pe is only read while a node
+-- is blocked (and set whenever one becomes blocked), so a child that another
+-- parent ended is left counted down; the key HINCRBY made for a child gone
+-- with its flow is deleted.
+local function counted(cid)
+  local key = P .. 'n:' .. cid
+  if redis.call('HINCRBY', key, 'pe', -1) > 0 then return nil end
+  local c = load(cid, true)
+  if not c then
+    redis.call('UNLINK', key)
+    return nil
+  end
+  if c.st == 'blocked' then return c end
+  return nil
+end
 
 -- release runs a blocked node whose parents are all done.
 local function release(n)
@@ -362,32 +384,38 @@ finish = function(n, to, why, cause, extra)
     i = i + 1
     local node, st = w[1], w[2]
     ended(node, st, w[3], w[4] or node.id, w[5])
-    for _, cid in ipairs(node.c == '' and NOCHILD or split(node.c)) do
+    for mark, cid in string.gmatch(node.c, '(\30?)([^\31]+)') do
       if not doomed[cid] then
-        local c = load(cid, true) -- with data: it may be claimed in this call
-        if c and c.st == 'blocked' then
-          local cause0 = w[4] or node.id
-          local res
-          if c.ex == '1' then
-            if st == 'failed' or st == 'cancelled' then res = 'failed' end
-          else
-            res = outcome(c.po, st)
-          end
-          if res then
-            doomed[cid] = true
-            local reason = (c.ex == '1' and 'sub-graph node ' or 'parent ') .. node.id .. ' ' .. st
-            work[#work + 1] = {c, res, reason, cause0}
-          else
-            c.pe = c.pe - 1
-            put(c, 'pe', itos(c.pe))
-            if c.pe <= 0 then
-              if c.ex == '1' then
-                doomed[cid] = true
-                work[#work + 1] = {c, 'succeeded'}
-              else
-                release(c)
-              end
+        local c, free -- free: c waits for no parent any more
+        if mark == FANIN and st == 'succeeded' and not NODES[cid] then
+          c = counted(cid)
+          free = true
+        else
+          c = load(cid, true) -- with data: it may be claimed in this call
+          if c and c.st == 'blocked' then
+            local res
+            if c.ex == '1' then
+              if st == 'failed' or st == 'cancelled' then res = 'failed' end
+            else
+              res = outcome(c.po, st)
             end
+            if res then
+              doomed[cid] = true
+              local reason = (c.ex == '1' and 'sub-graph node ' or 'parent ') .. node.id .. ' ' .. st
+              work[#work + 1] = {c, res, reason, w[4] or node.id}
+            else
+              c.pe = c.pe - 1
+              put(c, 'pe', itos(c.pe))
+              free = c.pe <= 0
+            end
+          end
+        end
+        if c and free then
+          if c.ex == '1' then
+            doomed[cid] = true
+            work[#work + 1] = {c, 'succeeded'}
+          else
+            release(c)
           end
         end
       end
@@ -691,7 +719,8 @@ end
 -- each as: id, fresh ("1": a generated ID that cannot exist yet), identity
 -- hash, meta (queue, type, policy, priority, delay ms, max attempts), data,
 -- #parents, parents..., #children, children...
--- (children within the batch; parents outside it are linked here).
+-- (children within the batch, those of several parents marked with FANIN;
+-- parents outside it are linked here).
 -- It validates everything before it writes anything, and returns
 -- {'ok', state...} in the nodes' order (a state prefixed with '=' for a node
 -- that existed already) or {'conflict', id} or {'unknown', id, parent};
@@ -790,7 +819,8 @@ local function write(flow, single, nodes, byId, fresh) -- fresh: a new flow ID
         -- the edge is recorded even when the parent has ended: a retry of
         -- the parent finds the children it released or doomed
         if not inBatch then
-          pn.c = (pn.c == '') and n.id or (pn.c .. SEP .. n.id)
+          local cid = (#n.parents > 1) and (FANIN .. n.id) or n.id
+          pn.c = (pn.c == '') and cid or (pn.c .. SEP .. cid)
           put(pn, 'c', pn.c)
         end
       end
