@@ -424,3 +424,43 @@ func TestFanInChildRemovedWithItsFlow(t *testing.T) {
 		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 1, dag.Failed: 1})
 	})
 }
+
+// Failed nodes are indexed as they fail, latest first; a retry takes a node
+// out of the index and removing its flow drops it.
+func TestFailedIndex(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		ctx := context.Background()
+		enqueue(t, s, "f1", hspec("a", 0), hspec("b", 0))
+		enqueue(t, s, "f2", hspec("c", 0))
+		got := syncOK(t, s, 3)
+		require.Len(t, got, 3)
+		for _, id := range []string{"b", "c"} {
+			for _, x := range got {
+				if x.ID == id {
+					failAll(t, s, x)
+					time.Sleep(2 * time.Millisecond) // distinct failure times
+				}
+			}
+		}
+		ids, total, complete, err := s.FailedIDs(ctx, 10)
+		require.NoError(t, err)
+		require.Equal(t, []string{"c", "b"}, ids, "latest failure first")
+		require.EqualValues(t, 2, total)
+		require.True(t, complete)
+		ids, total, _, err = s.FailedIDs(ctx, 1)
+		require.NoError(t, err)
+		require.Equal(t, []string{"c"}, ids)
+		require.EqualValues(t, 2, total)
+
+		_, err = s.Retry(ctx, time.Now(), "b")
+		require.NoError(t, err)
+		require.NoError(t, s.Remove(ctx, time.Now(), "f2"))
+		ids, total, complete, err = s.FailedIDs(ctx, 10)
+		require.NoError(t, err)
+		require.Empty(t, ids, "b was retried, c removed with its flow")
+		require.Zero(t, total)
+		require.True(t, complete)
+		_, _, _, err = s.FailedIDs(ctx, 0)
+		require.Error(t, err)
+	})
+}

@@ -16,6 +16,7 @@ func (k keys) wake(queue string) string              { return k.prefix + "q:" + 
 func (k keys) delayed() string                       { return k.prefix + "delayed" }                     // zset by due time
 func (k keys) active() string                        { return k.prefix + "active" }                      // zset by lease deadline
 func (k keys) done() string                          { return k.prefix + "done" }                        // zset: finished flows by time
+func (k keys) failed() string                        { return k.prefix + "failed" }                      // zset: failed nodes by the time they failed
 func (k keys) counts() string                        { return k.prefix + "counts" }                      // hash: "state|queue|type" -> n
 func (k keys) events() string                        { return k.prefix + "events" }                      // capped stream of transitions
 func (k keys) runners() string                       { return k.prefix + "runners" }                     // zset: runner -> last heartbeat

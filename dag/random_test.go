@@ -21,13 +21,13 @@ import (
 // workers in turn, and checks the engine's promises after every call and at
 // the end: a claimed node was ready with its parents resolved by its
 // policy, no node is held twice, a type's limit holds, every node ends
-// terminal, and the counters
-// agree with the nodes. Now and then a worker crashes: its nodes come back
-// through lease recovery; an operator cancels or retries a job; some
-// retries wait 20 s (the clock skips ahead when nothing else can run); and
-// in some runs retention trims finished flows as they go; new flows keep
-// arriving, some after jobs enqueued before, some as all-or-nothing bulks;
-// a second queue is paused and resumed.
+// terminal, and the counters and the failed index agree with the nodes.
+// Now and then a worker crashes: its nodes come back through lease
+// recovery; an operator cancels or retries a job; some retries wait 20 s
+// (the clock skips ahead when nothing else can run); and in some runs
+// retention trims finished flows as they go; new flows keep arriving, some
+// after jobs enqueued before, some as all-or-nothing bulks; a second queue
+// is paused and resumed.
 // TRELLIS_RANDOM_SEED replays a failure.
 func TestRandomRuns(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
@@ -314,6 +314,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 
 	want := map[dag.State]int64{}
 	trimmed := 0
+	var failed []string
 	for id := range specs {
 		n, err := s.Node(ctx, id)
 		if retain >= 0 && errors.Is(err, dag.ErrNotFound) {
@@ -323,7 +324,15 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		require.NoError(t, err)
 		require.True(t, n.State.Terminal(), "%s ended %s", id, n.State)
 		want[n.State]++
+		if n.State == dag.Failed {
+			failed = append(failed, id)
+		}
 	}
+	indexed, total, complete, err := s.FailedIDs(ctx, len(specs)+1)
+	require.NoError(t, err)
+	require.ElementsMatch(t, failed, indexed, "the failed index holds exactly the failed nodes")
+	require.EqualValues(t, len(failed), total)
+	require.True(t, complete)
 	counts, err := s.Counts(ctx)
 	require.NoError(t, err)
 	got := map[dag.State]int64{}

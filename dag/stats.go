@@ -439,6 +439,39 @@ func (s *Store) Limits(ctx context.Context) (map[string]Limit, error) {
 	return out, nil
 }
 
+// FailedIDs returns the IDs of up to limit failed nodes, the latest failure
+// first, and how many failed nodes the namespace has. Failed nodes are
+// indexed as they fail, so this is O(limit). complete is false when the
+// counters know of more failed nodes than the index holds (nodes that
+// failed under a Trellis without the index): the list is then partial, and
+// a caller that needs all of them has to scan (ScanNodeIDs).
+func (s *Store) FailedIDs(ctx context.Context, limit int) (ids []string, total int64, complete bool, err error) {
+	if limit <= 0 {
+		return nil, 0, false, fmt.Errorf("dag: FailedIDs: limit %d is not positive", limit)
+	}
+	var rng *redis.StringSliceCmd
+	var card *redis.IntCmd
+	var counts *redis.MapStringStringCmd
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		rng = p.ZRevRange(ctx, s.k.failed(), 0, int64(limit-1))
+		card = p.ZCard(ctx, s.k.failed())
+		counts = p.HGetAll(ctx, s.k.counts())
+		return nil
+	})
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("dag: redis: %w", err)
+	}
+	var counted int64
+	for k, v := range counts.Val() {
+		if strings.HasPrefix(k, string(Failed)+"|") {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			counted += n
+		}
+	}
+	total = card.Val()
+	return rng.Val(), max(total, counted), total >= counted, nil
+}
+
 // ScanNodeIDs calls fn with batches of the namespace's node IDs, in no
 // particular order, until fn returns false or an error. It SCANs the whole
 // keyspace (O(keys in Redis)); use it for tools, not hot paths.

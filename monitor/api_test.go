@@ -352,6 +352,50 @@ func TestRetryFailedAndFailures(t *testing.T) {
 	require.NotEqual(t, 1, len(j.Timeline), "a was reopened")
 }
 
+// Failed jobs are read from their index, so the failure analysis finds
+// every one of them however many other jobs a listing may scan; jobs that
+// failed before the index existed send it back to scanning.
+func TestFailuresReadTheIndex(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{ScanLimit: 5})
+	e.run()
+	for i := range 12 {
+		e.add(fmt.Sprintf("ok%d", i), "fine")
+	}
+	for _, id := range []string{"x", "y", "z"} {
+		e.add(id, "fail hard")
+	}
+	for i := range 12 {
+		e.wait(fmt.Sprintf("ok%d", i), flow.Succeeded)
+	}
+	for _, id := range []string{"x", "y", "z"} {
+		e.wait(id, flow.Failed)
+	}
+	type failures struct {
+		Total     int                    `json:"total"`
+		Scanned   int                    `json:"scanned"`
+		Truncated bool                   `json:"truncated"`
+		Groups    []monitor.FailureGroup `json:"groups"`
+	}
+	f := decode[failures](t, e.get("/api/failures"))
+	require.Equal(t, 3, f.Total)
+	require.Equal(t, 3, f.Scanned, "only the failed jobs were read")
+	require.False(t, f.Truncated)
+	require.Len(t, f.Groups, 1)
+	require.ElementsMatch(t, []string{"x", "y", "z"}, f.Groups[0].JobIDs)
+
+	jobs := decode[monitor.JobList](t, e.get("/api/jobs?state=failed"))
+	require.Equal(t, 3, jobs.Total)
+	require.False(t, jobs.Truncated)
+
+	// without the index (as after an upgrade from a Trellis without it) the
+	// listing scans again, bounded by ScanLimit
+	require.NoError(t, e.rdb.Del(context.Background(), "trellis:{"+e.ns+"}:failed").Err())
+	f = decode[failures](t, e.get("/api/failures"))
+	require.Equal(t, 5, f.Scanned)
+	require.True(t, f.Truncated)
+}
+
 func TestCleanAndClear(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, monitor.Config{})

@@ -57,13 +57,18 @@
 //
 // # Cost
 //
-// The engine keeps per-state counters but no per-state index of jobs, so
-// /api/jobs, /api/failures and retry-failed SCAN for the namespace's node
-// hashes (MATCH trellis:{ns}:n:*) and read the matches in pipelined batches
-// of 500. SCAN walks the whole Redis database, so one listing costs
-// O(keys in the database) on the server plus O(jobs kept) reads, bounded by
-// Config.ScanLimit; retention (runner.Config.RetainAge/RetainCount) bounds
-// the jobs kept. The dashboard's jobs and failed pages therefore refresh at
-// most every few seconds under a stream of events. Counts, stats, health,
-// job and flow detail and the event stream do not scan.
+// Failed jobs are indexed as they fail (a sorted set by failure time), so
+// /api/failures, /api/jobs?state=failed and retry-failed read only the
+// failed jobs, at most Config.ScanLimit of them, latest first. For other
+// listings the engine keeps per-state counters but no per-state index, so
+// /api/jobs SCANs for the namespace's node hashes (MATCH trellis:{ns}:n:*)
+// and reads the matches in pipelined batches of 500. SCAN walks the whole
+// Redis database, so such a listing costs O(keys in the database) on the
+// server plus O(jobs kept) reads, bounded by Config.ScanLimit; retention
+// (runner.Config.RetainAge/RetainCount) bounds the jobs kept. The
+// dashboard's jobs page therefore refreshes at most every few seconds under
+// a stream of events. Jobs that failed under a Trellis without the index are
+// not in it; the counters show that, and the failed listings scan instead
+// until those jobs are retried or removed. Counts, stats, health, job and
+// flow detail and the event stream do not scan.
 package monitor

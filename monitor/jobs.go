@@ -246,11 +246,32 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 // scanJobs reads every job of the namespace (up to Config.ScanLimit) and
 // returns the matching ones, most recently changed first.
 //
-// The engine has per-state counters but no per-state index, so this SCANs
-// the node hashes (Store.ScanNodeIDs) and reads them in pipelined batches
-// through Store.Nodes: O(jobs kept) work per call. Retention bounds it.
+// Failed jobs are indexed (Store.FailedIDs), so a filter on the failed state
+// alone reads only them. For any other filter the engine has per-state
+// counters but no per-state index, so this SCANs the node hashes
+// (Store.ScanNodeIDs) and reads them in pipelined batches through
+// Store.Nodes: O(jobs kept) work per call. Retention bounds it.
 func (h *Handler) scanJobs(ctx context.Context, f JobFilter) (matches []*dag.Node, scanned int, truncated bool, err error) {
 	limit := h.cfg.ScanLimit
+	if len(f.States) == 1 && f.States[0] == dag.Failed {
+		ids, total, complete, err := h.store.FailedIDs(ctx, limit)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if complete {
+			nodes, err := h.store.Nodes(ctx, ids)
+			if err != nil {
+				return nil, 0, false, err
+			}
+			for _, n := range nodes {
+				if n != nil && f.match(n) {
+					matches = append(matches, n)
+				}
+			}
+			sortByLastChange(matches)
+			return matches, len(ids), total > int64(len(ids)), nil
+		}
+	}
 	err = h.store.ScanNodeIDs(ctx, 500, func(ids []string) (bool, error) {
 		if room := limit - scanned; len(ids) > room {
 			ids, truncated = ids[:room], true
@@ -270,14 +291,19 @@ func (h *Handler) scanJobs(ctx context.Context, f JobFilter) (matches []*dag.Nod
 	if err != nil {
 		return nil, scanned, truncated, err
 	}
-	sort.SliceStable(matches, func(i, j int) bool {
-		a, b := lastChange(matches[i]), lastChange(matches[j])
+	sortByLastChange(matches)
+	return matches, scanned, truncated, nil
+}
+
+// sortByLastChange orders jobs most recently changed first.
+func sortByLastChange(jobs []*dag.Node) {
+	sort.SliceStable(jobs, func(i, j int) bool {
+		a, b := lastChange(jobs[i]), lastChange(jobs[j])
 		if !a.Equal(b) {
 			return a.After(b)
 		}
-		return matches[i].ID < matches[j].ID
+		return jobs[i].ID < jobs[j].ID
 	})
-	return matches, scanned, truncated, nil
 }
 
 // ViewJob is a job as the API shows it, with payload, result and timeline.

@@ -40,6 +40,7 @@ local NOW    -- ARGV[1] as a number
 local NOWS   -- the same as a string: numbers convert slowly
 local DONE   -- finished flows by time (one-node flows as SEP..id)
 local ACTIVE, DELAYED -- leases and due times, by node
+local FAILED          -- failed nodes by the time they failed
 local SEP = '\31'
 local FANIN = '\30' -- marks a child with more than one parent in a c list
 -- Ready scores order by priority, then by time: (1000 - priority)·2^41 + ms
@@ -230,7 +231,8 @@ local function count(st, n, d)
   COUNTS[k] = (COUNTS[k] or 0) + d
 end
 
--- leave the set the old state kept the node in; enter the new one's.
+-- leave the set the old state kept the node in; enter the new one's
+-- (ready, delayed, active and failed nodes have one).
 -- A node made ready in this call waits in READY (n.fresh) until claim()
 -- takes it or commit() adds it to the ready set.
 local function membership(n, from, to, score)
@@ -238,7 +240,8 @@ local function membership(n, from, to, score)
     if n.fresh then n.fresh = nil
     elseif not n.popped then zop(readyKey(n.q), n.id, false) end
   elseif from == 'delayed' then zop(DELAYED, n.id, false)
-  elseif from == 'active' then zop(ACTIVE, n.id, false) end
+  elseif from == 'active' then zop(ACTIVE, n.id, false)
+  elseif from == 'failed' then zop(FAILED, n.id, false) end
   if to == 'ready' then
     n.fresh, n.popped, n.rs = true, nil, (1000 - n.pr) * PRIO + (NOW - EPOCH)
     local r = READY[n.q]
@@ -246,7 +249,8 @@ local function membership(n, from, to, score)
     r[#r + 1] = n
     WAKE[n.q] = (WAKE[n.q] or 0) + 1
   elseif to == 'delayed' then zop(DELAYED, n.id, score)
-  elseif to == 'active' then zop(ACTIVE, n.id, score) end
+  elseif to == 'active' then zop(ACTIVE, n.id, score)
+  elseif to == 'failed' then zop(FAILED, n.id, NOWS) end
 end
 
 local NEWFLOW      -- flow id -> true (a fresh ID: its node count) for flows new in this call
@@ -628,6 +632,7 @@ local function drop(victims)
       local n = load(id)
       if n then
         count(n.st, n, -1)
+        if n.st == 'failed' then zop(FAILED, id, false) end
         n.w = nil -- deleted: nothing to write
       end
       dels[#dels + 1] = P .. 'n:' .. id
@@ -861,7 +866,7 @@ end
 local function begin(keys, argv)
   P, A = keys[1], argv
   NOW, NOWS = tonumber(argv[1]), argv[1]
-  DONE, ACTIVE, DELAYED = P .. 'done', P .. 'active', P .. 'delayed'
+  DONE, ACTIVE, DELAYED, FAILED = P .. 'done', P .. 'active', P .. 'delayed', P .. 'failed'
   EVENTS, CREATED, COUNTS, LEFT, ZOPS, WAKE, DRAINED = {}, 0, {}, {}, {}, {}, {}
   NODES, DIRTIED, READY, NEWFLOW, RATE, PLANNED = {}, {}, {}, {}, {}, {}
   SCORES, ITOS, READYKEYS, METAS, READYAT = {}, {}, {}, {}, {}
