@@ -453,7 +453,7 @@ func (s *Store) FailedIDs(ctx context.Context, limit int) (ids []string, total i
 	var card *redis.IntCmd
 	var counts *redis.MapStringStringCmd
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		rng = p.ZRevRange(ctx, s.k.failed(), 0, int64(limit-1))
+		rng = p.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.k.failed(), Start: 0, Stop: int64(limit - 1), Rev: true})
 		card = p.ZCard(ctx, s.k.failed())
 		counts = p.HGetAll(ctx, s.k.counts())
 		return nil

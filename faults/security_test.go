@@ -111,6 +111,10 @@ func runSmallGraph(t *testing.T, rdb redis.UniversalClient, logs *faults.Logs) {
 	require.NoError(t, err)
 	require.Equal(t, int64(4), st.Counts[flow.Succeeded])
 	require.Equal(t, int64(1), st.Counts[flow.Delayed])
+	failed, _, complete, err := c.Store().FailedIDs(ctx, 10) // the monitor's failure listing
+	require.NoError(t, err)
+	require.Empty(t, failed)
+	require.True(t, complete)
 	keys, err := c.Clear(ctx)
 	require.NoError(t, err)
 	require.Positive(t, keys)
