@@ -91,7 +91,9 @@ type Spec struct {
 	// Empty means a hash of the payload and options.
 	Identity string `json:"-"`
 	// Fresh says the ID was just generated and cannot exist yet, so enqueue
-	// skips the idempotency check.
+	// skips the idempotency check; it only looks up the call's first such
+	// ID, which exists when the client sent the same call twice (a retry
+	// after a read timeout).
 	Fresh bool `json:"-"`
 }
 

@@ -464,3 +464,48 @@ func TestFailedIndex(t *testing.T) {
 		require.Error(t, err)
 	})
 }
+
+// A client may send a script call again when it timed out waiting for the
+// reply (go-redis retries a read timeout), so Redis runs it twice. An
+// enqueue of generated IDs run again finds its own nodes and writes
+// nothing: the counters, the flow's count and the ready set stay as the
+// first run left them.
+func TestEnqueueRunTwiceWritesOnce(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		ctx := context.Background()
+		now := time.Now()
+		fresh := func(id string, parents ...string) dag.Spec {
+			sp := hspec(id, 0, parents...)
+			sp.Fresh = true
+			return sp
+		}
+		bulk := []dag.FlowWrite{
+			{Single: true, Specs: []dag.Spec{fresh("g1")}, Order: []int{0}},
+			{Single: true, Specs: []dag.Spec{fresh("g2")}, Order: []int{0}},
+			{FlowID: "gf", Fresh: true, Specs: []dag.Spec{fresh("g3"), fresh("g4", "g3")}, Order: []int{0, 1}},
+		}
+		for run := range 2 {
+			res, err := s.EnqueueAll(ctx, now, bulk)
+			require.NoError(t, err)
+			for _, f := range res {
+				require.NoError(t, f.Err)
+				for _, n := range f.Nodes {
+					require.Equal(t, run == 1, n.Existed, "run %d: %s", run, n.ID)
+				}
+			}
+			assertCounts(t, s, map[dag.State]int64{dag.Ready: 3, dag.Blocked: 1})
+		}
+		st, err := s.FlowStatus(ctx, "gf")
+		require.NoError(t, err)
+		require.False(t, st.Done)
+		got := syncOK(t, s, 10)
+		require.ElementsMatch(t, []string{"g1", "g2", "g3"}, ids(got), "each node once in the ready set")
+		got = syncOK(t, s, 10, got...)
+		require.Equal(t, []string{"g4"}, ids(got))
+		syncOK(t, s, 0, got...)
+		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 4})
+		st, err = s.FlowStatus(ctx, "gf")
+		require.NoError(t, err)
+		require.True(t, st.Done, "the flow counted its two nodes once: %+v", st)
+	})
+}

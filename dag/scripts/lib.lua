@@ -733,6 +733,7 @@ end
 -- parse, check and write are its three steps; enqueue.lua's all-or-nothing
 -- mode checks every flow of the call before it writes any.
 local PLANNED      -- node id -> true: checked, to be written later in this call
+local AGAIN        -- whether this call runs a second time (see check); nil: not known yet
 local NONE = {}     -- an empty list that is never written to (a node without parents, …)
 
 local function parse(start, total) -- the nodes, by ID, and the ARGV index after them
@@ -762,10 +763,23 @@ end
 -- conflict; every parent outside the batch must exist (or be planned).
 -- It returns nil when the nodes may be written.
 local function check(nodes, byId)
+  -- A generated ID cannot exist yet, unless this very call runs a second
+  -- time: a client that timed out waiting for the reply sends it again
+  -- (go-redis retries read timeouts). The call's first generated ID tells:
+  -- once it exists, every node is checked like a re-enqueue, and nothing
+  -- is written twice.
+  if AGAIN == nil then
+    for _, n in ipairs(nodes) do
+      if n.fresh then
+        AGAIN = redis.call('EXISTS', P .. 'n:' .. n.id) == 1
+        break
+      end
+    end
+  end
   -- one EXISTS per thousand nodes whose ID may be taken; each of them is
   -- read only when some exist (a re-enqueue)
-  local keys, taken = NONE, false
-  for _, n in ipairs(nodes) do
+  local keys, taken = NONE, AGAIN == true
+  for _, n in ipairs(taken and NONE or nodes) do
     if not n.fresh then
       if keys == NONE then keys = {} end
       keys[#keys + 1] = P .. 'n:' .. n.id
@@ -775,7 +789,7 @@ local function check(nodes, byId)
     if redis.call('EXISTS', unpack(keys, k, math.min(k + 999, #keys))) > 0 then taken = true; break end
   end
   for _, n in ipairs(taken and nodes or NONE) do
-    local old = n.fresh and {} or redis.call('HMGET', P .. 'n:' .. n.id, 'h', 'st')
+    local old = (n.fresh and not AGAIN) and {} or redis.call('HMGET', P .. 'n:' .. n.id, 'h', 'st')
     if old[2] then
       if old[1] ~= n.h then return {'conflict', n.id} end
       n.existing = true
@@ -868,6 +882,6 @@ local function begin(keys, argv)
   NOW, NOWS = tonumber(argv[1]), argv[1]
   DONE, ACTIVE, DELAYED, FAILED = P .. 'done', P .. 'active', P .. 'delayed', P .. 'failed'
   EVENTS, CREATED, COUNTS, LEFT, ZOPS, WAKE, DRAINED = {}, 0, {}, {}, {}, {}, {}
-  NODES, DIRTIED, READY, NEWFLOW, RATE, PLANNED = {}, {}, {}, {}, {}, {}
+  NODES, DIRTIED, READY, NEWFLOW, RATE, PLANNED, AGAIN = {}, {}, {}, {}, {}, {}, nil
   SCORES, ITOS, READYKEYS, METAS, READYAT = {}, {}, {}, {}, {}
 end
