@@ -141,7 +141,7 @@ type trellisRun struct {
 
 func (b *bench) newTrellisRun(scenario string, nodes int) (*trellisRun, error) {
 	ns := fmt.Sprintf("bench-%s-%06x", scenario, rand.IntN(1<<24))
-	c, err := flow.NewClient(b.rdb, &flow.Config{Namespace: ns, Development: true, Logger: b.quiet, DefaultAttempts: 1})
+	c, err := flow.NewClient(b.rdb, &flow.Config{Namespace: ns, Development: true, Logger: b.quiet, DefaultAttempts: 1, MaxNodes: max(nodes, flow.DefaultMaxNodes)})
 	if err != nil {
 		return nil, err
 	}

@@ -81,7 +81,7 @@ func Validate(specs []Spec, limits Limits) (order []int, external []string, err 
 		return nil, nil, ErrEmptyGraph
 	}
 	if len(specs) > limits.MaxNodes {
-		return nil, nil, &InvalidNodeError{Field: "graph", Reason: fmt.Sprintf("%d nodes, over the limit of %d", len(specs), limits.MaxNodes)}
+		return nil, nil, &InvalidNodeError{Field: "graph", Reason: fmt.Sprintf("%d nodes, over the limit of %d (MaxNodes)", len(specs), limits.MaxNodes)}
 	}
 	index := make(map[string]int, len(specs))
 	for i := range specs {

@@ -15,7 +15,7 @@ import (
 )
 
 // TestBadInputThroughTheGoAPI feeds every kind of bad input through the Go
-// entry points (Enqueue, Add, AddJSON): each is refused with an error that
+// entry points (Enqueue, Add, AddBulk, AddJSON): each is refused with an error that
 // matches its sentinel and names the problem, and Redis is unchanged after.
 func TestBadInputThroughTheGoAPI(t *testing.T) {
 	t.Parallel()
@@ -28,6 +28,10 @@ func TestBadInputThroughTheGoAPI(t *testing.T) {
 	reg := fuzzRegistry()
 	_, err := c.Add(ctx, Work{Name: "earlier"}, &flow.NodeOpts{ID: "earlier"})
 	require.NoError(t, err)
+	small, err := flow.NewClient(rdb, &flow.Config{Namespace: "bad", Logger: logs.Logger(), MaxNodes: 5})
+	require.NoError(t, err)
+	_, err = flow.NewClient(rdb, &flow.Config{Namespace: "bad", MaxNodes: -1})
+	require.ErrorContains(t, err, "Config.MaxNodes -1 is negative")
 
 	chain := func(n int, lastAfter string) *flow.Graph {
 		g := flow.New().WithID("big")
@@ -111,6 +115,18 @@ func TestBadInputThroughTheGoAPI(t *testing.T) {
 			_, err := c.Add(ctx, Work{Name: "w"}, &flow.NodeOpts{ID: "bad\x1b[31mid"})
 			return err
 		}, flow.ErrInvalidNode, "control character"},
+		{"graph over MaxNodes", func() error {
+			_, err := small.Enqueue(ctx, chain(6, "earlier"))
+			return err
+		}, flow.ErrInvalidNode, "6 nodes, over the limit of 5 (MaxNodes)"},
+		{"bulk over MaxNodes", func() error {
+			jobs := make([]flow.BulkJob, 6)
+			for i := range jobs {
+				jobs[i].Msg = Work{Name: "w"}
+			}
+			_, err := small.AddBulk(ctx, jobs)
+			return err
+		}, flow.ErrInvalidNode, "6 jobs, over the limit of 5 (Config.MaxNodes)"},
 		{"conflicting re-enqueue", func() error {
 			_, err := c.Add(ctx, Work{Name: "something else"}, &flow.NodeOpts{ID: "earlier"})
 			return err
