@@ -67,6 +67,17 @@ func syncOK(t *testing.T, s *dag.Store, want int, done ...dag.Claimed) []dag.Cla
 	return res.Claimed
 }
 
+// runInTurn claims and completes the given nodes one call after the
+// other, each being the only node ready at its turn.
+func runInTurn(t *testing.T, s *dag.Store, order ...string) {
+	var got []dag.Claimed
+	for _, id := range order {
+		got = syncOK(t, s, 5, got...)
+		require.Equal(t, []string{id}, ids(got), "only %s is ready", id)
+	}
+	syncOK(t, s, 0, got...)
+}
+
 // failAll reports every node of done as failed for good.
 func failAll(t *testing.T, s *dag.Store, done ...dag.Claimed) {
 	req := dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, RetainCount: -1}
@@ -286,11 +297,7 @@ func TestRetryReblocksAReleasedChild(t *testing.T) {
 		require.Equal(t, dag.Blocked, c.State, "waits for p again")
 		require.Equal(t, 1, c.Pending)
 
-		got := syncOK(t, s, 5)
-		require.Equal(t, []string{"p"}, ids(got), "only the parent is ready")
-		got = syncOK(t, s, 5, got...)
-		require.Equal(t, []string{"c"}, ids(got))
-		syncOK(t, s, 0, got...)
+		runInTurn(t, s, "p", "c")
 		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 2})
 	})
 }
@@ -388,11 +395,7 @@ func TestFanInChildEndedByAnotherParent(t *testing.T) {
 		c = nodeState(t, s, "c")
 		require.Equal(t, dag.Blocked, c.State)
 		require.Equal(t, 1, c.Pending, "b has succeeded: c waits for a alone")
-		got = syncOK(t, s, 5)
-		require.Equal(t, []string{"a"}, ids(got))
-		got = syncOK(t, s, 5, got...)
-		require.Equal(t, []string{"c"}, ids(got))
-		syncOK(t, s, 0, got...)
+		runInTurn(t, s, "a", "c")
 		assertCounts(t, s, map[dag.State]int64{dag.Succeeded: 3})
 	})
 }
