@@ -17,6 +17,12 @@ type Plan struct {
 	IsActive  bool      `bun:"is_active"`
 	CreatedAt time.Time `bun:"created_at"`
 	UpdatedAt time.Time `bun:"updated_at"`
+	// FullSaveJob is the job of the full plan save that last replaced the
+	// plan's tree, and FullSaveAt when that job was enqueued (Unix ns): a
+	// save enqueued earlier than it, or a create of another save's tree,
+	// writes nothing.
+	FullSaveJob string `bun:"full_save_job"`
+	FullSaveAt  int64  `bun:"full_save_at"`
 }
 
 // Phase is a block of a plan; deleting it deletes its sessions.

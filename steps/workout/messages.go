@@ -30,6 +30,9 @@ const (
 // an entity ID stay within the engine's limit.
 const MaxIDLen = 128
 
+// MaxJobIDLen bounds a job ID a message names (the engine's limit).
+const MaxJobIDLen = 256
+
 // PhaseData is a phase without its sessions.
 type PhaseData struct {
 	ID          string `json:"id"`
@@ -95,6 +98,10 @@ type PhaseCreate struct {
 	ClientID  string    `json:"clientId,omitempty"`
 	TrainerID string    `json:"trainerId,omitempty"`
 	Phase     PhaseData `json:"phase"`
+	// FullSave is the job ID of the full plan save whose tree this create
+	// belongs to (FullSaveGraph sets it). Once a save enqueued later has
+	// replaced the plan's tree, the create writes nothing ("superseded").
+	FullSave string `json:"fullSave,omitempty"`
 }
 
 // PhaseUpdate changes some fields of a phase (WORKOUT_PHASE_UPDATE).
@@ -116,6 +123,10 @@ type SessionCreate struct {
 	PlanID  string      `json:"planId"`
 	PhaseID string      `json:"phaseId"`
 	Session SessionData `json:"session"`
+	// FullSave is the job ID of the full plan save whose tree this create
+	// belongs to (FullSaveGraph sets it). Once a save enqueued later has
+	// replaced the plan's tree, the create writes nothing ("superseded").
+	FullSave string `json:"fullSave,omitempty"`
 }
 
 // SessionUpdate changes some fields of a session (WORKOUT_SESSION_UPDATE).
@@ -139,6 +150,10 @@ type ExerciseCreate struct {
 	PhaseID   string       `json:"phaseId"`
 	SessionID string       `json:"sessionId"`
 	Exercise  ExerciseData `json:"exercise"`
+	// FullSave is the job ID of the full plan save whose tree this create
+	// belongs to (FullSaveGraph sets it). Once a save enqueued later has
+	// replaced the plan's tree, the create writes nothing ("superseded").
+	FullSave string `json:"fullSave,omitempty"`
 }
 
 // ExerciseUpdate changes some fields of an exercise (WORKOUT_EXERCISE_UPDATE).
@@ -276,6 +291,14 @@ func checkID(field, v string) error {
 		return flow.FieldError(field, "is required")
 	case len(v) > MaxIDLen:
 		return flow.FieldError(field, "is %d bytes, over the limit of %d", len(v), MaxIDLen)
+	}
+	return nil
+}
+
+// checkFullSave checks the optional job ID of a full plan save.
+func checkFullSave(v string) error {
+	if len(v) > MaxJobIDLen {
+		return flow.FieldError("fullSave", "is %d bytes, over the limit of %d", len(v), MaxJobIDLen)
 	}
 	return nil
 }
@@ -419,7 +442,7 @@ func (m PlanCreate) Validate() error {
 
 // Validate checks the message; errors name the field.
 func (m PhaseCreate) Validate() error {
-	return firstErr(checkID("planId", m.PlanID), m.Phase.validate("phase."))
+	return firstErr(checkID("planId", m.PlanID), m.Phase.validate("phase."), checkFullSave(m.FullSave))
 }
 
 // Validate checks the message; errors name the field.
@@ -434,7 +457,7 @@ func (m PhaseDelete) Validate() error {
 
 // Validate checks the message; errors name the field.
 func (m SessionCreate) Validate() error {
-	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID), m.Session.validate("session."))
+	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID), m.Session.validate("session."), checkFullSave(m.FullSave))
 }
 
 // Validate checks the message; errors name the field.
@@ -451,7 +474,7 @@ func (m SessionDelete) Validate() error {
 // Validate checks the message; errors name the field.
 func (m ExerciseCreate) Validate() error {
 	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID),
-		checkID("sessionId", m.SessionID), m.Exercise.validate("exercise."))
+		checkID("sessionId", m.SessionID), m.Exercise.validate("exercise."), checkFullSave(m.FullSave))
 }
 
 // Validate checks the message; errors name the field.

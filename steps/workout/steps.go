@@ -5,12 +5,14 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/schema"
@@ -21,8 +23,9 @@ import (
 type Result struct {
 	Entity string `json:"entity"` // plan, phase, session or exercise
 	ID     string `json:"id"`
-	// Action is created, updated, deleted or absent (a delete of a row that
-	// was not there).
+	// Action is created, updated, deleted, absent (a delete of a row that
+	// was not there) or superseded (a create of a full plan save whose tree a
+	// save enqueued later has replaced: nothing was written).
 	Action string `json:"action"`
 }
 
@@ -125,6 +128,49 @@ func requireSession(ctx context.Context, tx bun.IDB, planID, phaseID, sessionID 
 	return nil
 }
 
+// errSuperseded says a create of a full plan save found the plan's tree
+// replaced by a save enqueued later.
+var errSuperseded = errors.New("workout: superseded by a later full plan save")
+
+// savedPlan finds the plan while full plan save job save owns its tree. On
+// PostgreSQL it locks the plan row for the rest of the transaction, so a
+// later save's claimPlan waits for this create to commit and then prunes
+// what it wrote; SQLite runs one writing transaction at a time anyway.
+func savedPlan(tx bun.IDB, planID, save string) *bun.SelectQuery {
+	q := tx.NewSelect().Model((*schema.Plan)(nil)).ColumnExpr("1").Where("id = ? AND full_save_job = ?", planID, save)
+	if tx.Dialect().Name() == dialect.PG {
+		q = q.For("SHARE")
+	}
+	return q
+}
+
+// ofSave narrows parent, a query for a create's parent row, to a plan that
+// full plan save job save still owns (no narrowing for a create of its own).
+func ofSave(tx bun.IDB, parent *bun.SelectQuery, planID, save string) *bun.SelectQuery {
+	if save == "" {
+		return parent
+	}
+	return parent.Where("EXISTS (?)", savedPlan(tx, planID, save))
+}
+
+// requireOfSave is require for a create of full plan save job save: first
+// errSuperseded unless the save still owns the plan, then require.
+func requireOfSave(ctx context.Context, tx bun.IDB, planID, save string, require func() error) func() error {
+	if save == "" {
+		return require
+	}
+	return func() error {
+		ok, err := savedPlan(tx, planID, save).Exists(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errSuperseded
+		}
+		return require()
+	}
+}
+
 func upsertPlan(ctx context.Context, tx bun.IDB, m PlanCreate) (string, error) {
 	t := now()
 	return upsert(ctx, tx, &schema.Plan{
@@ -155,7 +201,9 @@ func createdOrUpdated(ctx context.Context, tx bun.IDB, res sql.Result, err error
 		return "created", nil
 	}
 	if require != nil {
-		if err := require(); err != nil {
+		if err := require(); errors.Is(err, errSuperseded) {
+			return "superseded", nil
+		} else if err != nil {
 			return "", err
 		}
 	}
@@ -175,7 +223,8 @@ func phaseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseCre
 	action, err := createUnder(ctx, tx, &schema.Phase{
 		ID: m.Phase.ID, PlanID: m.PlanID, Name: m.Phase.Name, OrderNumber: m.Phase.OrderNumber,
 		IsActive: m.Phase.IsActive, CreatedAt: t, UpdatedAt: t,
-	}, planQuery(tx, m.PlanID), func() error { return requirePlan(ctx, tx, m.PlanID) },
+	}, ofSave(tx, planQuery(tx, m.PlanID), m.PlanID, m.FullSave),
+		requireOfSave(ctx, tx, m.PlanID, m.FullSave, func() error { return requirePlan(ctx, tx, m.PlanID) }),
 		"plan_id", "name", "order_number", "is_active", "updated_at")
 	return Result{Entity: "phase", ID: m.Phase.ID, Action: action}, err
 }
@@ -261,7 +310,8 @@ func sessionCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m Sessio
 	action, err := createUnder(ctx, tx, &schema.Session{
 		ID: m.Session.ID, PhaseID: m.PhaseID, Name: m.Session.Name, OrderNumber: m.Session.OrderNumber,
 		CreatedAt: t, UpdatedAt: t,
-	}, phaseQuery(tx, m.PlanID, m.PhaseID), func() error { return requirePhase(ctx, tx, m.PlanID, m.PhaseID) },
+	}, ofSave(tx, phaseQuery(tx, m.PlanID, m.PhaseID), m.PlanID, m.FullSave),
+		requireOfSave(ctx, tx, m.PlanID, m.FullSave, func() error { return requirePhase(ctx, tx, m.PlanID, m.PhaseID) }),
 		"phase_id", "name", "order_number", "updated_at")
 	return Result{Entity: "session", ID: m.Session.ID, Action: action}, err
 }
@@ -291,7 +341,8 @@ func exerciseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m Exerc
 		ID: e.ID, SessionID: m.SessionID, Name: e.Name, OrderNumber: e.OrderNumber,
 		Sets: e.Sets, Reps: e.Reps, Weight: e.Weight, RestSeconds: e.Rest, Tempo: e.Tempo, Notes: e.Notes,
 		CreatedAt: t, UpdatedAt: t,
-	}, sessionQuery(tx, m.PlanID, m.PhaseID, m.SessionID), func() error { return requireSession(ctx, tx, m.PlanID, m.PhaseID, m.SessionID) },
+	}, ofSave(tx, sessionQuery(tx, m.PlanID, m.PhaseID, m.SessionID), m.PlanID, m.FullSave),
+		requireOfSave(ctx, tx, m.PlanID, m.FullSave, func() error { return requireSession(ctx, tx, m.PlanID, m.PhaseID, m.SessionID) }),
 		"session_id", "name", "order_number", "sets", "reps", "weight", "rest_seconds", "tempo", "notes", "updated_at")
 	return Result{Entity: "exercise", ID: e.ID, Action: action}, err
 }
@@ -355,18 +406,24 @@ func fullSaveStep(db bun.IDB) flow.Step {
 			}
 		}
 		res, _, err := steprun.Do(ctx, db, sc, func(ctx context.Context, tx bun.Tx) (FullSaveResult, error) {
-			return savePlanRow(ctx, tx, m)
+			return savePlanRow(ctx, tx, m, sc.JobID, sc.Envelope.Timestamp.UnixNano())
 		})
 		return res, err
 	})
 }
 
-func savePlanRow(ctx context.Context, tx bun.Tx, m PlanFullSave) (FullSaveResult, error) {
-	action, err := upsertPlan(ctx, tx, PlanCreate{PlanID: m.PlanID, Name: m.Name, ClientID: m.ClientID, TrainerID: m.TrainerID, IsActive: m.IsActive})
+// savePlanRow makes full plan save job (enqueued at, Unix ns) the owner
+// of the plan's tree and prunes the rows the message no longer holds; a
+// save enqueued before the plan's owner writes nothing ("superseded").
+func savePlanRow(ctx context.Context, tx bun.Tx, m PlanFullSave, job string, at int64) (FullSaveResult, error) {
+	action, err := claimPlan(ctx, tx, m, job, at)
 	if err != nil {
 		return FullSaveResult{}, err
 	}
 	res := FullSaveResult{PlanID: m.PlanID, Action: action}
+	if action == "superseded" {
+		return res, nil
+	}
 	var phases, sessions, exercises []string
 	for _, p := range m.Phases {
 		phases = append(phases, p.ID)
@@ -404,6 +461,30 @@ func savePlanRow(ctx context.Context, tx bun.Tx, m PlanFullSave) (FullSaveResult
 		}
 	}
 	return res, nil
+}
+
+// claimPlan writes the plan row of full plan save job, enqueued at (Unix
+// ns), as the owner of the plan's tree: created, or updated unless a save
+// enqueued later owns it already (superseded). On PostgreSQL the update
+// waits for the creates of the previous owner that are writing now.
+func claimPlan(ctx context.Context, tx bun.Tx, m PlanFullSave, job string, at int64) (string, error) {
+	t := now()
+	row := &schema.Plan{ID: m.PlanID, Name: m.Name, ClientID: m.ClientID, TrainerID: m.TrainerID, IsActive: m.IsActive,
+		CreatedAt: t, UpdatedAt: t, FullSaveJob: job, FullSaveAt: at}
+	n, err := affected(tx.NewInsert().Model(row).On("CONFLICT (id) DO NOTHING").Exec(ctx))
+	if err != nil || n == 1 {
+		return "created", err
+	}
+	n, err = affected(tx.NewUpdate().Model(row).
+		Column("name", "client_id", "trainer_id", "is_active", "updated_at", "full_save_job", "full_save_at").
+		WherePK().Where("full_save_at <= ?", at).Exec(ctx))
+	if err != nil {
+		return "", err
+	}
+	if n == 0 {
+		return "superseded", nil
+	}
+	return "updated", nil
 }
 
 func affected(res interface{ RowsAffected() (int64, error) }, err error) (int, error) {
@@ -454,13 +535,13 @@ func FullSaveGraph(jobID string, m PlanFullSave, opts *flow.NodeOpts) *flow.Grap
 	with := func(id string) *flow.NodeOpts { o := base; o.ID = id; return &o }
 	g := flow.New()
 	for _, p := range m.Phases {
-		pn := g.Add(PhaseCreate{PlanID: m.PlanID, ClientID: m.ClientID, TrainerID: m.TrainerID, Phase: p.PhaseData},
+		pn := g.Add(PhaseCreate{PlanID: m.PlanID, ClientID: m.ClientID, TrainerID: m.TrainerID, Phase: p.PhaseData, FullSave: jobID},
 			with(FullSaveNodeID(jobID, "phase", p.ID)))
 		for _, s := range p.Sessions {
-			sn := g.Add(SessionCreate{PlanID: m.PlanID, PhaseID: p.ID, Session: s.SessionData},
+			sn := g.Add(SessionCreate{PlanID: m.PlanID, PhaseID: p.ID, Session: s.SessionData, FullSave: jobID},
 				with(FullSaveNodeID(jobID, "session", s.ID))).After(pn)
 			for _, e := range s.Exercises {
-				g.Add(ExerciseCreate{PlanID: m.PlanID, PhaseID: p.ID, SessionID: s.ID, Exercise: e},
+				g.Add(ExerciseCreate{PlanID: m.PlanID, PhaseID: p.ID, SessionID: s.ID, Exercise: e, FullSave: jobID},
 					with(FullSaveNodeID(jobID, "exercise", e.ID))).After(sn)
 			}
 		}

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
@@ -405,4 +407,131 @@ func TestCreatesCheckTheWholeAncestry(t *testing.T) {
 		}
 		require.Equal(t, before, steptest.Snapshot(t, db), "nothing was written")
 	})
+}
+
+// Two full saves of one plan whose jobs interleave: the plan ends as the
+// save enqueued later says, whichever order their jobs run in. A save that
+// is no longer the latest writes nothing ("superseded"), and the later
+// save's prune removes what the earlier one wrote before it.
+func TestLaterFullSaveWins(t *testing.T) {
+	exercise := func(id string) workout.ExerciseData {
+		return workout.ExerciseData{ID: id, Name: "Squat", Sets: 3, Reps: 5}
+	}
+	a := workout.PlanFullSave{PlanID: "p", Name: "A", ClientID: "c", TrainerID: "t", Phases: []workout.PhaseTree{
+		{PhaseData: workout.PhaseData{ID: "a1", Name: "A1", OrderNumber: 1}, Sessions: []workout.SessionTree{
+			{SessionData: workout.SessionData{ID: "as1", Name: "AS1", OrderNumber: 1}, Exercises: []workout.ExerciseData{exercise("ae1")}}}},
+		{PhaseData: workout.PhaseData{ID: "both", Name: "from A", OrderNumber: 2}},
+	}}
+	b := workout.PlanFullSave{PlanID: "p", Name: "B", ClientID: "c", TrainerID: "t", Phases: []workout.PhaseTree{
+		{PhaseData: workout.PhaseData{ID: "b1", Name: "B1", OrderNumber: 1}},
+		{PhaseData: workout.PhaseData{ID: "both", Name: "from B", OrderNumber: 2}, Sessions: []workout.SessionTree{
+			{SessionData: workout.SessionData{ID: "bs1", Name: "BS1", OrderNumber: 1}, Exercises: []workout.ExerciseData{exercise("be1")}}}},
+	}}
+	orders := map[string][]string{
+		"A, then B":                    {"root A", "tree A", "root B", "tree B"},
+		"both roots, then A's tree":    {"root A", "root B", "tree A", "tree B"},
+		"both roots, B's tree first":   {"root A", "root B", "tree B", "tree A"},
+		"B's root before A's":          {"root B", "root A", "tree A", "tree B"},
+		"B's root and tree before A's": {"root B", "tree B", "root A", "tree A"},
+	}
+	for name, order := range orders {
+		t.Run(name, func(t *testing.T) {
+			schematest.Each(t, func(t *testing.T, db *bun.DB) {
+				ctx := context.Background()
+				r := steptest.New(t, workout.Steps(db))
+				enqueued := time.Now().Add(-time.Minute)
+				r.Stamp("fsA", enqueued)
+				r.Stamp("fsB", enqueued.Add(time.Millisecond)) // B is the later save
+				msgs := map[string]workout.PlanFullSave{"A": a, "B": b}
+				expansions := map[string]*flow.StepContext{}
+				actions := map[string][]string{}
+				for _, step := range order {
+					save := step[len(step)-1:]
+					if strings.HasPrefix(step, "root") {
+						raw, sc, err := r.Run(ctx, "fs"+save, 1, msgs[save])
+						require.NoError(t, err, step)
+						var res workout.FullSaveResult
+						require.NoError(t, json.Unmarshal(raw, &res))
+						actions[step] = []string{res.Action}
+						expansions[save] = sc
+						continue
+					}
+					specs, _, err := expansions[save].Expansion()
+					require.NoError(t, err)
+					for _, sp := range specs {
+						var env flow.Envelope
+						require.NoError(t, json.Unmarshal(sp.Payload, &env))
+						raw, _, err := r.RunRaw(ctx, sp.ID, 1, sp.Type, env.Data)
+						require.NoError(t, err, sp.ID)
+						var res workout.Result
+						require.NoError(t, json.Unmarshal(raw, &res))
+						actions[step] = append(actions[step], res.Action)
+					}
+				}
+				require.Equal(t, "B", plan(t, db, "p").Name)
+				require.Equal(t, []string{"b1", "both"}, ids(t, db, "workout_phases"))
+				require.Equal(t, []string{"bs1"}, ids(t, db, "workout_sessions"))
+				require.Equal(t, []string{"be1"}, ids(t, db, "workout_exercises"))
+				require.Equal(t, 1, steptest.Count(t, db, "workout_phases", "id = 'both' AND name = 'from B'"))
+				aFirst := order[0] == "root A"
+				if !aFirst {
+					require.Equal(t, []string{"superseded"}, actions["root A"], "A was enqueued first and B's root ran")
+				}
+				if !aFirst || order[1] == "root B" {
+					require.Equal(t, []string{"superseded", "superseded", "superseded", "superseded"}, actions["tree A"],
+						"A's tree ran after B's root: nothing of it written")
+				}
+			})
+		})
+	}
+}
+
+// ids lists a table's IDs in order.
+func ids(t *testing.T, db bun.IDB, table string) []string {
+	t.Helper()
+	var out []string
+	require.NoError(t, db.NewSelect().ColumnExpr("id").TableExpr(table).OrderExpr("id").Scan(context.Background(), &out))
+	return out
+}
+
+// On PostgreSQL a create of the earlier save that is writing while the
+// later save's root runs holds the plan row: the root waits for it to
+// commit, then prunes what it wrote.
+func TestLaterFullSaveWaitsForAnEarlierCreate(t *testing.T) {
+	db := schematest.Postgres(t)
+	ctx := context.Background()
+	r := steptest.New(t, workout.Steps(db))
+	enqueued := time.Now().Add(-time.Minute)
+	r.Stamp("fsA", enqueued)
+	r.Stamp("fsB", enqueued.Add(time.Millisecond))
+	a := workout.PlanFullSave{PlanID: "p", Name: "A", ClientID: "c", TrainerID: "t", Phases: []workout.PhaseTree{
+		{PhaseData: workout.PhaseData{ID: "a1", Name: "A1", OrderNumber: 1}}}}
+	b := workout.PlanFullSave{PlanID: "p", Name: "B", ClientID: "c", TrainerID: "t", Phases: []workout.PhaseTree{
+		{PhaseData: workout.PhaseData{ID: "b1", Name: "B1", OrderNumber: 1}}}}
+	_, _, err := r.Run(ctx, "fsA", 1, a)
+	require.NoError(t, err)
+
+	// what A's create of a1 holds while it writes: the plan row, shared
+	tx, err := db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	var owner string
+	require.NoError(t, tx.QueryRowContext(ctx, "SELECT full_save_job FROM workout_plans WHERE id = 'p' FOR SHARE").Scan(&owner))
+	require.Equal(t, "fsA", owner)
+	_, err = tx.ExecContext(ctx, "INSERT INTO workout_phases (id, plan_id, name, order_number, is_active) VALUES ('a1', 'p', 'A1', 1, TRUE)")
+	require.NoError(t, err)
+
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := r.Run(ctx, "fsB", 1, b)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("B's root did not wait for A's create: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	require.NoError(t, tx.Commit())
+	require.NoError(t, <-done)
+	require.Zero(t, steptest.Count(t, db, "workout_phases", "id = 'a1'"), "B's root pruned what A's create committed")
+	require.Equal(t, "B", plan(t, db, "p").Name)
 }

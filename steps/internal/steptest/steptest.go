@@ -69,6 +69,14 @@ func (r *Runner) Forget(jobID string) {
 	delete(r.stamped, jobID)
 }
 
+// Stamp sets the envelope timestamp of jobID's runs: when the job was
+// enqueued.
+func (r *Runner) Stamp(jobID string, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stamped[jobID] = at.UTC()
+}
+
 func (r *Runner) stamp(jobID string) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
