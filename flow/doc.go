@@ -21,6 +21,9 @@
 // Register steps on a runner (package runner). An error is retried with
 // the node's backoff until its attempts are spent; Permanent(err) fails the
 // job at once and RetryAfter(d, err) sets the delay of the next attempt.
+// Unavailable(err) says a dependency (a database, a service) is down: the
+// attempt is retried as usual and the runner claims no new job until that
+// retry is due, so a backlog keeps its attempts through an outage.
 //
 // # Composing
 //

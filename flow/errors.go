@@ -86,3 +86,28 @@ func RetryAfterDelay(err error) (time.Duration, bool) {
 	}
 	return 0, false
 }
+
+type unavailableError struct{ err error }
+
+func (e *unavailableError) Error() string { return e.err.Error() }
+func (e *unavailableError) Unwrap() error { return e.err }
+
+// Unavailable marks err as the failure of something the step depends on,
+// its database or a remote service, rather than of the job: the attempt
+// fails and is retried like any other, and the runner that ran it claims
+// no new jobs until that retry is due, so that a backlog does not spend its
+// attempts against a dependency that is down. The workout and system steps
+// mark the errors of reaching their database this way.
+func Unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &unavailableError{err: err}
+}
+
+// IsUnavailable reports whether err (or an error it wraps) came from
+// Unavailable.
+func IsUnavailable(err error) bool {
+	var u *unavailableError
+	return errors.As(err, &u)
+}

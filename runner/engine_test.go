@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -618,5 +619,59 @@ func TestAddBulk(t *testing.T) {
 		st, err := h.client.Stats(ctx, nil)
 		require.NoError(t, err)
 		require.Equal(t, int64(22), st.Counts[flow.Succeeded])
+	})
+}
+
+// A step that fails because a dependency is down (flow.Unavailable) makes
+// its runner claim no new job until that retry is due, so the jobs waiting
+// keep their attempts; then everything runs, each waiting job once.
+func TestUnavailableHoldsClaims(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		var down atomic.Bool
+		down.Store(true)
+		var mu sync.Mutex
+		runs := map[string]int{}
+		ran := func(id string) int {
+			mu.Lock()
+			defer mu.Unlock()
+			return runs[id]
+		}
+		step := flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Probe) (string, error) {
+			mu.Lock()
+			runs[sc.JobID]++
+			mu.Unlock()
+			if sc.JobID == "first" && down.Load() {
+				return "", flow.Unavailable(errors.New("database is down"))
+			}
+			return "ok", nil
+		})
+		hold := flow.Fixed(2 * time.Second)
+		ctx := context.Background()
+		_, err := h.client.Add(ctx, Probe{Mode: "first"}, &flow.NodeOpts{ID: "first", Priority: 10, Backoff: &hold})
+		require.NoError(t, err)
+		for i := range 5 {
+			_, err := h.client.Add(ctx, Probe{Mode: "later"}, &flow.NodeOpts{ID: fmt.Sprintf("later%d", i)})
+			require.NoError(t, err)
+		}
+		h.runner(&runner.Config{Concurrency: 1, Lease: 5 * time.Second}, step)
+		require.Eventually(t, func() bool { return ran("first") == 1 }, 10*time.Second, 5*time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // well inside the 2 s hold
+		for i := range 5 {
+			id := fmt.Sprintf("later%d", i)
+			require.Zero(t, ran(id), "%s is not claimed while the dependency is down", id)
+			require.Equal(t, flow.Ready, h.job(id).State)
+		}
+		down.Store(false)
+		for _, id := range []string{"first", "later0", "later1", "later2", "later3", "later4"} {
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			j, err := h.client.Wait(wctx, id)
+			cancel()
+			require.NoError(t, err)
+			require.Equal(t, flow.Succeeded, nodeByID(j, id).State, id)
+		}
+		require.Equal(t, 2, ran("first"), "the failed attempt and its retry")
+		for i := range 5 {
+			require.Equal(t, 1, ran(fmt.Sprintf("later%d", i)), "each waiting job ran once, on its first attempt")
+		}
 	})
 }

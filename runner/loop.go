@@ -26,6 +26,9 @@ type result struct {
 	// expanded is the successful run of a node that expanded: already
 	// written to Redis, but it still counts in the minute stats
 	expanded *dag.Outcome
+	// unavailable: the step failed because a dependency is down
+	// (flow.Unavailable); the runner claims nothing until the retry is due
+	unavailable bool
 }
 
 var (
@@ -88,6 +91,9 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 		if x := res.expanded; x != nil {
 			minute.Observe(x.Type, x.Kind, x.Final, x.Duration)
 		}
+		if o := res.outcome; res.unavailable && o != nil && o.Kind == dag.OutcomeRetry {
+			r.holdClaims(o)
+		}
 	}
 
 	for {
@@ -107,7 +113,8 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 		default:
 		}
 		want := 0
-		if !stopping {
+		hold := time.Duration(r.hold.Load() - r.now().UnixNano())
+		if !stopping && hold <= 0 {
 			want = l.size - len(inflight)
 		}
 		if len(pending) > 0 || (want > 0 && !idle) {
@@ -167,6 +174,9 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 				wait = max(d, time.Millisecond)
 			}
 		}
+		if hold > 0 && hold < wait {
+			wait = max(hold, time.Millisecond)
+		}
 		if idle && want > 0 {
 			select {
 			case r.arm <- struct{}{}:
@@ -202,6 +212,24 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 // so tests (and flowtest) can inject a fake one. Waits still use real timers,
 // bounded by Config.IdleWait.
 func (r *Runner) now() time.Time { return r.client.Config().Clock() }
+
+// holdClaims stops the runner's lanes from claiming until the retry of
+// outcome o, which failed because a dependency is down, is due: the jobs
+// waiting would only fail the same way and spend their attempts.
+func (r *Runner) holdClaims(o *dag.Outcome) {
+	until := r.now().Add(o.Delay).UnixNano()
+	for {
+		cur := r.hold.Load()
+		if cur >= until {
+			return
+		}
+		if r.hold.CompareAndSwap(cur, until) {
+			r.log.Warn("trellis: a dependency of the steps is unavailable; claiming no new jobs until the retry is due",
+				"job", o.ID, "type", o.Type, "wait", o.Delay, "err", o.Err.Message)
+			return
+		}
+	}
+}
 
 // maintainEvery is how often a busy runner also promotes delayed nodes,
 // recovers expired leases and trims finished flows.
@@ -316,15 +344,16 @@ func (r *Runner) launch(ctx context.Context, c dag.Claimed, inflight map[string]
 // every node.
 func (r *Runner) work() {
 	for j := range r.jobs {
-		out, expanded := r.execute(j.ctx, &j.t.job)
+		out, expanded, down := r.execute(j.ctx, &j.t.job)
 		j.t.cancel(nil)
-		j.l.results <- result{id: j.t.job.ID, outcome: out, expanded: expanded}
+		j.l.results <- result{id: j.t.job.ID, outcome: out, expanded: expanded, unavailable: down}
 	}
 }
 
 // execute runs one node and turns what happened into an outcome to report,
-// or, for a node that expanded (already written), the run to count.
-func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded *dag.Outcome) {
+// or, for a node that expanded (already written), the run to count; down
+// says the step failed because a dependency is unavailable.
+func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded *dag.Outcome, down bool) {
 	start := time.Now()
 	attrs := []slog.Attr{slog.String("job", c.ID), slog.String("type", c.Type), slog.Int("attempt", c.Attempt)}
 	log := jobLogger(r.log, nil, attrs...)
@@ -373,7 +402,7 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded 
 		r.cfg.Observer.StepFinished(c, done.Kind, took, err)
 	}
 	endRunSpan(span, cmpOr(out, expanded), err)
-	return out, expanded
+	return out, expanded, err != nil && flow.IsUnavailable(err)
 }
 
 func cmpOr(a, b *dag.Outcome) *dag.Outcome {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trellisflow/trellis/dag"
@@ -135,7 +136,8 @@ type Runner struct {
 	started bool
 
 	lanes    []*lane
-	jobs     chan job // to the step workers
+	hold     atomic.Int64 // Unix ns: claim nothing before (a dependency is down)
+	jobs     chan job     // to the step workers
 	arm      chan struct{}
 	stop     chan struct{}
 	abort    chan struct{}

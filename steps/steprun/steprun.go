@@ -9,11 +9,16 @@ package steprun
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
 
 	"github.com/trellisflow/trellis/flow"
@@ -33,7 +38,16 @@ type Func[R any] func(ctx context.Context, tx bun.Tx) (R, error)
 //
 // fn must keep its effects inside tx: a replay may run it in a transaction
 // that is then rolled back.
+//
+// An error of reaching the database (a refused or broken connection, a
+// server starting up or shutting down) comes back marked flow.Unavailable,
+// so that the runner holds back its other jobs until the retry is due.
 func Do[R any](ctx context.Context, db bun.IDB, sc *flow.StepContext, fn Func[R]) (res R, replayed bool, err error) {
+	defer func() {
+		if err != nil && !flow.IsPermanent(err) && !flow.IsUnavailable(err) && Unreachable(err) {
+			err = flow.Unavailable(err)
+		}
+	}()
 	// The common case takes one statement fewer than checking first: fn runs
 	// and the record is added in one transaction, and only a record that is
 	// already there (an earlier attempt committed, or an older job had this
@@ -52,6 +66,25 @@ func Do[R any](ctx context.Context, db bun.IDB, sc *flow.StepContext, fn Func[R]
 		}
 	}
 	return replayOrRun(ctx, db, sc, fn)
+}
+
+// Unreachable reports an error of reaching the database rather than of a
+// statement: the connection could not be made, broke or was closed, or the
+// server is starting up or shutting down (SQLSTATE class 08, 57P01–57P03).
+func Unreachable(err error) bool {
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	var ce *pgconn.ConnectError
+	var op *net.OpError
+	if errors.As(err, &ce) || errors.As(err, &op) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	return false
 }
 
 // errRecorded says the job's record was already there: the transaction

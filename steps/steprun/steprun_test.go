@@ -183,3 +183,35 @@ func TestReusedJobIDRunsAgain(t *testing.T) {
 		require.Equal(t, 2, steptest.Count(t, db, "user_actions", ""), "one row per job")
 	})
 }
+
+// A database that cannot be reached makes the step's error
+// flow.Unavailable (the runner then holds back its other jobs); the step's
+// own errors, and a statement PostgreSQL refuses, stay as they are.
+func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	gone, err := schema.Open("postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = gone.Close() })
+	var calls atomic.Int32
+	r := steptest.New(t, []flow.Step{noteStep(gone, &calls, nil, nil)})
+	_, _, err = r.Run(ctx, "j", 1, Note{Text: "hi"})
+	require.Error(t, err)
+	require.True(t, flow.IsUnavailable(err), "refused connection: %v", err)
+	require.False(t, flow.IsPermanent(err))
+
+	db := schematest.Postgres(t)
+	r = steptest.New(t, []flow.Step{noteStep(db, &calls, nil, errors.New("the step's own failure"))})
+	_, _, err = r.Run(ctx, "k", 1, Note{Text: "hi"})
+	require.ErrorContains(t, err, "the step's own failure")
+	require.False(t, flow.IsUnavailable(err))
+
+	badSQL := steprun.Step(db, func(ctx context.Context, tx bun.Tx, sc *flow.StepContext, m Note) (int, error) {
+		_, err := tx.ExecContext(ctx, "SELECT * FROM no_such_table")
+		return 0, err
+	})
+	_, _, err = steptest.New(t, []flow.Step{badSQL}).Run(ctx, "bad-sql", 1, Note{Text: "hi"})
+	require.Error(t, err)
+	require.False(t, flow.IsUnavailable(err), "a statement error is the step's: %v", err)
+	require.False(t, steprun.Unreachable(errors.New("connection refused, says a message")), "only typed errors count")
+}
