@@ -445,12 +445,12 @@ func TestFailedIndex(t *testing.T) {
 				}
 			}
 		}
-		ids, total, complete, err := s.FailedIDs(ctx, 10)
+		ids, total, complete, err := s.StateIDs(ctx, dag.Failed, 10)
 		require.NoError(t, err)
 		require.Equal(t, []string{"c", "b"}, ids, "latest failure first")
 		require.EqualValues(t, 2, total)
 		require.True(t, complete)
-		ids, total, _, err = s.FailedIDs(ctx, 1)
+		ids, total, _, err = s.StateIDs(ctx, dag.Failed, 1)
 		require.NoError(t, err)
 		require.Equal(t, []string{"c"}, ids)
 		require.EqualValues(t, 2, total)
@@ -458,12 +458,12 @@ func TestFailedIndex(t *testing.T) {
 		_, err = s.Retry(ctx, time.Now(), "b")
 		require.NoError(t, err)
 		require.NoError(t, s.Remove(ctx, time.Now(), "f2"))
-		ids, total, complete, err = s.FailedIDs(ctx, 10)
+		ids, total, complete, err = s.StateIDs(ctx, dag.Failed, 10)
 		require.NoError(t, err)
 		require.Empty(t, ids, "b was retried, c removed with its flow")
 		require.Zero(t, total)
 		require.True(t, complete)
-		_, _, _, err = s.FailedIDs(ctx, 0)
+		_, _, _, err = s.StateIDs(ctx, dag.Failed, 0)
 		require.Error(t, err)
 	})
 }
@@ -510,5 +510,40 @@ func TestEnqueueRunTwiceWritesOnce(t *testing.T) {
 		st, err = s.FlowStatus(ctx, "gf")
 		require.NoError(t, err)
 		require.True(t, st.Done, "the flow counted its two nodes once: %+v", st)
+	})
+}
+
+// StateIDs lists ready nodes queue by queue in claim order, and active and
+// delayed ones from the sets the engine works from; other states are not
+// indexed.
+func TestStateIDs(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		ctx := context.Background()
+		other := hspec("o1", 0)
+		other.Queue = "q0"
+		later := hspec("later", 0)
+		later.Delay = time.Hour
+		enqueue(t, s, "f", hspec("a", 0), hspec("b", 5), other, later, hspec("child", 0, "a"))
+		list, total, complete, err := s.StateIDs(ctx, dag.Ready, 10)
+		require.NoError(t, err)
+		require.Equal(t, []string{"b", "a", "o1"}, list, "queue q by priority, then queue q0")
+		require.EqualValues(t, 3, total)
+		require.True(t, complete)
+		list, total, _, err = s.StateIDs(ctx, dag.Ready, 2)
+		require.NoError(t, err)
+		require.Len(t, list, 2)
+		require.EqualValues(t, 3, total)
+
+		got := syncOK(t, s, 1) // claims b, the higher priority of queue q
+		require.Equal(t, []string{"b"}, ids(got))
+		list, total, _, err = s.StateIDs(ctx, dag.Active, 10)
+		require.NoError(t, err)
+		require.Equal(t, []string{"b"}, list)
+		require.EqualValues(t, 1, total)
+		list, _, _, err = s.StateIDs(ctx, dag.Delayed, 10)
+		require.NoError(t, err)
+		require.Equal(t, []string{"later"}, list)
+		_, _, _, err = s.StateIDs(ctx, dag.Blocked, 10)
+		require.ErrorContains(t, err, "blocked nodes are not indexed")
 	})
 }

@@ -328,7 +328,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 			failed = append(failed, id)
 		}
 	}
-	indexed, total, complete, err := s.FailedIDs(ctx, len(specs)+1)
+	indexed, total, complete, err := s.StateIDs(ctx, dag.Failed, len(specs)+1)
 	require.NoError(t, err)
 	require.ElementsMatch(t, failed, indexed, "the failed index holds exactly the failed nodes")
 	require.EqualValues(t, len(failed), total)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -439,37 +440,78 @@ func (s *Store) Limits(ctx context.Context) (map[string]Limit, error) {
 	return out, nil
 }
 
-// FailedIDs returns the IDs of up to limit failed nodes, the latest failure
-// first, and how many failed nodes the namespace has. Failed nodes are
-// indexed as they fail, so this is O(limit). complete is false when the
-// counters know of more failed nodes than the index holds (nodes that
-// failed under a Trellis without the index): the list is then partial, and
-// a caller that needs all of them has to scan (ScanNodeIDs).
-func (s *Store) FailedIDs(ctx context.Context, limit int) (ids []string, total int64, complete bool, err error) {
+// Indexed reports whether StateIDs lists nodes of state st: ready, delayed
+// and active nodes are in the sets the engine works from, failed ones in an
+// index kept for listing them. The other states are found by scanning.
+func Indexed(st State) bool { return st == Ready || st == Delayed || st == Active || st == Failed }
+
+// StateIDs returns the IDs of up to limit nodes in state st, one of the
+// Indexed states, and how many there are, in O(limit): failed nodes latest
+// failure first, delayed ones soonest due first, active ones soonest lease
+// end first, ready ones queue by queue in the order they will be claimed.
+// complete is false when the counters know of more such nodes than the sets
+// hold (nodes that failed under a Trellis without the failed index): the
+// list is then partial, and a caller that needs all of them has to scan
+// (ScanNodeIDs).
+func (s *Store) StateIDs(ctx context.Context, st State, limit int) (ids []string, total int64, complete bool, err error) {
 	if limit <= 0 {
-		return nil, 0, false, fmt.Errorf("dag: FailedIDs: limit %d is not positive", limit)
+		return nil, 0, false, fmt.Errorf("dag: StateIDs: limit %d is not positive", limit)
 	}
-	var rng *redis.StringSliceCmd
-	var card *redis.IntCmd
-	var counts *redis.MapStringStringCmd
+	if !Indexed(st) {
+		return nil, 0, false, fmt.Errorf("dag: StateIDs: %s nodes are not indexed", st)
+	}
+	counts, err := s.rdb.HGetAll(ctx, s.k.counts()).Result()
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("dag: redis: %w", err)
+	}
+	var counted int64
+	var queues []string // with ready nodes
+	for k, v := range counts {
+		f := strings.SplitN(k, "|", 3)
+		if len(f) != 3 || State(f[0]) != st {
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		counted += n
+		if n > 0 && !slices.Contains(queues, f[1]) {
+			queues = append(queues, f[1])
+		}
+	}
+	var keys []string
+	switch st {
+	case Failed:
+		keys = []string{s.k.failed()}
+	case Delayed:
+		keys = []string{s.k.delayed()}
+	case Active:
+		keys = []string{s.k.active()}
+	case Ready:
+		sort.Strings(queues)
+		for _, q := range queues {
+			keys = append(keys, s.k.ready(q))
+		}
+	}
+	ranges := make([]*redis.StringSliceCmd, len(keys))
+	cards := make([]*redis.IntCmd, len(keys))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		rng = p.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.k.failed(), Start: 0, Stop: int64(limit - 1), Rev: true})
-		card = p.ZCard(ctx, s.k.failed())
-		counts = p.HGetAll(ctx, s.k.counts())
+		for i, key := range keys {
+			ranges[i] = p.ZRangeArgs(ctx, redis.ZRangeArgs{Key: key, Start: 0, Stop: int64(limit - 1), Rev: st == Failed})
+			cards[i] = p.ZCard(ctx, key)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("dag: redis: %w", err)
 	}
-	var counted int64
-	for k, v := range counts.Val() {
-		if strings.HasPrefix(k, string(Failed)+"|") {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			counted += n
+	for i := range keys {
+		total += cards[i].Val()
+		for _, id := range ranges[i].Val() {
+			if len(ids) < limit {
+				ids = append(ids, id)
+			}
 		}
 	}
-	total = card.Val()
-	return rng.Val(), max(total, counted), total >= counted, nil
+	return ids, max(total, counted), total >= counted, nil
 }
 
 // ScanNodeIDs calls fn with batches of the namespace's node IDs, in no

@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/faults"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
@@ -111,7 +112,7 @@ func runSmallGraph(t *testing.T, rdb redis.UniversalClient, logs *faults.Logs) {
 	require.NoError(t, err)
 	require.Equal(t, int64(4), st.Counts[flow.Succeeded])
 	require.Equal(t, int64(1), st.Counts[flow.Delayed])
-	failed, _, complete, err := c.Store().FailedIDs(ctx, 10) // the monitor's failure listing
+	failed, _, complete, err := c.Store().StateIDs(ctx, dag.Failed, 10) // the monitor's failure listing
 	require.NoError(t, err)
 	require.Empty(t, failed)
 	require.True(t, complete)

@@ -396,6 +396,44 @@ func TestFailuresReadTheIndex(t *testing.T) {
 	require.True(t, f.Truncated)
 }
 
+// Listings of ready, delayed, active or failed jobs read the engine's sets
+// instead of scanning; other states are scanned.
+func TestJobListsReadTheSets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	ctx := context.Background()
+	_, err := e.client.Add(ctx, Echo{Text: "later"}, &flow.NodeOpts{ID: "gate", Delay: time.Hour})
+	require.NoError(t, err)
+	for i := range 20 {
+		e.add(fmt.Sprintf("waits%d", i), "x", "gate")
+	}
+	for i := range 3 {
+		e.add(fmt.Sprintf("ready%d", i), "x")
+	}
+	for _, c := range []struct {
+		query          string
+		total, scanned int
+	}{
+		{"state=waiting", 3, 3},
+		{"state=delayed", 1, 1},
+		{"state=ready,delayed", 4, 4},
+		{"state=active", 0, 0},
+		{"state=blocked", 20, 24}, // not indexed: every job is read
+	} {
+		list := decode[monitor.JobList](t, e.get("/api/jobs?"+c.query))
+		require.Equal(t, c.total, list.Total, c.query)
+		require.Equal(t, c.scanned, list.Scanned, c.query)
+		require.False(t, list.Truncated, c.query)
+	}
+	small := newEnv(t, monitor.Config{ScanLimit: 2})
+	for i := range 3 {
+		small.add(fmt.Sprintf("r%d", i), "x")
+	}
+	list := decode[monitor.JobList](t, small.get("/api/jobs?state=ready"))
+	require.Equal(t, 2, list.Scanned)
+	require.True(t, list.Truncated, "3 ready jobs, 2 read")
+}
+
 func TestCleanAndClear(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, monitor.Config{})

@@ -57,18 +57,21 @@
 //
 // # Cost
 //
-// Failed jobs are indexed as they fail (a sorted set by failure time), so
-// /api/failures, /api/jobs?state=failed and retry-failed read only the
-// failed jobs, at most Config.ScanLimit of them, latest first. For other
-// listings the engine keeps per-state counters but no per-state index, so
-// /api/jobs SCANs for the namespace's node hashes (MATCH trellis:{ns}:n:*)
-// and reads the matches in pipelined batches of 500. SCAN walks the whole
-// Redis database, so such a listing costs O(keys in the database) on the
-// server plus O(jobs kept) reads, bounded by Config.ScanLimit; retention
-// (runner.Config.RetainAge/RetainCount) bounds the jobs kept. The
-// dashboard's jobs page therefore refreshes at most every few seconds under
-// a stream of events. Jobs that failed under a Trellis without the index are
-// not in it; the counters show that, and the failed listings scan instead
-// until those jobs are retried or removed. Counts, stats, health, job and
-// flow detail and the event stream do not scan.
+// Ready, delayed and active jobs are in the sorted sets the engine works
+// from, and failed jobs are indexed as they fail (a sorted set by failure
+// time), so /api/jobs filtered to those states, /api/failures and
+// retry-failed read only the jobs they list, at most Config.ScanLimit of
+// them (dag.Store.StateIDs). For other listings (blocked, succeeded,
+// skipped, cancelled, or no state) the engine keeps per-state counters but
+// no per-state index, so /api/jobs SCANs for the namespace's node hashes
+// (MATCH trellis:{ns}:n:*) and reads the matches in pipelined batches of
+// 500. SCAN walks the whole Redis database, so such a listing costs
+// O(keys in the database) on the server plus O(jobs kept) reads, bounded
+// by Config.ScanLimit; retention (runner.Config.RetainAge/RetainCount)
+// bounds the jobs kept. The dashboard's jobs page therefore refreshes those
+// listings at most every few seconds under a stream of events. Jobs that
+// failed under a Trellis without the failed index are not in it; the
+// counters show that, and the failed listings scan instead until those
+// jobs are retried or removed. Counts, stats, health, job and flow detail
+// and the event stream do not scan.
 package monitor

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -246,31 +247,29 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 // scanJobs reads every job of the namespace (up to Config.ScanLimit) and
 // returns the matching ones, most recently changed first.
 //
-// Failed jobs are indexed (Store.FailedIDs), so a filter on the failed state
-// alone reads only them. For any other filter the engine has per-state
-// counters but no per-state index, so this SCANs the node hashes
-// (Store.ScanNodeIDs) and reads them in pipelined batches through
-// Store.Nodes: O(jobs kept) work per call. Retention bounds it.
+// A filter on ready, delayed, active or failed jobs only reads those: the
+// engine keeps them in sorted sets (Store.StateIDs). For any other filter
+// the engine has per-state counters but no per-state index, so this SCANs
+// the node hashes (Store.ScanNodeIDs) and reads them in pipelined batches
+// through Store.Nodes: O(jobs kept) work per call. Retention bounds it.
 func (h *Handler) scanJobs(ctx context.Context, f JobFilter) (matches []*dag.Node, scanned int, truncated bool, err error) {
 	limit := h.cfg.ScanLimit
-	if len(f.States) == 1 && f.States[0] == dag.Failed {
-		ids, total, complete, err := h.store.FailedIDs(ctx, limit)
+	ids, total, ok, err := h.indexedJobs(ctx, f.States, limit)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	if ok {
+		nodes, err := h.store.Nodes(ctx, ids)
 		if err != nil {
 			return nil, 0, false, err
 		}
-		if complete {
-			nodes, err := h.store.Nodes(ctx, ids)
-			if err != nil {
-				return nil, 0, false, err
+		for _, n := range nodes {
+			if n != nil && f.match(n) {
+				matches = append(matches, n)
 			}
-			for _, n := range nodes {
-				if n != nil && f.match(n) {
-					matches = append(matches, n)
-				}
-			}
-			sortByLastChange(matches)
-			return matches, len(ids), total > int64(len(ids)), nil
 		}
+		sortByLastChange(matches)
+		return matches, len(ids), total > int64(len(ids)), nil
 	}
 	err = h.store.ScanNodeIDs(ctx, 500, func(ids []string) (bool, error) {
 		if room := limit - scanned; len(ids) > room {
@@ -293,6 +292,38 @@ func (h *Handler) scanJobs(ctx context.Context, f JobFilter) (matches []*dag.Nod
 	}
 	sortByLastChange(matches)
 	return matches, scanned, truncated, nil
+}
+
+// indexedJobs lists up to limit jobs of states from the engine's sets, and
+// how many there are; ok is false when one of states is not indexed, or an
+// index is incomplete, and the jobs have to be scanned instead.
+func (h *Handler) indexedJobs(ctx context.Context, states []dag.State, limit int) (ids []string, total int64, ok bool, err error) {
+	if len(states) == 0 {
+		return nil, 0, false, nil
+	}
+	for _, st := range states {
+		if !dag.Indexed(st) {
+			return nil, 0, false, nil
+		}
+	}
+	seen := map[string]bool{} // a job that moved between two reads is listed once
+	for i, st := range states {
+		if slices.Contains(states[:i], st) {
+			continue
+		}
+		some, n, complete, err := h.store.StateIDs(ctx, st, max(limit-len(ids), 1))
+		if err != nil || !complete {
+			return nil, 0, false, err
+		}
+		for _, id := range some {
+			if len(ids) < limit && !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		total += n
+	}
+	return ids, total, true, nil
 }
 
 // sortByLastChange orders jobs most recently changed first.
