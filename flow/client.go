@@ -27,13 +27,15 @@ type Config struct {
 	// MaxPayload is the largest envelope in bytes. Default 1 MiB.
 	MaxPayload int
 	// MaxNodes is the most nodes one write may hold: the graph of an
-	// Enqueue or of an expansion, the jobs of an AddBulk. Default 200,000.
+	// Enqueue or of an expansion, the jobs of an AddBulk. Default 100,000.
 	// A write is one script call, and Redis serves no one else while it
 	// runs: about 11 µs per node (100,000 nodes in 1.1 s on the benchmark's
-	// 2-core machine). Much bigger calls outlast go-redis's default 3 s read
-	// timeout (go-redis then sends the call again, which is safe but slow)
-	// and, past Redis's busy-reply-threshold (5 s), make Redis answer every
-	// other client BUSY until the call ends.
+	// 2-core machine). Every other client's command waits behind it, so
+	// much bigger calls make theirs outlast go-redis's default 3 s read
+	// timeout (go-redis then sends them again: safe, but a runner's claims
+	// of the first send wait for their lease to expire), and past Redis's
+	// busy-reply-threshold (5 s) Redis answers every other client BUSY until
+	// the call ends.
 	MaxNodes int
 	// DefaultQueue is the queue of nodes that name none. Default "default".
 	DefaultQueue string
@@ -102,7 +104,7 @@ func (c Config) validate() error {
 }
 
 // DefaultMaxNodes is Config.MaxNodes when it is not set.
-const DefaultMaxNodes = 200_000
+const DefaultMaxNodes = 100_000
 
 // Client enqueues and inspects flows. It is safe for concurrent use.
 type Client struct {
