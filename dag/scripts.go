@@ -70,11 +70,20 @@ const (
 	fnOff              // this Redis has no Functions for us: EVALSHA
 )
 
-// run calls sc with the namespace prefix as its one key.
+// callHead is the head of a script call that run puts before the script's
+// arguments: FCALL, the function, the key count and the key.
+const callHead = 4
+
+// callArgs returns an empty argument list for run with room for n
+// arguments, after a head that run fills in: the arguments of a big call
+// (a 100,000-node enqueue has a million) are then not copied again.
+func callArgs(n int) []any { return make([]any, callHead, callHead+n) }
+
+// run calls sc with the namespace prefix as its one key; args comes from
+// callArgs.
 func (s *Store) run(ctx context.Context, sc *script, args []any) ([]any, error) {
-	keys := []string{s.k.prefix}
 	if s.fns.Load() == fnTry {
-		res, err := s.fcall(ctx, sc, keys, args)
+		res, err := s.fcall(ctx, sc, args)
 		switch {
 		case errors.Is(err, errNotLoadable):
 			// this call goes by EVALSHA; the next tries FCALL again
@@ -84,7 +93,7 @@ func (s *Store) run(ctx context.Context, sc *script, args []any) ([]any, error) 
 			return res, wrapRedis(err)
 		}
 	}
-	res, err := sc.eval.Run(ctx, s.rdb, keys, args...).Slice()
+	res, err := sc.eval.Run(ctx, s.rdb, []string{s.k.prefix}, args[callHead:]...).Slice()
 	return res, wrapRedis(err)
 }
 
@@ -92,10 +101,12 @@ func (s *Store) run(ctx context.Context, sc *script, args []any) ([]any, error) 
 // reason other than a Redis without Functions.
 var errNotLoadable = errors.New("dag: cannot load the scripts library")
 
-// fcall calls sc's function, loading the library first when the Redis does
-// not have it (a new Redis, or one restarted without its data).
-func (s *Store) fcall(ctx context.Context, sc *script, keys []string, args []any) ([]any, error) {
-	res, err := s.rdb.FCall(ctx, sc.fn, keys, args...).Slice()
+// fcall calls sc's function with args (from callArgs), loading the library
+// first when the Redis does not have it (a new Redis, or one restarted
+// without its data).
+func (s *Store) fcall(ctx context.Context, sc *script, args []any) ([]any, error) {
+	args[0], args[1], args[2], args[3] = "fcall", sc.fn, "1", s.k.prefix
+	res, err := s.rdb.Do(ctx, args...).Slice()
 	if !notLoaded(err) {
 		return res, err
 	}
@@ -105,7 +116,7 @@ func (s *Store) fcall(ctx context.Context, sc *script, keys []string, args []any
 		}
 		return nil, fmt.Errorf("%w: %w", errNotLoadable, err)
 	}
-	return s.rdb.FCall(ctx, sc.fn, keys, args...).Slice()
+	return s.rdb.Do(ctx, args...).Slice()
 }
 
 func wrapRedis(err error) error {

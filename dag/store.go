@@ -133,7 +133,14 @@ func (s *Store) EnqueueAll(ctx context.Context, now time.Time, flows []FlowWrite
 
 func (s *Store) enqueueBatch(ctx context.Context, now time.Time, flows []FlowWrite, mode string) ([]FlowWritten, error) {
 	units := batchUnits(flows, mode)
-	args := []any{ms(now), len(units), mode}
+	n := 3
+	for _, f := range flows {
+		n += 3
+		for i := range f.Specs {
+			n += 7 + 2*len(f.Specs[i].Parents)
+		}
+	}
+	args := append(callArgs(n), ms(now), len(units), mode)
 	for _, u := range units {
 		if u.group {
 			// one-node flows travel as one list of nodes; a node of a
@@ -241,7 +248,11 @@ func isAbout(err error, id string) bool {
 // Expand completes the active node id (under token) by adding a sub-graph to
 // its flow; the node finishes when the sub-graph's sinks do.
 func (s *Store) Expand(ctx context.Context, now time.Time, id, token string, result []byte, specs []Spec, order []int) ([]Enqueued, error) {
-	args := []any{ms(now), id, token, string(result), len(specs)}
+	n := 5
+	for i := range specs {
+		n += 8 + 2*len(specs[i].Parents)
+	}
+	args := append(callArgs(n), ms(now), id, token, string(result), len(specs))
 	args = appendNodes(args, specs, order, &id)
 	res, err := s.run(ctx, s.scripts.expand, args)
 	if err != nil {
@@ -534,7 +545,7 @@ type SyncResult struct {
 // Sync applies outcomes, promotes due delayed nodes, recovers expired
 // leases, trims finished flows and claims up to Want ready nodes.
 func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncResult, error) {
-	args := make([]any, 0, 10+len(req.Queues)+7*len(req.Outcomes))
+	args := callArgs(10 + len(req.Queues) + 7*len(req.Outcomes))
 	args = append(args, ms(now), req.Worker, req.Lease.Milliseconds(), req.StallLimit, req.Want,
 		boolArg(req.Maintain), req.RetainAge.Milliseconds(), req.RetainCount, len(req.Queues))
 	for _, q := range req.Queues {
@@ -591,7 +602,7 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 // returns the IDs whose lease is gone (recovered by another runner,
 // cancelled, …); their steps should stop.
 func (s *Store) Heartbeat(ctx context.Context, now time.Time, worker string, lease time.Duration, held []Lease) ([]string, error) {
-	args := make([]any, 0, 3+2*len(held))
+	args := callArgs(3 + 2*len(held))
 	args = append(args, ms(now), worker, lease.Milliseconds())
 	for _, l := range held {
 		args = append(args, l.ID, l.Token)
@@ -641,7 +652,7 @@ func (s *Store) CancelFlow(ctx context.Context, now time.Time, flowID, reason st
 }
 
 func (s *Store) cancel(ctx context.Context, now time.Time, mode, id, reason string) (int, error) {
-	res, err := s.run(ctx, s.scripts.cancel, []any{ms(now), reason, mode, id})
+	res, err := s.run(ctx, s.scripts.cancel, append(callArgs(4), ms(now), reason, mode, id))
 	if err != nil {
 		return 0, err
 	}
@@ -662,7 +673,7 @@ func (s *Store) cancel(ctx context.Context, now time.Time, mode, id, reason stri
 // again; ones already running are left to finish, retries included. It
 // returns how many nodes were reopened.
 func (s *Store) Retry(ctx context.Context, now time.Time, id string) (int, error) {
-	res, err := s.run(ctx, s.scripts.retry, []any{ms(now), id})
+	res, err := s.run(ctx, s.scripts.retry, append(callArgs(2), ms(now), id))
 	if err != nil {
 		return 0, err
 	}
@@ -679,7 +690,7 @@ func (s *Store) Retry(ctx context.Context, now time.Time, id string) (int, error
 // Remove deletes a finished flow (every node terminal) with its nodes now,
 // instead of waiting for retention. An unfinished flow is a StateError.
 func (s *Store) Remove(ctx context.Context, now time.Time, flowID string) error {
-	res, err := s.run(ctx, s.scripts.remove, []any{ms(now), "flow", flowID})
+	res, err := s.run(ctx, s.scripts.remove, append(callArgs(3), ms(now), "flow", flowID))
 	if err != nil {
 		return err
 	}
@@ -701,7 +712,7 @@ func (s *Store) Trim(ctx context.Context, now time.Time, olderThan time.Duration
 	if olderThan < time.Millisecond {
 		olderThan = time.Millisecond
 	}
-	res, err := s.run(ctx, s.scripts.remove, []any{ms(now), "trim", olderThan.Milliseconds(), -1, limit})
+	res, err := s.run(ctx, s.scripts.remove, append(callArgs(5), ms(now), "trim", olderThan.Milliseconds(), -1, limit))
 	if err != nil {
 		return 0, err
 	}
