@@ -223,19 +223,20 @@ func phaseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseCre
 	action, err := createUnder(ctx, tx, &schema.Phase{
 		ID: m.Phase.ID, PlanID: m.PlanID, Name: m.Phase.Name, OrderNumber: m.Phase.OrderNumber,
 		IsActive: m.Phase.IsActive, CreatedAt: t, UpdatedAt: t,
-	}, ofSave(tx, planQuery(tx, m.PlanID), m.PlanID, m.FullSave),
-		requireOfSave(ctx, tx, m.PlanID, m.FullSave, func() error { return requirePlan(ctx, tx, m.PlanID) }),
+	}, m.PlanID, m.FullSave, planQuery(tx, m.PlanID), func() error { return requirePlan(ctx, tx, m.PlanID) },
 		"plan_id", "name", "order_number", "is_active", "updated_at")
 	return Result{Entity: "phase", ID: m.Phase.ID, Action: action}, err
 }
 
-// createUnder is upsert for a row under a parent that must exist: it
-// inserts row, if its ID is new and parent (a query for the parent row)
-// finds it, in one statement (INSERT … SELECT … WHERE EXISTS). Creates are
-// the common case; only when nothing went in does it ask why: require
-// returns the parent's not-found error, or else the row exists and its cols
-// are updated.
-func createUnder(ctx context.Context, tx bun.Tx, row any, parent *bun.SelectQuery, require func() error, cols ...string) (string, error) {
+// createUnder is upsert for a row of plan planID under a parent that must
+// exist: it inserts row, if its ID is new and parent (a query for the
+// parent row) finds it, in one statement (INSERT … SELECT … WHERE EXISTS).
+// Creates are the common case; only when nothing went in does it ask why:
+// require returns the parent's not-found error, or else the row exists and
+// its cols are updated. A create of full plan save job save (not "") writes
+// only while that save owns the plan, and is "superseded" otherwise.
+func createUnder(ctx context.Context, tx bun.Tx, row any, planID, save string, parent *bun.SelectQuery, require func() error, cols ...string) (string, error) {
+	parent, require = ofSave(tx, parent, planID, save), requireOfSave(ctx, tx, planID, save, require)
 	t := tx.Dialect().Tables().Get(reflect.TypeOf(row).Elem())
 	v := reflect.ValueOf(row).Elem()
 	names := make([]string, len(t.Fields))
@@ -310,8 +311,7 @@ func sessionCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m Sessio
 	action, err := createUnder(ctx, tx, &schema.Session{
 		ID: m.Session.ID, PhaseID: m.PhaseID, Name: m.Session.Name, OrderNumber: m.Session.OrderNumber,
 		CreatedAt: t, UpdatedAt: t,
-	}, ofSave(tx, phaseQuery(tx, m.PlanID, m.PhaseID), m.PlanID, m.FullSave),
-		requireOfSave(ctx, tx, m.PlanID, m.FullSave, func() error { return requirePhase(ctx, tx, m.PlanID, m.PhaseID) }),
+	}, m.PlanID, m.FullSave, phaseQuery(tx, m.PlanID, m.PhaseID), func() error { return requirePhase(ctx, tx, m.PlanID, m.PhaseID) },
 		"phase_id", "name", "order_number", "updated_at")
 	return Result{Entity: "session", ID: m.Session.ID, Action: action}, err
 }
@@ -341,8 +341,8 @@ func exerciseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m Exerc
 		ID: e.ID, SessionID: m.SessionID, Name: e.Name, OrderNumber: e.OrderNumber,
 		Sets: e.Sets, Reps: e.Reps, Weight: e.Weight, RestSeconds: e.Rest, Tempo: e.Tempo, Notes: e.Notes,
 		CreatedAt: t, UpdatedAt: t,
-	}, ofSave(tx, sessionQuery(tx, m.PlanID, m.PhaseID, m.SessionID), m.PlanID, m.FullSave),
-		requireOfSave(ctx, tx, m.PlanID, m.FullSave, func() error { return requireSession(ctx, tx, m.PlanID, m.PhaseID, m.SessionID) }),
+	}, m.PlanID, m.FullSave, sessionQuery(tx, m.PlanID, m.PhaseID, m.SessionID),
+		func() error { return requireSession(ctx, tx, m.PlanID, m.PhaseID, m.SessionID) },
 		"session_id", "name", "order_number", "sets", "reps", "weight", "rest_seconds", "tempo", "notes", "updated_at")
 	return Result{Entity: "exercise", ID: e.ID, Action: action}, err
 }
