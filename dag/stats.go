@@ -460,21 +460,18 @@ func (s *Store) StateIDs(ctx context.Context, st State, limit int) (ids []string
 	if !Indexed(st) {
 		return nil, 0, false, fmt.Errorf("dag: StateIDs: %s nodes are not indexed", st)
 	}
-	counts, err := s.rdb.HGetAll(ctx, s.k.counts()).Result()
+	counts, err := s.Counts(ctx)
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("dag: redis: %w", err)
+		return nil, 0, false, err
 	}
 	var counted int64
-	var queues []string // with ready nodes
-	for k, v := range counts {
-		f := strings.SplitN(k, "|", 3)
-		if len(f) != 3 || State(f[0]) != st {
-			continue
-		}
-		n, _ := strconv.ParseInt(v, 10, 64)
-		counted += n
-		if n > 0 && !slices.Contains(queues, f[1]) {
-			queues = append(queues, f[1])
+	var queues []string // with nodes in st, in order
+	for _, c := range counts {
+		if c.State == st {
+			counted += c.N
+			if c.N > 0 && !slices.Contains(queues, c.Queue) {
+				queues = append(queues, c.Queue)
+			}
 		}
 	}
 	var keys []string
@@ -486,7 +483,6 @@ func (s *Store) StateIDs(ctx context.Context, st State, limit int) (ids []string
 	case Active:
 		keys = []string{s.k.active()}
 	case Ready:
-		sort.Strings(queues)
 		for _, q := range queues {
 			keys = append(keys, s.k.ready(q))
 		}
