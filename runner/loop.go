@@ -112,13 +112,16 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 			return
 		default:
 		}
+		now := r.now()
+		var hold time.Duration // left of a hold (see holdClaims)
+		if h := r.hold.Load(); h != 0 {
+			hold = time.Duration(h - now.UnixNano())
+		}
 		want := 0
-		hold := time.Duration(r.hold.Load() - r.now().UnixNano())
 		if !stopping && hold <= 0 {
 			want = l.size - len(inflight)
 		}
 		if len(pending) > 0 || (want > 0 && !idle) {
-			now := r.now()
 			maintain := now.Sub(lastMaintain) >= maintainEvery || (!nextDue.IsZero() && !now.Before(nextDue))
 			res, err := r.store.Sync(ctx, now, dag.SyncRequest{
 				Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.StallLimit,
