@@ -34,6 +34,54 @@ func TestEncodeDataEscapes(t *testing.T) {
 	require.JSONEq(t, string(want), string(encodeData(&sp)))
 }
 
+// decodeData gives what json.Unmarshal gives, for the blobs encodeData
+// writes and for any other input (FuzzDecodeData).
+func TestDecodeDataMatchesJSON(t *testing.T) {
+	t.Parallel()
+	for _, sp := range dataSpecs() {
+		blob := encodeData(&sp)
+		var got, want Spec
+		require.NoError(t, decodeData(blob, &got))
+		require.NoError(t, json.Unmarshal(blob, &want))
+		require.Equal(t, want, got)
+		require.Equal(t, sp.Backoff, got.Backoff)
+	}
+	var sp Spec
+	require.Error(t, decodeData([]byte(`{"e":{},"to":"x"}`), &sp))
+	require.Error(t, decodeData([]byte(`{"e":`), &sp))
+}
+
+func dataSpecs() []Spec {
+	return []Spec{
+		{Payload: json.RawMessage(`{"messageType":"T","data":{"a":1}}`)},
+		{Payload: json.RawMessage(`{"x":"y"}`), Parents: []string{"a", `q"uote`}, Backoff: Backoff{Kind: Exponential, Base: 2 * time.Second, Jitter: true},
+			Timeout: time.Minute, When: `parents["a"].state == "succeeded"`, Trace: "00-abc-def-01"},
+		{Payload: json.RawMessage(`{}`), Parents: []string{"a\"b\\c", "ü <b>&</b>"}, When: "x\ty\n", Backoff: Backoff{Kind: Custom, Name: `n"q`, Max: 5}},
+		{Payload: json.RawMessage(`{"s":"}]\"{"}`), Parents: []string{"p1", "p2"}, Backoff: Backoff{Kind: Fixed, Base: time.Second, Max: time.Hour, Name: "n"}},
+		{},
+	}
+}
+
+func FuzzDecodeData(f *testing.F) {
+	for _, sp := range dataSpecs() {
+		f.Add(encodeData(&sp))
+	}
+	for _, s := range []string{`{"e":null}`, `{"e":1,"e":2}`, `{"E":{}}`, `{"e":{},"p":null}`, `{"bo":{"j":false,"j":true}}`, `{"to":1e3}`, `{"w":"\u00e9"}`, `[]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var got, want Spec
+		gotErr := decodeData(append([]byte(nil), b...), &got)
+		wantErr := json.Unmarshal(b, &want)
+		if wantErr != nil {
+			require.Error(t, gotErr)
+			return
+		}
+		require.NoError(t, gotErr)
+		require.Equal(t, want, got)
+	})
+}
+
 // BenchmarkAppendNodes is the enqueue's Go-side encoding of a 145-node plan
 // graph (data blobs, identities, meta, the script's arguments); ns/op per
 // graph, ns/node reported too.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/trellisflow/trellis/internal/jsonobj"
 )
 
 const sep = "\x1f"
@@ -381,6 +383,92 @@ func encodeData(sp *Spec) []byte {
 	return append(out, '}')
 }
 
+// decodeData is json.Unmarshal(b, sp) for a data blob, without the
+// reflection, for the blobs encodeData writes; anything else (and every
+// error) goes through encoding/json. Payload aliases b.
+func decodeData(b []byte, sp *Spec) error {
+	if json.Valid(b) {
+		var d Spec
+		seen := 0
+		ok := jsonobj.Members(b, func(key string, v []byte) bool {
+			var bit int
+			ok := true
+			switch key {
+			case "e":
+				bit, d.Payload = 1, v
+			case "p":
+				bit = 2
+				d.Parents, ok = jsonobj.Strings(v)
+			case "bo":
+				bit = 4
+				ok = decodeBackoff(v, &d.Backoff)
+			case "to":
+				bit = 8
+				var to int64
+				to, ok = jsonInt(v)
+				d.Timeout = time.Duration(to)
+			case "w":
+				bit = 16
+				d.When, ok = jsonobj.String(v)
+			case "tr":
+				bit = 32
+				d.Trace, ok = jsonobj.String(v)
+			}
+			if !ok || bit == 0 || seen&bit != 0 {
+				return false
+			}
+			seen |= bit
+			return true
+		})
+		if ok {
+			sp.Payload, sp.Parents, sp.Backoff, sp.Timeout, sp.When, sp.Trace = d.Payload, d.Parents, d.Backoff, d.Timeout, d.When, d.Trace
+			return nil
+		}
+	}
+	return json.Unmarshal(b, sp)
+}
+
+func decodeBackoff(v []byte, b *Backoff) bool {
+	seen := 0
+	return jsonobj.Members(v, func(key string, v []byte) bool {
+		var bit int
+		ok := true
+		switch key {
+		case "k":
+			bit = 1
+			var k string
+			k, ok = jsonobj.String(v)
+			b.Kind = BackoffKind(k)
+		case "b":
+			bit = 2
+			var n int64
+			n, ok = jsonInt(v)
+			b.Base = time.Duration(n)
+		case "m":
+			bit = 4
+			var n int64
+			n, ok = jsonInt(v)
+			b.Max = time.Duration(n)
+		case "j":
+			bit = 8
+			b.Jitter, ok = string(v) == "true", string(v) == "true" || string(v) == "false"
+		case "n":
+			bit = 16
+			b.Name, ok = jsonobj.String(v)
+		}
+		if !ok || bit == 0 || seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		return true
+	})
+}
+
+func jsonInt(v []byte) (int64, bool) {
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	return n, err == nil
+}
+
 // appendJSONString appends s as a JSON string. s is valid UTF-8 (IDs and
 // conditions are checked); quotes, backslashes and control characters are
 // escaped, everything else is copied.
@@ -582,7 +670,7 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 	for i := 0; i+5 < len(rest); i += 6 {
 		id := str(rest[i])
 		var c Claimed
-		if err := json.Unmarshal([]byte(str(rest[i+4])), &c.Spec); err != nil {
+		if err := decodeData([]byte(str(rest[i+4])), &c.Spec); err != nil {
 			return out, fmt.Errorf("dag: node %q: corrupt data: %w", id, err)
 		}
 		c.ID = id
@@ -761,7 +849,7 @@ func (s *Store) Nodes(ctx context.Context, ids []string) ([]*Node, error) {
 
 func decodeNode(id string, h map[string]string) (*Node, error) {
 	n := &Node{State: State(h["st"])}
-	if err := json.Unmarshal([]byte(h["d"]), &n.Spec); err != nil {
+	if err := decodeData([]byte(h["d"]), &n.Spec); err != nil {
 		return nil, fmt.Errorf("dag: node %q: corrupt data: %w", id, err)
 	}
 	n.ID = id

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/trellisflow/trellis/internal/jsonobj"
 )
 
 // Message is a typed job payload. Implement MessageType on a struct with a
@@ -32,6 +34,47 @@ type Envelope struct {
 	UserID      string          `json:"userId,omitempty"`
 	Metadata    map[string]any  `json:"metadata,omitempty"`
 	Data        json.RawMessage `json:"data"`
+}
+
+// decodeEnvelope is json.Unmarshal(b, env) into a zero env, without the
+// reflection for the envelopes the client writes; anything else (and every
+// error) goes through encoding/json. A runner decodes one per job.
+func decodeEnvelope(b []byte, env *Envelope) error {
+	if json.Valid(b) {
+		var e Envelope
+		seen := 0
+		ok := jsonobj.Members(b, func(key string, v []byte) bool {
+			var bit int
+			var ok bool
+			switch key {
+			case "messageType":
+				bit = 1
+				e.MessageType, ok = jsonobj.String(v)
+			case "timestamp":
+				bit = 2
+				ok = v[0] == '"' && e.Timestamp.UnmarshalJSON(v) == nil
+			case "userId":
+				bit = 4
+				e.UserID, ok = jsonobj.String(v)
+			case "metadata":
+				bit = 8
+				ok = v[0] == '{' && json.Unmarshal(v, &e.Metadata) == nil
+			case "data":
+				bit, ok = 16, true
+				e.Data = append(json.RawMessage(nil), v...)
+			}
+			if !ok || seen&bit != 0 {
+				return false
+			}
+			seen |= bit
+			return true
+		})
+		if ok {
+			*env = e
+			return nil
+		}
+	}
+	return json.Unmarshal(b, env)
 }
 
 // ErrInvalidMessage is matched by every error about a message's content.

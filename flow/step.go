@@ -91,7 +91,7 @@ func NewStepContext(env StepEnv) (*StepContext, error) {
 	if sc.Logger == nil {
 		sc.Logger = slog.Default()
 	}
-	if err := json.Unmarshal(env.Job.Payload, &sc.Envelope); err != nil {
+	if err := decodeEnvelope(env.Job.Payload, &sc.Envelope); err != nil {
 		return sc, Permanent(&MessageError{Type: env.Job.Type, Reason: "malformed envelope: " + jsonReason(err)})
 	}
 	return sc, nil

@@ -1,0 +1,70 @@
+package flow
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+type envelopeProbe struct {
+	N int    `json:"n"`
+	S string `json:"s"`
+}
+
+func (envelopeProbe) MessageType() string { return "PROBE" }
+
+func envelopeSeeds(t testing.TB) [][]byte {
+	var out [][]byte
+	now := time.Date(2026, 11, 27, 1, 2, 3, 456789000, time.UTC)
+	for _, c := range []struct {
+		user string
+		md   map[string]any
+	}{{"", nil}, {"user-1", map[string]any{"source": "csv", "n": 1.5, "nested": map[string]any{"a": []any{"x"}}}}, {"ü", map[string]any{}}} {
+		payload, _, err := encode(envelopeProbe{N: 3, S: `q"}`}, now, c.user, c.md)
+		require.NoError(t, err)
+		out = append(out, payload)
+	}
+	for _, s := range []string{
+		`{"messageType":"T","data":null}`, `{"messageType":"T","messageType":"U"}`, `{"MessageType":"T"}`,
+		`{"messageType":"T","timestamp":null}`, `{"timestamp":"2026-13-01T00:00:00Z"}`, `{"metadata":[]}`,
+		`{"userId":"a\u0062"}`, `{"messageType":1}`, `{}`, `[]`, `{"data":{"a":1},"extra":true}`,
+	} {
+		out = append(out, []byte(s))
+	}
+	return out
+}
+
+// decodeEnvelope gives what json.Unmarshal gives, for the envelopes the
+// client writes and for any other input (FuzzDecodeEnvelope).
+func TestDecodeEnvelopeMatchesJSON(t *testing.T) {
+	t.Parallel()
+	for _, b := range envelopeSeeds(t) {
+		var got, want Envelope
+		gotErr, wantErr := decodeEnvelope(b, &got), json.Unmarshal(b, &want)
+		require.Equal(t, wantErr, gotErr, string(b))
+		require.Equal(t, want, got, string(b))
+	}
+	var env Envelope
+	payload, _, err := encode(envelopeProbe{N: 3}, time.Unix(5, 0), "u", map[string]any{"k": "v"})
+	require.NoError(t, err)
+	require.NoError(t, decodeEnvelope(payload, &env))
+	require.Equal(t, Envelope{MessageType: "PROBE", Timestamp: time.Unix(5, 0).UTC(), UserID: "u", Metadata: map[string]any{"k": "v"}, Data: json.RawMessage(`{"n":3,"s":""}`)}, env)
+}
+
+func FuzzDecodeEnvelope(f *testing.F) {
+	for _, b := range envelopeSeeds(f) {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var got, want Envelope
+		gotErr := decodeEnvelope(b, &got)
+		if wantErr := json.Unmarshal(b, &want); wantErr != nil {
+			require.Error(t, gotErr)
+			return
+		}
+		require.NoError(t, gotErr)
+		require.Equal(t, want, got)
+	})
+}
