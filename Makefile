@@ -26,14 +26,18 @@ test-faults: services
 	$(GO) test $(TEST_FLAGS) ./faults/...
 
 # A short run of each fuzz test from its committed corpus (testdata/fuzz):
-# the envelope decoder, the graph validator, the CSV plan parser and the
-# DOT/Mermaid escaping.
+# the envelope decoder, the graph validator, the CSV plan parser, the
+# DOT/Mermaid escaping, and the runner's reflection-free decoders held to
+# encoding/json (jsonobj, a node's data blob, the envelope).
 FUZZTIME ?= 10s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./faults
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./faults
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./steps/workout/csvplan
 	$(GO) test -run '^$$' -fuzz '^FuzzEscape$$' -fuzztime $(FUZZTIME) ./dag/render
+	$(GO) test -run '^$$' -fuzz '^FuzzMembers$$' -fuzztime $(FUZZTIME) ./internal/jsonobj
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeData$$' -fuzztime $(FUZZTIME) ./dag
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./flow
 
 # The core conformance suite (runner/) with its "redis" backend on a local
 # 3-primary Redis Cluster that scripts/redis-cluster.sh starts and stops.

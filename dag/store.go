@@ -389,36 +389,22 @@ func encodeData(sp *Spec) []byte {
 func decodeData(b []byte, sp *Spec) error {
 	if json.Valid(b) {
 		var d Spec
-		seen := 0
-		ok := jsonobj.Members(b, func(key string, v []byte) bool {
-			var bit int
-			ok := true
+		ok := jsonobj.Members(b, func(key string, v []byte) (ok bool) {
 			switch key {
 			case "e":
-				bit, d.Payload = 1, v
+				d.Payload, ok = v, true
 			case "p":
-				bit = 2
 				d.Parents, ok = jsonobj.Strings(v)
 			case "bo":
-				bit = 4
 				ok = decodeBackoff(v, &d.Backoff)
 			case "to":
-				bit = 8
-				var to int64
-				to, ok = jsonInt(v)
-				d.Timeout = time.Duration(to)
+				ok = jsonDuration(v, &d.Timeout)
 			case "w":
-				bit = 16
 				d.When, ok = jsonobj.String(v)
 			case "tr":
-				bit = 32
 				d.Trace, ok = jsonobj.String(v)
 			}
-			if !ok || bit == 0 || seen&bit != 0 {
-				return false
-			}
-			seen |= bit
-			return true
+			return ok
 		})
 		if ok {
 			sp.Payload, sp.Parents, sp.Backoff, sp.Timeout, sp.When, sp.Trace = d.Payload, d.Parents, d.Backoff, d.Timeout, d.When, d.Trace
@@ -429,44 +415,31 @@ func decodeData(b []byte, sp *Spec) error {
 }
 
 func decodeBackoff(v []byte, b *Backoff) bool {
-	seen := 0
-	return jsonobj.Members(v, func(key string, v []byte) bool {
-		var bit int
-		ok := true
+	return jsonobj.Members(v, func(key string, v []byte) (ok bool) {
 		switch key {
 		case "k":
-			bit = 1
 			var k string
 			k, ok = jsonobj.String(v)
 			b.Kind = BackoffKind(k)
 		case "b":
-			bit = 2
-			var n int64
-			n, ok = jsonInt(v)
-			b.Base = time.Duration(n)
+			ok = jsonDuration(v, &b.Base)
 		case "m":
-			bit = 4
-			var n int64
-			n, ok = jsonInt(v)
-			b.Max = time.Duration(n)
+			ok = jsonDuration(v, &b.Max)
 		case "j":
-			bit = 8
 			b.Jitter, ok = string(v) == "true", string(v) == "true" || string(v) == "false"
 		case "n":
-			bit = 16
 			b.Name, ok = jsonobj.String(v)
 		}
-		if !ok || bit == 0 || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		return true
+		return ok
 	})
 }
 
-func jsonInt(v []byte) (int64, bool) {
+// jsonDuration reads a JSON integer as encoding/json reads it into a
+// time.Duration.
+func jsonDuration(v []byte, d *time.Duration) bool {
 	n, err := strconv.ParseInt(string(v), 10, 64)
-	return n, err == nil
+	*d = time.Duration(n)
+	return err == nil
 }
 
 // appendJSONString appends s as a JSON string. s is valid UTF-8 (IDs and

@@ -42,32 +42,20 @@ type Envelope struct {
 func decodeEnvelope(b []byte, env *Envelope) error {
 	if json.Valid(b) {
 		var e Envelope
-		seen := 0
-		ok := jsonobj.Members(b, func(key string, v []byte) bool {
-			var bit int
-			var ok bool
+		ok := jsonobj.Members(b, func(key string, v []byte) (ok bool) {
 			switch key {
 			case "messageType":
-				bit = 1
 				e.MessageType, ok = jsonobj.String(v)
 			case "timestamp":
-				bit = 2
 				ok = v[0] == '"' && e.Timestamp.UnmarshalJSON(v) == nil
 			case "userId":
-				bit = 4
 				e.UserID, ok = jsonobj.String(v)
 			case "metadata":
-				bit = 8
 				ok = v[0] == '{' && json.Unmarshal(v, &e.Metadata) == nil
 			case "data":
-				bit, ok = 16, true
-				e.Data = append(json.RawMessage(nil), v...)
+				e.Data, ok = append(json.RawMessage(nil), v...), true
 			}
-			if !ok || seen&bit != 0 {
-				return false
-			}
-			seen |= bit
-			return true
+			return ok
 		})
 		if ok {
 			*env = e

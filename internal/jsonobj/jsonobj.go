@@ -8,15 +8,25 @@
 // know), which keeps encoding/json's results and errors exactly.
 package jsonobj
 
-import "unicode/utf8"
+import (
+	"slices"
+	"unicode/utf8"
+)
+
+// maxMembers is the most members an object Members walks may have.
+const maxMembers = 8
 
 // Members calls fn with each member of the JSON object b, in order: the key
 // (unquoted; keys must be ASCII without escapes) and the raw value. It stops
 // when fn returns false and reports whether it walked the whole object.
 // b must be valid JSON (json.Valid): Members finds where values end, it does
-// not check them. It returns false when b is not an object or a key is not
-// plain ASCII.
+// not check them. It returns false when b is not an object, a key is not
+// plain ASCII, a key repeats (encoding/json keeps the last one) or the
+// object has more than maxMembers members: the callers leave those to
+// encoding/json.
 func Members(b []byte, fn func(key string, val []byte) bool) bool {
+	var seen [maxMembers]string
+	n := 0
 	i := space(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
@@ -37,6 +47,11 @@ func Members(b []byte, fn func(key string, val []byte) bool) bool {
 			return false
 		}
 		key := string(b[i+1 : end])
+		if n == maxMembers || slices.Contains(seen[:n], key) {
+			return false
+		}
+		seen[n] = key
+		n++
 		i = space(b, end+1)
 		if i >= len(b) || b[i] != ':' {
 			return false
