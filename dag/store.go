@@ -750,23 +750,35 @@ func (s *Store) Retry(ctx context.Context, now time.Time, id string) (int, error
 
 // Remove deletes a finished flow (every node terminal) with its nodes now,
 // instead of waiting for retention. An unfinished flow is a StateError.
+// A flow of more than a few thousand nodes is deleted over several calls
+// (Redis runs each alone); between them it is partly there.
 func (s *Store) Remove(ctx context.Context, now time.Time, flowID string) error {
-	res, err := s.run(ctx, s.scripts.remove, append(callArgs(3), ms(now), "flow", flowID))
-	if err != nil {
-		return err
+	for call := 0; ; call++ {
+		res, err := s.run(ctx, s.scripts.remove, append(callArgs(3), ms(now), "flow", flowID))
+		if err != nil {
+			return err
+		}
+		switch str(res[0]) {
+		case "notfound":
+			if call > 0 { // a trim deleted the rest meanwhile
+				return nil
+			}
+			return &NotFoundError{What: "flow", ID: flowID}
+		case "state":
+			return fmt.Errorf("%w: flow %q has %s unfinished nodes; cancel it before removing it", ErrState, flowID, str(res[1]))
+		}
+		if str(res[2]) != "1" {
+			return nil
+		}
 	}
-	switch str(res[0]) {
-	case "notfound":
-		return &NotFoundError{What: "flow", ID: flowID}
-	case "state":
-		return fmt.Errorf("%w: flow %q has %s unfinished nodes; cancel it before removing it", ErrState, flowID, str(res[1]))
-	}
-	return nil
 }
 
 // Trim deletes flows that finished more than olderThan ago, up to limit
-// per call (0: 500); it returns how many it deleted.
-func (s *Store) Trim(ctx context.Context, now time.Time, olderThan time.Duration, limit int) (int, error) {
+// per call (0: 500); it returns how many it deleted, and whether to call
+// again because more are due. One call deletes at most a few thousand
+// nodes (Redis runs it alone), so a large flow takes several calls, and
+// counts as deleted in the last.
+func (s *Store) Trim(ctx context.Context, now time.Time, olderThan time.Duration, limit int) (deleted int, more bool, err error) {
 	if limit <= 0 {
 		limit = 500
 	}
@@ -775,10 +787,10 @@ func (s *Store) Trim(ctx context.Context, now time.Time, olderThan time.Duration
 	}
 	res, err := s.run(ctx, s.scripts.remove, append(callArgs(5), ms(now), "trim", olderThan.Milliseconds(), -1, limit))
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	n, _ := strconv.Atoi(str(res[1]))
-	return n, nil
+	deleted, _ = strconv.Atoi(str(res[1]))
+	return deleted, deleted == limit || str(res[2]) == "1", nil
 }
 
 // Node reads one node.

@@ -356,9 +356,9 @@ func (c *Client) RemoveFlow(ctx context.Context, flowID string) error {
 func (c *Client) Trim(ctx context.Context, olderThan time.Duration) (int, error) {
 	total := 0
 	for {
-		n, err := c.store.Trim(ctx, c.cfg.Clock(), olderThan, 500)
+		n, more, err := c.store.Trim(ctx, c.cfg.Clock(), olderThan, 500)
 		total += n
-		if err != nil || n < 500 {
+		if err != nil || !more {
 			return total, err
 		}
 	}

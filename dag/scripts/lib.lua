@@ -615,18 +615,36 @@ local function claim(queues, want, worker, leaseMs, out)
   return want
 end
 
+-- DROPMAX bounds the nodes one call deletes: Redis serves no one else
+-- while a script runs (some 10–15 µs per node deleted), so a finished flow
+-- larger than that is deleted over several calls. SPOP takes that many
+-- nodes off its member set, and the flow stays in the done set, where the
+-- next trim finds it first, until its last node is gone.
+local DROPMAX = 5000
+
 -- drop deletes finished flows, given as members of the done set (a
--- single-node flow's member is SEP..id), with their nodes and counters.
+-- single-node flow's member is SEP..id), with their nodes and counters,
+-- DROPMAX nodes at most. It returns how many flows it deleted whole and
+-- whether work is left (a flow deleted in part, victims not reached).
 local function drop(victims)
-  local dels = {}
+  local dels, budget, gone, more = {}, DROPMAX, 0, false
   for _, f in ipairs(victims) do
-    local members
+    if budget <= 0 then
+      more = true
+      break
+    end
+    local members, whole = nil, true
     if string.sub(f, 1, 1) == SEP then
       members = {string.sub(f, 2)}
     else
-      members = redis.call('SMEMBERS', P .. 'f:' .. f)
-      dels[#dels + 1] = P .. 'f:' .. f
-      dels[#dels + 1] = P .. 'fm:' .. f
+      local key = P .. 'f:' .. f
+      if redis.call('SCARD', key) > budget then
+        members, whole, more = redis.call('SPOP', key, budget), false, true
+      else
+        members = redis.call('SMEMBERS', key)
+        dels[#dels + 1] = key
+        dels[#dels + 1] = P .. 'fm:' .. f
+      end
     end
     for _, id in ipairs(members) do
       local n = load(id)
@@ -638,14 +656,19 @@ local function drop(victims)
       dels[#dels + 1] = P .. 'n:' .. id
       NODES[id] = nil
     end
-    zop(DONE, f, false)
+    budget = budget - #members
+    if whole then
+      zop(DONE, f, false)
+      gone = gone + 1
+    end
   end
   for i = 1, #dels, 500 do redis.call('UNLINK', unpack(dels, i, math.min(i + 499, #dels))) end
-  return #victims
+  return gone, more
 end
 
 -- trim deletes finished flows beyond the retention age and count, at most
--- limit of them.
+-- limit of them (see drop: it returns the flows deleted whole, and whether
+-- work is left).
 local function trim(maxAgeMs, maxCount, limit)
   local victims = {}
   if maxAgeMs > 0 then
@@ -715,7 +738,14 @@ local function commit()
     end
   end
   if #EVENTS > 0 then
-    redis.call('XADD', P .. 'events', 'MAXLEN', '~', 10000, '*', 'e', table.concat(EVENTS, '\n'))
+    -- joined a thousand at a time: the embedded Redis's Lua (gopher-lua)
+    -- overflows its stack concatenating some ten thousand strings at once
+    local text = EVENTS
+    if #EVENTS > 1000 then
+      text = {}
+      for i = 1, #EVENTS, 1000 do text[#text + 1] = table.concat(EVENTS, '\n', i, math.min(i + 999, #EVENTS)) end
+    end
+    redis.call('XADD', P .. 'events', 'MAXLEN', '~', 10000, '*', 'e', table.concat(text, '\n'))
   end
 end
 

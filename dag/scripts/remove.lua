@@ -2,12 +2,14 @@
 -- KEYS[1]  namespace prefix
 -- ARGV     now, "flow", flow id
 --       or now, "trim", max age ms (0: any age), max count (-1: any), limit
--- Returns  {'ok', flows deleted} | {'notfound'} | {'state', unfinished nodes}
+-- Returns  {'ok', flows deleted, more ("1": call again, a flow or more
+--          is left to delete; see drop in lib.lua)} | {'notfound'} |
+--          {'state', unfinished nodes}
 local mode = ARGV[2]
 if mode == 'trim' then
-  local n = trim(tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+  local n, more = trim(tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
   commit()
-  return {'ok', tostring(n)}
+  return {'ok', tostring(n), more and '1' or '0'}
 end
 local f = ARGV[3]
 local member = f
@@ -20,6 +22,6 @@ else
   if not terminal(n.st) then return {'state', '1'} end
   member = SEP .. f
 end
-drop({member})
+local n, more = drop({member})
 commit()
-return {'ok', '1'}
+return {'ok', tostring(n), more and '1' or '0'}
