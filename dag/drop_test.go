@@ -24,14 +24,13 @@ func bigFlow(t *testing.T, s *dag.Store, flow string, n int) {
 	require.Equal(t, n, cancelled)
 }
 
-// A finished flow larger than one call may delete (5,000 nodes: Redis runs
-// a script alone) is deleted over several calls, by trim and by remove,
-// with its counters, and nothing else.
+// A finished flow larger than one call may delete (10,000 nodes: Redis
+// runs a script alone) is deleted over several calls, with its counters and
+// nothing else: by a runner's retention, which calls again at once, by
+// Trim and by Remove.
 func TestLargeFlowDeletedInParts(t *testing.T) {
 	stores(t, func(t *testing.T, s *dag.Store) {
 		ctx := context.Background()
-		bigFlow(t, s, "big", 12_000)
-		enqueue(t, s, "small", hspec("small-a", 0))
 		cancelled := func() int64 {
 			counts, err := s.Counts(ctx)
 			require.NoError(t, err)
@@ -43,33 +42,50 @@ func TestLargeFlowDeletedInParts(t *testing.T) {
 			}
 			return n
 		}
-		require.Equal(t, int64(12_000), cancelled())
-
-		later := time.Now().Add(time.Hour)
-		for _, left := range []int64{7_000, 2_000} {
-			n, more, err := s.Trim(ctx, later, time.Millisecond, 500)
-			require.NoError(t, err)
-			require.Zero(t, n, "the flow is not deleted yet")
-			require.True(t, more)
-			require.Equal(t, left, cancelled())
-			_, err = s.Flow(ctx, "big")
-			require.NoError(t, err, "the flow stays until its last node is gone")
+		gone := func(flow string) bool {
+			_, err := s.Flow(ctx, flow)
+			if err != nil {
+				require.ErrorIs(t, err, dag.ErrNotFound)
+			}
+			return err != nil
 		}
+		enqueue(t, s, "small", hspec("small-a", 0))
+		later := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+
+		bigFlow(t, s, "big", 21_000)
+		retention := dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"other"}, Maintain: true, RetainAge: time.Millisecond, RetainCount: -1}
+		for _, left := range []int64{11_000, 1_000} {
+			res, err := s.Sync(ctx, later, retention)
+			require.NoError(t, err)
+			require.Equal(t, left, cancelled())
+			require.False(t, gone("big"), "the flow stays until its last node is gone")
+			require.True(t, res.NextDue.Equal(later), "maintenance is due again at once: %v", res.NextDue)
+		}
+		res, err := s.Sync(ctx, later, retention)
+		require.NoError(t, err)
+		require.Zero(t, cancelled())
+		require.True(t, gone("big"))
+		require.True(t, res.NextDue.IsZero(), "no delayed node, nothing left to delete")
+
+		bigFlow(t, s, "big2", 11_000)
 		n, more, err := s.Trim(ctx, later, time.Millisecond, 500)
+		require.NoError(t, err)
+		require.Zero(t, n, "the flow is not deleted yet")
+		require.True(t, more)
+		require.Equal(t, int64(1_000), cancelled())
+		n, more, err = s.Trim(ctx, later, time.Millisecond, 500)
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
 		require.False(t, more)
+		require.True(t, gone("big2"))
+
+		bigFlow(t, s, "big3", 11_000)
+		require.NoError(t, s.Remove(ctx, time.Now(), "big3"))
+		require.True(t, gone("big3"))
 		require.Zero(t, cancelled())
-		_, err = s.Flow(ctx, "big")
-		require.ErrorIs(t, err, dag.ErrNotFound)
+
 		small, err := s.Nodes(ctx, []string{"small-a"})
 		require.NoError(t, err)
 		require.NotNil(t, small[0], "an unfinished flow is kept")
-
-		bigFlow(t, s, "big2", 6_000)
-		require.NoError(t, s.Remove(ctx, time.Now(), "big2"))
-		_, err = s.Flow(ctx, "big2")
-		require.ErrorIs(t, err, dag.ErrNotFound)
-		require.Zero(t, cancelled())
 	})
 }

@@ -600,7 +600,7 @@ type SyncRequest struct {
 type SyncResult struct {
 	Applied []bool
 	Claimed []Claimed
-	NextDue time.Time // the earliest delayed node, after maintenance
+	NextDue time.Time // after maintenance: when it is due again (now while finished flows are left to delete, else the earliest delayed node)
 }
 
 // Sync applies outcomes, promotes due delayed nodes, recovers expired

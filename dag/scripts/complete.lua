@@ -12,7 +12,9 @@
 --                 fail (a = error JSON) · skip (a = reason) · release (hand back)
 -- Returns  {status per outcome ("1" applied, "0" rejected)...,
 --           then per claimed node: id, meta, attempt, token, data, ready ms...,
---           then the next delayed due time in ms, or "" (after maintenance) }
+--           then when maintenance is next due in ms: now while finished
+--           flows are left to delete, else the next delayed node's due
+--           time, or "" (after maintenance) }
 local worker, leaseMs, stallLimit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local want, maintain = tonumber(ARGV[5]), ARGV[6] == '1'
 local retainAge, retainCount = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -58,11 +60,17 @@ if maintain then
 end
 local claimed = {}
 if want > 0 then claim(queues, want, worker, leaseMs, claimed) end
-if maintain and (retainAge > 0 or retainCount >= 0) then trim(retainAge, retainCount, 50) end
+local trimLeft = false -- finished flows left to delete: maintain again at once
+if maintain and (retainAge > 0 or retainCount >= 0) then
+  local _, more = trim(retainAge, retainCount, 50)
+  trimLeft = more
+end
 commit()
 for k = 1, #claimed do out[#out + 1] = claimed[k] end
 local nextDue = ''
-if maintain then
+if trimLeft then
+  nextDue = NOWS
+elseif maintain then
   local first = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
   if first[2] then nextDue = first[2] end
 end
