@@ -266,12 +266,14 @@ local function unfinished(n, d)
 end
 
 -- move is the one write path for a state change. extra holds more HSET pairs;
--- score is the due time (delayed) or lease deadline (active).
-local function move(n, to, worker, extra, score)
+-- score is the due time (delayed) or lease deadline (active); when, the
+-- time the timeline and the event give the change (default NOW, see take).
+local function move(n, to, worker, extra, score, when)
   local from = n.st
+  local ts = when or NOWS
   membership(n, from, to, score)
   local at = itos(n.at)
-  n.tl = n.tl .. to .. ',' .. NOWS .. ',' .. at .. (worker and (',' .. worker) or '') .. '|'
+  n.tl = n.tl .. to .. ',' .. ts .. ',' .. at .. (worker and (',' .. worker) or '') .. '|'
   n.st = to
   local w = n.w
   if not w then -- as put() would, in one table constructor
@@ -290,7 +292,7 @@ local function move(n, to, worker, extra, score)
   count(to, n, 1)
   if terminal(to) and not terminal(from) then unfinished(n, -1) end
   if terminal(from) and not terminal(to) then unfinished(n, 1) end
-  EVENTS[#EVENTS + 1] = n.id .. SEP .. from .. SEP .. to .. SEP .. NOWS .. SEP .. at .. SEP .. (worker or '')
+  EVENTS[#EVENTS + 1] = n.id .. SEP .. from .. SEP .. to .. SEP .. ts .. SEP .. at .. SEP .. (worker or '')
 end
 
 -- create writes a brand-new node in state st with its fields: m, h, d, pe,
@@ -517,11 +519,14 @@ end
 
 -- take leases ready node n to worker and appends it to out: id, meta,
 -- attempt, token, data and the time it became ready (from its score in the
--- ready set, see membership).
+-- ready set, see membership). A node made ready by a caller whose clock is
+-- ahead of this one's (another machine, or a test's fake clock moved while
+-- this call was on its way) starts, in its timeline, when it became ready,
+-- not before.
 local READYAT -- ready-set score -> the ready time in it
 local function take(n, score, worker, leaseMs, out)
   if n.d == nil then n.d = redis.call('HGET', P .. 'n:' .. n.id, 'd') end
-  local readyAt = NOWS -- made ready in this call
+  local readyAt, when = NOWS, nil -- made ready in this call
   if score then -- popped: its score as Redis replied it
     local k = score -- a score stands for one priority and one time
     readyAt = READYAT[k]
@@ -529,10 +534,13 @@ local function take(n, score, worker, leaseMs, out)
       readyAt = string.format('%d', tonumber(score) - (1000 - n.pr) * PRIO + EPOCH)
       READYAT[k] = readyAt
     end
+    -- decimal strings without leading zeros: the longer, or the greater
+    -- of the same length, is the later time
+    if #readyAt > #NOWS or (#readyAt == #NOWS and readyAt > NOWS) then when = readyAt end
   end
   n.at = n.at + 1
   local tk = worker .. ':' .. itos(n.at) .. ':' .. NOWS
-  move(n, 'active', worker, {'at', itos(n.at), 'tk', tk}, exact(NOW + leaseMs))
+  move(n, 'active', worker, {'at', itos(n.at), 'tk', tk}, exact(NOW + leaseMs), when)
   local k = #out
   out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = n.id, n.m, n.at, tk, n.d, readyAt
 end
