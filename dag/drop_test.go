@@ -89,34 +89,3 @@ func TestLargeFlowDeletedInParts(t *testing.T) {
 		require.NotNil(t, small[0], "an unfinished flow is kept")
 	})
 }
-
-// A node made ready by a caller whose clock is ahead (another machine, or a
-// test's fake clock moved while the claim was on its way) does not start
-// before it became ready in its timeline.
-func TestClaimStartsNoEarlierThanReady(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
-		ctx := context.Background()
-		ready := time.Now().Truncate(time.Millisecond)
-		_, err := s.Enqueue(ctx, ready, "clock", true, []dag.Spec{hspec("late", 0)}, []int{0})
-		require.NoError(t, err)
-		res, err := s.Sync(ctx, ready.Add(-5*time.Second), dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Want: 1, RetainCount: -1})
-		require.NoError(t, err)
-		require.Len(t, res.Claimed, 1)
-		require.True(t, res.Claimed[0].ReadyAt.Equal(ready))
-		n, err := s.Node(ctx, "late")
-		require.NoError(t, err)
-		require.Len(t, n.Timeline, 2)
-		require.Equal(t, dag.Active, n.Timeline[1].To)
-		require.True(t, n.Timeline[1].At.Equal(ready), "started %v, ready %v", n.Timeline[1].At, ready)
-
-		// a claim whose clock is ahead keeps its own time
-		_, err = s.Enqueue(ctx, ready, "clock2", true, []dag.Spec{hspec("early", 0)}, []int{0})
-		require.NoError(t, err)
-		later := ready.Add(3 * time.Second)
-		_, err = s.Sync(ctx, later, dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Want: 1, RetainCount: -1})
-		require.NoError(t, err)
-		n, err = s.Node(ctx, "early")
-		require.NoError(t, err)
-		require.True(t, n.Timeline[1].At.Equal(later))
-	})
-}
