@@ -387,29 +387,26 @@ func encodeData(sp *Spec) []byte {
 // reflection, for the blobs encodeData writes; anything else (and every
 // error) goes through encoding/json. Payload aliases b.
 func decodeData(b []byte, sp *Spec) error {
-	if json.Valid(b) {
-		var d Spec
-		ok := jsonobj.Members(b, func(key string, v []byte) (ok bool) {
-			switch key {
-			case "e":
-				d.Payload, ok = v, true
-			case "p":
-				d.Parents, ok = jsonobj.Strings(v)
-			case "bo":
-				ok = decodeBackoff(v, &d.Backoff)
-			case "to":
-				ok = jsonDuration(v, &d.Timeout)
-			case "w":
-				d.When, ok = jsonobj.String(v)
-			case "tr":
-				d.Trace, ok = jsonobj.String(v)
-			}
-			return ok
-		})
-		if ok {
-			sp.Payload, sp.Parents, sp.Backoff, sp.Timeout, sp.When, sp.Trace = d.Payload, d.Parents, d.Backoff, d.Timeout, d.When, d.Trace
-			return nil
+	var d Spec
+	if jsonobj.Decode(b, func(key string, v []byte) (ok bool) {
+		switch key {
+		case "e":
+			d.Payload, ok = v, true
+		case "p":
+			d.Parents, ok = jsonobj.Strings(v)
+		case "bo":
+			ok = decodeBackoff(v, &d.Backoff)
+		case "to":
+			ok = jsonDuration(v, &d.Timeout)
+		case "w":
+			d.When, ok = jsonobj.String(v)
+		case "tr":
+			d.Trace, ok = jsonobj.String(v)
 		}
+		return ok
+	}) {
+		sp.Payload, sp.Parents, sp.Backoff, sp.Timeout, sp.When, sp.Trace = d.Payload, d.Parents, d.Backoff, d.Timeout, d.When, d.Trace
+		return nil
 	}
 	return json.Unmarshal(b, sp)
 }

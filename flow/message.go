@@ -40,27 +40,24 @@ type Envelope struct {
 // reflection for the envelopes the client writes; anything else (and every
 // error) goes through encoding/json. A runner decodes one per job.
 func decodeEnvelope(b []byte, env *Envelope) error {
-	if json.Valid(b) {
-		var e Envelope
-		ok := jsonobj.Members(b, func(key string, v []byte) (ok bool) {
-			switch key {
-			case "messageType":
-				e.MessageType, ok = jsonobj.String(v)
-			case "timestamp":
-				ok = v[0] == '"' && e.Timestamp.UnmarshalJSON(v) == nil
-			case "userId":
-				e.UserID, ok = jsonobj.String(v)
-			case "metadata":
-				ok = v[0] == '{' && json.Unmarshal(v, &e.Metadata) == nil
-			case "data":
-				e.Data, ok = append(json.RawMessage(nil), v...), true
-			}
-			return ok
-		})
-		if ok {
-			*env = e
-			return nil
+	var e Envelope
+	if jsonobj.Decode(b, func(key string, v []byte) (ok bool) {
+		switch key {
+		case "messageType":
+			e.MessageType, ok = jsonobj.String(v)
+		case "timestamp":
+			ok = v[0] == '"' && e.Timestamp.UnmarshalJSON(v) == nil
+		case "userId":
+			e.UserID, ok = jsonobj.String(v)
+		case "metadata":
+			ok = v[0] == '{' && json.Unmarshal(v, &e.Metadata) == nil
+		case "data":
+			e.Data, ok = append(json.RawMessage(nil), v...), true
 		}
+		return ok
+	}) {
+		*env = e
+		return nil
 	}
 	return json.Unmarshal(b, env)
 }

@@ -9,12 +9,19 @@
 package jsonobj
 
 import (
+	"encoding/json"
 	"slices"
 	"unicode/utf8"
 )
 
 // maxMembers is the most members an object Members walks may have.
 const maxMembers = 8
+
+// Decode walks the members of b with Members when b is valid JSON, and
+// reports whether it walked them all; false leaves b to encoding/json.
+func Decode(b []byte, fn func(key string, val []byte) bool) bool {
+	return json.Valid(b) && Members(b, fn)
+}
 
 // Members calls fn with each member of the JSON object b, in order: the key
 // (unquoted; keys must be ASCII without escapes) and the raw value. It stops
