@@ -747,8 +747,8 @@ func (s *Store) Retry(ctx context.Context, now time.Time, id string) (int, error
 
 // Remove deletes a finished flow (every node terminal) with its nodes now,
 // instead of waiting for retention. An unfinished flow is a StateError.
-// A flow of more than a few thousand nodes is deleted over several calls
-// (Redis runs each alone); between them it is partly there.
+// A flow of more than 10,000 nodes is deleted over several calls (Redis
+// runs each alone); between them it is partly there.
 func (s *Store) Remove(ctx context.Context, now time.Time, flowID string) error {
 	for call := 0; ; call++ {
 		res, err := s.run(ctx, s.scripts.remove, append(callArgs(3), ms(now), "flow", flowID))
@@ -772,9 +772,9 @@ func (s *Store) Remove(ctx context.Context, now time.Time, flowID string) error 
 
 // Trim deletes flows that finished more than olderThan ago, up to limit
 // per call (0: 500); it returns how many it deleted, and whether to call
-// again because more are due. One call deletes at most a few thousand
-// nodes (Redis runs it alone), so a large flow takes several calls, and
-// counts as deleted in the last.
+// again because more are due. One call deletes at most 10,000 nodes (Redis
+// runs it alone), so a larger flow takes several calls, and counts as
+// deleted in the last.
 func (s *Store) Trim(ctx context.Context, now time.Time, olderThan time.Duration, limit int) (deleted int, more bool, err error) {
 	if limit <= 0 {
 		limit = 500
