@@ -647,10 +647,10 @@ local function drop(victims)
       members = {string.sub(f, 2)}
     else
       local key = P .. 'f:' .. f
-      if redis.call('SCARD', key) > budget then
-        members, whole, more = redis.call('SPOP', key, budget), false, true
+      members = redis.call('SPOP', key, budget) -- a small flow: all of it
+      if #members == budget and redis.call('SCARD', key) > 0 then
+        whole, more = false, true
       else
-        members = redis.call('SMEMBERS', key)
         dels[#dels + 1] = key
         dels[#dels + 1] = P .. 'fm:' .. f
       end

@@ -3,7 +3,7 @@
 // The engine decodes two objects per job it runs: the node's data blob and
 // the message envelope. encoding/json spends most of its time there on
 // reflection; both objects have a handful of known members, so the decoders
-// walk them with Members and fall back to encoding/json for anything out of
+// walk them with Decode and fall back to encoding/json for anything out of
 // the ordinary (an escaped key, a null, a duplicate, a member they do not
 // know), which keeps encoding/json's results and errors exactly.
 package jsonobj
