@@ -10,7 +10,7 @@ func newKeys(namespace string) keys { return keys{prefix: "trellis:{" + namespac
 
 func (k keys) node(id string) string                 { return k.prefix + "n:" + id }                     // hash: one node
 func (k keys) flow(id string) string                 { return k.prefix + "f:" + id }                     // set: a flow's node IDs
-func (k keys) flowMeta(id string) string             { return k.prefix + "fm:" + id }                    // hash: n, left, ca, fa
+func (k keys) flowMeta(id string) string             { return k.prefix + "fm:" + id }                    // hash: n, left, ca
 func (k keys) ready(queue string) string             { return k.prefix + "q:" + queue + ":ready" }       // zset by priority, time
 func (k keys) wake(queue string) string              { return k.prefix + "q:" + queue + ":wake" }        // list: wake-up tokens
 func (k keys) delayed() string                       { return k.prefix + "delayed" }                     // zset by due time

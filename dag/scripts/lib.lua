@@ -708,12 +708,10 @@ local function commit()
     else
       left = redis.call('HINCRBY', P .. 'fm:' .. f, 'left', d)
     end
-    if left == 0 then
+    if left == 0 then -- its score in the done set is when it finished
       zop(DONE, f, NOWS)
-      redis.call('HSET', P .. 'fm:' .. f, 'fa', NOWS)
     elseif d > 0 and not NEWFLOW[f] then
       zop(DONE, f, false)
-      redis.call('HDEL', P .. 'fm:' .. f, 'fa')
     end
   end
   for q, r in pairs(READY) do
