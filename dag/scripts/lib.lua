@@ -104,21 +104,50 @@ end
 -- A flow of "-" means a single-node flow whose ID is the node's own.
 local META = '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)$'
 
--- node builds a node table from its state and packed meta. Nodes of one
--- flow, queue and type share their meta string, so it is parsed once.
+-- meta returns the fields a packed meta string gives. Nodes of one flow,
+-- queue and type share their meta string, so it is parsed once per call.
+-- The table is also the metatable of the nodes a call creates (see
+-- created), so it holds the other fields' defaults too.
 local METAS
-local function node(id, st, m)
+local function meta(m)
   local mt = METAS[m]
   if not mt then
     local fl, q, ty, po, pr, dl, ma = string.match(m, META)
-    mt = {fl = fl, q = q, ty = ty, po = po, pr = tonumber(pr), dl = tonumber(dl), ma = tonumber(ma), qt = '|' .. q .. '|' .. ty}
+    mt = {
+      fl = fl, q = q, ty = ty, po = po, pr = tonumber(pr), dl = tonumber(dl), ma = tonumber(ma),
+      qt = '|' .. q .. '|' .. ty, single = (fl == '-'),
+      pe = 0, at = 0, tk = '', tl = '', sl = 0, c = '',
+    }
+    mt.__index = mt
     METAS[m] = mt
   end
+  return mt
+end
+
+-- node builds the table of a node read from Redis, from its state and
+-- packed meta: every field its own, as the hot paths read them often.
+local function node(id, st, m)
+  local mt = meta(m)
   local n = {
     id = id, st = st, fl = mt.fl, q = mt.q, ty = mt.ty, po = mt.po,
-    pr = mt.pr, dl = mt.dl, ma = mt.ma, qt = mt.qt, single = (mt.fl == '-'),
+    pr = mt.pr, dl = mt.dl, ma = mt.ma, qt = mt.qt, single = mt.single,
     pe = 0, at = 0, tk = '', tl = '', sl = 0, c = '',
   }
+  if n.single then n.fl = id end
+  return n
+end
+
+-- created builds the table of a node this call writes: its own fields are
+-- only those that differ from its meta's, which it reads through its
+-- metatable. A large write keeps 100,000 of them alive to the end of the
+-- call, and Lua's garbage collector walks every live table again on each
+-- cycle: with parse's small tables, this cut the Redis time of a
+-- 100,000-node enqueue by about a sixth (2.54 → 2.12 s and 2.71 → 2.25 s
+-- at the median of alternating runs). Read often, as in the hot paths,
+-- fields through a metatable cost more than they save (4–7% more Redis
+-- time per claimed and completed job when node did the same).
+local function created(id, m)
+  local n = setmetatable({id = id}, meta(m))
   if n.single then n.fl = id end
   return n
 end
@@ -771,25 +800,22 @@ end
 -- mode checks every flow of the call before it writes any.
 local PLANNED      -- node id -> true: checked, to be written later in this call
 local AGAIN        -- whether this call runs a second time (see check); nil: not known yet
-local NONE = {}     -- an empty list that is never written to (a node without parents, …)
+local NONE = {}     -- an empty list that is never written to
 
+-- parse reads the nodes into small tables {id, i, fresh, np, nc}; the rest
+-- stays in ARGV, from the node's first index i: A[i + 2] its identity
+-- hash, A[i + 3] its meta, A[i + 4] its data, its np parents from
+-- A[i + 6] and its nc children from A[i + 7 + np] (see created for why
+-- the tables are small).
 local function parse(start, total) -- the nodes, by ID, and the ARGV index after them
   local nodes, byId = {}, {}
   local i = start
   for _ = 1, total do
-    local n = {id = A[i], fresh = A[i + 1] == '1', h = A[i + 2], m = A[i + 3], d = A[i + 4], parents = NONE, children = NONE}
     local np = tonumber(A[i + 5])
-    if np > 0 then
-      n.parents = {}
-      for k = 1, np do n.parents[k] = A[i + 5 + k] end
-    end
-    i = i + 6 + np
-    local nc = tonumber(A[i])
-    if nc > 0 then
-      n.children = {}
-      for k = 1, nc do n.children[k] = A[i + k] end
-    end
-    i = i + 1 + nc
+    local ci = i + 7 + np
+    local nc = tonumber(A[ci - 1])
+    local n = {id = A[i], i = i, fresh = A[i + 1] == '1', np = np, nc = nc}
+    i = ci + nc
     nodes[#nodes + 1] = n
     byId[n.id] = n
   end
@@ -828,14 +854,15 @@ local function check(nodes, byId)
   for _, n in ipairs(taken and nodes or NONE) do
     local old = (n.fresh and not AGAIN) and {} or redis.call('HMGET', P .. 'n:' .. n.id, 'h', 'st')
     if old[2] then
-      if old[1] ~= n.h then return {'conflict', n.id} end
+      if old[1] ~= A[n.i + 2] then return {'conflict', n.id} end
       n.existing = true
       n.st = old[2]
     end
   end
   for _, n in ipairs(nodes) do
     if not n.existing then
-      for _, p in ipairs(n.parents) do
+      for k = n.i + 6, n.i + 5 + n.np do
+        local p = A[k]
         if not byId[p] and not PLANNED[p] and redis.call('EXISTS', P .. 'n:' .. p) == 0 then return {'unknown', n.id, p} end
       end
     end
@@ -849,11 +876,12 @@ local function write(flow, single, nodes, byId, fresh) -- fresh: a new flow ID
   local prefix = single and '-' or flow
   for _, n in ipairs(nodes) do
     if not n.existing then
-      local m = prefix .. SEP .. n.m
-      local node = node(n.id, nil, m)
+      local m = prefix .. SEP .. A[n.i + 3]
+      local node = created(n.id, m)
       if not single then node.fl = flow end
       local pe, res, why, cz = 0, nil, nil, nil
-      for _, p in ipairs(n.parents) do
+      for k = n.i + 6, n.i + 5 + n.np do
+        local p = A[k]
         local inBatch = byId[p] and not byId[p].existing
         local st, pcause
         local pn
@@ -875,15 +903,16 @@ local function write(flow, single, nodes, byId, fresh) -- fresh: a new flow ID
         -- the edge is recorded even when the parent has ended: a retry of
         -- the parent finds the children it released or doomed
         if not inBatch then
-          local cid = (#n.parents > 1) and (FANIN .. n.id) or n.id
+          local cid = (n.np > 1) and (FANIN .. n.id) or n.id
           pn.c = (pn.c == '') and cid or (pn.c .. SEP .. cid)
           put(pn, 'c', pn.c)
         end
       end
       local st
       if res then st = res elseif pe > 0 then st = 'blocked' elseif node.dl > 0 then st = 'delayed' else st = 'ready' end
-      local children = (#n.children > 0) and table.concat(n.children, SEP) or nil
-      create(node, st, m, n.h, n.d, pe, children, res and why, cz,
+      local ci = n.i + 7 + n.np
+      local children = (n.nc > 0) and table.concat(A, SEP, ci, ci + n.nc - 1) or nil
+      create(node, st, m, A[n.i + 2], A[n.i + 4], pe, children, res and why, cz,
         (st == 'delayed') and (NOW + node.dl) or nil)
       n.st, n.cz = st, cz
       members[#members + 1] = n.id
