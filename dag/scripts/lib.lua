@@ -328,9 +328,11 @@ end
 -- at (pe and at only when not 0: missing reads as 0), and optionally c
 -- (children) and why/cz (an outcome at enqueue).
 local function create(n, st, m, h, d, pe, c, why, cz, score)
-  n.st = st
-  n.tl = st .. ',' .. NOWS .. ',0|'
-  n.m, n.d, n.pe, n.c, n.cz, n.created = m, d, pe, c or '', cz, true
+  n.st, n.tl, n.m, n.cz, n.created = st, st .. ',' .. NOWS .. ',0|', m, cz, true
+  -- the rest as the metatable has them (see created): pe 0, c '', and the
+  -- data left out (take reads it back if this call claims the node)
+  if pe > 0 then n.pe = pe end
+  if c then n.c = c end
   NODES[n.id] = n
   local key = P .. 'n:' .. n.id
   -- a missing pe or at reads as 0 (the loaders' "or 0", decodeNode)
