@@ -29,8 +29,9 @@ type Config struct {
 	// MaxNodes is the most nodes one write may hold: the graph of an
 	// Enqueue or of an expansion, the jobs of an AddBulk. Default 100,000.
 	// A write is one script call, and Redis serves no one else while it
-	// runs: about 11 µs per node (100,000 nodes in 1.1 s on the benchmark's
-	// 2-core machine). Every other client's command waits behind it, so
+	// runs: 11–21 µs per node (100,000 nodes in 1.1 s on one 2-core VM of
+	// the benchmark's, 1.9–2.3 s on a slower one). Every other client's
+	// command waits behind it, so
 	// much bigger calls make theirs outlast go-redis's default 3 s read
 	// timeout (go-redis then sends them again: safe, but a runner's claims
 	// of the first send wait for their lease to expire), and past Redis's
