@@ -31,12 +31,11 @@ type Config struct {
 	// A write is one script call, and Redis serves no one else while it
 	// runs: 11–21 µs per node (100,000 nodes in 1.1 s on one 2-core VM of
 	// the benchmark's, 1.9–2.3 s on a slower one). Every other client's
-	// command waits behind it, so
-	// much bigger calls make theirs outlast go-redis's default 3 s read
-	// timeout (go-redis then sends them again: safe, but a runner's claims
-	// of the first send wait for their lease to expire), and past Redis's
-	// busy-reply-threshold (5 s) Redis answers every other client BUSY until
-	// the call ends.
+	// command waits behind it, so much bigger calls make theirs outlast
+	// go-redis's default 3 s read timeout (go-redis then sends them again:
+	// safe, but a runner's claims of the first send wait for their lease
+	// to expire), and past Redis's busy-reply-threshold (5 s) Redis answers
+	// every other client BUSY until the call ends.
 	MaxNodes int
 	// DefaultQueue is the queue of nodes that name none. Default "default".
 	DefaultQueue string
