@@ -143,9 +143,13 @@ func (s *Store) AddMinute(ctx context.Context, m Minute) error {
 
 // Minutes reads the last n minutes of stats, oldest first.
 func (s *Store) Minutes(ctx context.Context, now time.Time, n int) ([]Minute, error) {
+	now, err := s.clock(ctx, now)
+	if err != nil {
+		return nil, err
+	}
 	cur := now.UnixMilli() / 60000
 	cmds := make([]*redis.MapStringStringCmd, n)
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := 0; i < n; i++ {
 			cmds[i] = p.HGetAll(ctx, s.k.minute(cur-int64(n-1-i)))
 		}
@@ -355,6 +359,10 @@ func (s *Store) OldestReady(ctx context.Context, queue string) (time.Time, error
 
 // Stalled counts active nodes whose lease has expired and not yet been recovered.
 func (s *Store) Stalled(ctx context.Context, now time.Time) (int64, error) {
+	now, err := s.clock(ctx, now)
+	if err != nil {
+		return 0, err
+	}
 	return s.rdb.ZCount(ctx, s.k.active(), "-inf", ms(now)).Result()
 }
 
@@ -556,6 +564,10 @@ func (s *Store) ScanNodeIDs(ctx context.Context, batch int, fn func(ids []string
 func (s *Store) RateUsed(ctx context.Context, typ string, per time.Duration, now time.Time) (int64, error) {
 	if per <= 0 {
 		return 0, nil
+	}
+	now, err := s.clock(ctx, now)
+	if err != nil {
+		return 0, err
 	}
 	n, err := s.rdb.Get(ctx, s.k.rateWindow(typ, now.UnixMilli()/per.Milliseconds())).Int64()
 	if errors.Is(err, redis.Nil) {

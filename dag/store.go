@@ -56,7 +56,33 @@ func (s *Store) Namespace() string { return s.ns }
 // Redis is the client the store uses.
 func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 
-func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+// ms is a time as the scripts take it: the zero time is "", which makes
+// them read Redis's own clock (see Time).
+func ms(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(t.UnixMilli(), 10)
+}
+
+// Time is Redis's clock. Every method that takes a time decides by it when
+// given the zero time, so that runners on machines whose clocks disagree
+// share one clock for leases, due times and retention.
+func (s *Store) Time(ctx context.Context) (time.Time, error) {
+	t, err := s.rdb.Time(ctx).Result()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("dag: redis: %w", err)
+	}
+	return t, nil
+}
+
+// clock is now, or Redis's time when now is zero.
+func (s *Store) clock(ctx context.Context, now time.Time) (time.Time, error) {
+	if !now.IsZero() {
+		return now, nil
+	}
+	return s.Time(ctx)
+}
 
 func fromMS(v string) time.Time {
 	n, err := strconv.ParseInt(v, 10, 64)
@@ -651,7 +677,12 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 		out.Claimed = append(out.Claimed, c)
 	}
 	if due := str(res[len(res)-1]); due != "" {
-		out.NextDue = fromMS(due)
+		// in ms from the script's clock; the caller plans with its own
+		d, _ := strconv.ParseInt(due, 10, 64)
+		if now.IsZero() {
+			now = time.Now()
+		}
+		out.NextDue = now.Add(time.Duration(d) * time.Millisecond)
 	}
 	return out, nil
 }

@@ -43,7 +43,12 @@ type Config struct {
 	DefaultAttempts int
 	// DefaultBackoff is the delay before retries. Default Exponential(2s).
 	DefaultBackoff Backoff
-	// Clock tells the time. Default time.Now; tests inject their own.
+	// Clock, when set, is the time every call decides by; tests and flowtest
+	// inject a fake one. Default nil: leases, due times, backoffs and
+	// retention are decided by Redis's own clock (TIME), which every runner
+	// shares, so a machine whose clock is off can neither take over other
+	// runners' leases nor run delayed work early. Envelope timestamps use
+	// the machine's clock.
 	Clock func() time.Time
 	// TracerProvider turns on OpenTelemetry tracing: a span per enqueue
 	// (child of the caller's span) and, in runners on this client, a span
@@ -77,9 +82,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.DefaultBackoff.Kind == "" {
 		c.DefaultBackoff = Exponential(2 * time.Second)
-	}
-	if c.Clock == nil {
-		c.Clock = time.Now
 	}
 	return c
 }
@@ -137,14 +139,39 @@ func (c *Client) Config() Config { return c.cfg }
 // Store is the Redis store underneath, for runners and tools.
 func (c *Client) Store() *dag.Store { return c.store }
 
+// at is the time the store's calls decide by: Config.Clock, or zero for
+// Redis's own clock.
+func (c *Client) at() time.Time {
+	if c.cfg.Clock != nil {
+		return c.cfg.Clock()
+	}
+	return time.Time{}
+}
+
+// wall is Config.Clock, or the machine's clock: the time of envelopes.
+func (c *Client) wall() time.Time {
+	if c.cfg.Clock != nil {
+		return c.cfg.Clock()
+	}
+	return time.Now()
+}
+
+// Now is the time Trellis decides by: Config.Clock when set, else Redis's
+// clock.
+func (c *Client) Now(ctx context.Context) (time.Time, error) {
+	if c.cfg.Clock != nil {
+		return c.cfg.Clock(), nil
+	}
+	return c.store.Time(ctx)
+}
+
 // Enqueue writes the whole graph atomically: every node or none. A graph of
 // one node without a flow ID becomes a flow keyed by that node.
 func (c *Client) Enqueue(ctx context.Context, g *Graph) (_ *Enqueued, err error) {
 	if g == nil {
 		return nil, dag.ErrEmptyGraph
 	}
-	now := c.cfg.Clock()
-	specs, order, err := c.specs(g, now)
+	specs, order, err := c.specs(g, c.wall())
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +192,7 @@ func (c *Client) Enqueue(ctx context.Context, g *Graph) (_ *Enqueued, err error)
 			specs[i].Trace = tp
 		}
 	}
-	res, err := c.write(ctx, now, dag.FlowWrite{FlowID: flowID, Single: single, Fresh: fresh, Specs: specs, Order: order})
+	res, err := c.write(ctx, c.at(), dag.FlowWrite{FlowID: flowID, Single: single, Fresh: fresh, Specs: specs, Order: order})
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +238,7 @@ func (c *Client) AddBulk(ctx context.Context, jobs []BulkJob) (_ []EnqueuedJob, 
 	if len(jobs) > c.cfg.MaxNodes {
 		return nil, &dag.InvalidNodeError{Field: "bulk", Reason: fmt.Sprintf("%d jobs, over the limit of %d (Config.MaxNodes)", len(jobs), c.cfg.MaxNodes)}
 	}
-	now := c.cfg.Clock()
+	now := c.wall()
 	flows := make([]dag.FlowWrite, len(jobs))
 	for i, j := range jobs {
 		g := New()
@@ -229,7 +256,7 @@ func (c *Client) AddBulk(ctx context.Context, jobs []BulkJob) (_ []EnqueuedJob, 
 			flows[i].Specs[0].Trace = tp
 		}
 	}
-	res, err := c.store.EnqueueAll(ctx, now, flows)
+	res, err := c.store.EnqueueAll(ctx, c.at(), flows)
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +346,7 @@ func (c *Client) Cancel(ctx context.Context, id, reason string) error {
 	if reason == "" {
 		reason = "cancelled"
 	}
-	_, err := c.store.Cancel(ctx, c.cfg.Clock(), id, reason)
+	_, err := c.store.Cancel(ctx, c.at(), id, reason)
 	return err
 }
 
@@ -328,7 +355,7 @@ func (c *Client) CancelFlow(ctx context.Context, flowID, reason string) (int, er
 	if reason == "" {
 		reason = "flow cancelled"
 	}
-	return c.store.CancelFlow(ctx, c.cfg.Clock(), flowID, reason)
+	return c.store.CancelFlow(ctx, c.at(), flowID, reason)
 }
 
 // Retry runs a failed (or cancelled) job again with a fresh attempt count;
@@ -336,7 +363,7 @@ func (c *Client) CancelFlow(ctx context.Context, flowID, reason string) (int, er
 // it released that have not started yet, wait for it again (children already
 // running finish). It returns how many nodes were reopened.
 func (c *Client) Retry(ctx context.Context, id string) (int, error) {
-	return c.store.Retry(ctx, c.cfg.Clock(), id)
+	return c.store.Retry(ctx, c.at(), id)
 }
 
 // Pause stops runners from claiming nodes of queue; running steps finish.
@@ -348,7 +375,7 @@ func (c *Client) Resume(ctx context.Context, queue string) error { return c.stor
 // RemoveFlow deletes a finished flow and its jobs now rather than at
 // retention; an unfinished flow is an ErrState.
 func (c *Client) RemoveFlow(ctx context.Context, flowID string) error {
-	return c.store.Remove(ctx, c.cfg.Clock(), flowID)
+	return c.store.Remove(ctx, c.at(), flowID)
 }
 
 // Trim deletes flows that finished more than olderThan ago and returns how
@@ -356,7 +383,7 @@ func (c *Client) RemoveFlow(ctx context.Context, flowID string) error {
 func (c *Client) Trim(ctx context.Context, olderThan time.Duration) (int, error) {
 	total := 0
 	for {
-		n, more, err := c.store.Trim(ctx, c.cfg.Clock(), olderThan, 500)
+		n, more, err := c.store.Trim(ctx, c.at(), olderThan, 500)
 		total += n
 		if err != nil || !more {
 			return total, err
@@ -465,7 +492,7 @@ func (c *Client) Stats(ctx context.Context, opts *StatsOpts) (*Stats, error) {
 		s.ByType[k.Type][k.State] += k.N
 	}
 	minutes := int(math.Ceil(o.Window.Minutes()))
-	ms, err := c.store.Minutes(ctx, c.cfg.Clock(), minutes)
+	ms, err := c.store.Minutes(ctx, c.at(), minutes)
 	if err != nil {
 		return nil, err
 	}

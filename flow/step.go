@@ -162,7 +162,7 @@ func (sc *StepContext) Expand(g *Graph) error {
 			}
 		}
 	}
-	if _, _, err := sc.client.specs(g, sc.client.cfg.Clock()); err != nil {
+	if _, _, err := sc.client.specs(g, sc.client.wall()); err != nil {
 		return err
 	}
 	sc.mu.Lock()
@@ -183,7 +183,7 @@ func (sc *StepContext) Expansion() ([]dag.Spec, []int, error) {
 	if g == nil {
 		return nil, nil, nil
 	}
-	return sc.client.specs(g, sc.client.cfg.Clock())
+	return sc.client.specs(g, sc.client.wall())
 }
 
 // Condition evaluates a When expression for this job's parents, compiling
@@ -211,5 +211,5 @@ func (sc *StepContext) Condition(ctx context.Context, src string) (bool, error) 
 	return cond.evalBounded(ctx, env)
 }
 
-// Clock is the time source of the job's client.
-func (sc *StepContext) Clock() time.Time { return sc.client.cfg.Clock() }
+// Clock is the time of the job's client: its Config.Clock, or the machine's.
+func (sc *StepContext) Clock() time.Time { return sc.client.wall() }

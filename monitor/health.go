@@ -122,7 +122,10 @@ func (h *Handler) Health(ctx context.Context) (*Health, error) { return h.health
 // Check classifies the namespace.
 func (h *Checker) Check(ctx context.Context) (*Health, error) {
 	t := h.t
-	now := h.client.Config().Clock()
+	now, err := h.client.Now(ctx)
+	if err != nil {
+		return nil, err
+	}
 	st, err := h.client.Stats(ctx, &flow.StatsOpts{Window: t.ErrorWindow})
 	if err != nil {
 		return nil, err

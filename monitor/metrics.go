@@ -125,7 +125,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, k := range counts {
 		ch <- prometheus.MustNewConstMetric(c.m.jobsDesc, prometheus.GaugeValue, float64(k.N), string(k.State), k.Queue, k.Type)
 	}
-	if n, err := c.m.store.Stalled(ctx, time.Now()); err == nil {
+	if n, err := c.m.store.Stalled(ctx, time.Time{}); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.m.stallDsc, prometheus.GaugeValue, float64(n))
 	}
 }

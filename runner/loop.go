@@ -123,7 +123,7 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 		}
 		if len(pending) > 0 || (want > 0 && !idle) {
 			maintain := now.Sub(lastMaintain) >= maintainEvery || (!nextDue.IsZero() && !now.Before(nextDue))
-			res, err := r.store.Sync(ctx, now, dag.SyncRequest{
+			res, err := r.store.Sync(ctx, r.at(), dag.SyncRequest{
 				Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.StallLimit,
 				Queues: r.cfg.Queues, Want: want, Outcomes: pending, Maintain: maintain,
 				RetainAge: r.cfg.RetainAge, RetainCount: r.cfg.RetainCount,
@@ -211,10 +211,25 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 	}
 }
 
-// now is the client's clock: Redis sees the same time the runner plans with,
-// so tests (and flowtest) can inject a fake one. Waits still use real timers,
-// bounded by Config.IdleWait.
-func (r *Runner) now() time.Time { return r.client.Config().Clock() }
+// now is the time the runner plans with: the client's Config.Clock (tests
+// and flowtest inject a fake one), or the machine's. Waits still use real
+// timers, bounded by Config.IdleWait.
+func (r *Runner) now() time.Time {
+	if r.clock != nil {
+		return r.clock()
+	}
+	return r.machine()
+}
+
+// at is the time the runner's store calls decide by: the client's
+// Config.Clock, or zero, which makes the scripts read Redis's clock, shared
+// by every runner.
+func (r *Runner) at() time.Time {
+	if r.clock != nil {
+		return r.clock()
+	}
+	return time.Time{}
+}
 
 // holdClaims stops the runner's lanes from claiming until the retry of
 // outcome o, which failed because a dependency is down, is due: the jobs
@@ -284,7 +299,7 @@ func (r *Runner) heartbeat(ctx context.Context, inflight map[string]*task) {
 			held = append(held, dag.Lease{ID: id, Token: t.job.Token})
 		}
 	}
-	lost, err := r.store.Heartbeat(ctx, r.now(), r.cfg.ID, r.cfg.Lease, held)
+	lost, err := r.store.Heartbeat(ctx, r.at(), r.cfg.ID, r.cfg.Lease, held)
 	if err != nil {
 		r.log.Error("trellis: heartbeat failed", "err", err)
 		return
@@ -315,7 +330,7 @@ func (r *Runner) handBack(ctx context.Context, inflight map[string]*task, pendin
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := r.store.Sync(sctx, r.now(), dag.SyncRequest{
+	_, err := r.store.Sync(sctx, r.at(), dag.SyncRequest{
 		Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.StallLimit,
 		Queues: r.cfg.Queues, Outcomes: pending, RetainCount: -1,
 	})
@@ -388,7 +403,7 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded 
 				for i := range specs { // the sub-graph's spans descend from this run
 					specs[i].Trace = out.Span
 				}
-				_, xerr = r.store.Expand(ctx, r.now(), c.ID, c.Token, res, specs, order)
+				_, xerr = r.store.Expand(ctx, r.at(), c.ID, c.Token, res, specs, order)
 				if xerr == nil {
 					log.Info("trellis: step expanded", "nodes", len(specs), "duration", took)
 					out, expanded = nil, out

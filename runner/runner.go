@@ -126,10 +126,12 @@ func (c Config) validate() error {
 
 // Runner executes nodes. Create it with New, register steps, then Start.
 type Runner struct {
-	cfg    Config
-	client *flow.Client
-	store  *dag.Store
-	log    *slog.Logger
+	cfg     Config
+	client  *flow.Client
+	store   *dag.Store
+	log     *slog.Logger
+	clock   func() time.Time // the client's Config.Clock; nil: see at
+	machine func() time.Time // this machine's clock (time.Now; tests skew it)
 
 	mu      sync.Mutex
 	steps   map[string]flow.Step
@@ -171,7 +173,7 @@ func New(client *flow.Client, cfg *Config) (*Runner, error) {
 		}
 	}
 	return &Runner{
-		cfg: c, client: client, store: client.Store(), log: c.Logger.With("runner", c.ID),
+		cfg: c, client: client, store: client.Store(), log: c.Logger.With("runner", c.ID), clock: client.Config().Clock, machine: time.Now,
 		steps: map[string]flow.Step{},
 		lanes: lanes(c.Concurrency),
 		jobs:  make(chan job, c.Concurrency),

@@ -12,9 +12,9 @@
 --                 fail (a = error JSON) · skip (a = reason) · release (hand back)
 -- Returns  {status per outcome ("1" applied, "0" rejected)...,
 --           then per claimed node: id, meta, attempt, token, data, ready ms...,
---           then when maintenance is next due in ms: now while finished
---           flows are left to delete, else the next delayed node's due
---           time, or "" (after maintenance) }
+--           then in how many ms maintenance is next due: 0 while finished
+--           flows are left to delete, else when the next delayed node is
+--           due, or "" (after maintenance) }
 local worker, leaseMs, stallLimit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local want, maintain = tonumber(ARGV[5]), ARGV[6] == '1'
 local retainAge, retainCount = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -69,10 +69,10 @@ commit()
 for k = 1, #claimed do out[#out + 1] = claimed[k] end
 local nextDue = ''
 if trimLeft then
-  nextDue = NOWS
+  nextDue = '0'
 elseif maintain then
   local first = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
-  if first[2] then nextDue = first[2] end
+  if first[2] then nextDue = string.format('%d', math.max(0, tonumber(first[2]) - NOW)) end
 end
 out[#out + 1] = nextDue
 return out

@@ -4,7 +4,9 @@
 --   KEYS[1]  the namespace prefix "trellis:{ns}:". It routes the call to the
 --            namespace's Redis Cluster slot; every key a script touches is
 --            derived from it and shares its hash tag.
---   ARGV[1]  the caller's clock, in milliseconds since the Unix epoch.
+--   ARGV[1]  the time in milliseconds since the Unix epoch, or '' for Redis's
+--            own clock (TIME): leases, due times and retention are then
+--            decided by one clock that every runner shares.
 --
 -- A node is one hash, P.."n:"..id, with the fields
 --   st  state                       m   packed meta (see meta below)
@@ -947,7 +949,14 @@ end
 -- begin starts a call: its KEYS and ARGV, and empty per-call state.
 local function begin(keys, argv)
   P, A = keys[1], argv
-  NOW, NOWS = tonumber(argv[1]), argv[1]
+  if argv[1] == '' then -- the shared clock: Redis's own, not the caller's
+    if redis.replicate_commands then redis.replicate_commands() end
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    NOWS = string.format('%d', NOW)
+  else -- a clock the caller injected (tests, flowtest)
+    NOW, NOWS = tonumber(argv[1]), argv[1]
+  end
   DONE, ACTIVE, DELAYED, FAILED = P .. 'done', P .. 'active', P .. 'delayed', P .. 'failed'
   EVENTS, CREATED, COUNTS, LEFT, ZOPS, WAKE, DRAINED = {}, 0, {}, {}, {}, {}, {}
   NODES, DIRTIED, READY, NEWFLOW, RATE, PLANNED, AGAIN = {}, {}, {}, {}, {}, {}, nil
