@@ -232,7 +232,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 	})
 	require.NoError(b, err)
 	st := t.client.Store()
-	req := dag.SyncRequest{Worker: "gobench", Lease: 30 * time.Second, StallLimit: 3, Queues: []string{"default"}, RetainCount: -1}
+	req := dag.SyncRequest{Worker: "gobench", Lease: 30 * time.Second, StallLimit: 3, Queues: []string{"default"}, Types: []string{noop{}.MessageType()}, RetainCount: -1}
 	b.ResetTimer()
 	done := 0
 	for done < b.N {

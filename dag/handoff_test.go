@@ -55,7 +55,7 @@ func enqueue(t *testing.T, s *dag.Store, flow string, specs ...dag.Spec) {
 // syncOK completes done (all succeeded) and claims up to want nodes in one
 // call, returning the claimed nodes.
 func syncOK(t *testing.T, s *dag.Store, want int, done ...dag.Claimed) []dag.Claimed {
-	req := dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Want: want, RetainCount: -1}
+	req := dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T", "LIMITED"}, Want: want, RetainCount: -1}
 	for _, c := range done {
 		req.Outcomes = append(req.Outcomes, dag.Outcome{ID: c.ID, Token: c.Token, Kind: dag.OutcomeOK, Result: []byte(`"r-` + c.ID + `"`)})
 	}
@@ -557,7 +557,7 @@ func TestClaimStartsNoEarlierThanReady(t *testing.T) {
 		ready := time.Now().Truncate(time.Millisecond)
 		_, err := s.Enqueue(ctx, ready, "clock", true, []dag.Spec{hspec("late", 0)}, []int{0})
 		require.NoError(t, err)
-		res, err := s.Sync(ctx, ready.Add(-5*time.Second), dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Want: 1, RetainCount: -1})
+		res, err := s.Sync(ctx, ready.Add(-5*time.Second), dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T", "LIMITED"}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		require.Len(t, res.Claimed, 1)
 		require.True(t, res.Claimed[0].ReadyAt.Equal(ready))
@@ -571,7 +571,7 @@ func TestClaimStartsNoEarlierThanReady(t *testing.T) {
 		_, err = s.Enqueue(ctx, ready, "clock2", true, []dag.Spec{hspec("early", 0)}, []int{0})
 		require.NoError(t, err)
 		later := ready.Add(3 * time.Second)
-		_, err = s.Sync(ctx, later, dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Want: 1, RetainCount: -1})
+		_, err = s.Sync(ctx, later, dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T", "LIMITED"}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		n, err = s.Node(ctx, "early")
 		require.NoError(t, err)

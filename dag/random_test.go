@@ -163,7 +163,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 				for id, c := range held[alive] {
 					leases = append(leases, dag.Lease{ID: id, Token: c.Token})
 				}
-				lost, err := s.Heartbeat(ctx, time.Now().Add(offset), alive, time.Minute, leases)
+				lost, _, err := s.Heartbeat(ctx, time.Now().Add(offset), alive, time.Minute, nil, leases)
 				require.NoError(t, err)
 				for _, id := range lost {
 					require.True(t, mayReject[claim(id, held[alive][id].Token)], "%s lost its lease to nobody", id)
@@ -227,7 +227,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 				}
 			}
 		}
-		req := dag.SyncRequest{Worker: w, Lease: time.Minute, StallLimit: 1, Queues: []string{"q", "q2"},
+		req := dag.SyncRequest{Worker: w, Lease: time.Minute, StallLimit: 1, Queues: []string{"q", "q2"}, Types: []string{"A", "B", "C"},
 			Want: rng.IntN(7), Maintain: rng.IntN(5) == 0, RetainCount: retain}
 		for _, id := range sortedKeys(held[w]) { // sorted: a seed replays exactly
 			c := held[w][id]

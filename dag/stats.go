@@ -2,6 +2,7 @@ package dag
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -325,21 +326,61 @@ func (s *Store) Paused(ctx context.Context) ([]string, error) {
 	return q, nil
 }
 
-// Runner is a runner that sent a heartbeat.
-type Runner struct {
-	ID       string    `json:"id"`
-	LastSeen time.Time `json:"lastSeen"`
+// RunnerInfo is what a runner says of itself with each heartbeat.
+type RunnerInfo struct {
+	Host        string    `json:"host,omitempty"`
+	PID         int       `json:"pid,omitempty"`
+	Version     string    `json:"version,omitempty"`
+	Queues      []string  `json:"queues"`
+	Types       []string  `json:"types"` // the message types it has steps for: all it claims
+	Concurrency int       `json:"concurrency"`
+	InFlight    int       `json:"inFlight"`
+	Started     time.Time `json:"started"`
 }
 
-// Runners lists runners seen since the given time.
+// Serves reports whether the runner claims nodes of type typ on queue.
+func (ri *RunnerInfo) Serves(queue, typ string) bool {
+	return slices.Contains(ri.Queues, queue) && slices.Contains(ri.Types, typ)
+}
+
+// Runner is a runner that sent a heartbeat. Info is nil for a runner of a
+// Trellis that sent no record.
+type Runner struct {
+	ID       string      `json:"id"`
+	LastSeen time.Time   `json:"lastSeen"`
+	Info     *RunnerInfo `json:"info,omitempty"`
+}
+
+// Runners lists runners seen since the given time, with their records.
 func (s *Store) Runners(ctx context.Context, since time.Time) ([]Runner, error) {
-	res, err := s.rdb.ZRangeByScoreWithScores(ctx, s.k.runners(), &redis.ZRangeBy{Min: ms(since), Max: "+inf"}).Result()
+	min := "-inf"
+	if !since.IsZero() {
+		min = ms(since)
+	}
+	res, err := s.rdb.ZRangeByScoreWithScores(ctx, s.k.runners(), &redis.ZRangeBy{Min: min, Max: "+inf"}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("dag: redis: %w", err)
 	}
 	out := make([]Runner, len(res))
+	if len(res) == 0 {
+		return out, nil
+	}
+	ids := make([]string, len(res))
 	for i, z := range res {
-		out[i] = Runner{ID: str(z.Member), LastSeen: time.UnixMilli(int64(z.Score))}
+		ids[i] = str(z.Member)
+		out[i] = Runner{ID: ids[i], LastSeen: time.UnixMilli(int64(z.Score))}
+	}
+	infos, err := s.rdb.HMGet(ctx, s.k.runnerInfo(), ids...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("dag: redis: %w", err)
+	}
+	for i, v := range infos {
+		if raw, ok := v.(string); ok {
+			var ri RunnerInfo
+			if json.Unmarshal([]byte(raw), &ri) == nil {
+				out[i].Info = &ri
+			}
+		}
 	}
 	return out, nil
 }
@@ -349,12 +390,47 @@ const readyEpoch = 1700000000000
 // OldestReady is when the longest-waiting ready node of queue became ready,
 // or zero when none is.
 func (s *Store) OldestReady(ctx context.Context, queue string) (time.Time, error) {
-	res, err := s.rdb.ZRangeWithScores(ctx, s.k.ready(queue), 0, 0).Result()
-	if err != nil || len(res) == 0 {
+	lanes, err := s.readyLanes(ctx, queue)
+	if err != nil || len(lanes) == 0 {
 		return time.Time{}, err
 	}
-	score := int64(res[0].Score)
-	return time.UnixMilli(score%(1<<41) + readyEpoch), nil
+	cmds := make([]*redis.ZSliceCmd, len(lanes))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, key := range lanes {
+			cmds[i] = p.ZRangeWithScores(ctx, key, 0, 0)
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("dag: redis: %w", err)
+	}
+	var oldest time.Time
+	for _, c := range cmds {
+		for _, z := range c.Val() {
+			// the head of a lane is its best priority; among equals, the oldest
+			at := time.UnixMilli(int64(z.Score)%(1<<41) + readyEpoch)
+			if oldest.IsZero() || at.Before(oldest) {
+				oldest = at
+			}
+		}
+	}
+	return oldest, nil
+}
+
+// readyLanes are the ready sets of queue's lanes (all queues when queue is
+// "") that the counters say hold nodes, queue by queue.
+func (s *Store) readyLanes(ctx context.Context, queue string) ([]string, error) {
+	counts, err := s.Counts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, c := range counts {
+		if c.State == Ready && c.N > 0 && (queue == "" || c.Queue == queue) {
+			keys = append(keys, s.k.ready(c.Queue, c.Type))
+		}
+	}
+	return keys, nil
 }
 
 // Stalled counts active nodes whose lease has expired and not yet been recovered.
@@ -456,7 +532,7 @@ func Indexed(st State) bool { return st == Ready || st == Delayed || st == Activ
 // StateIDs returns the IDs of up to limit nodes in state st, one of the
 // Indexed states, and how many there are, in O(limit): failed nodes latest
 // failure first, delayed ones soonest due first, active ones soonest lease
-// end first, ready ones queue by queue in the order they will be claimed.
+// end first, ready ones lane by lane (queue, then type) in the order they will be claimed.
 // complete is false when the counters know of more such nodes than the sets
 // hold (nodes that failed under a Trellis without the failed index): the
 // list is then partial, and a caller that needs all of them has to scan
@@ -473,12 +549,12 @@ func (s *Store) StateIDs(ctx context.Context, st State, limit int) (ids []string
 		return nil, 0, false, err
 	}
 	var counted int64
-	var queues []string // with nodes in st, in order
+	var lanes []string // ready sets with nodes, queue by queue
 	for _, c := range counts {
 		if c.State == st {
 			counted += c.N
-			if c.N > 0 && !slices.Contains(queues, c.Queue) {
-				queues = append(queues, c.Queue)
+			if c.N > 0 && st == Ready {
+				lanes = append(lanes, s.k.ready(c.Queue, c.Type))
 			}
 		}
 	}
@@ -491,9 +567,7 @@ func (s *Store) StateIDs(ctx context.Context, st State, limit int) (ids []string
 	case Active:
 		keys = []string{s.k.active()}
 	case Ready:
-		for _, q := range queues {
-			keys = append(keys, s.k.ready(q))
-		}
+		keys = lanes
 	}
 	ranges := make([]*redis.StringSliceCmd, len(keys))
 	cards := make([]*redis.IntCmd, len(keys))

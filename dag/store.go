@@ -609,7 +609,11 @@ type SyncRequest struct {
 	Lease      time.Duration
 	StallLimit int
 	Queues     []string
-	Want       int
+	// Types are the message types the runner has steps for: it claims
+	// nodes of these types only (none when empty), so nodes of a type
+	// that no runner of this version knows wait for one that does.
+	Types []string
+	Want  int
 	// Maintain also promotes due delayed nodes, recovers expired leases and
 	// trims finished flows; runners ask for it a few times a second, not on
 	// every call.
@@ -629,11 +633,15 @@ type SyncResult struct {
 // Sync applies outcomes, promotes due delayed nodes, recovers expired
 // leases, trims finished flows and claims up to Want ready nodes.
 func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncResult, error) {
-	args := callArgs(10 + len(req.Queues) + 7*len(req.Outcomes))
+	args := callArgs(11 + len(req.Queues) + len(req.Types) + 7*len(req.Outcomes))
 	args = append(args, ms(now), req.Worker, req.Lease.Milliseconds(), req.StallLimit, req.Want,
 		boolArg(req.Maintain), req.RetainAge.Milliseconds(), req.RetainCount, len(req.Queues))
 	for _, q := range req.Queues {
 		args = append(args, q)
+	}
+	args = append(args, len(req.Types))
+	for _, t := range req.Types {
+		args = append(args, t)
 	}
 	args = append(args, len(req.Outcomes))
 	for _, o := range req.Outcomes {
@@ -687,39 +695,53 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 	return out, nil
 }
 
-// Heartbeat extends the leases a runner holds and records it as alive. It
-// returns the IDs whose lease is gone (recovered by another runner,
-// cancelled, …); their steps should stop.
-func (s *Store) Heartbeat(ctx context.Context, now time.Time, worker string, lease time.Duration, held []Lease) ([]string, error) {
-	args := callArgs(3 + 2*len(held))
-	args = append(args, ms(now), worker, lease.Milliseconds())
+// Heartbeat extends the leases a runner holds and records it as alive,
+// with its record (nil keeps the last one sent). It returns the IDs whose
+// lease is gone (recovered by another runner, cancelled, …), whose steps
+// should stop, and the time by the clock that decides (Redis's, unless
+// now is set).
+func (s *Store) Heartbeat(ctx context.Context, now time.Time, worker string, lease time.Duration, info *RunnerInfo, held []Lease) (lost []string, at time.Time, err error) {
+	var record []byte
+	if info != nil {
+		if record, err = json.Marshal(info); err != nil {
+			return nil, time.Time{}, err
+		}
+	}
+	args := callArgs(4 + 2*len(held))
+	args = append(args, ms(now), worker, lease.Milliseconds(), string(record))
 	for _, l := range held {
 		args = append(args, l.ID, l.Token)
 	}
 	res, err := s.run(ctx, s.scripts.heartbeat, args)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
-	lost := make([]string, len(res))
-	for i, v := range res {
+	if len(res) == 0 {
+		return nil, time.Time{}, errors.New("dag: empty reply from heartbeat")
+	}
+	lost = make([]string, len(res)-1)
+	for i, v := range res[1:] {
 		lost[i] = str(v)
 	}
-	return lost, nil
+	return lost, fromMS(str(res[0])), nil
 }
 
-// WaitReady blocks until a node may have become ready on one of queues, or
-// timeout passes. It returns early on a wake-up token.
-func (s *Store) WaitReady(ctx context.Context, queues []string, timeout time.Duration) error {
+// WaitReady blocks until a node of one of types may have become ready on
+// one of queues, or timeout passes. It returns early on a wake-up token.
+func (s *Store) WaitReady(ctx context.Context, queues, types []string, timeout time.Duration) error {
 	if timeout < 10*time.Millisecond {
 		timeout = 10 * time.Millisecond
 	}
 	if timeout > 2*time.Second {
 		timeout = 2 * time.Second // stay under go-redis's default read timeout
 	}
-	args := make([]any, 0, len(queues)+2)
+	args := make([]any, 0, len(queues)*(len(types)+1)+2)
 	args = append(args, "BLPOP")
 	for _, q := range queues {
 		args = append(args, s.k.wake(q))
+		for _, t := range types {
+			args = append(args, s.k.laneWake(q, t))
+		}
 	}
 	// BLPOP takes fractional seconds since Redis 6; go-redis's BLPop rounds up to 1s.
 	args = append(args, strconv.FormatFloat(timeout.Seconds(), 'f', 3, 64))

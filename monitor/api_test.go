@@ -720,3 +720,53 @@ func TestJobDetailShowsStepLogsEscaped(t *testing.T) {
 	require.Contains(t, w.Body.String(), `&lt;script&gt;alert(1)&lt;/script&gt;`)
 	require.NotContains(t, w.Body.String(), `<script>alert(1)`)
 }
+
+// Stranger is a message type no runner of the test has a step for.
+type Stranger struct{}
+
+func (Stranger) MessageType() string { return "TEST_STRANGER" }
+
+// Ready jobs that no live runner can run — a type none has a step for, a
+// queue none serves — make the namespace a warning, not healthy, and the
+// health says which; each runner's record says what it serves.
+func TestHealthWarnsOfUnservedJobs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	ctx := context.Background()
+	e.run()
+	_, err := e.client.Add(ctx, Stranger{}, &flow.NodeOpts{ID: "odd"})
+	require.NoError(t, err)
+	_, err = e.client.Add(ctx, Echo{Text: "aside"}, &flow.NodeOpts{ID: "aside", Queue: "side"})
+	require.NoError(t, err)
+	e.add("fine", "fine")
+	e.wait("fine", flow.Succeeded)
+
+	var hl monitor.Health
+	require.Eventually(t, func() bool {
+		hl = decode[monitor.Health](t, e.get("/api/admin/queue-health"))
+		return hl.Metrics.LiveRunners == 1
+	}, 5*time.Second, 20*time.Millisecond)
+	require.Equal(t, monitor.Warning, hl.Status, "%+v", hl.Findings)
+	require.ElementsMatch(t, []monitor.Lane{{Queue: "default", Type: "TEST_STRANGER", Ready: 1}, {Queue: "side", Type: "ECHO", Ready: 1}}, hl.Metrics.Unserved)
+	var reasons []string
+	for _, f := range hl.Findings {
+		if f.Check == "unserved" {
+			require.Equal(t, monitor.Warning, f.Severity)
+			reasons = append(reasons, f.Reason)
+		}
+	}
+	require.Len(t, reasons, 2)
+	require.Contains(t, strings.Join(reasons, "\n"), `1 ready TEST_STRANGER jobs on queue "default": no live runner has a step for TEST_STRANGER`)
+	require.Len(t, hl.Metrics.Live, 1)
+	info := hl.Metrics.Live[0].Info
+	require.NotNil(t, info)
+	require.Equal(t, []string{"default"}, info.Queues)
+	require.ElementsMatch(t, []string{"ECHO", "OTHER"}, info.Types)
+	require.Equal(t, 4, info.Concurrency)
+	// the jobs wait: nothing claimed them
+	for _, id := range []string{"odd", "aside"} {
+		j, err := e.client.Job(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, flow.Ready, j.State)
+	}
+}

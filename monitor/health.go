@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -66,7 +67,19 @@ type HealthMetrics struct {
 	OldestWaitingQueue   string   `json:"oldestWaitingQueue,omitempty"`
 	LiveRunners          int      `json:"liveRunners"`
 	RunnerIDs            []string `json:"runners"`
-	MaxmemoryPolicy      string   `json:"maxmemoryPolicy"`
+	// Live are the live runners with what each says it serves.
+	Live []dag.Runner `json:"liveRunnerDetails"`
+	// Unserved are the queue and type pairs whose ready jobs no live
+	// runner has a step for.
+	Unserved        []Lane `json:"unserved"`
+	MaxmemoryPolicy string `json:"maxmemoryPolicy"`
+}
+
+// Lane is a queue and a message type.
+type Lane struct {
+	Queue string `json:"queue"`
+	Type  string `json:"type"`
+	Ready int64  `json:"ready"`
 }
 
 type backlogSample struct {
@@ -222,10 +235,30 @@ func (h *Checker) Check(ctx context.Context) (*Health, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.LiveRunners = len(runners)
+	m.LiveRunners, m.Live = len(runners), runners
 	m.RunnerIDs = make([]string, len(runners))
 	for i, rn := range runners {
 		m.RunnerIDs[i] = rn.ID
+	}
+	m.Unserved = []Lane{}
+	if len(runners) > 0 {
+		counts, err := h.store.Counts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range counts {
+			if c.State != dag.Ready || c.N <= 0 {
+				continue
+			}
+			served := slices.ContainsFunc(runners, func(rn dag.Runner) bool {
+				return rn.Info == nil || rn.Info.Serves(c.Queue, c.Type) // a runner without a record may serve anything
+			})
+			if !served {
+				m.Unserved = append(m.Unserved, Lane{Queue: c.Queue, Type: c.Type, Ready: c.N})
+				add("unserved", Warning, fmt.Sprintf("Start a runner with a step for %s on queue %q (`trellis worker --queues %s` of a version that has it); the jobs wait for it.", c.Type, c.Queue, c.Queue),
+					"%d ready %s jobs on queue %q: no live runner has a step for %s on that queue", c.N, c.Type, c.Queue, c.Type)
+			}
+		}
 	}
 	if len(runners) == 0 {
 		sev := Warning

@@ -98,7 +98,7 @@ func TestDeadRunnerIsTakenOver(t *testing.T) {
 		require.NoError(t, err)
 		store := h.client.Store()
 		lease := 300 * time.Millisecond
-		dead, err := store.Sync(ctx, time.Now(), dag.SyncRequest{Worker: "dead-runner", Lease: lease, StallLimit: 3, Queues: []string{"default"}, Want: 1, RetainCount: -1})
+		dead, err := store.Sync(ctx, time.Now(), dag.SyncRequest{Worker: "dead-runner", Lease: lease, StallLimit: 3, Queues: []string{"default"}, Types: []string{"TEST_TASK"}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		require.Len(t, dead.Claimed, 1)
 		cl := dead.Claimed[0]
@@ -130,7 +130,7 @@ func TestStallLimitFailsTheNode(t *testing.T) {
 		require.NoError(t, err)
 		store := h.client.Store()
 		now := time.Now()
-		req := dag.SyncRequest{Worker: "flaky-host", Lease: time.Second, StallLimit: 1, Queues: []string{"default"}, Want: 1, RetainCount: -1, Maintain: true}
+		req := dag.SyncRequest{Worker: "flaky-host", Lease: time.Second, StallLimit: 1, Queues: []string{"default"}, Types: []string{"TEST_TASK"}, Want: 1, RetainCount: -1, Maintain: true}
 		for i := range 2 {
 			res, err := store.Sync(ctx, now.Add(time.Duration(i)*2*time.Second), req)
 			require.NoError(t, err)

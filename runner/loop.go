@@ -85,6 +85,7 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 			return
 		}
 		delete(inflight, res.id)
+		r.busy.Add(-1)
 		if res.outcome != nil && !t.released {
 			pending = append(pending, *res.outcome)
 		}
@@ -125,7 +126,7 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 			maintain := now.Sub(lastMaintain) >= maintainEvery || (!nextDue.IsZero() && !now.Before(nextDue))
 			res, err := r.store.Sync(ctx, r.at(), dag.SyncRequest{
 				Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.StallLimit,
-				Queues: r.cfg.Queues, Want: want, Outcomes: pending, Maintain: maintain,
+				Queues: r.cfg.Queues, Types: r.typeList(), Want: want, Outcomes: pending, Maintain: maintain,
 				RetainAge: r.cfg.RetainAge, RetainCount: r.cfg.RetainCount,
 			})
 			if err != nil {
@@ -249,6 +250,10 @@ func (r *Runner) holdClaims(o *dag.Outcome) {
 	}
 }
 
+// clockSkewWarn is how far this machine's clock may be from Redis's before
+// the runner says so, once.
+const clockSkewWarn = 2 * time.Second
+
 // maintainEvery is how often a busy runner also promotes delayed nodes,
 // recovers expired leases and trims finished flows.
 const maintainEvery = 250 * time.Millisecond
@@ -299,10 +304,16 @@ func (r *Runner) heartbeat(ctx context.Context, inflight map[string]*task) {
 			held = append(held, dag.Lease{ID: id, Token: t.job.Token})
 		}
 	}
-	lost, err := r.store.Heartbeat(ctx, r.at(), r.cfg.ID, r.cfg.Lease, held)
+	info := r.info
+	info.Types, info.InFlight = r.typeList(), int(r.busy.Load())
+	lost, at, err := r.store.Heartbeat(ctx, r.at(), r.cfg.ID, r.cfg.Lease, &info, held)
 	if err != nil {
 		r.log.Error("trellis: heartbeat failed", "err", err)
 		return
+	}
+	if skew := r.now().Sub(at); r.clock == nil && (skew > clockSkewWarn || skew < -clockSkewWarn) && r.skewWarned.CompareAndSwap(false, true) {
+		r.log.Warn("trellis: this machine's clock differs from Redis's; Trellis decides by Redis's clock, but logs and stats use this one",
+			"skew", skew.Round(time.Millisecond))
 	}
 	for _, id := range lost {
 		if t, ok := inflight[id]; ok {
@@ -354,6 +365,7 @@ func (r *Runner) launch(ctx context.Context, c dag.Claimed, inflight map[string]
 	tctx, cancel := context.WithCancelCause(ctx)
 	t := &task{job: c, cancel: cancel}
 	inflight[c.ID] = t
+	r.busy.Add(1)
 	r.jobs <- job{ctx: tctx, t: t, l: l}
 }
 

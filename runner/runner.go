@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,7 +137,12 @@ type Runner struct {
 
 	mu      sync.Mutex
 	steps   map[string]flow.Step
+	types   atomic.Pointer[[]string] // the steps' message types, sorted: what the runner claims
 	started bool
+
+	info       dag.RunnerInfo // its heartbeat record, less what changes
+	busy       atomic.Int64   // steps running
+	skewWarned atomic.Bool
 
 	lanes    []*lane
 	hold     atomic.Int64 // Unix ns: claim nothing before (a dependency is down)
@@ -201,6 +208,12 @@ func (r *Runner) Register(steps ...flow.Step) error {
 		}
 		r.steps[typ] = s
 	}
+	types := make([]string, 0, len(r.steps))
+	for t := range r.steps {
+		types = append(types, t)
+	}
+	slices.Sort(types)
+	r.types.Store(&types)
 	return nil
 }
 
@@ -209,15 +222,15 @@ func Handle[M flow.Message, R any](r *Runner, fn func(ctx context.Context, sc *f
 	return r.Register(flow.StepFunc(fn))
 }
 
-// Types lists the registered message types.
-func (r *Runner) Types() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]string, 0, len(r.steps))
-	for t := range r.steps {
-		out = append(out, t)
+// Types lists the registered message types, sorted: the runner claims
+// nodes of these types only.
+func (r *Runner) Types() []string { return slices.Clone(r.typeList()) }
+
+func (r *Runner) typeList() []string {
+	if t := r.types.Load(); t != nil {
+		return *t
 	}
-	return out
+	return nil
 }
 
 // Start begins claiming and running nodes. It returns at once; the runner
@@ -229,6 +242,9 @@ func (r *Runner) Start(ctx context.Context) error {
 		return errors.New("runner: already started")
 	}
 	r.started = true
+	host, _ := os.Hostname()
+	r.info = dag.RunnerInfo{Host: host, PID: os.Getpid(), Version: version(), Queues: r.cfg.Queues,
+		Concurrency: r.cfg.Concurrency, Started: time.Now().UTC()}
 	ctx = context.WithoutCancel(ctx)
 	go r.waker(ctx)
 	for range r.cfg.Concurrency {
@@ -243,7 +259,7 @@ func (r *Runner) Start(ctx context.Context) error {
 		close(r.jobs) // the workers end once they finish what they run
 		close(r.done)
 	}()
-	r.log.Info("trellis: runner started", "queues", r.cfg.Queues, "concurrency", r.cfg.Concurrency)
+	r.log.Info("trellis: runner started", "queues", r.cfg.Queues, "types", r.typeList(), "concurrency", r.cfg.Concurrency)
 	return nil
 }
 
@@ -278,7 +294,7 @@ func (r *Runner) waker(ctx context.Context) {
 			return
 		case <-r.arm:
 		}
-		err := r.store.WaitReady(ctx, r.cfg.Queues, r.cfg.IdleWait)
+		err := r.store.WaitReady(ctx, r.cfg.Queues, r.typeList(), r.cfg.IdleWait)
 		if err != nil {
 			select {
 			case <-r.done:
@@ -294,3 +310,22 @@ func (r *Runner) waker(ctx context.Context) {
 		}
 	}
 }
+
+// version is the Trellis module's version in this binary's build info.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	if bi.Main.Path == module {
+		return bi.Main.Version
+	}
+	for _, d := range bi.Deps {
+		if d.Path == module {
+			return d.Version
+		}
+	}
+	return ""
+}
+
+const module = "github.com/trellisflow/trellis"

@@ -6,7 +6,8 @@
 -- ARGV     now, worker, lease ms, stall limit, claim count, maintain ("1":
 --          also promote due delayed nodes, recover expired leases and trim
 --          finished flows), retain age ms, retain count (-1: unlimited),
---          queue count, queues...,
+--          queue count, queues..., type count, types... (the message types
+--          the runner has steps for: it claims only those),
 --          outcome count, then per outcome: id, token, kind, a, b, span, logs
 --          kinds: ok (a = result JSON) · retry (a = error JSON, b = delay ms)
 --                 fail (a = error JSON) · skip (a = reason) · release (hand back)
@@ -22,6 +23,9 @@ local nq = tonumber(ARGV[9])
 local queues = {}
 for i = 1, nq do queues[i] = ARGV[9 + i] end
 local i = 10 + nq
+local types = {}
+for k = 1, tonumber(ARGV[i]) do types[k] = ARGV[i + k] end
+i = i + 1 + #types
 local total = tonumber(ARGV[i])
 i = i + 1
 local out = {}
@@ -55,11 +59,12 @@ for _ = 1, total do
   end
 end
 if maintain then
+  migrate(queues, 100)
   promote(100 + want)
   recover(100, stallLimit)
 end
 local claimed = {}
-if want > 0 then claim(queues, want, worker, leaseMs, claimed) end
+if want > 0 and #types > 0 then claim(queues, types, want, worker, leaseMs, claimed) end
 local trimLeft = false -- finished flows left to delete: maintain again at once
 if maintain and (retainAge > 0 or retainCount >= 0) then
   local _, more = trim(retainAge, retainCount, 50)

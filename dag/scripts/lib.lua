@@ -57,11 +57,11 @@ local CREATED, MAXCREATED = 0, 1000
 local COUNTS       -- "state|queue|type" -> delta
 local LEFT         -- flow id -> delta of unfinished nodes
 local ZOPS         -- sorted-set key -> {member -> score | false (remove)}
-local WAKE         -- queue -> nodes made ready
-local DRAINED      -- queue -> true once claim() emptied its ready set
+local WAKE         -- lane -> nodes made ready
+local DRAINED      -- lane -> true once claim() emptied its ready set
 local NODES        -- id -> the node's table, loaded or created in this call
 local DIRTIED      -- nodes with fields to write at commit (in n.w)
-local READY        -- queue -> nodes made ready in this call (not yet in the set)
+local READY        -- lane -> nodes made ready in this call (not yet in the set)
 
 -- split returns the IDs of a c list (without their marks).
 local function split(s)
@@ -95,10 +95,13 @@ local function itos(x)
   return v
 end
 
+-- A lane is a queue and a message type, "queue|type" ('|' is in no name):
+-- each has its ready set and its wake-up list, so a runner claims only the
+-- types it has steps for and is woken only for them.
 local READYKEYS
-local function readyKey(q)
-  local k = READYKEYS[q]
-  if not k then k = P .. 'q:' .. q .. ':ready'; READYKEYS[q] = k end
+local function readyKey(lk)
+  local k = READYKEYS[lk]
+  if not k then k = P .. 'rq:' .. lk; READYKEYS[lk] = k end
   return k
 end
 
@@ -117,7 +120,7 @@ local function meta(m)
     local fl, q, ty, po, pr, dl, ma = string.match(m, META)
     mt = {
       fl = fl, q = q, ty = ty, po = po, pr = tonumber(pr), dl = tonumber(dl), ma = tonumber(ma),
-      qt = '|' .. q .. '|' .. ty, single = (fl == '-'),
+      qt = '|' .. q .. '|' .. ty, lk = q .. '|' .. ty, single = (fl == '-'),
       pe = 0, at = 0, tk = '', tl = '', sl = 0, c = '',
     }
     mt.__index = mt
@@ -132,7 +135,7 @@ local function node(id, st, m)
   local mt = meta(m)
   local n = {
     id = id, st = st, fl = mt.fl, q = mt.q, ty = mt.ty, po = mt.po,
-    pr = mt.pr, dl = mt.dl, ma = mt.ma, qt = mt.qt, single = mt.single,
+    pr = mt.pr, dl = mt.dl, ma = mt.ma, qt = mt.qt, lk = mt.lk, single = mt.single,
     pe = 0, at = 0, tk = '', tl = '', sl = 0, c = '',
   }
   if n.single then n.fl = id end
@@ -269,16 +272,16 @@ end
 local function membership(n, from, to, score)
   if from == 'ready' then
     if n.fresh then n.fresh = nil
-    elseif not n.popped then zop(readyKey(n.q), n.id, false) end
+    elseif not n.popped then zop(readyKey(n.lk), n.id, false) end
   elseif from == 'delayed' then zop(DELAYED, n.id, false)
   elseif from == 'active' then zop(ACTIVE, n.id, false)
   elseif from == 'failed' then zop(FAILED, n.id, false) end
   if to == 'ready' then
     n.fresh, n.popped, n.rs = true, nil, (1000 - n.pr) * PRIO + (NOW - EPOCH)
-    local r = READY[n.q]
-    if not r then r = {}; READY[n.q] = r end
+    local r = READY[n.lk]
+    if not r then r = {}; READY[n.lk] = r end
     r[#r + 1] = n
-    WAKE[n.q] = (WAKE[n.q] or 0) + 1
+    WAKE[n.lk] = (WAKE[n.lk] or 0) + 1
   elseif to == 'delayed' then zop(DELAYED, n.id, score)
   elseif to == 'active' then zop(ACTIVE, n.id, score)
   elseif to == 'failed' then zop(FAILED, n.id, NOWS) end
@@ -527,27 +530,29 @@ local function control()
   return lim, paused
 end
 
--- allowed reports whether one more node of n's type may start now.
-local function allowed(lim, n)
-  local l = lim[n.ty]
-  if not l then return true end
+-- room is how many nodes of type ty may start now in queue q, at most
+-- want: its concurrency limit less its active nodes, and what is left of
+-- its rate window (rate, the window's key, when it has one).
+local function room(lim, q, ty, want)
+  local l = lim and lim[ty]
+  if not l then return want end
   if l.c > 0 then
-    local k = 'active' .. n.qt
+    local k = 'active|' .. q .. '|' .. ty
     local active = (tonumber(redis.call('HGET', P .. 'counts', k)) or 0) + (COUNTS[k] or 0)
-    if active >= l.c then return false end
+    want = math.min(want, l.c - active)
   end
+  local rate
   if l.r > 0 and l.per > 0 then
-    local key = P .. 'rate:' .. n.ty .. ':' .. math.floor(NOW / l.per)
-    local used = RATE[key]
+    rate = P .. 'rate:' .. ty .. ':' .. math.floor(NOW / l.per)
+    local used = RATE[rate]
     if not used then
-      used = tonumber(redis.call('GET', key)) or 0
-      RATE[key] = used
+      used = tonumber(redis.call('GET', rate)) or 0
+      RATE[rate] = used
     end
-    if used >= l.r then return false end
-    RATE[key] = used + 1
-    RATE[key .. '\0per'] = l.per
+    RATE[rate .. '\0per'] = l.per
+    want = math.min(want, l.r - used)
   end
-  return true
+  return want, rate
 end
 
 -- take leases ready node n to worker and appends it to out: id, meta,
@@ -578,9 +583,9 @@ local function take(n, score, worker, leaseMs, out)
   out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = n.id, n.m, n.at, tk, n.d, readyAt
 end
 
--- fresh returns queue q's nodes made ready in this call, best first.
-local function fresh(q)
-  local r, list = READY[q], {}
+-- fresh returns lane lk's nodes made ready in this call, best first.
+local function fresh(lk)
+  local r, list = READY[lk], {}
   if not r then return list end
   local sorted, last = true, 0
   for _, n in ipairs(r) do
@@ -597,63 +602,127 @@ local function fresh(q)
   return list
 end
 
--- claim takes up to want ready nodes from the queues, in order, and leases
--- them to worker (see take). It merges the ready set with the nodes made
--- ready earlier in this call, by priority and time, so a completion hands
--- the children it released straight to the next claim.
--- Nodes whose type is at its limit stay ready, in their place.
-local function claim(queues, want, worker, leaseMs, out)
+-- lanes returns queue q's lanes of the given types that have ready nodes
+-- and room to start some (see room), from the per-state counters.
+local function lanes(q, types, want, lim)
+  local fields = {}
+  for i, ty in ipairs(types) do fields[i] = 'ready|' .. q .. '|' .. ty end
+  local have = redis.call('HMGET', P .. 'counts', unpack(fields))
+  local out = {}
+  for i, ty in ipairs(types) do
+    if (tonumber(have[i]) or 0) + (COUNTS[fields[i]] or 0) > 0 then
+      local lk = q .. '|' .. ty
+      local r, rate = room(lim, q, ty, want)
+      if r > 0 then
+        out[#out + 1] = {lk = lk, room = r, rate = rate, new = fresh(lk), j = 1}
+      end
+    end
+  end
+  return out
+end
+
+-- claimQueue takes up to want ready nodes of queue q whose types are
+-- among types, best first across their lanes (priority, then time), and
+-- leases them to worker (see take). It merges each lane's ready set with
+-- the nodes made ready earlier in this call, so a completion hands the
+-- children it released straight to the next claim. One lane is popped
+-- (ZPOPMIN; what is not taken goes back); several are peeked (ZRANGE), and
+-- what is taken leaves its set at commit. It returns want less the nodes
+-- taken.
+local function claimQueue(q, types, want, lim, worker, leaseMs, out)
+  for _ = 1, 4 do -- again only if nodes no longer ready were in the way
+    local ls = lanes(q, types, want, lim)
+    if #ls == 0 then break end
+    local pop = #ls == 1
+    for _, l in ipairs(ls) do
+      local got
+      if pop then
+        got = redis.call('ZPOPMIN', readyKey(l.lk), l.room)
+      else
+        got = redis.call('ZRANGE', readyKey(l.lk), 0, l.room - 1, 'WITHSCORES')
+      end
+      l.set, l.i = got, 1
+      if #got < 2 * l.room then DRAINED[l.lk] = true end
+    end
+    local stale = false
+    while want > 0 do
+      -- the lane whose best node is best
+      local best, bscore, bset
+      for _, l in ipairs(ls) do
+        if l.room > 0 then
+          if l.i <= #l.set then
+            local sc = tonumber(l.set[l.i + 1])
+            if not bscore or sc < bscore then best, bscore, bset = l, sc, true end
+          end
+          local f = l.new[l.j]
+          if f and (not bscore or f.rs < bscore) then best, bscore, bset = l, f.rs, false end
+        end
+      end
+      if not best then break end
+      local n, score
+      if bset then
+        local id = best.set[best.i]
+        score = best.set[best.i + 1]
+        best.i = best.i + 2
+        n = loadClaim(id)
+        if n and n.st == 'ready' then
+          if pop then n.popped = true end -- ZPOPMIN already took it out of the set
+        else
+          if not pop then zop(readyKey(best.lk), id, false) end
+          n, stale = nil, true
+        end
+      else
+        n = best.new[best.j]
+        best.j = best.j + 1
+        WAKE[best.lk] = WAKE[best.lk] - 1
+      end
+      if n then
+        take(n, score, worker, leaseMs, out)
+        want, best.room = want - 1, best.room - 1
+        if best.rate then RATE[best.rate] = RATE[best.rate] + 1 end
+      end
+    end
+    for _, l in ipairs(ls) do
+      if pop and l.i <= #l.set then -- popped but not taken: back in its place
+        local held = {}
+        for k = l.i, #l.set, 2 do
+          held[#held + 1] = l.set[k + 1]
+          held[#held + 1] = l.set[k]
+        end
+        for k = 1, #held, 1000 do redis.call('ZADD', readyKey(l.lk), unpack(held, k, math.min(k + 999, #held))) end
+      end
+      if l.i <= #l.set or l.j <= #l.new then DRAINED[l.lk] = nil end
+    end
+    if want <= 0 or not stale then break end
+    flushZ()
+  end
+  return want
+end
+
+-- claim takes up to want ready nodes of the given types from the queues,
+-- in order (see claimQueue); nodes of paused queues, and of types at
+-- their limit, stay ready.
+local function claim(queues, types, want, worker, leaseMs, out)
   flushZ()
   local lim, paused = control()
   for _, q in ipairs(queues) do
     if want <= 0 then break end
-    if not paused[q] then
-      local held, waits = {}, false -- waits: a node of new kept back by a limit
-      local new = fresh(q)
-      local j = 1 -- the next of new
-      for _ = 1, 4 do -- a few rounds, in case limited nodes were in the way
-        local popped = redis.call('ZPOPMIN', readyKey(q), want)
-        if #popped < 2 * want then DRAINED[q] = true end
-        local i = 1
-        while want > 0 and (i <= #popped or j <= #new) do
-          local n, from, score
-          if i <= #popped and (j > #new or tonumber(popped[i + 1]) <= new[j].rs) then
-            n, from, score = loadClaim(popped[i]), popped, popped[i + 1]
-            if n then n.popped = true end -- ZPOPMIN already took it out of the set
-            i = i + 2
-          else
-            n, score = new[j], nil
-            j = j + 1
-          end
-          if n and n.st == 'ready' then
-            if not lim or allowed(lim, n) then
-              take(n, score, worker, leaseMs, out)
-              if not from then WAKE[q] = WAKE[q] - 1 end
-              want = want - 1
-            elseif from then
-              n.popped = nil
-              held[#held + 1] = popped[i - 1]
-              held[#held + 1] = n.id
-            else
-              waits = true -- stays in READY; commit() adds it to the set
-            end
-          end
-        end
-        for k = i, #popped, 2 do -- popped but not needed after all
-          held[#held + 1] = popped[k + 1]
-          held[#held + 1] = popped[k]
-          local n = NODES[popped[k]]
-          if n then n.popped = nil end
-        end
-        if want <= 0 or DRAINED[q] or #held == 0 then break end
-      end
-      if #held > 0 or j <= #new or waits then DRAINED[q] = nil end
-      if #held > 0 then
-        for k = 1, #held, 1000 do redis.call('ZADD', readyKey(q), unpack(held, k, math.min(k + 999, #held))) end
-      end
-    end
+    if not paused[q] then want = claimQueue(q, types, want, lim, worker, leaseMs, out) end
   end
   return want
+end
+
+-- migrate moves the nodes an older Trellis left in a queue's one ready set
+-- ("q:"..queue..":ready") into their lanes, up to limit per queue, so a
+-- rolling upgrade loses none.
+local function migrate(queues, limit)
+  for _, q in ipairs(queues) do
+    local old = redis.call('ZPOPMIN', P .. 'q:' .. q .. ':ready', limit)
+    for k = 1, #old, 2 do
+      local n = load(old[k])
+      if n and n.st == 'ready' then zop(readyKey(n.lk), n.id, old[k + 1]) end
+    end
+  end
 end
 
 -- DROPMAX bounds the nodes one call deletes: Redis serves no one else
@@ -747,9 +816,9 @@ local function commit()
       zop(DONE, f, false)
     end
   end
-  for q, r in pairs(READY) do
+  for lk, r in pairs(READY) do
     for _, n in ipairs(r) do
-      if n.fresh and n.st == 'ready' then zop(readyKey(q), n.id, exact(n.rs)) end
+      if n.fresh and n.st == 'ready' then zop(readyKey(lk), n.id, exact(n.rs)) end
     end
   end
   READY = {}
@@ -760,9 +829,9 @@ local function commit()
   end
   -- wake-up tokens for idle runners: at most 16 wait in a queue's list, so
   -- while every runner is busy an enqueue costs one LLEN here
-  for q, k in pairs(WAKE) do
-    if k > 0 and not DRAINED[q] then -- k: made ready here, not claimed here
-      local key = P .. 'q:' .. q .. ':wake'
+  for lk, k in pairs(WAKE) do
+    if k > 0 and not DRAINED[lk] then -- k: made ready here, not claimed here
+      local key = P .. 'wk:' .. lk
       local room = 16 - redis.call('LLEN', key)
       if room > 0 then
         local tokens = {}

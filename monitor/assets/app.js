@@ -149,6 +149,11 @@ async function overview() {
   h.append(list, el("p", { class: "muted" }, "live runners: " + hl.metrics.liveRunners +
     " · stalled: " + hl.metrics.stalled + " · oldest waiting: " + hl.metrics.oldestWaitingSeconds.toFixed(0) + " s" +
     " · Redis maxmemory-policy: " + hl.metrics.maxmemoryPolicy));
+  for (const rn of hl.metrics.liveRunnerDetails || []) {
+    const i = rn.info;
+    h.append(el("p", { class: "muted" }, "runner " + rn.id + (i ? " on " + i.host + " · queues " + i.queues.join(", ") +
+      " · types " + i.types.join(", ") + " · " + i.inFlight + "/" + i.concurrency + " running" : " (sends no record)")));
+  }
   const queues = Object.keys(st.byQueue).concat(st.paused).filter((q, i, a) => a.indexOf(q) === i).sort();
   table(document.getElementById("queue-table"), ["Queue", "waiting", "delayed", "active", "failed", "state", ""],
     queues.map((q) => {

@@ -320,7 +320,7 @@ func TestEmailIsSentOnceAcrossCrashes(t *testing.T) {
 		require.NoError(t, err)
 		lease := 300 * time.Millisecond
 		dead, err := e.Client.Store().Sync(ctx, time.Now(), dag.SyncRequest{
-			Worker: "doomed", Lease: lease, StallLimit: 3, Queues: []string{"default"}, Want: 1, RetainCount: -1})
+			Worker: "doomed", Lease: lease, StallLimit: 3, Queues: []string{"default"}, Types: []string{system.TypeEmail}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		require.Len(t, dead.Claimed, 1)
 		sc, err := flow.NewStepContext(flow.StepEnv{Job: dead.Claimed[0], Client: e.Client, Logger: steptest.Logger()})
