@@ -52,6 +52,16 @@ func (e *ConflictError) Error() string {
 }
 func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 
+// FlowIDError names a flow ID that another flow holds: a one-job flow is
+// keyed by its job's ID, so a flow of several jobs cannot take it, nor a
+// one-job flow the ID of a flow of several.
+type FlowIDError struct{ ID string }
+
+func (e *FlowIDError) Error() string {
+	return fmt.Sprintf("flow ID %q is taken by another flow (a one-job flow is keyed by its job's ID)", e.ID)
+}
+func (e *FlowIDError) Is(target error) bool { return target == ErrConflict }
+
 // PayloadTooLargeError names the node whose payload is over the limit.
 type PayloadTooLargeError struct {
 	ID          string

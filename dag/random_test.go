@@ -27,7 +27,11 @@ import (
 // (the clock skips ahead when nothing else can run); and in some runs
 // retention trims finished flows as they go; new flows keep arriving, some
 // after jobs enqueued before, some as all-or-nothing bulks; a second queue
-// is paused and resumed.
+// is paused and resumed. Some steps expand into sub-graphs (which may
+// depend on jobs enqueued before, and are refused when that would close a
+// cycle), whose nodes fail, are retried and cancelled like any others, and
+// expanding jobs are retried and cancelled too; every flow's counters must
+// still agree with its nodes at the end.
 // TRELLIS_RANDOM_SEED replays a failure.
 func TestRandomRuns(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
@@ -117,15 +121,63 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		addFlow(time.Now(), false)
 	}
 
+	retain := -1
+	if rng.IntN(3) == 0 {
+		retain = 3 // maintenance trims all but the last 3 finished flows
+	}
+	// expand completes claimed node c by a random sub-graph, which may
+	// depend on earlier jobs; one that would close a cycle is refused with
+	// nothing written, and c stays active (false)
+	expansions := 0
+	expand := func(now time.Time, c dag.Claimed) bool {
+		expansions++
+		var sub []dag.Spec
+		for i := range 1 + rng.IntN(4) {
+			sp := dag.Spec{
+				ID: fmt.Sprintf("%s-x%d-%d", c.ID, expansions, i), Type: types[rng.IntN(len(types))], Queue: "q",
+				Payload: []byte(`{}`), Attempts: 1 + rng.IntN(2), Policy: []dag.Policy{dag.Require, dag.Require, dag.Ignore}[rng.IntN(3)],
+			}
+			if i > 0 && rng.IntN(2) == 0 {
+				sp.Parents = append(sp.Parents, sub[rng.IntN(i)].ID)
+			}
+			if rng.IntN(4) == 0 {
+				if p := ids[rng.IntN(len(ids))]; p != c.ID {
+					sp.Parents = append(sp.Parents, p)
+				}
+			}
+			sub = append(sub, sp)
+		}
+		order := make([]int, len(sub))
+		for i := range order {
+			order[i] = i
+		}
+		_, err := s.Expand(ctx, now, c.ID, c.Token, []byte(`"grown"`), sub, order)
+		if errors.Is(err, dag.ErrCycle) {
+			for _, sp := range sub {
+				_, err := s.Node(ctx, sp.ID)
+				require.ErrorIs(t, err, dag.ErrNotFound, "a refused expansion wrote %s", sp.ID)
+			}
+			n, err := s.Node(ctx, c.ID)
+			require.NoError(t, err)
+			require.Equal(t, dag.Active, n.State)
+			return false
+		}
+		if retain >= 0 && errors.Is(err, dag.ErrUnknownDependency) {
+			return false // retention removed the job it named
+		}
+		require.NoError(t, err)
+		for _, sp := range sub {
+			specs[sp.ID] = sp
+			ids = append(ids, sp.ID)
+		}
+		return true
+	}
+
 	held := map[string]map[string]dag.Claimed{} // worker -> node -> claim
 	owner := map[string]string{}                // node -> worker holding it
 	claims, stalled := map[string]int{}, map[string]int{}
 	var offset time.Duration // the clock skips ahead when a worker crashes
 	crashes, steps, cancels, retries := 0, 0, 0, 0
-	retain := -1
-	if rng.IntN(3) == 0 {
-		retain = 3 // maintenance trims all but the last 3 finished flows
-	}
 	mayReject := map[string]bool{} // claims (id, token) cancelled while held: their reports are refused
 	claim := func(id, token string) string { return id + "\x00" + token }
 	paused := false // q2
@@ -186,8 +238,15 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		}
 		if operator && rng.IntN(60) == 0 { // an operator cancels a job
 			id := ids[rng.IntN(len(ids))]
+			before, _ := s.Peek(ctx, []string{id})
 			_, err := s.Cancel(ctx, now, id, "operator")
-			if retain < 0 || !errors.Is(err, dag.ErrNotFound) { // retention may have removed it
+			switch {
+			case retain >= 0 && errors.Is(err, dag.ErrNotFound): // retention removed it
+			case before[0].State.Terminal():
+				var se *dag.StateError
+				require.ErrorAs(t, err, &se, "cancel of a %s job", before[0].State)
+				require.Equal(t, before[0].State, se.State)
+			default:
 				require.NoError(t, err)
 			}
 			cancels++
@@ -217,12 +276,27 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 				_, err = s.Retry(ctx, now, ended[rng.IntN(len(ended))])
 				require.NoError(t, err)
 				retries++
-				// the jobs it reopened run again from their first attempt
-				after, err := s.Peek(ctx, ids)
+				// the jobs it reopened run again from their first attempt;
+				// a retried expansion's old sub-graph is gone
+				after, err := s.Nodes(ctx, ids)
 				require.NoError(t, err)
-				for i, p := range after {
-					if before[i].State.Terminal() && !p.State.Terminal() {
-						claims[p.ID], stalled[p.ID] = 0, 0
+				kept := ids[:0]
+				for i, n := range after {
+					switch {
+					case n == nil:
+						delete(specs, ids[i])
+						continue
+					case before[i].State.Terminal() && !n.State.Terminal() && n.Attempt == 0:
+						claims[n.ID], stalled[n.ID] = 0, 0
+					}
+					kept = append(kept, ids[i])
+				}
+				ids = kept
+				// held jobs of a discarded sub-graph: their reports are refused
+				for _, id := range sortedKeys(owner) {
+					if n, err := s.Node(ctx, id); err != nil || n.State != dag.Active {
+						mayReject[claim(id, held[owner[id]][id].Token)] = true
+						delete(owner, id)
 					}
 				}
 			}
@@ -233,6 +307,11 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 			c := held[w][id]
 			if rng.IntN(3) == 0 {
 				continue // still running
+			}
+			if rng.IntN(8) == 0 && owner[id] == w && expand(now, c) {
+				delete(held[w], id)
+				delete(owner, id)
+				continue
 			}
 			o := dag.Outcome{ID: id, Token: c.Token}
 			switch r := rng.IntN(20); {
@@ -340,7 +419,19 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		got[c.State] += c.N
 	}
 	require.Equal(t, want, got, "the counters agree with the nodes")
-	t.Logf("%d nodes (%d trimmed), %d calls, %d crashes, %d cancels, %d retries, end states %v", len(specs), trimmed, steps, crashes, cancels, retries, want)
+	for _, f := range flows { // Wait returns: every flow's counters agree with its nodes
+		st, err := s.FlowStatus(ctx, f)
+		if retain >= 0 && errors.Is(err, dag.ErrNotFound) {
+			continue
+		}
+		require.NoError(t, err)
+		require.True(t, st.Done, "flow %s", f)
+		require.Zero(t, st.Unfinished, "flow %s", f)
+		members, err := s.FlowIDs(ctx, f)
+		require.NoError(t, err)
+		require.Equal(t, len(members), st.Nodes, "flow %s counts its nodes", f)
+	}
+	t.Logf("%d nodes (%d trimmed), %d calls, %d crashes, %d cancels, %d retries, %d expansions, end states %v", len(specs), trimmed, steps, crashes, cancels, retries, expansions, want)
 	_, err = s.Clear(ctx)
 	require.NoError(t, err)
 }

@@ -534,6 +534,14 @@ func parseInsert(res []any, ids []string) ([]Enqueued, error) {
 		return nil, &ConflictError{ID: str(res[1])}
 	case "unknown":
 		return nil, &UnknownDependencyError{Node: str(res[1]), Dependency: str(res[2])}
+	case "flowid":
+		return nil, &FlowIDError{ID: str(res[1])}
+	case "cycle":
+		path := make([]string, 0, len(res))
+		for _, v := range res[1:] {
+			path = append(path, str(v))
+		}
+		return nil, &CycleError{Path: append(path, path[0])}
 	default:
 		return nil, fmt.Errorf("dag: unexpected reply %v", res[0])
 	}
@@ -752,12 +760,17 @@ func (s *Store) WaitReady(ctx context.Context, queues, types []string, timeout t
 	return err
 }
 
-// Cancel cancels one unfinished job; its descendants follow their policies.
+// Cancel cancels one unfinished job; its descendants follow their
+// policies, and if it expanded, the unfinished nodes of its sub-graph are
+// cancelled too. It returns how many nodes it ended (the job included); a
+// finished job is a StateError.
 func (s *Store) Cancel(ctx context.Context, now time.Time, id, reason string) (int, error) {
 	return s.cancel(ctx, now, "node", id, reason)
 }
 
-// CancelFlow cancels every unfinished node of a flow.
+// CancelFlow cancels every unfinished node of a flow and returns how many
+// nodes it ended: the flow's unfinished ones, and the dependents in other
+// flows that their policies ended.
 func (s *Store) CancelFlow(ctx context.Context, now time.Time, flowID, reason string) (int, error) {
 	return s.cancel(ctx, now, "flow", flowID, reason)
 }
@@ -767,12 +780,15 @@ func (s *Store) cancel(ctx context.Context, now time.Time, mode, id, reason stri
 	if err != nil {
 		return 0, err
 	}
-	if str(res[0]) == "notfound" {
+	switch str(res[0]) {
+	case "notfound":
 		what := "job"
 		if mode == "flow" {
 			what = "flow"
 		}
 		return 0, &NotFoundError{What: what, ID: id}
+	case "state":
+		return 0, &StateError{ID: id, State: State(str(res[1])), Op: "cancel"}
 	}
 	n, _ := strconv.Atoi(str(res[1]))
 	return n, nil

@@ -92,7 +92,8 @@ func runSmallGraph(t *testing.T, rdb redis.UniversalClient, logs *faults.Logs) {
 	held, err := c.Add(ctx, Work{Name: "held"}, &flow.NodeOpts{ID: "held", Delay: time.Hour})
 	require.NoError(t, err)
 	require.Equal(t, flow.Delayed, held.State)
-	require.NoError(t, c.Cancel(ctx, "held", "not needed"))
+	_, err = c.Cancel(ctx, "held", "not needed")
+	require.NoError(t, err)
 
 	rec := newRuns()
 	startRunner(t, c, runner.Config{ID: "secure-runner", Concurrency: 4, Lease: 5 * time.Second}, rec)

@@ -341,16 +341,20 @@ func (c *Client) Wait(ctx context.Context, flowID string) (*FlowInfo, error) {
 }
 
 // Cancel cancels an unfinished job; descendants follow their policies
-// (under the default Require they are cancelled with the reason).
-func (c *Client) Cancel(ctx context.Context, id, reason string) error {
+// (under the default Require they are cancelled with the reason), and if
+// the job expanded, the unfinished jobs of its sub-graph are cancelled
+// too. It returns how many jobs it ended, the job included. A finished job
+// is left as it is, and the error is an ErrState that names its state.
+func (c *Client) Cancel(ctx context.Context, id, reason string) (int, error) {
 	if reason == "" {
 		reason = "cancelled"
 	}
-	_, err := c.store.Cancel(ctx, c.at(), id, reason)
-	return err
+	return c.store.Cancel(ctx, c.at(), id, reason)
 }
 
-// CancelFlow cancels every unfinished node of a flow.
+// CancelFlow cancels every unfinished job of a flow and returns how many
+// jobs it ended: the flow's unfinished ones and, by their policies, the
+// jobs of other flows that depend on them. A finished flow ends none.
 func (c *Client) CancelFlow(ctx context.Context, flowID, reason string) (int, error) {
 	if reason == "" {
 		reason = "flow cancelled"
@@ -359,9 +363,16 @@ func (c *Client) CancelFlow(ctx context.Context, flowID, reason string) (int, er
 }
 
 // Retry runs a failed (or cancelled) job again with a fresh attempt count;
-// the descendants that were cancelled or skipped because of it, and children
-// it released that have not started yet, wait for it again (children already
-// running finish). It returns how many nodes were reopened.
+// the descendants that ended because of it (cancelled or skipped by policy,
+// or expanding jobs failed by their sub-graph), and children it released
+// that have not started yet, wait for it again (children already running
+// finish). Retrying a job inside a dynamic expansion makes the expanding
+// job wait for its sub-graph again, so once the retried job succeeds the
+// expansion finishes and releases everything downstream; the expanding
+// job's own step does not run again. Retrying the expanding job itself
+// runs its step again: its old sub-graph is discarded first (its
+// unfinished jobs cancelled, then all of them deleted), and the new run
+// expands anew. It returns how many jobs were reopened.
 func (c *Client) Retry(ctx context.Context, id string) (int, error) {
 	return c.store.Retry(ctx, c.at(), id)
 }

@@ -251,10 +251,10 @@ func ExampleClient_Cancel() {
 	g.Add(Notify{Text: "log it"}, &flow.NodeOpts{ID: "follow-up"}).After(later)
 	_, _ = client.Enqueue(ctx, g)
 
-	_ = client.Cancel(ctx, "remind", "user unsubscribed")
+	_, _ = client.Cancel(ctx, "remind", "user unsubscribed")
 	show(client, "reminders")
 
-	err := client.Cancel(ctx, "no-such-job", "")
+	_, err := client.Cancel(ctx, "no-such-job", "")
 	fmt.Println(flow.IsNotFound(err))
 	// Output:
 	// remind cancelled (user unsubscribed)

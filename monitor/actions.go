@@ -30,12 +30,13 @@ func (h *Handler) cancelJob(w http.ResponseWriter, r *http.Request) {
 	if reason == "" {
 		reason = "cancelled from the monitor"
 	}
-	if err := h.client.Cancel(r.Context(), id, reason); err != nil {
+	n, err := h.client.Cancel(r.Context(), id, reason)
+	if err != nil {
 		h.writeEngineError(w, r, err)
 		return
 	}
-	h.log.Info("trellis monitor: job cancelled", "job", id)
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "cancelled": true})
+	h.log.Info("trellis monitor: job cancelled", "job", id, "ended", n)
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "cancelled": true, "ended": n})
 }
 
 func (h *Handler) cancelFlow(w http.ResponseWriter, r *http.Request) {

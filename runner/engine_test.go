@@ -306,7 +306,9 @@ func TestCancel(t *testing.T) {
 		g.Add(Task{Name: "c"}, &flow.NodeOpts{ID: "c"}).After(b)
 		g.Add(Task{Name: "d"}, &flow.NodeOpts{ID: "d", Policy: flow.Ignore}).After(a, b)
 		res := h.enqueue(g)
-		require.NoError(t, h.client.Cancel(ctx, "b", "user changed their mind"))
+		ended, err := h.client.Cancel(ctx, "b", "user changed their mind")
+		require.NoError(t, err)
+		require.Positive(t, ended)
 		f, err := h.client.Flow(ctx, res.FlowID)
 		require.NoError(t, err)
 		require.Equal(t, flow.Cancelled, nodeByID(f, "b").State)
@@ -324,7 +326,8 @@ func TestCancel(t *testing.T) {
 		require.Equal(t, flow.Cancelled, nodeByID(f, "a").State)
 		require.Equal(t, "flow cancelled", nodeByID(f, "a").Reason)
 		// the running step loses its lease at the next heartbeat; its result is refused
-		require.ErrorIs(t, h.client.Cancel(ctx, "nope", ""), flow.ErrNotFound)
+		_, err = h.client.Cancel(ctx, "nope", "")
+		require.ErrorIs(t, err, flow.ErrNotFound)
 	})
 }
 

@@ -243,7 +243,10 @@ func TestEnqueueInspectCancelRetry(t *testing.T) {
 
 	r = c.run("", "cancel", "--flow", "job-1")
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Contains(t, r.stdout, "job-1: 1 jobs cancelled")
+	require.Contains(t, r.stdout, "job-1: cancelled; 2 jobs ended", "the flow's job and its dependent in another flow")
+	r = c.run("", "cancel", "job-1")
+	require.NotEqual(t, 0, r.code, "a finished job cannot be cancelled")
+	require.Contains(t, r.stderr, `cannot cancel job "job-1": it is cancelled`)
 }
 
 func TestEnqueueRefusesBadMessages(t *testing.T) {

@@ -433,15 +433,16 @@ func runCancel(ctx context.Context, c *cli, args []string) error {
 				failed = true
 				continue
 			}
-			fmt.Fprintf(c.stdout, "%s: %d jobs cancelled\n", id, n)
+			fmt.Fprintf(c.stdout, "%s: cancelled; %d jobs ended\n", id, n)
 			continue
 		}
-		if err := e.client.Cancel(ctx, id, *reason); err != nil {
+		n, err := e.client.Cancel(ctx, id, *reason)
+		if err != nil {
 			fmt.Fprintf(c.stderr, "trellis cancel: %v\n", err)
 			failed = true
 			continue
 		}
-		fmt.Fprintf(c.stdout, "%s: cancelled\n", id)
+		fmt.Fprintf(c.stdout, "%s: cancelled; %d jobs ended\n", id, n)
 	}
 	if failed {
 		return errQuiet

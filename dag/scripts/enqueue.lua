@@ -14,7 +14,8 @@
 --          failure writes nothing (the flows before it reply
 --          {'unwritten'}). Node IDs must not repeat across flows.
 -- Returns  one reply per flow, in order: {'ok', state...} (see insert) |
---          {'conflict', id} | {'unknown', id, parent}; a call that ended
+--          {'conflict', id} | {'unknown', id, parent} | {'flowid', id} (a
+--          flow ID another flow holds, see taken); a call that ended
 --          early has no replies for the flows after the failed one.
 local flows, mode = tonumber(ARGV[2]), ARGV[3]
 local i = 4
@@ -23,7 +24,7 @@ if mode == 'all' then
   local parsed = {}
   for f = 1, flows do
     local nodes, byId, nexti = parse(i + 3, tonumber(ARGV[i + 2]))
-    local bad = check(nodes, byId)
+    local bad = check(nodes, byId) or taken(ARGV[i], ARGV[i + 1] == '1', nodes, ARGV[i + 1] == 'n')
     if bad then
       for k = 1, f - 1 do replies[k] = {'unwritten'} end
       replies[f] = bad

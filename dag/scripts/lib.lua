@@ -22,6 +22,7 @@
 --   lg  the step's own log records of its last reported run
 --   why reason for a cancel/skip    cz  the node whose outcome caused it
 --   ex  "1" once the node expanded into a sub-graph
+--   xs  that sub-graph's sinks      xn  its nodes (both \31-separated)
 -- Every state change goes through move(), which also keeps the ready, delayed
 -- and active sets, the per-state counters, the flow's unfinished count, the
 -- timeline and the event stream in agreement with st.
@@ -54,6 +55,7 @@ local EVENTS       -- transition lines, written by one XADD in commit()
 -- The event stream is a recent-activity feed: a call that creates more than
 -- MAXCREATED nodes (one huge graph) records the first MAXCREATED of them.
 local CREATED, MAXCREATED = 0, 1000
+local ENDED        -- nodes this call made terminal
 local COUNTS       -- "state|queue|type" -> delta
 local LEFT         -- flow id -> delta of unfinished nodes
 local ZOPS         -- sorted-set key -> {member -> score | false (remove)}
@@ -324,7 +326,10 @@ local function move(n, to, worker, extra, score, when)
   end
   count(from, n, -1)
   count(to, n, 1)
-  if terminal(to) and not terminal(from) then unfinished(n, -1) end
+  if terminal(to) and not terminal(from) then
+    unfinished(n, -1)
+    ENDED = ENDED + 1
+  end
   if terminal(from) and not terminal(to) then unfinished(n, 1) end
   EVENTS[#EVENTS + 1] = n.id .. SEP .. from .. SEP .. to .. SEP .. ts .. SEP .. at .. SEP .. (worker or '')
 end
@@ -858,6 +863,89 @@ local function commit()
   end
 end
 
+-- expansion returns the sinks and the nodes of the sub-graph node n
+-- expanded into (empty when it did not expand).
+local function expansion(n)
+  if n.ex ~= '1' then return {}, {} end
+  if n.xs == nil then
+    local v = redis.call('HMGET', P .. 'n:' .. n.id, 'xs', 'xn')
+    n.xs, n.xn = v[1] or '', v[2] or ''
+  end
+  return split(n.xs), split(n.xn)
+end
+
+-- subgraph lists the nodes of n's expansion and, nested, of theirs.
+local function subgraph(n)
+  local _, list = expansion(n)
+  local seen = {}
+  for _, id in ipairs(list) do seen[id] = true end
+  local k = 1
+  while k <= #list do
+    local s = load(list[k])
+    if s then
+      local _, sub = expansion(s)
+      for _, id in ipairs(sub) do
+        if not seen[id] then seen[id] = true; list[#list + 1] = id end
+      end
+    end
+    k = k + 1
+  end
+  return list, seen
+end
+
+-- without returns the c list c without child id (marked or not).
+local function without(c, id)
+  local keep = {}
+  for mark, cid in string.gmatch(c, '(\30?)([^\31]+)') do
+    if cid ~= id then keep[#keep + 1] = mark .. cid end
+  end
+  return table.concat(keep, SEP)
+end
+
+-- cancelSubgraph cancels the unfinished nodes of n's expansion (nested
+-- ones too), after n ended: they were n's work. Their descendants outside
+-- it follow their policies.
+local function cancelSubgraph(n, why)
+  local list, seen = subgraph(n)
+  for _, id in ipairs(list) do
+    local s = load(id)
+    if s and not terminal(s.st) then finish(s, 'cancelled', why, n.id) end
+  end
+  return list, seen
+end
+
+-- discard deletes the sub-graph n expanded into, nested ones too, before
+-- n runs its step again (a retry of n): its unfinished nodes are cancelled
+-- first, so what waits on them outside is resolved by its policy, and the
+-- jobs they depended on outside forget them. n is no longer expanded.
+local function discard(n)
+  local list, gone = cancelSubgraph(n, 'its expansion was discarded: ' .. n.id .. ' runs again')
+  local dels, members = {}, {}
+  for _, id in ipairs(list) do
+    local s = load(id, true)
+    if s then
+      count(s.st, s, -1)
+      if s.st == 'failed' then zop(FAILED, id, false) end
+      for _, p in ipairs(cjson.decode(s.d).p or {}) do
+        local pn = not gone[p] and load(p)
+        if pn then
+          pn.c = without(pn.c, id)
+          put(pn, 'c', pn.c)
+        end
+      end
+      s.w = nil -- deleted: nothing to write
+      NODES[id] = nil
+      dels[#dels + 1] = P .. 'n:' .. id
+      members[#members + 1] = id
+    end
+  end
+  for i = 1, #dels, 500 do redis.call('UNLINK', unpack(dels, i, math.min(i + 499, #dels))) end
+  for i = 1, #members, 500 do redis.call('SREM', P .. 'f:' .. n.fl, unpack(members, i, math.min(i + 499, #members))) end
+  if #members > 0 then redis.call('HINCRBY', P .. 'fm:' .. n.fl, 'n', -#members) end
+  n.ex, n.xs, n.xn = nil, '', ''
+  put(n, 'ex', ''); put(n, 'xs', ''); put(n, 'xn', '')
+end
+
 -- insert writes new nodes into flow (single: one-node flows, each keyed by
 -- its node; flow is then unused). The nodes start at ARGV[start], count of them, in topological order,
 -- each as: id, fresh ("1": a generated ID that cannot exist yet), identity
@@ -943,6 +1031,71 @@ local function check(nodes, byId)
   return nil
 end
 
+-- taken refuses a flow ID that another flow holds: a one-job flow is
+-- keyed by its job's ID, so a flow of several jobs may not take that ID,
+-- nor a one-job flow the ID of a flow of several. It returns
+-- {'flowid', id} or nil.
+local function taken(flow, single, nodes, fresh)
+  if single then
+    local keys = {}
+    for _, n in ipairs(nodes) do
+      if not n.fresh and not n.existing then keys[#keys + 1] = P .. 'fm:' .. n.id end
+    end
+    for k = 1, #keys, 1000 do
+      if redis.call('EXISTS', unpack(keys, k, math.min(k + 999, #keys))) > 0 then
+        for j = k, math.min(k + 999, #keys) do
+          if redis.call('EXISTS', keys[j]) == 1 then return {'flowid', string.sub(keys[j], #P + 4)} end
+        end
+      end
+    end
+  elseif not fresh and redis.call('EXISTS', P .. 'fm:' .. flow) == 0 then
+    local m = redis.call('HGET', P .. 'n:' .. flow, 'm')
+    if m and string.sub(m, 1, 1) == '-' then return {'flowid', flow} end
+  end
+  return nil
+end
+
+-- cycle looks for a path from x, a node expanding into nodes, down to a
+-- job outside the sub-graph that one of them depends on: the sub-graph's
+-- sinks lead back to x, so the path would close a cycle. It returns
+-- {'cycle', x, …, the job, the node depending on it} or nil.
+local function cycle(x, nodes, byId)
+  local outside, any = {}, false -- job -> the first node of nodes depending on it
+  for _, n in ipairs(nodes) do
+    if not n.existing then
+      for k = n.i + 6, n.i + 5 + n.np do
+        local p = A[k]
+        if (not byId[p] or byId[p].existing) and not outside[p] then outside[p], any = n.id, true end
+      end
+    end
+  end
+  if not any then return nil end
+  local from, queue, k = {[x.id] = false}, {x.id}, 1
+  while k <= #queue do
+    local id = queue[k]
+    k = k + 1
+    if outside[id] then
+      local path = {outside[id]}
+      while id do
+        table.insert(path, 1, id)
+        id = from[id]
+      end
+      table.insert(path, 1, 'cycle')
+      return path
+    end
+    local n = load(id)
+    if n then
+      for _, c in ipairs(split(n.c)) do
+        if from[c] == nil then
+          from[c] = id
+          queue[#queue + 1] = c
+        end
+      end
+    end
+  end
+  return nil
+end
+
 local function write(flow, single, nodes, byId, fresh) -- fresh: a new flow ID
   local out = {'ok'}
   local members = {}
@@ -1010,7 +1163,7 @@ end
 
 local function insert(flow, single, start, total, fresh) -- also returns the ARGV index after the nodes
   local nodes, byId, nexti = parse(start, total)
-  local bad = check(nodes, byId)
+  local bad = check(nodes, byId) or taken(flow, single, nodes, fresh)
   if bad then return bad, nexti, nodes end
   return write(flow, single, nodes, byId, fresh), nexti, nodes
 end
@@ -1027,7 +1180,7 @@ local function begin(keys, argv)
     NOW, NOWS = tonumber(argv[1]), argv[1]
   end
   DONE, ACTIVE, DELAYED, FAILED = P .. 'done', P .. 'active', P .. 'delayed', P .. 'failed'
-  EVENTS, CREATED, COUNTS, LEFT, ZOPS, WAKE, DRAINED = {}, 0, {}, {}, {}, {}, {}
+  EVENTS, CREATED, ENDED, COUNTS, LEFT, ZOPS, WAKE, DRAINED = {}, 0, 0, {}, {}, {}, {}, {}
   NODES, DIRTIED, READY, NEWFLOW, RATE, PLANNED, AGAIN = {}, {}, {}, {}, {}, {}, nil
   SCORES, ITOS, READYKEYS, METAS, READYAT = {}, {}, {}, {}, {}
 end

@@ -1,5 +1,10 @@
--- retry.lua — run a failed or cancelled node again, with the descendants that
--- were cancelled or skipped because of it.
+-- retry.lua — run a failed or cancelled node again, with the descendants
+-- that ended because of it: cancelled or skipped ones, and expanded ones
+-- that failed for their sub-graph. What ended the node ended them too, so
+-- a descendant whose cause was the node, or the node's own cause, is
+-- reopened. An expanded descendant waits for its sub-graph again (its own
+-- run stands); the node itself, if it expanded, runs its step again, and
+-- its old sub-graph is discarded first (see discard in lib.lua).
 -- KEYS[1]  namespace prefix
 -- ARGV     now, id
 -- Returns  {'ok', reset count} | {'notfound'} | {'state', current state}
@@ -7,14 +12,17 @@ local id = ARGV[2]
 local x = load(id, true)
 if not x then return {'notfound'} end
 if x.st ~= 'failed' and x.st ~= 'cancelled' then return {'state', x.st} end
--- the nodes to reset: x, and its descendants whose cause was x
+if x.ex == '1' then discard(x) end
+local causes = {[id] = true}
+if x.cz and x.cz ~= '' then causes[x.cz] = true end
+-- the nodes to reset: x, and its descendants that ended because of it
 local reset, inReset = {x}, {[id] = true}
 local k = 1
 while k <= #reset do
   for _, cid in ipairs(split(reset[k].c)) do
     if not inReset[cid] then
       local c = load(cid, true)
-      if c and (c.st == 'cancelled' or c.st == 'skipped') and c.cz == id then
+      if c and causes[c.cz or ''] and (c.st == 'cancelled' or c.st == 'skipped' or (c.st == 'failed' and c.ex == '1')) then
         reset[#reset + 1] = c
         inReset[cid] = true
       end
@@ -24,9 +32,13 @@ while k <= #reset do
 end
 -- reopen them, then decide each one's pending count from its parents
 for _, n in ipairs(reset) do
-  n.at = 0
-  n.sl = 0
-  move(n, 'blocked', nil, {'at', 0, 'sl', 0, 'er', '', 'why', '', 'cz', '', 'r', ''})
+  if n.ex == '1' then -- an expanded descendant: it waits for its sub-graph again
+    move(n, 'blocked', nil, {'why', '', 'cz', ''})
+  else
+    n.at, n.sl = 0, 0
+    move(n, 'blocked', nil, {'at', 0, 'sl', 0, 'er', '', 'why', '', 'cz', '', 'r', ''})
+  end
+  n.cz = ''
   for _, cid in ipairs(split(n.c)) do
     if not inReset[cid] then
       local c = load(cid)
@@ -45,20 +57,30 @@ for _, n in ipairs(reset) do
 end
 for _, n in ipairs(reset) do
   if n.st == 'blocked' then
-    local parents = cjson.decode(n.d).p or {}
-    local pe, res, why = 0, nil, nil
+    -- an expanded node waits for its sub-graph's sinks, any other for its parents
+    local sub = n.ex == '1'
+    local parents = sub and expansion(n) or (cjson.decode(n.d).p or {})
+    local pe, res, why, cz = 0, nil, nil, nil
     for _, p in ipairs(parents) do
       local pn = load(p)
       local st = pn and pn.st or 'succeeded' -- a parent removed by retention had finished
       if pn and (inReset[p] or not terminal(st)) then
         pe = pe + 1
       else
-        local r = outcome(n.po, st)
-        if r and res ~= 'cancelled' then res, why = r, 'parent ' .. p .. ' ' .. st end
+        local r
+        if sub then
+          if st == 'failed' or st == 'cancelled' then r = 'failed' end
+        else
+          r = outcome(n.po, st)
+        end
+        if r and res ~= 'cancelled' then
+          res, why = r, (sub and 'sub-graph node ' or 'parent ') .. p .. ' ' .. st
+          cz = (st ~= 'failed' and pn and pn.cz and pn.cz ~= '') and pn.cz or p
+        end
       end
     end
     if res then
-      finish(n, res, why, id)
+      finish(n, res, why, cz)
     else
       n.pe = pe
       put(n, 'pe', pe)
