@@ -12,8 +12,8 @@ func newKeys(namespace string) keys { return keys{prefix: "trellis:{" + namespac
 func (k keys) node(id string) string                 { return k.prefix + "n:" + id }                     // hash: one node
 func (k keys) flow(id string) string                 { return k.prefix + "f:" + id }                     // set: a flow's node IDs
 func (k keys) flowMeta(id string) string             { return k.prefix + "fm:" + id }                    // hash: n, left, ca
-func (k keys) ready(queue, typ string) string        { return k.prefix + "rq:" + queue + "|" + typ }    // zset by priority, time: a lane's ready nodes
-func (k keys) laneWake(queue, typ string) string     { return k.prefix + "wk:" + queue + "|" + typ }    // list: wake-up tokens of a lane
+func (k keys) ready(queue, typ string) string        { return k.prefix + "rq:" + queue + "|" + typ }     // zset by priority, time: a lane's ready nodes
+func (k keys) laneWake(queue, typ string) string     { return k.prefix + "wk:" + queue + "|" + typ }     // list: wake-up tokens of a lane
 func (k keys) wake(queue string) string              { return k.prefix + "q:" + queue + ":wake" }        // list: wake-up tokens of every lane of a queue (Resume)
 func (k keys) oldReady(queue string) string          { return k.prefix + "q:" + queue + ":ready" }       // zset: a queue's ready nodes before lanes (migrated)
 func (k keys) delayed() string                       { return k.prefix + "delayed" }                     // zset by due time
