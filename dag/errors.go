@@ -19,6 +19,10 @@ var (
 	ErrState             = errors.New("not allowed in this state")
 	ErrLeaseLost         = errors.New("lease lost")
 	ErrEmptyGraph        = errors.New("graph has no nodes")
+	// ErrRedisFull: Redis is at its maxmemory and refused a call that adds
+	// data (an enqueue, an expansion); nothing was written. Completions,
+	// cancel, remove, trim and retention still run and free memory.
+	ErrRedisFull = errors.New("Redis is at its memory limit (maxmemory); nothing was written")
 )
 
 // CycleError names the nodes of a cycle, in order; the first is repeated at the end.

@@ -58,11 +58,22 @@ func loadScripts() (*scripts, error) {
 	} {
 		fn := tag + "_" + name
 		*dst = &script{eval: redis.NewScript(string(lib) + "\nbegin(KEYS, ARGV)\n" + bodies[name]), fn: fn}
-		libText.WriteString("redis.register_function('" + fn + "', function(KEYS, ARGV)\nbegin(KEYS, ARGV)\n" + bodies[name] + "\nend)\n")
+		flags := ""
+		if freeing[name] {
+			flags = ", flags = {'allow-oom'}"
+		}
+		libText.WriteString("redis.register_function{function_name = '" + fn + "'" + flags + ", callback = function(KEYS, ARGV)\nbegin(KEYS, ARGV)\n" + bodies[name] + "\nend}\n")
 	}
 	s.library = libText.String()
 	return &s, nil
 }
+
+// freeing are the scripts that run even when Redis is at maxmemory
+// (Functions' allow-oom): each frees memory or finishes work, and grows
+// memory by a bounded amount per call (timelines, events), so a full Redis
+// can still drain its backlog, cancel, remove and trim. Enqueue and expand
+// add nodes and are refused there, before they write anything.
+var freeing = map[string]bool{"complete": true, "heartbeat": true, "cancel": true, "retry": true, "remove": true}
 
 // Whether the store calls the library by FCALL.
 const (
@@ -120,10 +131,20 @@ func (s *Store) fcall(ctx context.Context, sc *script, args []any) ([]any, error
 }
 
 func wrapRedis(err error) error {
-	if err != nil {
-		return fmt.Errorf("dag: redis: %w", err)
+	switch {
+	case err == nil:
+		return nil
+	case isOOM(err):
+		return fmt.Errorf("dag: redis: %w (%w)", ErrRedisFull, err)
 	}
-	return nil
+	return fmt.Errorf("dag: redis: %w", err)
+}
+
+// isOOM reports Redis's refusal of a command that could grow memory past
+// maxmemory.
+func isOOM(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.Contains(err.Error(), "OOM command not allowed")
 }
 
 // loadLibrary loads the library on the Redis (on every primary of a

@@ -36,7 +36,7 @@ var trellisCommands = []string{
 	// connection set-up by go-redis
 	"hello", "auth", "ping",
 	// Go side
-	"evalsha", "eval", "script|load", "multi", "exec", "blpop", "scan", "type", "get",
+	"fcall", "function|load", "evalsha", "eval", "script|load", "multi", "exec", "blpop", "scan", "type", "get",
 	"hgetall", "hget", "hmget", "hincrby", "exists", "smembers", "sadd", "srem",
 	"lpush", "ltrim", "lrange", "llen", "unlink", "pexpire",
 	"zrange", "zrangebyscore", "zcount", "xread", "xrevrange", "xlen",

@@ -21,6 +21,10 @@ var (
 	ErrNotFound          = dag.ErrNotFound
 	ErrState             = dag.ErrState
 	ErrEmptyGraph        = dag.ErrEmptyGraph
+	// ErrRedisFull: Redis is at maxmemory and refused to add data; nothing
+	// was written. Runners still drain, and Cancel, RemoveFlow and Trim
+	// still free memory.
+	ErrRedisFull = dag.ErrRedisFull
 	// ErrNilMessage: a node was added without a message.
 	ErrNilMessage = errors.New("nil message")
 	// ErrInvalidCondition: a When expression does not compile or is not boolean.

@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 )
@@ -410,21 +412,25 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded 
 		out.Logs = steplog.String()
 	}
 	if out != nil && out.Kind == dag.OutcomeOK {
-		if specs, order, xerr := sc.Expansion(); xerr != nil || specs != nil {
-			if xerr == nil {
-				for i := range specs { // the sub-graph's spans descend from this run
-					specs[i].Trace = out.Span
-				}
-				_, xerr = r.store.Expand(ctx, r.at(), c.ID, c.Token, res, specs, order)
-				if xerr == nil {
-					log.Info("trellis: step expanded", "nodes", len(specs), "duration", took)
-					out, expanded = nil, out
-				}
+		specs, order, xerr := sc.Expansion()
+		switch {
+		case xerr != nil: // the sub-graph is invalid: running again would not help
+			out = r.outcome(ctx, c, nil, "", flow.Permanent(fmt.Errorf("expand: %w", xerr)), took, log)
+		case specs != nil:
+			for i := range specs { // the sub-graph's spans descend from this run
+				specs[i].Trace = out.Span
 			}
-			if xerr != nil && !errors.Is(xerr, dag.ErrLeaseLost) {
-				out = r.outcome(ctx, c, nil, "", flow.Permanent(fmt.Errorf("expand: %w", xerr)), took, log)
-			} else if xerr != nil {
+			_, xerr = r.store.Expand(ctx, r.at(), c.ID, c.Token, res, specs, order)
+			switch {
+			case xerr == nil:
+				log.Info("trellis: step expanded", "nodes", len(specs), "duration", took)
+				out, expanded = nil, out
+			case errors.Is(xerr, dag.ErrLeaseLost):
 				out = nil
+			case refused(xerr):
+				out = r.outcome(ctx, c, nil, "", flow.Permanent(fmt.Errorf("expand: %w", xerr)), took, log)
+			default: // Redis full or unreachable: the expansion may succeed later
+				out = r.outcome(ctx, c, nil, "", fmt.Errorf("expand: %w", xerr), took, log)
 			}
 		}
 	}
@@ -544,4 +550,20 @@ func (r *Runner) outcome(ctx context.Context, c *dag.Claimed, res []byte, skippe
 
 func (r *Runner) customBackoff(name string) flow.BackoffFunc {
 	return r.cfg.Backoffs[name]
+}
+
+// refused reports an expansion Redis refused for its sub-graph (a cycle,
+// a conflict, …) or a script error: running again would not help, unlike
+// a full or unreachable Redis.
+func refused(err error) bool {
+	var re redis.Error
+	if errors.As(err, &re) && !errors.Is(err, dag.ErrRedisFull) {
+		return true
+	}
+	for _, e := range []error{dag.ErrCycle, dag.ErrConflict, dag.ErrUnknownDependency, dag.ErrInvalidNode, dag.ErrDuplicateNode, dag.ErrPayloadTooLarge} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
