@@ -599,6 +599,15 @@ type Outcome struct {
 	Duration time.Duration
 }
 
+// Ended is the outcome as it ends the run: a retry with no attempts left
+// is a failure.
+func (o *Outcome) Ended() OutcomeKind {
+	if o.Kind == OutcomeRetry && o.Final {
+		return OutcomeFail
+	}
+	return o.Kind
+}
+
 // Lease is a node a runner holds.
 type Lease struct{ ID, Token string }
 

@@ -592,7 +592,7 @@ func (h *Harness) nextWindow(ctx context.Context, s *snapshot) time.Time {
 func (h *Harness) promote(ctx context.Context) (time.Time, error) {
 	rc := h.cfg.Runner.WithDefaults(h.client)
 	res, err := h.client.Store().Sync(ctx, h.clock.Now(), dag.SyncRequest{
-		Worker: "flowtest", Lease: rc.Lease, StallLimit: rc.StallLimit,
+		Worker: "flowtest", Lease: rc.Lease, StallLimit: max(rc.StallLimit, 0),
 		Maintain: true, RetainCount: -1,
 	})
 	return res.NextDue, err

@@ -108,6 +108,9 @@ func (e *env) run() *runner.Runner {
 		if strings.HasPrefix(m.Text, "fail") {
 			return "", flow.Permanent(errors.New("echo refused: " + m.Text))
 		}
+		if strings.HasPrefix(m.Text, "flaky") { // retryable
+			return "", errors.New("echo failed: " + m.Text)
+		}
 		return m.Text, nil
 	}))
 	require.NoError(e.t, runner.Handle(r, func(ctx context.Context, sc *flow.StepContext, m Other) (int, error) {

@@ -144,6 +144,26 @@ func TestStallLimitFailsTheNode(t *testing.T) {
 	})
 }
 
+// NoStalls fails a node at its first stall, as BullMQ's maxStalledCount: 0.
+func TestNoStallsFailsAtTheFirstStall(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		j, err := h.client.Add(ctx, Task{Name: "once"}, &flow.NodeOpts{ID: "once"})
+		require.NoError(t, err)
+		dead, err := h.client.Store().Sync(ctx, time.Now(), dag.SyncRequest{Worker: "dead-runner", Lease: 200 * time.Millisecond,
+			Queues: []string{"default"}, Types: []string{"TEST_TASK"}, Want: 1, RetainCount: -1})
+		require.NoError(t, err)
+		require.Len(t, dead.Claimed, 1)
+		_, err = runner.New(h.client, &runner.Config{StallLimit: -2})
+		require.ErrorContains(t, err, "StallLimit -2")
+		h.runner(&runner.Config{StallLimit: runner.NoStalls, Concurrency: 1})
+		f := h.wait(j.ID)
+		require.Equal(t, flow.Failed, f.Nodes[0].State)
+		require.Equal(t, "stalled 1 times (lease expired)", f.Nodes[0].Reason)
+		require.Zero(t, h.log.runs("once"), "not run again")
+	})
+}
+
 func TestManyRunnersRunEveryNodeOnce(t *testing.T) {
 	backends(t, func(t *testing.T, h *harness) {
 		const flows, perFlow = 100, 100 // 10,000 nodes

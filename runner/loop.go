@@ -127,7 +127,7 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 		if len(pending) > 0 || (want > 0 && !idle) {
 			maintain := now.Sub(lastMaintain) >= maintainEvery || (!nextDue.IsZero() && !now.Before(nextDue))
 			res, err := r.store.Sync(ctx, r.at(), dag.SyncRequest{
-				Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.StallLimit,
+				Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.stallLimit(),
 				Queues: r.cfg.Queues, Types: r.typeList(), Want: want, Outcomes: pending, Maintain: maintain,
 				RetainAge: r.cfg.RetainAge, RetainCount: r.cfg.RetainCount,
 			})
@@ -344,7 +344,7 @@ func (r *Runner) handBack(ctx context.Context, inflight map[string]*task, pendin
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	_, err := r.store.Sync(sctx, r.at(), dag.SyncRequest{
-		Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.StallLimit,
+		Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.stallLimit(),
 		Queues: r.cfg.Queues, Outcomes: pending, RetainCount: -1,
 	})
 	if err != nil {
@@ -435,7 +435,7 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded 
 		}
 	}
 	if done := cmpOr(out, expanded); r.cfg.Observer != nil && done != nil {
-		r.cfg.Observer.StepFinished(c, done.Kind, took, err)
+		r.cfg.Observer.StepFinished(c, done.Ended(), took, err)
 	}
 	endRunSpan(span, cmpOr(out, expanded), err)
 	return out, expanded, err != nil && flow.IsUnavailable(err)

@@ -34,7 +34,8 @@ type Config struct {
 	// others after this long. Default 30s.
 	Lease time.Duration
 	// StallLimit is how many lease expiries a node survives before it fails.
-	// Default 3.
+	// Default 3; NoStalls fails a node at its first (BullMQ's
+	// maxStalledCount: 0).
 	StallLimit int
 	// DefaultTimeout bounds a step run when its node sets no Timeout. Default 5m.
 	DefaultTimeout time.Duration
@@ -117,14 +118,21 @@ func (c Config) validate() error {
 	if c.Lease < 100*time.Millisecond {
 		return fmt.Errorf("runner: Config.Lease %s is under 100ms", c.Lease)
 	}
-	if c.StallLimit < 0 {
-		return fmt.Errorf("runner: Config.StallLimit %d is negative", c.StallLimit)
+	if c.StallLimit < 0 && c.StallLimit != NoStalls {
+		return fmt.Errorf("runner: Config.StallLimit %d is negative (NoStalls, -1, fails a node at its first stall)", c.StallLimit)
 	}
 	if c.DefaultTimeout < 0 {
 		return fmt.Errorf("runner: Config.DefaultTimeout %s is negative", c.DefaultTimeout)
 	}
 	return nil
 }
+
+// NoStalls, as Config.StallLimit, fails a node the first time its lease
+// expires.
+const NoStalls = -1
+
+// stallLimit is the limit as the store takes it.
+func (c Config) stallLimit() int { return max(c.StallLimit, 0) }
 
 // Runner executes nodes. Create it with New, register steps, then Start.
 type Runner struct {
