@@ -2,7 +2,9 @@ package dag_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,5 +89,39 @@ func TestLargeFlowDeletedInParts(t *testing.T) {
 		small, err := s.Nodes(ctx, []string{"small-a"})
 		require.NoError(t, err)
 		require.NotNil(t, small[0], "an unfinished flow is kept")
+	})
+}
+
+// The event stream is bounded by events, not entries: a call records at
+// most 1,000 transitions, and the stream keeps about the last 20,000,
+// however many calls wrote them.
+func TestEventStreamIsBoundedByEvents(t *testing.T) {
+	stores(t, func(t *testing.T, s *dag.Store) {
+		ctx := context.Background()
+		for call := range 40 {
+			flows := make([]dag.FlowWrite, 1500) // 1,500 jobs: 1,000 events
+			for i := range flows {
+				id := fmt.Sprintf("ev-%d-%d", call, i)
+				flows[i] = dag.FlowWrite{FlowID: id, Single: true, Specs: []dag.Spec{{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1}}, Order: []int{0}}
+			}
+			_, err := s.EnqueueAll(ctx, time.Now(), flows)
+			require.NoError(t, err)
+		}
+		events, err := s.RecentEvents(ctx, 1_000_000)
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, len(events), 20_000)
+		require.LessOrEqual(t, len(events), 21_000, "40 calls of 1,000 events each: the stream keeps the last 20,000 or so")
+		require.True(t, strings.HasPrefix(events[0].Node, "ev-39-"), "the newest are kept: %s", events[0].Node)
+		ids, err := s.Redis().XRevRangeN(ctx, "trellis:{"+s.Namespace()+"}:events", "+", "-", 1).Result()
+		require.NoError(t, err)
+		require.Len(t, ids, 1)
+		last, err := s.LastEventID(ctx)
+		require.NoError(t, err)
+		require.Equal(t, ids[0].ID, last)
+		// reading on from the last ID sees only new events
+		more, next, err := s.Events(ctx, last, 100, 0)
+		require.NoError(t, err)
+		require.Empty(t, more)
+		require.Equal(t, last, next)
 	})
 }

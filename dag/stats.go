@@ -245,8 +245,8 @@ func parseEvents(msgs []redis.XMessage) []Event {
 // Events reads transitions after the stream ID after ("$" for only new
 // ones, "0" for all kept), waiting up to block for some to arrive (0: no wait).
 // It returns the events and the ID to pass next time. The stream is a
-// recent-activity feed, capped at about 10,000 script calls; an enqueue
-// that creates more than 1,000 nodes records only the first 1,000 of them.
+// recent-activity feed that keeps about the last 20,000 transitions; a
+// call records its first 1,000 (a huge enqueue or cancel, no more).
 // A node's own timeline (Node.Timeline) is complete.
 func (s *Store) Events(ctx context.Context, after string, count int64, block time.Duration) ([]Event, string, error) {
 	if block <= 0 {

@@ -41,7 +41,7 @@ var trellisCommands = []string{
 	"lpush", "ltrim", "lrange", "llen", "unlink", "pexpire",
 	"zrange", "zrangebyscore", "zcount", "xread", "xrevrange", "xlen",
 	// inside the scripts
-	"set", "hset", "hsetnx", "hdel", "sismember", "scard", "spop", "zadd", "zcard", "zpopmin", "zrem", "zremrangebyscore", "xadd", "time",
+	"set", "hset", "hsetnx", "hdel", "sismember", "scard", "spop", "zadd", "zcard", "zpopmin", "zrem", "zremrangebyscore", "xadd", "time", "incrby",
 }
 
 // aclRule is the ACL SETUSER rule for a Trellis user: only its commands, only

@@ -52,9 +52,11 @@ local EPOCH = 1700000000000
 local PRIO = 2199023255552
 
 local EVENTS       -- transition lines, written by one XADD in commit()
--- The event stream is a recent-activity feed: a call that creates more than
--- MAXCREATED nodes (one huge graph) records the first MAXCREATED of them.
-local CREATED, MAXCREATED = 0, 1000
+-- The event stream is a recent-activity feed, bounded by events, not
+-- entries: a call records its first MAXEVENTS transitions (one huge graph
+-- or cancel records no more; each node's timeline is complete), and the
+-- stream keeps the last KEEPEVENTS or so (see commit).
+local MAXEVENTS, KEEPEVENTS = 1000, 20000
 local ENDED        -- nodes this call made terminal
 local COUNTS       -- "state|queue|type" -> delta
 local LEFT         -- flow id -> delta of unfinished nodes
@@ -331,7 +333,9 @@ local function move(n, to, worker, extra, score, when)
     ENDED = ENDED + 1
   end
   if terminal(from) and not terminal(to) then unfinished(n, 1) end
-  EVENTS[#EVENTS + 1] = n.id .. SEP .. from .. SEP .. to .. SEP .. ts .. SEP .. at .. SEP .. (worker or '')
+  if #EVENTS < MAXEVENTS then
+    EVENTS[#EVENTS + 1] = n.id .. SEP .. from .. SEP .. to .. SEP .. ts .. SEP .. at .. SEP .. (worker or '')
+  end
 end
 
 -- create writes a brand-new node in state st with its fields: m, h, d, pe,
@@ -360,8 +364,7 @@ local function create(n, st, m, h, d, pe, c, why, cz, score)
   membership(n, nil, st, score)
   count(st, n, 1)
   if not terminal(st) then unfinished(n, 1) end
-  CREATED = CREATED + 1
-  if CREATED <= MAXCREATED then
+  if #EVENTS < MAXEVENTS then
     EVENTS[#EVENTS + 1] = n.id .. SEP .. SEP .. st .. SEP .. NOWS .. SEP .. '0' .. SEP
   end
 end
@@ -852,14 +855,23 @@ local function commit()
     end
   end
   if #EVENTS > 0 then
-    -- joined a thousand at a time: the embedded Redis's Lua (gopher-lua)
-    -- overflows its stack concatenating some ten thousand strings at once
-    local text = EVENTS
-    if #EVENTS > 1000 then
-      text = {}
-      for i = 1, #EVENTS, 1000 do text[#text + 1] = table.concat(EVENTS, '\n', i, math.min(i + 999, #EVENTS)) end
+    -- An entry's ID counts the events written so far (it starts past the
+    -- clock, above the IDs of a stream an older Trellis wrote by time), so
+    -- MINID keeps about the last KEEPEVENTS events, however many each
+    -- entry holds.
+    local seq = redis.call('INCRBY', P .. 'evseq', #EVENTS)
+    if seq == #EVENTS then
+      seq = NOW + #EVENTS
+      redis.call('SET', P .. 'evseq', seq)
     end
-    redis.call('XADD', P .. 'events', 'MAXLEN', '~', 10000, '*', 'e', table.concat(text, '\n'))
+    local text, cut = table.concat(EVENTS, '\n'), string.format('%d', seq - KEEPEVENTS)
+    local ok = redis.pcall('XADD', P .. 'events', 'MINID', cut, string.format('%d', seq) .. '-1', 'e', text)
+    if type(ok) == 'table' and ok.err then
+      -- the stream's last ID is ahead (an older Trellis wrote IDs by time
+      -- on a clock ahead): go on from it
+      local id = redis.call('XADD', P .. 'events', 'MINID', cut, '*', 'e', text)
+      redis.call('SET', P .. 'evseq', string.match(id, '^(%d+)'))
+    end
   end
 end
 
@@ -1180,7 +1192,7 @@ local function begin(keys, argv)
     NOW, NOWS = tonumber(argv[1]), argv[1]
   end
   DONE, ACTIVE, DELAYED, FAILED = P .. 'done', P .. 'active', P .. 'delayed', P .. 'failed'
-  EVENTS, CREATED, ENDED, COUNTS, LEFT, ZOPS, WAKE, DRAINED = {}, 0, 0, {}, {}, {}, {}, {}
+  EVENTS, ENDED, COUNTS, LEFT, ZOPS, WAKE, DRAINED = {}, 0, {}, {}, {}, {}, {}
   NODES, DIRTIED, READY, NEWFLOW, RATE, PLANNED, AGAIN = {}, {}, {}, {}, {}, {}, nil
   SCORES, ITOS, READYKEYS, METAS, READYAT = {}, {}, {}, {}, {}
 end
