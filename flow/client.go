@@ -26,6 +26,20 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxPayload is the largest envelope in bytes. Default 1 MiB.
 	MaxPayload int
+	// MaxResult is the largest step result in bytes; a run that returns a
+	// bigger one fails for good with an error that names the limit, and
+	// nothing of it is stored. Default 1 MiB.
+	MaxResult int
+	// MaxError is the longest error message kept with a job, in bytes
+	// (and logged); a longer one is cut with a marker. Default 16 KiB.
+	MaxError int
+	// MaxStack is the longest stack kept with a job's error, in bytes; a
+	// longer one is cut with a marker. Default 32 KiB.
+	MaxStack int
+	// MaxLogs is how much of a step run's own log records is kept with the
+	// job, in bytes; the records after it are counted, not kept. Default
+	// 8 KiB.
+	MaxLogs int
 	// MaxNodes is the most nodes one write may hold: the graph of an
 	// Enqueue or of an expansion, the jobs of an AddBulk. Default 100,000.
 	// A write is one script call, and Redis serves no one else while it
@@ -71,6 +85,18 @@ func (c Config) WithDefaults() Config {
 	if c.MaxPayload == 0 {
 		c.MaxPayload = 1 << 20
 	}
+	if c.MaxResult == 0 {
+		c.MaxResult = 1 << 20
+	}
+	if c.MaxError == 0 {
+		c.MaxError = 16 << 10
+	}
+	if c.MaxStack == 0 {
+		c.MaxStack = 32 << 10
+	}
+	if c.MaxLogs == 0 {
+		c.MaxLogs = 8 << 10
+	}
 	if c.MaxNodes == 0 {
 		c.MaxNodes = DefaultMaxNodes
 	}
@@ -93,8 +119,16 @@ func (c Config) validate() error {
 	if err := dag.CheckName(c.DefaultQueue); err != nil {
 		return fmt.Errorf("flow: Config.DefaultQueue %q %s", c.DefaultQueue, err.Error())
 	}
-	if c.MaxPayload < 0 {
-		return fmt.Errorf("flow: Config.MaxPayload %d is negative", c.MaxPayload)
+	for _, l := range []struct {
+		name string
+		n    int
+	}{{"MaxPayload", c.MaxPayload}, {"MaxResult", c.MaxResult}, {"MaxError", c.MaxError}, {"MaxStack", c.MaxStack}, {"MaxLogs", c.MaxLogs}} {
+		if l.n < 0 {
+			return fmt.Errorf("flow: Config.%s %d is negative", l.name, l.n)
+		}
+	}
+	if c.MaxError < 64 {
+		return fmt.Errorf("flow: Config.MaxError %d is under 64 bytes", c.MaxError)
 	}
 	if c.MaxNodes < 0 {
 		return fmt.Errorf("flow: Config.MaxNodes %d is negative", c.MaxNodes)

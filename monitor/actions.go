@@ -11,6 +11,7 @@ import (
 
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/internal/clip"
 )
 
 func (h *Handler) retryJob(w http.ResponseWriter, r *http.Request) {
@@ -287,6 +288,7 @@ func (h *Handler) failures(w http.ResponseWriter, r *http.Request) {
 		if j.Error != nil {
 			msg = j.Error.Message
 		}
+		msg = clip.Text(msg, summaryError) // grouped by the start of the message
 		k := [2]string{j.Type, msg}
 		g := groups[k]
 		if g == nil {

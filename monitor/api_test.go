@@ -774,3 +774,23 @@ func TestHealthWarnsOfUnservedJobs(t *testing.T) {
 		require.Equal(t, flow.Ready, j.State)
 	}
 }
+
+// Listings return summaries: however big a job's payload, result, error
+// and logs, one job of a listing stays small; the job's own page has it all.
+func TestListingsReturnSummaries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	e.run()
+	e.add("huge", "failbig"+strings.Repeat("x", 900))
+	e.wait("huge", flow.Failed)
+	for _, path := range []string{"/api/jobs", "/api/jobs?state=failed", "/api/jobs?q=huge", "/api/failures", "/api/flows/huge"} {
+		w := e.get(path)
+		require.Equal(t, http.StatusOK, w.Code, path)
+		require.Less(t, w.Body.Len(), 4<<10, "%s: %d bytes for one job", path, w.Body.Len())
+	}
+	w := e.get("/api/jobs/huge")
+	require.Equal(t, http.StatusOK, w.Code)
+	j := decode[monitor.JobView](t, w)
+	require.Equal(t, 16<<10, len(j.Error.Message), "the stored error is cut to flow.Config.MaxError")
+	require.Contains(t, j.Error.Message, "more bytes]")
+}

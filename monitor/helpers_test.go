@@ -105,6 +105,9 @@ func (e *env) run() *runner.Runner {
 		Logger: quiet(), Observer: e.h.Metrics()})
 	require.NoError(e.t, err)
 	require.NoError(e.t, runner.Handle(r, func(ctx context.Context, sc *flow.StepContext, m Echo) (string, error) {
+		if strings.HasPrefix(m.Text, "failbig") {
+			return "", flow.Permanent(errors.New("echo refused: " + strings.Repeat(m.Text, 100_000/len(m.Text))))
+		}
 		if strings.HasPrefix(m.Text, "fail") {
 			return "", flow.Permanent(errors.New("echo refused: " + m.Text))
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/internal/clip"
 )
 
 // JobView is a job as the API shows it.
@@ -52,7 +53,12 @@ func tp(t time.Time) *time.Time {
 	return &u
 }
 
-// toView turns a node into its API form; full adds payload, result and timeline.
+// summaryError is the most of an error message a listing shows.
+const summaryError = 300
+
+// toView turns a node into its API form: a summary, whose size does not
+// grow with the job's (no payload, result, timeline, logs or stack; the
+// start of the error message); full is everything.
 func toView(n *dag.Node, full bool) JobView {
 	v := JobView{
 		ID: n.ID, FlowID: n.FlowID, Type: n.Type, Queue: n.Queue, State: n.State,
@@ -71,6 +77,9 @@ func toView(n *dag.Node, full bool) JobView {
 	if s, f := n.StartedAt(), n.FinishedAt(); !s.IsZero() && !f.IsZero() && !f.Before(s) {
 		d := ms(f.Sub(s))
 		v.DurationMS = &d
+	}
+	if !full && n.Error != nil { // a summary: the message's start, no stack
+		v.Error = &dag.ErrorInfo{Message: clip.Text(n.Error.Message, summaryError), Attempt: n.Error.Attempt}
 	}
 	if full {
 		v.Logs = n.Logs

@@ -12,6 +12,7 @@ import (
 
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/internal/clip"
 )
 
 // task is a node this runner holds.
@@ -398,7 +399,7 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded 
 		r.cfg.Observer.StepStarted(c, waited)
 	}
 	ctx, span := r.startRunSpan(ctx, c)
-	steplog := &stepLog{}
+	steplog := &stepLog{max: r.limits.MaxLogs}
 	sc, err := flow.NewStepContext(flow.StepEnv{Job: *c, Client: r.client, Logger: jobLogger(r.log, steplog, attrs...)})
 	var res []byte
 	var skipped string
@@ -510,7 +511,15 @@ func (r *Runner) outcome(ctx context.Context, c *dag.Claimed, res []byte, skippe
 	Error(string, ...any)
 }) *dag.Outcome {
 	o := &dag.Outcome{ID: c.ID, Token: c.Token, Duration: took, Type: c.Type, Final: c.Attempt >= c.Attempts}
+	if err == nil && skipped == "" && len(res) > r.limits.MaxResult {
+		err = flow.Permanent(fmt.Errorf("%w: the result of %d bytes is over the limit of %d bytes (flow.Config.MaxResult); nothing of it was stored",
+			errTooBig, len(res), r.limits.MaxResult))
+	}
 	var pe *panicError
+	var msg string // the error as kept and logged: cut to MaxError
+	if err != nil {
+		msg = clip.Text(err.Error(), r.limits.MaxError)
+	}
 	switch {
 	case errors.Is(context.Cause(ctx), errLeaseLost) || errors.Is(context.Cause(ctx), errShutdown):
 		return nil
@@ -524,29 +533,31 @@ func (r *Runner) outcome(ctx context.Context, c *dag.Claimed, res []byte, skippe
 		}
 		log.Debug("trellis: step succeeded", "duration", took)
 	case flow.IsPermanent(err):
-		o.Kind, o.Err = dag.OutcomeFail, &dag.ErrorInfo{Message: err.Error(), Attempt: c.Attempt}
-		log.Error("trellis: step failed permanently", "err", err, "duration", took)
+		o.Kind, o.Err = dag.OutcomeFail, &dag.ErrorInfo{Message: msg, Attempt: c.Attempt}
+		log.Error("trellis: step failed permanently", "err", msg, "duration", took)
 	default:
-		o.Kind, o.Err = dag.OutcomeRetry, &dag.ErrorInfo{Message: err.Error(), Attempt: c.Attempt}
-		if errors.As(err, &pe) {
-			o.Err.Stack = pe.stack
-		}
+		o.Kind, o.Err = dag.OutcomeRetry, &dag.ErrorInfo{Message: msg, Attempt: c.Attempt}
 		if d, ok := flow.RetryAfterDelay(err); ok {
 			o.Delay = d
 		} else {
 			o.Delay = flow.RetryDelay(c.Backoff, c.Attempt, r.cfg.Jitter, r.customBackoff)
 		}
-		if c.Attempt >= c.Attempts {
-			log.Error("trellis: step failed; no attempts left", "err", err, "attempts", c.Attempts, "duration", took, "stack", o.Err.Stack)
-		} else {
-			log.Warn("trellis: step failed; will retry", "err", err, "next_delay", o.Delay, "duration", took, "stack", o.Err.Stack)
-		}
 	}
-	if o.Err != nil && o.Err.Stack == "" && errors.As(err, &pe) {
-		o.Err.Stack = pe.stack
+	if o.Err != nil && errors.As(err, &pe) {
+		o.Err.Stack = clip.Text(pe.stack, r.limits.MaxStack)
+	}
+	if o.Kind == dag.OutcomeRetry {
+		if c.Attempt >= c.Attempts {
+			log.Error("trellis: step failed; no attempts left", "err", msg, "attempts", c.Attempts, "duration", took, "stack", o.Err.Stack)
+		} else {
+			log.Warn("trellis: step failed; will retry", "err", msg, "next_delay", o.Delay, "duration", took, "stack", o.Err.Stack)
+		}
 	}
 	return o
 }
+
+// errTooBig marks a step result over flow.Config.MaxResult.
+var errTooBig = errors.New("result too large")
 
 func (r *Runner) customBackoff(name string) flow.BackoffFunc {
 	return r.cfg.Backoffs[name]

@@ -141,6 +141,7 @@ type Runner struct {
 	store   *dag.Store
 	log     *slog.Logger
 	clock   func() time.Time // the client's Config.Clock; nil: see at
+	limits  flow.Config      // the client's config, for its size limits
 	machine func() time.Time // this machine's clock (time.Now; tests skew it)
 
 	mu      sync.Mutex
@@ -188,7 +189,7 @@ func New(client *flow.Client, cfg *Config) (*Runner, error) {
 		}
 	}
 	return &Runner{
-		cfg: c, client: client, store: client.Store(), log: c.Logger.With("runner", c.ID), clock: client.Config().Clock, machine: time.Now,
+		cfg: c, client: client, store: client.Store(), log: c.Logger.With("runner", c.ID), clock: client.Config().Clock, machine: time.Now, limits: client.Config(),
 		steps: map[string]flow.Step{},
 		lanes: lanes(c.Concurrency),
 		jobs:  make(chan job, c.Concurrency),

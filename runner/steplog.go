@@ -7,13 +7,11 @@ import (
 	"sync"
 )
 
-// maxStepLog caps the log records kept with a job.
-const maxStepLog = 8 << 10
-
 // stepLog collects what one step run logs through its StepContext.Logger,
-// as text lines, so the job's page can show them. It keeps the first
-// maxStepLog bytes and notes what it dropped.
+// as text lines, so the job's page can show them. It keeps the first max
+// bytes (flow.Config.MaxLogs) and notes what it dropped.
 type stepLog struct {
+	max     int
 	mu      sync.Mutex
 	buf     bytes.Buffer
 	dropped int
@@ -23,7 +21,7 @@ type stepLog struct {
 func (l *stepLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.buf.Len()+len(p) > maxStepLog {
+	if l.buf.Len()+len(p) > l.max {
 		l.dropped++
 		return len(p), nil
 	}
