@@ -20,10 +20,10 @@ func NewRedis() (*Redis, error) {
 	if err := srv.StartAddr("127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("embedded: start in-process Redis: %w", err)
 	}
-	// The in-process server runs scripts under one lock and its Lua is slow:
-	// a 20,000-node script takes tens of seconds under the race detector on
-	// a loaded machine, and a reply lost to a read timeout would run the
-	// call again (a claim's nodes stranded until their lease expires).
+	// The in-process server runs scripts under one lock and its Lua is slow
+	// (a large script takes a long time under the race detector), and a
+	// reply lost to a read timeout would run the call again (a claim's nodes
+	// stranded until their lease expires).
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 64, ReadTimeout: 5 * time.Minute, WriteTimeout: 5 * time.Minute})
 	return &Redis{srv: srv, client: client}, nil
 }
