@@ -2,6 +2,7 @@ package dag
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -27,6 +28,36 @@ const (
 	Skipped   State = "skipped"
 	Cancelled State = "cancelled"
 )
+
+// Transitions are the legal moves of a node's state, as data: from each
+// state (Created for a node's creation), the states it may move to. Every
+// transition the scripts make is one of them; the random-run property test
+// holds every event of the stream to this table.
+//
+//	created   → blocked | ready | delayed (parents, delay) · skipped | cancelled (a parent ended so at enqueue)
+//	blocked   → ready | delayed (parents done) · succeeded | failed (an expanded node's sub-graph ended) · skipped | cancelled
+//	ready     → active (claim) · blocked (a parent retried) · skipped | cancelled
+//	delayed   → ready (due) · blocked (a parent retried) · skipped | cancelled
+//	active    → succeeded | failed | skipped (the step's outcome) · ready | delayed (retry, stall, hand-back) · blocked (expanded) · cancelled
+//	failed, cancelled, skipped → blocked (retry)
+//	succeeded → (none: a retry reopens only failed and cancelled jobs and what they ended)
+var Transitions = map[State][]State{
+	Created:   {Blocked, Ready, Delayed, Skipped, Cancelled},
+	Blocked:   {Ready, Delayed, Succeeded, Failed, Skipped, Cancelled},
+	Ready:     {Active, Blocked, Skipped, Cancelled},
+	Delayed:   {Ready, Blocked, Skipped, Cancelled},
+	Active:    {Succeeded, Failed, Skipped, Ready, Delayed, Blocked, Cancelled},
+	Failed:    {Blocked},
+	Cancelled: {Blocked},
+	Skipped:   {Blocked},
+	Succeeded: {},
+}
+
+// Created is the "from" of a node's first transition: its creation.
+const Created State = ""
+
+// CanMove reports whether a node may move from one state to another.
+func CanMove(from, to State) bool { return slices.Contains(Transitions[from], to) }
 
 // States lists every state in lifecycle order.
 var States = []State{Blocked, Ready, Delayed, Active, Succeeded, Failed, Skipped, Cancelled}

@@ -336,7 +336,7 @@ func nodeState(t *testing.T, s *dag.Store, id string) *dag.Node {
 }
 
 // A child of two parents that finish in different calls waits for the
-// second: the first parent's success only counts down (lib.lua does it
+// second: the first parent's success only counts down (the scripts do it
 // without reading the child), the second releases it, once.
 func TestFanInAcrossCalls(t *testing.T) {
 	stores(t, func(t *testing.T, s *dag.Store) {

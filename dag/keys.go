@@ -21,7 +21,8 @@ func (k keys) active() string                        { return k.prefix + "active
 func (k keys) done() string                          { return k.prefix + "done" }                        // zset: finished flows by time
 func (k keys) failed() string                        { return k.prefix + "failed" }                      // zset: failed nodes by the time they failed
 func (k keys) counts() string                        { return k.prefix + "counts" }                      // hash: "state|queue|type" -> n
-func (k keys) events() string                        { return k.prefix + "events" }                      // capped stream of transitions
+func (k keys) events() string                        { return k.prefix + "events" }                      // stream of transitions, bounded by events
+func (k keys) eventSeq() string                      { return k.prefix + "evseq" }                       // string: events written, the stream's next ID
 func (k keys) runners() string                       { return k.prefix + "runners" }                     // zset: runner -> last heartbeat
 func (k keys) runnerInfo() string                    { return k.prefix + "rinfo" }                       // hash: runner -> its record (JSON RunnerInfo)
 func (k keys) control() string                       { return k.prefix + "ctl" }                         // hash: "t:"+type -> "concurrency|rate|per ms", "p:"+queue -> "1" while paused

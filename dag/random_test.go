@@ -431,6 +431,13 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		require.NoError(t, err)
 		require.Equal(t, len(members), st.Nodes, "flow %s counts its nodes", f)
 	}
+	// every transition the run made is a legal one
+	events, _, err := s.Events(ctx, "0", 1_000_000, 0)
+	require.NoError(t, err)
+	require.NotEmpty(t, events)
+	for _, e := range events {
+		require.True(t, dag.CanMove(e.From, e.To), "%s moved %q → %q, not in dag.Transitions", e.Node, e.From, e.To)
+	}
 	t.Logf("%d nodes (%d trimmed), %d calls, %d crashes, %d cancels, %d retries, %d expansions, end states %v", len(specs), trimmed, steps, crashes, cancels, retries, expansions, want)
 	_, err = s.Clear(ctx)
 	require.NoError(t, err)

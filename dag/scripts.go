@@ -7,20 +7,41 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
+	"sort"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
 
-//go:embed scripts/*.lua
+//go:embed scripts/*.lua scripts/lib/*.lua
 var scriptFS embed.FS
 
-// scripts are the store's Lua programs. Each is lib.lua, then
+// libText is the library every script starts with: the parts in
+// scripts/lib, in the order of their names.
+func libText() ([]byte, error) {
+	parts, err := fs.Glob(scriptFS, "scripts/lib/*.lua")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(parts)
+	var lib []byte
+	for _, p := range parts {
+		b, err := scriptFS.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		lib = append(append(lib, b...), '\n')
+	}
+	return lib, nil
+}
+
+// scripts are the store's Lua programs. Each is lib/, then
 // begin(KEYS, ARGV), then the script's own body. On a Redis with Functions
 // (7.0 and later) they run as one library, loaded once per Redis, so that
-// lib.lua's functions are made once and not on every call; elsewhere (the
+// the library's functions are made once and not on every call; elsewhere (the
 // embedded miniredis, an older Redis, an ACL without FUNCTION) each runs by
-// EVALSHA with lib.lua in front.
+// EVALSHA with the library in front.
 type scripts struct {
 	enqueue, complete, heartbeat, cancel, retry, expand, remove *script
 	library                                                     string // the Functions library: its name is trellis_<hash>
@@ -32,7 +53,7 @@ type script struct {
 }
 
 func loadScripts() (*scripts, error) {
-	lib, err := scriptFS.ReadFile("scripts/lib.lua")
+	lib, err := libText()
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ import (
 const sep = "\x1f"
 
 // fanIn marks, in a node's list of children, a child of more than one
-// parent: lib.lua counts a parent's success for it without reading it.
+// parent: the scripts count a parent's success for it without reading it.
 const fanIn = "\x1e"
 
 // Store keeps the flows of one namespace in Redis.
@@ -299,7 +299,7 @@ func boolArg(b bool) string {
 	return "0"
 }
 
-// appendNodes encodes specs in topological order for insert() in lib.lua.
+// appendNodes encodes specs in topological order for insert() in scripts/lib/7-insert.lua.
 // joiner, when set, is added as a child of every sink (expansion).
 func appendNodes(args []any, specs []Spec, order []int, joiner *string) []any {
 	children := make(map[string][]string, len(specs))

@@ -55,6 +55,10 @@ func aclRule() string {
 func TestACLCoversScripts(t *testing.T) {
 	files, err := filepath.Glob("../dag/scripts/*.lua")
 	require.NoError(t, err)
+	lib, err := filepath.Glob("../dag/scripts/lib/*.lua")
+	require.NoError(t, err)
+	require.NotEmpty(t, lib)
+	files = append(files, lib...)
 	require.NotEmpty(t, files)
 	granted := map[string]bool{}
 	for _, c := range trellisCommands {

@@ -15,7 +15,7 @@ if mode == 'node' then
   commit()
   return {'ok', tostring(ENDED)}
 end
-local ids = redis.call('SMEMBERS', P .. 'f:' .. id)
+local ids = redis.call('SMEMBERS', KF .. id)
 if #ids == 0 then ids = {id} end
 local found = false
 for _, nid in ipairs(ids) do

@@ -6,7 +6,7 @@
 --          one-node flows, each keyed by its node, one or several of them
 --          (a list of jobs from a bulk), the flow id unused; "n": a new
 --          flow, its ID just generated; "0": any other), node count, then
---          the nodes as insert() in lib.lua reads them.
+--          the nodes as insert() in lib/7-insert.lua reads them.
 --          mode "each": every flow is checked and written on its own; the
 --          first flow that fails its check ends the call, and the flows
 --          after it are not written.

@@ -19,10 +19,10 @@ local bad = check(nodes, byId) or cycle(x, nodes, byId)
 if bad then return bad end
 if x.single then
   -- a one-node flow grows into a real one, keyed by the node's ID
-  if redis.call('EXISTS', P .. 'fm:' .. id) == 1 then return {'flowid', id} end
+  if redis.call('EXISTS', KFM .. id) == 1 then return {'flowid', id} end
   local created = string.match(x.tl, '^[^,]+,(%d+)')
-  redis.call('SADD', P .. 'f:' .. id, id)
-  redis.call('HSET', P .. 'fm:' .. id, 'n', 1, 'left', 1, 'ca', created or NOW)
+  redis.call('SADD', KF .. id, id)
+  redis.call('HSET', KFM .. id, 'n', 1, 'left', 1, 'ca', created or NOW)
   x.m = id .. string.sub(x.m, 2)
   put(x, 'm', x.m)
   x.single = false

@@ -3,7 +3,7 @@
 -- ARGV     now, "flow", flow id
 --       or now, "trim", max age ms (0: any age), max count (-1: any), limit
 -- Returns  {'ok', flows deleted, more ("1": call again, a flow or more
---          is left to delete; see drop in lib.lua)} | {'notfound'} |
+--          is left to delete; see drop in lib/4-maintenance.lua)} | {'notfound'} |
 --          {'state', unfinished nodes}
 local mode = ARGV[2]
 if mode == 'trim' then
@@ -13,7 +13,7 @@ if mode == 'trim' then
 end
 local f = ARGV[3]
 local member = f
-local left = redis.call('HGET', P .. 'fm:' .. f, 'left')
+local left = redis.call('HGET', KFM .. f, 'left')
 if left then
   if tonumber(left) > 0 then return {'state', left} end
 else

@@ -4,7 +4,7 @@
 -- a descendant whose cause was the node, or the node's own cause, is
 -- reopened. An expanded descendant waits for its sub-graph again (its own
 -- run stands); the node itself, if it expanded, runs its step again, and
--- its old sub-graph is discarded first (see discard in lib.lua).
+-- its old sub-graph is discarded first (see discard in lib/6-expansion.lua).
 -- KEYS[1]  namespace prefix
 -- ARGV     now, id
 -- Returns  {'ok', reset count} | {'notfound'} | {'state', current state}
