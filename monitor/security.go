@@ -27,7 +27,7 @@ func (h *Handler) authed(next http.Handler) http.Handler {
 			return
 		}
 		if h.cfg.Token != "" {
-			if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			if tok, ok := bearerToken(r); ok {
 				if equal(tok, h.cfg.Token) {
 					next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), bearerKey, true)))
 					return
@@ -69,6 +69,17 @@ func (h *Handler) mutating(next http.Handler) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, 2<<20)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// bearerToken reads "Authorization: Bearer <token>". The scheme is
+// case-insensitive and may be followed by several spaces (RFC 7235 §2.1).
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimLeft(tok, " ")
+	return tok, tok != ""
 }
 
 func equal(a, b string) bool {

@@ -175,3 +175,27 @@ func TestReadyzWhenRedisIsDown(t *testing.T) {
 	require.Contains(t, w.Body.String(), `"status":"unavailable"`)
 	require.Contains(t, w.Body.String(), "redis:")
 }
+
+// The auth scheme is case-insensitive (RFC 7235), for bearer and basic.
+func TestAuthSchemeIsCaseInsensitive(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{Token: "s3cret", Username: "ops", Password: "pw"})
+	basic := base64.StdEncoding.EncodeToString([]byte("ops:pw"))
+	for auth, want := range map[string]int{
+		"Bearer s3cret":   http.StatusOK,
+		"bearer s3cret":   http.StatusOK,
+		"BEARER s3cret":   http.StatusOK,
+		"bEaReR s3cret":   http.StatusOK,
+		"Bearer   s3cret": http.StatusOK, // 1*SP
+		"basic " + basic:  http.StatusOK,
+		"BASIC " + basic:  http.StatusOK,
+		"Bearer":          http.StatusUnauthorized,
+		"Bearer ":         http.StatusUnauthorized,
+		"Bearers3cret":    http.StatusUnauthorized,
+		"Token s3cret":    http.StatusUnauthorized,
+		"bearer S3CRET":   http.StatusUnauthorized, // the token itself is case-sensitive
+	} {
+		w := e.do(req{path: "/api/queue-stats", remote: "192.0.2.7:5555", header: map[string]string{"Authorization": auth}})
+		require.Equal(t, want, w.Code, "Authorization: %s", auth)
+	}
+}
