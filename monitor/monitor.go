@@ -24,6 +24,13 @@ type Config struct {
 	// Username and Password admit HTTP basic auth when both are set.
 	// Default "" (no basic auth).
 	Username, Password string
+	// AuthFailureBurst is how many failed authentications one client (an
+	// IPv4 address or an IPv6 /64) may make in a row before it is answered
+	// 429 Too Many Requests. Default 10.
+	AuthFailureBurst int
+	// AuthFailureEvery is how often a client gets one more failure back.
+	// Default 10s.
+	AuthFailureEvery time.Duration
 	// ReadOnly refuses every state-changing request with 403. Default false.
 	ReadOnly bool
 	// Development allows the destructive actions: remove and clear (clear
@@ -141,6 +148,12 @@ func (c Config) WithDefaults(client *flow.Client) Config {
 	if c.ScanLimit == 0 {
 		c.ScanLimit = 100_000
 	}
+	if c.AuthFailureBurst == 0 {
+		c.AuthFailureBurst = 10
+	}
+	if c.AuthFailureEvery == 0 {
+		c.AuthFailureEvery = 10 * time.Second
+	}
 	c.BasePath = strings.TrimRight(c.BasePath, "/")
 	return c
 }
@@ -151,6 +164,12 @@ func (c Config) validate() error {
 	}
 	if c.ScanLimit < 0 {
 		return fmt.Errorf("monitor: Config.ScanLimit %d is negative", c.ScanLimit)
+	}
+	if c.AuthFailureBurst < 0 {
+		return fmt.Errorf("monitor: Config.AuthFailureBurst %d is negative", c.AuthFailureBurst)
+	}
+	if c.AuthFailureEvery < 0 {
+		return fmt.Errorf("monitor: Config.AuthFailureEvery %s is negative", c.AuthFailureEvery)
 	}
 	if c.BasePath != "" && !strings.HasPrefix(c.BasePath, "/") {
 		return fmt.Errorf("monitor: Config.BasePath %q must start with /", c.BasePath)
@@ -164,17 +183,18 @@ func (c Config) AuthConfigured() bool { return c.Token != "" || c.Username != ""
 
 // Handler is the monitor: the JSON API, the dashboard, probes and metrics.
 type Handler struct {
-	cfg     Config
-	client  *flow.Client
-	store   *dag.Store
-	log     *slog.Logger
-	mux     *http.ServeMux
-	csrf    string
-	cop     *http.CrossOriginProtection
-	metrics *Metrics
-	hub     *hub
-	pages   *pages
-	health  *Checker
+	cfg      Config
+	client   *flow.Client
+	store    *dag.Store
+	log      *slog.Logger
+	mux      *http.ServeMux
+	csrf     string
+	cop      *http.CrossOriginProtection
+	metrics  *Metrics
+	hub      *hub
+	pages    *pages
+	health   *Checker
+	throttle *throttle
 }
 
 // New returns the monitor of client's namespace.
@@ -201,6 +221,7 @@ func New(client *flow.Client, cfg Config) (*Handler, error) {
 		h.metrics = NewMetrics(client)
 	}
 	h.hub = newHub(h.store, h.log)
+	h.throttle = newThrottle(client.Config().Clock, cfg.AuthFailureBurst, cfg.AuthFailureEvery, maxThrottled)
 	if h.health, err = NewChecker(client, cfg.Thresholds); err != nil {
 		return nil, err
 	}
