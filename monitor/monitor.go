@@ -31,6 +31,11 @@ type Config struct {
 	// AuthFailureEvery is how often a client gets one more failure back.
 	// Default 10s.
 	AuthFailureEvery time.Duration
+	// BodyTimeout is how long a client may take to send a request's body,
+	// from when the handler receives the request; a slower body is answered
+	// 408 and its connection closed. It replaces the server's ReadTimeout
+	// for the body. Default 10s.
+	BodyTimeout time.Duration
 	// ReadOnly refuses every state-changing request with 403. Default false.
 	ReadOnly bool
 	// Development allows the destructive actions: remove and clear (clear
@@ -154,6 +159,9 @@ func (c Config) WithDefaults(client *flow.Client) Config {
 	if c.AuthFailureEvery == 0 {
 		c.AuthFailureEvery = 10 * time.Second
 	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = 10 * time.Second
+	}
 	c.BasePath = strings.TrimRight(c.BasePath, "/")
 	return c
 }
@@ -170,6 +178,9 @@ func (c Config) validate() error {
 	}
 	if c.AuthFailureEvery < 0 {
 		return fmt.Errorf("monitor: Config.AuthFailureEvery %s is negative", c.AuthFailureEvery)
+	}
+	if c.BodyTimeout < 0 {
+		return fmt.Errorf("monitor: Config.BodyTimeout %s is negative", c.BodyTimeout)
 	}
 	if c.BasePath != "" && !strings.HasPrefix(c.BasePath, "/") {
 		return fmt.Errorf("monitor: Config.BasePath %q must start with /", c.BasePath)
@@ -295,6 +306,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("X-Frame-Options", "DENY")
 	hdr.Set("Referrer-Policy", "no-referrer")
 	hdr.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; frame-ancestors 'none'; form-action 'self'")
+	h.limitBody(w, r)
 	h.mux.ServeHTTP(w, r)
 }
 

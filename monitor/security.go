@@ -29,7 +29,9 @@ func (h *Handler) authed(next http.Handler) http.Handler {
 				writeError(w, http.StatusForbidden, "no auth is configured, so the monitor serves loopback clients only")
 				return
 			}
-			next.ServeHTTP(w, r)
+			if h.readBody(w, r) {
+				next.ServeHTTP(w, r)
+			}
 			return
 		}
 		client := clientOf(r)
@@ -54,7 +56,9 @@ func (h *Handler) authed(next http.Handler) http.Handler {
 			if byBearer {
 				r = r.WithContext(context.WithValue(r.Context(), bearerKey, true))
 			}
-			next.ServeHTTP(w, r)
+			if h.readBody(w, r) {
+				next.ServeHTTP(w, r)
+			}
 			return
 		}
 		if creds {
@@ -123,7 +127,6 @@ func (h *Handler) mutating(next http.Handler) http.Handler {
 				return
 			}
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, 2<<20)
 		next.ServeHTTP(w, r)
 	})
 }

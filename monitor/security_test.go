@@ -157,6 +157,8 @@ func TestConfigValidation(t *testing.T) {
 	require.ErrorContains(t, err, "Config.AuthFailureBurst -1 is negative")
 	_, err = monitor.New(e.client, monitor.Config{AuthFailureEvery: -time.Second})
 	require.ErrorContains(t, err, "Config.AuthFailureEvery -1s is negative")
+	_, err = monitor.New(e.client, monitor.Config{BodyTimeout: -time.Second})
+	require.ErrorContains(t, err, "Config.BodyTimeout -1s is negative")
 	_, err = monitor.New(nil, monitor.Config{})
 	require.ErrorContains(t, err, "nil client")
 }
