@@ -3,11 +3,13 @@ package monitor_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,11 +19,11 @@ import (
 )
 
 // trickle sends head, then one byte of body every few milliseconds until
-// the server stops reading or the test ends, and returns the server's
-// answer: its status line and whether the server closed the connection.
+// the server stops reading or the test ends, and returns the status line
+// of the server's answer once the server has closed the connection.
 // Without a read deadline on the body the answer never comes and the
 // generous limit fails the test.
-func trickle(t *testing.T, addr, head string) (status string, closed bool) {
+func trickle(t *testing.T, addr, head string) string {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
@@ -46,11 +48,15 @@ func trickle(t *testing.T, addr, head string) (status string, closed bool) {
 	}()
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(20*time.Second)))
 	br := bufio.NewReader(c)
-	status, err = br.ReadString('\n')
+	status, err := br.ReadString('\n')
 	require.NoError(t, err, "no answer while the body trickles in: the body has no deadline")
-	_, err = io.Copy(io.Discard, br) // the rest of the answer, then EOF
-	require.NoError(t, err, "the server keeps the connection of a body that did not arrive in time")
-	return strings.TrimSpace(status), true
+	// the rest of the answer, then EOF, or a reset: the server closes with
+	// body bytes it never read
+	_, err = io.Copy(io.Discard, br)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		require.NoError(t, err, "the server keeps the connection of a body that did not arrive in time")
+	}
+	return strings.TrimSpace(status)
 }
 
 // A client that sends its header and then trickles the body is cut off
@@ -67,17 +73,17 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 	defer asrv.Close()
 	addr, aaddr := srv.Listener.Addr().String(), asrv.Listener.Addr().String()
 
-	status, _ := trickle(t, addr, "POST /api/enqueue HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+	status := trickle(t, addr, "POST /api/enqueue HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
 		"X-CSRF-Token: "+e.h.CSRFToken()+"\r\nContent-Length: 1000000\r\n\r\n{")
 	require.Equal(t, "HTTP/1.1 408 Request Timeout", status)
 
 	// refused before the body is read; the server drains a small unread body
-	status, _ = trickle(t, aaddr, "POST /api/jobs/x/cancel HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+	status = trickle(t, aaddr, "POST /api/jobs/x/cancel HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
 	require.Equal(t, "HTTP/1.1 401 Unauthorized", status)
-	status, _ = trickle(t, addr, "GET /livez HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+	status = trickle(t, addr, "GET /livez HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
 	require.Equal(t, "HTTP/1.1 200 OK", status)
 	// chunked, with no length at all
-	status, _ = trickle(t, aaddr, "POST /api/enqueue HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"+
+	status = trickle(t, aaddr, "POST /api/enqueue HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"+
 		"Transfer-Encoding: chunked\r\n\r\n100000\r\n")
 	require.Equal(t, "HTTP/1.1 408 Request Timeout", status)
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,8 +68,11 @@ func TestServerCutsSlowBodies(t *testing.T) {
 	status, err := br.ReadString('\n')
 	require.NoError(t, err, "no answer while the body trickles in")
 	require.Equal(t, "HTTP/1.1 200 OK", strings.TrimSpace(status))
+	// then EOF, or a reset: the server closes with body bytes it never read
 	_, err = io.Copy(io.Discard, br)
-	require.NoError(t, err, "the connection of a slow body is closed")
+	if !errors.Is(err, syscall.ECONNRESET) {
+		require.NoError(t, err, "the connection of a slow body is closed")
+	}
 
 	// an answer that takes three times ReadTimeout arrives whole
 	resp, err := http.Get("http://" + ln.Addr().String() + "/stream")
