@@ -263,15 +263,23 @@ func (h *Handler) routes() {
 
 	read := func(pattern string, fn http.HandlerFunc) { m.Handle(pattern, h.authed(fn)) }
 	write := func(pattern string, fn http.HandlerFunc) { m.Handle(pattern, h.authed(h.mutating(fn))) }
+	// A route that names a job, flow or queue in its path has a twin that
+	// takes the name as a query parameter (/api/job?id=..): browsers and
+	// most HTTP clients resolve the legal IDs "." and ".." (and their %2E
+	// spellings) out of a path. The dashboard builds only the twins.
+	named := func(add func(string, http.HandlerFunc), pattern, twin, param string, fn http.HandlerFunc) {
+		add(pattern, fn)
+		add(twin, byQuery(param, fn))
+	}
 
 	read("GET /metrics", h.metrics.ServeHTTP)
 	read("GET /api/queue-stats", h.queueStats)
 	read("GET /api/admin/queue-health", h.queueHealth)
 	read("GET /api/jobs", h.listJobs)
-	read("GET /api/jobs/{id}", h.jobDetail)
-	read("GET /api/flows/{id}", h.flowDetail)
+	named(read, "GET /api/jobs/{id}", "GET /api/job", "id", h.jobDetail)
+	named(read, "GET /api/flows/{id}", "GET /api/flow", "id", h.flowDetail)
 	for ext := range graphFormats {
-		read("GET /api/flows/{id}/graph."+ext, h.flowGraph(ext))
+		named(read, "GET /api/flows/{id}/graph."+ext, "GET /api/flow/graph."+ext, "id", h.flowGraph(ext))
 	}
 	read("GET /api/events", h.events)
 	read("GET /api/types", h.types)
@@ -279,12 +287,12 @@ func (h *Handler) routes() {
 	read("GET /api/csrf", h.csrfToken)
 
 	write("POST /api/jobs/retry-failed", h.retryFailed)
-	write("POST /api/jobs/{id}/retry", h.retryJob)
-	write("POST /api/jobs/{id}/cancel", h.cancelJob)
-	write("POST /api/jobs/{id}/remove", h.removeJob)
-	write("POST /api/flows/{id}/cancel", h.cancelFlow)
-	write("POST /api/queues/{queue}/pause", h.pauseQueue)
-	write("POST /api/queues/{queue}/resume", h.resumeQueue)
+	named(write, "POST /api/jobs/{id}/retry", "POST /api/job/retry", "id", h.retryJob)
+	named(write, "POST /api/jobs/{id}/cancel", "POST /api/job/cancel", "id", h.cancelJob)
+	named(write, "POST /api/jobs/{id}/remove", "POST /api/job/remove", "id", h.removeJob)
+	named(write, "POST /api/flows/{id}/cancel", "POST /api/flow/cancel", "id", h.cancelFlow)
+	named(write, "POST /api/queues/{queue}/pause", "POST /api/queue/pause", "queue", h.pauseQueue)
+	named(write, "POST /api/queues/{queue}/resume", "POST /api/queue/resume", "queue", h.resumeQueue)
 	write("POST /api/clean", h.clean)
 	write("POST /api/clear", h.clear)
 	write("POST /api/enqueue", h.enqueue)
@@ -293,10 +301,24 @@ func (h *Handler) routes() {
 	read("GET /{$}", h.page("overview"))
 	read("GET /failed", h.page("failed"))
 	read("GET /jobs", h.page("jobs"))
-	read("GET /jobs/{id}", h.jobPage)
-	read("GET /flows/{id}", h.page("flow"))
+	named(read, "GET /jobs/{id}", "GET /job", "id", h.jobPage)
+	named(read, "GET /flows/{id}", "GET /flow", "id", h.page("flow"))
 	read("GET /cleanup", h.page("cleanup"))
 	read("GET /queue-test", h.page("queue-test"))
+}
+
+// byQuery serves fn with the path value param taken from the query
+// parameter of the same name, which must be given once.
+func byQuery(param string, fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		vs := r.URL.Query()[param]
+		if len(vs) != 1 || vs[0] == "" {
+			writeError(w, http.StatusBadRequest, "%s: give it once, as ?%s=NAME (URL-encoded)", param, param)
+			return
+		}
+		r.SetPathValue(param, vs[0])
+		fn(w, r)
+	}
 }
 
 // ServeHTTP serves the API, the dashboard, probes and metrics.
