@@ -24,7 +24,7 @@ const chromium = "/usr/bin/chromium"
 // queue name in a real browser, which resolves dot segments (also spelt
 // %2e) out of paths: a job page opens from the jobs list, its script reads
 // the job and cancels it, the flow page draws it, and a queue named ".."
-// pauses from the overview.
+// pauses from the overview, which shows the p95 as the estimate it is.
 func TestDashboardLinksInBrowser(t *testing.T) {
 	t.Parallel()
 	_, err := os.Stat(chromium)
@@ -101,10 +101,12 @@ func TestDashboardLinksInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#rendered`)),
 		poll(`(() => { const i = document.getElementById('graph-img'); return !i.hidden && i.complete && i.naturalWidth > 0 })()`))
 
-	// the overview pauses the queue ".."
+	// the overview pauses the queue "..", and shows the p95 as an estimate
+	e.observe(append(repeat(50, 20*time.Millisecond), repeat(50, 200*time.Millisecond)...)...)
 	do(chromedp.Navigate(srv.URL+"/"), poll(`[...document.querySelectorAll('#queue-table tbody tr')].some(r => r.firstChild.textContent === '..')`),
 		chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll('#queue-table tbody tr')].find(r => r.firstChild.textContent === '..').querySelector('button').click()`),
 		poll(`document.getElementById('flash').textContent === 'Paused ..'`))
+	require.Contains(t, eval(`[...document.querySelectorAll('#rates .stat')].map(s => s.textContent).join(' | ')`), "≈ 235 msp95 time (estimate)")
 	st, err := e.client.Stats(t.Context(), nil)
 	require.NoError(t, err)
 	require.True(t, slices.Contains(st.Paused, ".."), "paused: %v", st.Paused)

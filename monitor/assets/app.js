@@ -136,10 +136,13 @@ async function overview() {
   ]);
   renderCounts(st);
   const r = clear(document.getElementById("rates"));
-  const card = (label, v) => el("div", { class: "stat" }, el("span", { class: "n" }, v), el("span", {}, label));
+  const card = (label, v, title) => el("div", { class: "stat", title }, el("span", { class: "n" }, v), el("span", {}, label));
+  // the p95 comes from a histogram of durations: an estimate, not a measurement
+  const p95 = st.p95DurationMs === 0 ? "–" : (st.p95Capped ? "≥ " : "≈ ") + fmtMs(st.p95DurationMs);
   r.append(card("jobs / minute (" + st.windowMinutes + " min)", st.processingRate.toFixed(1)),
     card("error rate", st.errorRate.toFixed(1) + " %"), card("average time", fmtMs(st.avgDurationMs)),
-    card("p95 time", fmtMs(st.p95DurationMs)), card("retries", st.retries));
+    card("p95 time (estimate)", p95, "estimated from a histogram of step durations, linear within the bucket it falls in" +
+      (st.p95Capped ? "; the histogram ends at 1 min" : "")), card("retries", st.retries));
   const h = clear(document.getElementById("health"));
   h.className = "card health h-" + hl.status;
   h.append(el("h2", {}, "Health: " + hl.status));
