@@ -18,8 +18,8 @@ import (
 // Config configures the monitor. The zero value serves loopback clients
 // only, read-write, without development actions.
 type Config struct {
-	// Token admits requests carrying "Authorization: Bearer <Token>".
-	// Default "" (no token auth).
+	// Token admits requests carrying "Authorization: Bearer <Token>" (the
+	// scheme in any case). Default "" (no token auth).
 	Token string
 	// Username and Password admit HTTP basic auth when both are set.
 	// Default "" (no basic auth).
@@ -28,8 +28,8 @@ type Config struct {
 	// IPv4 address or an IPv6 /64) may make in a row before it is answered
 	// 429 Too Many Requests. Default 10.
 	AuthFailureBurst int
-	// AuthFailureEvery is how often a client gets one more failure back.
-	// Default 10s.
+	// AuthFailureEvery is how often a client gets one more failure back,
+	// by the client's flow.Config.Clock. Default 10s.
 	AuthFailureEvery time.Duration
 	// BodyTimeout is how long a client may take to send a request's body,
 	// from when the handler receives the request; a slower body is answered
