@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/monitor"
 )
 
@@ -130,7 +132,15 @@ func TestBodyLimits(t *testing.T) {
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	time.Sleep(3 * 200 * time.Millisecond) // outlast the body deadline (waiting longer is always fine)
-	short.add("late", "hello")
+	go func() { // until one reaches the stream, however late the hub starts following
+		for i := 0; ctx.Err() == nil; i++ {
+			_, _ = short.client.Add(ctx, Echo{Text: "late"}, &flow.NodeOpts{ID: fmt.Sprintf("late-%d", i)})
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
 	sc := bufio.NewScanner(resp.Body)
 	found := false
 	for !found && sc.Scan() {
