@@ -132,7 +132,8 @@ func TestBodyLimits(t *testing.T) {
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	time.Sleep(3 * 200 * time.Millisecond) // outlast the body deadline (waiting longer is always fine)
-	go func() { // until one reaches the stream, however late the hub starts following
+	// add jobs until one reaches the stream, however late the hub starts following
+	go func() {
 		for i := 0; ctx.Err() == nil; i++ {
 			_, _ = short.client.Add(ctx, Echo{Text: "late"}, &flow.NodeOpts{ID: fmt.Sprintf("late-%d", i)})
 			select {
