@@ -44,9 +44,9 @@ func (h *Handler) authed(next http.Handler) http.Handler {
 			wait, ok = h.throttle.check(client)
 		}
 		if !ok {
-			secs := int(math.Ceil(wait.Seconds()))
-			w.Header().Set("Retry-After", strconv.Itoa(max(1, secs)))
-			writeError(w, http.StatusTooManyRequests, "too many failed authentications from %s; retry in %d s", client, max(1, secs))
+			secs := max(1, int(math.Ceil(wait.Seconds())))
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			writeError(w, http.StatusTooManyRequests, "too many failed authentications from %s; retry in %d s", client, secs)
 			return
 		}
 		if admitted, byBearer := h.admit(r); admitted {
