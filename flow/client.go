@@ -502,7 +502,10 @@ type Stats struct {
 	Recent      []*Job        `json:"recent,omitempty"`
 }
 
-// Stats counts jobs per state, queue and type and measures rates.
+// Stats counts jobs per state, queue and type and measures rates. The p95
+// duration is an estimate from the per-minute histogram (dag.DurationBuckets),
+// interpolated within the bucket it falls in; past the last bound it is
+// that bound.
 func (c *Client) Stats(ctx context.Context, opts *StatsOpts) (*Stats, error) {
 	var o StatsOpts
 	if opts != nil {
@@ -567,7 +570,34 @@ func (c *Client) Stats(ctx context.Context, opts *StatsOpts) (*Stats, error) {
 	if runs > 0 {
 		s.AvgDuration = total / time.Duration(runs)
 	}
-	s.P95Duration = dag.Quantile(buckets, 0.95)
+	// p95 from the duration histogram as Prometheus's histogram_quantile
+	// estimates it: linear between the edges of the bucket it falls in, and
+	// the last bound when it falls past that
+	var n int64
+	for _, b := range buckets {
+		n += b
+	}
+	rank, below := 0.95*float64(n), int64(0)
+	for i, b := range buckets {
+		if n == 0 {
+			break
+		}
+		if float64(below+b) < rank {
+			below += b
+			continue
+		}
+		if i == len(dag.DurationBuckets) {
+			s.P95Duration = dag.DurationBuckets[i-1]
+			break
+		}
+		var lo time.Duration
+		if i > 0 {
+			lo = dag.DurationBuckets[i-1]
+		}
+		hi := dag.DurationBuckets[i]
+		s.P95Duration = lo + time.Duration(float64(hi-lo)*(rank-float64(below))/float64(b))
+		break
+	}
 	if s.Paused, err = c.store.Paused(ctx); err != nil {
 		return nil, err
 	}

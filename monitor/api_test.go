@@ -632,9 +632,9 @@ func TestFlowGraph(t *testing.T) {
 	require.Contains(t, errorOf(t, w), "dir:")
 	require.Equal(t, http.StatusNotFound, e.get("/api/flows/"+id+"/graph.gif").Code)
 
-	// the flow page links with the ID escaped
+	// the flow page links with the ID escaped, in the query
 	page := e.get("/flows/" + id).Body.String()
-	require.Contains(t, page, `href="api/flows/g%2F%3C1%3E/graph.svg"`)
+	require.Contains(t, page, `href="api/flow/graph.svg?id=g%2f%3c1%3e"`)
 	require.Contains(t, page, `data-id="g/&lt;1&gt;"`)
 }
 

@@ -18,12 +18,24 @@ import (
 // Config configures the monitor. The zero value serves loopback clients
 // only, read-write, without development actions.
 type Config struct {
-	// Token admits requests carrying "Authorization: Bearer <Token>".
-	// Default "" (no token auth).
+	// Token admits requests carrying "Authorization: Bearer <Token>" (the
+	// scheme in any case). Default "" (no token auth).
 	Token string
 	// Username and Password admit HTTP basic auth when both are set.
 	// Default "" (no basic auth).
 	Username, Password string
+	// AuthFailureBurst is how many failed authentications one client (an
+	// IPv4 address or an IPv6 /64) may make in a row before it is answered
+	// 429 Too Many Requests. Default 10.
+	AuthFailureBurst int
+	// AuthFailureEvery is how often a client gets one more failure back,
+	// by the client's flow.Config.Clock. Default 10s.
+	AuthFailureEvery time.Duration
+	// BodyTimeout is how long a client may take to send a request's body,
+	// from when the handler receives the request; a slower body is answered
+	// 408 and its connection closed. It replaces the server's ReadTimeout
+	// for the body. Default 10s.
+	BodyTimeout time.Duration
 	// ReadOnly refuses every state-changing request with 403. Default false.
 	ReadOnly bool
 	// Development allows the destructive actions: remove and clear (clear
@@ -141,6 +153,15 @@ func (c Config) WithDefaults(client *flow.Client) Config {
 	if c.ScanLimit == 0 {
 		c.ScanLimit = 100_000
 	}
+	if c.AuthFailureBurst == 0 {
+		c.AuthFailureBurst = 10
+	}
+	if c.AuthFailureEvery == 0 {
+		c.AuthFailureEvery = 10 * time.Second
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = 10 * time.Second
+	}
 	c.BasePath = strings.TrimRight(c.BasePath, "/")
 	return c
 }
@@ -151,6 +172,15 @@ func (c Config) validate() error {
 	}
 	if c.ScanLimit < 0 {
 		return fmt.Errorf("monitor: Config.ScanLimit %d is negative", c.ScanLimit)
+	}
+	if c.AuthFailureBurst < 0 {
+		return fmt.Errorf("monitor: Config.AuthFailureBurst %d is negative", c.AuthFailureBurst)
+	}
+	if c.AuthFailureEvery < 0 {
+		return fmt.Errorf("monitor: Config.AuthFailureEvery %s is negative", c.AuthFailureEvery)
+	}
+	if c.BodyTimeout < 0 {
+		return fmt.Errorf("monitor: Config.BodyTimeout %s is negative", c.BodyTimeout)
 	}
 	if c.BasePath != "" && !strings.HasPrefix(c.BasePath, "/") {
 		return fmt.Errorf("monitor: Config.BasePath %q must start with /", c.BasePath)
@@ -164,17 +194,18 @@ func (c Config) AuthConfigured() bool { return c.Token != "" || c.Username != ""
 
 // Handler is the monitor: the JSON API, the dashboard, probes and metrics.
 type Handler struct {
-	cfg     Config
-	client  *flow.Client
-	store   *dag.Store
-	log     *slog.Logger
-	mux     *http.ServeMux
-	csrf    string
-	cop     *http.CrossOriginProtection
-	metrics *Metrics
-	hub     *hub
-	pages   *pages
-	health  *Checker
+	cfg      Config
+	client   *flow.Client
+	store    *dag.Store
+	log      *slog.Logger
+	mux      *http.ServeMux
+	csrf     string
+	cop      *http.CrossOriginProtection
+	metrics  *Metrics
+	hub      *hub
+	pages    *pages
+	health   *Checker
+	throttle *throttle
 }
 
 // New returns the monitor of client's namespace.
@@ -201,6 +232,7 @@ func New(client *flow.Client, cfg Config) (*Handler, error) {
 		h.metrics = NewMetrics(client)
 	}
 	h.hub = newHub(h.store, h.log)
+	h.throttle = newThrottle(client.Config().Clock, cfg.AuthFailureBurst, cfg.AuthFailureEvery, maxThrottled)
 	if h.health, err = NewChecker(client, cfg.Thresholds); err != nil {
 		return nil, err
 	}
@@ -231,15 +263,23 @@ func (h *Handler) routes() {
 
 	read := func(pattern string, fn http.HandlerFunc) { m.Handle(pattern, h.authed(fn)) }
 	write := func(pattern string, fn http.HandlerFunc) { m.Handle(pattern, h.authed(h.mutating(fn))) }
+	// A route that names a job, flow or queue in its path has a twin that
+	// takes the name as a query parameter (/api/job?id=..): browsers and
+	// most HTTP clients resolve the legal IDs "." and ".." (and their %2E
+	// spellings) out of a path. The dashboard builds only the twins.
+	named := func(add func(string, http.HandlerFunc), pattern, twin, param string, fn http.HandlerFunc) {
+		add(pattern, fn)
+		add(twin, byQuery(param, fn))
+	}
 
 	read("GET /metrics", h.metrics.ServeHTTP)
 	read("GET /api/queue-stats", h.queueStats)
 	read("GET /api/admin/queue-health", h.queueHealth)
 	read("GET /api/jobs", h.listJobs)
-	read("GET /api/jobs/{id}", h.jobDetail)
-	read("GET /api/flows/{id}", h.flowDetail)
+	named(read, "GET /api/jobs/{id}", "GET /api/job", "id", h.jobDetail)
+	named(read, "GET /api/flows/{id}", "GET /api/flow", "id", h.flowDetail)
 	for ext := range graphFormats {
-		read("GET /api/flows/{id}/graph."+ext, h.flowGraph(ext))
+		named(read, "GET /api/flows/{id}/graph."+ext, "GET /api/flow/graph."+ext, "id", h.flowGraph(ext))
 	}
 	read("GET /api/events", h.events)
 	read("GET /api/types", h.types)
@@ -247,12 +287,12 @@ func (h *Handler) routes() {
 	read("GET /api/csrf", h.csrfToken)
 
 	write("POST /api/jobs/retry-failed", h.retryFailed)
-	write("POST /api/jobs/{id}/retry", h.retryJob)
-	write("POST /api/jobs/{id}/cancel", h.cancelJob)
-	write("POST /api/jobs/{id}/remove", h.removeJob)
-	write("POST /api/flows/{id}/cancel", h.cancelFlow)
-	write("POST /api/queues/{queue}/pause", h.pauseQueue)
-	write("POST /api/queues/{queue}/resume", h.resumeQueue)
+	named(write, "POST /api/jobs/{id}/retry", "POST /api/job/retry", "id", h.retryJob)
+	named(write, "POST /api/jobs/{id}/cancel", "POST /api/job/cancel", "id", h.cancelJob)
+	named(write, "POST /api/jobs/{id}/remove", "POST /api/job/remove", "id", h.removeJob)
+	named(write, "POST /api/flows/{id}/cancel", "POST /api/flow/cancel", "id", h.cancelFlow)
+	named(write, "POST /api/queues/{queue}/pause", "POST /api/queue/pause", "queue", h.pauseQueue)
+	named(write, "POST /api/queues/{queue}/resume", "POST /api/queue/resume", "queue", h.resumeQueue)
 	write("POST /api/clean", h.clean)
 	write("POST /api/clear", h.clear)
 	write("POST /api/enqueue", h.enqueue)
@@ -261,10 +301,24 @@ func (h *Handler) routes() {
 	read("GET /{$}", h.page("overview"))
 	read("GET /failed", h.page("failed"))
 	read("GET /jobs", h.page("jobs"))
-	read("GET /jobs/{id}", h.jobPage)
-	read("GET /flows/{id}", h.page("flow"))
+	named(read, "GET /jobs/{id}", "GET /job", "id", h.jobPage)
+	named(read, "GET /flows/{id}", "GET /flow", "id", h.page("flow"))
 	read("GET /cleanup", h.page("cleanup"))
 	read("GET /queue-test", h.page("queue-test"))
+}
+
+// byQuery serves fn with the path value param taken from the query
+// parameter of the same name, which must be given once.
+func byQuery(param string, fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		vs := r.URL.Query()[param]
+		if len(vs) != 1 || vs[0] == "" {
+			writeError(w, http.StatusBadRequest, "%s: give it once, as ?%s=NAME (URL-encoded)", param, param)
+			return
+		}
+		r.SetPathValue(param, vs[0])
+		fn(w, r)
+	}
 }
 
 // ServeHTTP serves the API, the dashboard, probes and metrics.
@@ -274,6 +328,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("X-Frame-Options", "DENY")
 	hdr.Set("Referrer-Policy", "no-referrer")
 	hdr.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; frame-ancestors 'none'; form-action 'self'")
+	h.limitBody(w, r)
 	h.mux.ServeHTTP(w, r)
 }
 

@@ -7,7 +7,6 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/trellisflow/trellis/dag"
@@ -26,9 +25,8 @@ type pages struct {
 
 func loadPages() (*pages, error) {
 	t, err := template.New("").Funcs(template.FuncMap{
-		"pretty":     prettyJSON,
-		"lower":      strings.ToLower,
-		"pathEscape": url.PathEscape,
+		"pretty": prettyJSON,
+		"lower":  strings.ToLower,
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err

@@ -2,12 +2,17 @@ package monitor_test
 
 import (
 	"context"
+	"html"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/monitor"
 )
@@ -102,4 +107,128 @@ func TestJobDataIsEscaped(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, w.Code)
 	require.NotContains(t, w.Body.String(), "<script>alert(1)")
 	require.Contains(t, w.Body.String(), "&lt;script&gt;alert(1)&lt;/script&gt;")
+}
+
+// legalIDs are job, flow and queue-free IDs that dag.CheckID accepts and a
+// URL path cannot carry as they are: dot segments, which browsers resolve
+// away, and characters with a meaning in URLs.
+var legalIDs = []string{".", "..", "...", "a/b", "../x", "./..", "%", "%2e%2e", "100%", "a b", "ünï✓", "?x=1#y",
+	"a&b=c", "a+b", `<b>"'`, `\`, "~"}
+
+var (
+	hrefRe  = regexp.MustCompile(`(?:href|src)="([^"]*)"`)
+	titleRe = regexp.MustCompile(`<code id="title-id">([^<]*)</code>`)
+)
+
+// Every legal job and flow ID gets its page, its API and its actions, by
+// the links the server-rendered pages build.
+func TestPagesForEveryLegalID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{Development: true})
+	for _, id := range legalIDs {
+		require.NoError(t, dag.CheckID(id), id)
+		g := flow.New().WithID(id)
+		g.Add(Echo{Text: "hi"}, &flow.NodeOpts{ID: id})
+		_, err := e.client.Enqueue(t.Context(), g)
+		require.NoError(t, err, id)
+	}
+	// follow resolves a link of the page at base as a browser would (dot
+	// segments removed) and serves it
+	follow := func(base, link string) (*url.URL, *httptest.ResponseRecorder) {
+		t.Helper()
+		b, err := url.Parse("http://monitor.test" + base)
+		require.NoError(t, err)
+		l, err := url.Parse(html.UnescapeString(link))
+		require.NoError(t, err)
+		u := b.ResolveReference(l)
+		return u, e.get(u.RequestURI())
+	}
+	title := func(w *httptest.ResponseRecorder) string {
+		m := titleRe.FindStringSubmatch(w.Body.String())
+		require.NotNil(t, m, "no title ID in %s", w.Body.String())
+		return html.UnescapeString(m[1])
+	}
+	for _, id := range legalIDs {
+		page := "/job?id=" + url.QueryEscape(id)
+		w := e.get(page)
+		require.Equal(t, http.StatusOK, w.Code, id)
+		require.Equal(t, id, title(w), "the page of job %q", id)
+		require.Contains(t, w.Body.String(), `id="job-payload"`)
+
+		// the job page links to its flow; the flow page to its pictures
+		var flowLinks []string
+		for _, m := range hrefRe.FindAllStringSubmatch(w.Body.String(), -1) {
+			if strings.HasPrefix(m[1], "flow") {
+				flowLinks = append(flowLinks, m[1])
+			}
+		}
+		require.Len(t, flowLinks, 1, id)
+		u, fw := follow(page, flowLinks[0])
+		require.Equal(t, http.StatusOK, fw.Code, "%s: %s", id, u)
+		require.Equal(t, id, title(fw), "the flow page of %q", id)
+		pictures := 0
+		for _, m := range hrefRe.FindAllStringSubmatch(fw.Body.String(), -1) {
+			if !strings.Contains(m[1], "/graph.") || strings.Contains(m[1], ".png") || strings.Contains(m[1], ".svg") && id != ".." {
+				continue // drawing every picture of every ID is slow; the DOT and Mermaid text say as much
+			}
+			pu, pw := follow(u.RequestURI(), m[1])
+			require.Equal(t, http.StatusOK, pw.Code, "%s: %s", id, pu)
+			pictures++
+		}
+		require.Positive(t, pictures, id)
+
+		// the API twins the dashboard's script calls
+		w = e.get("/api/job?id=" + url.QueryEscape(id))
+		require.Equal(t, http.StatusOK, w.Code, id)
+		require.Equal(t, id, decode[monitor.JobView](t, w).ID)
+		w = e.get("/api/flow?id=" + url.QueryEscape(id))
+		require.Equal(t, http.StatusOK, w.Code, id)
+		require.Equal(t, id, decode[monitor.FlowView](t, w).ID)
+		require.Equal(t, http.StatusOK, e.post("/api/job/cancel?id="+url.QueryEscape(id), "").Code, id)
+		require.Equal(t, http.StatusOK, e.post("/api/job/retry?id="+url.QueryEscape(id), "").Code, id)
+		require.Equal(t, http.StatusOK, e.post("/api/flow/cancel?id="+url.QueryEscape(id), "").Code, id)
+		j, err := e.client.Job(t.Context(), id)
+		require.NoError(t, err)
+		require.Equal(t, flow.Cancelled, j.State, id)
+	}
+	require.Equal(t, http.StatusOK, e.post("/api/job/remove?id=..", "").Code)
+	_, err := e.client.Job(t.Context(), "..")
+	require.ErrorIs(t, err, flow.ErrNotFound)
+
+	// queue names may be dots too
+	for _, q := range []string{".", ".."} {
+		require.Equal(t, http.StatusOK, e.post("/api/queue/pause?queue="+q, "").Code)
+		st, err := e.client.Stats(t.Context(), nil)
+		require.NoError(t, err)
+		require.Contains(t, st.Paused, q)
+		require.Equal(t, http.StatusOK, e.post("/api/queue/resume?queue="+q, "").Code)
+	}
+
+	// a twin needs its parameter, once
+	for _, p := range []string{"/api/job", "/api/job?id=", "/api/job?id=a&id=b", "/job", "/api/flow/graph.dot"} {
+		w := e.get(p)
+		require.Equal(t, http.StatusBadRequest, w.Code, p)
+		require.Contains(t, errorOf(t, w), "id: give it once, as ?id=NAME", p)
+	}
+	require.Equal(t, http.StatusNotFound, e.get("/api/job?id=ghost").Code)
+	require.Equal(t, http.StatusNotFound, e.get("/job?id=ghost").Code)
+}
+
+// The dashboard's script puts every job, flow and queue name in a query
+// parameter: it builds no path from one (the browser test runs it).
+func TestScriptBuildsNoPathFromAName(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	js := e.get("/assets/app.js").Body.String()
+	for _, re := range []string{`"[a-z/]*(jobs|flows|queues)/" *\+`, `\+ *"/(retry|cancel|remove|pause|resume|graph)`} {
+		require.NotRegexp(t, re, js)
+	}
+	// every encodeURIComponent of a name is the one in named()
+	require.Equal(t, 1, strings.Count(js, `"=" + encodeURIComponent(id)`))
+	require.Regexp(t, `function named\(path, id, param\) \{ return path \+ "\?" \+ \(param \|\| "id"\) \+ "=" \+ encodeURIComponent\(id\); \}`, js)
+	for _, re := range []string{`api\("api/job` + `s?/`, `act\("api/`} {
+		for _, m := range regexp.MustCompile(re+`[^)]*`).FindAllString(js, -1) {
+			require.Contains(t, m, "retry-failed", "a call that names nothing: %s", m)
+		}
+	}
 }

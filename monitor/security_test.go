@@ -2,8 +2,12 @@ package monitor_test
 
 import (
 	"encoding/base64"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -150,6 +154,12 @@ func TestConfigValidation(t *testing.T) {
 	require.ErrorContains(t, err, "Config.Thresholds.ErrorRateWarning (50) is above ErrorRateCritical (10)")
 	_, err = monitor.New(e.client, monitor.Config{BasePath: "trellis"})
 	require.ErrorContains(t, err, "Config.BasePath")
+	_, err = monitor.New(e.client, monitor.Config{AuthFailureBurst: -1})
+	require.ErrorContains(t, err, "Config.AuthFailureBurst -1 is negative")
+	_, err = monitor.New(e.client, monitor.Config{AuthFailureEvery: -time.Second})
+	require.ErrorContains(t, err, "Config.AuthFailureEvery -1s is negative")
+	_, err = monitor.New(e.client, monitor.Config{BodyTimeout: -time.Second})
+	require.ErrorContains(t, err, "Config.BodyTimeout -1s is negative")
 	_, err = monitor.New(nil, monitor.Config{})
 	require.ErrorContains(t, err, "nil client")
 }
@@ -174,4 +184,137 @@ func TestReadyzWhenRedisIsDown(t *testing.T) {
 	h.ServeHTTP(w, r)
 	require.Contains(t, w.Body.String(), `"status":"unavailable"`)
 	require.Contains(t, w.Body.String(), "redis:")
+}
+
+// The auth scheme is case-insensitive (RFC 7235), for bearer and basic.
+func TestAuthSchemeIsCaseInsensitive(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{Token: "s3cret", Username: "ops", Password: "pw"})
+	basic := base64.StdEncoding.EncodeToString([]byte("ops:pw"))
+	for auth, want := range map[string]int{
+		"Bearer s3cret":   http.StatusOK,
+		"bearer s3cret":   http.StatusOK,
+		"BEARER s3cret":   http.StatusOK,
+		"bEaReR s3cret":   http.StatusOK,
+		"Bearer   s3cret": http.StatusOK, // 1*SP
+		"basic " + basic:  http.StatusOK,
+		"BASIC " + basic:  http.StatusOK,
+		"Bearer":          http.StatusUnauthorized,
+		"Bearer ":         http.StatusUnauthorized,
+		"Bearers3cret":    http.StatusUnauthorized,
+		"Token s3cret":    http.StatusUnauthorized,
+		"bearer S3CRET":   http.StatusUnauthorized, // the token itself is case-sensitive
+	} {
+		w := e.do(req{path: "/api/queue-stats", remote: "192.0.2.7:5555", header: map[string]string{"Authorization": auth}})
+		require.Equal(t, want, w.Code, "Authorization: %s", auth)
+	}
+}
+
+// lockedBuffer collects log lines written from the handler's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A client that keeps sending wrong credentials is refused with 429 once
+// its failures are spent, even with the right token, until a failure has
+// refilled; other clients are served meanwhile. Failures are logged with
+// the client and path, never the credentials.
+func TestFailedAuthIsThrottledPerClient(t *testing.T) {
+	t.Parallel()
+	var logs lockedBuffer
+	e := newEnv(t, monitor.Config{Token: "s3cret", AuthFailureBurst: 3, AuthFailureEvery: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	get := func(remote, auth string) *httptest.ResponseRecorder {
+		return e.do(req{path: "/api/queue-stats", remote: remote, header: map[string]string{"Authorization": auth}})
+	}
+	const a, b = "192.0.2.7:5555", "198.51.100.9:6000"
+	for i := range 3 {
+		require.Equal(t, http.StatusUnauthorized, get(a, "Bearer wrong-token-xyz").Code, "failure %d", i+1)
+	}
+	w := get(a, "Bearer wrong-token-xyz")
+	require.Equal(t, http.StatusTooManyRequests, w.Code)
+	retryAfter := func(w *httptest.ResponseRecorder) int {
+		n, err := strconv.Atoi(w.Header().Get("Retry-After"))
+		require.NoError(t, err, "Retry-After: %q", w.Header().Get("Retry-After"))
+		return n
+	}
+	// a minute after the last failure, less the moments the test took
+	require.InDelta(t, 60, retryAfter(w), 1)
+	require.Contains(t, errorOf(t, w), "too many failed authentications from 192.0.2.7")
+
+	// throttled: the right token and requests without credentials are refused too
+	require.Equal(t, http.StatusTooManyRequests, get(a, "Bearer s3cret").Code)
+	require.Equal(t, http.StatusTooManyRequests, e.do(req{path: "/", remote: a}).Code)
+	// another port of the same address is the same client
+	require.Equal(t, http.StatusTooManyRequests, get("192.0.2.7:7777", "Bearer s3cret").Code)
+	// probes need no auth and are not throttled
+	require.Equal(t, http.StatusOK, e.do(req{path: "/livez", remote: a}).Code)
+
+	// another client is served
+	require.Equal(t, http.StatusUnauthorized, get(b, "Bearer wrong").Code)
+	require.Equal(t, http.StatusOK, get(b, "Bearer s3cret").Code)
+	// right credentials cost nothing: b still has two failures left
+	for range 10 {
+		require.Equal(t, http.StatusOK, get(b, "Bearer s3cret").Code)
+	}
+	require.Equal(t, http.StatusUnauthorized, get(b, "Bearer wrong").Code)
+	require.Equal(t, http.StatusUnauthorized, get(b, "Bearer wrong").Code)
+	require.Equal(t, http.StatusTooManyRequests, get(b, "Bearer wrong").Code)
+
+	// half a minute later a is still waiting; a minute after its last try it has one failure back
+	e.offset.Add(int64(30 * time.Second))
+	w = get(a, "Bearer s3cret")
+	require.Equal(t, http.StatusTooManyRequests, w.Code)
+	require.InDelta(t, 30, retryAfter(w), 1)
+	e.offset.Add(int64(30 * time.Second))
+	require.Equal(t, http.StatusOK, get(a, "Bearer s3cret").Code)
+	require.Equal(t, http.StatusUnauthorized, get(a, "Bearer wrong-token-xyz").Code)
+	require.Equal(t, http.StatusTooManyRequests, get(a, "Bearer wrong-token-xyz").Code)
+
+	out := logs.String()
+	require.Contains(t, out, `msg="trellis monitor: authentication failed" client=192.0.2.7 remote=192.0.2.7:5555 path=/api/queue-stats scheme=bearer`)
+	require.Contains(t, out, `msg="trellis monitor: too many failed authentications; refusing the client for a while" client=192.0.2.7`)
+	require.Contains(t, out, "client=198.51.100.9")
+	require.NotContains(t, out, "wrong-token-xyz")
+	require.NotContains(t, out, "s3cret")
+	require.Equal(t, 3+1+2+1, strings.Count(out, "authentication failed"), "refused requests are not logged one by one:\n%s", out)
+}
+
+// Parallel guesses cannot overshoot the burst: each takes its failure
+// before its credentials are checked.
+func TestParallelGuessesAreThrottled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{Username: "ops", Password: "pw", AuthFailureBurst: 5, AuthFailureEvery: time.Hour})
+	wrong := "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:guess"))
+	codes := make(chan int, 50)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			codes <- e.do(req{path: "/api/queue-stats", remote: "[2001:db8:1:2::5]:4000", header: map[string]string{"Authorization": wrong}}).Code
+		})
+	}
+	wg.Wait()
+	close(codes)
+	n := map[int]int{}
+	for c := range codes {
+		n[c]++
+	}
+	require.Equal(t, map[int]int{http.StatusUnauthorized: 5, http.StatusTooManyRequests: 45}, n)
+	// an IPv6 client is its /64
+	right := "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:pw"))
+	require.Equal(t, http.StatusTooManyRequests, e.do(req{path: "/", remote: "[2001:db8:1:2:ffff::1]:4000", header: map[string]string{"Authorization": right}}).Code)
+	require.Equal(t, http.StatusOK, e.do(req{path: "/", remote: "[2001:db8:1:3::5]:4000", header: map[string]string{"Authorization": right}}).Code)
 }

@@ -29,10 +29,15 @@ type QueueStats struct {
 	// ProcessingRate is finished runs per minute over the window.
 	ProcessingRate float64 `json:"processingRate"`
 	// ErrorRate is the percentage of finished runs that failed for good.
-	ErrorRate     float64   `json:"errorRate"`
-	Retries       int64     `json:"retries"`
-	AvgDurationMS float64   `json:"avgDurationMs"`
-	P95DurationMS float64   `json:"p95DurationMs"`
+	ErrorRate     float64 `json:"errorRate"`
+	Retries       int64   `json:"retries"`
+	AvgDurationMS float64 `json:"avgDurationMs"`
+	// P95DurationMS estimates the 95th percentile of step durations from the
+	// per-minute histogram, linear within the bucket it falls in.
+	P95DurationMS float64 `json:"p95DurationMs"`
+	// P95Capped is true when the estimate is the histogram's last bound
+	// (1 min): the 95th percentile may be longer.
+	P95Capped     bool      `json:"p95Capped"`
 	WindowMinutes int       `json:"windowMinutes"`
 	Paused        []string  `json:"paused"`
 	Jobs          []JobView `json:"jobs,omitempty"`
@@ -75,6 +80,7 @@ func toQueueStats(ns string, st *flow.Stats) QueueStats {
 		ByQueue: map[string]map[dag.State]int64{}, ByType: map[string]map[dag.State]int64{},
 		ProcessingRate: st.ProcessingRate, ErrorRate: st.ErrorRate, Retries: st.Retries,
 		AvgDurationMS: ms(st.AvgDuration), P95DurationMS: ms(st.P95Duration),
+		P95Capped:     st.P95Duration >= dag.DurationBuckets[len(dag.DurationBuckets)-1],
 		WindowMinutes: int(st.Window / time.Minute), Paused: st.Paused,
 	}
 	if out.Paused == nil {

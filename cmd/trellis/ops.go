@@ -162,6 +162,7 @@ func runStats(ctx context.Context, c *cli, args []string) error {
 			"namespace": e.client.Config().Namespace, "counts": st.Counts, "byQueue": st.ByQueue, "byType": st.ByType,
 			"processingRate": st.ProcessingRate, "errorRate": st.ErrorRate, "retries": st.Retries,
 			"avgDurationMs": float64(st.AvgDuration.Microseconds()) / 1000, "p95DurationMs": float64(st.P95Duration.Microseconds()) / 1000,
+			"p95Capped":     p95Capped(st.P95Duration),
 			"windowMinutes": int(st.Window / time.Minute), "paused": st.Paused,
 		}
 		if *jobs > 0 {
@@ -184,7 +185,7 @@ func runStats(ctx context.Context, c *cli, args []string) error {
 	fmt.Fprintf(w, "error rate\t%.1f%%\n", st.ErrorRate)
 	fmt.Fprintf(w, "retries\t%d\n", st.Retries)
 	fmt.Fprintf(w, "average time\t%s\n", st.AvgDuration.Round(time.Microsecond))
-	fmt.Fprintf(w, "p95 time\t%s\n", st.P95Duration)
+	fmt.Fprintf(w, "p95 time\t%s\n", p95Text(st.P95Duration))
 	if len(st.Paused) > 0 {
 		fmt.Fprintf(w, "paused\t%s\n", strings.Join(st.Paused, ", "))
 	}
@@ -547,3 +548,17 @@ func waitJob(ctx context.Context, c *flow.Client, id string, d time.Duration) (*
 		delay = min(delay*2, 250*time.Millisecond)
 	}
 }
+
+// p95Text shows the p95 as the estimate it is: interpolated within a
+// histogram bucket, or at least the histogram's last bound.
+func p95Text(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "–"
+	case p95Capped(d):
+		return fmt.Sprintf("≥ %s (past the duration histogram's last bound)", d)
+	}
+	return fmt.Sprintf("≈ %s (estimated from a histogram of durations)", d.Round(100*time.Microsecond))
+}
+
+func p95Capped(d time.Duration) bool { return d >= dag.DurationBuckets[len(dag.DurationBuckets)-1] }

@@ -173,13 +173,21 @@ func migrateUp(ctx context.Context, db *bun.DB, log *slog.Logger) error {
 	return nil
 }
 
+// newServer bounds what a slow client can hold: the header must arrive in
+// 10 s and the whole request with its body in 30 s (the monitor sets its
+// own deadline for a body, too). No WriteTimeout: it would cut the event
+// stream.
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+}
+
 // serve listens on addr and serves h in the background.
 func serve(addr string, h http.Handler, log *slog.Logger, what string) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := newServer(h)
 	log.Info("trellis: "+what+" listening", "url", "http://"+ln.Addr().String()+"/")
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -58,8 +58,11 @@ function fmtMs(v) {
   return (v / 60000).toFixed(1) + " min";
 }
 function fmtTime(t) { return t ? new Date(t).toLocaleString() : "–"; }
-function jobLink(id) { return el("a", { href: "jobs/" + encodeURIComponent(id) }, id); }
-function flowLink(id) { return el("a", { href: "flows/" + encodeURIComponent(id) }, id); }
+// Job, flow and queue names go in a query parameter, never a path segment:
+// the IDs "." and ".." are legal, and a browser resolves them out of a path.
+function named(path, id, param) { return path + "?" + (param || "id") + "=" + encodeURIComponent(id); }
+function jobLink(id) { return el("a", { href: named("job", id) }, id); }
+function flowLink(id) { return el("a", { href: named("flow", id) }, id); }
 
 function table(t, headers, rows) {
   clear(t);
@@ -133,10 +136,13 @@ async function overview() {
   ]);
   renderCounts(st);
   const r = clear(document.getElementById("rates"));
-  const card = (label, v) => el("div", { class: "stat" }, el("span", { class: "n" }, v), el("span", {}, label));
+  const card = (label, v, title) => el("div", { class: "stat", title }, el("span", { class: "n" }, v), el("span", {}, label));
+  // the p95 comes from a histogram of durations: an estimate, not a measurement
+  const p95 = st.p95DurationMs === 0 ? "–" : (st.p95Capped ? "≥ " : "≈ ") + fmtMs(st.p95DurationMs);
   r.append(card("jobs / minute (" + st.windowMinutes + " min)", st.processingRate.toFixed(1)),
     card("error rate", st.errorRate.toFixed(1) + " %"), card("average time", fmtMs(st.avgDurationMs)),
-    card("p95 time", fmtMs(st.p95DurationMs)), card("retries", st.retries));
+    card("p95 time (estimate)", p95, "estimated from a histogram of step durations, linear within the bucket it falls in" +
+      (st.p95Capped ? "; the histogram ends at 1 min" : "")), card("retries", st.retries));
   const h = clear(document.getElementById("health"));
   h.className = "card health h-" + hl.status;
   h.append(el("h2", {}, "Health: " + hl.status));
@@ -161,7 +167,7 @@ async function overview() {
       const paused = st.paused.includes(q);
       const verb = paused ? "resume" : "pause";
       return [q, c.ready || 0, c.delayed || 0, c.active || 0, c.failed || 0, paused ? "paused" : "running", readOnly ? "" :
-        el("button", { type: "button", onclick: () => act("api/queues/" + encodeURIComponent(q) + "/" + verb, (paused ? "Resumed " : "Paused ") + q) }, paused ? "Resume" : "Pause")];
+        el("button", { type: "button", onclick: () => act(named("api/queue/" + verb, q, "queue"), (paused ? "Resumed " : "Paused ") + q) }, paused ? "Resume" : "Pause")];
     }));
   const types = Object.keys(st.byType).sort();
   table(document.getElementById("by-type"), ["Type", ...STATES],
@@ -215,7 +221,7 @@ function initJobs() {
 // ---- job detail ---------------------------------------------------------
 function pretty(v) { return v === undefined || v === null ? "" : JSON.stringify(v, null, 2); }
 async function job() {
-  const j = await api("api/jobs/" + encodeURIComponent(pageID));
+  const j = await api(named("api/job", pageID));
   const s = document.getElementById("job-state");
   s.className = "state s-" + j.state; s.textContent = j.state;
   document.getElementById("job-attempts").textContent = j.attempt + " of " + j.maxAttempts;
@@ -235,13 +241,12 @@ function jobActions(p, j) {
   clear(p);
   if (readOnly) return;
   const terminal = ["succeeded", "failed", "skipped", "cancelled"].includes(j.state);
-  const enc = encodeURIComponent(j.id);
   if (j.state === "failed" || j.state === "cancelled")
-    p.append(el("button", { type: "button", onclick: () => act("api/jobs/" + enc + "/retry", "Retried " + j.id) }, "Retry"), " ");
+    p.append(el("button", { type: "button", onclick: () => act(named("api/job/retry", j.id), "Retried " + j.id) }, "Retry"), " ");
   if (!terminal)
-    p.append(el("button", { type: "button", onclick: () => act("api/jobs/" + enc + "/cancel", "Cancelled " + j.id) }, "Cancel"), " ");
+    p.append(el("button", { type: "button", onclick: () => act(named("api/job/cancel", j.id), "Cancelled " + j.id) }, "Cancel"), " ");
   if (terminal && devMode)
-    p.append(el("button", { type: "button", onclick: () => act("api/jobs/" + enc + "/remove", "Removed the flow of " + j.id) }, "Remove flow"), " ");
+    p.append(el("button", { type: "button", onclick: () => act(named("api/job/remove", j.id), "Removed the flow of " + j.id) }, "Remove flow"), " ");
 }
 
 // ---- flow graph -----------------------------------------------------------
@@ -255,7 +260,7 @@ function svg(tag, attrs, text) {
 let flowNodes = new Set();
 let flowSized = false;
 async function flowPage() {
-  const f = await api("api/flows/" + encodeURIComponent(pageID));
+  const f = await api(named("api/flow", pageID));
   flowNodes = new Set(f.nodes.map((n) => n.id));
   if (!flowSized) {
     // hundreds of boxes are unreadable: start big flows on the Graphviz
@@ -273,10 +278,10 @@ async function flowPage() {
   const cf = document.getElementById("cancel-flow");
   if (cf) {
     cf.hidden = f.done;
-    cf.onclick = () => act("api/flows/" + encodeURIComponent(pageID) + "/cancel", "Cancelled the flow");
+    cf.onclick = () => act(named("api/flow/cancel", pageID), "Cancelled the flow");
   }
   if (on) {
-    img.src = "api/flows/" + encodeURIComponent(pageID) + "/graph.svg?t=" + Date.now();
+    img.src = named("api/flow/graph.svg", pageID) + "&t=" + Date.now();
     return;
   }
   // layered layout: a node's layer is one more than its deepest parent's
@@ -318,7 +323,7 @@ async function flowPage() {
   clear(document.getElementById("graph")).append(root);
 }
 async function nodePanel(id) {
-  const j = await api("api/jobs/" + encodeURIComponent(id));
+  const j = await api(named("api/job", id));
   document.getElementById("node-panel").hidden = false;
   const t = clear(document.getElementById("node-title"));
   t.append(jobLink(j.id), " ", stateBadge(j.state));
@@ -424,7 +429,7 @@ async function refreshSent() {
   const ids = sent.slice(0, 20);
   if (!document.getElementById("sent")) { renderCounts(await api("api/queue-stats")); return; }
   await Promise.all(ids.map(async (s) => {
-    try { const j = await api("api/jobs/" + encodeURIComponent(s.id)); s.state = j.state; s.flowId = j.flowId; s.error = j.error ? j.error.message : ""; } catch (_) { /* removed */ }
+    try { const j = await api(named("api/job", s.id)); s.state = j.state; s.flowId = j.flowId; s.error = j.error ? j.error.message : ""; } catch (_) { /* removed */ }
   }));
   table(document.getElementById("sent"), ["Job", "Type", "State", "Flow", "Error"],
     ids.map((s) => [jobLink(s.id), s.type, stateBadge(s.state), s.flowId ? flowLink(s.flowId) : "", s.error || ""]));
