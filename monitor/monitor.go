@@ -232,7 +232,11 @@ func New(client *flow.Client, cfg Config) (*Handler, error) {
 		h.metrics = NewMetrics(client)
 	}
 	h.hub = newHub(h.store, h.log)
-	h.throttle = newThrottle(client.Config().Clock, cfg.AuthFailureBurst, cfg.AuthFailureEvery, maxThrottled)
+	clock := client.Config().Clock // a test's fake clock, else the machine's: the throttle's own timing
+	if clock == nil {
+		clock = time.Now
+	}
+	h.throttle = newThrottle(clock, cfg.AuthFailureBurst, cfg.AuthFailureEvery, maxThrottled)
 	if h.health, err = NewChecker(client, cfg.Thresholds); err != nil {
 		return nil, err
 	}
