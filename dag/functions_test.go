@@ -12,7 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/embedded"
 	"github.com/trellisflow/trellis/internal/testredis"
 )
 
@@ -92,10 +91,7 @@ func TestScriptsFallBackToEval(t *testing.T) {
 	t.Parallel()
 	t.Run("embedded", func(t *testing.T) {
 		t.Parallel()
-		er, err := embedded.NewRedis()
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = er.Close() })
-		s := testStore(t, er.Client())
+		s := testStore(t, testredis.Embedded(t))
 		roundTrip(t, s)
 		require.Equal(t, fnOff, s.fns.Load())
 	})
@@ -121,35 +117,25 @@ func TestScriptsFallBackToEval(t *testing.T) {
 // are moved into their lanes by the next maintenance, and claimed: a
 // rolling upgrade loses none.
 func TestOldReadySetIsMigrated(t *testing.T) {
-	for name, rdb := range map[string]func(t *testing.T) redis.UniversalClient{
-		"redis": func(t *testing.T) redis.UniversalClient { return testredis.Client(t) },
-		"embedded": func(t *testing.T) redis.UniversalClient {
-			er, err := embedded.NewRedis()
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = er.Close() })
-			return er.Client()
-		},
-	} {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			s := testStore(t, rdb(t))
-			_, err := s.Enqueue(ctx, time.Now(), "old", true, []Spec{{ID: "old", Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1}}, []int{0})
-			require.NoError(t, err)
-			// as an older Trellis keeps it
-			z, err := s.rdb.ZPopMin(ctx, s.k.ready("q", "T")).Result()
-			require.NoError(t, err)
-			require.Len(t, z, 1)
-			require.NoError(t, s.rdb.ZAdd(ctx, s.k.oldReady("q"), z[0]).Err())
-			req := SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T"}, Want: 1, RetainCount: -1}
-			res, err := s.Sync(ctx, time.Now(), req)
-			require.NoError(t, err)
-			require.Empty(t, res.Claimed, "not migrated without maintenance")
-			req.Maintain = true
-			res, err = s.Sync(ctx, time.Now(), req)
-			require.NoError(t, err)
-			require.Len(t, res.Claimed, 1)
-			require.Equal(t, "old", res.Claimed[0].ID)
-			require.Zero(t, s.rdb.Exists(ctx, s.k.oldReady("q")).Val())
-		})
-	}
+	testredis.Backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := testStore(t, rdb)
+		_, err := s.Enqueue(ctx, time.Now(), "old", true, []Spec{{ID: "old", Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1}}, []int{0})
+		require.NoError(t, err)
+		// as an older Trellis keeps it
+		z, err := s.rdb.ZPopMin(ctx, s.k.ready("q", "T")).Result()
+		require.NoError(t, err)
+		require.Len(t, z, 1)
+		require.NoError(t, s.rdb.ZAdd(ctx, s.k.oldReady("q"), z[0]).Err())
+		req := SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T"}, Want: 1, RetainCount: -1}
+		res, err := s.Sync(ctx, time.Now(), req)
+		require.NoError(t, err)
+		require.Empty(t, res.Claimed, "not migrated without maintenance")
+		req.Maintain = true
+		res, err = s.Sync(ctx, time.Now(), req)
+		require.NoError(t, err)
+		require.Len(t, res.Claimed, 1)
+		require.Equal(t, "old", res.Claimed[0].ID)
+		require.Zero(t, s.rdb.Exists(ctx, s.k.oldReady("q")).Val())
+	})
 }

@@ -12,24 +12,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
-	"github.com/trellisflow/trellis/embedded"
 	"github.com/trellisflow/trellis/internal/testredis"
 )
 
 // stores runs fn on the real Redis (REDIS_URL) and on the in-process one,
 // each in a fresh namespace.
 func stores(t *testing.T, fn func(t *testing.T, s *dag.Store)) {
-	t.Run("redis", func(t *testing.T) {
-		t.Parallel()
-		fn(t, newStore(t, testredis.Client(t)))
-	})
-	t.Run("embedded", func(t *testing.T) {
-		t.Parallel()
-		er, err := embedded.NewRedis()
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = er.Close() })
-		fn(t, newStore(t, er.Client()))
-	})
+	testredis.Backends(t, func(t *testing.T, rdb redis.UniversalClient) { fn(t, newStore(t, rdb)) })
 }
 
 func newStore(t *testing.T, rdb redis.UniversalClient) *dag.Store {

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,62 +16,21 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/embedded"
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/internal/testredis"
 	"github.com/trellisflow/trellis/runner"
 )
 
-// backends runs fn once on the real Redis (REDIS_URL) and once on the
-// in-process one, each in a fresh namespace: the conformance suite.
+// backends runs fn once on the real Redis (REDIS_URL, or the Cluster at
+// REDIS_CLUSTER_ADDRS) and once on the in-process one, each in a fresh
+// namespace: the conformance suite.
 func backends(t *testing.T, fn func(t *testing.T, h *harness)) {
 	t.Helper()
-	t.Run("redis", func(t *testing.T) {
-		t.Parallel()
-		fn(t, newHarness(t, realRedis(t)))
-	})
-	t.Run("embedded", func(t *testing.T) {
-		t.Parallel()
-		er, err := embedded.NewRedis()
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = er.Close() })
-		fn(t, newHarness(t, er.Client()))
-	})
+	testredis.Backends(t, func(t *testing.T, rdb redis.UniversalClient) { fn(t, newHarness(t, rdb)) })
 }
 
-var (
-	realOnce sync.Once
-	realRDB  redis.UniversalClient
-	realErr  error
-)
-
-// realRedis is the Redis at REDIS_URL or, when REDIS_CLUSTER_ADDRS lists
-// cluster nodes (host:port,…; `make test-cluster` sets it), that cluster.
-
-func realRedis(t *testing.T) redis.UniversalClient {
-	t.Helper()
-	realOnce.Do(func() {
-		if addrs := os.Getenv("REDIS_CLUSTER_ADDRS"); addrs != "" {
-			realRDB = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ","), PoolSize: 200})
-			realErr = realRDB.Ping(context.Background()).Err()
-			return
-		}
-		url := os.Getenv("REDIS_URL")
-		if url == "" {
-			url = "redis://127.0.0.1:6379/0"
-		}
-		opt, err := redis.ParseURL(url)
-		if err != nil {
-			realErr = err
-			return
-		}
-		opt.PoolSize = 200
-		opt.ReadTimeout = 30 * time.Second // a starved CI machine must not lose replies
-		realRDB = redis.NewClient(opt)
-		realErr = realRDB.Ping(context.Background()).Err()
-	})
-	require.NoError(t, realErr, "the tests need Redis at REDIS_URL (default redis://127.0.0.1:6379/0); `make test` starts it")
-	return realRDB
-}
+// realRedis is the real Redis of the suite (see testredis.Real).
+func realRedis(t *testing.T) redis.UniversalClient { return testredis.Real(t) }
 
 var nonName = regexp.MustCompile(`[^A-Za-z0-9]+`)
 
