@@ -257,6 +257,7 @@ func independent(ctx context.Context, cfg config) (map[string]any, error) {
 	}
 	tEnd := time.Now()
 	p1 := processCPU()
+	emit(map[string]any{"progress": 2 * n, "total": 2 * n})
 	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := client.Stop(stopCtx); err != nil {
