@@ -150,10 +150,44 @@ func TestFlags(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"chain", "fanout"}, o.scenarios)
 	require.Empty(t, o.peers)
+	o, err = parseFlags(nil)
+	require.NoError(t, err)
+	require.Equal(t, map[string]bool{"bullmq": true, "asynq": true, "river": true}, o.peers, "every peer by default")
 	for _, bad := range [][]string{{"-scenario", "nope"}, {"-peers", "sidekiq"}, {"-runs", "0"}} {
 		_, err := parseFlags(bad)
 		require.Error(t, err, strings.Join(bad, " "))
 	}
+}
+
+// The table compares Trellis with River in independent, at the same
+// concurrency, and says River has no row for the scenarios with
+// dependencies.
+func TestTableRiverColumn(t *testing.T) {
+	t.Parallel()
+	row := func(engine, scenario string, c int, nodesPerSec float64) Result {
+		r := blankResult()
+		r.Engine, r.Scenario, r.Concurrency, r.Nodes, r.NodesPerSec = engine, scenario, c, 100, nodesPerSec
+		return r
+	}
+	results := []Result{
+		row("trellis", "independent", 10, 3000), row("river", "independent", 10, 1000),
+		row("trellis", "independent", 50, 8000), row("river", "independent", 50, 2000),
+		row("trellis", "chain", 10, 500),
+	}
+	results[1].Version = "v0.51.2 on PostgreSQL 15"
+	var out strings.Builder
+	printTable(&out, &bench{opt: options{peers: map[string]bool{"river": true}}}, results)
+	lines := strings.Split(out.String(), "\n")
+	require.Contains(t, lines[0], "| × River |")
+	last := func(line string) string { // "| a | … | z |" → "z"
+		c := strings.Split(line, "|")
+		return strings.TrimSpace(c[len(c)-2])
+	}
+	require.Equal(t, "3.00×", last(lines[2]), "C=10 against C=10")
+	require.Equal(t, "", last(lines[3]), "River's own row has no ratio")
+	require.Equal(t, "4.00×", last(lines[4]), "C=50 against C=50")
+	require.Equal(t, "—", last(lines[6]), "River has no chain")
+	require.Contains(t, out.String(), "river v0.51.2 on PostgreSQL 15")
 }
 
 func TestParseBenchmarkCSV(t *testing.T) {

@@ -1,6 +1,7 @@
 // Command bench measures Trellis's throughput and latency, with BullMQ and
-// asynq run on the same Redis in the same run for comparison, and
-// redis-benchmark figures as the ceiling. See README.md.
+// asynq run on the same Redis and River on the machine's PostgreSQL in the
+// same run for comparison, and redis-benchmark figures as the ceiling. See
+// README.md.
 package main
 
 import (
@@ -27,6 +28,8 @@ import (
 type counter = atomic.Int64
 
 var scenarioNames = []string{"independent", "fanout", "chain", "fullplansave", "large"}
+
+var peerNames = []string{"bullmq", "asynq", "river"}
 
 type options struct {
 	scenarios   []string
@@ -71,9 +74,9 @@ func parseFlags(args []string) (options, error) {
 	n := fs.Int("n", 0, "nodes (independent, large), flows (fanout), chains (chain) or plans (fullplansave); 0: the scenario's default")
 	c := fs.Int("concurrency", 0, "runner concurrency; 0: independent runs C=10 and C=50, the others C=50 (chain C=10)")
 	redisURL := fs.String("redis", envOr("REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL (every scenario uses its own namespace and deletes it)")
-	dbURL := fs.String("db", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL for fullplansave with the real workout steps")
+	dbURL := fs.String("db", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL for fullplansave with the real workout steps and for the River peer")
 	js := fs.Bool("json", false, "print one JSON line per result on stdout")
-	peers := fs.String("peers", "bullmq,asynq", `peers to run beside Trellis: bullmq, asynq, or "none"`)
+	peers := fs.String("peers", "bullmq,asynq,river", `peers to run beside Trellis: bullmq, asynq, river, or "none"`)
 	runs := fs.Int("runs", 1, "run each scenario this many times and report medians")
 	ceiling := fs.Bool("ceiling", true, "measure the Redis ceiling with redis-benchmark when it exists")
 	commands := fs.Bool("commands", false, "after the table, list each result's Redis commands per node by command")
@@ -95,8 +98,8 @@ func parseFlags(args []string) (options, error) {
 	}
 	if *peers != "none" && *peers != "" {
 		for _, p := range strings.Split(*peers, ",") {
-			if p != "bullmq" && p != "asynq" {
-				return o, fmt.Errorf("-peers: unknown peer %q (want bullmq, asynq or none)", p)
+			if !slices.Contains(peerNames, p) {
+				return o, fmt.Errorf("-peers: unknown peer %q (want %s, or none)", p, strings.Join(peerNames, ", "))
 			}
 			o.peers[p] = true
 		}
@@ -235,7 +238,10 @@ func (b *bench) all(ctx context.Context) ([]Result, error) {
 		return def
 	}
 	bull := b.opt.peers["bullmq"] && b.bullmqReady(ctx)
-	asq := b.opt.peers["asynq"] && b.asynqReady(ctx)
+	// The Go peers run independent only: no build, no PostgreSQL check without it.
+	indep := slices.Contains(b.opt.scenarios, "independent")
+	asq := indep && b.opt.peers["asynq"] && b.goPeerReady(ctx, "asynq")
+	riv := indep && b.opt.peers["river"] && b.riverReady(ctx)
 	for _, s := range b.opt.scenarios {
 		switch s {
 		case "independent":
@@ -251,6 +257,9 @@ func (b *bench) all(ctx context.Context) ([]Result, error) {
 				}
 				if asq {
 					add("asynq", s, func(ctx context.Context) (Result, error) { return b.asynq(ctx, n, c) })
+				}
+				if riv {
+					add("river", s, func(ctx context.Context) (Result, error) { return b.river(ctx, n, c) })
 				}
 			}
 		case "fanout":

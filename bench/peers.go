@@ -80,35 +80,41 @@ func (b *bench) bullmq(ctx context.Context, scenario string, n, c int) (Result, 
 	return b.runPeer(ctx, "bullmq", scenario, c, bullDir, "node", args...)
 }
 
-var (
-	asynqOnce sync.Once
-	asynqBin  string
-	asynqErr  error
-)
+// goPeer is a peer written in Go, built once from its own module under
+// bench/peers, so that the main module never depends on the engine.
+type goPeer struct {
+	once sync.Once
+	bin  string
+	err  error
+}
 
-// asynqReady builds the asynq peer, its own Go module, once.
-func (b *bench) asynqReady(ctx context.Context) bool {
-	asynqOnce.Do(func() {
-		dir, err := peerDir("asynq")
+var goPeers = map[string]*goPeer{"asynq": {}, "river": {}}
+
+// goPeerReady builds the named Go peer once and says so, loudly, when it
+// cannot.
+func (b *bench) goPeerReady(ctx context.Context, name string) bool {
+	p := goPeers[name]
+	p.once.Do(func() {
+		dir, err := peerDir(name)
 		if err != nil {
-			asynqErr = err
+			p.err = err
 			return
 		}
-		tmp, err := os.MkdirTemp("", "trellis-bench-asynq")
+		tmp, err := os.MkdirTemp("", "trellis-bench-"+name)
 		if err != nil {
-			asynqErr = err
+			p.err = err
 			return
 		}
-		asynqBin = filepath.Join(tmp, "asynqpeer")
-		b.status("asynq: building the peer (its own module) in %s…", dir)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", asynqBin, ".")
+		p.bin = filepath.Join(tmp, name+"peer")
+		b.status("%s: building the peer (its own module) in %s…", name, dir)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", p.bin, ".")
 		cmd.Dir, cmd.Stdout, cmd.Stderr = dir, b.stderr, b.stderr
 		if err := cmd.Run(); err != nil {
-			asynqErr = fmt.Errorf("go build failed: %w", err)
+			p.err = fmt.Errorf("go build failed: %w", err)
 		}
 	})
-	if asynqErr != nil {
-		b.status("asynq: SKIPPED — %v", asynqErr)
+	if p.err != nil {
+		b.status("%s: SKIPPED — %v", name, p.err)
 		return false
 	}
 	return true
@@ -122,8 +128,39 @@ func (b *bench) asynq(ctx context.Context, n, c int) (Result, error) {
 		b.unlinkPrefix("asynq:{" + queue + "}:")
 		b.rdb.SRem(context.Background(), "asynq:queues", queue)
 	}()
-	return b.runPeer(ctx, "asynq", "independent", c, filepath.Dir(asynqBin), asynqBin,
+	bin := goPeers["asynq"].bin
+	return b.runPeer(ctx, "asynq", "independent", c, filepath.Dir(bin), bin,
 		"-n", itoa(n), "-concurrency", itoa(c), "-redis", b.opt.redisURL, "-queue", queue, "-enqueuers", itoa(enqueuers))
+}
+
+// riverReady builds the River peer and checks that PostgreSQL at -db
+// answers; either failing is a printed SKIPPED line.
+func (b *bench) riverReady(ctx context.Context) bool {
+	if !b.goPeerReady(ctx, "river") {
+		return false
+	}
+	if err := b.pgPing(ctx); err != nil {
+		b.status("river: SKIPPED — PostgreSQL at -db: %v", err)
+		return false
+	}
+	return true
+}
+
+// river runs the River peer's independent scenario in a fresh PostgreSQL
+// schema, which the peer migrates and this drops afterwards, also when the
+// peer failed or was killed.
+func (b *bench) river(ctx context.Context, n, c int) (Result, error) {
+	name := fmt.Sprintf("bench_river_%08x", rand.Uint32())
+	drop, err := b.pgCreateSchema(ctx, name)
+	if err != nil {
+		return Result{}, err
+	}
+	defer drop()
+	bin := goPeers["river"].bin
+	r, err := b.runPeer(ctx, "river", "independent", c, filepath.Dir(bin), bin,
+		"-n", itoa(n), "-concurrency", itoa(c), "-db", b.opt.dbURL, "-schema", name, "-enqueuers", itoa(enqueuers))
+	r.RedisVersion = "" // River runs on PostgreSQL
+	return r, err
 }
 
 const peerTimeout = 15 * time.Minute

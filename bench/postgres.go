@@ -15,27 +15,36 @@ import (
 	"github.com/trellisflow/trellis/steps/workout"
 )
 
-// pgSchema makes a fresh, migrated PostgreSQL schema and returns a pool of
-// at most maxConns connections that use it, and a func that drops it.
-func (b *bench) pgSchema(ctx context.Context, maxConns int) (*bun.DB, func(), error) {
+// pgCreateSchema creates the PostgreSQL schema name and returns a func
+// that drops it with everything in it.
+func (b *bench) pgCreateSchema(ctx context.Context, name string) (drop func(), err error) {
 	admin, err := schema.Open(b.opt.dbURL)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := admin.PingContext(ctx); err != nil {
 		admin.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	name := fmt.Sprintf("bench_%08x", rand.Uint32())
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+name); err != nil {
 		admin.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	drop := func() {
+	return func() {
 		if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA IF EXISTS "+name+" CASCADE"); err != nil {
 			b.warnf("dropping schema %s: %v", name, err)
 		}
 		admin.Close()
+	}, nil
+}
+
+// pgSchema makes a fresh, migrated PostgreSQL schema and returns a pool of
+// at most maxConns connections that use it, and a func that drops it.
+func (b *bench) pgSchema(ctx context.Context, maxConns int) (*bun.DB, func(), error) {
+	name := fmt.Sprintf("bench_%08x", rand.Uint32())
+	drop, err := b.pgCreateSchema(ctx, name)
+	if err != nil {
+		return nil, nil, err
 	}
 	u, err := url.Parse(b.opt.dbURL)
 	if err != nil {
@@ -60,14 +69,20 @@ func (b *bench) pgSchema(ctx context.Context, maxConns int) (*bun.DB, func(), er
 	return db, func() { db.Close(); drop() }, nil
 }
 
-// pgReady says, once, whether PostgreSQL can be reached.
-func (b *bench) pgReady(ctx context.Context) bool {
+// pgPing says whether PostgreSQL at -db answers.
+func (b *bench) pgPing(ctx context.Context) error {
 	db, err := schema.Open(b.opt.dbURL)
-	if err == nil {
-		err = db.PingContext(ctx)
-		db.Close()
-	}
 	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.PingContext(ctx)
+}
+
+// pgReady says whether PostgreSQL can be reached, and when not, that the
+// rows with the real workout steps are skipped.
+func (b *bench) pgReady(ctx context.Context) bool {
+	if err := b.pgPing(ctx); err != nil {
 		b.status("fullplansave with the real workout steps: SKIPPED — PostgreSQL at -db: %v", err)
 		return false
 	}

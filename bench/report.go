@@ -51,6 +51,12 @@ func ratio(t, p Result) float64 {
 	return t.NodesPerSec / p.NodesPerSec
 }
 
+// riverHasNo says which scenarios River cannot run: dependencies between
+// jobs (workflows) are in River Pro only.
+func riverHasNo(scenario string) bool {
+	return scenario == "fanout" || scenario == "chain" || scenario == "fullplansave"
+}
+
 func peerOf(results []Result, t Result, engine string) (Result, bool) {
 	for _, r := range results {
 		if r.Engine == engine && r.Scenario == t.Scenario && (t.Scenario != "independent" || r.Concurrency == t.Concurrency) {
@@ -63,8 +69,8 @@ func peerOf(results []Result, t Result, engine string) (Result, bool) {
 // printTable prints the results as a Markdown table, then the large
 // scenario's memory figures, the ceiling and the machine.
 func printTable(w io.Writer, b *bench, results []Result) {
-	fmt.Fprintln(w, "| scenario | engine | C | nodes | nodes/s | enqueue/s | enq→start p50 / p99 ms | parent→child p50 / p99 ms | ms/hop | cmds/node | Redis µs/node | process µs/node | × BullMQ | × asynq |")
-	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| scenario | engine | C | nodes | nodes/s | enqueue/s | enq→start p50 / p99 ms | parent→child p50 / p99 ms | ms/hop | cmds/node | Redis µs/node | process µs/node | × BullMQ | × asynq | × River |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	var large, ceiling []Result
 	versions := map[string]string{}
 	for _, r := range results {
@@ -78,22 +84,25 @@ func printTable(w io.Writer, b *bench, results []Result) {
 		if r.Scenario == "large" {
 			large = append(large, r)
 		}
-		vs := [2]string{"", ""}
+		vs := [3]string{}
 		if r.Engine == "trellis" {
-			for i, peer := range []string{"bullmq", "asynq"} {
+			for i, peer := range []string{"bullmq", "asynq", "river"} {
 				if p, ok := peerOf(results, r, peer); ok {
 					vs[i] = num(ratio(r, p), 2) + "×"
 				}
+			}
+			if b.opt.peers["river"] && riverHasNo(r.Scenario) {
+				vs[2] = "—"
 			}
 		}
 		name := r.Scenario
 		if r.Variant != "" {
 			name += " (" + r.Variant + ")"
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			name, r.Engine, r.Concurrency, num(float64(r.Nodes), 0), num(r.NodesPerSec, 0), num(r.EnqueuePerSec, 0),
 			pair(r.EnqStartP50MS, r.EnqStartP99MS, 2), pair(r.HopP50MS, r.HopP99MS, 2), num(r.MsPerHop, 3),
-			num(r.CmdsPerNode, 1), num(r.RedisCPUPerNodeUS, 1), num(r.ProcCPUPerNodeUS, 1), vs[0], vs[1])
+			num(r.CmdsPerNode, 1), num(r.RedisCPUPerNodeUS, 1), num(r.ProcCPUPerNodeUS, 1), vs[0], vs[1], vs[2])
 	}
 	for _, r := range results {
 		if r.Engine == "trellis" && r.Scenario == "fullplansave-pg" {
@@ -153,7 +162,7 @@ func printTable(w io.Writer, b *bench, results []Result) {
 		runs = max(results[0].Runs, 1)
 	}
 	fmt.Fprintf(w, "\nmachine: %d cores, Redis %s, %s", b.cores, b.redisVersion, runtime.Version())
-	for _, e := range []string{"node", "bullmq", "asynq"} {
+	for _, e := range []string{"node", "bullmq", "asynq", "river"} {
 		if v, ok := versions[e]; ok {
 			fmt.Fprintf(w, ", %s %s", e, v)
 		}

@@ -10,7 +10,7 @@ import (
 // Result is one scenario run by one engine. Float figures that do not apply
 // are NaN and left out of the JSON. Peers print the same JSON fields.
 type Result struct {
-	Engine      string `json:"engine"`   // trellis, bullmq, asynq, bun, redis-benchmark
+	Engine      string `json:"engine"`   // trellis, bullmq, asynq, river, bun, redis-benchmark
 	Scenario    string `json:"scenario"` // independent, fanout, chain, fullplansave, fullplansave-pg, large, ceiling
 	Variant     string `json:"variant,omitempty"`
 	Concurrency int    `json:"concurrency,omitempty"`

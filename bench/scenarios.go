@@ -12,7 +12,7 @@ import (
 )
 
 // bulkChunk is how many independent jobs go in one AddBulk (and, for BullMQ,
-// one Queue.addBulk).
+// one Queue.addBulk; for River, one InsertMany).
 const bulkChunk = 500
 
 // enqueuers is how many goroutines (or, for the peers, concurrent promises)
