@@ -2,7 +2,7 @@
 GO ?= go
 TEST_FLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: test services vet unit build bench fuzz test-faults test-cluster test-load
+.PHONY: test services vet unit build bench fuzz lint test-faults test-cluster test-load
 
 test: services vet unit
 
@@ -17,6 +17,16 @@ unit:
 
 build:
 	$(GO) build -o bin/trellis ./cmd/trellis
+
+# golangci-lint (.golangci.yml), pinned; installed into bin/ on first use.
+GOLANGCI_LINT_VERSION = v2.15.0
+GOLANGCI_LINT = bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
+lint: $(GOLANGCI_LINT)
+	$(GOLANGCI_LINT) run ./...
+
+$(GOLANGCI_LINT):
+	GOBIN=$(CURDIR)/bin/lint-tmp $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv bin/lint-tmp/golangci-lint $@ && rmdir bin/lint-tmp
 
 bench:
 	$(GO) run ./bench -scenario all

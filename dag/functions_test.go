@@ -78,7 +78,7 @@ func fcalls(t *testing.T, rdb redis.UniversalClient) int64 {
 	for _, line := range strings.Split(stats, "\n") {
 		if rest, ok := strings.CutPrefix(line, "cmdstat_fcall:calls="); ok {
 			var n int64
-			fmt.Sscan(strings.SplitN(rest, ",", 2)[0], &n)
+			_, _ = fmt.Sscan(strings.SplitN(rest, ",", 2)[0], &n)
 			return n
 		}
 	}

@@ -64,7 +64,7 @@ func CheckName(s string) error {
 		return fmt.Errorf("is %d bytes, over the limit of %d", len(s), maxNameLen)
 	}
 	for _, r := range s {
-		if !(r < utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || r == '-' || r == '.' || r == ':')) {
+		if r >= utf8.RuneSelf || !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_' && r != '-' && r != '.' && r != ':' {
 			return fmt.Errorf("holds %q; use letters, digits, '_', '-', '.' or ':'", r)
 		}
 	}

@@ -51,7 +51,7 @@ func Example() {
 		return m.Name + " after " + plan, err
 	})
 	_ = r.Start(ctx)
-	defer r.Stop(ctx)
+	defer func() { _ = r.Stop(ctx) }()
 
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -107,11 +107,11 @@ func TestBodyLimits(t *testing.T) {
 		t.Cleanup(func() { resp.Body.Close() })
 		return resp
 	}
-	resp := post("/api/enqueue", `{"message": {"messageType": "ECHO", "data": {"text": "on time"}}}`)
+	resp := post("/api/enqueue", `{"message": {"messageType": "ECHO", "data": {"text": "on time"}}}`) //nolint:bodyclose // closed at cleanup
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
 
 	big := strings.Repeat("x", 3<<20)
-	resp = post("/api/enqueue", big)
+	resp = post("/api/enqueue", big) //nolint:bodyclose // closed at cleanup
 	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 	body, _ := io.ReadAll(resp.Body)
 	require.Contains(t, string(body), "body: over the limit of 2097152 bytes")

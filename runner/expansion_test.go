@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,7 +36,6 @@ type growth struct {
 	mu     sync.Mutex
 	broken map[string]bool
 	runs   map[string]int
-	seq    atomic.Int32
 }
 
 func newGrowth(broken ...string) *growth {

@@ -29,9 +29,6 @@ func backends(t *testing.T, fn func(t *testing.T, h *harness)) {
 	testredis.Backends(t, func(t *testing.T, rdb redis.UniversalClient) { fn(t, newHarness(t, rdb)) })
 }
 
-// realRedis is the real Redis of the suite (see testredis.Real).
-func realRedis(t *testing.T) redis.UniversalClient { return testredis.Real(t) }
-
 var nonName = regexp.MustCompile(`[^A-Za-z0-9]+`)
 
 // harness is one test's namespace with a client and helpers to run steps.

@@ -216,11 +216,9 @@ func TestStopDrainsInFlightSteps(t *testing.T) {
 			return m.N, nil
 		})
 		r := h.runner(&runner.Config{Concurrency: 3}, step)
-		var jobs []string
 		for i := range 5 {
-			j, err := h.client.Add(ctx, Probe{N: i}, nil)
+			_, err := h.client.Add(ctx, Probe{N: i}, nil)
 			require.NoError(t, err)
-			jobs = append(jobs, j.ID)
 		}
 		started.Wait()
 		require.NoError(t, r.Stop(ctx))

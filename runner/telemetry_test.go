@@ -40,7 +40,7 @@ func TestTracingDiamond(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, r.Register(h.taskStep()))
 		require.NoError(t, r.Start(ctx))
-		defer r.Stop(ctx)
+		defer func() { _ = r.Stop(ctx) }()
 		h.wait(res.FlowID)
 		require.NoError(t, r.Stop(ctx))
 
