@@ -10,6 +10,7 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 )
@@ -142,14 +143,25 @@ func (p *parentRefs) Visit(n *ast.Node) {
 	}
 }
 
-// Eval runs the condition.
+// Eval runs the condition. An error is one line, for a node's last error:
+// the runner prefixes it with the condition.
 func (c *Condition) Eval(env ConditionEnv) (bool, error) {
 	out, err := vm.Run(c.program, env)
 	if err != nil {
-		return false, err
+		return false, errors.New(evalMessage(err))
 	}
 	b, _ := out.(bool)
 	return b, nil
+}
+
+// evalMessage is an evaluation error on one line: expr's message and
+// position, without the source snippet it appends on further lines.
+func evalMessage(err error) string {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		return fmt.Sprintf("%s (%d:%d)", fe.Message, fe.Line, fe.Column+1)
+	}
+	return err.Error()
 }
 
 // ErrConditionTimeout: a condition ran longer than ConditionTimeout.
