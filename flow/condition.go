@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/compiler"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
@@ -64,6 +66,14 @@ func conditionOptions() []expr.Option {
 
 // CompileCondition parses and type-checks src. parents are the node's
 // parent IDs: parents["x"] with a constant x outside them is an error.
+//
+// Every sub-expression that reads no data (no parent, message or loop
+// element, only literals and lets of such) is evaluated once here, and one
+// that fails is an error: it would fail on every run, even where a branch or
+// a short circuit hides it from some runs (`int("abc") > 0`, `[1][3] == 1`,
+// `1 % x == 0` after `let x = 0;`, `1 / 0 > 0`). A condition that is constant
+// as a whole (`true`, `1 > 2`) is accepted: it is legal, and a generated graph
+// may switch a node on or off that way (false skips it on every run).
 func CompileCondition(src string, parents []string) (*Condition, error) {
 	if len(src) > MaxConditionLen {
 		return nil, fmt.Errorf("is %d characters, over the limit of %d", len(src), MaxConditionLen)
@@ -92,7 +102,211 @@ func CompileCondition(src string, parents []string) (*Condition, error) {
 	if v.unknown != "" {
 		return nil, fmt.Errorf("refers to parents[%q], which is not a parent of this node", v.unknown)
 	}
+	// after the shape rules, so that each evaluation is linear
+	if err := constantFailure(src, parsed.Node); err != nil {
+		return nil, err
+	}
 	return &Condition{src: src, program: tree}, nil
+}
+
+// constant is a sub-expression that reads no data, with the enclosing lets
+// (all bound to constants, outermost first) it may read.
+type constant struct {
+	node ast.Node
+	lets []*ast.VariableDeclaratorNode
+}
+
+// constantFailure evaluates each constant sub-expression of src, innermost
+// first, and returns the first failure; a constant condition must also be a
+// bool (`true ? 1 : "a"` type-checks as any). parsed is src's parse tree:
+// only when it has a constant sub-expression worth evaluating (the usual
+// condition has none) is src compiled again, type-checked and unoptimised,
+// since the optimiser folds away what a short circuit never reaches.
+func constantFailure(src string, parsed ast.Node) error {
+	if len(constants(parsed)) == 0 {
+		return nil
+	}
+	checked, err := expr.Compile(src, append(conditionOptions(), expr.Optimize(false))...)
+	if err != nil {
+		return err
+	}
+	source := file.NewSource(src)
+	root := checked.Node()
+	for _, c := range constants(root) {
+		out, err := c.eval(source)
+		if err != nil {
+			return err
+		}
+		if _, ok := out.(bool); c.node == root && !ok {
+			return fmt.Errorf("is %v (%T) on every run, not a bool", out, out)
+		}
+	}
+	return nil
+}
+
+// eval runs the constant on its own, inside the lets it may read.
+func (c constant) eval(source file.Source) (any, error) {
+	n := c.node
+	for i := len(c.lets) - 1; i >= 0; i-- {
+		let := &ast.VariableDeclaratorNode{Name: c.lets[i].Name, Value: c.lets[i].Value, Expr: n}
+		let.SetType(n.Type())
+		n = let
+	}
+	program, err := compiler.Compile(&parser.Tree{Node: n, Source: source}, nil)
+	if err != nil {
+		// cut out of its context, which the whole condition compiled in:
+		// not the condition's fault
+		return nil, nil
+	}
+	out, err := vm.Run(program, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s; it reads no data, so it would fail on every run", c.node, evalMessage(err))
+	}
+	if f, ok := out.(float64); ok && (math.IsInf(f, 0) || math.IsNaN(f)) {
+		return nil, fmt.Errorf("%s is %v on every run: a division by zero or an overflow of constants", c.node, f)
+	}
+	return out, nil
+}
+
+// constants lists the constant sub-expressions of a condition, innermost
+// first, leaving out literals (but a literal condition) and what cannot run
+// on its own (a loop's body, a map's pair, a link of an optional chain).
+func constants(root ast.Node) []constant {
+	var f constFinder
+	data, element := f.visit(root)
+	if n := len(f.found); !data && !element && (n == 0 || f.found[n-1].node != root) {
+		f.found = append(f.found, constant{node: root})
+	}
+	return f.found
+}
+
+// constFinder walks a tree keeping the lets in scope, innermost last.
+type constFinder struct {
+	scope []binding
+	found []constant
+}
+
+type binding struct {
+	let      *ast.VariableDeclaratorNode
+	constant bool // its value reads no data
+}
+
+// visit records n's constant sub-expressions and reports whether n reads
+// data (a parent, the message, a let bound to data) or a loop element (#)
+// from outside n.
+func (f *constFinder) visit(n ast.Node) (data, element bool) {
+	switch x := n.(type) {
+	case nil, *ast.NilNode, *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.StringNode,
+		*ast.BytesNode, *ast.ConstantNode:
+		return false, false // literals: nothing to evaluate
+	case *ast.IdentifierNode:
+		for i := len(f.scope) - 1; i >= 0; i-- {
+			if f.scope[i].let.Name == x.Value {
+				return !f.scope[i].constant, false
+			}
+		}
+		return true, false // parents, message, $env
+	case *ast.PointerNode:
+		return false, true
+	case *ast.PredicateNode:
+		data, _ = f.visit(x.Node) // binds # for its body
+		return data, false
+	case *ast.VariableDeclaratorNode:
+		dv, ev := f.visit(x.Value)
+		f.scope = append(f.scope, binding{let: x, constant: !dv && !ev})
+		de, ee := f.visit(x.Expr)
+		f.scope = f.scope[:len(f.scope)-1]
+		data, element = dv || de, ev || ee
+	default:
+		kids, known := children(n)
+		if !known {
+			return true, false // a node this code does not know: leave it be
+		}
+		for _, k := range kids {
+			d, e := f.visit(k)
+			data, element = data || d, element || e
+		}
+	}
+	if data || element {
+		return data, element
+	}
+	switch n.(type) {
+	case *ast.PairNode:
+		return false, false
+	}
+	if optionalLink(n) {
+		return false, false
+	}
+	var lets []*ast.VariableDeclaratorNode
+	for _, b := range f.scope {
+		if b.constant {
+			lets = append(lets, b.let)
+		}
+	}
+	f.found = append(f.found, constant{node: n, lets: lets})
+	return false, false
+}
+
+// children are the sub-expressions of the nodes constFinder.visit does not
+// handle itself, as ast.Walk visits them.
+func children(n ast.Node) ([]ast.Node, bool) {
+	switch x := n.(type) {
+	case *ast.UnaryNode:
+		return []ast.Node{x.Node}, true
+	case *ast.BinaryNode:
+		return []ast.Node{x.Left, x.Right}, true
+	case *ast.ChainNode:
+		return []ast.Node{x.Node}, true
+	case *ast.MemberNode:
+		return []ast.Node{x.Node, x.Property}, true
+	case *ast.SliceNode:
+		return []ast.Node{x.Node, x.From, x.To}, true // From, To may be nil
+	case *ast.CallNode:
+		return append([]ast.Node{x.Callee}, x.Arguments...), true
+	case *ast.BuiltinNode:
+		return x.Arguments, true
+	case *ast.SequenceNode:
+		return x.Nodes, true
+	case *ast.ConditionalNode:
+		return []ast.Node{x.Cond, x.Exp1, x.Exp2}, true
+	case *ast.ArrayNode:
+		return x.Nodes, true
+	case *ast.MapNode:
+		return x.Pairs, true
+	case *ast.PairNode:
+		return []ast.Node{x.Key, x.Value}, true
+	}
+	return nil, false
+}
+
+// optionalLink: n is a link of an optional chain (a?.b.c) below its
+// ChainNode; on its own it would not stop at a nil.
+func optionalLink(n ast.Node) bool {
+	for {
+		switch x := n.(type) {
+		case *ast.MemberNode:
+			if x.Optional {
+				return true
+			}
+			n = x.Node
+		case *ast.CallNode:
+			n = x.Callee
+		case *ast.SliceNode:
+			n = x.Node
+		default:
+			return false
+		}
+	}
+}
+
+// evalMessage is an evaluation error on one line: expr's message and
+// position, without the source snippet it appends on further lines.
+func evalMessage(err error) string {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		return fmt.Sprintf("%s (%d:%d)", fe.Message, fe.Line, fe.Column+1)
+	}
+	return err.Error()
 }
 
 // loopShape refuses ranges and predicates nested in predicates.
@@ -152,16 +366,6 @@ func (c *Condition) Eval(env ConditionEnv) (bool, error) {
 	}
 	b, _ := out.(bool)
 	return b, nil
-}
-
-// evalMessage is an evaluation error on one line: expr's message and
-// position, without the source snippet it appends on further lines.
-func evalMessage(err error) string {
-	var fe *file.Error
-	if errors.As(err, &fe) {
-		return fmt.Sprintf("%s (%d:%d)", fe.Message, fe.Line, fe.Column+1)
-	}
-	return err.Error()
 }
 
 // ErrConditionTimeout: a condition ran longer than ConditionTimeout.
