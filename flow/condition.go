@@ -1,11 +1,14 @@
 package flow
 
 import (
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -398,23 +401,78 @@ func (c *Condition) evalBounded(ctx context.Context, env ConditionEnv) (bool, er
 // String is the condition's source.
 func (c *Condition) String() string { return c.src }
 
-var conditionCache sync.Map // source + parents -> *Condition
+// conditionCacheSize bounds the compiled conditions a process keeps: one
+// per distinct condition and parent list, and generated graphs may have any
+// number of those.
+const conditionCacheSize = 1024
 
-// cachedCondition compiles src once per process.
+var conditionCache = newConditionLRU(conditionCacheSize)
+
+// cachedCondition compiles src once per process while it stays in use.
 func cachedCondition(src string, parents []string) (*Condition, error) {
-	key := src
-	for _, p := range parents {
-		key += "\x00" + p
+	return conditionCache.compile(src, parents)
+}
+
+// conditionLRU holds up to max compiled conditions, dropping the least
+// recently used; safe for concurrent use.
+type conditionLRU struct {
+	mu    sync.Mutex
+	max   int
+	order *list.List // of *conditionEntry, most recently used first
+	byKey map[string]*list.Element
+}
+
+type conditionEntry struct {
+	key  string
+	cond *Condition
+}
+
+func newConditionLRU(max int) *conditionLRU {
+	return &conditionLRU{max: max, order: list.New(), byKey: make(map[string]*list.Element, max)}
+}
+
+// compile returns src compiled for parents, from the cache when it is there.
+func (l *conditionLRU) compile(src string, parents []string) (*Condition, error) {
+	// src's length first, so that no src and parents run together into
+	// another's key (parent IDs have no control characters)
+	key := strconv.Itoa(len(src)) + ":" + src + "\x00" + strings.Join(parents, "\x00")
+	if c := l.get(key); c != nil {
+		return c, nil
 	}
-	if c, ok := conditionCache.Load(key); ok {
-		return c.(*Condition), nil
-	}
-	c, err := CompileCondition(src, parents)
+	c, err := CompileCondition(src, parents) // unlocked: it takes tens of µs
 	if err != nil {
 		return nil, err
 	}
-	conditionCache.Store(key, c)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.byKey[key]; ok { // compiled meanwhile by another goroutine
+		l.order.MoveToFront(e)
+		return e.Value.(*conditionEntry).cond, nil
+	}
+	l.byKey[key] = l.order.PushFront(&conditionEntry{key: key, cond: c})
+	if l.order.Len() > l.max {
+		last := l.order.Back()
+		l.order.Remove(last)
+		delete(l.byKey, last.Value.(*conditionEntry).key)
+	}
 	return c, nil
+}
+
+func (l *conditionLRU) get(key string) *Condition {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := l.byKey[key]
+	if !ok {
+		return nil
+	}
+	l.order.MoveToFront(e)
+	return e.Value.(*conditionEntry).cond
+}
+
+func (l *conditionLRU) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.order.Len()
 }
 
 func decodeAny(raw []byte) any {
