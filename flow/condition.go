@@ -112,81 +112,49 @@ func CompileCondition(src string, parents []string) (*Condition, error) {
 	return &Condition{src: src, program: tree}, nil
 }
 
-// constant is a sub-expression that reads no data, with the enclosing lets
-// (all bound to constants, outermost first) it may read.
-type constant struct {
-	node ast.Node
-	lets []*ast.VariableDeclaratorNode
+// constantFailure evaluates each constant sub-expression of src (one that
+// reads no data), innermost first, and returns the first failure; a
+// constant condition must also be a bool (`true ? 1 : "a"` type-checks as
+// any). parsed is src's parse tree: only when it has a constant
+// sub-expression worth evaluating (the usual condition has none) is src
+// compiled again, type-checked and unoptimised, since the optimiser folds
+// away what a short circuit never reaches.
+func constantFailure(src string, parsed ast.Node) error {
+	return foldConstants(src, parsed).err
 }
 
-// constantFailure evaluates each constant sub-expression of src, innermost
-// first, and returns the first failure; a constant condition must also be a
-// bool (`true ? 1 : "a"` type-checks as any). parsed is src's parse tree:
-// only when it has a constant sub-expression worth evaluating (the usual
-// condition has none) is src compiled again, type-checked and unoptimised,
-// since the optimiser folds away what a short circuit never reaches.
-func constantFailure(src string, parsed ast.Node) error {
-	if len(constants(parsed)) == 0 {
-		return nil
+// foldConstants is constantFailure's walk, returned whole so that a test
+// can see how much it ran.
+func foldConstants(src string, parsed ast.Node) *constFolder {
+	find := &constFolder{root: &parsed}
+	find.visit(&parsed)
+	if !find.found {
+		return find
 	}
 	checked, err := expr.Compile(src, append(conditionOptions(), expr.Optimize(false))...)
 	if err != nil {
-		return err
+		return &constFolder{err: err}
 	}
-	source := file.NewSource(src)
 	root := checked.Node()
-	for _, c := range constants(root) {
-		out, err := c.eval(source)
-		if err != nil {
-			return err
-		}
-		if _, ok := out.(bool); c.node == root && !ok {
-			return fmt.Errorf("is %v (%T) on every run, not a bool", out, out)
-		}
-	}
-	return nil
+	fold := &constFolder{fold: true, source: file.NewSource(src), root: &root}
+	fold.visit(&root)
+	return fold
 }
 
-// eval runs the constant on its own, inside the lets it may read.
-func (c constant) eval(source file.Source) (any, error) {
-	n := c.node
-	for i := len(c.lets) - 1; i >= 0; i-- {
-		let := &ast.VariableDeclaratorNode{Name: c.lets[i].Name, Value: c.lets[i].Value, Expr: n}
-		let.SetType(n.Type())
-		n = let
-	}
-	program, err := compiler.Compile(&parser.Tree{Node: n, Source: source}, nil)
-	if err != nil {
-		// cut out of its context, which the whole condition compiled in:
-		// not the condition's fault
-		return nil, nil
-	}
-	out, err := vm.Run(program, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %s; it reads no data, so it would fail on every run", c.node, evalMessage(err))
-	}
-	if f, ok := out.(float64); ok && (math.IsInf(f, 0) || math.IsNaN(f)) {
-		return nil, fmt.Errorf("%s is %v on every run: a division by zero or an overflow of constants", c.node, f)
-	}
-	return out, nil
-}
+// constFolder walks a condition's tree keeping the lets in scope, innermost
+// last. It finds the constant sub-expressions, or with fold evaluates each
+// and puts its value in its place, so that evaluating its parent is one
+// step on values, not the whole subtree again.
+type constFolder struct {
+	fold   bool
+	source file.Source
+	root   *ast.Node
 
-// constants lists the constant sub-expressions of a condition, innermost
-// first, leaving out literals (but a literal condition) and what cannot run
-// on its own (a loop's body, a map's pair, a link of an optional chain).
-func constants(root ast.Node) []constant {
-	var f constFinder
-	data, element := f.visit(root)
-	if n := len(f.found); !data && !element && (n == 0 || f.found[n-1].node != root) {
-		f.found = append(f.found, constant{node: root})
-	}
-	return f.found
-}
-
-// constFinder walks a tree keeping the lets in scope, innermost last.
-type constFinder struct {
 	scope []binding
-	found []constant
+	found bool
+	err   error
+	undo  []folded // in order of folding
+	ran   int      // instructions compiled for the evaluations
 }
 
 type binding struct {
@@ -194,14 +162,26 @@ type binding struct {
 	constant bool // its value reads no data
 }
 
-// visit records n's constant sub-expressions and reports whether n reads
-// data (a parent, the message, a let bound to data) or a loop element (#)
-// from outside n.
-func (f *constFinder) visit(n ast.Node) (data, element bool) {
-	switch x := n.(type) {
+type folded struct {
+	slot *ast.Node
+	was  ast.Node
+}
+
+// visit finds (and folds) the constant sub-expressions of *slot and
+// reports whether it reads data (a parent, the message, a let bound to
+// data) or a loop element (#) from outside it.
+func (f *constFolder) visit(slot *ast.Node) (data, element bool) {
+	if f.err != nil {
+		return true, false
+	}
+	switch x := (*slot).(type) {
 	case nil, *ast.NilNode, *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.StringNode,
 		*ast.BytesNode, *ast.ConstantNode:
-		return false, false // literals: nothing to evaluate
+		if slot == f.root {
+			f.found = true // a literal condition: still checked for a bool
+			f.evaluate(slot)
+		}
+		return false, false // otherwise nothing to evaluate
 	case *ast.IdentifierNode:
 		for i := len(f.scope) - 1; i >= 0; i-- {
 			if f.scope[i].let.Name == x.Value {
@@ -212,16 +192,16 @@ func (f *constFinder) visit(n ast.Node) (data, element bool) {
 	case *ast.PointerNode:
 		return false, true
 	case *ast.PredicateNode:
-		data, _ = f.visit(x.Node) // binds # for its body
+		data, _ = f.visit(&x.Node) // binds # for its body
 		return data, false
 	case *ast.VariableDeclaratorNode:
-		dv, ev := f.visit(x.Value)
+		dv, ev := f.visit(&x.Value)
 		f.scope = append(f.scope, binding{let: x, constant: !dv && !ev})
-		de, ee := f.visit(x.Expr)
+		de, ee := f.visit(&x.Expr)
 		f.scope = f.scope[:len(f.scope)-1]
 		data, element = dv || de, ev || ee
 	default:
-		kids, known := children(n)
+		kids, known := children(*slot)
 		if !known {
 			return true, false // a node this code does not know: leave it be
 		}
@@ -230,56 +210,101 @@ func (f *constFinder) visit(n ast.Node) (data, element bool) {
 			data, element = data || d, element || e
 		}
 	}
-	if data || element {
+	if _, pair := (*slot).(*ast.PairNode); data || element || pair || optionalLink(*slot) {
+		// a pair or a link of an optional chain cannot run on its own
 		return data, element
 	}
-	switch n.(type) {
-	case *ast.PairNode:
-		return false, false
-	}
-	if optionalLink(n) {
-		return false, false
-	}
-	var lets []*ast.VariableDeclaratorNode
-	for _, b := range f.scope {
-		if b.constant {
-			lets = append(lets, b.let)
-		}
-	}
-	f.found = append(f.found, constant{node: n, lets: lets})
+	f.found = true
+	f.evaluate(slot)
 	return false, false
 }
 
-// children are the sub-expressions of the nodes constFinder.visit does not
+// evaluate runs the constant *slot on its own, inside the constant lets in
+// scope, and with fold replaces it by its value.
+func (f *constFolder) evaluate(slot *ast.Node) {
+	if !f.fold || f.err != nil {
+		return
+	}
+	n := *slot
+	for i := len(f.scope) - 1; i >= 0; i-- {
+		if b := f.scope[i]; b.constant {
+			let := &ast.VariableDeclaratorNode{Name: b.let.Name, Value: b.let.Value, Expr: n}
+			let.SetNature(*n.Nature())
+			n = let
+		}
+	}
+	program, err := compiler.Compile(&parser.Tree{Node: n, Source: f.source}, nil)
+	if err != nil {
+		// cut out of its context, which the whole condition compiled in:
+		// not the condition's fault
+		return
+	}
+	f.ran += len(program.Bytecode)
+	out, err := vm.Run(program, nil)
+	switch fl, isFloat := out.(float64); {
+	case err != nil:
+		f.fail(slot, ": %s; it reads no data, so it would fail on every run", evalMessage(err))
+	case isFloat && (math.IsInf(fl, 0) || math.IsNaN(fl)):
+		f.fail(slot, " is %v on every run: a division by zero or an overflow of constants", fl)
+	case slot == f.root:
+		if _, ok := out.(bool); !ok {
+			f.err = fmt.Errorf("is %v (%T) on every run, not a bool", out, out)
+		}
+	default:
+		c := &ast.ConstantNode{Value: out}
+		c.SetNature(*(*slot).Nature())
+		f.undo = append(f.undo, folded{slot: slot, was: *slot})
+		ast.Patch(slot, c)
+	}
+}
+
+// fail records the failure of *slot, naming it as written: the folded
+// values go back first.
+func (f *constFolder) fail(slot *ast.Node, format string, args ...any) {
+	for i := len(f.undo) - 1; i >= 0; i-- {
+		*f.undo[i].slot = f.undo[i].was
+	}
+	f.err = fmt.Errorf("%s"+format, append([]any{*slot}, args...)...)
+}
+
+// children are the sub-expressions of the nodes constFolder.visit does not
 // handle itself, as ast.Walk visits them.
-func children(n ast.Node) ([]ast.Node, bool) {
+func children(n ast.Node) ([]*ast.Node, bool) {
 	switch x := n.(type) {
 	case *ast.UnaryNode:
-		return []ast.Node{x.Node}, true
+		return []*ast.Node{&x.Node}, true
 	case *ast.BinaryNode:
-		return []ast.Node{x.Left, x.Right}, true
+		return []*ast.Node{&x.Left, &x.Right}, true
 	case *ast.ChainNode:
-		return []ast.Node{x.Node}, true
+		return []*ast.Node{&x.Node}, true
 	case *ast.MemberNode:
-		return []ast.Node{x.Node, x.Property}, true
+		return []*ast.Node{&x.Node, &x.Property}, true
 	case *ast.SliceNode:
-		return []ast.Node{x.Node, x.From, x.To}, true // From, To may be nil
+		return []*ast.Node{&x.Node, &x.From, &x.To}, true // From, To may be nil
 	case *ast.CallNode:
-		return append([]ast.Node{x.Callee}, x.Arguments...), true
+		return append([]*ast.Node{&x.Callee}, slots(x.Arguments)...), true
 	case *ast.BuiltinNode:
-		return x.Arguments, true
+		return slots(x.Arguments), true
 	case *ast.SequenceNode:
-		return x.Nodes, true
+		return slots(x.Nodes), true
 	case *ast.ConditionalNode:
-		return []ast.Node{x.Cond, x.Exp1, x.Exp2}, true
+		return []*ast.Node{&x.Cond, &x.Exp1, &x.Exp2}, true
 	case *ast.ArrayNode:
-		return x.Nodes, true
+		return slots(x.Nodes), true
 	case *ast.MapNode:
-		return x.Pairs, true
+		return slots(x.Pairs), true
 	case *ast.PairNode:
-		return []ast.Node{x.Key, x.Value}, true
+		return []*ast.Node{&x.Key, &x.Value}, true
 	}
 	return nil, false
+}
+
+func slots(nodes []ast.Node) []*ast.Node {
+	out := make([]*ast.Node, len(nodes))
+	for i := range nodes {
+		out[i] = &nodes[i]
+	}
+	return out
 }
 
 // optionalLink: n is a link of an optional chain (a?.b.c) below its
