@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,6 +114,16 @@ func CompileCondition(src string, parents []string) (*Condition, error) {
 	return &Condition{src: src, program: tree}, nil
 }
 
+// conditionVars are the names a condition reads data by.
+var conditionVars = func() map[string]bool {
+	names := map[string]bool{"$env": true}
+	t := reflect.TypeFor[ConditionEnv]()
+	for i := range t.NumField() {
+		names[t.Field(i).Tag.Get("expr")] = true
+	}
+	return names
+}()
+
 // constantFailure evaluates each constant sub-expression of src (one that
 // reads no data), innermost first, and returns the first failure; a
 // constant condition must also be a bool (`true ? 1 : "a"` type-checks as
@@ -188,7 +200,21 @@ func (f *constFolder) visit(slot *ast.Node) (data, element bool) {
 				return !f.scope[i].constant, false
 			}
 		}
-		return true, false // parents, message, $env
+		if conditionVars[x.Value] {
+			return true, false
+		}
+		// a name expr's checker let through (a builtin's name without a
+		// call, or any name in the bounds of a slice of an untyped value):
+		// it fails wherever it runs
+		f.found = true
+		if f.fold && f.err == nil {
+			msg := "unknown name " + x.Value
+			if slices.Contains(SafeBuiltins, x.Value) {
+				msg = fmt.Sprintf("%s is a function, not a value: call it, %s(…)", x.Value, x.Value)
+			}
+			f.err = errors.New(evalMessage((&file.Error{Location: x.Location(), Message: msg}).Bind(f.source)))
+		}
+		return true, false
 	case *ast.PointerNode:
 		return false, true
 	case *ast.PredicateNode:

@@ -40,6 +40,11 @@ func TestConditionConstantFailures(t *testing.T) {
 		// inside a map, and an optional chain over a non-nil constant
 		{`len({"a": 1, "b": int("x")}) == 2`, `int("x")`, "invalid operation"},
 		{`{"a": 1}.a?.b == nil`, `{a: 1}.a?.b`, "cannot fetch b from int"},
+		// names expr's checker lets through: a builtin without a call, any
+		// name in a slice's bounds
+		{`parents["a"].state == "x" || len == nil`, "len is a function, not a value: call it, len(…) (1:30)", ""},
+		{`{}.k[0:x] == nil`, "unknown name x (1:8)", ""},
+		{`parents["a"].state == "s" || {}.k[(let x = 1; 0):x] == nil`, "unknown name x (1:50)", ""},
 		// a constant condition that is not a bool
 		{`true ? 1 : "a"`, "is 1 (int) on every run, not a bool", ""},
 	} {
@@ -131,7 +136,9 @@ var adversarial = []string{
 	`now() > 0`, `date("x") == nil`, `repeat("a", 1000000) == ""`, `fromJSON("{") == nil`,
 	strings.Repeat("(", 300) + "true" + strings.Repeat(")", 300),
 	strings.Repeat("!", 199) + "true", `"` + strings.Repeat("a", 990) + `" == ""`,
-	strings.Repeat("1 + ", 80) + "1 > 0",
+	strings.Repeat("1 + ", 80) + "1 > 0", `{}.k[(let x = ""; false):x[1:[]]] == nil`,
+	`(first((true ?? 1)[int(0):(-1 ?? x)])) == nil`, `(([] ?? -1)[(true || {}):int(x)]) == nil`,
+	`len == nil`, `[int][0] != nil`, `all == nil`,
 }
 
 // checkConditionInvariant holds one condition to what enqueue promises: no
