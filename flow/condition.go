@@ -76,8 +76,10 @@ func conditionOptions() []expr.Option {
 // element, only literals and lets of such) is evaluated once here, and one
 // that fails is an error: it would fail on every run, even where a branch or
 // a short circuit hides it from some runs (`int("abc") > 0`, `[1][3] == 1`,
-// `1 % x == 0` after `let x = 0;`, `1 / 0 > 0`). A condition that is constant
-// as a whole (`true`, `1 > 2`) is accepted: it is legal, and a generated graph
+// `1 % x == 0` after `let x = 0;`, `1 / 0 > 0`); so is a name that is
+// neither data nor a let in scope, which expr's checker lets through in
+// places (`len == nil`). A condition that is constant as a whole must be a
+// bool, and is accepted (`true`, `1 > 2`): it is legal, and a generated graph
 // may switch a node on or off that way (false skips it on every run).
 func CompileCondition(src string, parents []string) (*Condition, error) {
 	if len(src) > MaxConditionLen {
