@@ -39,8 +39,8 @@
 // When a parent does not succeed, each child follows its Policy: Require
 // (the default) cancels it, Ignore runs it anyway once every parent is
 // finished, Skip skips it. A When condition (an expr-lang expression over
-// the parents' states and results, type-checked at enqueue) skips the node
-// when false. A running step may add a sub-graph with StepContext.Expand;
+// the parents' states and results, type-checked at enqueue, where a part of
+// it that reads no data and fails is refused) skips the node when false. A running step may add a sub-graph with StepContext.Expand;
 // the job then finishes when the sub-graph does, and its children wait.
 //
 // # Operating
