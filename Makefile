@@ -37,7 +37,7 @@ test-faults: services
 
 # A short run of each fuzz test from its committed corpus (testdata/fuzz):
 # the envelope decoder, the graph validator, the CSV plan parser, the
-# DOT/Mermaid escaping, and the runner's reflection-free decoders held to
+# DOT/Mermaid escaping, When conditions, and the runner's reflection-free decoders held to
 # encoding/json (jsonobj, a node's data blob, the envelope).
 # The budget is a count of inputs, not a time: Go 1.26's coordinator can fail
 # a run at a -fuzztime deadline with "context deadline exceeded" and no input
@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzMembers$$' -fuzztime $(FUZZTIME) ./internal/jsonobj
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeData$$' -fuzztime $(FUZZTIME) ./dag
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./flow
+	$(GO) test -run '^$$' -fuzz '^FuzzCondition$$' -fuzztime $(FUZZTIME) ./flow
 
 # The core conformance suite (runner/) with its "redis" backend on a local
 # 3-primary Redis Cluster that scripts/redis-cluster.sh starts and stops.

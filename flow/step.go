@@ -150,25 +150,27 @@ func ParentResult[T any](ctx context.Context, sc *StepContext, id string) (T, er
 // Expand adds g to this job's flow when the step succeeds. The job then
 // finishes only when g's sinks are done (it fails if one of them fails), and
 // the job's children wait for it. If the step fails, g is discarded, so a
-// retried step can expand again. Call it at most once per run.
+// retried step can expand again. Call it at most once per run. An invalid g
+// is refused with a permanent error (see Permanent): running the step again
+// would build the same graph.
 func (sc *StepContext) Expand(g *Graph) error {
 	if g == nil || g.Len() == 0 {
-		return dag.ErrEmptyGraph
+		return Permanent(dag.ErrEmptyGraph)
 	}
 	for _, n := range g.nodes {
 		for _, p := range n.parents {
 			if p == sc.JobID {
-				return &dag.InvalidNodeError{ID: n.id, Field: "dependency", Reason: "a sub-graph cannot depend on the job that expands it; it runs after the job's step"}
+				return Permanent(&dag.InvalidNodeError{ID: n.id, Field: "dependency", Reason: "a sub-graph cannot depend on the job that expands it; it runs after the job's step"})
 			}
 		}
 	}
 	if _, _, err := sc.client.specs(g, sc.client.wall()); err != nil {
-		return err
+		return Permanent(err)
 	}
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if sc.expansion != nil {
-		return errors.New("flow: Expand called twice in one run")
+		return Permanent(errors.New("flow: Expand called twice in one run"))
 	}
 	sc.expansion = g
 	return nil
