@@ -195,7 +195,13 @@ func emailStep(db bun.IDB, mailer Mailer) flow.Step {
 			res.Sent = true
 			return res, nil
 		}
-		if err := mailer.Send(ctx, OutgoingEmail{MessageID: res.MessageID, To: row.To, Subject: row.Subject, Body: row.Body}); err != nil {
+		// Checked at enqueue; a row written otherwise that does not parse
+		// cannot be sent.
+		to, err := ParseAddress(row.To)
+		if err != nil {
+			return EmailResult{}, flow.Permanent(fmt.Errorf("email %s: recipient %q: %w", sc.JobID, row.To, err))
+		}
+		if err := mailer.Send(ctx, OutgoingEmail{MessageID: res.MessageID, To: *to, Subject: row.Subject, Body: row.Body}); err != nil {
 			return EmailResult{}, fmt.Errorf("send email %s: %w", sc.JobID, err)
 		}
 		if _, err := db.NewUpdate().Model((*schema.Email)(nil)).Set("sent_at = ?", time.Now().UTC()).

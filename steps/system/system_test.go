@@ -61,7 +61,7 @@ func TestSMTPMailer(t *testing.T) {
 	srv := smtptest.Start(t)
 	m := &system.SMTPMailer{Addr: srv.Addr(), From: "coach@example.com"}
 	ctx := context.Background()
-	require.NoError(t, m.Send(ctx, system.OutgoingEmail{MessageID: "<abc@trellis>", To: "client@example.com",
+	require.NoError(t, m.Send(ctx, system.OutgoingEmail{MessageID: "<abc@trellis>", To: mail.Address{Address: "client@example.com"},
 		Subject: "Séance de demain ✓", Body: "Squat 5×5 at 100 kg.\nRest 2 minutes — a long line " + strings.Repeat("x", 100)}))
 	msgs := srv.Messages()
 	require.Len(t, msgs, 1)
@@ -87,10 +87,10 @@ func TestSMTPMailer(t *testing.T) {
 		}
 		return 0, ""
 	})
-	err = m.Send(ctx, system.OutgoingEmail{MessageID: "<1@t>", To: "full@example.com", Subject: "s", Body: "b"})
+	err = m.Send(ctx, system.OutgoingEmail{MessageID: "<1@t>", To: mail.Address{Address: "full@example.com"}, Subject: "s", Body: "b"})
 	require.ErrorContains(t, err, "mailbox full")
 	require.False(t, flow.IsPermanent(err))
-	err = m.Send(ctx, system.OutgoingEmail{MessageID: "<2@t>", To: "nobody@example.com", Subject: "s", Body: "b"})
+	err = m.Send(ctx, system.OutgoingEmail{MessageID: "<2@t>", To: mail.Address{Address: "nobody@example.com"}, Subject: "s", Body: "b"})
 	require.ErrorContains(t, err, "no such user")
 	require.True(t, flow.IsPermanent(err))
 	require.Len(t, srv.Messages(), 1)
