@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/schema"
 	"github.com/trellisflow/trellis/steps/internal/smtptest"
 	"github.com/trellisflow/trellis/steps/internal/steptest"
 	"github.com/trellisflow/trellis/steps/system"
@@ -206,5 +207,11 @@ func TestEmailThroughSTARTTLSWithAuth(t *testing.T) {
 		require.True(t, msgs[0].TLS)
 		require.Equal(t, "coach", msgs[0].User)
 		require.Equal(t, []string{"bob@example.com"}, msgs[0].To)
+		var row schema.Email
+		require.NoError(t, e.DB.NewSelect().Model(&row).Where("id = ?", job.ID).Scan(ctx))
+		require.Equal(t, schema.EmailSent, row.Status)
+		require.Equal(t, 2, row.Attempts)
+		require.NotNil(t, row.SentAt)
+		require.Empty(t, row.LastError)
 	})
 }
