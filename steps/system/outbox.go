@@ -28,12 +28,14 @@ var (
 )
 
 const (
-	// deliverTimeout bounds one send, so that its claim outlives it.
-	deliverTimeout = time.Minute
+	// deliverTimeout bounds one send (a Mailer's or Notifier's own timeout
+	// only shortens it), so that its claim outlives it.
+	deliverTimeout = 30 * time.Second
 	// claimFor is how long one send holds its row: another sender (a
 	// re-run of the job, a redelivery) waits that long for a sender that
-	// died before it takes the row over.
-	claimFor = 2 * deliverTimeout
+	// died before it takes the row over. The margin covers the mark after
+	// the send and clocks that differ between workers.
+	claimFor = deliverTimeout + 15*time.Second
 )
 
 // deliver sends row id unless it is delivered already, holding the row's
