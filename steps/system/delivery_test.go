@@ -3,6 +3,7 @@ package system_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -124,5 +125,39 @@ func TestSlowSendIsNotDoubledByATakeover(t *testing.T) {
 		g.mu.Lock()
 		require.Equal(t, 1, g.sends)
 		g.mu.Unlock()
+	})
+}
+
+// failMailer fails every send, retryably.
+type failMailer struct{}
+
+func (failMailer) Send(context.Context, system.OutgoingEmail) error {
+	return errors.New("421 try later")
+}
+
+// A job whose send failed and that then runs on a worker without a Mailer
+// (restarted without SMTP settings) leaves its row to Redeliver, not
+// pending for ever.
+func TestRetryWithoutMailerLeavesTheRowToRedeliver(t *testing.T) {
+	schematest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		r := steptest.New(t, system.Steps(db, system.Options{Mailer: failMailer{}}))
+		msg := system.Email{To: "bob@example.com", Subject: "s", Body: "b"}
+		_, _, err := r.Run(ctx, "m", 1, msg)
+		require.ErrorContains(t, err, "421 try later")
+		var row schema.Email
+		require.NoError(t, db.NewSelect().Model(&row).Where("id = ?", "m").Scan(ctx))
+		require.Equal(t, []any{schema.OutboxPending, 1, "421 try later"}, []any{row.Status, row.Attempts, row.LastError})
+
+		for _, s := range system.Steps(db, system.Options{}) {
+			r.Steps[s.MessageType()] = s
+		}
+		raw, _, err := r.Run(ctx, "m", 2, msg)
+		require.NoError(t, err)
+		require.Contains(t, string(raw), `"sent":false`)
+		list, err := system.ListUndelivered(ctx, db, 10, system.KindEmail)
+		require.NoError(t, err)
+		require.Len(t, list, 1)
+		require.Equal(t, "no Mailer configured: stored, not sent", list[0].LastError)
 	})
 }

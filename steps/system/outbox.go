@@ -74,12 +74,20 @@ func (o outbox) deliver(ctx context.Context, db bun.IDB, id string, last bool, s
 	if last || flow.IsPermanent(serr) {
 		status = schema.OutboxUndelivered
 	}
-	if _, err := db.NewUpdate().Model(o.model).
-		Set("status = ?", status).Set("last_error = ?", bounded(serr.Error())).Set("claimed_until = 0").
-		Where("id = ? AND ? IS NULL", id, o.doneCol).Exec(ctx); err != nil {
-		return false, errors.Join(serr, fmt.Errorf("record the failure of %s %s: %w", o.kind, id, err))
+	if err := o.fail(ctx, db, id, status, serr.Error()); err != nil {
+		return false, errors.Join(serr, err)
 	}
 	return false, serr
+}
+
+// fail records why row id is not delivered, and releases its claim.
+func (o outbox) fail(ctx context.Context, db bun.IDB, id, status, reason string) error {
+	if _, err := db.NewUpdate().Model(o.model).
+		Set("status = ?", status).Set("last_error = ?", bounded(reason)).Set("claimed_until = 0").
+		Where("id = ? AND ? IS NULL", id, o.doneCol).Exec(ctx); err != nil {
+		return fmt.Errorf("record the failure of %s %s: %w", o.kind, id, err)
+	}
+	return nil
 }
 
 // taken answers a claim that did not take: the row was delivered in the

@@ -168,6 +168,12 @@ func notificationStep(db bun.IDB, notifier Notifier) flow.Step {
 			return res, nil
 		}
 		if notifier == nil {
+			// A row an earlier attempt left pending is handed to Redeliver too.
+			if row.Status != schema.OutboxUndelivered {
+				if err := notificationBox.fail(ctx, db, row.ID, schema.OutboxUndelivered, errNoNotifier.Error()); err != nil {
+					return NotificationResult{}, err
+				}
+			}
 			sc.Logger.WarnContext(ctx, "notification stored, not delivered: no Notifier configured", "job", sc.JobID)
 			res.Status, res.Reason = schema.OutboxUndelivered, errNoNotifier.Error()
 			return res, nil
@@ -228,6 +234,12 @@ func emailStep(db bun.IDB, mailer Mailer) flow.Step {
 			return res, nil
 		}
 		if mailer == nil {
+			// A row an earlier attempt left pending is handed to Redeliver too.
+			if row.Status != schema.OutboxUndelivered {
+				if err := emailBox.fail(ctx, db, row.ID, schema.OutboxUndelivered, errNoMailer.Error()); err != nil {
+					return EmailResult{}, err
+				}
+			}
 			sc.Logger.WarnContext(ctx, "email stored, not sent: no Mailer configured", "job", sc.JobID)
 			res.Status, res.Reason = schema.OutboxUndelivered, errNoMailer.Error()
 			return res, nil
