@@ -10,8 +10,10 @@
 //	workout_exercises  id, session_id → workout_sessions ON DELETE CASCADE, name, order_number,
 //	                   sets, reps, weight, rest_seconds, tempo, notes, … (non-negative checks)
 //	user_actions       one row per USER_ACTION job (id = job ID)
-//	notifications      one row per NOTIFICATION job; delivered_at once the Notifier took it
-//	email_outbox       one row per EMAIL job; sent_at once the Mailer sent it
+//	notifications      one row per NOTIFICATION job; delivered_at once the Notifier took it;
+//	                   status, attempts, last_error, claimed_until (see Outbox)
+//	email_outbox       one row per EMAIL job; sent_at once the Mailer sent it; the same
+//	                   delivery columns
 //	data_sync_runs     one row per DATA_SYNC job, with the plan's JSON snapshot
 //	trellis_step_runs  the effectively-once records (package steps/steprun)
 //

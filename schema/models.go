@@ -79,6 +79,29 @@ type UserAction struct {
 	CreatedAt time.Time `bun:"created_at"`
 }
 
+// The statuses of an outbox row (Email, Notification): pending while its
+// job will send it, sent or delivered once done, undelivered when nothing
+// will try again by itself (no Mailer or Notifier was configured, the
+// failure was permanent, or the job's last attempt failed; LastError says
+// which) until a redelivery.
+const (
+	OutboxPending     = "pending"
+	OutboxUndelivered = "undelivered"
+	EmailSent         = "sent"
+	NotificationDone  = "delivered"
+)
+
+// Outbox are the delivery columns an outbox row has: its status, how many
+// sends were tried, the last one's error, and ClaimedUntil (Unix ms), the
+// end of the claim of the sender now trying, which keeps a re-run of the
+// job and a redelivery from sending at the same time.
+type Outbox struct {
+	Status       string `bun:"status"`
+	Attempts     int    `bun:"attempts"`
+	LastError    string `bun:"last_error"`
+	ClaimedUntil int64  `bun:"claimed_until"`
+}
+
 // Notification is a stored notification; DeliveredAt is set once the
 // Notifier took it. Its ID is the job's.
 type Notification struct {
@@ -92,6 +115,7 @@ type Notification struct {
 	ActionURL   string     `bun:"action_url"`
 	CreatedAt   time.Time  `bun:"created_at"`
 	DeliveredAt *time.Time `bun:"delivered_at"`
+	Outbox
 }
 
 // Email is an outbox row: written with the step's record, sent after the
@@ -101,11 +125,12 @@ type Email struct {
 	bun.BaseModel `bun:"table:email_outbox"`
 
 	ID        string     `bun:"id,pk"`
-	To        string     `bun:"to_address"`
+	To        string     `bun:"to_address"` // as the job gave it, display name and all
 	Subject   string     `bun:"subject"`
 	Body      string     `bun:"body"`
 	CreatedAt time.Time  `bun:"created_at"`
 	SentAt    *time.Time `bun:"sent_at"`
+	Outbox
 }
 
 // DataSyncRun records one DATA_SYNC export with its JSON snapshot. Its ID is

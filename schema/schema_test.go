@@ -2,6 +2,9 @@ package schema_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,16 +26,56 @@ func TestMigrateUpDownUp(t *testing.T) {
 
 		names, err = schema.Rollback(ctx, db)
 		require.NoError(t, err)
-		require.ElementsMatch(t, []string{"20261126000001", "20261126000002", "20261127000003"}, names)
+		require.ElementsMatch(t, []string{"20261126000001", "20261126000002", "20261127000003", "20261128170002"}, names)
 		_, err = db.NewSelect().Model((*schema.Plan)(nil)).Count(ctx)
 		require.Error(t, err, "the tables are gone after rollback")
 
 		names, err = schema.Migrate(ctx, db)
 		require.NoError(t, err)
-		require.Equal(t, []string{"20261126000001", "20261126000002", "20261127000003"}, names)
+		require.Equal(t, []string{"20261126000001", "20261126000002", "20261127000003", "20261128170002"}, names)
 		n, err := db.NewSelect().Model((*schema.Plan)(nil)).Count(ctx)
 		require.NoError(t, err)
 		require.Zero(t, n)
+	})
+}
+
+// The delivery columns: rows stored before them come out sent or
+// delivered when they were, and undelivered otherwise, so that a
+// redelivery finds the ones never sent.
+func TestDeliveryColumnsMigration(t *testing.T) {
+	schematest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		exec := func(file string) {
+			t.Helper()
+			raw, err := os.ReadFile(filepath.Join("migrations", file))
+			require.NoError(t, err)
+			for _, stmt := range strings.Split(string(raw), "--bun:split") {
+				_, err := db.ExecContext(ctx, stmt)
+				require.NoError(t, err, stmt)
+			}
+		}
+		exec("20261128170002_delivery.tx.down.sql")
+		for _, q := range []string{
+			"INSERT INTO email_outbox (id, to_address, subject, body, sent_at) VALUES ('e-sent', 'a@example.com', 's', 'b', CURRENT_TIMESTAMP)",
+			"INSERT INTO email_outbox (id, to_address, subject, body) VALUES ('e-unsent', 'a@example.com', 's', 'b')",
+			"INSERT INTO notifications (id, user_id, title, message, type, delivered_at) VALUES ('n-done', 'u', 't', 'm', 'info', CURRENT_TIMESTAMP)",
+			"INSERT INTO notifications (id, user_id, title, message, type) VALUES ('n-stored', 'u', 't', 'm', 'info')",
+		} {
+			_, err := db.ExecContext(ctx, q)
+			require.NoError(t, err, q)
+		}
+		exec("20261128170002_delivery.tx.up.sql")
+		var emails []schema.Email
+		require.NoError(t, db.NewSelect().Model(&emails).Order("id").Scan(ctx))
+		require.Len(t, emails, 2)
+		require.Equal(t, []string{schema.EmailSent, schema.OutboxUndelivered}, []string{emails[0].Status, emails[1].Status})
+		require.Equal(t, "stored before deliveries were tracked", emails[1].LastError)
+		var notes []schema.Notification
+		require.NoError(t, db.NewSelect().Model(&notes).Order("id").Scan(ctx))
+		require.Len(t, notes, 2)
+		require.Equal(t, []string{schema.NotificationDone, schema.OutboxUndelivered}, []string{notes[0].Status, notes[1].Status})
+		require.Zero(t, notes[1].Attempts)
+		require.Zero(t, notes[1].ClaimedUntil)
 	})
 }
 

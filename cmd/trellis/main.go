@@ -14,6 +14,7 @@
 //	trellis cancel     cancel jobs or flows
 //	trellis clear      delete the namespace (development only)
 //	trellis migrate    bring the database schema up to date
+//	trellis redeliver  send the stored emails and notifications that were not delivered
 //
 // Configuration comes from flags, then the environment (REDIS_URL, or the
 // seed's REDIS_HOST / REDIS_PORT / REDIS_PASSWORD; DATABASE_URL;
@@ -66,6 +67,7 @@ func init() {
 		"cancel":    cmdCancel,
 		"clear":     cmdClear,
 		"migrate":   cmdMigrate,
+		"redeliver": cmdRedeliver,
 		"pause":     cmdPause,
 		"resume":    cmdResume,
 		"limit":     cmdLimit,
@@ -168,6 +170,12 @@ var envHelp = [][2]string{
 	{"TRELLIS_USER", "the monitor's basic-auth user (with TRELLIS_PASSWORD)"},
 	{"TRELLIS_DEVELOPMENT", "1 allows clear and the monitor's destructive actions"},
 	{"TRELLIS_LOG_LEVEL", "debug, info, warn or error; default info"},
+	{"SMTP_ADDR", "the SMTP server of EMAIL jobs, host:port (or SMTP_HOST with SMTP_PORT, default 587)"},
+	{"SMTP_FROM", "the sender of EMAIL jobs"},
+	{"SMTP_USER", "the SMTP AUTH user, with SMTP_PASSWORD"},
+	{"SMTP_TLS", "none, starttls or tls; default by port (465 tls, 587 starttls, else none)"},
+	{"SMTP_CA_FILE", "PEM CAs trusted for the SMTP server, beside the system's"},
+	{"TRELLIS_NOTIFY_URL", "the webhook NOTIFICATION jobs are POSTed to, with TRELLIS_NOTIFY_SECRET"},
 }
 
 // flags returns a FlagSet for cmd whose --help prints the command's usage.

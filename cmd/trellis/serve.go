@@ -31,7 +31,14 @@ var cmdWorker = &command{
 	summary: "run the steps of every message type until SIGINT or SIGTERM",
 	usage:   "[flags]",
 	detail: `On SIGINT or SIGTERM the worker stops claiming, lets running steps finish
-for up to --drain-timeout, hands back the rest to other workers, and exits 0.`,
+for up to --drain-timeout, hands back the rest to other workers, and exits 0.
+
+EMAIL jobs go through the SMTP server of --smtp-addr (or SMTP_ADDR, or
+SMTP_HOST and SMTP_PORT), NOTIFICATION jobs to the webhook of --notify-url.
+Without one, the worker warns at start and those jobs store their message,
+marked undelivered, and succeed; ` + "`trellis redeliver`" + ` sends them later. A
+setting that cannot work (a password over an unencrypted connection to
+another host, a webhook without a secret) stops the worker at start.`,
 	run: runWorker,
 }
 
@@ -79,7 +86,7 @@ func runWorker(ctx context.Context, c *cli, args []string) error {
 	if err := wf.validate(); err != nil {
 		return err
 	}
-	sysOpts, err := c.systemOptions(wf.steps)
+	sysOpts, warnings, err := c.systemOptions(wf.steps)
 	if err != nil {
 		return err
 	}
@@ -88,6 +95,9 @@ func runWorker(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer e.Close()
+	for _, w := range warnings {
+		e.log.Warn("trellis worker: " + w)
+	}
 	if err := ping(ctx, e.rdb); err != nil {
 		return err
 	}
@@ -321,7 +331,8 @@ var cmdDev = &command{
 	detail: `Uses REDIS_URL / --redis-url and DATABASE_URL / --database-url when given;
 otherwise an in-process Redis (nothing persisted) and a SQLite file in a
 temporary directory, removed on exit. Without --smtp-addr, EMAIL jobs are
-logged instead of sent. Development mode is on: the monitor offers clear
+logged instead of sent; without --notify-url, so are NOTIFICATION jobs.
+Development mode is on: the monitor offers clear
 and remove. Not for production.`,
 	run: runDev,
 }
@@ -337,7 +348,7 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 	if err := wf.validate(); err != nil {
 		return err
 	}
-	sysOpts, err := c.systemOptions(wf.steps)
+	sysOpts, _, err := c.systemOptions(wf.steps)
 	if err != nil {
 		return err
 	}
@@ -348,6 +359,9 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 	}
 	if sysOpts.Mailer == nil {
 		sysOpts.Mailer = logMailer{log: log}
+	}
+	if sysOpts.Notifier == nil {
+		sysOpts.Notifier = system.LogNotifier(log)
 	}
 	if _, from, _ := c.redisOptions(o); from == "default" {
 		er, err := embedded.NewRedis()

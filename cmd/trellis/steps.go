@@ -2,13 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/smtp"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -19,45 +21,150 @@ import (
 	"github.com/trellisflow/trellis/steps/workout/csvplan"
 )
 
-// stepFlags configure the system steps' side effects.
+// stepFlags configure the system steps' side effects: the SMTP server of
+// EMAIL jobs and the webhook of NOTIFICATION jobs.
 type stepFlags struct {
-	smtpAddr, smtpFrom, smtpUser, smtpPassword string
+	smtpAddr, smtpFrom, smtpUser, smtpTLS, smtpCAFile string
+	notifyURL, notifySecret                           string
 }
 
 func (c *cli) stepFlags(fs *flag.FlagSet) *stepFlags {
 	s := &stepFlags{}
-	fs.StringVar(&s.smtpAddr, "smtp-addr", "", "SMTP server host:port for EMAIL jobs (default $SMTP_ADDR; none: EMAIL jobs fail with \"no Mailer configured\")")
-	fs.StringVar(&s.smtpFrom, "smtp-from", "", "sender address of EMAIL jobs (default $SMTP_FROM)")
-	fs.StringVar(&s.smtpUser, "smtp-user", "", "SMTP PLAIN auth user (default $SMTP_USER; with $SMTP_PASSWORD)")
+	fs.StringVar(&s.smtpAddr, "smtp-addr", "", "SMTP server host:port for EMAIL jobs (default $SMTP_ADDR, or $SMTP_HOST:$SMTP_PORT, port 587 by default;\n"+
+		"none: EMAIL jobs are stored in the outbox, not sent, until trellis redeliver sends them)")
+	fs.StringVar(&s.smtpFrom, "smtp-from", "", `sender of EMAIL jobs, e.g. "Coach <coach@example.com>" (default $SMTP_FROM)`)
+	fs.StringVar(&s.smtpUser, "smtp-user", "", "SMTP AUTH (PLAIN or LOGIN) user, with the password in $SMTP_PASSWORD (default $SMTP_USER)")
+	fs.StringVar(&s.smtpTLS, "smtp-tls", "", "none, starttls or tls (default $SMTP_TLS, else tls on port 465, starttls on 587, none otherwise);\n"+
+		"the password is refused over none to anything but loopback")
+	fs.StringVar(&s.smtpCAFile, "smtp-ca-file", "", "PEM file of CAs trusted for the SMTP server's certificate, beside the system's (default $SMTP_CA_FILE)")
+	fs.StringVar(&s.notifyURL, "notify-url", "", "POST NOTIFICATION jobs as signed JSON to this webhook (default $TRELLIS_NOTIFY_URL;\n"+
+		"none: they are stored, not delivered, until trellis redeliver delivers them)")
+	fs.StringVar(&s.notifySecret, "notify-secret", "", "HMAC-SHA256 key of the webhook's Trellis-Signature header; required with --notify-url\n"+
+		"(default $TRELLIS_NOTIFY_SECRET, which keeps it out of the process list)")
 	return s
 }
 
-func (c *cli) systemOptions(s *stepFlags) (system.Options, error) {
-	if s.smtpAddr == "" {
-		s.smtpAddr = c.getenv("SMTP_ADDR")
+// setting is a flag's value, else an environment variable's, with the
+// name to quote in an error.
+func (c *cli) setting(flagValue, flagName, envName string) (string, string) {
+	if flagValue != "" {
+		return flagValue, flagName
 	}
-	if s.smtpFrom == "" {
-		s.smtpFrom = c.getenv("SMTP_FROM")
-	}
-	if s.smtpUser == "" {
-		s.smtpUser = c.getenv("SMTP_USER")
-	}
-	s.smtpPassword = c.getenv("SMTP_PASSWORD")
-	if s.smtpAddr == "" {
-		return system.Options{}, nil
-	}
-	host, _, err := net.SplitHostPort(s.smtpAddr)
+	return c.getenv(envName), envName
+}
+
+// systemOptions builds the system steps' Mailer and Notifier from the
+// flags and environment. A setting that cannot work is a usage error, so
+// the worker refuses to start; a side effect left unconfigured comes back
+// as a warning naming what is missing.
+func (c *cli) systemOptions(s *stepFlags) (system.Options, []string, error) {
+	var opts system.Options
+	var warnings []string
+	m, err := c.mailer(s)
 	if err != nil {
-		return system.Options{}, usagef("--smtp-addr %q: %v", s.smtpAddr, err)
+		return opts, nil, err
 	}
-	if s.smtpFrom == "" {
-		return system.Options{}, usagef("--smtp-from is required with --smtp-addr")
+	if m == nil {
+		warnings = append(warnings, "no SMTP server (--smtp-addr, SMTP_ADDR or SMTP_HOST): EMAIL jobs are stored in the outbox, not sent; "+
+			"`trellis redeliver` sends them once one is configured")
+	} else {
+		opts.Mailer = m
 	}
-	m := &system.SMTPMailer{Addr: s.smtpAddr, From: s.smtpFrom}
-	if s.smtpUser != "" {
-		m.Auth = smtp.PlainAuth("", s.smtpUser, s.smtpPassword, host)
+	n, err := c.notifier(s)
+	if err != nil {
+		return opts, nil, err
 	}
-	return system.Options{Mailer: m}, nil
+	if n == nil {
+		warnings = append(warnings, "no notification webhook (--notify-url or TRELLIS_NOTIFY_URL): NOTIFICATION jobs are stored, not delivered; "+
+			"`trellis redeliver` delivers them once one is configured")
+	} else {
+		opts.Notifier = n
+	}
+	return opts, warnings, nil
+}
+
+// mailer is the SMTPMailer of the settings, or nil when no server is set.
+func (c *cli) mailer(s *stepFlags) (*system.SMTPMailer, error) {
+	addr, addrName := c.setting(s.smtpAddr, "--smtp-addr", "SMTP_ADDR")
+	if addr == "" {
+		if host := c.getenv("SMTP_HOST"); host != "" {
+			port := c.getenv("SMTP_PORT")
+			if port == "" {
+				port = "587"
+			}
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				return nil, usagef("SMTP_PORT: %q is not a port number", port)
+			}
+			addr, addrName = net.JoinHostPort(host, port), "SMTP_HOST"
+		}
+	}
+	if addr == "" {
+		return nil, nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, usagef("%s %q: %v", addrName, addr, err)
+	}
+	from, fromName := c.setting(s.smtpFrom, "--smtp-from", "SMTP_FROM")
+	if from == "" {
+		return nil, usagef("--smtp-from (or SMTP_FROM) is required with %s", addrName)
+	}
+	if _, err := system.ParseAddress(from); err != nil {
+		return nil, usagef("%s %q: %v", fromName, from, err)
+	}
+	mode := system.TLSNone
+	switch port {
+	case "465":
+		mode = system.TLSImplicit
+	case "587":
+		mode = system.TLSStartTLS
+	}
+	if v, name := c.setting(s.smtpTLS, "--smtp-tls", "SMTP_TLS"); v != "" {
+		if mode, err = system.ParseTLSMode(v); err != nil {
+			return nil, usagef("%s: %v", name, err)
+		}
+	}
+	user, userName := c.setting(s.smtpUser, "--smtp-user", "SMTP_USER")
+	if user != "" && mode == system.TLSNone && !system.IsLoopbackHost(host) {
+		return nil, usagef("%s: refusing to send the SMTP password unencrypted to %s; set --smtp-tls starttls (port 587) or tls (port 465)",
+			userName, host)
+	}
+	m := &system.SMTPMailer{Addr: addr, From: from, TLS: mode, Username: user, Password: c.getenv("SMTP_PASSWORD")}
+	if file, name := c.setting(s.smtpCAFile, "--smtp-ca-file", "SMTP_CA_FILE"); file != "" {
+		pem, err := os.ReadFile(file)
+		if err != nil {
+			return nil, usagef("%s: %v", name, err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usagef("%s %s: no PEM certificate in it", name, file)
+		}
+		m.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if err := m.Check(); err != nil {
+		return nil, usagef("%v", err)
+	}
+	return m, nil
+}
+
+// notifier is the WebhookNotifier of the settings, or nil when no URL is set.
+func (c *cli) notifier(s *stepFlags) (*system.WebhookNotifier, error) {
+	u, urlName := c.setting(s.notifyURL, "--notify-url", "TRELLIS_NOTIFY_URL")
+	if u == "" {
+		return nil, nil
+	}
+	secret, _ := c.setting(s.notifySecret, "--notify-secret", "TRELLIS_NOTIFY_SECRET")
+	if secret == "" {
+		return nil, usagef("%s needs --notify-secret or TRELLIS_NOTIFY_SECRET to sign deliveries", urlName)
+	}
+	w := &system.WebhookNotifier{URL: u, Secret: secret}
+	if err := w.Check(); err != nil {
+		return nil, usagef("%s: %v", urlName, err)
+	}
+	return w, nil
 }
 
 // allSteps are the steps `trellis worker` and `trellis dev` run: every
@@ -162,6 +269,6 @@ type logMailer struct{ log *slog.Logger }
 
 func (m logMailer) Send(ctx context.Context, e system.OutgoingEmail) error {
 	m.log.Info("trellis dev: email not sent (no --smtp-addr); logged instead",
-		"to", e.To, "subject", e.Subject, "message_id", e.MessageID, "bytes", len(e.Body))
+		"to", e.To.String(), "subject", e.Subject, "message_id", e.MessageID, "bytes", len(e.Body))
 	return nil
 }

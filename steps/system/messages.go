@@ -1,7 +1,6 @@
 package system
 
 import (
-	"net/mail"
 	"strings"
 
 	"github.com/trellisflow/trellis/flow"
@@ -44,7 +43,10 @@ type Notification struct {
 	ActionURL string `json:"actionUrl,omitempty"`
 }
 
-// Email is a plain-text email to one recipient.
+// Email is a plain-text email to one recipient: an address with or
+// without a display name ("Bob <bob@example.com>"; see ParseAddress). A
+// list is refused: one job per recipient keeps each send's outcome, retry
+// and outbox row its own.
 type Email struct {
 	To      string `json:"to"`
 	Subject string `json:"subject"`
@@ -116,11 +118,8 @@ func (m Email) Validate() error {
 	if err := required("to", m.To); err != nil {
 		return err
 	}
-	if _, err := mail.ParseAddress(m.To); err != nil {
-		return flow.FieldError("to", "%q is not an email address: %v", m.To, err)
-	}
-	if strings.ContainsAny(m.To, "\r\n") {
-		return flow.FieldError("to", "contains a line break")
+	if _, err := ParseAddress(m.To); err != nil {
+		return flow.FieldError("to", "%q is not one email address: %v", m.To, err)
 	}
 	if err := required("subject", m.Subject); err != nil {
 		return err

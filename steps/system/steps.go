@@ -35,11 +35,13 @@ func (f NotifierFunc) Notify(ctx context.Context, id string, n Notification) err
 
 // Options configure the system steps. Every field is optional.
 type Options struct {
-	// Mailer sends EMAIL jobs. Default none: an EMAIL job then fails
-	// permanently with "no Mailer configured", before it writes anything.
+	// Mailer sends EMAIL jobs. Default none: an EMAIL job then stores its
+	// message in the outbox, undelivered, and succeeds with sent false;
+	// Redeliver sends it once there is a Mailer.
 	Mailer Mailer
-	// Notifier delivers NOTIFICATION jobs. Default none: notifications are
-	// stored and left undelivered (delivered_at stays NULL).
+	// Notifier delivers NOTIFICATION jobs (see WebhookNotifier). Default
+	// none: notifications are stored undelivered, for Redeliver, and the
+	// job succeeds with delivered false.
 	Notifier Notifier
 }
 
@@ -59,6 +61,9 @@ type StoredResult struct {
 type NotificationResult struct {
 	ID        string `json:"id"`
 	Delivered bool   `json:"delivered"`
+	// Status is the outbox row's: delivered, or undelivered with Reason.
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // EmailResult is what EMAIL returns.
@@ -67,6 +72,9 @@ type EmailResult struct {
 	MessageID string `json:"messageId"`
 	To        string `json:"to"`
 	Sent      bool   `json:"sent"`
+	// Status is the outbox row's: sent, or undelivered with Reason.
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // DataSyncResult is what DATA_SYNC returns.
@@ -129,16 +137,22 @@ func userAction(ctx context.Context, tx bun.Tx, sc *flow.StepContext, m UserActi
 
 // notificationStep stores the notification with the step record, then
 // delivers it and marks it delivered. A re-run skips the insert (the record
-// is there) and delivers only if the mark is missing.
+// is there) and delivers only if the mark is missing. Without a Notifier the
+// row is stored undelivered, for Redeliver, and the job succeeds.
 func notificationStep(db bun.IDB, notifier Notifier) flow.Step {
 	return flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Notification) (NotificationResult, error) {
 		if m.Type == "" {
 			m.Type = "info"
 		}
+		status, reason := schema.OutboxPending, ""
+		if notifier == nil {
+			status, reason = schema.OutboxUndelivered, errNoNotifier.Error()
+		}
 		_, _, err := steprun.Do(ctx, db, sc, func(ctx context.Context, tx bun.Tx) (StoredResult, error) {
 			_, err := tx.NewInsert().Model(&schema.Notification{
 				ID: sc.JobID, UserID: m.UserID, Title: m.Title, Message: m.Message, Type: m.Type,
 				ActionURL: m.ActionURL, CreatedAt: time.Now().UTC(),
+				Outbox: schema.Outbox{Status: status, LastError: reason},
 			}).Exec(ctx)
 			return StoredResult{ID: sc.JobID}, err
 		})
@@ -149,17 +163,33 @@ func notificationStep(db bun.IDB, notifier Notifier) flow.Step {
 		if err := db.NewSelect().Model(&row).Where("id = ?", sc.JobID).Scan(ctx); err != nil {
 			return NotificationResult{}, fmt.Errorf("read notification %s: %w", sc.JobID, err)
 		}
-		if row.DeliveredAt != nil || notifier == nil {
-			return NotificationResult{ID: sc.JobID, Delivered: row.DeliveredAt != nil}, nil
+		res := NotificationResult{ID: sc.JobID, Delivered: row.DeliveredAt != nil, Status: row.Status}
+		if row.DeliveredAt != nil {
+			return res, nil
 		}
-		if err := notifier.Notify(ctx, sc.JobID, m); err != nil {
+		if notifier == nil {
+			// A row an earlier attempt left pending is handed to Redeliver too.
+			if row.Status != schema.OutboxUndelivered {
+				if err := notificationBox.fail(ctx, db, row.ID, schema.OutboxUndelivered, errNoNotifier.Error()); err != nil {
+					return NotificationResult{}, err
+				}
+			}
+			sc.Logger.WarnContext(ctx, "notification stored, not delivered: no Notifier configured", "job", sc.JobID)
+			res.Status, res.Reason = schema.OutboxUndelivered, errNoNotifier.Error()
+			return res, nil
+		}
+		if _, err := deliverNotification(ctx, db, notifier, &row, sc.Attempt >= sc.MaxAttempts); err != nil {
 			return NotificationResult{}, fmt.Errorf("deliver notification %s: %w", sc.JobID, err)
 		}
-		if _, err := db.NewUpdate().Model((*schema.Notification)(nil)).Set("delivered_at = ?", time.Now().UTC()).
-			Where("id = ? AND delivered_at IS NULL", sc.JobID).Exec(ctx); err != nil {
-			return NotificationResult{}, fmt.Errorf("mark notification %s delivered: %w", sc.JobID, err)
-		}
-		return NotificationResult{ID: sc.JobID, Delivered: true}, nil
+		return NotificationResult{ID: sc.JobID, Delivered: true, Status: schema.NotificationDone}, nil
+	})
+}
+
+// deliverNotification hands a stored notification to notifier, once.
+func deliverNotification(ctx context.Context, db bun.IDB, notifier Notifier, row *schema.Notification, last bool) (bool, error) {
+	return notificationBox.deliver(ctx, db, row.ID, last, func(ctx context.Context) error {
+		return notifier.Notify(ctx, row.ID, Notification{UserID: row.UserID, Title: row.Title, Message: row.Message,
+			Type: row.Type, ActionURL: row.ActionURL})
 	})
 }
 
@@ -169,17 +199,25 @@ func MessageID(jobID string) string {
 	return "<" + hex.EncodeToString(sum[:16]) + "@trellis>"
 }
 
-// emailStep writes the email to the outbox with the step record, then sends
-// it and marks it sent. A re-run finds the record, and sends only if the
-// outbox row is not marked sent.
+var (
+	errNoMailer   = errors.New("no Mailer configured: stored, not sent")
+	errNoNotifier = errors.New("no Notifier configured: stored, not delivered")
+)
+
+// emailStep writes the email to the outbox with the step record, then
+// sends it and marks it sent. A re-run finds the record, and sends only if
+// the outbox row is not marked sent. Without a Mailer the row is stored
+// undelivered, for Redeliver, and the job succeeds with sent false.
 func emailStep(db bun.IDB, mailer Mailer) flow.Step {
 	return flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Email) (EmailResult, error) {
+		status, reason := schema.OutboxPending, ""
 		if mailer == nil {
-			return EmailResult{}, flow.Permanent(errors.New("system: no Mailer configured for EMAIL"))
+			status, reason = schema.OutboxUndelivered, errNoMailer.Error()
 		}
 		_, _, err := steprun.Do(ctx, db, sc, func(ctx context.Context, tx bun.Tx) (StoredResult, error) {
 			_, err := tx.NewInsert().Model(&schema.Email{
 				ID: sc.JobID, To: m.To, Subject: m.Subject, Body: m.Body, CreatedAt: time.Now().UTC(),
+				Outbox: schema.Outbox{Status: status, LastError: reason},
 			}).Exec(ctx)
 			return StoredResult{ID: sc.JobID}, err
 		})
@@ -192,18 +230,38 @@ func emailStep(db bun.IDB, mailer Mailer) flow.Step {
 			return EmailResult{}, fmt.Errorf("read outbox %s: %w", sc.JobID, err)
 		}
 		if row.SentAt != nil {
-			res.Sent = true
+			res.Sent, res.Status = true, schema.EmailSent
 			return res, nil
 		}
-		if err := mailer.Send(ctx, OutgoingEmail{MessageID: res.MessageID, To: row.To, Subject: row.Subject, Body: row.Body}); err != nil {
+		if mailer == nil {
+			// A row an earlier attempt left pending is handed to Redeliver too.
+			if row.Status != schema.OutboxUndelivered {
+				if err := emailBox.fail(ctx, db, row.ID, schema.OutboxUndelivered, errNoMailer.Error()); err != nil {
+					return EmailResult{}, err
+				}
+			}
+			sc.Logger.WarnContext(ctx, "email stored, not sent: no Mailer configured", "job", sc.JobID)
+			res.Status, res.Reason = schema.OutboxUndelivered, errNoMailer.Error()
+			return res, nil
+		}
+		if _, err := sendEmail(ctx, db, mailer, &row, sc.Attempt >= sc.MaxAttempts); err != nil {
 			return EmailResult{}, fmt.Errorf("send email %s: %w", sc.JobID, err)
 		}
-		if _, err := db.NewUpdate().Model((*schema.Email)(nil)).Set("sent_at = ?", time.Now().UTC()).
-			Where("id = ? AND sent_at IS NULL", sc.JobID).Exec(ctx); err != nil {
-			return EmailResult{}, fmt.Errorf("mark email %s sent: %w", sc.JobID, err)
-		}
-		res.Sent = true
+		res.Sent, res.Status = true, schema.EmailSent
 		return res, nil
+	})
+}
+
+// sendEmail sends a stored email through mailer, once. Its address was
+// checked at enqueue; a row written otherwise that does not parse is a
+// permanent failure.
+func sendEmail(ctx context.Context, db bun.IDB, mailer Mailer, row *schema.Email, last bool) (bool, error) {
+	return emailBox.deliver(ctx, db, row.ID, last, func(ctx context.Context) error {
+		to, err := ParseAddress(row.To)
+		if err != nil {
+			return flow.Permanent(fmt.Errorf("recipient %q: %w", row.To, err))
+		}
+		return mailer.Send(ctx, OutgoingEmail{MessageID: MessageID(row.ID), To: *to, Subject: row.Subject, Body: row.Body})
 	})
 }
 

@@ -61,7 +61,7 @@ func TestSMTPMailer(t *testing.T) {
 	srv := smtptest.Start(t)
 	m := &system.SMTPMailer{Addr: srv.Addr(), From: "coach@example.com"}
 	ctx := context.Background()
-	require.NoError(t, m.Send(ctx, system.OutgoingEmail{MessageID: "<abc@trellis>", To: "client@example.com",
+	require.NoError(t, m.Send(ctx, system.OutgoingEmail{MessageID: "<abc@trellis>", To: mail.Address{Address: "client@example.com"},
 		Subject: "Séance de demain ✓", Body: "Squat 5×5 at 100 kg.\nRest 2 minutes — a long line " + strings.Repeat("x", 100)}))
 	msgs := srv.Messages()
 	require.Len(t, msgs, 1)
@@ -87,10 +87,10 @@ func TestSMTPMailer(t *testing.T) {
 		}
 		return 0, ""
 	})
-	err = m.Send(ctx, system.OutgoingEmail{MessageID: "<1@t>", To: "full@example.com", Subject: "s", Body: "b"})
+	err = m.Send(ctx, system.OutgoingEmail{MessageID: "<1@t>", To: mail.Address{Address: "full@example.com"}, Subject: "s", Body: "b"})
 	require.ErrorContains(t, err, "mailbox full")
 	require.False(t, flow.IsPermanent(err))
-	err = m.Send(ctx, system.OutgoingEmail{MessageID: "<2@t>", To: "nobody@example.com", Subject: "s", Body: "b"})
+	err = m.Send(ctx, system.OutgoingEmail{MessageID: "<2@t>", To: mail.Address{Address: "nobody@example.com"}, Subject: "s", Body: "b"})
 	require.ErrorContains(t, err, "no such user")
 	require.True(t, flow.IsPermanent(err))
 	require.Len(t, srv.Messages(), 1)
@@ -177,7 +177,7 @@ func TestSystemSteps(t *testing.T) {
 		require.JSONEq(t, `{"planId":"p1"}`, ua.Details)
 
 		raw = rerun("n-1", system.Notification{UserID: "user-1", Title: "Workout Complete!", Message: "Great job", Type: "success", ActionURL: "/workouts"})
-		require.JSONEq(t, `{"id":"n-1","delivered":true}`, string(raw))
+		require.JSONEq(t, `{"id":"n-1","delivered":true,"status":"delivered"}`, string(raw))
 		require.Equal(t, []string{"n-1:Workout Complete!"}, notifier.deliveries(), "delivered once")
 		var n schema.Notification
 		require.NoError(t, db.NewSelect().Model(&n).Where("id = ?", "n-1").Scan(ctx))
@@ -185,7 +185,7 @@ func TestSystemSteps(t *testing.T) {
 		require.Equal(t, []string{"user-1", "success", "/workouts"}, []string{n.UserID, n.Type, n.ActionURL})
 
 		raw = rerun("mail-1", system.Email{To: "client@example.com", Subject: "Your plan", Body: "It is ready."})
-		require.JSONEq(t, fmt.Sprintf(`{"id":"mail-1","messageId":%q,"to":"client@example.com","sent":true}`, system.MessageID("mail-1")), string(raw))
+		require.JSONEq(t, fmt.Sprintf(`{"id":"mail-1","messageId":%q,"to":"client@example.com","sent":true,"status":"sent"}`, system.MessageID("mail-1")), string(raw))
 		require.Len(t, srv.Messages(), 1, "sent once")
 		require.Contains(t, srv.Messages()[0].Data, "Message-ID: "+system.MessageID("mail-1"))
 
@@ -296,7 +296,7 @@ func TestNotificationDeliveryRetry(t *testing.T) {
 		require.Equal(t, 1, steptest.Count(t, db, "notifications", "delivered_at IS NULL"), "stored, not delivered")
 		raw, _, err := r.Run(ctx, "n", 2, msg)
 		require.NoError(t, err)
-		require.JSONEq(t, `{"id":"n","delivered":true}`, string(raw))
+		require.JSONEq(t, `{"id":"n","delivered":true,"status":"delivered"}`, string(raw))
 		require.Equal(t, []string{"n:Hi"}, notifier.deliveries())
 		require.Equal(t, 1, steptest.Count(t, db, "notifications", "delivered_at IS NOT NULL"))
 		rec, err := steprun.Record(ctx, db, "n")
@@ -419,25 +419,13 @@ func TestSendersThroughTheEngine(t *testing.T) {
 	})
 }
 
-// EMAIL without a Mailer fails permanently before writing anything.
-func TestEmailWithoutMailer(t *testing.T) {
-	schematest.Each(t, func(t *testing.T, db *bun.DB) {
-		r := steptest.New(t, system.Steps(db, system.Options{}))
-		_, _, err := r.Run(context.Background(), "m", 1, system.Email{To: "a@example.com", Subject: "s", Body: "b"})
-		require.ErrorContains(t, err, "no Mailer configured")
-		require.True(t, flow.IsPermanent(err))
-		require.Zero(t, steptest.Count(t, db, "email_outbox", ""))
-		require.Zero(t, steptest.Count(t, db, "trellis_step_runs", ""))
-	})
-}
-
 func TestLogNotifier(t *testing.T) {
 	schematest.Each(t, func(t *testing.T, db *bun.DB) {
 		var buf syncBuffer
 		r := steptest.New(t, system.Steps(db, system.Options{Notifier: system.LogNotifier(slog.New(slog.NewTextHandler(&buf, nil)))}))
 		raw, _, err := r.Run(context.Background(), "n", 1, system.Notification{UserID: "u", Title: "Done", Message: "Well done", Type: "success"})
 		require.NoError(t, err)
-		require.JSONEq(t, `{"id":"n","delivered":true}`, string(raw))
+		require.JSONEq(t, `{"id":"n","delivered":true,"status":"delivered"}`, string(raw))
 		require.Contains(t, buf.String(), "title=Done")
 		require.Contains(t, buf.String(), "type=success")
 	})
