@@ -295,8 +295,9 @@ func TestRasterizeStopsWhenCancelled(t *testing.T) {
 }
 
 // BenchmarkRender draws large flows with "expand everything" asked for and
-// reports the peak of the Go heap (Graphviz's WebAssembly memory is part
-// of it) next to the time per picture.
+// reports, next to the time per picture, the peak of the Go heap in use
+// while drawing and the heap in use before (the flows, and Graphviz's
+// WebAssembly memory once grown, which it keeps).
 func BenchmarkRender(b *testing.B) {
 	for _, bc := range []struct {
 		name   string
@@ -320,7 +321,7 @@ func BenchmarkRender(b *testing.B) {
 					return PNG(ctx, w, bc.flow, &Options{MaxSiblings: -1})
 				},
 			}[bc.format]
-			peak := heapPeak(b)
+			base, peak := heapPeak(b)
 			b.ReportAllocs()
 			for b.Loop() {
 				var buf bytes.Buffer
@@ -329,13 +330,14 @@ func BenchmarkRender(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(peak()>>20), "peak-heap-MB")
+			b.ReportMetric(float64(base>>20), "base-heap-MB")
 		})
 	}
 }
 
-// heapPeak samples the in-use heap until the benchmark ends and returns a
-// function that reads the highest sample.
-func heapPeak(b *testing.B) func() uint64 {
+// heapPeak returns the in-use heap after a GC, and samples it until the
+// returned function is called, which returns the highest sample.
+func heapPeak(b *testing.B) (uint64, func() uint64) {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -357,7 +359,7 @@ func heapPeak(b *testing.B) func() uint64 {
 			}
 		}
 	}()
-	return func() uint64 {
+	return ms.HeapInuse, func() uint64 {
 		close(stop)
 		p := <-peak
 		peak <- p

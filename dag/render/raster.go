@@ -113,6 +113,9 @@ func (r *rasterizer) elem(e *svgElem, t affine) {
 	switch e.XMLName.Local {
 	case "g", "a", "svg":
 		for i := range e.Children {
+			if e.attr("class") == "graph" && isBackground(&e.Children[i]) {
+				continue
+			}
 			r.elem(&e.Children[i], t)
 		}
 	case "polygon":
@@ -134,6 +137,17 @@ func (r *rasterizer) elem(e *svgElem, t affine) {
 	case "text":
 		r.text(e, t)
 	}
+}
+
+// isBackground reports whether e is the white polygon under the whole
+// graph, which the image already is: filling it would size the
+// rasterizer's buffers to the whole image.
+func isBackground(e *svgElem) bool {
+	if e.XMLName.Local != "polygon" || e.attr("stroke") != "none" {
+		return false
+	}
+	f := strings.ToLower(e.attr("fill"))
+	return f == "white" || f == "#ffffff"
 }
 
 func (r *rasterizer) shape(e *svgElem, rings [][]pt, t affine) {
