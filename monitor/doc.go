@@ -60,7 +60,7 @@
 // # Pictures
 //
 // A picture draws at most 300 boxes and twice as many edges (?boxes= sets
-// 2 to 2,000; dag/render's Options.MaxBoxes), whatever the flow's size or
+// 2 to 1,000; dag/render's Options.MaxBoxes), whatever the flow's size or
 // ?siblings asks: a larger flow is collapsed further, and the response
 // then carries X-Trellis-Collapsed, key=value pairs of what was drawn
 // ("siblings=2; boxes=297; edges=296; nodes=5011; not-drawn=0;

@@ -38,7 +38,7 @@ func TestGraphSaysWhenItCollapsed(t *testing.T) {
 
 	r := c.run("", "graph", "wide", "--siblings", "-1", "--boxes", "50")
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Contains(t, r.stderr, "trellis graph: collapsed to stay within 50 boxes and 100 edges: 401 nodes in 50 boxes, 49 siblings per group (--boxes raises the limit, up to 2000)")
+	require.Contains(t, r.stderr, "trellis graph: collapsed to stay within 50 boxes and 100 edges: 401 nodes in 50 boxes, 49 siblings per group (--boxes raises the limit, up to 1000)")
 	boxes := regexp.MustCompile(`(?m)^\t"(?:[^"\\]|\\.)*" \[`).FindAllString(r.stdout, -1)
 	require.Len(t, boxes, 50)
 
@@ -46,7 +46,7 @@ func TestGraphSaysWhenItCollapsed(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Empty(t, r.stderr, "within the limits nothing is said")
 
-	r = c.run("", "graph", "wide", "--boxes", "2001")
+	r = c.run("", "graph", "wide", "--boxes", "1001")
 	require.Equal(t, 2, r.code)
-	require.Contains(t, r.stderr, "--boxes 2001: must be from 2 to 2000")
+	require.Contains(t, r.stderr, "--boxes 1001: must be from 2 to 1000")
 }

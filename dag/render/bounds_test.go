@@ -219,10 +219,10 @@ func TestLimitsAreValidated(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{Options{MaxBoxes: HardMaxBoxes + 1}, "Options.MaxBoxes is 2001; use 2 to 2000"},
+		{Options{MaxBoxes: HardMaxBoxes + 1}, "Options.MaxBoxes is 1001; use 2 to 1000"},
 		{Options{MaxBoxes: 1}, "Options.MaxBoxes"},
 		{Options{MaxBoxes: -5}, "Options.MaxBoxes"},
-		{Options{MaxEdges: HardMaxEdges + 1}, "Options.MaxEdges is 4001; use 1 to 4000"},
+		{Options{MaxEdges: HardMaxEdges + 1}, "Options.MaxEdges is 1001; use 1 to 1000"},
 		{Options{MaxEdges: -1}, "Options.MaxEdges"},
 		{Options{MaxLabel: 201}, "Options.MaxLabel"},
 	} {

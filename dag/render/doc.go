@@ -22,11 +22,11 @@
 // # Bounds
 //
 // Every picture draws at most [Options].MaxBoxes boxes (default
-// [DefaultMaxBoxes], 300; at most [HardMaxBoxes], 2,000) and
+// [DefaultMaxBoxes], 300; at most [HardMaxBoxes], 1,000) and
 // [Options].MaxEdges edges (default twice MaxBoxes; at most [HardMaxEdges],
-// 4,000), whatever the flow's size and whatever MaxSiblings asks, so its
+// 1,000), whatever the flow's size and whatever MaxSiblings asks, so its
 // time and memory are bounded: Graphviz's layout time grows faster than the
-// boxes and edges it places. A flow that would need more is collapsed
+// boxes and, above all, the edges it places. A flow that would need more is collapsed
 // further, in two steps:
 //
 //  1. MaxSiblings is lowered to the largest value whose picture fits (a

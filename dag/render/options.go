@@ -9,9 +9,9 @@ const (
 	// DefaultMaxBoxes is Options.MaxBoxes's default.
 	DefaultMaxBoxes = 300
 	// HardMaxBoxes is the most Options.MaxBoxes may be.
-	HardMaxBoxes = 2000
+	HardMaxBoxes = 1000
 	// HardMaxEdges is the most Options.MaxEdges may be.
-	HardMaxEdges = 4000
+	HardMaxEdges = 1000
 )
 
 // Options steer a picture. A nil *Options means the defaults.
@@ -24,10 +24,11 @@ type Options struct {
 	MaxSiblings int
 	// MaxBoxes is the most boxes one picture draws. A flow that would need
 	// more is collapsed further (see "Bounds" in the package doc).
-	// Default DefaultMaxBoxes (300); from 2 to HardMaxBoxes (2,000).
+	// Default DefaultMaxBoxes (300); from 2 to HardMaxBoxes (1,000).
 	MaxBoxes int
 	// MaxEdges is the most edges one picture draws, collapsing further like
-	// MaxBoxes. Default twice MaxBoxes; from 1 to HardMaxEdges (4,000).
+	// MaxBoxes. Default twice MaxBoxes, at most HardMaxEdges; from 1 to
+	// HardMaxEdges (1,000).
 	MaxEdges int
 	// MaxLabel is the most characters of one label line (an ID, an error, a
 	// reason) before it is cut with "…". Default 48; from 8 to 200.
