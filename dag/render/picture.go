@@ -52,6 +52,9 @@ func (i Info) Note() string {
 // Prepare lays f out within opts's limits (nil means the defaults). It
 // returns ctx's error if ctx ends first.
 func Prepare(ctx context.Context, f *dag.Flow, opts *Options) (*Picture, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	o := opts.WithDefaults()
 	if err := o.validate(); err != nil {
 		return nil, err
