@@ -18,7 +18,9 @@
 //	/api/jobs/{id}              payload, timeline, attempts, error and stack, result
 //	/api/flows/{id}             the flow's nodes and edges
 //	/api/flows/{id}/graph.svg   the flow drawn by dag/render in its live state colors;
-//	                            also .png, .dot (Graphviz) and .mmd (Mermaid); ?dir=LR
+//	                            also .png, .dot (Graphviz) and .mmd (Mermaid);
+//	                            ?dir=LR, ?siblings=N (negative: expand all), ?boxes=N
+//	                            (see "Pictures" below)
 //	/api/events                 Server-Sent Events: "transition" events whose data is a
 //	                            JSON array of {node, from, to, at, attempt, worker};
 //	                            Last-Event-ID replays what a reconnecting client missed
@@ -54,6 +56,20 @@
 // escaped wherever it is shown: JSON escapes <, > and &, templates use
 // html/template, the script writes text with textContent only, and a strict
 // Content-Security-Policy forbids inline script.
+//
+// # Pictures
+//
+// A picture draws at most 300 boxes and twice as many edges (?boxes= sets
+// 2 to 1,000; dag/render's Options.MaxBoxes), whatever the flow's size or
+// ?siblings asks: a larger flow is collapsed further, and the response
+// then carries X-Trellis-Collapsed, key=value pairs of what was drawn
+// ("siblings=2; boxes=297; edges=296; nodes=5011; not-drawn=0;
+// max-boxes=300; max-edges=600"), and the picture's title says so in a
+// line. The process draws at most two pictures at once: a request waits
+// up to 2 s for its turn, then gets 503 with Retry-After: 1. A request
+// whose client goes away stops at the next stage (reading the flow,
+// laying it out, waiting for Graphviz, drawing the PNG); a Graphviz layout
+// itself runs to its end, which the box limit keeps short.
 //
 // # Cost
 //

@@ -317,7 +317,8 @@ func runGraph(ctx context.Context, c *cli, args []string) error {
 	format := fs.String("format", "dot", "dot, mermaid, svg or png")
 	out := fs.String("out", "", "write to this file (default stdout)")
 	dir := fs.String("dir", "TB", "layout direction: TB, LR, BT or RL")
-	siblings := fs.Int("siblings", 8, "siblings drawn one by one before they collapse into \"+N more\" (negative: never)")
+	siblings := fs.Int("siblings", 8, "siblings drawn one by one before they collapse into \"+N more\" (negative: never, as far as --boxes allows)")
+	boxes := fs.Int("boxes", render.DefaultMaxBoxes, fmt.Sprintf("the most boxes drawn; larger flows collapse further (2 to %d)", render.HardMaxBoxes))
 	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -325,12 +326,12 @@ func runGraph(ctx context.Context, c *cli, args []string) error {
 	if len(pos) != 1 {
 		return usagef("give exactly one FLOW_ID")
 	}
-	draw := map[string]func(io.Writer, *dag.Flow, *render.Options) error{
-		"dot":     render.DOT,
-		"mermaid": render.Mermaid,
-		"mmd":     render.Mermaid,
-		"svg":     func(w io.Writer, f *dag.Flow, op *render.Options) error { return render.SVG(ctx, w, f, op) },
-		"png":     func(w io.Writer, f *dag.Flow, op *render.Options) error { return render.PNG(ctx, w, f, op) },
+	draw := map[string]func(*render.Picture, io.Writer) error{
+		"dot":     (*render.Picture).DOT,
+		"mermaid": (*render.Picture).Mermaid,
+		"mmd":     (*render.Picture).Mermaid,
+		"svg":     func(p *render.Picture, w io.Writer) error { return p.SVG(ctx, w) },
+		"png":     func(p *render.Picture, w io.Writer) error { return p.PNG(ctx, w) },
 	}[strings.ToLower(*format)]
 	if draw == nil {
 		return usagef("--format %q: must be dot, mermaid, svg or png", *format)
@@ -342,6 +343,9 @@ func runGraph(ctx context.Context, c *cli, args []string) error {
 	if *siblings == 0 {
 		return usagef("--siblings 0: must be positive, or negative for no collapsing")
 	}
+	if *boxes < 2 || *boxes > render.HardMaxBoxes {
+		return usagef("--boxes %d: must be from 2 to %d", *boxes, render.HardMaxBoxes)
+	}
 	e, err := c.connect(o)
 	if err != nil {
 		return err
@@ -350,6 +354,13 @@ func runGraph(ctx context.Context, c *cli, args []string) error {
 	f, err := e.client.Flow(ctx, pos[0])
 	if err != nil {
 		return err
+	}
+	pic, err := render.Prepare(ctx, f, &render.Options{Direction: d, MaxSiblings: *siblings, MaxBoxes: *boxes})
+	if err != nil {
+		return err
+	}
+	if note := pic.Info().Note(); note != "" {
+		fmt.Fprintf(c.stderr, "trellis graph: %s (--boxes raises the limit, up to %d)\n", note, render.HardMaxBoxes)
 	}
 	w := c.stdout
 	if *out != "" {
@@ -360,7 +371,7 @@ func runGraph(ctx context.Context, c *cli, args []string) error {
 		defer file.Close()
 		w = file
 	}
-	return draw(w, f, &render.Options{Direction: d, MaxSiblings: *siblings})
+	return draw(pic, w)
 }
 
 // ---- retry, cancel, clear ---------------------------------------------------

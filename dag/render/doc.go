@@ -1,21 +1,53 @@
 // Package render draws a flow — live or finished — as a picture.
 //
-// Four outputs share one layout of the graph:
+// Four outputs share one layout of the graph, made by [Prepare] (or by each
+// of the functions of the same names, for one picture):
 //
-//   - [DOT]: Graphviz's DOT language, produced through
+//   - [Picture.DOT]: Graphviz's DOT language, produced through
 //     github.com/dominikbraun/graph's draw package;
-//   - [Mermaid]: a Mermaid flowchart, for Markdown and dashboards (Mermaid
-//     refuses diagrams past 500 edges by default: keep MaxSiblings small
-//     for large flows);
-//   - [SVG]: laid out and drawn by Graphviz through github.com/goccy/go-graphviz
-//     (Graphviz compiled to WebAssembly; no cgo, nothing to install);
-//   - [PNG]: that SVG drawn in Go (golang.org/x/image, Go Regular font),
-//     because go-graphviz's own PNG renderer leaves out borders and edges.
+//   - [Picture.Mermaid]: a Mermaid flowchart, for Markdown and dashboards
+//     (Mermaid refuses diagrams past 500 edges by default: set MaxEdges to
+//     500 for pictures Mermaid will draw);
+//   - [Picture.SVG]: laid out and drawn by Graphviz through
+//     github.com/goccy/go-graphviz (Graphviz compiled to WebAssembly; no
+//     cgo, nothing to install);
+//   - [Picture.PNG]: that SVG drawn in Go (golang.org/x/image, Go Regular
+//     font), because go-graphviz's own PNG renderer leaves out borders and
+//     edges.
 //
 // Every function is safe for concurrent use. Graphviz's WebAssembly
-// instance is shared by the process and used by one call at a time, and a
-// layout, once started, runs to its end whatever the context says. A PNG of the 145-node full plan save takes about a second;
-// use Direction "LR" for wide flows.
+// instance is shared by the process and used by one call at a time; use
+// Direction "LR" for wide flows.
+//
+// # Bounds
+//
+// Every picture draws at most [Options].MaxBoxes boxes (default
+// [DefaultMaxBoxes], 300; at most [HardMaxBoxes], 1,000) and
+// [Options].MaxEdges edges (default twice MaxBoxes; at most [HardMaxEdges],
+// 1,000), whatever the flow's size and whatever MaxSiblings asks, so its
+// time and memory are bounded: Graphviz's layout time grows faster than the
+// boxes and, above all, the edges it places. A flow that would need more is collapsed
+// further, in two steps:
+//
+//  1. MaxSiblings is lowered to the largest value whose picture fits (a
+//     negative MaxSiblings, "never collapse", counts as the largest group);
+//  2. if even one box per group of siblings is too many (a long chain, or
+//     nodes that share no parents), the picture draws the first boxes in
+//     topological order, as many as fit, and one last box, "+N not drawn",
+//     that holds the rest and counts them by state.
+//
+// [Picture.Info] says what was drawn, and [Info.Note] says in a sentence how
+// it was collapsed; the picture's title says the same in a third line.
+// Callers that show a picture to a person pass the note on (the monitor
+// sets the X-Trellis-Collapsed header, `trellis graph` prints it on
+// stderr).
+//
+// Every function stops with ctx's error when ctx ends: between the stages
+// of laying the flow out, while waiting for Graphviz, and while drawing the
+// PNG. go-graphviz (v0.2.10) makes its WebAssembly runtime in its package's
+// init without closing it on a context's end, so a Graphviz layout, once
+// started, runs to its end; the limits above bound how long that is, and
+// ctx is checked again when it returns.
 //
 // render is a subpackage of dag so that the WebAssembly runtime, which
 // go-graphviz compiles when its package initialises, stays out of the runner

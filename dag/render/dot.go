@@ -11,23 +11,7 @@ import (
 
 	"github.com/dominikbraun/graph"
 	"github.com/dominikbraun/graph/draw"
-	"github.com/trellisflow/trellis/dag"
 )
-
-// DOT writes f in Graphviz's DOT language: one box per node, colored by
-// state, with the edges from parents to children. The statements come in a
-// stable order (parents first), so the same flow gives the same bytes.
-func DOT(w io.Writer, f *dag.Flow, opts *Options) error {
-	o := opts.WithDefaults()
-	if err := o.validate(); err != nil {
-		return err
-	}
-	v, err := build(f, o)
-	if err != nil {
-		return err
-	}
-	return writeDOT(w, v, o)
-}
 
 func writeDOT(w io.Writer, v *view, o Options) error {
 	g := graph.New(graph.StringHash, graph.Directed())
@@ -78,6 +62,10 @@ func nodeAttrs(vn *vnode) map[string]string {
 	case kindExternal:
 		st = external
 	case kindMore:
+		shape = "box3d"
+		style = "filled"
+	case kindRest:
+		st = external
 		shape = "box3d"
 		style = "filled"
 	}
@@ -222,9 +210,16 @@ func quoted(s string) (content, rest string, ok bool) {
 	return "", "", false
 }
 
+// titleLines is the title, the count of nodes by state and, when the
+// picture was collapsed to fit its limits, a line that says so.
 func titleLines(v *view) []string {
-	if v.title == "" {
-		return []string{v.summary}
+	var lines []string
+	if v.title != "" {
+		lines = append(lines, v.title)
 	}
-	return []string{v.title, v.summary}
+	lines = append(lines, v.summary)
+	if note := v.info.Note(); note != "" {
+		lines = append(lines, note)
+	}
+	return lines
 }

@@ -1,6 +1,7 @@
 package render_test
 
 import (
+	"context"
 	"os"
 
 	"github.com/trellisflow/trellis/dag"
@@ -14,7 +15,7 @@ func ExampleMermaid() {
 	phase.ID, phase.Type, phase.Attempts, phase.Parents = "phase", "WORKOUT_PHASE_CREATE", 3, []string{"plan"}
 	f := &dag.Flow{ID: "save", Nodes: []*dag.Node{plan, phase}}
 
-	_ = render.Mermaid(os.Stdout, f, nil)
+	_ = render.Mermaid(context.Background(), os.Stdout, f, nil)
 	// Output:
 	// ---
 	// title: "flow save — 2 nodes: 1 succeeded · 1 failed"
@@ -32,7 +33,7 @@ func ExampleMermaid() {
 func ExampleDOT() {
 	a := &dag.Node{State: dag.Active, Attempt: 1}
 	a.ID, a.Type, a.Attempts = `say "hi"`, "TEST", 1
-	_ = render.DOT(os.Stdout, &dag.Flow{ID: "one", Nodes: []*dag.Node{a}}, &render.Options{Title: "-"})
+	_ = render.DOT(context.Background(), os.Stdout, &dag.Flow{ID: "one", Nodes: []*dag.Node{a}}, &render.Options{Title: "-"})
 	// Output:
 	// strict digraph {
 	// 	fontname="Helvetica";

@@ -27,7 +27,7 @@ func FuzzEscape(f *testing.F) {
 		fl := withChildren(&dag.Flow{ID: msg, Nodes: []*dag.Node{a, b}})
 
 		var dot bytes.Buffer
-		require.NoError(t, DOT(&dot, fl, nil))
+		require.NoError(t, DOT(t.Context(), &dot, fl, nil))
 		nodes, edges := 0, 0
 		for _, line := range strings.Split(strings.TrimSuffix(dot.String(), "\n"), "\n") {
 			if !strings.HasPrefix(line, "\t\"") {
@@ -41,13 +41,13 @@ func FuzzEscape(f *testing.F) {
 				edges++
 			}
 		}
-		v, err := build(fl, (&Options{}).WithDefaults())
+		v, err := build(t.Context(), fl, (&Options{}).WithDefaults())
 		require.NoError(t, err)
 		require.Equal(t, len(v.nodes), nodes)
 		require.Equal(t, len(v.edges), edges)
 
 		var mmd bytes.Buffer
-		require.NoError(t, Mermaid(&mmd, fl, nil))
+		require.NoError(t, Mermaid(t.Context(), &mmd, fl, nil))
 		lines := strings.Split(mmd.String(), "\n")
 		count := 0
 		for _, line := range lines {

@@ -9,23 +9,9 @@ import (
 	"github.com/trellisflow/trellis/dag"
 )
 
-// Mermaid writes f as a Mermaid flowchart. Mermaid node IDs must be plain
-// identifiers, so nodes are named n0, n1 … in order and the real ID is the
-// first line of each label. States are classes ("classDef failed …").
-func Mermaid(w io.Writer, f *dag.Flow, opts *Options) error {
-	o := opts.WithDefaults()
-	if err := o.validate(); err != nil {
-		return err
-	}
-	v, err := build(f, o)
-	if err != nil {
-		return err
-	}
+func writeMermaid(w io.Writer, v *view, o Options) error {
 	bw := bufio.NewWriter(w)
-	title := v.summary
-	if v.title != "" {
-		title = v.title + " — " + v.summary
-	}
+	title := strings.Join(titleLines(v), " — ")
 	fmt.Fprintf(bw, "---\ntitle: \"%s\"\n---\n", yamlEscape(title))
 	fmt.Fprintf(bw, "flowchart %s\n", o.Direction)
 	classes := map[string][]string{}
@@ -43,6 +29,9 @@ func Mermaid(w io.Writer, f *dag.Flow, opts *Options) error {
 		case kindMore:
 			fmt.Fprintf(bw, "  %s[[\"%s\"]]\n", id, label)
 			addClass(mermaidClass(vn.state), id)
+		case kindRest:
+			fmt.Fprintf(bw, "  %s[[\"%s\"]]\n", id, label)
+			addClass("external", id)
 		case kindExternal:
 			fmt.Fprintf(bw, "  %s([\"%s\"])\n", id, label)
 			addClass("external", id)

@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"context"
 	"encoding/xml"
 	"fmt"
 	"image"
@@ -55,8 +56,9 @@ func (e *svgElem) num(name string) float64 {
 	return f
 }
 
-// rasterize draws Graphviz's SVG into an image.
-func rasterize(svg []byte) (*image.RGBA, error) {
+// rasterize draws Graphviz's SVG into an image, stopping with ctx's error
+// if ctx ends first.
+func rasterize(ctx context.Context, svg []byte) (*image.RGBA, error) {
 	var root svgElem
 	dec := xml.NewDecoder(bytes.NewReader(svg))
 	dec.Strict = false
@@ -73,9 +75,12 @@ func rasterize(svg []byte) (*image.RGBA, error) {
 	}
 	img := image.NewRGBA(image.Rect(0, 0, int(math.Ceil(w*scale)), int(math.Ceil(h*scale))))
 	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
-	r := &rasterizer{img: img, scale: scale}
+	r := &rasterizer{ctx: ctx, img: img, scale: scale}
 	for i := range root.Children {
 		r.elem(&root.Children[i], affine{a: scale, b: scale})
+	}
+	if r.err != nil {
+		return nil, r.err
 	}
 	return img, nil
 }
@@ -87,18 +92,30 @@ type affine struct{ a, b, c, d float64 }
 func (t affine) apply(x, y float64) (float64, float64) { return x*t.a + t.c, y*t.b + t.d }
 
 type rasterizer struct {
+	ctx   context.Context
+	err   error // ctx's, once it ended: nothing more is drawn
+	drawn int
 	img   *image.RGBA
 	scale float64
 	z     vector.Rasterizer
 }
 
 func (r *rasterizer) elem(e *svgElem, t affine) {
+	if r.drawn++; r.drawn%64 == 0 && r.err == nil {
+		r.err = r.ctx.Err()
+	}
+	if r.err != nil {
+		return
+	}
 	if tr := e.attr("transform"); tr != "" {
 		t = withTransform(t, tr)
 	}
 	switch e.XMLName.Local {
 	case "g", "a", "svg":
 		for i := range e.Children {
+			if e.attr("class") == "graph" && isBackground(&e.Children[i]) {
+				continue
+			}
 			r.elem(&e.Children[i], t)
 		}
 	case "polygon":
@@ -120,6 +137,17 @@ func (r *rasterizer) elem(e *svgElem, t affine) {
 	case "text":
 		r.text(e, t)
 	}
+}
+
+// isBackground reports whether e is the white polygon under the whole
+// graph, which the image already is: filling it would size the
+// rasterizer's buffers to the whole image.
+func isBackground(e *svgElem) bool {
+	if e.XMLName.Local != "polygon" || e.attr("stroke") != "none" {
+		return false
+	}
+	f := strings.ToLower(e.attr("fill"))
+	return f == "white" || f == "#ffffff"
 }
 
 func (r *rasterizer) shape(e *svgElem, rings [][]pt, t affine) {

@@ -121,15 +121,15 @@ func TestGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var dot, mmd bytes.Buffer
-			require.NoError(t, DOT(&dot, tc.flow, tc.opts))
-			require.NoError(t, Mermaid(&mmd, tc.flow, tc.opts))
+			require.NoError(t, DOT(t.Context(), &dot, tc.flow, tc.opts))
+			require.NoError(t, Mermaid(t.Context(), &mmd, tc.flow, tc.opts))
 			golden(t, tc.name+".dot", dot.Bytes())
 			golden(t, tc.name+".mmd", mmd.Bytes())
 
 			// The same flow gives the same bytes, whatever the map order.
 			for range 5 {
 				var again bytes.Buffer
-				require.NoError(t, DOT(&again, tc.flow, tc.opts))
+				require.NoError(t, DOT(t.Context(), &again, tc.flow, tc.opts))
 				require.Equal(t, dot.String(), again.String())
 			}
 		})
@@ -139,7 +139,7 @@ func TestGolden(t *testing.T) {
 func TestCollapse(t *testing.T) {
 	t.Parallel()
 	f := bigFlow(12, 3, 20)
-	v, err := build(f, (&Options{MaxSiblings: 4}).WithDefaults())
+	v, err := build(t.Context(), f, (&Options{MaxSiblings: 4}).WithDefaults())
 	require.NoError(t, err)
 	// plan, 3 phases + "+9 more" (holding 27 sessions and 540 exercises
 	// below), 3 sessions per shown phase, each with 3 exercises + "+17 more".
@@ -161,12 +161,13 @@ func TestCollapse(t *testing.T) {
 	require.Len(t, v.edges, len(v.nodes)-1)
 
 	// At or under the threshold nothing collapses; negative never does.
-	v, err = build(bigFlow(4, 5, 6), (&Options{}).WithDefaults())
+	v, err = build(t.Context(), bigFlow(4, 5, 6), (&Options{}).WithDefaults())
 	require.NoError(t, err)
 	require.Len(t, v.nodes, 145)
-	v, err = build(f, (&Options{MaxSiblings: -1}).WithDefaults())
+	v, err = build(t.Context(), f, (&Options{MaxSiblings: -1, MaxBoxes: HardMaxBoxes}).WithDefaults())
 	require.NoError(t, err)
 	require.Len(t, v.nodes, len(f.Nodes))
+	require.False(t, v.info.Collapsed)
 }
 
 func TestSiblingsDifferInStateOrType(t *testing.T) {
@@ -176,10 +177,10 @@ func TestSiblingsDifferInStateOrType(t *testing.T) {
 		f.Nodes = append(f.Nodes, node(fmt.Sprintf("ok-%d", i), "B", dag.Succeeded, 1, 1, "root"))
 		f.Nodes = append(f.Nodes, node(fmt.Sprintf("bad-%d", i), "B", dag.Failed, 1, 1, "root"))
 	}
-	v, err := build(f, (&Options{MaxSiblings: 6}).WithDefaults())
+	v, err := build(t.Context(), f, (&Options{MaxSiblings: 6}).WithDefaults())
 	require.NoError(t, err)
 	require.Len(t, v.nodes, 13, "two groups of 6 each fit under the threshold")
-	v, err = build(f, (&Options{MaxSiblings: 3}).WithDefaults())
+	v, err = build(t.Context(), f, (&Options{MaxSiblings: 3}).WithDefaults())
 	require.NoError(t, err)
 	require.Len(t, v.nodes, 1+2*3, "each state collapses on its own")
 }
@@ -197,17 +198,17 @@ func TestLabels(t *testing.T) {
 func TestOptionsValidate(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	err := DOT(&buf, planFlow(), &Options{Direction: "up"})
+	err := DOT(t.Context(), &buf, planFlow(), &Options{Direction: "up"})
 	require.ErrorContains(t, err, "Options.Direction")
-	err = Mermaid(&buf, planFlow(), &Options{MaxLabel: 3})
+	err = Mermaid(t.Context(), &buf, planFlow(), &Options{MaxLabel: 3})
 	require.ErrorContains(t, err, "Options.MaxLabel")
-	require.Error(t, DOT(&buf, nil, nil))
+	require.Error(t, DOT(t.Context(), &buf, nil, nil))
 }
 
 func TestMermaidHostile(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	require.NoError(t, Mermaid(&buf, hostileFlow(), nil))
+	require.NoError(t, Mermaid(t.Context(), &buf, hostileFlow(), nil))
 	out := buf.String()
 	// A node line is an ID, an opening bracket, one quoted label, a closing
 	// bracket; the label holds no quote, markup or stray entity.
@@ -356,12 +357,12 @@ func TestPNG(t *testing.T) {
 
 func TestRasterizeRejectsGarbage(t *testing.T) {
 	t.Parallel()
-	_, err := rasterize([]byte("not svg"))
+	_, err := rasterize(t.Context(), []byte("not svg"))
 	require.Error(t, err)
-	_, err = rasterize([]byte(`<svg width="0pt" height="0pt"></svg>`))
+	_, err = rasterize(t.Context(), []byte(`<svg width="0pt" height="0pt"></svg>`))
 	require.Error(t, err)
 	// Unknown elements and odd paths are skipped, not fatal.
-	img, err := rasterize([]byte(`<svg width="20pt" height="10pt"><g transform="translate(1 9)"><path d="M0,0 L 5 -5 Q 1 1" stroke="#000000"/><foo/><text>x</text></g></svg>`))
+	img, err := rasterize(t.Context(), []byte(`<svg width="20pt" height="10pt"><g transform="translate(1 9)"><path d="M0,0 L 5 -5 Q 1 1" stroke="#000000"/><foo/><text>x</text></g></svg>`))
 	require.NoError(t, err)
 	require.Equal(t, 40, img.Bounds().Dx())
 }
@@ -379,7 +380,7 @@ func TestSyntheticNamesAreUnique(t *testing.T) {
 	for i := range 5 {
 		f.Nodes = append(f.Nodes, node(fmt.Sprintf("c%d", i), "B", dag.Ready, 0, 1, "more-1"))
 	}
-	v, err := build(f, (&Options{MaxSiblings: 2}).WithDefaults())
+	v, err := build(t.Context(), f, (&Options{MaxSiblings: 2}).WithDefaults())
 	require.NoError(t, err)
 	names := map[string]bool{}
 	for _, vn := range v.nodes {
@@ -415,7 +416,7 @@ func TestWriteFiles(t *testing.T) {
 	f := withChildren(&dag.Flow{ID: "tiny", Nodes: []*dag.Node{
 		node("a", "A", dag.Succeeded, 1, 1), node("b", "B", dag.Failed, 2, 2, "a"),
 	}})
-	paths, err := WriteFiles(context.Background(), dir, "graph", f, nil)
+	paths, _, err := WriteFiles(context.Background(), dir, "graph", f, nil)
 	require.NoError(t, err)
 	require.Len(t, paths, 4)
 	for _, ext := range []string{".dot", ".mmd", ".svg", ".png"} {
@@ -427,7 +428,7 @@ func TestWriteFiles(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, entries, 4, "no temporary files left")
 
-	_, err = WriteFiles(context.Background(), dir, "../x", f, nil)
+	_, _, err = WriteFiles(context.Background(), dir, "../x", f, nil)
 	require.ErrorContains(t, err, "plain name")
 }
 
@@ -456,7 +457,7 @@ func expandedFlow() *dag.Flow {
 
 func TestExpansionIsDrawnFromTheExpandedNode(t *testing.T) {
 	t.Parallel()
-	v, err := build(expandedFlow(), (&Options{}).WithDefaults())
+	v, err := build(t.Context(), expandedFlow(), (&Options{}).WithDefaults())
 	require.NoError(t, err)
 	var order []string
 	for _, vn := range v.nodes {
@@ -483,7 +484,7 @@ func TestExpansionIsDrawnFromTheExpandedNode(t *testing.T) {
 	require.Equal(t, "parent …/session/2 failed", labelOf(n, "f", (&Options{}).WithDefaults())[3])
 
 	var dot bytes.Buffer
-	require.NoError(t, DOT(&dot, expandedFlow(), nil))
+	require.NoError(t, DOT(t.Context(), &dot, expandedFlow(), nil))
 	require.Contains(t, dot.String(), `"f/save" -> "f/phase/1" [ arrowhead="vee", arrowsize="0.7", color="#6366F1", style="dashed",  weight=0 ];`)
 }
 
@@ -508,7 +509,7 @@ func TestCollapseKeepsTroubleInSight(t *testing.T) {
 		}
 	}
 	failed.State = dag.Failed
-	v, err := build(f, (&Options{MaxSiblings: 3}).WithDefaults())
+	v, err := build(t.Context(), f, (&Options{MaxSiblings: 3}).WithDefaults())
 	require.NoError(t, err)
 	names := map[string]bool{}
 	for _, vn := range v.nodes {

@@ -15,7 +15,7 @@ func TestMermaidTitleHasNoMarkup(t *testing.T) {
 	id := `x" <script>alert(1)</script>`
 	f := &dag.Flow{ID: id, Nodes: []*dag.Node{{Spec: dag.Spec{ID: id, Type: "T", Attempts: 1}, State: dag.Ready}}}
 	var b bytes.Buffer
-	require.NoError(t, render.Mermaid(&b, f, nil))
+	require.NoError(t, render.Mermaid(t.Context(), &b, f, nil))
 	require.NotContains(t, b.String(), "<script>")
 	require.Contains(t, b.String(), `title: "flow x\" ‹script›alert(1)‹/script›`)
 }

@@ -2,6 +2,7 @@ package render
 
 import (
 	"container/heap"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -18,18 +19,20 @@ const (
 	kindNode     kind = iota // a node of the flow
 	kindMore                 // "+N more": stands for collapsed siblings and what hangs below them
 	kindExternal             // a parent from an earlier flow
+	kindRest                 // "+N not drawn": the nodes past the picture's box or edge limit
 )
 
 // vnode is one box of the picture.
 type vnode struct {
 	kind   kind
-	name   string // unique: the node's ID, or a synthetic name for kindMore
+	name   string // unique: the node's ID, or a synthetic name for kindMore and kindRest
+	node   *dag.Node
 	state  dag.State
 	typ    string
 	lines  []string          // plain text: sanitized, cut, not yet escaped
-	more   int               // kindMore: collapsed siblings
+	more   int               // kindMore, kindRest: collapsed siblings, or the nodes not drawn
 	below  int               // kindMore: hidden descendants
-	hidden map[dag.State]int // kindMore: hidden descendants by state
+	hidden map[dag.State]int // kindMore, kindRest: hidden nodes by state
 }
 
 // view is the picture of a flow before it is written in some format: boxes
@@ -41,16 +44,46 @@ type view struct {
 	edges   [][2]int
 	// spawn marks the edges from an expanded node to the roots of the
 	// sub-graph it added: "expanded into", not "must finish before".
-	spawn map[[2]int]bool
+	spawn    map[[2]int]bool
+	siblings int // the sibling limit this view was laid out with
+	info     Info
 }
 
-// build lays out f: it orders the nodes parents first, collapses large
-// groups of siblings and writes the labels.
-func build(f *dag.Flow, o Options) (*view, error) {
-	if f == nil {
-		return nil, errors.New("render: nil flow")
+// build lays out f within o's limits: it orders the nodes parents first,
+// collapses large groups of siblings, collapses further while the picture
+// would pass MaxBoxes or MaxEdges, and writes the labels.
+func build(ctx context.Context, f *dag.Flow, o Options) (*view, error) {
+	p, err := prepare(ctx, f)
+	if err != nil {
+		return nil, err
 	}
-	v := &view{title: o.Title, spawn: map[[2]int]bool{}}
+	want := o.MaxSiblings
+	if want < 0 || want > p.largest {
+		want = p.largest // a group no larger than the limit is drawn whole
+	}
+	v := p.pass(o, want, 0)
+	collapsed := v == nil
+	// Too many boxes or edges: the largest sibling limit that fits, found
+	// by bisection (fewer siblings draw no more boxes).
+	if v == nil {
+		if v, err = bisect(ctx, 1, want-1, func(s int) *view { return p.pass(o, s, 0) }); err != nil {
+			return nil, err
+		}
+	}
+	// Even one box per group is too many (a long chain, a mesh): the first
+	// boxes in topological order, as many as fit, and one box for the rest.
+	if v == nil {
+		if v, err = bisect(ctx, 1, o.MaxBoxes-1, func(room int) *view { return p.pass(o, 1, room) }); err != nil {
+			return nil, err
+		}
+	}
+	if v == nil { // unreachable while MaxBoxes >= 2 and MaxEdges >= 1
+		return nil, fmt.Errorf("render: flow %q cannot be drawn within %d boxes and %d edges", f.ID, o.MaxBoxes, o.MaxEdges)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	v.title = o.Title
 	if v.title == "" {
 		v.title = "flow " + f.ID
 	}
@@ -58,8 +91,62 @@ func build(f *dag.Flow, o Options) (*view, error) {
 		v.title = ""
 	}
 	v.title = cut(clean(v.title), 2*o.MaxLabel)
-	v.summary = summary(f)
+	v.summary = p.summary
+	v.info.Nodes = len(p.order)
+	v.info.Boxes, v.info.Edges = len(v.nodes), len(v.edges)
+	v.info.MaxBoxes, v.info.MaxEdges = o.MaxBoxes, o.MaxEdges
+	v.info.Siblings = o.MaxSiblings
+	for _, vn := range v.nodes {
+		if vn.kind == kindRest {
+			v.info.NotDrawn = vn.more
+		}
+	}
+	if collapsed {
+		v.info.Collapsed = true
+		v.info.Siblings = v.siblings
+	}
+	writeLabels(v, f.ID, o)
+	return v, nil
+}
 
+// bisect returns the view of the largest x in [lo, hi] whose layout fits,
+// assuming a smaller x never draws more; nil if none does.
+func bisect(ctx context.Context, lo, hi int, layout func(int) *view) (*view, error) {
+	var best *view
+	for lo <= hi {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		mid := lo + (hi-lo)/2
+		if v := layout(mid); v != nil {
+			best, lo = v, mid+1
+		} else {
+			hi = mid - 1
+		}
+	}
+	return best, nil
+}
+
+// prepared is a flow ready to be laid out at any sibling limit: its nodes
+// parents first, each node's parents by position, and its sibling groups
+// with their members ranked by urgency.
+type prepared struct {
+	order     []*dag.Node
+	parents   [][]int // by position in order; p < 0 is the earlier job externals[-p-1]
+	externals []string
+	spawn     map[[2]int]bool // (parent, child) positions of "expanded into" edges
+	group     []int           // position → its group of siblings
+	size      []int           // group → members
+	rank      []int           // position → place in its group, most urgent first
+	names     map[string]bool // every ID, so synthetic names avoid them
+	largest   int             // members of the largest group
+	summary   string
+}
+
+func prepare(ctx context.Context, f *dag.Flow) (*prepared, error) {
+	if f == nil {
+		return nil, errors.New("render: nil flow")
+	}
 	byID := make(map[string]*dag.Node, len(f.Nodes))
 	var nodes []*dag.Node
 	for _, n := range f.Nodes {
@@ -74,7 +161,7 @@ func build(f *dag.Flow, o Options) (*view, error) {
 	}
 	// Parents come from both sides of each edge, deduplicated, in order.
 	parents := make(map[string][]string, len(nodes))
-	known := map[[2]string]bool{}
+	known := make(map[[2]string]bool, len(nodes))
 	addEdge := func(p, c string) {
 		if k := [2]string{p, c}; !known[k] {
 			known[k] = true
@@ -93,161 +180,265 @@ func build(f *dag.Flow, o Options) (*view, error) {
 			}
 		}
 	}
+	known = nil
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	spawned := rewireExpansions(nodes, byID, parents)
-	names := make(map[string]bool, len(nodes))
+	p := &prepared{summary: summary(f), names: make(map[string]bool, len(nodes)), spawn: map[[2]int]bool{}}
 	for _, n := range nodes {
-		names[n.ID] = true
-		for _, p := range parents[n.ID] {
-			names[p] = true
+		p.names[n.ID] = true
+		for _, q := range parents[n.ID] {
+			p.names[q] = true
 		}
 	}
-
-	type group struct {
-		size, shown int
-		more        int // view index of the "+N more" node, or -1
+	p.order = topo(nodes, parents, byID)
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	groups := map[string]*group{}
-	keyOf := func(n *dag.Node) string {
+	pos := make(map[string]int, len(p.order))
+	for i, n := range p.order {
+		pos[n.ID] = i
+	}
+	ext := map[string]int{}
+	p.parents = make([][]int, len(p.order))
+	for i, n := range p.order {
+		ps := make([]int, len(parents[n.ID]))
+		for j, q := range parents[n.ID] {
+			if k, ok := pos[q]; ok {
+				ps[j] = k
+			} else {
+				k, ok := ext[q]
+				if !ok {
+					k = len(p.externals)
+					ext[q] = k
+					p.externals = append(p.externals, q)
+				}
+				ps[j] = -k - 1
+			}
+			if spawned[[2]string{q, n.ID}] {
+				p.spawn[[2]int{ps[j], i}] = true
+			}
+		}
+		p.parents[i] = ps
+	}
+	// Siblings share their parents, message type and state.
+	keys := make(map[string]int, len(p.order))
+	p.group = make([]int, len(p.order))
+	var members [][]int
+	for i, n := range p.order {
 		ps := slices.Clone(parents[n.ID])
 		slices.Sort(ps)
-		return n.Type + "\x00" + string(n.State) + "\x00" + strings.Join(ps, "\x00")
-	}
-	order := topo(nodes, parents, byID)
-	keys := make(map[string]string, len(nodes))
-	members := map[string][]*dag.Node{}
-	for _, n := range order {
-		k := keyOf(n)
-		keys[n.ID] = k
-		if groups[k] == nil {
-			groups[k] = &group{more: -1}
+		k := n.Type + "\x00" + string(n.State) + "\x00" + strings.Join(ps, "\x00")
+		g, ok := keys[k]
+		if !ok {
+			g = len(members)
+			keys[k] = g
+			members = append(members, nil)
 		}
-		groups[k].size++
-		members[k] = append(members[k], n)
+		p.group[i] = g
+		members[g] = append(members[g], i)
+	}
+	keys = nil
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	// A group too large to draw shows the members whose subtrees hold the
 	// most urgent states (a failure below a succeeded phase), then the
 	// first ones.
-	shown := map[string]bool{}
-	if o.MaxSiblings > 0 {
-		score := urgency(order, parents, byID)
-		for _, ms := range members {
-			if len(ms) <= o.MaxSiblings {
-				continue
-			}
-			ms = slices.Clone(ms)
-			slices.SortStableFunc(ms, func(a, b *dag.Node) int { return score[b.ID] - score[a.ID] })
-			for _, n := range ms[:o.MaxSiblings-1] {
-				shown[n.ID] = true
-			}
+	score := urgency(p.order, p.parents)
+	p.size = make([]int, len(members))
+	p.rank = make([]int, len(p.order))
+	for g, ms := range members {
+		p.size[g] = len(ms)
+		p.largest = max(p.largest, len(ms))
+		slices.SortStableFunc(ms, func(a, b int) int { return score[b] - score[a] })
+		for r, i := range ms {
+			p.rank[i] = r
 		}
 	}
+	return p, nil
+}
 
-	index := map[string]int{} // drawn node or external parent → view index
-	rep := map[string]int{}   // hidden node → view index of the "+N more" that holds it
-	add := func(vn *vnode) int {
-		v.nodes = append(v.nodes, vn)
-		return len(v.nodes) - 1
+// pass lays the prepared flow out with at most siblings members drawn per
+// group (a larger group shows siblings-1 and one "+N more"). With room > 0,
+// the nodes that would need a box past the first room boxes all go into one
+// last box instead. It returns nil when the picture would pass o.MaxBoxes
+// boxes or o.MaxEdges edges. Labels are left to writeLabels.
+func (p *prepared) pass(o Options, siblings, room int) *view {
+	v := &view{spawn: map[[2]int]bool{}, siblings: siblings}
+	const none = -1
+	box := make([]int32, len(p.order)) // position → its box: its own, or the one that holds it
+	for i := range box {
+		box[i] = none
 	}
-	source := func(p string) int {
-		if i, ok := index[p]; ok {
-			return i
+	extBox := make([]int32, len(p.externals))
+	for i := range extBox {
+		extBox[i] = none
+	}
+	more := make([]int32, len(p.size)) // group → its "+N more" box
+	for i := range more {
+		more[i] = none
+	}
+	own := make([]bool, len(p.order)) // drawn in a box of its own
+	full := func() bool { return room > 0 && len(v.nodes) >= room }
+	over := false
+	add := func(vn *vnode) int32 {
+		v.nodes = append(v.nodes, vn)
+		if len(v.nodes) > o.MaxBoxes {
+			over = true
 		}
-		if i, ok := rep[p]; ok {
-			return i
+		return int32(len(v.nodes) - 1)
+	}
+	// source is the box an edge from parent q starts at, or none for an
+	// earlier job that no longer fits.
+	source := func(q int) int32 {
+		if q >= 0 {
+			return box[q]
 		}
-		i := add(&vnode{kind: kindExternal, name: p, lines: []string{cut(clean(p), o.MaxLabel), "earlier job"}})
-		index[p] = i
-		return i
+		e := -q - 1
+		if extBox[e] == none && !full() {
+			name := p.externals[e]
+			extBox[e] = add(&vnode{kind: kindExternal, name: name, lines: []string{cut(clean(name), o.MaxLabel), "earlier job"}})
+		}
+		return extBox[e]
 	}
 	seen := map[[2]int]bool{}
-	link := func(from, to int, spawn bool) {
-		e := [2]int{from, to}
-		if from != to && !seen[e] {
-			seen[e] = true
-			v.edges = append(v.edges, e)
+	link := func(from, to int32, spawn bool) {
+		e := [2]int{int(from), int(to)}
+		if from == none || from == to || seen[e] {
+			return
+		}
+		seen[e] = true
+		v.edges = append(v.edges, e)
+		if len(v.edges) > o.MaxEdges {
+			over = true
 		}
 		if spawn {
 			v.spawn[e] = true
 		}
 	}
+	rest := int32(none)
 	moreCount := 0
-	for _, n := range order {
-		ps := parents[n.ID]
-		hiddenAbove, inFlow := -1, 0
-		for _, p := range ps {
-			if _, ok := byID[p]; !ok {
+	synthetic := func(prefix string) string {
+		moreCount++
+		name := fmt.Sprintf("%s-%d", prefix, moreCount)
+		for p.names[name] {
+			name = "+" + name
+		}
+		return name
+	}
+	for i, n := range p.order {
+		if over {
+			return nil
+		}
+		ps := p.parents[i]
+		hiddenAbove, inFlow := int32(none), 0
+		for _, q := range ps {
+			if q < 0 {
 				continue
 			}
 			inFlow++
-			r, hidden := rep[p]
-			if !hidden {
-				hiddenAbove = -1
+			if own[q] || box[q] == none { // drawn, or (on a cycle) not laid out yet
+				hiddenAbove = none
 				break
 			}
-			if hiddenAbove < 0 {
-				hiddenAbove = r
+			if hiddenAbove == none {
+				hiddenAbove = box[q]
 			}
 		}
-		if inFlow > 0 && hiddenAbove >= 0 {
-			v.nodes[hiddenAbove].below++
-			v.nodes[hiddenAbove].hidden[n.State]++
-			rep[n.ID] = hiddenAbove
+		if inFlow > 0 && hiddenAbove != none {
+			hb := v.nodes[hiddenAbove]
+			if hb.kind == kindRest {
+				hb.more++
+			} else {
+				hb.below++
+			}
+			hb.hidden[n.State]++
+			box[i] = hiddenAbove
 			continue
 		}
-		g := groups[keys[n.ID]]
-		if o.MaxSiblings > 0 && g.size > o.MaxSiblings && !shown[n.ID] {
-			if g.more < 0 {
-				moreCount++
-				name := fmt.Sprintf("more-%d", moreCount)
-				for names[name] {
-					name = "+" + name
+		g := p.group[i]
+		collapse := siblings > 0 && p.size[g] > siblings && p.rank[i] >= siblings-1
+		if (!collapse || more[g] == none) && full() {
+			// No room for another box: this node joins the last one.
+			if rest == none {
+				rest = add(&vnode{kind: kindRest, name: synthetic("rest"), hidden: map[dag.State]int{}})
+			}
+			v.nodes[rest].more++
+			v.nodes[rest].hidden[n.State]++
+			box[i] = rest
+			for _, q := range ps {
+				link(source(q), rest, false)
+			}
+			continue
+		}
+		if collapse {
+			if more[g] == none {
+				from := make([]int32, len(ps))
+				for j, q := range ps {
+					from[j] = source(q)
 				}
-				names[name] = true
-				from := make([]int, 0, len(ps))
-				for _, p := range ps {
-					from = append(from, source(p))
-				}
-				g.more = add(&vnode{kind: kindMore, name: name, state: n.State, typ: n.Type, hidden: map[dag.State]int{}})
-				for j, s := range from {
-					link(s, g.more, spawned[[2]string{ps[j], n.ID}])
+				more[g] = add(&vnode{kind: kindMore, name: synthetic("more"), state: n.State, typ: n.Type, hidden: map[dag.State]int{}})
+				for j, q := range ps {
+					link(from[j], more[g], p.spawn[[2]int{q, i}])
 				}
 			}
-			v.nodes[g.more].more++
-			rep[n.ID] = g.more
+			v.nodes[more[g]].more++
+			box[i] = more[g]
 			continue
 		}
-		g.shown++
-		from := make([]int, 0, len(ps))
-		for _, p := range ps {
-			from = append(from, source(p))
+		from := make([]int32, len(ps))
+		for j, q := range ps {
+			from[j] = source(q)
 		}
-		i := add(&vnode{kind: kindNode, name: n.ID, state: n.State, typ: n.Type, lines: labelOf(n, f.ID, o)})
-		index[n.ID] = i
-		for j, s := range from {
-			link(s, i, spawned[[2]string{ps[j], n.ID}])
+		box[i] = add(&vnode{kind: kindNode, name: n.ID, node: n, state: n.State, typ: n.Type})
+		own[i] = true
+		for j, q := range ps {
+			link(from[j], box[i], p.spawn[[2]int{q, i}])
 		}
 	}
+	if over {
+		return nil
+	}
+	return v
+}
+
+// writeLabels writes the text of every box.
+func writeLabels(v *view, flowID string, o Options) {
 	for _, vn := range v.nodes {
-		if vn.kind == kindMore {
+		switch vn.kind {
+		case kindNode:
+			vn.lines = labelOf(vn.node, flowID, o)
+		case kindMore:
 			vn.lines = []string{fmt.Sprintf("+%d more", vn.more), cut(clean(vn.typ), o.MaxLabel), cut(clean(string(vn.state)), o.MaxLabel)}
 			if vn.below > 0 {
 				vn.lines = append(vn.lines, fmt.Sprintf("+%d below", vn.below))
 				// Say what is hidden below when it is not all like the group.
 				if len(vn.hidden) > 1 || vn.hidden[vn.state] == 0 {
-					var parts []string
-					for _, st := range dag.States {
-						if c := vn.hidden[st]; c > 0 {
-							parts = append(parts, fmt.Sprintf("%d %s", c, st))
-						}
-					}
-					if len(parts) > 0 {
-						vn.lines = append(vn.lines, cut(strings.Join(parts, " · "), o.MaxLabel))
+					if s := countStates(vn.hidden); s != "" {
+						vn.lines = append(vn.lines, cut(s, o.MaxLabel))
 					}
 				}
 			}
+		case kindRest:
+			vn.lines = []string{fmt.Sprintf("+%d not drawn", vn.more), cut(fmt.Sprintf("past %d boxes, %d edges", o.MaxBoxes, o.MaxEdges), o.MaxLabel)}
+			if s := countStates(vn.hidden); s != "" {
+				vn.lines = append(vn.lines, cut(s, o.MaxLabel))
+			}
 		}
 	}
-	return v, nil
+}
+
+// countStates is "3 failed · 40 succeeded", in lifecycle order.
+func countStates(counts map[dag.State]int) string {
+	var parts []string
+	for _, st := range dag.States {
+		if c := counts[st]; c > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", c, st))
+		}
+	}
+	return strings.Join(parts, " · ")
 }
 
 // topo orders nodes parents first, keeping the given order among nodes that
@@ -498,25 +689,25 @@ func rewireExpansions(nodes []*dag.Node, byID map[string]*dag.Node, parents map[
 }
 
 // urgency scores each node by the most urgent state in it and below it, so
-// that collapsing keeps trouble in sight.
-func urgency(order []*dag.Node, parents map[string][]string, byID map[string]*dag.Node) map[string]int {
+// that collapsing keeps trouble in sight. order is topological and parents
+// are positions in it.
+func urgency(order []*dag.Node, parents [][]int) []int {
 	rank := map[dag.State]int{
 		dag.Failed: 7, dag.Active: 6, dag.Delayed: 5, dag.Cancelled: 4,
 		dag.Ready: 3, dag.Blocked: 2, dag.Skipped: 1, dag.Succeeded: 0,
 	}
-	score := make(map[string]int, len(order))
-	for _, n := range order {
+	score := make([]int, len(order))
+	for i, n := range order {
 		r, ok := rank[n.State]
 		if !ok {
 			r = 4
 		}
-		score[n.ID] = max(score[n.ID], r)
+		score[i] = r
 	}
 	for i := len(order) - 1; i >= 0; i-- {
-		n := order[i]
-		for _, p := range parents[n.ID] {
-			if _, ok := byID[p]; ok {
-				score[p] = max(score[p], score[n.ID])
+		for _, q := range parents[i] {
+			if q >= 0 {
+				score[q] = max(score[q], score[i])
 			}
 		}
 	}

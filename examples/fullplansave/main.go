@@ -169,7 +169,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := summary(ctx, stdout, f, took, db); err != nil {
 		return err
 	}
-	files, err := draw(ctx, f, o.out)
+	files, err := draw(ctx, f, o.out, stderr)
 	if err != nil {
 		return err
 	}
@@ -334,18 +334,26 @@ func firstLine(s string) string {
 	return s
 }
 
-// draw writes the graph as SVG, PNG, DOT and Mermaid.
-func draw(ctx context.Context, f *dag.Flow, dir string) ([]string, error) {
+// draw writes the graph as SVG, PNG, DOT and Mermaid, from one layout, and
+// says on stderr when it had to collapse further to stay within its limits.
+func draw(ctx context.Context, f *dag.Flow, dir string, stderr io.Writer) ([]string, error) {
 	type out struct {
 		name string
 		fn   func(io.Writer) error
 	}
-	opts := &render.Options{Direction: "LR", MaxSiblings: 3} // 120 exercises: show 2 per session and "+4 more"
+	// 120 exercises: show 2 per session and "+4 more"
+	pic, err := render.Prepare(ctx, f, &render.Options{Direction: "LR", MaxSiblings: 3})
+	if err != nil {
+		return nil, err
+	}
+	if note := pic.Info().Note(); note != "" {
+		fmt.Fprintf(stderr, "fullplansave: graph %s\n", note)
+	}
 	outs := []out{
-		{"graph.svg", func(w io.Writer) error { return render.SVG(ctx, w, f, opts) }},
-		{"graph.png", func(w io.Writer) error { return render.PNG(ctx, w, f, opts) }},
-		{"graph.dot", func(w io.Writer) error { return render.DOT(w, f, opts) }},
-		{"graph.mmd", func(w io.Writer) error { return render.Mermaid(w, f, opts) }},
+		{"graph.svg", func(w io.Writer) error { return pic.SVG(ctx, w) }},
+		{"graph.png", func(w io.Writer) error { return pic.PNG(ctx, w) }},
+		{"graph.dot", pic.DOT},
+		{"graph.mmd", pic.Mermaid},
 	}
 	var names []string
 	for _, o := range outs {
