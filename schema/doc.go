@@ -9,7 +9,7 @@
 //	workout_sessions   id, phase_id → workout_phases ON DELETE CASCADE, name, order_number, …
 //	workout_exercises  id, session_id → workout_sessions ON DELETE CASCADE, name, order_number,
 //	                   sets, reps, weight, rest_seconds, tempo, notes, … (non-negative checks)
-//	user_actions       one row per USER_ACTION job (id = job ID)
+//	user_actions       one row per USER_ACTION job (id = job ID); acted_at is the envelope's timestamp
 //	notifications      one row per NOTIFICATION job; delivered_at once the Notifier took it
 //	email_outbox       one row per EMAIL job; sent_at once the Mailer sent it
 //	data_sync_runs     one row per DATA_SYNC job, with the plan's JSON snapshot

@@ -23,13 +23,13 @@ func TestMigrateUpDownUp(t *testing.T) {
 
 		names, err = schema.Rollback(ctx, db)
 		require.NoError(t, err)
-		require.ElementsMatch(t, []string{"20261126000001", "20261126000002", "20261127000003"}, names)
+		require.ElementsMatch(t, []string{"20261126000001", "20261126000002", "20261127000003", "20261201170001"}, names)
 		_, err = db.NewSelect().Model((*schema.Plan)(nil)).Count(ctx)
 		require.Error(t, err, "the tables are gone after rollback")
 
 		names, err = schema.Migrate(ctx, db)
 		require.NoError(t, err)
-		require.Equal(t, []string{"20261126000001", "20261126000002", "20261127000003"}, names)
+		require.Equal(t, []string{"20261126000001", "20261126000002", "20261127000003", "20261201170001"}, names)
 		n, err := db.NewSelect().Model((*schema.Plan)(nil)).Count(ctx)
 		require.NoError(t, err)
 		require.Zero(t, n)

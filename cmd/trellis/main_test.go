@@ -193,6 +193,12 @@ func TestEnqueueInspectCancelRetry(t *testing.T) {
 	require.EqualValues(t, 7, job["priority"])
 	require.Equal(t, []any{"job-2"}, job["children"])
 	require.Contains(t, r.stdout, `Strength \u003cb\u003e`)
+	var payload flow.Envelope
+	raw, err := json.Marshal(job["payload"])
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(raw, &payload))
+	require.Equal(t, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), payload.Timestamp, "the client's timestamp is kept")
+	require.False(t, payload.EnqueuedAt.IsZero(), "beside the enqueue time")
 
 	r = c.run("", "inspect", "nope")
 	require.Equal(t, 1, r.code)

@@ -32,7 +32,9 @@ var cmdEnqueue = &command{
 	detail: `The envelope is the uniform message:
   {"messageType": "WORKOUT_PLAN_CREATE", "timestamp": "…", "userId": "…", "data": {…}}
 It is decoded strictly: unknown fields and invalid data are refused with the
-field named. Prints {"jobId", "state", "existed"}.`,
+field named. The timestamp (when the user acted) is kept as sent, or is the
+enqueue time when missing; the job records its enqueue time beside it
+(enqueuedAt). Prints {"jobId", "state", "existed"}.`,
 	run: runEnqueue,
 }
 

@@ -406,7 +406,7 @@ func fullSaveStep(db bun.IDB) flow.Step {
 			}
 		}
 		res, _, err := steprun.Do(ctx, db, sc, func(ctx context.Context, tx bun.Tx) (FullSaveResult, error) {
-			return savePlanRow(ctx, tx, m, sc.JobID, sc.Envelope.Timestamp.UnixNano())
+			return savePlanRow(ctx, tx, m, sc.JobID, sc.Envelope.Enqueued().UnixNano())
 		})
 		return res, err
 	})
