@@ -26,6 +26,44 @@ type Validator interface {
 	Validate() error
 }
 
+// OptionsDefaulter is implemented by message types whose jobs need other
+// options than the client's defaults: a create that may run before the row
+// it hangs under exists, say, retries for minutes rather than seconds.
+// DefaultedOpts fills them in where the caller's options leave them unset;
+// AddJSON (and so `trellis enqueue` and the HTTP API) applies it, and so do
+// helpers that enqueue such messages (package steps/workout's Queue…).
+// Client.Add and Enqueue take the options they are given.
+type OptionsDefaulter interface {
+	DefaultOpts() NodeOpts
+}
+
+// DefaultedOpts returns a copy of opts (nil for none) with the options of
+// msg's type (OptionsDefaulter) for Attempts, Backoff and Timeout where opts
+// sets none. A message type without defaults gets opts as they are.
+func DefaultedOpts(msg Message, opts *NodeOpts) *NodeOpts {
+	var o NodeOpts
+	if opts != nil {
+		o = *opts
+	}
+	msg, _ = unwrap(msg)
+	d, ok := msg.(OptionsDefaulter)
+	if !ok {
+		return &o
+	}
+	def := d.DefaultOpts()
+	if o.Attempts == 0 {
+		o.Attempts = def.Attempts
+	}
+	if o.Backoff == nil && def.Backoff != nil {
+		b := *def.Backoff
+		o.Backoff = &b
+	}
+	if o.Timeout == 0 {
+		o.Timeout = def.Timeout
+	}
+	return &o
+}
+
 // Envelope is the uniform message every job carries:
 // {messageType, timestamp, enqueuedAt, userId?, metadata?, data}.
 type Envelope struct {

@@ -71,3 +71,58 @@ func TestEnvelopeKeepsTheClientsTimestamp(t *testing.T) {
 	_, err = c.Add(ctx, flow.WithTimestamp(Greeting{}, acted), nil)
 	require.ErrorContains(t, err, "field to: is required", "the wrapped message is still validated")
 }
+
+// patient is a message type that carries its own retry policy.
+type patient struct {
+	N int `json:"n"`
+}
+
+func (patient) MessageType() string { return "PATIENT" }
+
+func (patient) DefaultOpts() flow.NodeOpts {
+	b := flow.Exponential(time.Second).WithMax(time.Minute)
+	return flow.NodeOpts{Attempts: 20, Backoff: &b, Timeout: time.Minute, Priority: 9}
+}
+
+// A message type's own options fill what the caller leaves unset, through
+// AddJSON and DefaultedOpts; the caller's options win; other types keep
+// the client's defaults.
+func TestMessageTypesCarryTheirDefaultOptions(t *testing.T) {
+	t.Parallel()
+	er, err := embedded.NewRedis()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = er.Close() })
+	c, err := flow.NewClient(er.Client(), &flow.Config{Namespace: "defaults", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	reg := flow.NewRegistry()
+	flow.RegisterType[patient](reg)
+	flow.RegisterType[Greeting](reg)
+	ctx := context.Background()
+	spec := func(j flow.EnqueuedJob, err error) *flow.Job {
+		t.Helper()
+		require.NoError(t, err)
+		n, err := c.Job(ctx, j.ID)
+		require.NoError(t, err)
+		return n
+	}
+	slow := flow.Exponential(time.Second).WithMax(time.Minute)
+
+	n := spec(c.AddJSON(ctx, reg, []byte(`{"messageType":"PATIENT","data":{"n":1}}`), nil))
+	require.Equal(t, 20, n.Attempts)
+	require.Equal(t, slow, n.Backoff)
+	require.Equal(t, time.Minute, n.Timeout)
+	require.Zero(t, n.Priority, "only attempts, backoff and timeout are defaults")
+
+	fixed := flow.Fixed(time.Second)
+	n = spec(c.AddJSON(ctx, reg, []byte(`{"messageType":"PATIENT","data":{"n":2}}`), &flow.NodeOpts{Attempts: 2, Backoff: &fixed}))
+	require.Equal(t, 2, n.Attempts, "the caller's options win")
+	require.Equal(t, fixed, n.Backoff)
+	require.Equal(t, time.Minute, n.Timeout)
+
+	n = spec(c.AddJSON(ctx, reg, []byte(`{"messageType":"GREETING","data":{"to":"Ann"}}`), nil))
+	require.Equal(t, 3, n.Attempts, "no defaults of its own: the client's")
+	require.Equal(t, flow.Exponential(2*time.Second), n.Backoff)
+
+	n = spec(c.Add(ctx, patient{N: 3}, flow.DefaultedOpts(flow.WithTimestamp(patient{N: 3}, time.Now()), &flow.NodeOpts{ID: "go"})))
+	require.Equal(t, []any{"go", 20, slow}, []any{n.ID, n.Attempts, n.Backoff})
+}

@@ -183,6 +183,9 @@ func TestEnqueueInspectCancelRetry(t *testing.T) {
 	r = c.run("", "enqueue", file, "--after", "job-1", "--id", "job-2")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stdout, `"state": "blocked"`)
+	r = c.run("", "inspect", "job-2")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"maxAttempts": 20`, "a phase create retries for minutes while its plan may be on its way")
 
 	r = c.run("", "inspect", "job-1")
 	require.Equal(t, 0, r.code, r.stderr)

@@ -7,6 +7,22 @@
 // method whose errors name the offending field. Steps are idempotent: creates
 // are upserts keyed by the caller's IDs and deletes tolerate absence.
 //
+// # Retries
+//
+// A create whose parent row does not exist yet (the seed's race: a phase
+// create that runs before its plan's), or an update whose row does not,
+// fails with a retryable *NotFoundError and runs again until the row is
+// there. The creates and updates carry their retry budget (DefaultOpts,
+// RaceOpts): 20 attempts, 2s, 4s, 8s, 16s and then every 30s, with jitter,
+// so the missing row has 4 to 8 minutes to arrive. A full plan save and
+// its sub-graph retry 10 times over 75 to 150 s (SturdyOpts), enough for
+// a database restart; their creates run after their parents and do not
+// race. The Queue… helpers and every JSON entry point (flow.Client.AddJSON,
+// `trellis enqueue`, POST /api/enqueue) apply these where the caller's
+// options set no attempts or backoff; flow.Client.Add takes the options it
+// is given (wrap them with flow.DefaultedOpts). Deletes keep the client's
+// defaults: they wait for nothing.
+//
 // A full plan save (WORKOUT_PLAN_FULL_SAVE) replaces the plan's tree: its
 // job writes the plan row and prunes what the message no longer holds, then
 // expands into one create job per phase, session and exercise. Two saves of

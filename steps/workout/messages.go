@@ -230,6 +230,23 @@ func (ExerciseUpdate) MessageType() string { return TypeExerciseUpdate }
 func (ExerciseDelete) MessageType() string { return TypeExerciseDelete }
 func (PlanFullSave) MessageType() string   { return TypePlanFullSave }
 
+// DefaultOpts is the retry policy of the creates and updates, which may
+// run before the row they hang under or change exists: RaceOpts. AddJSON
+// (`trellis enqueue`, POST /api/enqueue) and the Queue… helpers apply it
+// where the caller's options set none.
+func (PlanCreate) DefaultOpts() flow.NodeOpts     { return RaceOpts(nil) }
+func (PhaseCreate) DefaultOpts() flow.NodeOpts    { return RaceOpts(nil) }
+func (PhaseUpdate) DefaultOpts() flow.NodeOpts    { return RaceOpts(nil) }
+func (SessionCreate) DefaultOpts() flow.NodeOpts  { return RaceOpts(nil) }
+func (SessionUpdate) DefaultOpts() flow.NodeOpts  { return RaceOpts(nil) }
+func (ExerciseCreate) DefaultOpts() flow.NodeOpts { return RaceOpts(nil) }
+func (ExerciseUpdate) DefaultOpts() flow.NodeOpts { return RaceOpts(nil) }
+func (WorkoutUpdate) DefaultOpts() flow.NodeOpts  { return RaceOpts(nil) }
+
+// DefaultOpts is the retry policy of a full plan save: SturdyOpts, which
+// its sub-graph gets too.
+func (PlanFullSave) DefaultOpts() flow.NodeOpts { return SturdyOpts(nil) }
+
 // Change sets remember the keys they do not know, so that Validate can
 // name them ("changes.colour is not a known field") on every entry point,
 // including a step decoding its own payload.

@@ -495,6 +495,36 @@ func affected(res interface{ RowsAffected() (int64, error) }, err error) (int, e
 	return int(n), err
 }
 
+// The retry policy of the workout creates and updates, unless the caller's
+// options set one (see DefaultOpts). The seed's race: a phase create that
+// runs before its plan exists (or a session's before its phase, an update
+// before its row's create) fails with a retryable *NotFoundError and is
+// retried until the row is there. 20 attempts 2s, 4s, 8s, 16s, then every
+// 30s, with equal jitter, give the row 4 to 8 minutes to arrive, where the
+// engine's default of 3 attempts gave it 6 s.
+const RaceAttempts = 20
+
+// RaceBackoff goes with RaceAttempts: exponential from 2s, capped at 30s,
+// with jitter.
+var RaceBackoff = flow.Exponential(2 * time.Second).WithMax(30 * time.Second).WithJitter()
+
+// RaceOpts returns a copy of opts (nil for none) with RaceAttempts and
+// RaceBackoff where it sets no attempts or backoff.
+func RaceOpts(opts *flow.NodeOpts) flow.NodeOpts {
+	o := flow.NodeOpts{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.Attempts == 0 {
+		o.Attempts = RaceAttempts
+	}
+	if o.Backoff == nil {
+		b := RaceBackoff
+		o.Backoff = &b
+	}
+	return o
+}
+
 // The retry policy of full plan saves and the jobs they expand into, unless
 // the caller's options set one. A job of the sub-graph that gives up leaves
 // the plan half saved, so these ride out a database restart: 10 attempts
