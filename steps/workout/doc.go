@@ -7,6 +7,31 @@
 // method whose errors name the offending field. Steps are idempotent: creates
 // are upserts keyed by the caller's IDs and deletes tolerate absence.
 //
+// # Data isolation
+//
+// A message names a row by its whole path: plan (with its client and
+// trainer, where the message carries them), phase, session, exercise.
+// Every create, update and delete holds each row it names to that path
+// with one check: a row that exists elsewhere (a phase of another plan, a
+// session of another phase, a plan of another client or trainer) fails
+// the job for good with an *OwnershipError naming both sides, e.g.
+// `phase "p1" belongs to plan "B", not "C"`, and nothing is written. A row
+// never moves to another plan and a plan never to another client or
+// trainer. A missing row above the one written is a retryable
+// *NotFoundError instead (its create may be on its way); a delete of a
+// missing row succeeds as "absent".
+//
+// A create of a row that exists where the message puts it (a duplicate
+// send) succeeds: "unchanged" when the row holds the message's data already
+// (nothing is written), "updated" when it differs. A replay of the same job
+// returns the first run's result (package steprun). Only the creates of a
+// full plan save may move a row to another parent within their plan, as
+// the saved tree says; the save refuses at once, before it writes
+// anything, a tree that names a phase, session or exercise of another plan
+// (an explicit ID in a CSV, say). Which save a create belongs to travels
+// in an internal field that the public messages do not have, so a JSON
+// envelope cannot claim it.
+//
 // # Retries
 //
 // A create whose parent row does not exist yet (the seed's race: a phase

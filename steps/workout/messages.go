@@ -98,10 +98,41 @@ type PhaseCreate struct {
 	ClientID  string    `json:"clientId,omitempty"`
 	TrainerID string    `json:"trainerId,omitempty"`
 	Phase     PhaseData `json:"phase"`
-	// FullSave is the job ID of the full plan save whose tree this create
-	// belongs to (FullSaveGraph sets it). Once a save enqueued later has
-	// replaced the plan's tree, the create writes nothing ("superseded").
+}
+
+// phaseCreateJob, sessionCreateJob and exerciseCreateJob are the creates as
+// their steps read them: the public message and, for a create of a full
+// plan save's sub-graph, FullSave, the save's job ID (FullSaveGraph sets
+// it). Once a save enqueued later has replaced the plan's tree, such a
+// create writes nothing ("superseded"); until then it may move its row
+// within the plan. The public messages have no such field, so a JSON
+// envelope, which the Registry decodes strictly into them, cannot claim
+// to belong to a save.
+type phaseCreateJob struct {
+	PhaseCreate
 	FullSave string `json:"fullSave,omitempty"`
+}
+
+type sessionCreateJob struct {
+	SessionCreate
+	FullSave string `json:"fullSave,omitempty"`
+}
+
+type exerciseCreateJob struct {
+	ExerciseCreate
+	FullSave string `json:"fullSave,omitempty"`
+}
+
+func (m phaseCreateJob) Validate() error {
+	return firstErr(m.PhaseCreate.Validate(), checkFullSave(m.FullSave))
+}
+
+func (m sessionCreateJob) Validate() error {
+	return firstErr(m.SessionCreate.Validate(), checkFullSave(m.FullSave))
+}
+
+func (m exerciseCreateJob) Validate() error {
+	return firstErr(m.ExerciseCreate.Validate(), checkFullSave(m.FullSave))
 }
 
 // PhaseUpdate changes some fields of a phase (WORKOUT_PHASE_UPDATE).
@@ -123,10 +154,6 @@ type SessionCreate struct {
 	PlanID  string      `json:"planId"`
 	PhaseID string      `json:"phaseId"`
 	Session SessionData `json:"session"`
-	// FullSave is the job ID of the full plan save whose tree this create
-	// belongs to (FullSaveGraph sets it). Once a save enqueued later has
-	// replaced the plan's tree, the create writes nothing ("superseded").
-	FullSave string `json:"fullSave,omitempty"`
 }
 
 // SessionUpdate changes some fields of a session (WORKOUT_SESSION_UPDATE).
@@ -150,10 +177,6 @@ type ExerciseCreate struct {
 	PhaseID   string       `json:"phaseId"`
 	SessionID string       `json:"sessionId"`
 	Exercise  ExerciseData `json:"exercise"`
-	// FullSave is the job ID of the full plan save whose tree this create
-	// belongs to (FullSaveGraph sets it). Once a save enqueued later has
-	// replaced the plan's tree, the create writes nothing ("superseded").
-	FullSave string `json:"fullSave,omitempty"`
 }
 
 // ExerciseUpdate changes some fields of an exercise (WORKOUT_EXERCISE_UPDATE).
@@ -459,7 +482,7 @@ func (m PlanCreate) Validate() error {
 
 // Validate checks the message; errors name the field.
 func (m PhaseCreate) Validate() error {
-	return firstErr(checkID("planId", m.PlanID), m.Phase.validate("phase."), checkFullSave(m.FullSave))
+	return firstErr(checkID("planId", m.PlanID), m.Phase.validate("phase."))
 }
 
 // Validate checks the message; errors name the field.
@@ -474,7 +497,7 @@ func (m PhaseDelete) Validate() error {
 
 // Validate checks the message; errors name the field.
 func (m SessionCreate) Validate() error {
-	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID), m.Session.validate("session."), checkFullSave(m.FullSave))
+	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID), m.Session.validate("session."))
 }
 
 // Validate checks the message; errors name the field.
@@ -491,7 +514,7 @@ func (m SessionDelete) Validate() error {
 // Validate checks the message; errors name the field.
 func (m ExerciseCreate) Validate() error {
 	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID),
-		checkID("sessionId", m.SessionID), m.Exercise.validate("exercise."), checkFullSave(m.FullSave))
+		checkID("sessionId", m.SessionID), m.Exercise.validate("exercise."))
 }
 
 // Validate checks the message; errors name the field.
