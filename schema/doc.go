@@ -15,6 +15,10 @@
 //	data_sync_runs     one row per DATA_SYNC job, with the plan's JSON snapshot
 //	trellis_step_runs  the effectively-once records (package steps/steprun)
 //
+// The bounds of the columns the messages write (limits.go: MaxID, MaxName,
+// MaxInt, …) are the ones every message checks at enqueue: the VARCHAR
+// lengths of the migrations, and bounds of their own for the TEXT columns.
+//
 // Migrate brings a database up to date. On PostgreSQL several workers may
 // call it at once: they take turns on an advisory lock scoped to the current
 // schema, so one applies the migrations and the others find nothing to do.

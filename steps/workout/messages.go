@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/schema"
+	"github.com/trellisflow/trellis/steps/internal/field"
 )
 
 // The workout message types, exactly as the seed names them.
@@ -26,12 +28,23 @@ const (
 	TypePlanFullSave   = "WORKOUT_PLAN_FULL_SAVE"
 )
 
-// MaxIDLen bounds every entity ID, so that node IDs derived from a job ID and
-// an entity ID stay within the engine's limit.
-const MaxIDLen = 128
-
-// MaxJobIDLen bounds a job ID a message names (the engine's limit).
-const MaxJobIDLen = 256
+// The bounds of the fields, in bytes, from the columns that store them
+// (package schema); every message checks its fields at enqueue.
+const (
+	// MaxIDLen bounds the IDs of plans, phases, sessions and exercises and
+	// the client and trainer IDs.
+	MaxIDLen = schema.MaxID
+	// MaxJobIDLen bounds a job ID a message names (the engine's limit).
+	MaxJobIDLen = schema.MaxJobID
+	// MaxNameLen bounds the names of plans, phases, sessions and exercises.
+	MaxNameLen = schema.MaxName
+	// MaxTempoLen bounds an exercise's tempo.
+	MaxTempoLen = schema.MaxTempo
+	// MaxNotesLen bounds an exercise's notes.
+	MaxNotesLen = schema.MaxNotes
+	// MaxNumber bounds order numbers, sets, reps and rest (seconds).
+	MaxNumber = schema.MaxInt
+)
 
 // PhaseData is a phase without its sessions.
 type PhaseData struct {
@@ -325,52 +338,30 @@ func checkUnknown(unknown []string) error {
 
 // Validation. Field names in errors are the JSON paths.
 
-func checkID(field, v string) error {
-	switch {
-	case strings.TrimSpace(v) == "":
-		return flow.FieldError(field, "is required")
-	case len(v) > MaxIDLen:
-		return flow.FieldError(field, "is %d bytes, over the limit of %d", len(v), MaxIDLen)
-	}
-	return nil
-}
+func checkID(name, v string) error { return field.Required(name, v, MaxIDLen) }
+
+// checkOptionalID checks an ID a message may leave out.
+func checkOptionalID(name, v string) error { return field.Text(name, v, MaxIDLen) }
 
 // checkFullSave checks the optional job ID of a full plan save.
-func checkFullSave(v string) error {
-	if len(v) > MaxJobIDLen {
-		return flow.FieldError("fullSave", "is %d bytes, over the limit of %d", len(v), MaxJobIDLen)
-	}
-	return nil
-}
+func checkFullSave(v string) error { return field.Text("fullSave", v, MaxJobIDLen) }
 
-func checkName(field, v string) error {
-	if strings.TrimSpace(v) == "" {
-		return flow.FieldError(field, "is required")
-	}
-	return nil
-}
+func checkName(name, v string) error { return field.Required(name, v, MaxNameLen) }
 
-func checkNonNegative[N int | float64](field string, v N) error {
+func checkNonNegative(name string, v float64) error {
 	if v < 0 {
-		return flow.FieldError(field, "must not be negative, got %v", v)
+		return flow.FieldError(name, "must not be negative, got %v", v)
 	}
 	return nil
 }
 
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func firstErr(errs ...error) error { return field.First(errs...) }
 
 func (p PhaseData) validate(prefix string) error {
 	return firstErr(
 		checkID(prefix+"id", p.ID),
 		checkName(prefix+"name", p.Name),
-		checkNonNegative(prefix+"orderNumber", p.OrderNumber),
+		field.Count(prefix+"orderNumber", p.OrderNumber),
 	)
 }
 
@@ -378,7 +369,7 @@ func (s SessionData) validate(prefix string) error {
 	return firstErr(
 		checkID(prefix+"id", s.ID),
 		checkName(prefix+"name", s.Name),
-		checkNonNegative(prefix+"orderNumber", s.OrderNumber),
+		field.Count(prefix+"orderNumber", s.OrderNumber),
 	)
 }
 
@@ -386,11 +377,13 @@ func (e ExerciseData) validate(prefix string) error {
 	return firstErr(
 		checkID(prefix+"id", e.ID),
 		checkName(prefix+"name", e.Name),
-		checkNonNegative(prefix+"orderNumber", e.OrderNumber),
-		checkNonNegative(prefix+"sets", e.Sets),
-		checkNonNegative(prefix+"reps", e.Reps),
+		field.Count(prefix+"orderNumber", e.OrderNumber),
+		field.Count(prefix+"sets", e.Sets),
+		field.Count(prefix+"reps", e.Reps),
 		checkNonNegative(prefix+"weight", e.Weight),
-		checkNonNegative(prefix+"rest", e.Rest),
+		field.Count(prefix+"rest", e.Rest),
+		field.Text(prefix+"tempo", e.Tempo, MaxTempoLen),
+		field.Text(prefix+"notes", e.Notes, MaxNotesLen),
 	)
 }
 
@@ -407,7 +400,7 @@ func (c PhaseChanges) validate() error {
 		}
 	}
 	if c.OrderNumber != nil {
-		return checkNonNegative("changes.orderNumber", *c.OrderNumber)
+		return field.Count("changes.orderNumber", *c.OrderNumber)
 	}
 	return nil
 }
@@ -425,7 +418,7 @@ func (c SessionChanges) validate() error {
 		}
 	}
 	if c.OrderNumber != nil {
-		return checkNonNegative("changes.orderNumber", *c.OrderNumber)
+		return field.Count("changes.orderNumber", *c.OrderNumber)
 	}
 	return nil
 }
@@ -448,7 +441,18 @@ func (c ExerciseChanges) validate() error {
 		v    *int
 	}{{"changes.orderNumber", c.OrderNumber}, {"changes.sets", c.Sets}, {"changes.reps", c.Reps}, {"changes.rest", c.Rest}} {
 		if f.v != nil {
-			if err := checkNonNegative(f.name, *f.v); err != nil {
+			if err := field.Count(f.name, *f.v); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range []struct {
+		name  string
+		v     *string
+		limit int
+	}{{"changes.tempo", c.Tempo, MaxTempoLen}, {"changes.notes", c.Notes, MaxNotesLen}} {
+		if f.v != nil {
+			if err := field.Text(f.name, *f.v, f.limit); err != nil {
 				return err
 			}
 		}
@@ -482,7 +486,8 @@ func (m PlanCreate) Validate() error {
 
 // Validate checks the message; errors name the field.
 func (m PhaseCreate) Validate() error {
-	return firstErr(checkID("planId", m.PlanID), m.Phase.validate("phase."))
+	return firstErr(checkID("planId", m.PlanID), checkOptionalID("clientId", m.ClientID),
+		checkOptionalID("trainerId", m.TrainerID), m.Phase.validate("phase."))
 }
 
 // Validate checks the message; errors name the field.
