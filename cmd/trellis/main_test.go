@@ -342,6 +342,43 @@ func TestSavePlanRefusesBadCSV(t *testing.T) {
 	require.Contains(t, r.stdout, `"name": "12-week strength block"`)
 }
 
+// save-plan --id does what its help says: without it every run is a new
+// save; with it a second run of the same file is the first run's job, and
+// another file under that ID is refused.
+func TestSavePlanID(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	h := c.run("", "save-plan", "--help")
+	require.Contains(t, h.stdout, "-id string")
+	require.Contains(t, h.stdout, "the full save's job ID (default: a new one, so every run saves the file again)")
+
+	sample, err := filepath.Abs("../../steps/workout/csvplan/testdata/sample.csv")
+	require.NoError(t, err)
+	save := func(args ...string) map[string]any {
+		t.Helper()
+		r := c.run("", append([]string{"save-plan", sample}, args...)...)
+		require.Equal(t, 0, r.code, r.stderr)
+		var out map[string]any
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
+		return out
+	}
+	a, b := save(), save()
+	require.NotEqual(t, a["jobId"], b["jobId"], "no --id: two saves")
+	require.Equal(t, []any{false, false}, []any{a["existed"], b["existed"]})
+
+	first, again := save("--id", "my-save"), save("--id", "my-save")
+	require.Equal(t, []any{"my-save", "my-save"}, []any{first["jobId"], again["jobId"]})
+	require.Equal(t, []any{false, true}, []any{first["existed"], again["existed"]}, "the same file again is the same job")
+
+	other := filepath.Join(c.dir, "other.csv")
+	raw, err := os.ReadFile(sample)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(other, []byte(strings.Replace(string(raw), "Back squat", "Front squat", 1)), 0o600))
+	r := c.run("", "save-plan", other, "--id", "my-save")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, `"my-save" already exists`)
+}
+
 func TestMigrate(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
