@@ -56,7 +56,9 @@
 // plan row records the save's job ID and enqueue time), and from then on
 // the earlier save's jobs write nothing and report "superseded": its job,
 // when it runs after the later one, and its creates, which name their save
-// (the fullSave field). On PostgreSQL a create of the earlier save that is
+// (an internal fullSave field). "Enqueued later" goes by the envelopes'
+// enqueue time (flow.Envelope.Enqueued), not the client's timestamp. On
+// PostgreSQL a create of the earlier save that is
 // writing while the later save takes the plan over holds the plan row, so
 // the later save prunes what it wrote once it commits.
 package workout
