@@ -312,7 +312,10 @@ func (c *Client) AddBulk(ctx context.Context, jobs []BulkJob) (_ []EnqueuedJob, 
 }
 
 // AddJSON enqueues a JSON envelope from outside Go, decoded strictly through
-// reg. The envelope's userId and metadata are kept unless opts sets them.
+// reg. The envelope's userId and metadata are kept unless opts sets them,
+// and so is its timestamp (when the user acted; the enqueue time if it has
+// none), while enqueuedAt is set to the enqueue time. The options the
+// message's type carries (OptionsDefaulter) fill what opts leaves unset.
 func (c *Client) AddJSON(ctx context.Context, reg *Registry, raw []byte, opts *NodeOpts, after ...string) (EnqueuedJob, error) {
 	if len(raw) > c.cfg.MaxPayload {
 		return EnqueuedJob{}, &dag.PayloadTooLargeError{ID: "(json)", Size: len(raw), Limit: c.cfg.MaxPayload}
@@ -321,10 +324,8 @@ func (c *Client) AddJSON(ctx context.Context, reg *Registry, raw []byte, opts *N
 	if err != nil {
 		return EnqueuedJob{}, err
 	}
-	var o NodeOpts
-	if opts != nil {
-		o = *opts
-	}
+	msg = WithTimestamp(msg, env.Timestamp)
+	o := *DefaultedOpts(msg, opts)
 	if o.UserID == "" {
 		o.UserID = env.UserID
 	}

@@ -5,9 +5,12 @@
 //
 // A job carries a Message: a struct with a MessageType method (value
 // receiver), encoded as the data of the uniform envelope
-// {messageType, timestamp, userId?, metadata?, data}. A message may check
-// itself with Validate (use FieldError so errors name the field); enqueue
-// refuses invalid messages.
+// {messageType, timestamp, enqueuedAt, userId?, metadata?, data}. The
+// timestamp is when the message was made: a JSON envelope's own (AddJSON,
+// the CLI, the HTTP API), WithTimestamp's, or else the enqueue time;
+// enqueuedAt is always the enqueue time. A message may check itself with
+// Validate (use FieldError so errors name the field); enqueue refuses
+// invalid messages.
 //
 // A Step runs the jobs of one message type. StepFunc adapts a typed handler,
 // which receives its decoded message and returns a typed result that is

@@ -30,6 +30,7 @@ func envelopeSeeds(t testing.TB) [][]byte {
 		`{"messageType":"T","data":null}`, `{"messageType":"T","messageType":"U"}`, `{"MessageType":"T"}`,
 		`{"messageType":"T","timestamp":null}`, `{"timestamp":"2026-13-01T00:00:00Z"}`, `{"metadata":[]}`,
 		`{"userId":"a\u0062"}`, `{"messageType":1}`, `{}`, `[]`, `{"data":{"a":1},"extra":true}`,
+		`{"enqueuedAt":"2026-01-02T03:04:05.5+01:00"}`, `{"enqueuedAt":null}`, `{"enqueuedAt":7}`,
 	} {
 		out = append(out, []byte(s))
 	}
@@ -50,7 +51,19 @@ func TestDecodeEnvelopeMatchesJSON(t *testing.T) {
 	payload, _, err := encode(envelopeProbe{N: 3}, time.Unix(5, 0), "u", map[string]any{"k": "v"})
 	require.NoError(t, err)
 	require.NoError(t, decodeEnvelope(payload, &env))
-	require.Equal(t, Envelope{MessageType: "PROBE", Timestamp: time.Unix(5, 0).UTC(), UserID: "u", Metadata: map[string]any{"k": "v"}, Data: json.RawMessage(`{"n":3,"s":""}`)}, env)
+	require.Equal(t, Envelope{MessageType: "PROBE", Timestamp: time.Unix(5, 0).UTC(), EnqueuedAt: time.Unix(5, 0).UTC(),
+		UserID: "u", Metadata: map[string]any{"k": "v"}, Data: json.RawMessage(`{"n":3,"s":""}`)}, env)
+
+	// WithTimestamp: the envelope keeps the message's own time and records
+	// the enqueue time beside it.
+	payload, _, err = encode(WithTimestamp(envelopeProbe{N: 3}, time.Unix(2, 0)), time.Unix(5, 0), "", nil)
+	require.NoError(t, err)
+	env = Envelope{}
+	require.NoError(t, decodeEnvelope(payload, &env))
+	require.Equal(t, Envelope{MessageType: "PROBE", Timestamp: time.Unix(2, 0).UTC(), EnqueuedAt: time.Unix(5, 0).UTC(),
+		Data: json.RawMessage(`{"n":3,"s":""}`)}, env)
+	require.Equal(t, time.Unix(5, 0).UTC(), env.Enqueued())
+	require.Equal(t, time.Unix(2, 0).UTC(), Envelope{Timestamp: time.Unix(2, 0).UTC()}.Enqueued(), "an envelope from before enqueuedAt")
 }
 
 func FuzzDecodeEnvelope(f *testing.F) {

@@ -26,14 +26,107 @@ type Validator interface {
 	Validate() error
 }
 
+// OptionsDefaulter is implemented by message types whose jobs need other
+// options than the client's defaults: a create that may run before the row
+// it hangs under exists, say, retries for minutes rather than seconds.
+// DefaultedOpts fills them in where the caller's options leave them unset;
+// AddJSON (and so `trellis enqueue` and the HTTP API) applies it, and so do
+// helpers that enqueue such messages (package steps/workout's Queue…).
+// Client.Add and Enqueue take the options they are given.
+type OptionsDefaulter interface {
+	DefaultOpts() NodeOpts
+}
+
+// DefaultedOpts returns a copy of opts (nil for none) with the options of
+// msg's type (OptionsDefaulter) for Attempts, Backoff and Timeout where opts
+// sets none. A message type without defaults gets opts as they are.
+func DefaultedOpts(msg Message, opts *NodeOpts) *NodeOpts {
+	var o NodeOpts
+	if opts != nil {
+		o = *opts
+	}
+	msg, _ = unwrap(msg)
+	d, ok := msg.(OptionsDefaulter)
+	if !ok {
+		return &o
+	}
+	def := d.DefaultOpts()
+	if o.Attempts == 0 {
+		o.Attempts = def.Attempts
+	}
+	if o.Backoff == nil && def.Backoff != nil {
+		b := *def.Backoff
+		o.Backoff = &b
+	}
+	if o.Timeout == 0 {
+		o.Timeout = def.Timeout
+	}
+	return &o
+}
+
 // Envelope is the uniform message every job carries:
-// {messageType, timestamp, userId?, metadata?, data}.
+// {messageType, timestamp, enqueuedAt, userId?, metadata?, data}.
 type Envelope struct {
-	MessageType string          `json:"messageType"`
-	Timestamp   time.Time       `json:"timestamp"`
-	UserID      string          `json:"userId,omitempty"`
-	Metadata    map[string]any  `json:"metadata,omitempty"`
-	Data        json.RawMessage `json:"data"`
+	MessageType string `json:"messageType"`
+	// Timestamp is when the message was made: the timestamp of a JSON
+	// envelope (AddJSON, the CLI, the HTTP API) or of WithTimestamp, kept as
+	// the client sent it (in UTC), since the audit trail is about when the
+	// user acted; the enqueue time when the client gave none.
+	Timestamp time.Time `json:"timestamp"`
+	// EnqueuedAt is when Trellis enqueued the job, by the enqueuing
+	// client's clock; it is set at enqueue, whatever a JSON envelope says.
+	// Zero in envelopes written before it existed: see Enqueued.
+	EnqueuedAt time.Time       `json:"enqueuedAt,omitzero"`
+	UserID     string          `json:"userId,omitempty"`
+	Metadata   map[string]any  `json:"metadata,omitempty"`
+	Data       json.RawMessage `json:"data"`
+}
+
+// Enqueued is when the job was enqueued: EnqueuedAt, or Timestamp in an
+// envelope written before EnqueuedAt existed (Timestamp was the enqueue
+// time then).
+func (e Envelope) Enqueued() time.Time {
+	if e.EnqueuedAt.IsZero() {
+		return e.Timestamp
+	}
+	return e.EnqueuedAt
+}
+
+// WithTimestamp returns msg to be enqueued with the envelope timestamp at
+// (when the user acted) instead of the enqueue time. Enqueue it like msg;
+// the step receives msg. The timestamp is not part of the job's identity:
+// the same message with another timestamp under the same job ID is the same
+// job.
+func WithTimestamp(msg Message, at time.Time) Message {
+	if isNil(msg) || at.IsZero() {
+		return msg
+	}
+	if s, ok := msg.(stamped); ok {
+		msg = s.Message
+	}
+	return stamped{Message: msg, at: at}
+}
+
+// stamped is a message with the timestamp its envelope carries.
+type stamped struct {
+	Message
+	at time.Time
+}
+
+// Validate runs the wrapped message's checks.
+func (s stamped) Validate() error {
+	if v, ok := s.Message.(Validator); ok {
+		return v.Validate()
+	}
+	return nil
+}
+
+// unwrap returns the message a WithTimestamp wraps, and its timestamp.
+func unwrap(msg Message) (Message, time.Time) {
+	if s, ok := msg.(stamped); ok {
+		return s.Message, s.at
+	}
+	return msg, time.Time{}
 }
 
 // decodeEnvelope is json.Unmarshal(b, env) into a zero env, without the
@@ -47,6 +140,8 @@ func decodeEnvelope(b []byte, env *Envelope) error {
 			e.MessageType, ok = jsonobj.String(v)
 		case "timestamp":
 			ok = v[0] == '"' && e.Timestamp.UnmarshalJSON(v) == nil
+		case "enqueuedAt":
+			ok = v[0] == '"' && e.EnqueuedAt.UnmarshalJSON(v) == nil
 		case "userId":
 			e.UserID, ok = jsonobj.String(v)
 		case "metadata":
@@ -200,14 +295,21 @@ func validate(msg Message) error {
 	return &MessageError{Type: msg.MessageType(), Reason: err.Error()}
 }
 
-// encode builds the envelope JSON of msg.
+// encode builds the envelope JSON of msg, enqueued now: its timestamp is
+// the one WithTimestamp gave msg, or now.
 func encode(msg Message, now time.Time, userID string, metadata map[string]any) (payload, data []byte, err error) {
+	msg, at := unwrap(msg)
+	if at.IsZero() {
+		at = now
+	} else if y := at.UTC().Year(); y < 0 || y > 9999 {
+		return nil, nil, &MessageError{Type: msg.MessageType(), Field: "timestamp", Reason: fmt.Sprintf("year %d is outside 0..9999", y)}
+	}
 	data, err = json.Marshal(msg)
 	if err != nil {
 		return nil, nil, &MessageError{Type: msg.MessageType(), Reason: "cannot encode: " + err.Error()}
 	}
 	payload, err = json.Marshal(Envelope{
-		MessageType: msg.MessageType(), Timestamp: now.UTC(), UserID: userID, Metadata: metadata, Data: data,
+		MessageType: msg.MessageType(), Timestamp: at.UTC(), EnqueuedAt: now.UTC(), UserID: userID, Metadata: metadata, Data: data,
 	})
 	if err != nil {
 		return nil, nil, &MessageError{Type: msg.MessageType(), Field: "metadata", Reason: "cannot encode: " + err.Error()}

@@ -68,7 +68,10 @@ type Exercise struct {
 	UpdatedAt   time.Time `bun:"updated_at"`
 }
 
-// UserAction is one tracked user action; its ID is the job's.
+// UserAction is one tracked user action; its ID is the job's. ActedAt is
+// when the user acted (the envelope's timestamp, as the client sent it),
+// CreatedAt when the row was written; ActedAt is NULL in rows written before
+// it existed.
 type UserAction struct {
 	bun.BaseModel `bun:"table:user_actions"`
 
@@ -76,6 +79,7 @@ type UserAction struct {
 	UserID    string    `bun:"user_id"`
 	Action    string    `bun:"action"`
 	Details   string    `bun:"details"` // JSON object
+	ActedAt   time.Time `bun:"acted_at,nullzero"`
 	CreatedAt time.Time `bun:"created_at"`
 }
 

@@ -26,13 +26,13 @@ func TestMigrateUpDownUp(t *testing.T) {
 
 		names, err = schema.Rollback(ctx, db)
 		require.NoError(t, err)
-		require.ElementsMatch(t, []string{"20261126000001", "20261126000002", "20261127000003", "20261128170002"}, names)
+		require.ElementsMatch(t, []string{"20261126000001", "20261126000002", "20261127000003", "20261128170002", "20261201170001"}, names)
 		_, err = db.NewSelect().Model((*schema.Plan)(nil)).Count(ctx)
 		require.Error(t, err, "the tables are gone after rollback")
 
 		names, err = schema.Migrate(ctx, db)
 		require.NoError(t, err)
-		require.Equal(t, []string{"20261126000001", "20261126000002", "20261127000003", "20261128170002"}, names)
+		require.Equal(t, []string{"20261126000001", "20261126000002", "20261127000003", "20261128170002", "20261201170001"}, names)
 		n, err := db.NewSelect().Model((*schema.Plan)(nil)).Count(ctx)
 		require.NoError(t, err)
 		require.Zero(t, n)
@@ -198,4 +198,43 @@ func TestOpenSQLiteURLForms(t *testing.T) {
 	names, err := schema.Migrate(context.Background(), db)
 	require.NoError(t, err)
 	require.Empty(t, names)
+}
+
+// The VARCHAR bounds in limits.go are the migrations': every VARCHAR
+// column of PostgreSQL is listed here with the constant the messages
+// check it by, so a new or resized column cannot go unchecked.
+func TestBoundsMatchTheColumns(t *testing.T) {
+	t.Parallel()
+	db := schematest.Postgres(t)
+	want := map[string]int{
+		"workout_plans.id": schema.MaxID, "workout_plans.client_id": schema.MaxID, "workout_plans.trainer_id": schema.MaxID,
+		"workout_plans.full_save_job": schema.MaxJobID,
+		"workout_phases.id":           schema.MaxID, "workout_phases.plan_id": schema.MaxID,
+		"workout_sessions.id": schema.MaxID, "workout_sessions.phase_id": schema.MaxID,
+		"workout_exercises.id": schema.MaxID, "workout_exercises.session_id": schema.MaxID,
+		"user_actions.id": schema.MaxJobID, "user_actions.user_id": schema.MaxID,
+		"notifications.id": schema.MaxJobID, "notifications.user_id": schema.MaxID,
+		"notifications.type": 32, // one of four words, checked as such
+		"email_outbox.id":    schema.MaxJobID,
+		"data_sync_runs.id":  schema.MaxJobID, "data_sync_runs.plan_id": schema.MaxID,
+		"data_sync_runs.direction": 16, // export or import
+		"trellis_step_runs.job_id": schema.MaxJobID,
+		// written by steprun, not by a message: a registered type's name
+		// and an RFC 3339 time
+		"trellis_step_runs.message_type": 128, "trellis_step_runs.enqueued_at": 64,
+	}
+	rows, err := db.QueryContext(context.Background(), `SELECT table_name, column_name, character_maximum_length
+		FROM information_schema.columns WHERE table_schema = current_schema() AND data_type = 'character varying'
+		AND table_name NOT LIKE 'trellis_migration%'`)
+	require.NoError(t, err)
+	defer rows.Close()
+	got := map[string]int{}
+	for rows.Next() {
+		var table, column string
+		var n int
+		require.NoError(t, rows.Scan(&table, &column, &n))
+		got[table+"."+column] = n
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, want, got)
 }

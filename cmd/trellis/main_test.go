@@ -205,6 +205,9 @@ func TestEnqueueInspectCancelRetry(t *testing.T) {
 	r = c.run("", "enqueue", file, "--after", "job-1", "--id", "job-2")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stdout, `"state": "blocked"`)
+	r = c.run("", "inspect", "job-2")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"maxAttempts": 20`, "a phase create retries for minutes while its plan may be on its way")
 
 	r = c.run("", "inspect", "job-1")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -215,6 +218,12 @@ func TestEnqueueInspectCancelRetry(t *testing.T) {
 	require.EqualValues(t, 7, job["priority"])
 	require.Equal(t, []any{"job-2"}, job["children"])
 	require.Contains(t, r.stdout, `Strength \u003cb\u003e`)
+	var payload flow.Envelope
+	raw, err := json.Marshal(job["payload"])
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(raw, &payload))
+	require.Equal(t, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), payload.Timestamp, "the client's timestamp is kept")
+	require.False(t, payload.EnqueuedAt.IsZero(), "beside the enqueue time")
 
 	r = c.run("", "inspect", "nope")
 	require.Equal(t, 1, r.code)
@@ -353,6 +362,43 @@ func TestSavePlanRefusesBadCSV(t *testing.T) {
 	r = c.run("", "save-plan", "--dry-run", sample)
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stdout, `"name": "12-week strength block"`)
+}
+
+// save-plan --id does what its help says: without it every run is a new
+// save; with it a second run of the same file is the first run's job, and
+// another file under that ID is refused.
+func TestSavePlanID(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	h := c.run("", "save-plan", "--help")
+	require.Contains(t, h.stdout, "-id string")
+	require.Contains(t, h.stdout, "the full save's job ID (default: a new one, so every run saves the file again)")
+
+	sample, err := filepath.Abs("../../steps/workout/csvplan/testdata/sample.csv")
+	require.NoError(t, err)
+	save := func(args ...string) map[string]any {
+		t.Helper()
+		r := c.run("", append([]string{"save-plan", sample}, args...)...)
+		require.Equal(t, 0, r.code, r.stderr)
+		var out map[string]any
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
+		return out
+	}
+	a, b := save(), save()
+	require.NotEqual(t, a["jobId"], b["jobId"], "no --id: two saves")
+	require.Equal(t, []any{false, false}, []any{a["existed"], b["existed"]})
+
+	first, again := save("--id", "my-save"), save("--id", "my-save")
+	require.Equal(t, []any{"my-save", "my-save"}, []any{first["jobId"], again["jobId"]})
+	require.Equal(t, []any{false, true}, []any{first["existed"], again["existed"]}, "the same file again is the same job")
+
+	other := filepath.Join(c.dir, "other.csv")
+	raw, err := os.ReadFile(sample)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(other, []byte(strings.Replace(string(raw), "Back squat", "Front squat", 1)), 0o600))
+	r := c.run("", "save-plan", other, "--id", "my-save")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, `"my-save" already exists`)
 }
 
 func TestMigrate(t *testing.T) {

@@ -32,7 +32,9 @@ var cmdEnqueue = &command{
 	detail: `The envelope is the uniform message:
   {"messageType": "WORKOUT_PLAN_CREATE", "timestamp": "…", "userId": "…", "data": {…}}
 It is decoded strictly: unknown fields and invalid data are refused with the
-field named. Prints {"jobId", "state", "existed"}.`,
+field named. The timestamp (when the user acted) is kept as sent, or is the
+enqueue time when missing; the job records its enqueue time beside it
+(enqueuedAt). Prints {"jobId", "state", "existed"}.`,
 	run: runEnqueue,
 }
 
@@ -45,11 +47,11 @@ func runEnqueue(ctx context.Context, c *cli, args []string) error {
 	var delay, timeout, backoff time.Duration
 	fs.Var(&after, "after", "run after these earlier job IDs (comma-separated or repeated)")
 	fs.StringVar(&id, "id", "", "the job ID (default: a new UUIDv7); the same ID and message again returns the existing job")
-	fs.IntVar(&attempts, "attempts", 0, "how often the step may run (default 3)")
+	fs.IntVar(&attempts, "attempts", 0, "how often the step may run (default: the message type's own, else 3; the workout creates and updates 20, full plan saves 10)")
 	fs.IntVar(&priority, "priority", 0, "higher runs first, -1000 to 1000")
 	fs.DurationVar(&delay, "delay", 0, "hold the job this long once it is ready")
 	fs.DurationVar(&timeout, "timeout", 0, "bound one run of the step (default: the worker's, 5m)")
-	fs.DurationVar(&backoff, "backoff", 0, "base of the exponential delay between retries (default 2s)")
+	fs.DurationVar(&backoff, "backoff", 0, "base of the exponential delay between retries (default: the message type's own, else 2s)")
 	fs.StringVar(&queue, "queue", "", `the queue (default "default")`)
 	wait := fs.Duration("wait", 0, "wait up to this long for the job to finish; exit 1 unless it succeeded")
 	pos, err := c.parse(fs, args)

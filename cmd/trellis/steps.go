@@ -183,8 +183,11 @@ var cmdSavePlan = &command{
 	summary: "enqueue a full plan save (plan → phases → sessions → exercises) from a CSV file",
 	usage:   "[flags] FILE.csv",
 	detail: `The CSV has a header and one row per exercise; see the csvplan package for
-the columns. Every problem is reported with its line and column. Prints
-{"jobId", "planId", "phases", "sessions", "exercises", "state"}.`,
+the columns. Every problem is reported with its line and column. Each run
+is a new save of the file unless --id names the job: then running it again
+with the same file finds the first run's job ("existed": true) and saves
+nothing twice. Prints {"jobId", "planId", "phases", "sessions",
+"exercises", "state", "existed"}.`,
 	run: runSavePlan,
 }
 
@@ -194,7 +197,7 @@ func runSavePlan(ctx context.Context, c *cli, args []string) error {
 	var id, clientID, trainerID string
 	var wait time.Duration
 	var dry bool
-	fs.StringVar(&id, "id", "", "the job ID (default: derived from the plan, so saving the same file twice is one job)")
+	fs.StringVar(&id, "id", "", "the full save's job ID (default: a new one, so every run saves the file again); the same ID and file again returns the first run's job instead of saving twice (a safe retry), another file under a used ID is refused")
 	fs.StringVar(&clientID, "client", "", "the client ID when the file has no client_id column")
 	fs.StringVar(&trainerID, "trainer", "", "the trainer ID when the file has no trainer_id column")
 	fs.DurationVar(&wait, "wait", 0, "wait up to this long for the whole plan to be saved")

@@ -165,11 +165,12 @@ func replayOrRun[R any](ctx context.Context, db bun.IDB, sc *flow.StepContext, f
 	return res, replayed, nil
 }
 
-// EnqueuedAt is the incarnation mark of sc's job in its record: the
-// envelope's timestamp, which the engine sets when the job is enqueued and
-// keeps for its whole life.
+// EnqueuedAt is the incarnation mark of sc's job in its record: when the
+// job was enqueued (the envelope's enqueuedAt), which the engine sets at
+// enqueue and keeps for the job's whole life. Not the envelope's timestamp,
+// which the client chooses: two jobs of one ID may carry the same one.
 func EnqueuedAt(sc *flow.StepContext) string {
-	return sc.Envelope.Timestamp.UTC().Format(time.RFC3339Nano)
+	return sc.Envelope.Enqueued().UTC().Format(time.RFC3339Nano)
 }
 
 // Step builds the step of message type M whose handler runs inside Do.

@@ -93,6 +93,9 @@ func (m Test) Validate() error {
 
 // Validate checks the message; errors name the field.
 func (m UserAction) Validate() error {
+	if err := m.bounds(); err != nil {
+		return err
+	}
 	if err := required("userId", m.UserID); err != nil {
 		return err
 	}
@@ -101,6 +104,9 @@ func (m UserAction) Validate() error {
 
 // Validate checks the message; errors name the field.
 func (m Notification) Validate() error {
+	if err := m.bounds(); err != nil {
+		return err
+	}
 	for _, f := range []struct{ name, v string }{{"userId", m.UserID}, {"title", m.Title}, {"message", m.Message}} {
 		if err := required(f.name, f.v); err != nil {
 			return err
@@ -115,6 +121,9 @@ func (m Notification) Validate() error {
 
 // Validate checks the message; errors name the field.
 func (m Email) Validate() error {
+	if err := m.bounds(); err != nil {
+		return err
+	}
 	if err := required("to", m.To); err != nil {
 		return err
 	}
@@ -132,6 +141,9 @@ func (m Email) Validate() error {
 
 // Validate checks the message; errors name the field.
 func (m DataSync) Validate() error {
+	if err := m.bounds(); err != nil {
+		return err
+	}
 	if err := required("planId", m.PlanID); err != nil {
 		return err
 	}

@@ -130,7 +130,8 @@ func userAction(ctx context.Context, tx bun.Tx, sc *flow.StepContext, m UserActi
 		return StoredResult{}, flow.Permanent(flow.FieldError("details", "cannot encode: %v", err))
 	}
 	_, err = tx.NewInsert().Model(&schema.UserAction{
-		ID: sc.JobID, UserID: m.UserID, Action: m.Action, Details: string(raw), CreatedAt: time.Now().UTC(),
+		ID: sc.JobID, UserID: m.UserID, Action: m.Action, Details: string(raw),
+		ActedAt: sc.Envelope.Timestamp.UTC(), CreatedAt: time.Now().UTC(),
 	}).Exec(ctx)
 	return StoredResult{ID: sc.JobID}, err
 }

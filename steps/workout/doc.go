@@ -7,6 +7,47 @@
 // method whose errors name the offending field. Steps are idempotent: creates
 // are upserts keyed by the caller's IDs and deletes tolerate absence.
 //
+// # Data isolation
+//
+// A message names a row by its whole path: plan (with its client and
+// trainer, where the message carries them), phase, session, exercise.
+// Every create, update and delete holds each row it names to that path
+// with one check: a row that exists elsewhere (a phase of another plan, a
+// session of another phase, a plan of another client or trainer) fails
+// the job for good with an *OwnershipError naming both sides, e.g.
+// `phase "p1" belongs to plan "B", not "C"`, and nothing is written. A row
+// never moves to another plan and a plan never to another client or
+// trainer. A missing row above the one written is a retryable
+// *NotFoundError instead (its create may be on its way); a delete of a
+// missing row succeeds as "absent".
+//
+// A create of a row that exists where the message puts it (a duplicate
+// send) succeeds: "unchanged" when the row holds the message's data already
+// (nothing is written), "updated" when it differs. A replay of the same job
+// returns the first run's result (package steprun). Only the creates of a
+// full plan save may move a row to another parent within their plan, as
+// the saved tree says; the save refuses at once, before it writes
+// anything, a tree that names a phase, session or exercise of another plan
+// (an explicit ID in a CSV, say). Which save a create belongs to travels
+// in an internal field that the public messages do not have, so a JSON
+// envelope cannot claim it.
+//
+// # Retries
+//
+// A create whose parent row does not exist yet (the seed's race: a phase
+// create that runs before its plan's), or an update whose row does not,
+// fails with a retryable *NotFoundError and runs again until the row is
+// there. The creates and updates carry their retry budget (DefaultOpts,
+// RaceOpts): 20 attempts, 2s, 4s, 8s, 16s and then every 30s, with jitter,
+// so the missing row has 4 to 8 minutes to arrive. A full plan save and
+// its sub-graph retry 10 times over 75 to 150 s (SturdyOpts), enough for
+// a database restart; their creates run after their parents and do not
+// race. The Queue… helpers and every JSON entry point (flow.Client.AddJSON,
+// `trellis enqueue`, POST /api/enqueue) apply these where the caller's
+// options set no attempts or backoff; flow.Client.Add takes the options it
+// is given (wrap them with flow.DefaultedOpts). Deletes keep the client's
+// defaults: they wait for nothing.
+//
 // A full plan save (WORKOUT_PLAN_FULL_SAVE) replaces the plan's tree: its
 // job writes the plan row and prunes what the message no longer holds, then
 // expands into one create job per phase, session and exercise. Two saves of
@@ -15,7 +56,9 @@
 // plan row records the save's job ID and enqueue time), and from then on
 // the earlier save's jobs write nothing and report "superseded": its job,
 // when it runs after the later one, and its creates, which name their save
-// (the fullSave field). On PostgreSQL a create of the earlier save that is
+// (an internal fullSave field). "Enqueued later" goes by the envelopes'
+// enqueue time (flow.Envelope.Enqueued), not the client's timestamp. On
+// PostgreSQL a create of the earlier save that is
 // writing while the later save takes the plan over holds the plan row, so
 // the later save prunes what it wrote once it commits.
 package workout

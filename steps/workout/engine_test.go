@@ -423,3 +423,32 @@ func TestReusedJobIDAfterTheEngineForgot(t *testing.T) {
 		require.Equal(t, 1, steptest.Count(t, e.DB, "workout_plans", "id = ?", "p"), "the plan was created again")
 	})
 }
+
+// A job ID reused after the engine forgot the first job is a new job even
+// when the client sends the same timestamp: the step record tells jobs
+// apart by their enqueue time, not by the client's timestamp.
+func TestReusedJobIDWithTheSameClientTimestamp(t *testing.T) {
+	steptest.EachEngine(t, func(t *testing.T, e *steptest.Engine) {
+		ctx := context.Background()
+		e.Start(nil, workout.Steps(e.DB)...)
+		reg := flow.NewRegistry()
+		workout.RegisterTypes(reg)
+		raw := []byte(`{"messageType":"WORKOUT_PLAN_CREATE","timestamp":"2026-01-02T03:04:05Z",
+			"data":{"planId":"p","name":"P","clientId":"c","trainerId":"t","isActive":true}}`)
+		j, err := e.Client.AddJSON(ctx, reg, raw, &flow.NodeOpts{ID: "plan-job"})
+		require.NoError(t, err)
+		e.Wait(j.ID)
+		_, err = e.DB.NewDelete().Model((*schema.Plan)(nil)).Where("id = ?", "p").Exec(ctx)
+		require.NoError(t, err)
+
+		_, err = e.Client.Clear(ctx)
+		require.NoError(t, err)
+		time.Sleep(time.Millisecond) // the second enqueue time differs from the first
+		j, err = e.Client.AddJSON(ctx, reg, raw, &flow.NodeOpts{ID: "plan-job"})
+		require.NoError(t, err)
+		require.False(t, j.Existed)
+		e.Wait(j.ID)
+		require.Equal(t, flow.Succeeded, e.Job(j.ID).State)
+		require.Equal(t, 1, steptest.Count(t, e.DB, "workout_plans", "id = ?", "p"), "the plan was created again")
+	})
+}

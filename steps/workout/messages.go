@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/schema"
+	"github.com/trellisflow/trellis/steps/internal/field"
 )
 
 // The workout message types, exactly as the seed names them.
@@ -26,12 +28,23 @@ const (
 	TypePlanFullSave   = "WORKOUT_PLAN_FULL_SAVE"
 )
 
-// MaxIDLen bounds every entity ID, so that node IDs derived from a job ID and
-// an entity ID stay within the engine's limit.
-const MaxIDLen = 128
-
-// MaxJobIDLen bounds a job ID a message names (the engine's limit).
-const MaxJobIDLen = 256
+// The bounds of the fields, in bytes, from the columns that store them
+// (package schema); every message checks its fields at enqueue.
+const (
+	// MaxIDLen bounds the IDs of plans, phases, sessions and exercises and
+	// the client and trainer IDs.
+	MaxIDLen = schema.MaxID
+	// MaxJobIDLen bounds a job ID a message names (the engine's limit).
+	MaxJobIDLen = schema.MaxJobID
+	// MaxNameLen bounds the names of plans, phases, sessions and exercises.
+	MaxNameLen = schema.MaxName
+	// MaxTempoLen bounds an exercise's tempo.
+	MaxTempoLen = schema.MaxTempo
+	// MaxNotesLen bounds an exercise's notes.
+	MaxNotesLen = schema.MaxNotes
+	// MaxNumber bounds order numbers, sets, reps and rest (seconds).
+	MaxNumber = schema.MaxInt
+)
 
 // PhaseData is a phase without its sessions.
 type PhaseData struct {
@@ -98,10 +111,41 @@ type PhaseCreate struct {
 	ClientID  string    `json:"clientId,omitempty"`
 	TrainerID string    `json:"trainerId,omitempty"`
 	Phase     PhaseData `json:"phase"`
-	// FullSave is the job ID of the full plan save whose tree this create
-	// belongs to (FullSaveGraph sets it). Once a save enqueued later has
-	// replaced the plan's tree, the create writes nothing ("superseded").
+}
+
+// phaseCreateJob, sessionCreateJob and exerciseCreateJob are the creates as
+// their steps read them: the public message and, for a create of a full
+// plan save's sub-graph, FullSave, the save's job ID (FullSaveGraph sets
+// it). Once a save enqueued later has replaced the plan's tree, such a
+// create writes nothing ("superseded"); until then it may move its row
+// within the plan. The public messages have no such field, so a JSON
+// envelope, which the Registry decodes strictly into them, cannot claim
+// to belong to a save.
+type phaseCreateJob struct {
+	PhaseCreate
 	FullSave string `json:"fullSave,omitempty"`
+}
+
+type sessionCreateJob struct {
+	SessionCreate
+	FullSave string `json:"fullSave,omitempty"`
+}
+
+type exerciseCreateJob struct {
+	ExerciseCreate
+	FullSave string `json:"fullSave,omitempty"`
+}
+
+func (m phaseCreateJob) Validate() error {
+	return firstErr(m.PhaseCreate.Validate(), checkFullSave(m.FullSave))
+}
+
+func (m sessionCreateJob) Validate() error {
+	return firstErr(m.SessionCreate.Validate(), checkFullSave(m.FullSave))
+}
+
+func (m exerciseCreateJob) Validate() error {
+	return firstErr(m.ExerciseCreate.Validate(), checkFullSave(m.FullSave))
 }
 
 // PhaseUpdate changes some fields of a phase (WORKOUT_PHASE_UPDATE).
@@ -123,10 +167,6 @@ type SessionCreate struct {
 	PlanID  string      `json:"planId"`
 	PhaseID string      `json:"phaseId"`
 	Session SessionData `json:"session"`
-	// FullSave is the job ID of the full plan save whose tree this create
-	// belongs to (FullSaveGraph sets it). Once a save enqueued later has
-	// replaced the plan's tree, the create writes nothing ("superseded").
-	FullSave string `json:"fullSave,omitempty"`
 }
 
 // SessionUpdate changes some fields of a session (WORKOUT_SESSION_UPDATE).
@@ -150,10 +190,6 @@ type ExerciseCreate struct {
 	PhaseID   string       `json:"phaseId"`
 	SessionID string       `json:"sessionId"`
 	Exercise  ExerciseData `json:"exercise"`
-	// FullSave is the job ID of the full plan save whose tree this create
-	// belongs to (FullSaveGraph sets it). Once a save enqueued later has
-	// replaced the plan's tree, the create writes nothing ("superseded").
-	FullSave string `json:"fullSave,omitempty"`
 }
 
 // ExerciseUpdate changes some fields of an exercise (WORKOUT_EXERCISE_UPDATE).
@@ -230,6 +266,23 @@ func (ExerciseUpdate) MessageType() string { return TypeExerciseUpdate }
 func (ExerciseDelete) MessageType() string { return TypeExerciseDelete }
 func (PlanFullSave) MessageType() string   { return TypePlanFullSave }
 
+// DefaultOpts is the retry policy of the creates and updates, which may
+// run before the row they hang under or change exists: RaceOpts. AddJSON
+// (`trellis enqueue`, POST /api/enqueue) and the Queue… helpers apply it
+// where the caller's options set none.
+func (PlanCreate) DefaultOpts() flow.NodeOpts     { return RaceOpts(nil) }
+func (PhaseCreate) DefaultOpts() flow.NodeOpts    { return RaceOpts(nil) }
+func (PhaseUpdate) DefaultOpts() flow.NodeOpts    { return RaceOpts(nil) }
+func (SessionCreate) DefaultOpts() flow.NodeOpts  { return RaceOpts(nil) }
+func (SessionUpdate) DefaultOpts() flow.NodeOpts  { return RaceOpts(nil) }
+func (ExerciseCreate) DefaultOpts() flow.NodeOpts { return RaceOpts(nil) }
+func (ExerciseUpdate) DefaultOpts() flow.NodeOpts { return RaceOpts(nil) }
+func (WorkoutUpdate) DefaultOpts() flow.NodeOpts  { return RaceOpts(nil) }
+
+// DefaultOpts is the retry policy of a full plan save: SturdyOpts, which
+// its sub-graph gets too.
+func (PlanFullSave) DefaultOpts() flow.NodeOpts { return SturdyOpts(nil) }
+
 // Change sets remember the keys they do not know, so that Validate can
 // name them ("changes.colour is not a known field") on every entry point,
 // including a step decoding its own payload.
@@ -285,52 +338,30 @@ func checkUnknown(unknown []string) error {
 
 // Validation. Field names in errors are the JSON paths.
 
-func checkID(field, v string) error {
-	switch {
-	case strings.TrimSpace(v) == "":
-		return flow.FieldError(field, "is required")
-	case len(v) > MaxIDLen:
-		return flow.FieldError(field, "is %d bytes, over the limit of %d", len(v), MaxIDLen)
-	}
-	return nil
-}
+func checkID(name, v string) error { return field.Required(name, v, MaxIDLen) }
+
+// checkOptionalID checks an ID a message may leave out.
+func checkOptionalID(name, v string) error { return field.Text(name, v, MaxIDLen) }
 
 // checkFullSave checks the optional job ID of a full plan save.
-func checkFullSave(v string) error {
-	if len(v) > MaxJobIDLen {
-		return flow.FieldError("fullSave", "is %d bytes, over the limit of %d", len(v), MaxJobIDLen)
-	}
-	return nil
-}
+func checkFullSave(v string) error { return field.Text("fullSave", v, MaxJobIDLen) }
 
-func checkName(field, v string) error {
-	if strings.TrimSpace(v) == "" {
-		return flow.FieldError(field, "is required")
-	}
-	return nil
-}
+func checkName(name, v string) error { return field.Required(name, v, MaxNameLen) }
 
-func checkNonNegative[N int | float64](field string, v N) error {
+func checkNonNegative(name string, v float64) error {
 	if v < 0 {
-		return flow.FieldError(field, "must not be negative, got %v", v)
+		return flow.FieldError(name, "must not be negative, got %v", v)
 	}
 	return nil
 }
 
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func firstErr(errs ...error) error { return field.First(errs...) }
 
 func (p PhaseData) validate(prefix string) error {
 	return firstErr(
 		checkID(prefix+"id", p.ID),
 		checkName(prefix+"name", p.Name),
-		checkNonNegative(prefix+"orderNumber", p.OrderNumber),
+		field.Count(prefix+"orderNumber", p.OrderNumber),
 	)
 }
 
@@ -338,7 +369,7 @@ func (s SessionData) validate(prefix string) error {
 	return firstErr(
 		checkID(prefix+"id", s.ID),
 		checkName(prefix+"name", s.Name),
-		checkNonNegative(prefix+"orderNumber", s.OrderNumber),
+		field.Count(prefix+"orderNumber", s.OrderNumber),
 	)
 }
 
@@ -346,11 +377,13 @@ func (e ExerciseData) validate(prefix string) error {
 	return firstErr(
 		checkID(prefix+"id", e.ID),
 		checkName(prefix+"name", e.Name),
-		checkNonNegative(prefix+"orderNumber", e.OrderNumber),
-		checkNonNegative(prefix+"sets", e.Sets),
-		checkNonNegative(prefix+"reps", e.Reps),
+		field.Count(prefix+"orderNumber", e.OrderNumber),
+		field.Count(prefix+"sets", e.Sets),
+		field.Count(prefix+"reps", e.Reps),
 		checkNonNegative(prefix+"weight", e.Weight),
-		checkNonNegative(prefix+"rest", e.Rest),
+		field.Count(prefix+"rest", e.Rest),
+		field.Text(prefix+"tempo", e.Tempo, MaxTempoLen),
+		field.Text(prefix+"notes", e.Notes, MaxNotesLen),
 	)
 }
 
@@ -367,7 +400,7 @@ func (c PhaseChanges) validate() error {
 		}
 	}
 	if c.OrderNumber != nil {
-		return checkNonNegative("changes.orderNumber", *c.OrderNumber)
+		return field.Count("changes.orderNumber", *c.OrderNumber)
 	}
 	return nil
 }
@@ -385,7 +418,7 @@ func (c SessionChanges) validate() error {
 		}
 	}
 	if c.OrderNumber != nil {
-		return checkNonNegative("changes.orderNumber", *c.OrderNumber)
+		return field.Count("changes.orderNumber", *c.OrderNumber)
 	}
 	return nil
 }
@@ -408,7 +441,18 @@ func (c ExerciseChanges) validate() error {
 		v    *int
 	}{{"changes.orderNumber", c.OrderNumber}, {"changes.sets", c.Sets}, {"changes.reps", c.Reps}, {"changes.rest", c.Rest}} {
 		if f.v != nil {
-			if err := checkNonNegative(f.name, *f.v); err != nil {
+			if err := field.Count(f.name, *f.v); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range []struct {
+		name  string
+		v     *string
+		limit int
+	}{{"changes.tempo", c.Tempo, MaxTempoLen}, {"changes.notes", c.Notes, MaxNotesLen}} {
+		if f.v != nil {
+			if err := field.Text(f.name, *f.v, f.limit); err != nil {
 				return err
 			}
 		}
@@ -442,7 +486,8 @@ func (m PlanCreate) Validate() error {
 
 // Validate checks the message; errors name the field.
 func (m PhaseCreate) Validate() error {
-	return firstErr(checkID("planId", m.PlanID), m.Phase.validate("phase."), checkFullSave(m.FullSave))
+	return firstErr(checkID("planId", m.PlanID), checkOptionalID("clientId", m.ClientID),
+		checkOptionalID("trainerId", m.TrainerID), m.Phase.validate("phase."))
 }
 
 // Validate checks the message; errors name the field.
@@ -457,7 +502,7 @@ func (m PhaseDelete) Validate() error {
 
 // Validate checks the message; errors name the field.
 func (m SessionCreate) Validate() error {
-	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID), m.Session.validate("session."), checkFullSave(m.FullSave))
+	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID), m.Session.validate("session."))
 }
 
 // Validate checks the message; errors name the field.
@@ -474,7 +519,7 @@ func (m SessionDelete) Validate() error {
 // Validate checks the message; errors name the field.
 func (m ExerciseCreate) Validate() error {
 	return firstErr(checkID("planId", m.PlanID), checkID("phaseId", m.PhaseID),
-		checkID("sessionId", m.SessionID), m.Exercise.validate("exercise."), checkFullSave(m.FullSave))
+		checkID("sessionId", m.SessionID), m.Exercise.validate("exercise."))
 }
 
 // Validate checks the message; errors name the field.

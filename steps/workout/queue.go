@@ -11,17 +11,24 @@ import (
 
 // The seed's workout queue integration (WorkoutQueueIntegration), as
 // functions over a flow client. Each enqueues one job (or, for the "Add
-// Phase" sequence, a small graph) and returns what enqueue left; opts may be
-// nil for the client's defaults (3 attempts, exponential backoff from 2s).
+// Phase" sequence, a small graph) and returns what enqueue left. opts may
+// be nil; what it leaves unset comes from the message type (DefaultOpts:
+// the creates and updates retry for minutes, RaceOpts; a full plan save
+// SturdyOpts), else from the client (3 attempts, exponential from 2s).
+
+// add enqueues m with its type's default options where opts sets none.
+func add(ctx context.Context, c *flow.Client, m flow.Message, opts *flow.NodeOpts, after ...string) (flow.EnqueuedJob, error) {
+	return c.Add(ctx, m, flow.DefaultedOpts(m, opts), after...)
+}
 
 // QueuePlanCreate queues the creation of a workout plan.
 func QueuePlanCreate(ctx context.Context, c *flow.Client, m PlanCreate, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
-	return c.Add(ctx, m, opts)
+	return add(ctx, c, m, opts)
 }
 
 // QueuePhaseCreate queues the creation of a phase in a plan that exists.
 func QueuePhaseCreate(ctx context.Context, c *flow.Client, m PhaseCreate, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
-	return c.Add(ctx, m, opts)
+	return add(ctx, c, m, opts)
 }
 
 // QueuePhaseCreateWithDependency queues a phase create that waits for the
@@ -30,49 +37,49 @@ func QueuePhaseCreate(ctx context.Context, c *flow.Client, m PhaseCreate, opts *
 // queued; the step then retries until the plan exists.
 func QueuePhaseCreateWithDependency(ctx context.Context, c *flow.Client, m PhaseCreate, planJobID string, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
 	if planJobID == "" {
-		return c.Add(ctx, m, opts)
+		return add(ctx, c, m, opts)
 	}
-	return c.Add(ctx, m, opts, planJobID)
+	return add(ctx, c, m, opts, planJobID)
 }
 
 // QueuePhaseUpdate queues a change to a phase.
 func QueuePhaseUpdate(ctx context.Context, c *flow.Client, m PhaseUpdate, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
-	return c.Add(ctx, m, opts)
+	return add(ctx, c, m, opts)
 }
 
 // QueuePhaseDelete queues the deletion of a phase with its sessions and exercises.
 func QueuePhaseDelete(ctx context.Context, c *flow.Client, m PhaseDelete, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
-	return c.Add(ctx, m, opts)
+	return add(ctx, c, m, opts)
 }
 
 // QueueSessionCreate queues the creation of a session.
 func QueueSessionCreate(ctx context.Context, c *flow.Client, m SessionCreate, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
-	return c.Add(ctx, m, opts)
+	return add(ctx, c, m, opts)
 }
 
 // QueueSessionUpdate queues a change to a session.
 func QueueSessionUpdate(ctx context.Context, c *flow.Client, m SessionUpdate, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
-	return c.Add(ctx, m, opts)
+	return add(ctx, c, m, opts)
 }
 
 // QueueSessionDelete queues the deletion of a session with its exercises.
 func QueueSessionDelete(ctx context.Context, c *flow.Client, m SessionDelete, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
-	return c.Add(ctx, m, opts)
+	return add(ctx, c, m, opts)
 }
 
 // QueueExerciseCreate queues the creation of an exercise.
 func QueueExerciseCreate(ctx context.Context, c *flow.Client, m ExerciseCreate, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
-	return c.Add(ctx, m, opts)
+	return add(ctx, c, m, opts)
 }
 
 // QueueExerciseUpdate queues a change to an exercise.
 func QueueExerciseUpdate(ctx context.Context, c *flow.Client, m ExerciseUpdate, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
-	return c.Add(ctx, m, opts)
+	return add(ctx, c, m, opts)
 }
 
 // QueueExerciseDelete queues the deletion of an exercise.
 func QueueExerciseDelete(ctx context.Context, c *flow.Client, m ExerciseDelete, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
-	return c.Add(ctx, m, opts)
+	return add(ctx, c, m, opts)
 }
 
 // QueueFullPlanSave queues a whole plan (a CSV upload, a full save). The
@@ -82,15 +89,14 @@ func QueueExerciseDelete(ctx context.Context, c *flow.Client, m ExerciseDelete, 
 // retry with the sturdy policy (SturdyOpts), which rides out a database
 // restart.
 func QueueFullPlanSave(ctx context.Context, c *flow.Client, m PlanFullSave, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
-	o := SturdyOpts(opts)
-	return c.Add(ctx, m, &o)
+	return add(ctx, c, m, opts)
 }
 
 // SendWorkoutUpdate queues the legacy WORKOUT_UPDATE change set on one
 // exercise (the seed's sendWorkoutUpdateMessage); userID goes into the
 // envelope.
 func SendWorkoutUpdate(ctx context.Context, c *flow.Client, m WorkoutUpdate, userID string) (flow.EnqueuedJob, error) {
-	return c.Add(ctx, m, &flow.NodeOpts{UserID: userID})
+	return add(ctx, c, m, &flow.NodeOpts{UserID: userID})
 }
 
 // PlanCreateJobID is the job ID QueueAddPhase gives a plan's create, so
@@ -122,15 +128,11 @@ func QueueAddPhase(ctx context.Context, c *flow.Client, db bun.IDB, plan PlanCre
 		j, err := QueuePhaseCreate(ctx, c, pc, opts)
 		return AddPhaseResult{PhaseJob: j}, err
 	}
-	base := flow.NodeOpts{}
-	if opts != nil {
-		base = *opts
-	}
-	planOpts := base
+	planOpts, phaseOpts := flow.DefaultedOpts(plan, opts), flow.DefaultedOpts(pc, opts)
 	planOpts.ID = PlanCreateJobID(plan.PlanID)
 	g := flow.New()
-	pn := g.Add(plan, &planOpts)
-	phn := g.Add(pc, &base).After(pn)
+	pn := g.Add(plan, planOpts)
+	phn := g.Add(pc, phaseOpts).After(pn)
 	res, err := c.Enqueue(ctx, g)
 	if err != nil {
 		return AddPhaseResult{}, err

@@ -3,7 +3,6 @@ package workout
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,9 +22,11 @@ import (
 type Result struct {
 	Entity string `json:"entity"` // plan, phase, session or exercise
 	ID     string `json:"id"`
-	// Action is created, updated, deleted, absent (a delete of a row that
-	// was not there) or superseded (a create of a full plan save whose tree a
-	// save enqueued later has replaced: nothing was written).
+	// Action is created, updated, unchanged (a create of a row that was
+	// there already, where the message puts it, with the message's data:
+	// nothing was written), deleted, absent (a delete of a row that was not
+	// there) or superseded (a create of a full plan save whose tree a save
+	// enqueued later has replaced: nothing was written).
 	Action string `json:"action"`
 }
 
@@ -83,49 +84,26 @@ func planExists(ctx context.Context, db bun.IDB, planID string) (bool, error) {
 	return planQuery(db, planID).Exists(ctx)
 }
 
-// requirePlan fails retryably unless the plan exists.
-func requirePlan(ctx context.Context, tx bun.IDB, planID string) error {
-	ok, err := planExists(ctx, tx, planID)
-	if err == nil && !ok {
-		err = &NotFoundError{Entity: "plan", ID: planID}
+// parentQuery finds the parent row of the row p ends at, where p puts it:
+// the plan (of the client and trainer p names, if any), the phase in the
+// plan, or the session in the phase of the plan.
+func parentQuery(tx bun.IDB, p path) *bun.SelectQuery {
+	switch p.leaf() {
+	case "exercise":
+		return tx.NewSelect().ColumnExpr("1").TableExpr("workout_sessions AS s").
+			Join("JOIN workout_phases AS p ON p.id = s.phase_id").
+			Where("s.id = ? AND s.phase_id = ? AND p.plan_id = ?", p.session, p.phase, p.plan)
+	case "session":
+		return tx.NewSelect().Model((*schema.Phase)(nil)).ColumnExpr("1").Where("id = ? AND plan_id = ?", p.phase, p.plan)
 	}
-	return err
-}
-
-// phaseQuery finds the phase in the plan.
-func phaseQuery(tx bun.IDB, planID, phaseID string) *bun.SelectQuery {
-	return tx.NewSelect().Model((*schema.Phase)(nil)).ColumnExpr("1").Where("id = ? AND plan_id = ?", phaseID, planID)
-}
-
-// sessionQuery finds the session in the phase of the plan.
-func sessionQuery(tx bun.IDB, planID, phaseID, sessionID string) *bun.SelectQuery {
-	return tx.NewSelect().ColumnExpr("1").TableExpr("workout_sessions AS s").
-		Join("JOIN workout_phases AS p ON p.id = s.phase_id").
-		Where("s.id = ? AND s.phase_id = ? AND p.plan_id = ?", sessionID, phaseID, planID)
-}
-
-// requirePhase fails retryably unless the phase exists in the plan.
-func requirePhase(ctx context.Context, tx bun.IDB, planID, phaseID string) error {
-	ok, err := phaseQuery(tx, planID, phaseID).Exists(ctx)
-	if err != nil {
-		return err
+	q := planQuery(tx, p.plan)
+	if p.client != "" {
+		q = q.Where("client_id = ?", p.client)
 	}
-	if !ok {
-		return &NotFoundError{Entity: "phase", ID: phaseID}
+	if p.trainer != "" {
+		q = q.Where("trainer_id = ?", p.trainer)
 	}
-	return nil
-}
-
-// requireSession fails retryably unless the session exists in the phase of the plan.
-func requireSession(ctx context.Context, tx bun.IDB, planID, phaseID, sessionID string) error {
-	ok, err := sessionQuery(tx, planID, phaseID, sessionID).Exists(ctx)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return &NotFoundError{Entity: "session", ID: sessionID}
-	}
-	return nil
+	return q
 }
 
 // errSuperseded says a create of a full plan save found the plan's tree
@@ -153,90 +131,46 @@ func ofSave(tx bun.IDB, parent *bun.SelectQuery, planID, save string) *bun.Selec
 	return parent.Where("EXISTS (?)", savedPlan(tx, planID, save))
 }
 
-// requireOfSave is require for a create of full plan save job save: first
-// errSuperseded unless the save still owns the plan, then require.
-func requireOfSave(ctx context.Context, tx bun.IDB, planID, save string, require func() error) func() error {
-	if save == "" {
-		return require
-	}
-	return func() error {
-		ok, err := savedPlan(tx, planID, save).Exists(ctx)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return errSuperseded
-		}
-		return require()
-	}
-}
-
-func upsertPlan(ctx context.Context, tx bun.IDB, m PlanCreate) (string, error) {
-	t := now()
-	return upsert(ctx, tx, &schema.Plan{
-		ID: m.PlanID, Name: m.Name, ClientID: m.ClientID, TrainerID: m.TrainerID, IsActive: m.IsActive,
-		CreatedAt: t, UpdatedAt: t,
-	}, "name", "client_id", "trainer_id", "is_active", "updated_at")
-}
-
-// upsert inserts row, or when its ID exists updates cols, and says which it
-// did. Insert-or-nothing first: creates are the common case and cost one
-// statement; ON CONFLICT … DO NOTHING and the row count mean the same in
-// both dialects.
-func upsert(ctx context.Context, tx bun.IDB, row any, cols ...string) (string, error) {
-	res, err := tx.NewInsert().Model(row).On("CONFLICT (id) DO NOTHING").Exec(ctx)
-	return createdOrUpdated(ctx, tx, res, err, row, nil, cols)
-}
-
-// createdOrUpdated finishes an insert-or-nothing of row: "created" when it
-// went in; otherwise, once require (when given) has found the parent, the
-// existing row's cols are updated.
-func createdOrUpdated(ctx context.Context, tx bun.IDB, res sql.Result, err error, row any, require func() error, cols []string) (string, error) {
-	if err != nil {
-		return "", err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return "", err
-	} else if n == 1 {
-		return "created", nil
-	}
-	if require != nil {
-		if err := require(); errors.Is(err, errSuperseded) {
-			return "superseded", nil
-		} else if err != nil {
-			return "", err
-		}
-	}
-	if _, err := tx.NewUpdate().Model(row).Column(cols...).WherePK().Exec(ctx); err != nil {
-		return "", err
-	}
-	return "updated", nil
-}
-
+// planCreate inserts the plan, or else holds it to its client and trainer
+// and rewrites its name and state.
 func planCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PlanCreate) (Result, error) {
-	action, err := upsertPlan(ctx, tx, m)
-	return Result{Entity: "plan", ID: m.PlanID, Action: action}, err
+	t := now()
+	row := &schema.Plan{ID: m.PlanID, Name: m.Name, ClientID: m.ClientID, TrainerID: m.TrainerID, IsActive: m.IsActive,
+		CreatedAt: t, UpdatedAt: t}
+	res := Result{Entity: "plan", ID: m.PlanID, Action: "created"}
+	n, err := affected(tx.NewInsert().Model(row).On("CONFLICT (id) DO NOTHING").Exec(ctx))
+	if err != nil || n == 1 {
+		return res, err
+	}
+	p := path{client: m.ClientID, trainer: m.TrainerID, plan: m.PlanID}
+	if err := check(ctx, tx, p, false, true); err != nil {
+		return Result{}, err
+	}
+	res.Action, err = rewrite(ctx, tx, row, p, "name", "is_active", "updated_at")
+	return res, err
 }
 
-func phaseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseCreate) (Result, error) {
+func phaseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m phaseCreateJob) (Result, error) {
 	t := now()
 	action, err := createUnder(ctx, tx, &schema.Phase{
 		ID: m.Phase.ID, PlanID: m.PlanID, Name: m.Phase.Name, OrderNumber: m.Phase.OrderNumber,
 		IsActive: m.Phase.IsActive, CreatedAt: t, UpdatedAt: t,
-	}, m.PlanID, m.FullSave, planQuery(tx, m.PlanID), func() error { return requirePlan(ctx, tx, m.PlanID) },
+	}, path{client: m.ClientID, trainer: m.TrainerID, plan: m.PlanID, phase: m.Phase.ID}, m.FullSave,
 		"plan_id", "name", "order_number", "is_active", "updated_at")
 	return Result{Entity: "phase", ID: m.Phase.ID, Action: action}, err
 }
 
-// createUnder is upsert for a row of plan planID under a parent that must
-// exist: it inserts row, if its ID is new and parent (a query for the
-// parent row) finds it, in one statement (INSERT … SELECT … WHERE EXISTS).
-// Creates are the common case; only when nothing went in does it ask why:
-// require returns the parent's not-found error, or else the row exists and
-// its cols are updated. A create of full plan save job save (not "") writes
-// only while that save owns the plan, and is "superseded" otherwise.
-func createUnder(ctx context.Context, tx bun.Tx, row any, planID, save string, parent *bun.SelectQuery, require func() error, cols ...string) (string, error) {
-	parent, require = ofSave(tx, parent, planID, save), requireOfSave(ctx, tx, planID, save, require)
+// createUnder creates row, the row p ends at, under its parent, which must
+// exist where p puts it. Creates are the common case and cost one
+// statement: INSERT … SELECT … WHERE EXISTS (the parent) ON CONFLICT (id)
+// DO NOTHING, which cannot touch another plan's row. Only when nothing went
+// in does it ask why (check): a row named elsewhere than p puts it is a
+// permanent *OwnershipError, a missing parent a retryable *NotFoundError,
+// and a row that exists where p puts it gets cols rewritten ("updated" or
+// "unchanged"). A create of full plan save job save (not "") writes only
+// while that save owns the plan, and is "superseded" otherwise; it may move
+// its row to another parent of the same plan.
+func createUnder(ctx context.Context, tx bun.Tx, row any, p path, save string, cols ...string) (string, error) {
 	t := tx.Dialect().Tables().Get(reflect.TypeOf(row).Elem())
 	v := reflect.ValueOf(row).Elem()
 	names := make([]string, len(t.Fields))
@@ -245,16 +179,31 @@ func createUnder(ctx context.Context, tx bun.Tx, row any, planID, save string, p
 		names[i] = string(f.SQLName)
 		args = append(args, f.Value(v).Interface())
 	}
-	args = append(args, parent)
+	args = append(args, ofSave(tx, parentQuery(tx, p), p.plan, save))
 	q := "INSERT INTO " + string(t.SQLName) + " (" + strings.Join(names, ", ") + ") SELECT " +
 		strings.TrimSuffix(strings.Repeat("?, ", len(names)), ", ") + " WHERE EXISTS (?) ON CONFLICT (id) DO NOTHING"
-	res, err := tx.ExecContext(ctx, q, args...)
-	return createdOrUpdated(ctx, tx, res, err, row, require, cols)
+	n, err := affected(tx.ExecContext(ctx, q, args...))
+	if err != nil || n == 1 {
+		return "created", err
+	}
+	if save != "" {
+		ok, err := savedPlan(tx, p.plan, save).Exists(ctx)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return "superseded", nil
+		}
+	}
+	if err := check(ctx, tx, p, save != "", false); err != nil {
+		return "", err
+	}
+	return rewrite(ctx, tx, row, p, cols...)
 }
 
 func phaseUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseUpdate) (Result, error) {
-	q := tx.NewUpdate().Model((*schema.Phase)(nil)).Set("updated_at = ?", now()).
-		Where("id = ? AND plan_id = ?", m.PhaseID, m.PlanID)
+	p := path{plan: m.PlanID, phase: m.PhaseID}
+	q := tx.NewUpdate().Model((*schema.Phase)(nil)).Set("updated_at = ?", now())
 	c := m.Changes
 	if c.Name != nil {
 		q.Set("name = ?", *c.Name)
@@ -265,94 +214,92 @@ func phaseUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseUpd
 	if c.IsActive != nil {
 		q.Set("is_active = ?", *c.IsActive)
 	}
-	return updated(ctx, q, "phase", m.PhaseID)
+	return updated(ctx, tx, q, p)
 }
 
-// updated runs an update and turns "no row" into the retryable not-found
-// error: the row's create may still be on its way.
-func updated(ctx context.Context, q *bun.UpdateQuery, entity, id string) (Result, error) {
-	res, err := q.Exec(ctx)
-	if err != nil {
-		return Result{}, err
-	}
-	n, err := res.RowsAffected()
+// updated runs q, an update of the row p ends at, narrowed to where p puts
+// it. When it changes nothing it asks why: a row named elsewhere is a
+// permanent *OwnershipError, a missing one (the row or one above it) a
+// retryable *NotFoundError, since its create may still be on its way.
+func updated(ctx context.Context, tx bun.Tx, q *bun.UpdateQuery, p path) (Result, error) {
+	where, args := p.at()
+	n, err := affected(q.Where(where, args...).Exec(ctx))
 	if err != nil {
 		return Result{}, err
 	}
 	if n == 0 {
-		return Result{}, &NotFoundError{Entity: entity, ID: id}
+		if err := check(ctx, tx, p, false, true); err != nil {
+			return Result{}, err
+		}
+		return Result{}, errChanged(p)
 	}
-	return Result{Entity: entity, ID: id, Action: "updated"}, nil
+	return Result{Entity: p.leaf(), ID: p.id(), Action: "updated"}, nil
 }
 
-// deleted runs a delete; a missing row is fine (deletes are idempotent).
-func deleted(ctx context.Context, q *bun.DeleteQuery, entity, id string) (Result, error) {
-	res, err := q.Exec(ctx)
+// deleted deletes the row p ends at, where p puts it. A missing row is
+// fine (deletes are idempotent: "absent"); a row named elsewhere than p
+// puts it (or a named parent elsewhere) is a permanent *OwnershipError.
+func deleted(ctx context.Context, tx bun.Tx, model any, p path) (Result, error) {
+	where, args := p.at()
+	n, err := affected(tx.NewDelete().Model(model).Where(where, args...).Exec(ctx))
 	if err != nil {
 		return Result{}, err
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return Result{}, err
-	}
-	action := "deleted"
+	res := Result{Entity: p.leaf(), ID: p.id(), Action: "deleted"}
 	if n == 0 {
-		action = "absent"
+		if err := check(ctx, tx, p, false, false); err != nil {
+			var nf *NotFoundError
+			if !errors.As(err, &nf) {
+				return Result{}, err
+			}
+		}
+		res.Action = "absent"
 	}
-	return Result{Entity: entity, ID: id, Action: action}, nil
+	return res, nil
 }
 
 func phaseDelete(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseDelete) (Result, error) {
-	return deleted(ctx, tx.NewDelete().Model((*schema.Phase)(nil)).Where("id = ? AND plan_id = ?", m.PhaseID, m.PlanID), "phase", m.PhaseID)
+	return deleted(ctx, tx, (*schema.Phase)(nil), path{plan: m.PlanID, phase: m.PhaseID})
 }
 
-func sessionCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m SessionCreate) (Result, error) {
+func sessionCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m sessionCreateJob) (Result, error) {
 	t := now()
 	action, err := createUnder(ctx, tx, &schema.Session{
 		ID: m.Session.ID, PhaseID: m.PhaseID, Name: m.Session.Name, OrderNumber: m.Session.OrderNumber,
 		CreatedAt: t, UpdatedAt: t,
-	}, m.PlanID, m.FullSave, phaseQuery(tx, m.PlanID, m.PhaseID), func() error { return requirePhase(ctx, tx, m.PlanID, m.PhaseID) },
+	}, path{plan: m.PlanID, phase: m.PhaseID, session: m.Session.ID}, m.FullSave,
 		"phase_id", "name", "order_number", "updated_at")
 	return Result{Entity: "session", ID: m.Session.ID, Action: action}, err
 }
 
 func sessionUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m SessionUpdate) (Result, error) {
-	if err := requirePhase(ctx, tx, m.PlanID, m.PhaseID); err != nil {
-		return Result{}, err
-	}
-	q := tx.NewUpdate().Model((*schema.Session)(nil)).Set("updated_at = ?", now()).
-		Where("id = ? AND phase_id = ?", m.SessionID, m.PhaseID)
+	q := tx.NewUpdate().Model((*schema.Session)(nil)).Set("updated_at = ?", now())
 	if m.Changes.Name != nil {
 		q.Set("name = ?", *m.Changes.Name)
 	}
 	if m.Changes.OrderNumber != nil {
 		q.Set("order_number = ?", *m.Changes.OrderNumber)
 	}
-	return updated(ctx, q, "session", m.SessionID)
+	return updated(ctx, tx, q, path{plan: m.PlanID, phase: m.PhaseID, session: m.SessionID})
 }
 
 func sessionDelete(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m SessionDelete) (Result, error) {
-	return deleted(ctx, tx.NewDelete().Model((*schema.Session)(nil)).Where("id = ? AND phase_id = ?", m.SessionID, m.PhaseID), "session", m.SessionID)
+	return deleted(ctx, tx, (*schema.Session)(nil), path{plan: m.PlanID, phase: m.PhaseID, session: m.SessionID})
 }
 
-func exerciseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m ExerciseCreate) (Result, error) {
+func exerciseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m exerciseCreateJob) (Result, error) {
 	e, t := m.Exercise, now()
 	action, err := createUnder(ctx, tx, &schema.Exercise{
 		ID: e.ID, SessionID: m.SessionID, Name: e.Name, OrderNumber: e.OrderNumber,
 		Sets: e.Sets, Reps: e.Reps, Weight: e.Weight, RestSeconds: e.Rest, Tempo: e.Tempo, Notes: e.Notes,
 		CreatedAt: t, UpdatedAt: t,
-	}, m.PlanID, m.FullSave, sessionQuery(tx, m.PlanID, m.PhaseID, m.SessionID),
-		func() error { return requireSession(ctx, tx, m.PlanID, m.PhaseID, m.SessionID) },
+	}, path{plan: m.PlanID, phase: m.PhaseID, session: m.SessionID, exercise: e.ID}, m.FullSave,
 		"session_id", "name", "order_number", "sets", "reps", "weight", "rest_seconds", "tempo", "notes", "updated_at")
 	return Result{Entity: "exercise", ID: e.ID, Action: action}, err
 }
 
-func updateExercise(ctx context.Context, tx bun.Tx, planID, phaseID, sessionID, exerciseID string, c ExerciseChanges) (Result, error) {
-	if err := requireSession(ctx, tx, planID, phaseID, sessionID); err != nil {
-		return Result{}, err
-	}
-	q := tx.NewUpdate().Model((*schema.Exercise)(nil)).Set("updated_at = ?", now()).
-		Where("id = ? AND session_id = ?", exerciseID, sessionID)
+func updateExercise(ctx context.Context, tx bun.Tx, p path, c ExerciseChanges) (Result, error) {
+	q := tx.NewUpdate().Model((*schema.Exercise)(nil)).Set("updated_at = ?", now())
 	if c.Name != nil {
 		q.Set("name = ?", *c.Name)
 	}
@@ -377,19 +324,19 @@ func updateExercise(ctx context.Context, tx bun.Tx, planID, phaseID, sessionID, 
 	if c.Notes != nil {
 		q.Set("notes = ?", *c.Notes)
 	}
-	return updated(ctx, q, "exercise", exerciseID)
+	return updated(ctx, tx, q, p)
 }
 
 func exerciseUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m ExerciseUpdate) (Result, error) {
-	return updateExercise(ctx, tx, m.PlanID, m.PhaseID, m.SessionID, m.ExerciseID, m.Changes)
+	return updateExercise(ctx, tx, path{plan: m.PlanID, phase: m.PhaseID, session: m.SessionID, exercise: m.ExerciseID}, m.Changes)
 }
 
 func workoutUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m WorkoutUpdate) (Result, error) {
-	return updateExercise(ctx, tx, m.ExercisePlanID, m.PhaseID, m.SessionID, m.ExerciseID, m.Changes)
+	return updateExercise(ctx, tx, path{plan: m.ExercisePlanID, phase: m.PhaseID, session: m.SessionID, exercise: m.ExerciseID}, m.Changes)
 }
 
 func exerciseDelete(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m ExerciseDelete) (Result, error) {
-	return deleted(ctx, tx.NewDelete().Model((*schema.Exercise)(nil)).Where("id = ? AND session_id = ?", m.ExerciseID, m.SessionID), "exercise", m.ExerciseID)
+	return deleted(ctx, tx, (*schema.Exercise)(nil), path{plan: m.PlanID, phase: m.PhaseID, session: m.SessionID, exercise: m.ExerciseID})
 }
 
 // fullSaveStep saves the plan row and prunes what the message no longer
@@ -406,7 +353,7 @@ func fullSaveStep(db bun.IDB) flow.Step {
 			}
 		}
 		res, _, err := steprun.Do(ctx, db, sc, func(ctx context.Context, tx bun.Tx) (FullSaveResult, error) {
-			return savePlanRow(ctx, tx, m, sc.JobID, sc.Envelope.Timestamp.UnixNano())
+			return savePlanRow(ctx, tx, m, sc.JobID, sc.Envelope.Enqueued().UnixNano())
 		})
 		return res, err
 	})
@@ -416,6 +363,9 @@ func fullSaveStep(db bun.IDB) flow.Step {
 // of the plan's tree and prunes the rows the message no longer holds; a
 // save enqueued before the plan's owner writes nothing ("superseded").
 func savePlanRow(ctx context.Context, tx bun.Tx, m PlanFullSave, job string, at int64) (FullSaveResult, error) {
+	if err := foreignRows(ctx, tx, m); err != nil {
+		return FullSaveResult{}, err
+	}
 	action, err := claimPlan(ctx, tx, m, job, at)
 	if err != nil {
 		return FullSaveResult{}, err
@@ -463,9 +413,61 @@ func savePlanRow(ctx context.Context, tx bun.Tx, m PlanFullSave, job string, at 
 	return res, nil
 }
 
+// foreignRows refuses a full plan save that names a phase, session or
+// exercise of another plan, with the permanent *OwnershipError of the
+// first one (by its path in the message). Its creates would refuse it
+// too, one by one, after the plan's tree was pruned; this refuses the
+// whole save before anything is written.
+func foreignRows(ctx context.Context, tx bun.Tx, m PlanFullSave) error {
+	where := map[string]string{}
+	var phases, sessions, exercises []string
+	for i, p := range m.Phases {
+		where["phase "+p.ID] = fmt.Sprintf("phases[%d].id", i)
+		phases = append(phases, p.ID)
+		for j, s := range p.Sessions {
+			where["session "+s.ID] = fmt.Sprintf("phases[%d].sessions[%d].id", i, j)
+			sessions = append(sessions, s.ID)
+			for k, e := range s.Exercises {
+				where["exercise "+e.ID] = fmt.Sprintf("phases[%d].sessions[%d].exercises[%d].id", i, j, k)
+				exercises = append(exercises, e.ID)
+			}
+		}
+	}
+	for _, k := range []struct {
+		entity, from string
+		ids          []string
+	}{
+		{"phase", "workout_phases AS p", phases},
+		{"session", "workout_sessions AS x JOIN workout_phases AS p ON p.id = x.phase_id", sessions},
+		{"exercise", "workout_exercises AS x JOIN workout_sessions AS s ON s.id = x.session_id JOIN workout_phases AS p ON p.id = s.phase_id", exercises},
+	} {
+		if len(k.ids) == 0 {
+			continue
+		}
+		id := "x.id"
+		if k.entity == "phase" {
+			id = "p.id"
+		}
+		var rows []struct {
+			ID   string `bun:"id"`
+			Plan string `bun:"plan_id"`
+		}
+		if err := tx.NewSelect().ColumnExpr(id+" AS id, p.plan_id AS plan_id").TableExpr(k.from).
+			Where(id+" IN (?) AND p.plan_id <> ?", bun.In(k.ids), m.PlanID).OrderExpr(id).Limit(1).Scan(ctx, &rows); err != nil {
+			return fmt.Errorf("workout: look up the %ss of full plan save %s: %w", k.entity, m.PlanID, err)
+		}
+		if len(rows) > 0 {
+			return flow.Permanent(fmt.Errorf("%s: %w", where[k.entity+" "+rows[0].ID],
+				&OwnershipError{Entity: k.entity, ID: rows[0].ID, Parent: "plan", Owner: rows[0].Plan, Named: m.PlanID}))
+		}
+	}
+	return nil
+}
+
 // claimPlan writes the plan row of full plan save job, enqueued at (Unix
 // ns), as the owner of the plan's tree: created, or updated unless a save
-// enqueued later owns it already (superseded). On PostgreSQL the update
+// enqueued later owns it already (superseded). A plan of another client
+// or trainer is a permanent *OwnershipError. On PostgreSQL the update
 // waits for the creates of the previous owner that are writing now.
 func claimPlan(ctx context.Context, tx bun.Tx, m PlanFullSave, job string, at int64) (string, error) {
 	t := now()
@@ -475,9 +477,14 @@ func claimPlan(ctx context.Context, tx bun.Tx, m PlanFullSave, job string, at in
 	if err != nil || n == 1 {
 		return "created", err
 	}
+	p := path{client: m.ClientID, trainer: m.TrainerID, plan: m.PlanID}
+	if err := check(ctx, tx, p, false, true); err != nil {
+		return "", err
+	}
+	where, args := p.inPlan()
 	n, err = affected(tx.NewUpdate().Model(row).
-		Column("name", "client_id", "trainer_id", "is_active", "updated_at", "full_save_job", "full_save_at").
-		WherePK().Where("full_save_at <= ?", at).Exec(ctx))
+		Column("name", "is_active", "updated_at", "full_save_job", "full_save_at").
+		Where(where, args...).Where("full_save_at <= ?", at).Exec(ctx))
 	if err != nil {
 		return "", err
 	}
@@ -493,6 +500,36 @@ func affected(res interface{ RowsAffected() (int64, error) }, err error) (int, e
 	}
 	n, err := res.RowsAffected()
 	return int(n), err
+}
+
+// The retry policy of the workout creates and updates, unless the caller's
+// options set one (see DefaultOpts). The seed's race: a phase create that
+// runs before its plan exists (or a session's before its phase, an update
+// before its row's create) fails with a retryable *NotFoundError and is
+// retried until the row is there. 20 attempts 2s, 4s, 8s, 16s, then every
+// 30s, with equal jitter, give the row 4 to 8 minutes to arrive, where the
+// engine's default of 3 attempts gave it 6 s.
+const RaceAttempts = 20
+
+// RaceBackoff goes with RaceAttempts: exponential from 2s, capped at 30s,
+// with jitter.
+var RaceBackoff = flow.Exponential(2 * time.Second).WithMax(30 * time.Second).WithJitter()
+
+// RaceOpts returns a copy of opts (nil for none) with RaceAttempts and
+// RaceBackoff where it sets no attempts or backoff.
+func RaceOpts(opts *flow.NodeOpts) flow.NodeOpts {
+	o := flow.NodeOpts{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.Attempts == 0 {
+		o.Attempts = RaceAttempts
+	}
+	if o.Backoff == nil {
+		b := RaceBackoff
+		o.Backoff = &b
+	}
+	return o
 }
 
 // The retry policy of full plan saves and the jobs they expand into, unless
@@ -535,13 +572,13 @@ func FullSaveGraph(jobID string, m PlanFullSave, opts *flow.NodeOpts) *flow.Grap
 	with := func(id string) *flow.NodeOpts { o := base; o.ID = id; return &o }
 	g := flow.New()
 	for _, p := range m.Phases {
-		pn := g.Add(PhaseCreate{PlanID: m.PlanID, ClientID: m.ClientID, TrainerID: m.TrainerID, Phase: p.PhaseData, FullSave: jobID},
+		pn := g.Add(phaseCreateJob{PhaseCreate{PlanID: m.PlanID, ClientID: m.ClientID, TrainerID: m.TrainerID, Phase: p.PhaseData}, jobID},
 			with(FullSaveNodeID(jobID, "phase", p.ID)))
 		for _, s := range p.Sessions {
-			sn := g.Add(SessionCreate{PlanID: m.PlanID, PhaseID: p.ID, Session: s.SessionData, FullSave: jobID},
+			sn := g.Add(sessionCreateJob{SessionCreate{PlanID: m.PlanID, PhaseID: p.ID, Session: s.SessionData}, jobID},
 				with(FullSaveNodeID(jobID, "session", s.ID))).After(pn)
 			for _, e := range s.Exercises {
-				g.Add(ExerciseCreate{PlanID: m.PlanID, PhaseID: p.ID, SessionID: s.ID, Exercise: e, FullSave: jobID},
+				g.Add(exerciseCreateJob{ExerciseCreate{PlanID: m.PlanID, PhaseID: p.ID, SessionID: s.ID, Exercise: e}, jobID},
 					with(FullSaveNodeID(jobID, "exercise", e.ID))).After(sn)
 			}
 		}

@@ -52,8 +52,8 @@ func Logger() *slog.Logger {
 }
 
 // Runner runs steps by message type. Every run of one job ID carries the
-// same envelope timestamp, as the attempts of one job do; Forget gives the
-// ID a new one, as a new job with a reused ID would have.
+// same envelope timestamp and enqueue time, as the attempts of one job do;
+// Forget gives the ID a new one, as a new job with a reused ID would have.
 type Runner struct {
 	Client *flow.Client
 	Steps  map[string]flow.Step
@@ -69,8 +69,7 @@ func (r *Runner) Forget(jobID string) {
 	delete(r.stamped, jobID)
 }
 
-// Stamp sets the envelope timestamp of jobID's runs: when the job was
-// enqueued.
+// Stamp sets the envelope timestamp and enqueue time of jobID's runs.
 func (r *Runner) Stamp(jobID string, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -116,7 +115,8 @@ func (r *Runner) RunRaw(ctx context.Context, jobID string, attempt int, typ stri
 	if !ok {
 		return nil, nil, fmt.Errorf("steptest: no step for %s", typ)
 	}
-	payload, err := json.Marshal(flow.Envelope{MessageType: typ, Timestamp: r.stamp(jobID), UserID: "user-1", Data: data})
+	at := r.stamp(jobID)
+	payload, err := json.Marshal(flow.Envelope{MessageType: typ, Timestamp: at, EnqueuedAt: at, UserID: "user-1", Data: data})
 	if err != nil {
 		return nil, nil, err
 	}

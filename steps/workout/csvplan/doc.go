@@ -16,7 +16,7 @@
 // underscores: "Phase Order" and "phaseOrder" both mean phase_order):
 //
 //	column          required  meaning
-//	plan_name       yes       the plan's name; one plan per file
+//	plan_name       yes       the plan's name (≤ 256 bytes, as every name); one plan per file
 //	plan_id         no        the plan's ID; derived if empty (see below)
 //	client_id       yes*      the client the plan is for
 //	trainer_id      yes*      the trainer who owns it
@@ -35,8 +35,8 @@
 //	reps            yes       whole number 0…100000
 //	weight          no        number ≥ 0 in the trainer's unit; empty or 0 for body weight
 //	rest            no        seconds between sets: 90, or a duration such as 90s or 1m30s (≤ 24h)
-//	tempo           no        free text on one line, e.g. 3-1-1-0
-//	notes           no        free text; line breaks are fine inside quotes
+//	tempo           no        free text on one line, e.g. 3-1-1-0 (≤ 64 bytes)
+//	notes           no        free text; line breaks are fine inside quotes (≤ 4,096 bytes)
 //
 // (*) client_id and trainer_id may be left out when [Options] gives them.
 //

@@ -404,7 +404,8 @@ func (r *rowReader) raw(c col) (string, bool) {
 	return strings.TrimSpace(v), true
 }
 
-// text reads a one-line text field: a name or a tempo.
+// text reads a one-line text field: a name (at most workout.MaxNameLen
+// bytes) or a tempo (workout.MaxTempoLen).
 func (r *rowReader) text(c col, required bool) string {
 	v, ok := r.raw(c)
 	if !ok {
@@ -414,6 +415,14 @@ func (r *rowReader) text(c col, required bool) string {
 		if required {
 			r.fail(c, "is required")
 		}
+		return ""
+	}
+	limit := workout.MaxNameLen
+	if c == colTempo {
+		limit = workout.MaxTempoLen
+	}
+	if len(v) > limit {
+		r.fail(c, "is %d bytes, over the limit of %d", len(v), limit)
 		return ""
 	}
 	if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
@@ -431,6 +440,10 @@ func (r *rowReader) notes(c col) string {
 		return ""
 	}
 	v = strings.ReplaceAll(strings.ReplaceAll(v, "\r\n", "\n"), "\r", "\n")
+	if len(v) > workout.MaxNotesLen {
+		r.fail(c, "is %d bytes, over the limit of %d", len(v), workout.MaxNotesLen)
+		return ""
+	}
 	if i := strings.IndexFunc(v, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t' }); i >= 0 {
 		r.fail(c, "holds the control character %U", []rune(v[i:])[0])
 		return ""

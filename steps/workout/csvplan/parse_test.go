@@ -261,6 +261,11 @@ func TestProblems(t *testing.T) {
 		{"ID too long", header + "P," + strings.Repeat("c", 129) + ",t,,1,A,1,S,1,Squat,3,5,,,,\n", nil, []string{
 			`line 2, column client_id: is 129 bytes, over the limit of 128`,
 		}},
+		{"texts too long for their columns", header + "P,c,t,,1," + strings.Repeat("a", 257) + ",1,S,1,Squat,3,5,,," + strings.Repeat("1", 65) + "," + strings.Repeat("n", 4097) + "\n", &Options{MaxField: 5000}, []string{
+			`line 2, column phase_name: is 257 bytes, over the limit of 256`,
+			`line 2, column tempo: is 65 bytes, over the limit of 64`,
+			`line 2, column notes: is 4097 bytes, over the limit of 4096`,
+		}},
 		{"client column empty", header + "P,,t,,1,A,1,S,1,Squat,3,5,,,,\n", nil, []string{
 			`line 2, column client_id: is required (or set Options.ClientID)`,
 		}},
@@ -312,9 +317,9 @@ func TestLimits(t *testing.T) {
 	_, err := parseString(many, &Options{MaxRows: 3})
 	require.ErrorIs(t, err, ErrLimit)
 
-	_, err = parseString(header+"P,c,t,,1,A,1,S,1,Squat,3,5,,,,"+strings.Repeat("x", 2001)+"\n", nil)
+	_, err = parseString(header+"P,c,t,,1,A,1,S,1,Squat,3,5,,,,"+strings.Repeat("x", 5001)+"\n", &Options{MaxField: 5000})
 	require.ErrorIs(t, err, ErrLimit)
-	require.ErrorContains(t, err, "line 2, column notes: is 2001 bytes, over the limit of 2000 (Options.MaxField)")
+	require.ErrorContains(t, err, "line 2, column notes: is 5001 bytes, over the limit of 5000 (Options.MaxField)")
 
 	_, err = Parse(io.MultiReader(strings.NewReader(header), strings.NewReader(strings.Repeat("P,c,t,,1,A,1,S,1,Squat,3,5,,,,\n", 1000))), &Options{MaxBytes: 4096})
 	require.ErrorIs(t, err, ErrLimit)

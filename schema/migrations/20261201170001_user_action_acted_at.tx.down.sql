@@ -1,0 +1,1 @@
+ALTER TABLE user_actions DROP COLUMN acted_at

@@ -1,0 +1,1 @@
+ALTER TABLE user_actions ADD COLUMN acted_at {{.Timestamp}}
