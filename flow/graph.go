@@ -195,6 +195,7 @@ func (c *Client) spec(id string, msg Message, o *NodeOpts, parents []string, now
 	if err := validate(msg); err != nil {
 		return dag.Spec{}, fmt.Errorf("node %q: %w", id, err)
 	}
+	o = DefaultedOpts(msg, o) // what the message's type asks for, where o sets nothing
 	payload, data, err := encode(msg, now, o.UserID, o.Metadata)
 	if err != nil {
 		return dag.Spec{}, fmt.Errorf("node %q: %w", id, err)

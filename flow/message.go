@@ -29,10 +29,8 @@ type Validator interface {
 // OptionsDefaulter is implemented by message types whose jobs need other
 // options than the client's defaults: a create that may run before the row
 // it hangs under exists, say, retries for minutes rather than seconds.
-// DefaultedOpts fills them in where the caller's options leave them unset;
-// AddJSON (and so `trellis enqueue` and the HTTP API) applies it, and so do
-// helpers that enqueue such messages (package steps/workout's Queue…).
-// Client.Add and Enqueue take the options they are given.
+// Every enqueue (Enqueue, Add, AddBulk, AddJSON, an expansion) fills them
+// in where the caller's options leave them unset (see DefaultedOpts).
 type OptionsDefaulter interface {
 	DefaultOpts() NodeOpts
 }

@@ -59,7 +59,7 @@ func TestFlowGraphOfALargeFlowIsBounded(t *testing.T) {
 		m := boxes.FindStringSubmatch(hdr)
 		require.NotNil(t, m, hdr)
 		var n int
-		fmt.Sscan(m[1], &n)
+		_, _ = fmt.Sscan(m[1], &n)
 		require.LessOrEqual(t, n, render.DefaultMaxBoxes)
 		if tc.count != nil {
 			require.Equal(t, n, tc.count(w.Body.String()), "%s boxes", tc.format)

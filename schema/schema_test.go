@@ -222,6 +222,8 @@ func TestBoundsMatchTheColumns(t *testing.T) {
 		// written by steprun, not by a message: a registered type's name
 		// and an RFC 3339 time
 		"trellis_step_runs.message_type": 128, "trellis_step_runs.enqueued_at": 64,
+		// written by the delivery code: pending, sent, undelivered, …
+		"email_outbox.status": 16, "notifications.status": 16,
 	}
 	rows, err := db.QueryContext(context.Background(), `SELECT table_name, column_name, character_maximum_length
 		FROM information_schema.columns WHERE table_schema = current_schema() AND data_type = 'character varying'

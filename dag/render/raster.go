@@ -35,11 +35,10 @@ const pngScale = 2.0
 const maxPixels = 16 << 20
 
 type svgElem struct {
-	XMLName   xml.Name
-	Attrs     []xml.Attr `xml:",any,attr"`
-	Children  []svgElem  `xml:",any"`
-	Text      string     `xml:",chardata"`
-	transform string
+	XMLName  xml.Name
+	Attrs    []xml.Attr `xml:",any,attr"`
+	Children []svgElem  `xml:",any"`
+	Text     string     `xml:",chardata"`
 }
 
 func (e *svgElem) attr(name string) string {

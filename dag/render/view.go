@@ -239,7 +239,6 @@ func prepare(ctx context.Context, f *dag.Flow) (*prepared, error) {
 		p.group[i] = g
 		members[g] = append(members[g], i)
 	}
-	keys = nil
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

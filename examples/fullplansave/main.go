@@ -145,7 +145,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := r.Start(ctx); err != nil {
 		return err
 	}
-	defer r.Stop(context.Background())
+	defer func() { _ = r.Stop(context.Background()) }()
 
 	// 4. Queue the plan as one job: it saves the plan, then expands.
 	start := time.Now()

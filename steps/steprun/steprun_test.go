@@ -37,7 +37,7 @@ func noteStep(db bun.IDB, calls *atomic.Int32, gate chan struct{}, fail error) f
 	return steprun.Step(db, func(ctx context.Context, tx bun.Tx, sc *flow.StepContext, m Note) (noted, error) {
 		n := calls.Add(1)
 		_, err := tx.NewInsert().Model(&schema.UserAction{
-			ID: sc.JobID + "/" + string(rune('0'+n)), UserID: "u", Action: m.Text, Details: "{}", CreatedAt: time.Now().UTC(),
+			ID: sc.JobID + "/" + string('0'+n), UserID: "u", Action: m.Text, Details: "{}", CreatedAt: time.Now().UTC(),
 		}).Exec(ctx)
 		if err != nil {
 			return noted{}, err

@@ -42,11 +42,10 @@
 // so the missing row has 4 to 8 minutes to arrive. A full plan save and
 // its sub-graph retry 10 times over 75 to 150 s (SturdyOpts), enough for
 // a database restart; their creates run after their parents and do not
-// race. The Queue… helpers and every JSON entry point (flow.Client.AddJSON,
-// `trellis enqueue`, POST /api/enqueue) apply these where the caller's
-// options set no attempts or backoff; flow.Client.Add takes the options it
-// is given (wrap them with flow.DefaultedOpts). Deletes keep the client's
-// defaults: they wait for nothing.
+// race. Every enqueue (flow.Client.Add, Enqueue, AddJSON and so `trellis
+// enqueue` and POST /api/enqueue, the Queue… helpers) applies these where
+// the caller's options set no attempts or backoff. Deletes keep the
+// client's defaults: they wait for nothing.
 //
 // A full plan save (WORKOUT_PLAN_FULL_SAVE) replaces the plan's tree: its
 // job writes the plan row and prunes what the message no longer holds, then

@@ -104,11 +104,11 @@ func (p path) mismatch(f found, leafMoves bool) error {
 		return &OwnershipError{Entity: "phase", ID: p.phase, Parent: "plan", Owner: f.phasePlan.String, Named: p.plan}
 	case p.session != "" && differs(f.sessionPlan, p.plan):
 		return &OwnershipError{Entity: "session", ID: p.session, Parent: "plan", Owner: f.sessionPlan.String, Named: p.plan}
-	case p.session != "" && differs(f.sessionPhase, p.phase) && !(leafMoves && leaf == "session"):
+	case p.session != "" && differs(f.sessionPhase, p.phase) && (!leafMoves || leaf != "session"):
 		return &OwnershipError{Entity: "session", ID: p.session, Parent: "phase", Owner: f.sessionPhase.String, Named: p.phase}
 	case p.exercise != "" && differs(f.exercisePlan, p.plan):
 		return &OwnershipError{Entity: "exercise", ID: p.exercise, Parent: "plan", Owner: f.exercisePlan.String, Named: p.plan}
-	case p.exercise != "" && differs(f.exerciseSession, p.session) && !(leafMoves && leaf == "exercise"):
+	case p.exercise != "" && differs(f.exerciseSession, p.session) && (!leafMoves || leaf != "exercise"):
 		return &OwnershipError{Entity: "exercise", ID: p.exercise, Parent: "session", Owner: f.exerciseSession.String, Named: p.session}
 	}
 	return nil

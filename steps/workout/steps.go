@@ -106,10 +106,6 @@ func parentQuery(tx bun.IDB, p path) *bun.SelectQuery {
 	return q
 }
 
-// errSuperseded says a create of a full plan save found the plan's tree
-// replaced by a save enqueued later.
-var errSuperseded = errors.New("workout: superseded by a later full plan save")
-
 // savedPlan finds the plan while full plan save job save owns its tree. On
 // PostgreSQL it locks the plan row for the rest of the transaction, so a
 // later save's claimPlan waits for this create to commit and then prunes
@@ -391,7 +387,7 @@ func savePlanRow(ctx context.Context, tx bun.Tx, m PlanFullSave, job string, at 
 	prune := func(model any, parent string, parentArg any, keep []string) error {
 		q := tx.NewDelete().Model(model).Where(parent, parentArg)
 		if len(keep) > 0 {
-			q.Where("id NOT IN (?)", bun.In(keep))
+			q.Where("id NOT IN (?)", bun.List(keep))
 		}
 		n, err := affected(q.Exec(ctx))
 		res.Pruned += n
@@ -401,12 +397,12 @@ func savePlanRow(ctx context.Context, tx bun.Tx, m PlanFullSave, job string, at 
 		return res, err
 	}
 	if len(phases) > 0 {
-		if err := prune((*schema.Session)(nil), "phase_id IN (?)", bun.In(phases), sessions); err != nil {
+		if err := prune((*schema.Session)(nil), "phase_id IN (?)", bun.List(phases), sessions); err != nil {
 			return res, err
 		}
 	}
 	if len(sessions) > 0 {
-		if err := prune((*schema.Exercise)(nil), "session_id IN (?)", bun.In(sessions), exercises); err != nil {
+		if err := prune((*schema.Exercise)(nil), "session_id IN (?)", bun.List(sessions), exercises); err != nil {
 			return res, err
 		}
 	}
@@ -453,7 +449,7 @@ func foreignRows(ctx context.Context, tx bun.Tx, m PlanFullSave) error {
 			Plan string `bun:"plan_id"`
 		}
 		if err := tx.NewSelect().ColumnExpr(id+" AS id, p.plan_id AS plan_id").TableExpr(k.from).
-			Where(id+" IN (?) AND p.plan_id <> ?", bun.In(k.ids), m.PlanID).OrderExpr(id).Limit(1).Scan(ctx, &rows); err != nil {
+			Where(id+" IN (?) AND p.plan_id <> ?", bun.List(k.ids), m.PlanID).OrderExpr(id).Limit(1).Scan(ctx, &rows); err != nil {
 			return fmt.Errorf("workout: look up the %ss of full plan save %s: %w", k.entity, m.PlanID, err)
 		}
 		if len(rows) > 0 {
