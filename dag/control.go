@@ -46,14 +46,6 @@ func (s *Store) Paused(ctx context.Context) ([]string, error) {
 	return q, nil
 }
 
-// Limit bounds how many nodes of one message type run at once (per queue)
-// and how many may start per window, across all runners.
-type Limit struct {
-	Concurrency int           `json:"concurrency,omitempty"` // 0: unlimited
-	Rate        int           `json:"rate,omitempty"`        // starts per Per; 0: unlimited
-	Per         time.Duration `json:"per,omitempty"`
-}
-
 // SetLimit sets the limit of a message type; the zero Limit removes it.
 func (s *Store) SetLimit(ctx context.Context, typ string, l Limit) error {
 	if err := CheckName(typ); err != nil {

@@ -12,17 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Event is one transition from the event stream.
-type Event struct {
-	StreamID string    `json:"streamId"`
-	Node     string    `json:"node"`
-	From     State     `json:"from,omitempty"`
-	To       State     `json:"to"`
-	At       time.Time `json:"at"`
-	Attempt  int       `json:"attempt"`
-	Worker   string    `json:"worker,omitempty"`
-}
-
 func parseEvents(msgs []redis.XMessage) []Event {
 	var out []Event
 	for _, m := range msgs {

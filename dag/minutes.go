@@ -20,14 +20,6 @@ var DurationBuckets = []time.Duration{
 	time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute,
 }
 
-// Count is the number of nodes in one state, queue and message type.
-type Count struct {
-	State State  `json:"state"`
-	Queue string `json:"queue"`
-	Type  string `json:"type"`
-	N     int64  `json:"n"`
-}
-
 // Counts reads the live per-state counters (finished nodes count until
 // retention removes them).
 func (s *Store) Counts(ctx context.Context) ([]Count, error) {

@@ -180,12 +180,6 @@ func topoNodes(nodes []*Node) []*Node {
 	return out
 }
 
-// FlowStatus is a cheap summary of a flow's progress.
-type FlowStatus struct {
-	Nodes, Unfinished int
-	Done              bool
-}
-
 // FlowStatus reads a flow's progress without reading its nodes.
 func (s *Store) FlowStatus(ctx context.Context, flowID string) (FlowStatus, error) {
 	h, err := s.rdb.HGetAll(ctx, s.k.flowMeta(flowID)).Result()

@@ -9,8 +9,9 @@ import (
 	"github.com/dominikbraun/graph"
 )
 
-// Limits bound what one enqueue may hold.
-type Limits struct {
+// Bounds bound what one enqueue may hold (a type's run-time limits are
+// Limit).
+type Bounds struct {
 	// MaxPayload is the largest payload in bytes. Default 1 MiB.
 	MaxPayload int
 	// MaxNodes is the largest graph. Default 1,000,000.
@@ -18,7 +19,7 @@ type Limits struct {
 }
 
 // WithDefaults fills zero fields with their defaults.
-func (l Limits) WithDefaults() Limits {
+func (l Bounds) WithDefaults() Bounds {
 	if l.MaxPayload == 0 {
 		l.MaxPayload = 1 << 20
 	}
@@ -75,7 +76,7 @@ func CheckName(s string) error {
 // duplicate IDs, dependencies on themselves, and cycles. Parents that are not
 // in the graph are returned as external: they must already exist in Redis.
 // order is a topological order of specs (indexes), parents first.
-func Validate(specs []Spec, limits Limits) (order []int, external []string, err error) {
+func Validate(specs []Spec, limits Bounds) (order []int, external []string, err error) {
 	limits = limits.WithDefaults()
 	if len(specs) == 0 {
 		return nil, nil, ErrEmptyGraph
@@ -142,7 +143,7 @@ func Validate(specs []Spec, limits Limits) (order []int, external []string, err 
 	return order, external, nil
 }
 
-func checkSpec(s *Spec, limits Limits) error {
+func checkSpec(s *Spec, limits Bounds) error {
 	if err := CheckID(s.ID); err != nil {
 		return &InvalidNodeError{ID: s.ID, Field: "ID", Reason: err.Error()}
 	}

@@ -18,7 +18,7 @@ func spec(id string, parents ...string) dag.Spec {
 func TestValidateOrdersAndFindsExternals(t *testing.T) {
 	t.Parallel()
 	specs := []dag.Spec{spec("d", "b", "c"), spec("b", "a"), spec("c", "a", "earlier"), spec("a")}
-	order, ext, err := dag.Validate(specs, dag.Limits{})
+	order, ext, err := dag.Validate(specs, dag.Bounds{})
 	require.NoError(t, err)
 	require.Equal(t, []string{"earlier"}, ext)
 	pos := map[string]int{}
@@ -47,7 +47,7 @@ func TestValidateErrors(t *testing.T) {
 		{nil, dag.ErrEmptyGraph, "no nodes"},
 	}
 	for i, tc := range cases {
-		_, _, err := dag.Validate(tc.specs, dag.Limits{MaxPayload: 10})
+		_, _, err := dag.Validate(tc.specs, dag.Bounds{MaxPayload: 10})
 		require.ErrorIs(t, err, tc.is, "case %d", i)
 		require.ErrorContains(t, err, tc.msg, "case %d", i)
 	}
@@ -67,7 +67,7 @@ func BenchmarkValidate100k(b *testing.B) {
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		if _, _, err := dag.Validate(specs, dag.Limits{}); err != nil {
+		if _, _, err := dag.Validate(specs, dag.Bounds{}); err != nil {
 			b.Fatal(err)
 		}
 	}

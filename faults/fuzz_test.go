@@ -121,7 +121,7 @@ func FuzzValidate(f *testing.F) {
 			c := int(edges[k]) % n
 			specs[c].Parents = append(specs[c].Parents, parentName(edges[k+1]))
 		}
-		order, external, err := dag.Validate(specs, dag.Limits{})
+		order, external, err := dag.Validate(specs, dag.Bounds{})
 
 		// the reference verdict
 		index := map[string]int{}

@@ -180,7 +180,7 @@ func (c *Client) specs(g *Graph, now time.Time) ([]dag.Spec, []int, error) {
 		sp.Fresh = n.fresh
 		specs[i] = sp
 	}
-	order, _, err := dag.Validate(specs, dag.Limits{MaxPayload: c.cfg.MaxPayload, MaxNodes: c.cfg.MaxNodes})
+	order, _, err := dag.Validate(specs, dag.Bounds{MaxPayload: c.cfg.MaxPayload, MaxNodes: c.cfg.MaxNodes})
 	if err != nil {
 		return nil, nil, err
 	}

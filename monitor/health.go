@@ -68,7 +68,7 @@ type HealthMetrics struct {
 	LiveRunners          int      `json:"liveRunners"`
 	RunnerIDs            []string `json:"runners"`
 	// Live are the live runners with what each says it serves.
-	Live []dag.Runner `json:"liveRunnerDetails"`
+	Live []dag.Heartbeat `json:"liveRunnerDetails"`
 	// Unserved are the queue and type pairs whose ready jobs no live
 	// runner has a step for.
 	Unserved        []Lane `json:"unserved"`
@@ -250,7 +250,7 @@ func (h *Checker) Check(ctx context.Context) (*Health, error) {
 			if c.State != dag.Ready || c.N <= 0 {
 				continue
 			}
-			served := slices.ContainsFunc(runners, func(rn dag.Runner) bool {
+			served := slices.ContainsFunc(runners, func(rn dag.Heartbeat) bool {
 				return rn.Info == nil || rn.Info.Serves(c.Queue, c.Type) // a runner without a record may serve anything
 			})
 			if !served {
