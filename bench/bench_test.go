@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 )
@@ -266,7 +267,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 	})
 	require.NoError(b, err)
 	st := t.client.Store()
-	req := dag.SyncRequest{Worker: "gobench", Lease: 30 * time.Second, StallLimit: 3, Queues: []string{"default"}, Types: []string{noop{}.MessageType()}, RetainCount: -1}
+	req := store.SyncRequest{Worker: "gobench", Lease: 30 * time.Second, StallLimit: 3, Queues: []string{"default"}, Types: []string{noop{}.MessageType()}, RetainCount: -1}
 	b.ResetTimer()
 	done := 0
 	for done < b.N {
@@ -277,7 +278,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 		}
 		req.Outcomes = req.Outcomes[:0]
 		for _, c := range res.Claimed {
-			req.Outcomes = append(req.Outcomes, dag.Outcome{ID: c.ID, Token: c.Token, Kind: dag.OutcomeOK, Result: []byte("{}")})
+			req.Outcomes = append(req.Outcomes, store.Outcome{ID: c.ID, Token: c.Token, Kind: store.OutcomeOK, Result: []byte("{}")})
 		}
 		done += len(res.Claimed)
 		if len(res.Claimed) == 0 && done < b.N {

@@ -10,7 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 	"github.com/trellisflow/trellis/steps/workout"
@@ -217,10 +218,10 @@ func workoutNoops(rec *recorder) []flow.Step {
 
 // The recorder is the runner's Observer: the first step that fails for
 // good ends the scenario instead of leaving it to time out.
-func (r *recorder) StepStarted(*dag.Claimed, time.Duration) {}
-func (r *recorder) Stalled([]string)                        {}
-func (r *recorder) StepFinished(job *dag.Claimed, outcome dag.OutcomeKind, _ time.Duration, err error) {
-	if outcome == dag.OutcomeOK || outcome == dag.OutcomeSkip {
+func (r *recorder) StepStarted(*store.Claimed, time.Duration) {}
+func (r *recorder) Stalled([]string)                          {}
+func (r *recorder) StepFinished(job *store.Claimed, outcome store.OutcomeKind, _ time.Duration, err error) {
+	if outcome == store.OutcomeOK || outcome == store.OutcomeSkip {
 		return
 	}
 	r.failOnce.Do(func() {

@@ -1,11 +1,14 @@
-// Package dag is Trellis's graph model and its Redis store.
+// Package dag is Trellis's graph model: the types a user of package flow
+// meets, the way River keeps them in rivertype.
 //
-// A flow is a directed acyclic graph of nodes. Each node carries one message
-// (the uniform envelope) and the options that steer its execution. The Store
-// persists flows in Redis: one hash per node, a ready sorted set per queue, a
-// delayed set, an active set of leases, and a capped event stream. Every state
-// change is one Lua script that checks the expected state (and lease token)
-// before it writes; the scripts live in scripts/*.lua.
+// A flow is a directed acyclic graph of nodes (Node, Flow). Each node
+// carries one message (the uniform envelope) and the options that steer
+// its execution (Policy, Backoff), and moves through the states of State
+// by the legal moves of Transitions. Validate checks a graph before it is
+// written; the errors (ErrCycle, ErrConflict, …) name what is wrong. What
+// Trellis reports of itself (Count, Event, Heartbeat, FlowStatus, Limit) is
+// here too, and package dag/render draws flows.
 //
-// Most users never import dag directly: package flow is the public API.
+// Storing flows is the machinery's (the Redis store under internal/);
+// package flow enqueues, inspects and controls them.
 package dag

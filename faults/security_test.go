@@ -53,9 +53,9 @@ func aclRule() string {
 // TestACLCoversScripts fails when a Lua script starts using a command the
 // ACL rule (and RELIABILITY.md) does not grant yet.
 func TestACLCoversScripts(t *testing.T) {
-	files, err := filepath.Glob("../dag/scripts/*.lua")
+	files, err := filepath.Glob("../internal/store/scripts/*.lua")
 	require.NoError(t, err)
-	lib, err := filepath.Glob("../dag/scripts/lib/*.lua")
+	lib, err := filepath.Glob("../internal/store/scripts/lib/*.lua")
 	require.NoError(t, err)
 	require.NotEmpty(t, lib)
 	files = append(files, lib...)

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/internal/store"
 )
 
 // Concurrent enqueues on one client are coalesced: while script calls are
@@ -23,8 +23,8 @@ const (
 
 type writeReq struct {
 	now  time.Time
-	flow dag.FlowWrite
-	done chan dag.FlowWritten
+	flow store.FlowWrite
+	done chan store.FlowWritten
 }
 
 type batcher struct {
@@ -34,11 +34,11 @@ type batcher struct {
 }
 
 // write enqueues one flow, coalesced with the client's concurrent enqueues.
-func (c *Client) write(ctx context.Context, now time.Time, fw dag.FlowWrite) ([]dag.Enqueued, error) {
+func (c *Client) write(ctx context.Context, now time.Time, fw store.FlowWrite) ([]store.Enqueued, error) {
 	if len(fw.Specs) >= batchNodes {
 		return c.store.Enqueue(ctx, now, fw.FlowID, fw.Single, fw.Specs, fw.Order)
 	}
-	req := &writeReq{now: now, flow: fw, done: make(chan dag.FlowWritten, 1)}
+	req := &writeReq{now: now, flow: fw, done: make(chan store.FlowWritten, 1)}
 	b := &c.batch
 	b.mu.Lock()
 	b.queue = append(b.queue, req)
@@ -79,7 +79,7 @@ func (c *Client) flush(ctx context.Context) {
 		}
 		b.mu.Unlock()
 
-		flows := make([]dag.FlowWrite, len(batch))
+		flows := make([]store.FlowWrite, len(batch))
 		for i, r := range batch {
 			flows[i] = r.flow
 		}
@@ -90,8 +90,8 @@ func (c *Client) flush(ctx context.Context) {
 		for i, r := range batch {
 			switch {
 			case err != nil:
-				r.done <- dag.FlowWritten{Err: err}
-			case errors.Is(res[i].Err, dag.ErrNotAttempted):
+				r.done <- store.FlowWritten{Err: err}
+			case errors.Is(res[i].Err, store.ErrNotAttempted):
 				retry = append(retry, r)
 			default:
 				r.done <- res[i]

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -145,7 +147,7 @@ const DefaultMaxNodes = 100_000
 // Client enqueues and inspects flows. It is safe for concurrent use.
 type Client struct {
 	cfg   Config
-	store *dag.Store
+	store *store.Store
 	batch batcher
 }
 
@@ -160,7 +162,7 @@ func NewClient(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	st, err := dag.NewStore(rdb, c.Namespace)
+	st, err := store.New(rdb, c.Namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +173,7 @@ func NewClient(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
 func (c *Client) Config() Config { return c.cfg }
 
 // Store is the Redis store underneath, for runners and tools.
-func (c *Client) Store() *dag.Store { return c.store }
+func (c *Client) Store() *store.Store { return c.store }
 
 // at is the time the store's calls decide by: Config.Clock, or zero for
 // Redis's own clock.
@@ -226,7 +228,7 @@ func (c *Client) Enqueue(ctx context.Context, g *Graph) (_ *Enqueued, err error)
 			specs[i].Trace = tp
 		}
 	}
-	res, err := c.write(ctx, c.at(), dag.FlowWrite{FlowID: flowID, Single: single, Fresh: fresh, Specs: specs, Order: order})
+	res, err := c.write(ctx, c.at(), store.FlowWrite{FlowID: flowID, Single: single, Fresh: fresh, Specs: specs, Order: order})
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +275,7 @@ func (c *Client) AddBulk(ctx context.Context, jobs []BulkJob) (_ []EnqueuedJob, 
 		return nil, &dag.InvalidNodeError{Field: "bulk", Reason: fmt.Sprintf("%d jobs, over the limit of %d (Config.MaxNodes)", len(jobs), c.cfg.MaxNodes)}
 	}
 	now := c.wall()
-	flows := make([]dag.FlowWrite, len(jobs))
+	flows := make([]store.FlowWrite, len(jobs))
 	for i, j := range jobs {
 		g := New()
 		g.Add(j.Msg, j.Opts).AfterJob(j.After...)
@@ -281,7 +283,7 @@ func (c *Client) AddBulk(ctx context.Context, jobs []BulkJob) (_ []EnqueuedJob, 
 		if err != nil {
 			return nil, fmt.Errorf("job %d: %w", i, err)
 		}
-		flows[i] = dag.FlowWrite{FlowID: specs[0].ID, Single: true, Specs: specs, Order: order}
+		flows[i] = store.FlowWrite{FlowID: specs[0].ID, Single: true, Specs: specs, Order: order}
 	}
 	ctx, span := c.startEnqueueSpan(ctx, "bulk", len(jobs))
 	defer func() { endSpan(span, err) }()
@@ -296,7 +298,7 @@ func (c *Client) AddBulk(ctx context.Context, jobs []BulkJob) (_ []EnqueuedJob, 
 	}
 	out := make([]EnqueuedJob, len(jobs))
 	for i, r := range res {
-		if r.Err != nil && !errors.Is(r.Err, dag.ErrNotAttempted) {
+		if r.Err != nil && !errors.Is(r.Err, store.ErrNotAttempted) {
 			return nil, fmt.Errorf("job %d: %w", i, r.Err)
 		}
 	}
@@ -547,7 +549,7 @@ func (c *Client) Stats(ctx context.Context, opts *StatsOpts) (*Stats, error) {
 	}
 	var ok, failed, runs int64
 	var total time.Duration
-	buckets := make([]int64, len(dag.DurationBuckets)+1)
+	buckets := make([]int64, len(store.DurationBuckets)+1)
 	for _, m := range ms {
 		for _, n := range m.OK {
 			ok += n
@@ -587,15 +589,15 @@ func (c *Client) Stats(ctx context.Context, opts *StatsOpts) (*Stats, error) {
 			below += b
 			continue
 		}
-		if i == len(dag.DurationBuckets) {
-			s.P95Duration = dag.DurationBuckets[i-1]
+		if i == len(store.DurationBuckets) {
+			s.P95Duration = store.DurationBuckets[i-1]
 			break
 		}
 		var lo time.Duration
 		if i > 0 {
-			lo = dag.DurationBuckets[i-1]
+			lo = store.DurationBuckets[i-1]
 		}
-		hi := dag.DurationBuckets[i]
+		hi := store.DurationBuckets[i]
 		s.P95Duration = lo + time.Duration(float64(hi-lo)*(rank-float64(below))/float64(b))
 		break
 	}

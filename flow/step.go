@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/trellisflow/trellis/dag"
 )
 
@@ -58,7 +60,7 @@ func (s *typedStep[M, R]) Run(ctx context.Context, sc *StepContext) (json.RawMes
 // StepEnv is what a runner supplies to run one job. Runners and test
 // harnesses build it; steps never do.
 type StepEnv struct {
-	Job    dag.Claimed
+	Job    store.Claimed
 	Client *Client
 	Logger *slog.Logger
 }

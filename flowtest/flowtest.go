@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/trellisflow/trellis/dag"
@@ -391,9 +393,9 @@ func (h *Harness) RunJob(msg flow.Message, opts *flow.NodeOpts, after ...string)
 // Run, and returns it.
 func (h *Harness) Wait(flowID string) *flow.FlowInfo {
 	h.t.Helper()
-	store := h.client.Store()
+	db := h.client.Store()
 	h.until("flow "+flowID, func(ctx context.Context, _ *snapshot) (bool, error) {
-		st, err := store.FlowStatus(ctx, flowID)
+		st, err := db.FlowStatus(ctx, flowID)
 		return st.Done, err
 	})
 	f, err := h.client.Flow(context.Background(), flowID)
@@ -591,7 +593,7 @@ func (h *Harness) nextWindow(ctx context.Context, s *snapshot) time.Time {
 // maintenance call the runners make, claiming nothing.
 func (h *Harness) promote(ctx context.Context) (time.Time, error) {
 	rc := h.cfg.Runner.WithDefaults(h.client)
-	res, err := h.client.Store().Sync(ctx, h.clock.Now(), dag.SyncRequest{
+	res, err := h.client.Store().Sync(ctx, h.clock.Now(), store.SyncRequest{
 		Worker: "flowtest", Lease: rc.Lease, StallLimit: max(rc.StallLimit, 0),
 		Maintain: true, RetainCount: -1,
 	})

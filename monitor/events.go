@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/trellisflow/trellis/dag"
 )
 
@@ -16,7 +18,7 @@ import (
 // dashboards listen, and fans the events out. It runs only while someone
 // listens.
 type hub struct {
-	store *dag.Store
+	store *store.Store
 	log   *slog.Logger
 
 	mu     sync.Mutex
@@ -25,7 +27,7 @@ type hub struct {
 	done   chan struct{}
 }
 
-func newHub(store *dag.Store, log *slog.Logger) *hub {
+func newHub(store *store.Store, log *slog.Logger) *hub {
 	return &hub{store: store, log: log, subs: map[chan []dag.Event]struct{}{}}
 }
 

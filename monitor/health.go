@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 )
@@ -104,7 +106,7 @@ func (h *Handler) queueHealth(w http.ResponseWriter, r *http.Request) {
 // to measure its growth, so keep one per process. Safe for concurrent use.
 type Checker struct {
 	client *flow.Client
-	store  *dag.Store
+	store  *store.Store
 	t      Thresholds
 
 	mu      sync.Mutex

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/internal/clip"
 )
@@ -311,7 +313,7 @@ func (h *Handler) indexedJobs(ctx context.Context, states []dag.State, limit int
 		return nil, 0, false, nil
 	}
 	for _, st := range states {
-		if !dag.Indexed(st) {
+		if !store.Indexed(st) {
 			return nil, 0, false, nil
 		}
 	}

@@ -5,11 +5,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 )
@@ -21,7 +22,7 @@ import (
 // runner.Config.Observer.
 type Metrics struct {
 	reg      *prometheus.Registry
-	store    *dag.Store
+	store    *store.Store
 	duration *prometheus.HistogramVec
 	wait     *prometheus.HistogramVec
 	steps    *prometheus.CounterVec
@@ -38,8 +39,8 @@ var _ runner.Observer = (*Metrics)(nil)
 // their own (with the Go and process collectors).
 func NewMetrics(client *flow.Client) *Metrics {
 	ns := prometheus.Labels{"namespace": client.Config().Namespace}
-	buckets := make([]float64, len(dag.DurationBuckets))
-	for i, b := range dag.DurationBuckets {
+	buckets := make([]float64, len(store.DurationBuckets))
+	for i, b := range store.DurationBuckets {
 		buckets[i] = b.Seconds()
 	}
 	m := &Metrics{
@@ -84,19 +85,19 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // StepStarted records how long the job waited between ready and started.
-func (m *Metrics) StepStarted(job *dag.Claimed, queuedFor time.Duration) {
+func (m *Metrics) StepStarted(job *store.Claimed, queuedFor time.Duration) {
 	if queuedFor >= 0 {
 		m.wait.WithLabelValues(job.Type).Observe(queuedFor.Seconds())
 	}
 }
 
 // StepFinished records a run's duration and outcome.
-func (m *Metrics) StepFinished(job *dag.Claimed, outcome dag.OutcomeKind, took time.Duration, err error) {
+func (m *Metrics) StepFinished(job *store.Claimed, outcome store.OutcomeKind, took time.Duration, err error) {
 	m.steps.WithLabelValues(job.Type, string(outcome)).Inc()
-	if outcome == dag.OutcomeRetry {
+	if outcome == store.OutcomeRetry {
 		m.retries.WithLabelValues(job.Type).Inc()
 	}
-	if outcome != dag.OutcomeRelease {
+	if outcome != store.OutcomeRelease {
 		m.duration.WithLabelValues(job.Type, string(outcome)).Observe(took.Seconds())
 	}
 }

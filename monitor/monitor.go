@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/trellisflow/trellis/flow"
 )
 
@@ -196,7 +197,7 @@ func (c Config) AuthConfigured() bool { return c.Token != "" || c.Username != ""
 type Handler struct {
 	cfg      Config
 	client   *flow.Client
-	store    *dag.Store
+	store    *store.Store
 	log      *slog.Logger
 	mux      *http.ServeMux
 	csrf     string

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 )
@@ -80,7 +82,7 @@ func toQueueStats(ns string, st *flow.Stats) QueueStats {
 		ByQueue: map[string]map[dag.State]int64{}, ByType: map[string]map[dag.State]int64{},
 		ProcessingRate: st.ProcessingRate, ErrorRate: st.ErrorRate, Retries: st.Retries,
 		AvgDurationMS: ms(st.AvgDuration), P95DurationMS: ms(st.P95Duration),
-		P95Capped:     st.P95Duration >= dag.DurationBuckets[len(dag.DurationBuckets)-1],
+		P95Capped:     st.P95Duration >= store.DurationBuckets[len(store.DurationBuckets)-1],
 		WindowMinutes: int(st.Window / time.Minute), Paused: st.Paused,
 	}
 	if out.Paused == nil {

@@ -5,18 +5,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/monitor"
 )
 
 // observe records runs of the given durations in the current minute's stats.
 func (e *env) observe(took ...time.Duration) {
 	e.t.Helper()
-	m := dag.NewMinute(e.client.Config().Clock())
+	m := store.NewMinute(e.client.Config().Clock())
 	for _, d := range took {
-		m.Observe("ECHO", dag.OutcomeOK, true, d)
+		m.Observe("ECHO", store.OutcomeOK, true, d)
 	}
 	require.NoError(e.t, e.client.Store().AddMinute(e.t.Context(), m))
 }

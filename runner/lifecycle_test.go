@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
@@ -96,9 +98,9 @@ func TestDeadRunnerIsTakenOver(t *testing.T) {
 		ctx := context.Background()
 		j, err := h.client.Add(ctx, Task{Name: "orphan"}, &flow.NodeOpts{ID: "orphan"})
 		require.NoError(t, err)
-		store := h.client.Store()
+		st := h.client.Store()
 		lease := 300 * time.Millisecond
-		dead, err := store.Sync(ctx, time.Now(), dag.SyncRequest{Worker: "dead-runner", Lease: lease, StallLimit: 3, Queues: []string{"default"}, Types: []string{"TEST_TASK"}, Want: 1, RetainCount: -1})
+		dead, err := st.Sync(ctx, time.Now(), store.SyncRequest{Worker: "dead-runner", Lease: lease, StallLimit: 3, Queues: []string{"default"}, Types: []string{"TEST_TASK"}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		require.Len(t, dead.Claimed, 1)
 		cl := dead.Claimed[0]
@@ -114,9 +116,9 @@ func TestDeadRunnerIsTakenOver(t *testing.T) {
 		require.Equal(t, 2, n.Attempt)
 		require.Equal(t, []flow.State{flow.Ready, flow.Active, flow.Ready, flow.Active, flow.Succeeded}, states(n))
 
-		late, err := store.Sync(ctx, time.Now(), dag.SyncRequest{Worker: "dead-runner", Lease: lease, StallLimit: 3,
+		late, err := st.Sync(ctx, time.Now(), store.SyncRequest{Worker: "dead-runner", Lease: lease, StallLimit: 3,
 			Queues: []string{"default"}, RetainCount: -1,
-			Outcomes: []dag.Outcome{{ID: j.ID, Token: dead.Claimed[0].Token, Kind: dag.OutcomeFail, Err: &dag.ErrorInfo{Message: "too late"}}}})
+			Outcomes: []store.Outcome{{ID: j.ID, Token: dead.Claimed[0].Token, Kind: store.OutcomeFail, Err: &dag.ErrorInfo{Message: "too late"}}}})
 		require.NoError(t, err)
 		require.Equal(t, []bool{false}, late.Applied, "the expired lease's completion is rejected")
 		require.Equal(t, flow.Succeeded, h.job(j.ID).State)
@@ -128,15 +130,15 @@ func TestStallLimitFailsTheNode(t *testing.T) {
 		ctx := context.Background()
 		j, err := h.client.Add(ctx, Task{Name: "cursed"}, nil)
 		require.NoError(t, err)
-		store := h.client.Store()
+		st := h.client.Store()
 		now := time.Now()
-		req := dag.SyncRequest{Worker: "flaky-host", Lease: time.Second, StallLimit: 1, Queues: []string{"default"}, Types: []string{"TEST_TASK"}, Want: 1, RetainCount: -1, Maintain: true}
+		req := store.SyncRequest{Worker: "flaky-host", Lease: time.Second, StallLimit: 1, Queues: []string{"default"}, Types: []string{"TEST_TASK"}, Want: 1, RetainCount: -1, Maintain: true}
 		for i := range 2 {
-			res, err := store.Sync(ctx, now.Add(time.Duration(i)*2*time.Second), req)
+			res, err := st.Sync(ctx, now.Add(time.Duration(i)*2*time.Second), req)
 			require.NoError(t, err)
 			require.Len(t, res.Claimed, 1, "claim %d", i)
 		}
-		_, err = store.Sync(ctx, now.Add(5*time.Second), req)
+		_, err = st.Sync(ctx, now.Add(5*time.Second), req)
 		require.NoError(t, err)
 		n := h.job(j.ID)
 		require.Equal(t, flow.Failed, n.State)
@@ -150,7 +152,7 @@ func TestNoStallsFailsAtTheFirstStall(t *testing.T) {
 		ctx := context.Background()
 		j, err := h.client.Add(ctx, Task{Name: "once"}, &flow.NodeOpts{ID: "once"})
 		require.NoError(t, err)
-		dead, err := h.client.Store().Sync(ctx, time.Now(), dag.SyncRequest{Worker: "dead-runner", Lease: 200 * time.Millisecond,
+		dead, err := h.client.Store().Sync(ctx, time.Now(), store.SyncRequest{Worker: "dead-runner", Lease: 200 * time.Millisecond,
 			Queues: []string{"default"}, Types: []string{"TEST_TASK"}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		require.Len(t, dead.Claimed, 1)

@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/trellisflow/trellis/dag"
@@ -17,7 +19,7 @@ import (
 
 // task is a node this runner holds.
 type task struct {
-	job      dag.Claimed
+	job      store.Claimed
 	cancel   context.CancelCauseFunc
 	released bool // handed back or lease lost: its result is not reported
 }
@@ -25,10 +27,10 @@ type task struct {
 // result is what a step goroutine sends back to the loop.
 type result struct {
 	id      string
-	outcome *dag.Outcome // nil: nothing to report (expanded, or lease lost)
+	outcome *store.Outcome // nil: nothing to report (expanded, or lease lost)
 	// expanded is the successful run of a node that expanded: already
 	// written to Redis, but it still counts in the minute stats
-	expanded *dag.Outcome
+	expanded *store.Outcome
 	// unavailable: the step failed because a dependency is down
 	// (flow.Unavailable); the runner claims nothing until the retry is due
 	unavailable bool
@@ -70,7 +72,7 @@ func lanes(c int) []*lane {
 // is nothing to do.
 func (r *Runner) loop(ctx context.Context, l *lane) {
 	inflight := map[string]*task{}
-	var pending []dag.Outcome
+	var pending []store.Outcome
 	stopping, idle := false, false
 	var nextDue, lastMaintain time.Time
 	retryWait := 50 * time.Millisecond
@@ -78,7 +80,7 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 	defer hb.Stop()
 	stats := time.NewTicker(time.Second)
 	defer stats.Stop()
-	minute := dag.NewMinute(r.now())
+	minute := store.NewMinute(r.now())
 	defer func() { r.flushStats(ctx, &minute) }()
 	r.heartbeat(ctx, inflight)
 
@@ -95,7 +97,7 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 		if x := res.expanded; x != nil {
 			minute.Observe(x.Type, x.Kind, x.Final, x.Duration)
 		}
-		if o := res.outcome; res.unavailable && o != nil && o.Kind == dag.OutcomeRetry {
+		if o := res.outcome; res.unavailable && o != nil && o.Kind == store.OutcomeRetry {
 			r.holdClaims(o)
 		}
 	}
@@ -127,7 +129,7 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 		}
 		if len(pending) > 0 || (want > 0 && !idle) {
 			maintain := now.Sub(lastMaintain) >= maintainEvery || (!nextDue.IsZero() && !now.Before(nextDue))
-			res, err := r.store.Sync(ctx, r.at(), dag.SyncRequest{
+			res, err := r.store.Sync(ctx, r.at(), store.SyncRequest{
 				Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.stallLimit(),
 				Queues: r.cfg.Queues, Types: r.typeList(), Want: want, Outcomes: pending, Maintain: maintain,
 				RetainAge: r.cfg.RetainAge, RetainCount: r.cfg.RetainCount,
@@ -238,7 +240,7 @@ func (r *Runner) at() time.Time {
 // holdClaims stops the runner's lanes from claiming until the retry of
 // outcome o, which failed because a dependency is down, is due: the jobs
 // waiting would only fail the same way and spend their attempts.
-func (r *Runner) holdClaims(o *dag.Outcome) {
+func (r *Runner) holdClaims(o *store.Outcome) {
 	until := r.now().Add(o.Delay).UnixNano()
 	for {
 		cur := r.hold.Load()
@@ -262,13 +264,13 @@ const clockSkewWarn = 2 * time.Second
 const maintainEvery = 250 * time.Millisecond
 
 // flushStats adds this runner's finished runs to the shared minute stats.
-func (r *Runner) flushStats(ctx context.Context, m *dag.Minute) {
+func (r *Runner) flushStats(ctx context.Context, m *store.Minute) {
 	if !m.Empty() {
 		if err := r.store.AddMinute(ctx, *m); err != nil {
 			r.log.Error("trellis: writing stats failed", "err", err)
 		}
 	}
-	*m = dag.NewMinute(r.now())
+	*m = store.NewMinute(r.now())
 }
 
 type pauseEnd int
@@ -301,10 +303,10 @@ func (r *Runner) pause(d time.Duration, stopping bool) pauseEnd {
 // heartbeat renews the leases of running steps and stops the ones whose
 // lease is gone.
 func (r *Runner) heartbeat(ctx context.Context, inflight map[string]*task) {
-	held := make([]dag.Lease, 0, len(inflight))
+	held := make([]store.Lease, 0, len(inflight))
 	for id, t := range inflight {
 		if !t.released {
-			held = append(held, dag.Lease{ID: id, Token: t.job.Token})
+			held = append(held, store.Lease{ID: id, Token: t.job.Token})
 		}
 	}
 	info := r.info
@@ -331,10 +333,10 @@ func (r *Runner) heartbeat(ctx context.Context, inflight map[string]*task) {
 }
 
 // handBack returns unfinished nodes to ready and reports what finished.
-func (r *Runner) handBack(ctx context.Context, inflight map[string]*task, pending []dag.Outcome) {
+func (r *Runner) handBack(ctx context.Context, inflight map[string]*task, pending []store.Outcome) {
 	for id, t := range inflight {
 		if !t.released {
-			pending = append(pending, dag.Outcome{ID: id, Token: t.job.Token, Kind: dag.OutcomeRelease})
+			pending = append(pending, store.Outcome{ID: id, Token: t.job.Token, Kind: store.OutcomeRelease})
 			t.released = true
 		}
 		t.cancel(errShutdown)
@@ -344,7 +346,7 @@ func (r *Runner) handBack(ctx context.Context, inflight map[string]*task, pendin
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := r.store.Sync(sctx, r.at(), dag.SyncRequest{
+	_, err := r.store.Sync(sctx, r.at(), store.SyncRequest{
 		Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.stallLimit(),
 		Queues: r.cfg.Queues, Outcomes: pending, RetainCount: -1,
 	})
@@ -364,7 +366,7 @@ type job struct {
 
 // launch hands a claimed node to a step worker. A runner holds at most
 // Concurrency nodes, so the workers' channel never blocks.
-func (r *Runner) launch(ctx context.Context, c dag.Claimed, inflight map[string]*task, l *lane) {
+func (r *Runner) launch(ctx context.Context, c store.Claimed, inflight map[string]*task, l *lane) {
 	tctx, cancel := context.WithCancelCause(ctx)
 	t := &task{job: c, cancel: cancel}
 	inflight[c.ID] = t
@@ -386,7 +388,7 @@ func (r *Runner) work() {
 // execute runs one node and turns what happened into an outcome to report,
 // or, for a node that expanded (already written), the run to count; down
 // says the step failed because a dependency is unavailable.
-func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded *dag.Outcome, down bool) {
+func (r *Runner) execute(ctx context.Context, c *store.Claimed) (report, expanded *store.Outcome, down bool) {
 	start := time.Now()
 	attrs := []slog.Attr{slog.String("job", c.ID), slog.String("type", c.Type), slog.Int("attempt", c.Attempt)}
 	log := jobLogger(r.log, nil, attrs...)
@@ -412,7 +414,7 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded 
 		out.Span = flow.Traceparent(ctx)
 		out.Logs = steplog.String()
 	}
-	if out != nil && out.Kind == dag.OutcomeOK {
+	if out != nil && out.Kind == store.OutcomeOK {
 		specs, order, xerr := sc.Expansion()
 		switch {
 		case xerr != nil: // the sub-graph is invalid: running again would not help
@@ -442,7 +444,7 @@ func (r *Runner) execute(ctx context.Context, c *dag.Claimed) (report, expanded 
 	return out, expanded, err != nil && flow.IsUnavailable(err)
 }
 
-func cmpOr(a, b *dag.Outcome) *dag.Outcome {
+func cmpOr(a, b *store.Outcome) *store.Outcome {
 	if a != nil {
 		return a
 	}
@@ -451,7 +453,7 @@ func cmpOr(a, b *dag.Outcome) *dag.Outcome {
 
 // runStep evaluates the node's condition and runs its step with the node's
 // timeout, turning a panic into an error with its stack.
-func (r *Runner) runStep(ctx context.Context, sc *flow.StepContext, c *dag.Claimed) (res []byte, skipped string, err error) {
+func (r *Runner) runStep(ctx context.Context, sc *flow.StepContext, c *store.Claimed) (res []byte, skipped string, err error) {
 	r.mu.Lock()
 	step := r.steps[c.Type]
 	r.mu.Unlock()
@@ -504,13 +506,13 @@ func (p *panicError) Error() string { return fmt.Sprintf("step panicked: %v", p.
 // outcome is the one place that turns a step's result into the node's next
 // state: success, skip, retry (with its delay), permanent failure, or
 // nothing at all when the lease is gone.
-func (r *Runner) outcome(ctx context.Context, c *dag.Claimed, res []byte, skipped string, err error, took time.Duration, log interface {
+func (r *Runner) outcome(ctx context.Context, c *store.Claimed, res []byte, skipped string, err error, took time.Duration, log interface {
 	Debug(string, ...any)
 	Info(string, ...any)
 	Warn(string, ...any)
 	Error(string, ...any)
-}) *dag.Outcome {
-	o := &dag.Outcome{ID: c.ID, Token: c.Token, Duration: took, Type: c.Type, Final: c.Attempt >= c.Attempts}
+}) *store.Outcome {
+	o := &store.Outcome{ID: c.ID, Token: c.Token, Duration: took, Type: c.Type, Final: c.Attempt >= c.Attempts}
 	if err == nil && skipped == "" && len(res) > r.limits.MaxResult {
 		err = flow.Permanent(fmt.Errorf("%w: the result of %d bytes is over the limit of %d bytes (flow.Config.MaxResult); nothing of it was stored",
 			errTooBig, len(res), r.limits.MaxResult))
@@ -524,19 +526,19 @@ func (r *Runner) outcome(ctx context.Context, c *dag.Claimed, res []byte, skippe
 	case errors.Is(context.Cause(ctx), errLeaseLost) || errors.Is(context.Cause(ctx), errShutdown):
 		return nil
 	case err == nil && skipped != "":
-		o.Kind, o.Reason = dag.OutcomeSkip, skipped
+		o.Kind, o.Reason = store.OutcomeSkip, skipped
 		log.Info("trellis: step skipped", "reason", skipped)
 	case err == nil:
-		o.Kind, o.Result = dag.OutcomeOK, res
+		o.Kind, o.Result = store.OutcomeOK, res
 		if len(o.Result) == 0 {
 			o.Result = []byte("null")
 		}
 		log.Debug("trellis: step succeeded", "duration", took)
 	case flow.IsPermanent(err):
-		o.Kind, o.Err = dag.OutcomeFail, &dag.ErrorInfo{Message: msg, Attempt: c.Attempt}
+		o.Kind, o.Err = store.OutcomeFail, &dag.ErrorInfo{Message: msg, Attempt: c.Attempt}
 		log.Error("trellis: step failed permanently", "err", msg, "duration", took)
 	default:
-		o.Kind, o.Err = dag.OutcomeRetry, &dag.ErrorInfo{Message: msg, Attempt: c.Attempt}
+		o.Kind, o.Err = store.OutcomeRetry, &dag.ErrorInfo{Message: msg, Attempt: c.Attempt}
 		if d, ok := flow.RetryAfterDelay(err); ok {
 			o.Delay = d
 		} else {
@@ -546,7 +548,7 @@ func (r *Runner) outcome(ctx context.Context, c *dag.Claimed, res []byte, skippe
 	if o.Err != nil && errors.As(err, &pe) {
 		o.Err.Stack = clip.Text(pe.stack, r.limits.MaxStack)
 	}
-	if o.Kind == dag.OutcomeRetry {
+	if o.Kind == store.OutcomeRetry {
 		if c.Attempt >= c.Attempts {
 			log.Error("trellis: step failed; no attempts left", "err", msg, "attempts", c.Attempts, "duration", took, "stack", o.Err.Stack)
 		} else {

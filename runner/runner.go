@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 )
@@ -59,8 +61,8 @@ type Config struct {
 // Observer hears about step runs. Calls come from the step goroutines and
 // must be quick and safe for concurrent use.
 type Observer interface {
-	StepStarted(job *dag.Claimed, queuedFor time.Duration)
-	StepFinished(job *dag.Claimed, outcome dag.OutcomeKind, took time.Duration, err error)
+	StepStarted(job *store.Claimed, queuedFor time.Duration)
+	StepFinished(job *store.Claimed, outcome store.OutcomeKind, took time.Duration, err error)
 	Stalled(ids []string)
 }
 
@@ -138,7 +140,7 @@ func (c Config) stallLimit() int { return max(c.StallLimit, 0) }
 type Runner struct {
 	cfg     Config
 	client  *flow.Client
-	store   *dag.Store
+	store   *store.Store
 	log     *slog.Logger
 	clock   func() time.Time // the client's Config.Clock; nil: see at
 	limits  flow.Config      // the client's config, for its size limits

@@ -4,18 +4,19 @@ import (
 	"context"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 )
 
 // startRunSpan opens a node run's span: a child of the enqueue span whose
 // traceparent travelled in the job, linked to the parents' run spans.
-func (r *Runner) startRunSpan(ctx context.Context, c *dag.Claimed) (context.Context, trace.Span) {
+func (r *Runner) startRunSpan(ctx context.Context, c *store.Claimed) (context.Context, trace.Span) {
 	tp := r.client.Config().TracerProvider
 	if tp == nil {
 		return ctx, nil
@@ -42,7 +43,7 @@ func (r *Runner) startRunSpan(ctx context.Context, c *dag.Claimed) (context.Cont
 			attribute.Int("trellis.attempt", c.Attempt)))
 }
 
-func endRunSpan(span trace.Span, out *dag.Outcome, err error) {
+func endRunSpan(span trace.Span, out *store.Outcome, err error) {
 	if span == nil {
 		return
 	}
@@ -59,13 +60,13 @@ func endRunSpan(span trace.Span, out *dag.Outcome, err error) {
 // observers fans step events out to several observers.
 type observers []Observer
 
-func (o observers) StepStarted(job *dag.Claimed, queuedFor time.Duration) {
+func (o observers) StepStarted(job *store.Claimed, queuedFor time.Duration) {
 	for _, x := range o {
 		x.StepStarted(job, queuedFor)
 	}
 }
 
-func (o observers) StepFinished(job *dag.Claimed, kind dag.OutcomeKind, took time.Duration, err error) {
+func (o observers) StepFinished(job *store.Claimed, kind store.OutcomeKind, took time.Duration, err error) {
 	for _, x := range o {
 		x.StepFinished(job, kind, took, err)
 	}
@@ -109,15 +110,15 @@ func newOtelMetrics(mp metric.MeterProvider) (*otelMetrics, error) {
 	return &o, nil
 }
 
-func (o *otelMetrics) StepStarted(job *dag.Claimed, queuedFor time.Duration) {
+func (o *otelMetrics) StepStarted(job *store.Claimed, queuedFor time.Duration) {
 	o.wait.Record(context.Background(), queuedFor.Seconds(), metric.WithAttributes(attribute.String("type", job.Type)))
 }
 
-func (o *otelMetrics) StepFinished(job *dag.Claimed, kind dag.OutcomeKind, took time.Duration, _ error) {
+func (o *otelMetrics) StepFinished(job *store.Claimed, kind store.OutcomeKind, took time.Duration, _ error) {
 	attrs := metric.WithAttributes(attribute.String("type", job.Type), attribute.String("outcome", string(kind)))
 	o.duration.Record(context.Background(), took.Seconds(), attrs)
 	o.steps.Add(context.Background(), 1, attrs)
-	if kind == dag.OutcomeRetry && job.Attempt < job.Attempts {
+	if kind == store.OutcomeRetry && job.Attempt < job.Attempts {
 		o.retries.Add(context.Background(), 1, metric.WithAttributes(attribute.String("type", job.Type)))
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/dag/render"
 	"github.com/trellisflow/trellis/flow"
@@ -574,4 +576,4 @@ func p95Text(d time.Duration) string {
 	return fmt.Sprintf("≈ %s (estimated from a histogram of durations)", d.Round(100*time.Microsecond))
 }
 
-func p95Capped(d time.Duration) bool { return d >= dag.DurationBuckets[len(dag.DurationBuckets)-1] }
+func p95Capped(d time.Duration) bool { return d >= store.DurationBuckets[len(store.DurationBuckets)-1] }

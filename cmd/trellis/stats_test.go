@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 )
 
@@ -25,13 +26,13 @@ func TestStatsP95IsAnEstimate(t *testing.T) {
 	client, err := flow.NewClient(rdb, &flow.Config{Namespace: c.ns, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	// 50 runs in (10, 25] ms and 50 in (100, 250] ms: p95 ≈ 235 ms
-	m := dag.NewMinute(time.Now())
+	m := store.NewMinute(time.Now())
 	for i := range 100 {
 		d := 20 * time.Millisecond
 		if i%2 == 1 {
 			d = 200 * time.Millisecond
 		}
-		m.Observe("TEST", dag.OutcomeOK, true, d)
+		m.Observe("TEST", store.OutcomeOK, true, d)
 	}
 	require.NoError(t, client.Store().AddMinute(t.Context(), m))
 

@@ -15,10 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
-	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 	"github.com/trellisflow/trellis/schema"
@@ -319,7 +320,7 @@ func TestEmailIsSentOnceAcrossCrashes(t *testing.T) {
 		job, err := system.SendEmail(ctx, e.Client, "client@example.com", "Plan ready", "See you Monday.", "trainer-1")
 		require.NoError(t, err)
 		lease := 300 * time.Millisecond
-		dead, err := e.Client.Store().Sync(ctx, time.Now(), dag.SyncRequest{
+		dead, err := e.Client.Store().Sync(ctx, time.Now(), store.SyncRequest{
 			Worker: "doomed", Lease: lease, StallLimit: 3, Queues: []string{"default"}, Types: []string{system.TypeEmail}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		require.Len(t, dead.Claimed, 1)

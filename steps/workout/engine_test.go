@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 	"github.com/trellisflow/trellis/schema"
@@ -230,7 +231,7 @@ func TestFullPlanSaveCrashAfterCommit(t *testing.T) {
 
 		// The doomed runner: claim, run the step to its commit, never report.
 		lease := 300 * time.Millisecond
-		dead, err := e.Client.Store().Sync(ctx, time.Now(), dag.SyncRequest{
+		dead, err := e.Client.Store().Sync(ctx, time.Now(), store.SyncRequest{
 			Worker: "doomed", Lease: lease, StallLimit: 3, Queues: []string{"default"}, Types: []string{workout.TypePlanFullSave}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		require.Len(t, dead.Claimed, 1)

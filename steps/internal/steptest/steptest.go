@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/store"
+
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
@@ -121,7 +123,7 @@ func (r *Runner) RunRaw(ctx context.Context, jobID string, attempt int, typ stri
 		return nil, nil, err
 	}
 	sc, err := flow.NewStepContext(flow.StepEnv{
-		Job:    dag.Claimed{Spec: dag.Spec{ID: jobID, Type: typ, Payload: payload, Attempts: 5}, FlowID: jobID, Attempt: attempt},
+		Job:    store.Claimed{Spec: dag.Spec{ID: jobID, Type: typ, Payload: payload, Attempts: 5}, FlowID: jobID, Attempt: attempt},
 		Client: r.Client, Logger: Logger(),
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-package dag
+package store
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/trellisflow/trellis/dag"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -26,13 +28,13 @@ type Store struct {
 	fns     atomic.Int32 // fnTry or fnOff, see run
 }
 
-// NewStore returns the store of namespace ns (letters, digits, '_', '-',
+// New returns the store of namespace ns (letters, digits, '_', '-',
 // '.', ':') on rdb. It does not touch Redis.
-func NewStore(rdb redis.UniversalClient, ns string) (*Store, error) {
+func New(rdb redis.UniversalClient, ns string) (*Store, error) {
 	if rdb == nil {
 		return nil, errors.New("dag: nil Redis client")
 	}
-	if err := CheckName(ns); err != nil {
+	if err := dag.CheckName(ns); err != nil {
 		return nil, fmt.Errorf("dag: namespace %q %s", ns, err.Error())
 	}
 	sc, err := loadScripts()

@@ -1,4 +1,4 @@
-package dag
+package store
 
 import (
 	"context"
@@ -8,12 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trellisflow/trellis/dag"
+
 	"github.com/redis/go-redis/v9"
 )
 
 // Pause stops runners from claiming nodes of queue; running steps finish.
 func (s *Store) Pause(ctx context.Context, queue string) error {
-	if err := CheckName(queue); err != nil {
+	if err := dag.CheckName(queue); err != nil {
 		return fmt.Errorf("dag: queue %q %s", queue, err.Error())
 	}
 	return s.rdb.HSet(ctx, s.k.control(), "p:"+queue, "1").Err()
@@ -47,8 +49,8 @@ func (s *Store) Paused(ctx context.Context) ([]string, error) {
 }
 
 // SetLimit sets the limit of a message type; the zero Limit removes it.
-func (s *Store) SetLimit(ctx context.Context, typ string, l Limit) error {
-	if err := CheckName(typ); err != nil {
+func (s *Store) SetLimit(ctx context.Context, typ string, l dag.Limit) error {
+	if err := dag.CheckName(typ); err != nil {
 		return fmt.Errorf("dag: message type %q %s", typ, err.Error())
 	}
 	if l.Concurrency < 0 || l.Rate < 0 || l.Per < 0 {
@@ -57,7 +59,7 @@ func (s *Store) SetLimit(ctx context.Context, typ string, l Limit) error {
 	if l.Rate > 0 && l.Per < time.Millisecond {
 		return fmt.Errorf("dag: limit for %s: a rate needs Per of at least 1ms", typ)
 	}
-	if l == (Limit{}) {
+	if l == (dag.Limit{}) {
 		return s.rdb.HDel(ctx, s.k.control(), "t:"+typ).Err()
 	}
 	v := fmt.Sprintf("%d|%d|%d", l.Concurrency, l.Rate, l.Per.Milliseconds())
@@ -65,12 +67,12 @@ func (s *Store) SetLimit(ctx context.Context, typ string, l Limit) error {
 }
 
 // Limits reads every message type's limit.
-func (s *Store) Limits(ctx context.Context) (map[string]Limit, error) {
+func (s *Store) Limits(ctx context.Context) (map[string]dag.Limit, error) {
 	h, err := s.rdb.HGetAll(ctx, s.k.control()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("dag: redis: %w", err)
 	}
-	out := make(map[string]Limit, len(h))
+	out := make(map[string]dag.Limit, len(h))
 	for f, v := range h {
 		typ, ok := strings.CutPrefix(f, "t:")
 		if !ok {
@@ -78,7 +80,7 @@ func (s *Store) Limits(ctx context.Context) (map[string]Limit, error) {
 		}
 		var c, r, per int64
 		if _, err := fmt.Sscanf(v, "%d|%d|%d", &c, &r, &per); err == nil {
-			out[typ] = Limit{Concurrency: int(c), Rate: int(r), Per: time.Duration(per) * time.Millisecond}
+			out[typ] = dag.Limit{Concurrency: int(c), Rate: int(r), Per: time.Duration(per) * time.Millisecond}
 		}
 	}
 	return out, nil

@@ -1,4 +1,4 @@
-package dag
+package store
 
 import (
 	"context"
@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/trellisflow/trellis/dag"
+
 	"github.com/redis/go-redis/v9"
 )
 
 // Runners lists runners seen since the given time, with their records.
-func (s *Store) Runners(ctx context.Context, since time.Time) ([]Heartbeat, error) {
+func (s *Store) Runners(ctx context.Context, since time.Time) ([]dag.Heartbeat, error) {
 	min := "-inf"
 	if !since.IsZero() {
 		min = ms(since)
@@ -19,14 +21,14 @@ func (s *Store) Runners(ctx context.Context, since time.Time) ([]Heartbeat, erro
 	if err != nil {
 		return nil, fmt.Errorf("dag: redis: %w", err)
 	}
-	out := make([]Heartbeat, len(res))
+	out := make([]dag.Heartbeat, len(res))
 	if len(res) == 0 {
 		return out, nil
 	}
 	ids := make([]string, len(res))
 	for i, z := range res {
 		ids[i] = str(z.Member)
-		out[i] = Heartbeat{ID: ids[i], LastSeen: time.UnixMilli(int64(z.Score))}
+		out[i] = dag.Heartbeat{ID: ids[i], LastSeen: time.UnixMilli(int64(z.Score))}
 	}
 	infos, err := s.rdb.HMGet(ctx, s.k.runnerInfo(), ids...).Result()
 	if err != nil {
@@ -34,7 +36,7 @@ func (s *Store) Runners(ctx context.Context, since time.Time) ([]Heartbeat, erro
 	}
 	for i, v := range infos {
 		if raw, ok := v.(string); ok {
-			var ri RunnerInfo
+			var ri dag.RunnerInfo
 			if json.Unmarshal([]byte(raw), &ri) == nil {
 				out[i].Info = &ri
 			}

@@ -1,4 +1,4 @@
-package dag
+package store
 
 import (
 	"context"
@@ -10,23 +10,25 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trellisflow/trellis/dag"
+
 	"github.com/redis/go-redis/v9"
 )
 
 // Node reads one node.
-func (s *Store) Node(ctx context.Context, id string) (*Node, error) {
+func (s *Store) Node(ctx context.Context, id string) (*dag.Node, error) {
 	nodes, err := s.Nodes(ctx, []string{id})
 	if err != nil {
 		return nil, err
 	}
 	if nodes[0] == nil {
-		return nil, &NotFoundError{What: "job", ID: id}
+		return nil, &dag.NotFoundError{What: "job", ID: id}
 	}
 	return nodes[0], nil
 }
 
 // Nodes reads many nodes in one round trip; missing ones are nil.
-func (s *Store) Nodes(ctx context.Context, ids []string) ([]*Node, error) {
+func (s *Store) Nodes(ctx context.Context, ids []string) ([]*dag.Node, error) {
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
@@ -37,7 +39,7 @@ func (s *Store) Nodes(ctx context.Context, ids []string) ([]*Node, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("dag: redis: %w", err)
 	}
-	out := make([]*Node, len(ids))
+	out := make([]*dag.Node, len(ids))
 	for i, c := range cmds {
 		h := c.Val()
 		if len(h) == 0 || h["st"] == "" {
@@ -55,9 +57,9 @@ func (s *Store) Nodes(ctx context.Context, ids []string) ([]*Node, error) {
 // Peek is a parent's state and result, as a step or a condition sees it.
 type Peek struct {
 	ID     string
-	State  State
+	State  dag.State
 	Result json.RawMessage
-	Error  *ErrorInfo
+	Error  *dag.ErrorInfo
 	Span   string // traceparent of its last run, when tracing was on
 }
 
@@ -77,15 +79,15 @@ func (s *Store) Peek(ctx context.Context, ids []string) ([]Peek, error) {
 	out := make([]Peek, len(ids))
 	for i, c := range cmds {
 		v := c.Val()
-		out[i] = Peek{ID: ids[i], State: Succeeded}
+		out[i] = Peek{ID: ids[i], State: dag.Succeeded}
 		if st := str(v[0]); st != "" {
-			out[i].State = State(st)
+			out[i].State = dag.State(st)
 		}
 		if r := str(v[1]); r != "" {
 			out[i].Result = json.RawMessage(r)
 		}
 		if e := str(v[2]); e != "" {
-			var ei ErrorInfo
+			var ei dag.ErrorInfo
 			if json.Unmarshal([]byte(e), &ei) == nil {
 				out[i].Error = &ei
 			}
@@ -106,14 +108,14 @@ func (s *Store) FlowIDs(ctx context.Context, flowID string) ([]string, error) {
 		if n, err := s.rdb.Exists(ctx, s.k.node(flowID)).Result(); err == nil && n == 1 {
 			return []string{flowID}, nil
 		}
-		return nil, &NotFoundError{What: "flow", ID: flowID}
+		return nil, &dag.NotFoundError{What: "flow", ID: flowID}
 	}
 	sort.Strings(ids)
 	return ids, nil
 }
 
 // Flow reads a whole flow, its nodes in topological order (ties by ID).
-func (s *Store) Flow(ctx context.Context, flowID string) (*Flow, error) {
+func (s *Store) Flow(ctx context.Context, flowID string) (*dag.Flow, error) {
 	ids, err := s.FlowIDs(ctx, flowID)
 	if err != nil {
 		return nil, err
@@ -122,7 +124,7 @@ func (s *Store) Flow(ctx context.Context, flowID string) (*Flow, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Flow{ID: flowID}
+	f := &dag.Flow{ID: flowID}
 	for _, n := range nodes {
 		if n != nil {
 			f.Nodes = append(f.Nodes, n)
@@ -132,10 +134,10 @@ func (s *Store) Flow(ctx context.Context, flowID string) (*Flow, error) {
 	return f, nil
 }
 
-func topoNodes(nodes []*Node) []*Node {
-	specs := make([]Spec, len(nodes))
+func topoNodes(nodes []*dag.Node) []*dag.Node {
+	specs := make([]dag.Spec, len(nodes))
 	for i, n := range nodes {
-		specs[i] = Spec{ID: n.ID, Parents: n.Parents}
+		specs[i] = dag.Spec{ID: n.ID, Parents: n.Parents}
 	}
 	index := make(map[string]int, len(nodes))
 	for i, n := range nodes {
@@ -164,7 +166,7 @@ func topoNodes(nodes []*Node) []*Node {
 			}
 		}
 	}
-	out := make([]*Node, 0, len(nodes))
+	out := make([]*dag.Node, 0, len(nodes))
 	seen := make([]bool, len(nodes))
 	for _, i := range order {
 		if !seen[i] {
@@ -181,29 +183,29 @@ func topoNodes(nodes []*Node) []*Node {
 }
 
 // FlowStatus reads a flow's progress without reading its nodes.
-func (s *Store) FlowStatus(ctx context.Context, flowID string) (FlowStatus, error) {
+func (s *Store) FlowStatus(ctx context.Context, flowID string) (dag.FlowStatus, error) {
 	h, err := s.rdb.HGetAll(ctx, s.k.flowMeta(flowID)).Result()
 	if err != nil {
-		return FlowStatus{}, fmt.Errorf("dag: redis: %w", err)
+		return dag.FlowStatus{}, fmt.Errorf("dag: redis: %w", err)
 	}
 	if len(h) == 0 {
 		st, err := s.rdb.HGet(ctx, s.k.node(flowID), "st").Result()
 		if errors.Is(err, redis.Nil) {
-			return FlowStatus{}, &NotFoundError{What: "flow", ID: flowID}
+			return dag.FlowStatus{}, &dag.NotFoundError{What: "flow", ID: flowID}
 		}
 		if err != nil {
-			return FlowStatus{}, fmt.Errorf("dag: redis: %w", err)
+			return dag.FlowStatus{}, fmt.Errorf("dag: redis: %w", err)
 		}
-		done := State(st).Terminal()
+		done := dag.State(st).Terminal()
 		left := 1
 		if done {
 			left = 0
 		}
-		return FlowStatus{Nodes: 1, Unfinished: left, Done: done}, nil
+		return dag.FlowStatus{Nodes: 1, Unfinished: left, Done: done}, nil
 	}
 	n, _ := strconv.Atoi(h["n"])
 	left, _ := strconv.Atoi(h["left"])
-	return FlowStatus{Nodes: n, Unfinished: left, Done: left == 0}, nil
+	return dag.FlowStatus{Nodes: n, Unfinished: left, Done: left == 0}, nil
 }
 
 const readyEpoch = 1700000000000
@@ -247,7 +249,7 @@ func (s *Store) readyLanes(ctx context.Context, queue string) ([]string, error) 
 	}
 	var keys []string
 	for _, c := range counts {
-		if c.State == Ready && c.N > 0 && (queue == "" || c.Queue == queue) {
+		if c.State == dag.Ready && c.N > 0 && (queue == "" || c.Queue == queue) {
 			keys = append(keys, s.k.ready(c.Queue, c.Type))
 		}
 	}
@@ -266,7 +268,9 @@ func (s *Store) Stalled(ctx context.Context, now time.Time) (int64, error) {
 // Indexed reports whether StateIDs lists nodes of state st: ready, delayed
 // and active nodes are in the sets the engine works from, failed ones in an
 // index kept for listing them. The other states are found by scanning.
-func Indexed(st State) bool { return st == Ready || st == Delayed || st == Active || st == Failed }
+func Indexed(st dag.State) bool {
+	return st == dag.Ready || st == dag.Delayed || st == dag.Active || st == dag.Failed
+}
 
 // StateIDs returns the IDs of up to limit nodes in state st, one of the
 // Indexed states, and how many there are, in O(limit): failed nodes latest
@@ -276,7 +280,7 @@ func Indexed(st State) bool { return st == Ready || st == Delayed || st == Activ
 // hold (nodes that failed under a Trellis without the failed index): the
 // list is then partial, and a caller that needs all of them has to scan
 // (ScanNodeIDs).
-func (s *Store) StateIDs(ctx context.Context, st State, limit int) (ids []string, total int64, complete bool, err error) {
+func (s *Store) StateIDs(ctx context.Context, st dag.State, limit int) (ids []string, total int64, complete bool, err error) {
 	if limit <= 0 {
 		return nil, 0, false, fmt.Errorf("dag: StateIDs: limit %d is not positive", limit)
 	}
@@ -292,27 +296,27 @@ func (s *Store) StateIDs(ctx context.Context, st State, limit int) (ids []string
 	for _, c := range counts {
 		if c.State == st {
 			counted += c.N
-			if c.N > 0 && st == Ready {
+			if c.N > 0 && st == dag.Ready {
 				lanes = append(lanes, s.k.ready(c.Queue, c.Type))
 			}
 		}
 	}
 	var keys []string
 	switch st {
-	case Failed:
+	case dag.Failed:
 		keys = []string{s.k.failed()}
-	case Delayed:
+	case dag.Delayed:
 		keys = []string{s.k.delayed()}
-	case Active:
+	case dag.Active:
 		keys = []string{s.k.active()}
-	case Ready:
+	case dag.Ready:
 		keys = lanes
 	}
 	ranges := make([]*redis.StringSliceCmd, len(keys))
 	cards := make([]*redis.IntCmd, len(keys))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, key := range keys {
-			ranges[i] = p.ZRangeArgs(ctx, redis.ZRangeArgs{Key: key, Start: 0, Stop: int64(limit - 1), Rev: st == Failed})
+			ranges[i] = p.ZRangeArgs(ctx, redis.ZRangeArgs{Key: key, Start: 0, Stop: int64(limit - 1), Rev: st == dag.Failed})
 			cards[i] = p.ZCard(ctx, key)
 		}
 		return nil

@@ -1,4 +1,4 @@
-package dag
+package store
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/trellisflow/trellis/dag"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -27,7 +29,7 @@ type Outcome struct {
 	ID, Token string
 	Kind      OutcomeKind
 	Result    []byte
-	Err       *ErrorInfo
+	Err       *dag.ErrorInfo
 	Delay     time.Duration
 	Reason    string
 	// Span is the traceparent of the run's span, kept for the children's links.
@@ -54,7 +56,7 @@ type Lease struct{ ID, Token string }
 
 // Claimed is a node leased to a runner.
 type Claimed struct {
-	Spec
+	dag.Spec
 	FlowID  string
 	Attempt int
 	Token   string
@@ -158,7 +160,7 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 // lease is gone (recovered by another runner, cancelled, …), whose steps
 // should stop, and the time by the clock that decides (Redis's, unless
 // now is set).
-func (s *Store) Heartbeat(ctx context.Context, now time.Time, worker string, lease time.Duration, info *RunnerInfo, held []Lease) (lost []string, at time.Time, err error) {
+func (s *Store) Heartbeat(ctx context.Context, now time.Time, worker string, lease time.Duration, info *dag.RunnerInfo, held []Lease) (lost []string, at time.Time, err error) {
 	var record []byte
 	if info != nil {
 		if record, err = json.Marshal(info); err != nil {

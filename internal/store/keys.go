@@ -1,4 +1,4 @@
-package dag
+package store
 
 // Every Redis key of a namespace is built here. All of them start with
 // "trellis:{ns}:", so one namespace lives in one Redis Cluster slot and every

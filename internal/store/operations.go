@@ -1,10 +1,12 @@
-package dag
+package store
 
 import (
 	"context"
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/trellisflow/trellis/dag"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -35,9 +37,9 @@ func (s *Store) cancel(ctx context.Context, now time.Time, mode, id, reason stri
 		if mode == "flow" {
 			what = "flow"
 		}
-		return 0, &NotFoundError{What: what, ID: id}
+		return 0, &dag.NotFoundError{What: what, ID: id}
 	case "state":
-		return 0, &StateError{ID: id, State: State(str(res[1])), Op: "cancel"}
+		return 0, &dag.StateError{ID: id, State: dag.State(str(res[1])), Op: "cancel"}
 	}
 	n, _ := strconv.Atoi(str(res[1]))
 	return n, nil
@@ -55,9 +57,9 @@ func (s *Store) Retry(ctx context.Context, now time.Time, id string) (int, error
 	}
 	switch str(res[0]) {
 	case "notfound":
-		return 0, &NotFoundError{What: "job", ID: id}
+		return 0, &dag.NotFoundError{What: "job", ID: id}
 	case "state":
-		return 0, &StateError{ID: id, State: State(str(res[1])), Op: "retry"}
+		return 0, &dag.StateError{ID: id, State: dag.State(str(res[1])), Op: "retry"}
 	}
 	n, _ := strconv.Atoi(str(res[1]))
 	return n, nil
@@ -78,9 +80,9 @@ func (s *Store) Remove(ctx context.Context, now time.Time, flowID string) error 
 			if call > 0 { // a trim deleted the rest meanwhile
 				return nil
 			}
-			return &NotFoundError{What: "flow", ID: flowID}
+			return &dag.NotFoundError{What: "flow", ID: flowID}
 		case "state":
-			return fmt.Errorf("%w: flow %q has %s unfinished nodes; cancel it before removing it", ErrState, flowID, str(res[1]))
+			return fmt.Errorf("%w: flow %q has %s unfinished nodes; cancel it before removing it", dag.ErrState, flowID, str(res[1]))
 		}
 		if str(res[2]) != "1" {
 			return nil

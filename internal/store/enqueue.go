@@ -1,4 +1,4 @@
-package dag
+package store
 
 import (
 	"context"
@@ -10,18 +10,20 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/trellisflow/trellis/dag"
 )
 
 // Enqueued is one node as enqueue left it.
 type Enqueued struct {
 	ID      string
-	State   State
+	State   dag.State
 	Existed bool // the same job was enqueued before; nothing was written
 }
 
 // Enqueue writes a graph that Validate accepted, all or nothing. single
 // makes a one-node flow keyed by the node's own ID.
-func (s *Store) Enqueue(ctx context.Context, now time.Time, flowID string, single bool, specs []Spec, order []int) ([]Enqueued, error) {
+func (s *Store) Enqueue(ctx context.Context, now time.Time, flowID string, single bool, specs []dag.Spec, order []int) ([]Enqueued, error) {
 	res, err := s.EnqueueBatch(ctx, now, []FlowWrite{{FlowID: flowID, Single: single, Specs: specs, Order: order}})
 	if err != nil {
 		return nil, err
@@ -36,7 +38,7 @@ type FlowWrite struct {
 	// Fresh says FlowID was just generated, so no flow of that ID exists:
 	// the write skips reading the flow's node count.
 	Fresh bool
-	Specs []Spec
+	Specs []dag.Spec
 	Order []int
 }
 
@@ -67,7 +69,7 @@ func (s *Store) EnqueueAll(ctx context.Context, now time.Time, flows []FlowWrite
 	for i, f := range flows {
 		for _, sp := range f.Specs {
 			if j, dup := seen[sp.ID]; dup && j != i {
-				return nil, &InvalidNodeError{ID: sp.ID, Field: "id", Reason: "appears in two of the flows written together"}
+				return nil, &dag.InvalidNodeError{ID: sp.ID, Field: "id", Reason: "appears in two of the flows written together"}
 			}
 			seen[sp.ID] = i
 		}
@@ -89,7 +91,7 @@ func (s *Store) enqueueBatch(ctx context.Context, now time.Time, flows []FlowWri
 		if u.group {
 			// one-node flows travel as one list of nodes; a node of a
 			// one-node flow is its own flow, so no flow ID is needed
-			specs, order := make([]Spec, 0, u.to-u.from), make([]int, 0, u.to-u.from)
+			specs, order := make([]dag.Spec, 0, u.to-u.from), make([]int, 0, u.to-u.from)
 			for i := u.from; i < u.to; i++ {
 				specs, order = append(specs, flows[i].Specs[0]), append(order, i-u.from)
 			}
@@ -178,8 +180,8 @@ func batchUnits(flows []FlowWrite, mode string) []batchUnit {
 
 // isAbout reports whether err, from a group's check, names node id.
 func isAbout(err error, id string) bool {
-	var ce *ConflictError
-	var ue *UnknownDependencyError
+	var ce *dag.ConflictError
+	var ue *dag.UnknownDependencyError
 	switch {
 	case errors.As(err, &ce):
 		return ce.ID == id
@@ -191,7 +193,7 @@ func isAbout(err error, id string) bool {
 
 // Expand completes the active node id (under token) by adding a sub-graph to
 // its flow; the node finishes when the sub-graph's sinks do.
-func (s *Store) Expand(ctx context.Context, now time.Time, id, token string, result []byte, specs []Spec, order []int) ([]Enqueued, error) {
+func (s *Store) Expand(ctx context.Context, now time.Time, id, token string, result []byte, specs []dag.Spec, order []int) ([]Enqueued, error) {
 	n := 5
 	for i := range specs {
 		n += 8 + 2*len(specs[i].Parents)
@@ -203,14 +205,14 @@ func (s *Store) Expand(ctx context.Context, now time.Time, id, token string, res
 		return nil, err
 	}
 	if len(res) == 1 && res[0] == "lost" {
-		return nil, fmt.Errorf("dag: expand %q: %w", id, ErrLeaseLost)
+		return nil, fmt.Errorf("dag: expand %q: %w", id, dag.ErrLeaseLost)
 	}
 	return parseInsert(res, orderedIDs(specs, order))
 }
 
 // appendNodes encodes specs in topological order for insert() in scripts/lib/7-insert.lua.
 // joiner, when set, is added as a child of every sink (expansion).
-func appendNodes(args []any, specs []Spec, order []int, joiner *string) []any {
+func appendNodes(args []any, specs []dag.Spec, order []int, joiner *string) []any {
 	children := make(map[string][]string, len(specs))
 	inBatch := make(map[string]bool, len(specs))
 	for i := range specs {
@@ -257,7 +259,7 @@ func appendNodes(args []any, specs []Spec, order []int, joiner *string) []any {
 }
 
 // meta packs what Lua needs: queue, type, policy, priority, delay ms, attempts.
-func meta(sp *Spec) string {
+func meta(sp *dag.Spec) string {
 	return strings.Join([]string{
 		sp.Queue, sp.Type, string(sp.Policy), strconv.Itoa(sp.Priority),
 		strconv.FormatInt(sp.Delay.Milliseconds(), 10), strconv.Itoa(sp.Attempts),
@@ -266,7 +268,7 @@ func meta(sp *Spec) string {
 
 type metaKey struct {
 	queue, typ string
-	policy     Policy
+	policy     dag.Policy
 	priority   int
 	delay      time.Duration
 	attempts   int
@@ -275,7 +277,7 @@ type metaKey struct {
 // identityOf is the hash a re-enqueue of the same ID is compared by: the
 // node's meta and its Identity, or its data when Identity is empty. buf is
 // reused across calls.
-func identityOf(buf []byte, meta string, sp *Spec, data []byte) (string, []byte) {
+func identityOf(buf []byte, meta string, sp *dag.Spec, data []byte) (string, []byte) {
 	buf = append(append(buf[:0], meta...), 0)
 	if sp.Identity != "" {
 		buf = append(buf, sp.Identity...)
@@ -286,7 +288,7 @@ func identityOf(buf []byte, meta string, sp *Spec, data []byte) (string, []byte)
 	return hex.EncodeToString(sum[:12]), buf
 }
 
-func orderedIDs(specs []Spec, order []int) []string {
+func orderedIDs(specs []dag.Spec, order []int) []string {
 	ids := make([]string, len(order))
 	for k, i := range order {
 		ids[k] = specs[i].ID
@@ -302,17 +304,17 @@ func parseInsert(res []any, ids []string) ([]Enqueued, error) {
 	switch res[0] {
 	case "ok":
 	case "conflict":
-		return nil, &ConflictError{ID: str(res[1])}
+		return nil, &dag.ConflictError{ID: str(res[1])}
 	case "unknown":
-		return nil, &UnknownDependencyError{Node: str(res[1]), Dependency: str(res[2])}
+		return nil, &dag.UnknownDependencyError{Node: str(res[1]), Dependency: str(res[2])}
 	case "flowid":
-		return nil, &FlowIDError{ID: str(res[1])}
+		return nil, &dag.FlowIDError{ID: str(res[1])}
 	case "cycle":
 		path := make([]string, 0, len(res))
 		for _, v := range res[1:] {
 			path = append(path, str(v))
 		}
-		return nil, &CycleError{Path: append(path, path[0])}
+		return nil, &dag.CycleError{Path: append(path, path[0])}
 	default:
 		return nil, fmt.Errorf("dag: unexpected reply %v", res[0])
 	}
@@ -323,7 +325,7 @@ func parseInsert(res []any, ids []string) ([]Enqueued, error) {
 	for i, id := range ids {
 		st := str(res[i+1])
 		existed := strings.HasPrefix(st, "=")
-		out[i] = Enqueued{ID: id, State: State(strings.TrimPrefix(st, "=")), Existed: existed}
+		out[i] = Enqueued{ID: id, State: dag.State(strings.TrimPrefix(st, "=")), Existed: existed}
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package dag
+package store
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"sort"
 	"strings"
+
+	"github.com/trellisflow/trellis/dag"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -156,7 +158,7 @@ func wrapRedis(err error) error {
 	case err == nil:
 		return nil
 	case isOOM(err):
-		return fmt.Errorf("dag: redis: %w (%w)", ErrRedisFull, err)
+		return fmt.Errorf("dag: redis: %w (%w)", dag.ErrRedisFull, err)
 	}
 	return fmt.Errorf("dag: redis: %w", err)
 }

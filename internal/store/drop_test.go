@@ -1,4 +1,4 @@
-package dag_test
+package store_test
 
 import (
 	"context"
@@ -8,13 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
-
 	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/internal/store"
+
+	"github.com/stretchr/testify/require"
 )
 
 // bigFlow enqueues a finished flow of n nodes: enqueued, then cancelled.
-func bigFlow(t *testing.T, s *dag.Store, flow string, n int) {
+func bigFlow(t *testing.T, s *store.Store, flow string, n int) {
 	ctx := context.Background()
 	specs := make([]dag.Spec, n)
 	for i := range specs {
@@ -31,7 +32,7 @@ func bigFlow(t *testing.T, s *dag.Store, flow string, n int) {
 // nothing else: by a runner's retention, which calls again at once, by
 // Trim and by Remove.
 func TestLargeFlowDeletedInParts(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		cancelled := func() int64 {
 			counts, err := s.Counts(ctx)
@@ -55,7 +56,7 @@ func TestLargeFlowDeletedInParts(t *testing.T) {
 		later := time.Now().Add(time.Hour).Truncate(time.Millisecond)
 
 		bigFlow(t, s, "big", 21_000)
-		retention := dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"other"}, Maintain: true, RetainAge: time.Millisecond, RetainCount: -1}
+		retention := store.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"other"}, Maintain: true, RetainAge: time.Millisecond, RetainCount: -1}
 		for _, left := range []int64{11_000, 1_000} {
 			res, err := s.Sync(ctx, later, retention)
 			require.NoError(t, err)
@@ -96,13 +97,13 @@ func TestLargeFlowDeletedInParts(t *testing.T) {
 // most 1,000 transitions, and the stream keeps about the last 20,000,
 // however many calls wrote them.
 func TestEventStreamIsBoundedByEvents(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		for call := range 40 {
-			flows := make([]dag.FlowWrite, 1500) // 1,500 jobs: 1,000 events
+			flows := make([]store.FlowWrite, 1500) // 1,500 jobs: 1,000 events
 			for i := range flows {
 				id := fmt.Sprintf("ev-%d-%d", call, i)
-				flows[i] = dag.FlowWrite{FlowID: id, Single: true, Specs: []dag.Spec{{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1}}, Order: []int{0}}
+				flows[i] = store.FlowWrite{FlowID: id, Single: true, Specs: []dag.Spec{{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1}}, Order: []int{0}}
 			}
 			_, err := s.EnqueueAll(ctx, time.Now(), flows)
 			require.NoError(t, err)

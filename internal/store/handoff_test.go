@@ -1,4 +1,4 @@
-package dag_test
+package store_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/trellisflow/trellis/internal/store"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -17,12 +19,12 @@ import (
 
 // stores runs fn on the real Redis (REDIS_URL) and on the in-process one,
 // each in a fresh namespace.
-func stores(t *testing.T, fn func(t *testing.T, s *dag.Store)) {
+func stores(t *testing.T, fn func(t *testing.T, s *store.Store)) {
 	testredis.Backends(t, func(t *testing.T, rdb redis.UniversalClient) { fn(t, newStore(t, rdb)) })
 }
 
-func newStore(t *testing.T, rdb redis.UniversalClient) *dag.Store {
-	s, err := dag.NewStore(rdb, fmt.Sprintf("dagtest-%06x", rand.IntN(1<<24)))
+func newStore(t *testing.T, rdb redis.UniversalClient) *store.Store {
+	s, err := store.New(rdb, fmt.Sprintf("dagtest-%06x", rand.IntN(1<<24)))
 	require.NoError(t, err)
 	t.Cleanup(func() { _, _ = s.Clear(context.Background()) })
 	return s
@@ -32,7 +34,7 @@ func hspec(id string, prio int, parents ...string) dag.Spec {
 	return dag.Spec{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1, Priority: prio, Parents: parents}
 }
 
-func enqueue(t *testing.T, s *dag.Store, flow string, specs ...dag.Spec) {
+func enqueue(t *testing.T, s *store.Store, flow string, specs ...dag.Spec) {
 	order := make([]int, len(specs))
 	for i := range order {
 		order[i] = i
@@ -43,10 +45,10 @@ func enqueue(t *testing.T, s *dag.Store, flow string, specs ...dag.Spec) {
 
 // syncOK completes done (all succeeded) and claims up to want nodes in one
 // call, returning the claimed nodes.
-func syncOK(t *testing.T, s *dag.Store, want int, done ...dag.Claimed) []dag.Claimed {
-	req := dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T", "LIMITED"}, Want: want, RetainCount: -1}
+func syncOK(t *testing.T, s *store.Store, want int, done ...store.Claimed) []store.Claimed {
+	req := store.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T", "LIMITED"}, Want: want, RetainCount: -1}
 	for _, c := range done {
-		req.Outcomes = append(req.Outcomes, dag.Outcome{ID: c.ID, Token: c.Token, Kind: dag.OutcomeOK, Result: []byte(`"r-` + c.ID + `"`)})
+		req.Outcomes = append(req.Outcomes, store.Outcome{ID: c.ID, Token: c.Token, Kind: store.OutcomeOK, Result: []byte(`"r-` + c.ID + `"`)})
 	}
 	res, err := s.Sync(context.Background(), time.Now(), req)
 	require.NoError(t, err)
@@ -58,8 +60,8 @@ func syncOK(t *testing.T, s *dag.Store, want int, done ...dag.Claimed) []dag.Cla
 
 // runInTurn claims and completes the given nodes one call after the
 // other, each being the only node ready at its turn.
-func runInTurn(t *testing.T, s *dag.Store, order ...string) {
-	var got []dag.Claimed
+func runInTurn(t *testing.T, s *store.Store, order ...string) {
+	var got []store.Claimed
 	for _, id := range order {
 		got = syncOK(t, s, 5, got...)
 		require.Equal(t, []string{id}, ids(got), "only %s is ready", id)
@@ -68,10 +70,10 @@ func runInTurn(t *testing.T, s *dag.Store, order ...string) {
 }
 
 // failAll reports every node of done as failed for good.
-func failAll(t *testing.T, s *dag.Store, done ...dag.Claimed) {
-	req := dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, RetainCount: -1}
+func failAll(t *testing.T, s *store.Store, done ...store.Claimed) {
+	req := store.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, RetainCount: -1}
 	for _, c := range done {
-		req.Outcomes = append(req.Outcomes, dag.Outcome{ID: c.ID, Token: c.Token, Kind: dag.OutcomeFail, Err: &dag.ErrorInfo{Message: "no"}})
+		req.Outcomes = append(req.Outcomes, store.Outcome{ID: c.ID, Token: c.Token, Kind: store.OutcomeFail, Err: &dag.ErrorInfo{Message: "no"}})
 	}
 	res, err := s.Sync(context.Background(), time.Now(), req)
 	require.NoError(t, err)
@@ -80,7 +82,7 @@ func failAll(t *testing.T, s *dag.Store, done ...dag.Claimed) {
 	}
 }
 
-func ids(cs []dag.Claimed) []string {
+func ids(cs []store.Claimed) []string {
 	out := []string{}
 	for _, c := range cs {
 		out = append(out, c.ID)
@@ -92,7 +94,7 @@ func ids(cs []dag.Claimed) []string {
 // take their place among the nodes already ready by priority and age: an
 // older node of equal priority goes first, a more urgent child overtakes.
 func TestReleasedChildrenKeepPriorityOrder(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		enqueue(t, s, "f1", hspec("p", 100))
 		got := syncOK(t, s, 1)
@@ -125,7 +127,7 @@ func TestReleasedChildrenKeepPriorityOrder(t *testing.T) {
 // Two parents of one child finish in the same call: the child is released
 // once, claimed in that call, and its timeline shows ready then active.
 func TestFanInWithinOneCall(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		enqueue(t, s, "f", hspec("a", 0), hspec("b", 0), hspec("c", 0, "a", "b"))
 		got := syncOK(t, s, 2)
@@ -152,7 +154,7 @@ func TestFanInWithinOneCall(t *testing.T) {
 
 // A child released while its queue is paused stays ready in the set.
 func TestReleasedChildOfPausedQueueWaits(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		enqueue(t, s, "f", hspec("a", 0), hspec("b", 0, "a"))
 		got := syncOK(t, s, 1)
@@ -166,7 +168,7 @@ func TestReleasedChildOfPausedQueueWaits(t *testing.T) {
 	})
 }
 
-func resultOf(t *testing.T, s *dag.Store, id string) string {
+func resultOf(t *testing.T, s *store.Store, id string) string {
 	n, err := s.Node(context.Background(), id)
 	require.NoError(t, err)
 	var r string
@@ -174,7 +176,7 @@ func resultOf(t *testing.T, s *dag.Store, id string) string {
 	return r
 }
 
-func assertCounts(t *testing.T, s *dag.Store, want map[dag.State]int64) {
+func assertCounts(t *testing.T, s *store.Store, want map[dag.State]int64) {
 	counts, err := s.Counts(context.Background())
 	require.NoError(t, err)
 	got := map[dag.State]int64{}
@@ -187,10 +189,10 @@ func assertCounts(t *testing.T, s *dag.Store, want map[dag.State]int64) {
 // A flow whose ID the client just generated is written without reading its
 // node count first; its status is the same as any flow's.
 func TestFreshFlowCounts(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		specs := []dag.Spec{hspec("a", 0), hspec("b", 0, "a"), hspec("c", 0, "a")}
-		res, err := s.EnqueueBatch(ctx, time.Now(), []dag.FlowWrite{{FlowID: "fresh-flow", Fresh: true, Specs: specs, Order: []int{0, 1, 2}}})
+		res, err := s.EnqueueBatch(ctx, time.Now(), []store.FlowWrite{{FlowID: "fresh-flow", Fresh: true, Specs: specs, Order: []int{0, 1, 2}}})
 		require.NoError(t, err)
 		require.NoError(t, res[0].Err)
 		st, err := s.FlowStatus(ctx, "fresh-flow")
@@ -212,7 +214,7 @@ func TestFreshFlowCounts(t *testing.T) {
 // Children released in a call that their type's limit keeps from starting
 // stay ready, in the set, and start once the limit allows.
 func TestReleasedChildrenRespectTypeLimits(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		kid := func(id string) dag.Spec {
 			sp := hspec(id, 0, "p")
@@ -251,7 +253,7 @@ func TestReleasedChildrenRespectTypeLimits(t *testing.T) {
 // leaves some of them in the set, hands nothing to the wake-up list and
 // loses nothing.
 func TestOvertakingChildLeavesTheRestReady(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		enqueue(t, s, "f1", hspec("p", 100))
 		got := syncOK(t, s, 1)
 		enqueue(t, s, "f2", hspec("old1", 0), hspec("old2", 0))
@@ -268,7 +270,7 @@ func TestOvertakingChildLeavesTheRestReady(t *testing.T) {
 // Retrying a failed job makes a child its failure released, and that has
 // not started, wait for it again.
 func TestRetryReblocksAReleasedChild(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		child := hspec("c", 0, "p")
 		child.Policy = dag.Ignore
@@ -294,7 +296,7 @@ func TestRetryReblocksAReleasedChild(t *testing.T) {
 // A job enqueued after a parent that had already failed is cancelled at
 // once; retrying the parent brings it back, and it runs after the parent.
 func TestRetryReachesChildrenEnqueuedAfterTheFailure(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		enqueue(t, s, "f1", hspec("p", 0))
 		failAll(t, s, syncOK(t, s, 1)...)
@@ -318,7 +320,7 @@ func TestRetryReachesChildrenEnqueuedAfterTheFailure(t *testing.T) {
 }
 
 // nodeState reads one node, failing the test on an error.
-func nodeState(t *testing.T, s *dag.Store, id string) *dag.Node {
+func nodeState(t *testing.T, s *store.Store, id string) *dag.Node {
 	n, err := s.Node(context.Background(), id)
 	require.NoError(t, err)
 	return n
@@ -328,11 +330,11 @@ func nodeState(t *testing.T, s *dag.Store, id string) *dag.Node {
 // second: the first parent's success only counts down (the scripts do it
 // without reading the child), the second releases it, once.
 func TestFanInAcrossCalls(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		enqueue(t, s, "f", hspec("a", 0), hspec("b", 0), hspec("c", 0, "a", "b"), hspec("d", 0, "a"))
 		got := syncOK(t, s, 2)
 		require.ElementsMatch(t, []string{"a", "b"}, ids(got))
-		var a, b dag.Claimed
+		var a, b store.Claimed
 		for _, c := range got {
 			if c.ID == "a" {
 				a = c
@@ -358,7 +360,7 @@ func TestFanInAcrossCalls(t *testing.T) {
 // stays as it ended when the other succeeds; retrying the failed parent
 // brings it back to wait for that parent alone.
 func TestFanInChildEndedByAnotherParent(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		enqueue(t, s, "f", hspec("a", 0), hspec("b", 0), hspec("c", 0, "a", "b"))
 		got := syncOK(t, s, 2)
@@ -392,12 +394,12 @@ func TestFanInChildEndedByAnotherParent(t *testing.T) {
 // A parent that succeeds after its fan-in child's flow was removed leaves
 // nothing of the child behind.
 func TestFanInChildRemovedWithItsFlow(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		enqueue(t, s, "f1", hspec("a", 0), hspec("b", 0))
 		enqueue(t, s, "f2", hspec("c", 0, "a", "b"))
 		got := syncOK(t, s, 2)
-		var b dag.Claimed
+		var b store.Claimed
 		for _, x := range got {
 			if x.ID == "a" {
 				failAll(t, s, x)
@@ -420,7 +422,7 @@ func TestFanInChildRemovedWithItsFlow(t *testing.T) {
 // Failed nodes are indexed as they fail, latest first; a retry takes a node
 // out of the index and removing its flow drops it.
 func TestFailedIndex(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		enqueue(t, s, "f1", hspec("a", 0), hspec("b", 0))
 		enqueue(t, s, "f2", hspec("c", 0))
@@ -463,7 +465,7 @@ func TestFailedIndex(t *testing.T) {
 // nothing: the counters, the flow's count and the ready set stay as the
 // first run left them.
 func TestEnqueueRunTwiceWritesOnce(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		now := time.Now()
 		fresh := func(id string, parents ...string) dag.Spec {
@@ -471,7 +473,7 @@ func TestEnqueueRunTwiceWritesOnce(t *testing.T) {
 			sp.Fresh = true
 			return sp
 		}
-		bulk := []dag.FlowWrite{
+		bulk := []store.FlowWrite{
 			{Single: true, Specs: []dag.Spec{fresh("g1")}, Order: []int{0}},
 			{Single: true, Specs: []dag.Spec{fresh("g2")}, Order: []int{0}},
 			{FlowID: "gf", Fresh: true, Specs: []dag.Spec{fresh("g3"), fresh("g4", "g3")}, Order: []int{0, 1}},
@@ -506,7 +508,7 @@ func TestEnqueueRunTwiceWritesOnce(t *testing.T) {
 // delayed ones from the sets the engine works from; other states are not
 // indexed.
 func TestStateIDs(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		other := hspec("o1", 0)
 		other.Queue = "q0"
@@ -541,12 +543,12 @@ func TestStateIDs(t *testing.T) {
 // test's fake clock moved while the claim was on its way) does not start
 // before it became ready in its timeline.
 func TestClaimStartsNoEarlierThanReady(t *testing.T) {
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		ready := time.Now().Truncate(time.Millisecond)
 		_, err := s.Enqueue(ctx, ready, "clock", true, []dag.Spec{hspec("late", 0)}, []int{0})
 		require.NoError(t, err)
-		res, err := s.Sync(ctx, ready.Add(-5*time.Second), dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T", "LIMITED"}, Want: 1, RetainCount: -1})
+		res, err := s.Sync(ctx, ready.Add(-5*time.Second), store.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T", "LIMITED"}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		require.Len(t, res.Claimed, 1)
 		require.True(t, res.Claimed[0].ReadyAt.Equal(ready))
@@ -560,7 +562,7 @@ func TestClaimStartsNoEarlierThanReady(t *testing.T) {
 		_, err = s.Enqueue(ctx, ready, "clock2", true, []dag.Spec{hspec("early", 0)}, []int{0})
 		require.NoError(t, err)
 		later := ready.Add(3 * time.Second)
-		_, err = s.Sync(ctx, later, dag.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T", "LIMITED"}, Want: 1, RetainCount: -1})
+		_, err = s.Sync(ctx, later, store.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T", "LIMITED"}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		n, err = s.Node(ctx, "early")
 		require.NoError(t, err)

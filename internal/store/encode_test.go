@@ -1,18 +1,20 @@
-package dag
+package store
 
 import (
 	"encoding/json"
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/dag"
+
 	"github.com/stretchr/testify/require"
 )
 
 func TestEncodeDataMatchesJSON(t *testing.T) {
 	t.Parallel()
-	for _, sp := range []Spec{
+	for _, sp := range []dag.Spec{
 		{Payload: json.RawMessage(`{"messageType":"T","data":{"a":1}}`)},
-		{Payload: json.RawMessage(`{"x":"y"}`), Parents: []string{"a", `q"uote`}, Backoff: Backoff{Kind: Exponential, Base: 2 * time.Second, Jitter: true},
+		{Payload: json.RawMessage(`{"x":"y"}`), Parents: []string{"a", `q"uote`}, Backoff: dag.Backoff{Kind: dag.Exponential, Base: 2 * time.Second, Jitter: true},
 			Timeout: time.Minute, When: `parents["a"].state == "succeeded"`, Trace: "00-abc-def-01"},
 		{},
 	} {
@@ -20,7 +22,7 @@ func TestEncodeDataMatchesJSON(t *testing.T) {
 		require.NoError(t, err)
 		got := encodeData(&sp)
 		require.JSONEq(t, string(want), string(got))
-		var back Spec
+		var back dag.Spec
 		require.NoError(t, json.Unmarshal(got, &back))
 		require.Equal(t, sp.Parents, back.Parents)
 	}
@@ -28,7 +30,7 @@ func TestEncodeDataMatchesJSON(t *testing.T) {
 
 func TestEncodeDataEscapes(t *testing.T) {
 	t.Parallel()
-	sp := Spec{Payload: json.RawMessage(`{}`), Parents: []string{"a\"b\\c", "ü <b>&</b>"}, When: "x\ty\n", Backoff: Backoff{Kind: Custom, Name: `n"q`, Max: 5}}
+	sp := dag.Spec{Payload: json.RawMessage(`{}`), Parents: []string{"a\"b\\c", "ü <b>&</b>"}, When: "x\ty\n", Backoff: dag.Backoff{Kind: dag.Custom, Name: `n"q`, Max: 5}}
 	want, err := json.Marshal(&sp)
 	require.NoError(t, err)
 	require.JSONEq(t, string(want), string(encodeData(&sp)))
@@ -40,24 +42,24 @@ func TestDecodeDataMatchesJSON(t *testing.T) {
 	t.Parallel()
 	for _, sp := range dataSpecs() {
 		blob := encodeData(&sp)
-		var got, want Spec
+		var got, want dag.Spec
 		require.NoError(t, decodeData(blob, &got))
 		require.NoError(t, json.Unmarshal(blob, &want))
 		require.Equal(t, want, got)
 		require.Equal(t, sp.Backoff, got.Backoff)
 	}
-	var sp Spec
+	var sp dag.Spec
 	require.Error(t, decodeData([]byte(`{"e":{},"to":"x"}`), &sp))
 	require.Error(t, decodeData([]byte(`{"e":`), &sp))
 }
 
-func dataSpecs() []Spec {
-	return []Spec{
+func dataSpecs() []dag.Spec {
+	return []dag.Spec{
 		{Payload: json.RawMessage(`{"messageType":"T","data":{"a":1}}`)},
-		{Payload: json.RawMessage(`{"x":"y"}`), Parents: []string{"a", `q"uote`}, Backoff: Backoff{Kind: Exponential, Base: 2 * time.Second, Jitter: true},
+		{Payload: json.RawMessage(`{"x":"y"}`), Parents: []string{"a", `q"uote`}, Backoff: dag.Backoff{Kind: dag.Exponential, Base: 2 * time.Second, Jitter: true},
 			Timeout: time.Minute, When: `parents["a"].state == "succeeded"`, Trace: "00-abc-def-01"},
-		{Payload: json.RawMessage(`{}`), Parents: []string{"a\"b\\c", "ü <b>&</b>"}, When: "x\ty\n", Backoff: Backoff{Kind: Custom, Name: `n"q`, Max: 5}},
-		{Payload: json.RawMessage(`{"s":"}]\"{"}`), Parents: []string{"p1", "p2"}, Backoff: Backoff{Kind: Fixed, Base: time.Second, Max: time.Hour, Name: "n"}},
+		{Payload: json.RawMessage(`{}`), Parents: []string{"a\"b\\c", "ü <b>&</b>"}, When: "x\ty\n", Backoff: dag.Backoff{Kind: dag.Custom, Name: `n"q`, Max: 5}},
+		{Payload: json.RawMessage(`{"s":"}]\"{"}`), Parents: []string{"p1", "p2"}, Backoff: dag.Backoff{Kind: dag.Fixed, Base: time.Second, Max: time.Hour, Name: "n"}},
 		{},
 	}
 }
@@ -70,7 +72,7 @@ func FuzzDecodeData(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var got, want Spec
+		var got, want dag.Spec
 		gotErr := decodeData(append([]byte(nil), b...), &got)
 		wantErr := json.Unmarshal(b, &want)
 		if wantErr != nil {
@@ -87,10 +89,10 @@ func FuzzDecodeData(f *testing.F) {
 // graph, ns/node reported too.
 func BenchmarkAppendNodes(b *testing.B) {
 	payload := json.RawMessage(`{"messageType":"WORKOUT_EXERCISE_CREATE","timestamp":"2026-11-26T20:00:00Z","userId":"trainer-1","data":{"planId":"plan-1","exercise":{"id":"e1","name":"Back squat","sets":4,"reps":8}}}`)
-	var specs []Spec
+	var specs []dag.Spec
 	var order []int
 	add := func(id string, parents ...string) {
-		specs = append(specs, Spec{ID: id, Type: "T", Payload: payload, Parents: parents, Attempts: 3, Queue: "default", Policy: Require, Fresh: true})
+		specs = append(specs, dag.Spec{ID: id, Type: "T", Payload: payload, Parents: parents, Attempts: 3, Queue: "default", Policy: dag.Require, Fresh: true})
 		order = append(order, len(specs)-1)
 	}
 	add("plan")
@@ -115,7 +117,7 @@ func BenchmarkAppendNodes(b *testing.B) {
 
 // BenchmarkEncodeData is one node's data blob.
 func BenchmarkEncodeData(b *testing.B) {
-	sp := Spec{Payload: json.RawMessage(`{"messageType":"TEST","timestamp":"2026-11-26T20:00:00Z","data":{"n":1}}`), Parents: []string{"0193c5a2-7f3e-7b4a-9c1d-000000000001"}}
+	sp := dag.Spec{Payload: json.RawMessage(`{"messageType":"TEST","timestamp":"2026-11-26T20:00:00Z","data":{"n":1}}`), Parents: []string{"0193c5a2-7f3e-7b4a-9c1d-000000000001"}}
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = encodeData(&sp)
@@ -124,17 +126,17 @@ func BenchmarkEncodeData(b *testing.B) {
 
 // BenchmarkDecodeData is one claimed node's data blob, as Sync decodes it.
 func BenchmarkDecodeData(b *testing.B) {
-	sp := Spec{Payload: json.RawMessage(`{"messageType":"TEST","timestamp":"2026-11-26T20:00:00Z","data":{"n":1}}`), Parents: []string{"0193c5a2-7f3e-7b4a-9c1d-000000000001"},
-		Backoff: Backoff{Kind: Exponential, Base: 2 * time.Second}}
+	sp := dag.Spec{Payload: json.RawMessage(`{"messageType":"TEST","timestamp":"2026-11-26T20:00:00Z","data":{"n":1}}`), Parents: []string{"0193c5a2-7f3e-7b4a-9c1d-000000000001"},
+		Backoff: dag.Backoff{Kind: dag.Exponential, Base: 2 * time.Second}}
 	blob := encodeData(&sp)
 	for name, decode := range map[string]func([]byte, any) error{
-		"decodeData":    func(b []byte, v any) error { return decodeData(b, v.(*Spec)) },
+		"decodeData":    func(b []byte, v any) error { return decodeData(b, v.(*dag.Spec)) },
 		"encoding-json": json.Unmarshal, // what decodeData saves
 	} {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				var got Spec
+				var got dag.Spec
 				if err := decode(blob, &got); err != nil {
 					b.Fatal(err)
 				}
@@ -148,9 +150,9 @@ func BenchmarkDecodeData(b *testing.B) {
 func TestBatchUnits(t *testing.T) {
 	t.Parallel()
 	one := func(id string, parents ...string) FlowWrite {
-		return FlowWrite{FlowID: id, Single: true, Specs: []Spec{{ID: id, Parents: parents}}, Order: []int{0}}
+		return FlowWrite{FlowID: id, Single: true, Specs: []dag.Spec{{ID: id, Parents: parents}}, Order: []int{0}}
 	}
-	graph := FlowWrite{FlowID: "g", Specs: []Spec{{ID: "g1"}, {ID: "g2", Parents: []string{"g1"}}}, Order: []int{0, 1}}
+	graph := FlowWrite{FlowID: "g", Specs: []dag.Spec{{ID: "g1"}, {ID: "g2", Parents: []string{"g1"}}}, Order: []int{0, 1}}
 	flows := []FlowWrite{one("a"), one("b"), one("c", "a"), one("d"), graph, one("e"), one("f"), one("h")}
 	require.Equal(t, []batchUnit{{0, 2, true}, {2, 3, false}, {3, 4, false}, {4, 5, false}, {5, 8, true}}, batchUnits(flows, "all"))
 	each := batchUnits(flows, "each")

@@ -1,4 +1,4 @@
-package dag
+package store
 
 import (
 	"context"
@@ -9,11 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trellisflow/trellis/dag"
+
 	"github.com/redis/go-redis/v9"
 )
 
-func parseEvents(msgs []redis.XMessage) []Event {
-	var out []Event
+func parseEvents(msgs []redis.XMessage) []dag.Event {
+	var out []dag.Event
 	for _, m := range msgs {
 		body, _ := m.Values["e"].(string)
 		for _, line := range strings.Split(body, "\n") {
@@ -21,7 +23,7 @@ func parseEvents(msgs []redis.XMessage) []Event {
 			if len(f) < 6 {
 				continue
 			}
-			e := Event{StreamID: m.ID, Node: f[0], From: State(f[1]), To: State(f[2]), At: fromMS(f[3]), Worker: f[5]}
+			e := dag.Event{StreamID: m.ID, Node: f[0], From: dag.State(f[1]), To: dag.State(f[2]), At: fromMS(f[3]), Worker: f[5]}
 			e.Attempt, _ = strconv.Atoi(f[4])
 			out = append(out, e)
 		}
@@ -35,7 +37,7 @@ func parseEvents(msgs []redis.XMessage) []Event {
 // recent-activity feed that keeps about the last 20,000 transitions; a
 // call records its first 1,000 (a huge enqueue or cancel, no more).
 // A node's own timeline (Node.Timeline) is complete.
-func (s *Store) Events(ctx context.Context, after string, count int64, block time.Duration) ([]Event, string, error) {
+func (s *Store) Events(ctx context.Context, after string, count int64, block time.Duration) ([]dag.Event, string, error) {
 	if block <= 0 {
 		block = -1
 	}
@@ -67,7 +69,7 @@ func (s *Store) LastEventID(ctx context.Context) (string, error) {
 
 // RecentEvents reads the newest transitions, newest first, from at most
 // entries stream entries.
-func (s *Store) RecentEvents(ctx context.Context, entries int64) ([]Event, error) {
+func (s *Store) RecentEvents(ctx context.Context, entries int64) ([]dag.Event, error) {
 	res, err := s.rdb.XRevRangeN(ctx, s.k.events(), "+", "-", entries).Result()
 	if err != nil {
 		return nil, fmt.Errorf("dag: redis: %w", err)

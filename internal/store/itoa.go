@@ -1,4 +1,4 @@
-package dag
+package store
 
 import "strconv"
 

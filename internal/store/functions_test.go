@@ -1,4 +1,4 @@
-package dag
+package store
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trellisflow/trellis/dag"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -20,7 +22,7 @@ func roundTrip(t *testing.T, s *Store) {
 	t.Helper()
 	ctx := context.Background()
 	id := fmt.Sprintf("fn-%06x", rand.IntN(1<<24))
-	_, err := s.Enqueue(ctx, time.Now(), id, true, []Spec{{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1}}, []int{0})
+	_, err := s.Enqueue(ctx, time.Now(), id, true, []dag.Spec{{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1}}, []int{0})
 	require.NoError(t, err)
 	req := SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T"}, Want: 1, RetainCount: -1}
 	res, err := s.Sync(ctx, time.Now(), req)
@@ -32,11 +34,11 @@ func roundTrip(t *testing.T, s *Store) {
 	require.Equal(t, []bool{true}, res.Applied)
 	n, err := s.Node(ctx, id)
 	require.NoError(t, err)
-	require.Equal(t, Succeeded, n.State)
+	require.Equal(t, dag.Succeeded, n.State)
 }
 
 func testStore(t *testing.T, rdb redis.UniversalClient) *Store {
-	s, err := NewStore(rdb, fmt.Sprintf("fntest-%06x", rand.IntN(1<<24)))
+	s, err := New(rdb, fmt.Sprintf("fntest-%06x", rand.IntN(1<<24)))
 	require.NoError(t, err)
 	t.Cleanup(func() { _, _ = s.Clear(context.Background()) })
 	return s
@@ -120,7 +122,7 @@ func TestOldReadySetIsMigrated(t *testing.T) {
 	testredis.Backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		s := testStore(t, rdb)
-		_, err := s.Enqueue(ctx, time.Now(), "old", true, []Spec{{ID: "old", Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1}}, []int{0})
+		_, err := s.Enqueue(ctx, time.Now(), "old", true, []dag.Spec{{ID: "old", Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1}}, []int{0})
 		require.NoError(t, err)
 		// as an older Trellis keeps it
 		z, err := s.rdb.ZPopMin(ctx, s.k.ready("q", "T")).Result()

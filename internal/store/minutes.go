@@ -1,4 +1,4 @@
-package dag
+package store
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/trellisflow/trellis/dag"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -22,19 +24,19 @@ var DurationBuckets = []time.Duration{
 
 // Counts reads the live per-state counters (finished nodes count until
 // retention removes them).
-func (s *Store) Counts(ctx context.Context) ([]Count, error) {
+func (s *Store) Counts(ctx context.Context) ([]dag.Count, error) {
 	h, err := s.rdb.HGetAll(ctx, s.k.counts()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("dag: redis: %w", err)
 	}
-	out := make([]Count, 0, len(h))
+	out := make([]dag.Count, 0, len(h))
 	for k, v := range h {
 		f := strings.SplitN(k, "|", 3)
 		n, _ := strconv.ParseInt(v, 10, 64)
 		if len(f) != 3 || n == 0 {
 			continue
 		}
-		out = append(out, Count{State: State(f[0]), Queue: f[1], Type: f[2], N: n})
+		out = append(out, dag.Count{State: dag.State(f[0]), Queue: f[1], Type: f[2], N: n})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]

@@ -1,4 +1,4 @@
-package dag_test
+package store_test
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/trellisflow/trellis/internal/store"
 
 	"github.com/stretchr/testify/require"
 
@@ -38,7 +40,7 @@ func TestRandomRuns(t *testing.T) {
 	if v := os.Getenv("TRELLIS_RANDOM_SEED"); v != "" {
 		seed, _ = strconv.ParseUint(v, 10, 64)
 	}
-	stores(t, func(t *testing.T, s *dag.Store) {
+	stores(t, func(t *testing.T, s *store.Store) {
 		for round := range 4 {
 			seed := seed + uint64(round)
 			t.Logf("seed %d (TRELLIS_RANDOM_SEED=%d replays it)", seed, seed)
@@ -47,7 +49,7 @@ func TestRandomRuns(t *testing.T) {
 	})
 }
 
-func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
+func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 	ctx := context.Background()
 	types := []string{"A", "B", "C"}
 	require.NoError(t, s.SetLimit(ctx, "C", dag.Limit{Concurrency: 2}))
@@ -78,7 +80,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		for i := range order {
 			order[i] = i
 		}
-		write := []dag.FlowWrite{{FlowID: flow, Specs: nodes, Order: order}}
+		write := []store.FlowWrite{{FlowID: flow, Specs: nodes, Order: order}}
 		if external && rng.IntN(3) == 0 {
 			// with a bulk of single jobs, all or nothing; now and then one
 			// names a job that does not exist, and none may be written
@@ -87,7 +89,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 				if rng.IntN(5) == 0 {
 					sp.Parents = []string{"ghost"}
 				}
-				write = append(write, dag.FlowWrite{FlowID: sp.ID, Single: true, Specs: []dag.Spec{sp}, Order: []int{0}})
+				write = append(write, store.FlowWrite{FlowID: sp.ID, Single: true, Specs: []dag.Spec{sp}, Order: []int{0}})
 			}
 			res, err := s.EnqueueAll(ctx, now, write)
 			require.NoError(t, err)
@@ -129,7 +131,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 	// depend on earlier jobs; one that would close a cycle is refused with
 	// nothing written, and c stays active (false)
 	expansions := 0
-	expand := func(now time.Time, c dag.Claimed) bool {
+	expand := func(now time.Time, c store.Claimed) bool {
 		expansions++
 		var sub []dag.Spec
 		for i := range 1 + rng.IntN(4) {
@@ -173,8 +175,8 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 		return true
 	}
 
-	held := map[string]map[string]dag.Claimed{} // worker -> node -> claim
-	owner := map[string]string{}                // node -> worker holding it
+	held := map[string]map[string]store.Claimed{} // worker -> node -> claim
+	owner := map[string]string{}                  // node -> worker holding it
 	claims, stalled := map[string]int{}, map[string]int{}
 	var offset time.Duration // the clock skips ahead when a worker crashes
 	crashes, steps, cancels, retries := 0, 0, 0, 0
@@ -183,7 +185,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 	paused := false // q2
 	workers := []string{"w1", "w2", "w3"}
 	for _, w := range workers {
-		held[w] = map[string]dag.Claimed{}
+		held[w] = map[string]store.Claimed{}
 	}
 	for step := 0; ; step++ {
 		if step >= 5000 {
@@ -207,13 +209,13 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 					delete(owner, id)
 				}
 			}
-			held[w] = map[string]dag.Claimed{}
+			held[w] = map[string]store.Claimed{}
 			offset += 2 * time.Minute
 			crashes++
 			for _, alive := range workers { // the others renew their leases in time
-				var leases []dag.Lease
+				var leases []store.Lease
 				for id, c := range held[alive] {
-					leases = append(leases, dag.Lease{ID: id, Token: c.Token})
+					leases = append(leases, store.Lease{ID: id, Token: c.Token})
 				}
 				lost, _, err := s.Heartbeat(ctx, time.Now().Add(offset), alive, time.Minute, nil, leases)
 				require.NoError(t, err)
@@ -301,7 +303,7 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 				}
 			}
 		}
-		req := dag.SyncRequest{Worker: w, Lease: time.Minute, StallLimit: 1, Queues: []string{"q", "q2"}, Types: []string{"A", "B", "C"},
+		req := store.SyncRequest{Worker: w, Lease: time.Minute, StallLimit: 1, Queues: []string{"q", "q2"}, Types: []string{"A", "B", "C"},
 			Want: rng.IntN(7), Maintain: rng.IntN(5) == 0, RetainCount: retain}
 		for _, id := range sortedKeys(held[w]) { // sorted: a seed replays exactly
 			c := held[w][id]
@@ -313,17 +315,17 @@ func randomRun(t *testing.T, s *dag.Store, rng *rand.Rand, prefix string) {
 				delete(owner, id)
 				continue
 			}
-			o := dag.Outcome{ID: id, Token: c.Token}
+			o := store.Outcome{ID: id, Token: c.Token}
 			switch r := rng.IntN(20); {
 			case r < 14:
-				o.Kind, o.Result = dag.OutcomeOK, []byte(`1`)
+				o.Kind, o.Result = store.OutcomeOK, []byte(`1`)
 			case r < 17:
-				o.Kind, o.Err = dag.OutcomeRetry, &dag.ErrorInfo{Message: "again", Attempt: c.Attempt}
+				o.Kind, o.Err = store.OutcomeRetry, &dag.ErrorInfo{Message: "again", Attempt: c.Attempt}
 				o.Delay = time.Duration(rng.IntN(2)) * 20 * time.Second
 			case r < 19:
-				o.Kind, o.Err = dag.OutcomeFail, &dag.ErrorInfo{Message: "no", Attempt: c.Attempt}
+				o.Kind, o.Err = store.OutcomeFail, &dag.ErrorInfo{Message: "no", Attempt: c.Attempt}
 			default:
-				o.Kind, o.Reason = dag.OutcomeSkip, "condition false"
+				o.Kind, o.Reason = store.OutcomeSkip, "condition false"
 			}
 			req.Outcomes = append(req.Outcomes, o)
 			delete(held[w], id)

@@ -1,4 +1,4 @@
-package dag
+package store
 
 import (
 	"encoding/json"
@@ -7,13 +7,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trellisflow/trellis/dag"
+
 	"github.com/trellisflow/trellis/internal/jsonobj"
 )
 
 // encodeData is json.Marshal(sp), written by hand: the payload is already
 // JSON (json.Marshal would copy and re-validate it), and on a 100,000-node
 // enqueue the reflection cost more than the rest of the encoding.
-func encodeData(sp *Spec) []byte {
+func encodeData(sp *dag.Spec) []byte {
 	out := make([]byte, 0, len(sp.Payload)+64+40*len(sp.Parents))
 	out = append(out, `{"e":`...)
 	if len(sp.Payload) == 0 {
@@ -31,7 +33,7 @@ func encodeData(sp *Spec) []byte {
 		}
 		out = append(out, ']')
 	}
-	if b := sp.Backoff; b != (Backoff{}) {
+	if b := sp.Backoff; b != (dag.Backoff{}) {
 		out = append(out, `,"bo":{`...)
 		n := len(out)
 		comma := func() {
@@ -75,8 +77,8 @@ func encodeData(sp *Spec) []byte {
 // decodeData is json.Unmarshal(b, sp) for a data blob, without the
 // reflection, for the blobs encodeData writes; anything else (and every
 // error) goes through encoding/json. Payload aliases b.
-func decodeData(b []byte, sp *Spec) error {
-	var d Spec
+func decodeData(b []byte, sp *dag.Spec) error {
+	var d dag.Spec
 	if jsonobj.Decode(b, func(key string, v []byte) (ok bool) {
 		switch key {
 		case "e":
@@ -100,13 +102,13 @@ func decodeData(b []byte, sp *Spec) error {
 	return json.Unmarshal(b, sp)
 }
 
-func decodeBackoff(v []byte, b *Backoff) bool {
+func decodeBackoff(v []byte, b *dag.Backoff) bool {
 	return jsonobj.Members(v, func(key string, v []byte) (ok bool) {
 		switch key {
 		case "k":
 			var k string
 			k, ok = jsonobj.String(v)
-			b.Kind = BackoffKind(k)
+			b.Kind = dag.BackoffKind(k)
 		case "b":
 			ok = jsonDuration(v, &b.Base)
 		case "m":
@@ -148,8 +150,8 @@ func appendJSONString(out []byte, s string) []byte {
 	return append(out, '"')
 }
 
-func decodeNode(id string, h map[string]string) (*Node, error) {
-	n := &Node{State: State(h["st"])}
+func decodeNode(id string, h map[string]string) (*dag.Node, error) {
+	n := &dag.Node{State: dag.State(h["st"])}
 	if err := decodeData([]byte(h["d"]), &n.Spec); err != nil {
 		return nil, fmt.Errorf("dag: node %q: corrupt data: %w", id, err)
 	}
@@ -157,7 +159,7 @@ func decodeNode(id string, h map[string]string) (*Node, error) {
 	n.FlowID = decodeMeta(&n.Spec, h["m"])
 	n.Attempt, _ = strconv.Atoi(h["at"])
 	n.Stalls, _ = strconv.Atoi(h["sl"])
-	if n.State == Blocked {
+	if n.State == dag.Blocked {
 		n.Pending, _ = strconv.Atoi(h["pe"])
 	}
 	if c := h["c"]; c != "" {
@@ -170,7 +172,7 @@ func decodeNode(id string, h map[string]string) (*Node, error) {
 		n.Result = json.RawMessage(r)
 	}
 	if e := h["er"]; e != "" {
-		var ei ErrorInfo
+		var ei dag.ErrorInfo
 		if json.Unmarshal([]byte(e), &ei) == nil {
 			n.Error = &ei
 		}
@@ -189,12 +191,12 @@ func decodeNode(id string, h map[string]string) (*Node, error) {
 
 // decodeMeta fills the fields packed in a node's meta (see meta) and
 // returns its flow ID.
-func decodeMeta(sp *Spec, packed string) string {
+func decodeMeta(sp *dag.Spec, packed string) string {
 	m := strings.Split(packed, sep)
 	if len(m) < 7 {
 		return ""
 	}
-	sp.Queue, sp.Type, sp.Policy = m[1], m[2], Policy(m[3])
+	sp.Queue, sp.Type, sp.Policy = m[1], m[2], dag.Policy(m[3])
 	sp.Priority, _ = strconv.Atoi(m[4])
 	d, _ := strconv.ParseInt(m[5], 10, 64)
 	sp.Delay = time.Duration(d) * time.Millisecond
@@ -205,8 +207,8 @@ func decodeMeta(sp *Spec, packed string) string {
 	return m[0]
 }
 
-func parseTimeline(tl string) []Transition {
-	var out []Transition
+func parseTimeline(tl string) []dag.Transition {
+	var out []dag.Transition
 	for _, e := range strings.Split(tl, "|") {
 		if e == "" {
 			continue
@@ -215,7 +217,7 @@ func parseTimeline(tl string) []Transition {
 		if len(f) < 3 {
 			continue
 		}
-		t := Transition{To: State(f[0]), At: fromMS(f[1])}
+		t := dag.Transition{To: dag.State(f[0]), At: fromMS(f[1])}
 		t.Attempt, _ = strconv.Atoi(f[2])
 		if len(f) == 4 {
 			t.Worker = f[3]
