@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/internal/store"
 
 	"github.com/stretchr/testify/require"
@@ -266,7 +267,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 		return err
 	})
 	require.NoError(b, err)
-	st := t.client.Store()
+	st := seam.Store(t.client)
 	req := store.SyncRequest{Worker: "gobench", Lease: 30 * time.Second, StallLimit: 3, Queues: []string{"default"}, Types: []string{noop{}.MessageType()}, RetainCount: -1}
 	b.ResetTimer()
 	done := 0

@@ -10,8 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/trellisflow/trellis/internal/store"
-
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 	"github.com/trellisflow/trellis/steps/workout"
@@ -218,14 +217,14 @@ func workoutNoops(rec *recorder) []flow.Step {
 
 // The recorder is the runner's Observer: the first step that fails for
 // good ends the scenario instead of leaving it to time out.
-func (r *recorder) StepStarted(*store.Claimed, time.Duration) {}
-func (r *recorder) Stalled([]string)                          {}
-func (r *recorder) StepFinished(job *store.Claimed, outcome store.OutcomeKind, _ time.Duration, err error) {
-	if outcome == store.OutcomeOK || outcome == store.OutcomeSkip {
+func (r *recorder) StepStarted(runner.Run, time.Duration) {}
+func (r *recorder) Stalled([]string)                      {}
+func (r *recorder) StepFinished(job runner.Run, outcome runner.Outcome, _ time.Duration, err error) {
+	if outcome == runner.OutcomeOK || outcome == runner.OutcomeSkip {
 		return
 	}
 	r.failOnce.Do(func() {
-		r.failure = fmt.Errorf("job %s (%s) %s: %v", job.ID, job.Type, outcome, err)
+		r.failure = fmt.Errorf("job %s (%s) %s: %v", job.JobID, job.Type, outcome, err)
 		close(r.failed)
 	})
 }
@@ -258,14 +257,14 @@ func (t *trellisRun) stop(ctx context.Context) error {
 
 // verify checks that every node of the namespace succeeded.
 func (t *trellisRun) verify(ctx context.Context, nodes int) error {
-	counts, err := t.client.Store().Counts(ctx)
+	counts, err := t.client.Inspector().Counts(ctx)
 	if err != nil {
 		return err
 	}
 	var ok, total int64
 	for _, c := range counts {
 		total += c.N
-		if c.State == flow.Succeeded {
+		if c.State == dag.Succeeded {
 			ok += c.N
 		}
 	}

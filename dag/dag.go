@@ -2,6 +2,8 @@ package dag
 
 import (
 	"encoding/json"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"time"
 )
@@ -225,3 +227,44 @@ func (b Backoff) WithMax(max time.Duration) Backoff { b.Max = max; return b }
 // WithJitter randomises each delay between half and all of it, so retries
 // of many nodes that failed together spread out.
 func (b Backoff) WithJitter() Backoff { b.Jitter = true; return b }
+
+// Delay is the retry timing, a pure function: the delay after the given
+// failed attempt (1-based). jitter draws from [0, 1) (nil: math/rand);
+// custom resolves Custom backoffs by name. The result is capped by Max
+// when set.
+func (b Backoff) Delay(attempt int, jitter func() float64, custom func(name string) func(attempt int) time.Duration) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	var d time.Duration
+	switch b.Kind {
+	case Fixed:
+		d = b.Base
+	case Custom:
+		if custom != nil {
+			if fn := custom(b.Name); fn != nil {
+				d = fn(attempt)
+			}
+		}
+	default:
+		f := float64(b.Base) * math.Pow(2, float64(attempt-1))
+		if f > float64(math.MaxInt64/2) {
+			f = float64(math.MaxInt64 / 2)
+		}
+		d = time.Duration(f)
+	}
+	if b.Max > 0 && d > b.Max {
+		d = b.Max
+	}
+	if b.Jitter && d > 0 {
+		if jitter == nil {
+			jitter = rand.Float64
+		}
+		// "equal jitter": keep half, randomise the other half
+		d = d/2 + time.Duration(jitter()*float64(d/2))
+	}
+	if d < 0 {
+		d = 0
+	}
+	return d
+}

@@ -22,7 +22,7 @@ var (
 	// ErrRedisFull: Redis is at its maxmemory and refused a call that adds
 	// data (an enqueue, an expansion); nothing was written. Completions,
 	// cancel, remove, trim and retention still run and free memory.
-	ErrRedisFull = errors.New("Redis is at its memory limit (maxmemory); nothing was written")
+	ErrRedisFull = errors.New("redis is at its memory limit (maxmemory); nothing was written")
 )
 
 // CycleError names the nodes of a cycle, in order; the first is repeated at the end.

@@ -65,3 +65,11 @@ type Heartbeat struct {
 	LastSeen time.Time   `json:"lastSeen"`
 	Info     *RunnerInfo `json:"info,omitempty"`
 }
+
+// DurationBuckets are the upper bounds of the step-duration histogram kept
+// per minute (the last bucket is unbounded).
+var DurationBuckets = []time.Duration{
+	time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond,
+	50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute,
+}

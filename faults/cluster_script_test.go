@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/dag"
 )
 
 // freeRun finds three consecutive loopback ports that are free, together
@@ -85,7 +85,7 @@ func TestClusterScript(t *testing.T) {
 	_, err = c.Enqueue(ctx, ladder("script-flow", 20, 0))
 	require.NoError(t, err)
 	f := waitFlow(t, c, "script-flow", 60*time.Second)
-	require.Equal(t, 20, f.Counts()[flow.Succeeded])
+	require.Equal(t, 20, f.Counts()[dag.Succeeded])
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	require.NoError(t, r.Stop(sctx))

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/faults"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
@@ -116,7 +117,7 @@ func TestRedisCluster(t *testing.T) {
 		_, err := c.Enqueue(ctx, g)
 		require.NoError(t, err)
 		f := waitFlow(t, c, "diamond", 60*time.Second)
-		require.Equal(t, map[flow.State]int{flow.Succeeded: 4}, nonZero(f.Counts()))
+		require.Equal(t, map[dag.State]int{dag.Succeeded: 4}, nonZero(f.Counts()))
 		require.Equal(t, []string{"a", "b", "c", "d"}, ids(f))
 		dn := f.Nodes[3]
 		require.True(t, dn.StartedAt().After(f.Nodes[1].FinishedAt()) || dn.StartedAt().Equal(f.Nodes[1].FinishedAt()))
@@ -135,7 +136,7 @@ func TestRedisCluster(t *testing.T) {
 		require.NoError(t, err)
 		f := waitFlow(t, c, "fan", 90*time.Second)
 		require.Len(t, f.Nodes, 1002)
-		require.Equal(t, 1002, f.Counts()[flow.Succeeded])
+		require.Equal(t, 1002, f.Counts()[dag.Succeeded])
 		require.Equal(t, 1, rec.of("sink"))
 	}
 	// cancel: a delayed root; cancelling it cancels its descendants
@@ -150,7 +151,7 @@ func TestRedisCluster(t *testing.T) {
 		_, err = c.Cancel(ctx, "ca", "not today")
 		require.NoError(t, err)
 		f := waitFlow(t, c, "cancel", 30*time.Second)
-		require.Equal(t, map[flow.State]int{flow.Cancelled: 3}, nonZero(f.Counts()))
+		require.Equal(t, map[dag.State]int{dag.Cancelled: 3}, nonZero(f.Counts()))
 		require.Equal(t, "parent ca cancelled", f.Nodes[1].Reason)
 		require.Zero(t, rec.of("ca")+rec.of("cb")+rec.of("cc"))
 	}
@@ -163,14 +164,14 @@ func TestRedisCluster(t *testing.T) {
 		_, err := c.Enqueue(ctx, g)
 		require.NoError(t, err)
 		f := waitFlow(t, c, "retry", 30*time.Second)
-		require.Equal(t, flow.Failed, f.Nodes[0].State)
-		require.Equal(t, flow.Cancelled, f.Nodes[1].State)
+		require.Equal(t, dag.Failed, f.Nodes[0].State)
+		require.Equal(t, dag.Cancelled, f.Nodes[1].State)
 		gate.Store(true)
 		n, err := c.Retry(ctx, "gated")
 		require.NoError(t, err)
 		require.Equal(t, 2, n)
 		f = waitFlow(t, c, "retry", 30*time.Second)
-		require.Equal(t, map[flow.State]int{flow.Succeeded: 2}, nonZero(f.Counts()))
+		require.Equal(t, map[dag.State]int{dag.Succeeded: 2}, nonZero(f.Counts()))
 		require.Equal(t, 2, rec.of("gated"))
 	}
 	// expansion: the parent's children wait for its sub-graph
@@ -182,7 +183,7 @@ func TestRedisCluster(t *testing.T) {
 		_, err := c.Enqueue(ctx, g)
 		require.NoError(t, err)
 		f := waitFlow(t, c, "expand", 30*time.Second)
-		require.Equal(t, 5, f.Counts()[flow.Succeeded], ids(f))
+		require.Equal(t, 5, f.Counts()[dag.Succeeded], ids(f))
 		parent, child, last := byID(f, "parent"), byID(f, "child"), byID(f, "parent/part-2")
 		require.True(t, parent.Expanded)
 		require.NotNil(t, last)
@@ -202,8 +203,8 @@ func TestRedisCluster(t *testing.T) {
 		}
 		st, err := c.Stats(ctx, &flow.StatsOpts{IncludeJobs: true})
 		require.NoError(t, err)
-		require.Equal(t, int64(5), st.Counts[flow.Succeeded])
-		require.Equal(t, int64(1), st.Counts[flow.Delayed])
+		require.Equal(t, int64(5), st.Counts[dag.Succeeded])
+		require.Equal(t, int64(1), st.Counts[dag.Delayed])
 		require.Equal(t, int64(6), st.ByType["FAULT_SPREAD"].Total())
 		require.NotEmpty(t, st.Recent)
 	}
@@ -242,8 +243,8 @@ func TestRedisCluster(t *testing.T) {
 	t.Logf("FIGURES cluster: primaries=3 namespaces=%d slots=%d primaries_used=%d nodes_run=%d", len(namespaces), len(slots), len(primaries), rec.total())
 }
 
-func nonZero(m map[flow.State]int) map[flow.State]int {
-	out := map[flow.State]int{}
+func nonZero(m map[dag.State]int) map[dag.State]int {
+	out := map[dag.State]int{}
 	for k, v := range m {
 		if v != 0 {
 			out[k] = v
@@ -252,7 +253,7 @@ func nonZero(m map[flow.State]int) map[flow.State]int {
 	return out
 }
 
-func ids(f *flow.FlowInfo) []string {
+func ids(f *dag.Flow) []string {
 	var out []string
 	for _, n := range f.Nodes {
 		out = append(out, n.ID)
@@ -260,7 +261,7 @@ func ids(f *flow.FlowInfo) []string {
 	return out
 }
 
-func byID(f *flow.FlowInfo, id string) *flow.Job {
+func byID(f *dag.Flow, id string) *dag.Node {
 	for _, n := range f.Nodes {
 		if n.ID == id {
 			return n

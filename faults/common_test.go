@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/faults"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
@@ -122,7 +123,7 @@ func startRunner(t *testing.T, c *flow.Client, cfg runner.Config, rec *runs) *ru
 }
 
 // waitFlow waits for a flow to finish, with a generous bound.
-func waitFlow(t *testing.T, c *flow.Client, flowID string, timeout time.Duration) *flow.FlowInfo {
+func waitFlow(t *testing.T, c *flow.Client, flowID string, timeout time.Duration) *dag.Flow {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -143,10 +144,10 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-func activeWorkers(n *flow.Job) []string {
+func activeWorkers(n *dag.Node) []string {
 	var out []string
 	for _, tr := range n.Timeline {
-		if tr.To == flow.Active {
+		if tr.To == dag.Active {
 			out = append(out, tr.Worker)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/faults"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
@@ -123,13 +124,13 @@ func TestConditionConstantFailureRefused(t *testing.T) {
 	f := waitFlow(t, c, "ok", 10*time.Second)
 	require.Len(t, f.Nodes, 2, "a constant condition that does not fail expands")
 	for _, n := range f.Nodes {
-		require.Equal(t, flow.Succeeded, n.State, n.ID)
+		require.Equal(t, dag.Succeeded, n.State, n.ID)
 	}
 	waitFlow(t, c, "x", 10*time.Second)
 	require.Equal(t, int32(1), refused.Load(), "Expand refused the sub-graph as an invalid condition")
 	x, err := c.Job(ctx, "x")
 	require.NoError(t, err)
-	require.Equal(t, flow.Failed, x.State)
+	require.Equal(t, dag.Failed, x.State)
 	require.NotNil(t, x.Error)
 	require.Contains(t, x.Error.Message, `node "x-child": condition "[1, 2][5] == 1": [1, 2][5]: index out of range: 5 (array length is 2) (1:7)`)
 	_, err = c.Job(ctx, "x-child")
@@ -144,7 +145,7 @@ func TestConditionConstantFailureRefused(t *testing.T) {
 	waitFlow(t, c, "data", 10*time.Second)
 	b, err := c.Job(ctx, "data-b")
 	require.NoError(t, err)
-	require.Equal(t, flow.Failed, b.State)
+	require.Equal(t, dag.Failed, b.State)
 	require.NotNil(t, b.Error)
 	require.Equal(t, `condition "int(parents[\"data-a\"].result.name) > 0": invalid operation: int(abc) (1:1)`, b.Error.Message)
 }

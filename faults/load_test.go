@@ -12,8 +12,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/faults"
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/schema"
 	"github.com/trellisflow/trellis/schema/schematest"
 	"github.com/trellisflow/trellis/steps/workout"
@@ -65,7 +67,7 @@ func TestLoad200k(t *testing.T) {
 	for _, id := range ids {
 		f := waitFlow(t, c, id, 20*time.Minute)
 		for _, n := range f.Nodes {
-			require.Equal(t, flow.Succeeded, n.State, "%s: %s", n.ID, n.Reason)
+			require.Equal(t, dag.Succeeded, n.State, "%s: %s", n.ID, n.Reason)
 		}
 	}
 	took := time.Since(start)
@@ -88,7 +90,7 @@ func TestLoad200k(t *testing.T) {
 
 	st, err := c.Stats(ctx, nil)
 	require.NoError(t, err)
-	require.Equal(t, int64(wantNodes), st.Counts[flow.Succeeded])
+	require.Equal(t, int64(wantNodes), st.Counts[dag.Succeeded])
 	require.Equal(t, int64(wantNodes), st.Counts.Total())
 	require.Equal(t, len(all), countRows(t, db, "workout_plans"))
 	require.Equal(t, wantPhases, countRows(t, db, "workout_phases"))
@@ -96,7 +98,7 @@ func TestLoad200k(t *testing.T) {
 	require.Equal(t, wantExercises, countRows(t, db, "workout_exercises"))
 	stepRuns := countRows(t, db, "trellis_step_runs")
 	require.LessOrEqual(t, stepRuns, wantNodes)
-	minutes, err := c.Store().Minutes(ctx, time.Now(), 120)
+	minutes, err := seam.Store(c).Minutes(ctx, time.Now(), 120)
 	require.NoError(t, err)
 	var okRuns int64
 	for _, m := range minutes {

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/faults"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
@@ -78,7 +79,7 @@ func TestNetworkLatencyAndResets(t *testing.T) {
 	succeeded := func() int64 {
 		st, err := c.Stats(context.Background(), nil)
 		require.NoError(t, err)
-		return st.Counts[flow.Succeeded]
+		return st.Counts[dag.Succeeded]
 	}
 	eventually(t, 60*time.Second, "a quarter of the nodes done under latency", func() bool { return succeeded() >= flows*perFlow/4 })
 
@@ -103,7 +104,7 @@ func TestNetworkLatencyAndResets(t *testing.T) {
 		f := waitFlow(t, c, fmt.Sprintf("net-%d", i), 90*time.Second)
 		require.Len(t, f.Nodes, perFlow)
 		for _, n := range f.Nodes {
-			require.Equal(t, flow.Succeeded, n.State, "%s: %s", n.ID, n.Reason)
+			require.Equal(t, dag.Succeeded, n.State, "%s: %s", n.ID, n.Reason)
 			r := rec.of(n.ID)
 			require.GreaterOrEqual(t, r, 1, n.ID)
 			require.LessOrEqual(t, r, 1+n.Stalls, "%s ran %d times with %d stalls", n.ID, r, n.Stalls)
@@ -112,7 +113,7 @@ func TestNetworkLatencyAndResets(t *testing.T) {
 	}
 	st, err := c.Stats(context.Background(), nil)
 	require.NoError(t, err)
-	require.Equal(t, int64(flows*perFlow), st.Counts[flow.Succeeded])
+	require.Equal(t, int64(flows*perFlow), st.Counts[dag.Succeeded])
 	require.Equal(t, int64(flows*perFlow), st.Counts.Total())
 	errs := len(logs.Lines("level=ERROR"))
 	t.Logf("FIGURES network latency+resets: nodes=%d latency=15±10ms down,5±5ms up reset_rounds=%d runner_errors_logged=%d reruns=%d lost=0 unfinished=0",
@@ -174,8 +175,8 @@ func TestNetworkStallLongerThanLease(t *testing.T) {
 	f := waitFlow(t, c, "stall-flow", 60*time.Second)
 	xn, yn := f.Nodes[0], f.Nodes[1]
 	require.Equal(t, "x", xn.ID)
-	require.Equal(t, flow.Succeeded, xn.State)
-	require.Equal(t, flow.Succeeded, yn.State)
+	require.Equal(t, dag.Succeeded, xn.State)
+	require.Equal(t, dag.Succeeded, yn.State)
 	var xr WorkResult
 	require.NoError(t, jsonUnmarshal(xn.Result, &xr))
 	require.Equal(t, "runner-b", xr.Runner, "x's result is B's")
@@ -194,7 +195,7 @@ func TestNetworkStallLongerThanLease(t *testing.T) {
 
 	after, err := c.Job(context.Background(), "x")
 	require.NoError(t, err)
-	require.Equal(t, flow.Succeeded, after.State)
+	require.Equal(t, dag.Succeeded, after.State)
 	require.Equal(t, xn.Result, after.Result, "the refused completion changed nothing")
 	require.Equal(t, xn.Timeline, after.Timeline)
 	require.Equal(t, 2, rec.of("x"), "x ran on A, then again on B")

@@ -76,7 +76,7 @@ func TestFullRedisFreesItself(t *testing.T) {
 	// nothing of the refused flow was written
 	_, err = c.Job(ctx, fmt.Sprintf("f%d-0", flows))
 	require.ErrorIs(t, err, flow.ErrNotFound)
-	_, err = c.Store().FlowStatus(ctx, fmt.Sprintf("f%d", flows))
+	_, err = c.Inspector().FlowStatus(ctx, fmt.Sprintf("f%d", flows))
 	require.ErrorIs(t, err, flow.ErrNotFound)
 	require.ErrorIs(t, enqueue(flows), flow.ErrRedisFull, "still full")
 
@@ -97,7 +97,7 @@ func TestFullRedisFreesItself(t *testing.T) {
 	time.Sleep(10 * time.Millisecond) // past Trim's age
 	_, err = c.Trim(ctx, time.Millisecond)
 	require.NoError(t, err)
-	_, err = c.Store().FlowStatus(ctx, "f1")
+	_, err = c.Inspector().FlowStatus(ctx, "f1")
 	require.ErrorIs(t, err, flow.ErrNotFound, "trimmed at the limit")
 
 	// fill up again, then let a runner drain the backlog and its retention
@@ -114,7 +114,7 @@ func TestFullRedisFreesItself(t *testing.T) {
 	t.Cleanup(func() { _ = r.Stop(context.Background()) })
 	require.Eventually(t, func() bool {
 		for i := 2; i < flows; i++ {
-			st, err := c.Store().FlowStatus(ctx, fmt.Sprintf("f%d", i))
+			st, err := c.Inspector().FlowStatus(ctx, fmt.Sprintf("f%d", i))
 			if err == nil && !st.Done {
 				return false // still running
 			}

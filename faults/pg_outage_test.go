@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/faults"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/schema"
@@ -76,7 +77,7 @@ func TestPostgresOutage(t *testing.T) {
 	for _, id := range ids {
 		f := waitFlow(t, c, id, 180*time.Second)
 		for _, n := range f.Nodes {
-			if n.State != flow.Succeeded && n.Error != nil {
+			if n.State != dag.Succeeded && n.Error != nil {
 				failed = append(failed, fmt.Sprintf("%s %s after attempt %d of %d: %s", n.ID, n.State, n.Error.Attempt, n.Attempts, n.Error.Message))
 			}
 		}
@@ -87,7 +88,7 @@ func TestPostgresOutage(t *testing.T) {
 	require.Equal(t, wantExercises, countRows(t, db, "workout_exercises"))
 	st, err := c.Stats(ctx, nil)
 	require.NoError(t, err)
-	require.Equal(t, st.Counts.Total(), st.Counts[flow.Succeeded])
+	require.Equal(t, st.Counts.Total(), st.Counts[dag.Succeeded])
 	require.Positive(t, st.Retries, "steps failed and were retried during the outage")
 	t.Logf("FIGURES postgres outage: plans=20 nodes=%d exercises=%d saved_at_cut=%d outage=%s retries=%d lost=0",
 		st.Counts.Total(), wantExercises, atCut, outage.Round(100*time.Millisecond), st.Retries)

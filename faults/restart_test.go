@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/faults"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
@@ -160,7 +161,7 @@ func loadUnderFault(t *testing.T, rdb redis.UniversalClient, plan faultPlan) {
 		if err != nil {
 			return false
 		}
-		unfinished = st.Counts[flow.Blocked] + st.Counts[flow.Ready] + st.Counts[flow.Active] + st.Counts[flow.Delayed]
+		unfinished = st.Counts[dag.Blocked] + st.Counts[dag.Ready] + st.Counts[dag.Active] + st.Counts[dag.Delayed]
 		return unfinished > 0
 	})
 	ackedBefore := nAcked()
@@ -185,7 +186,7 @@ func loadUnderFault(t *testing.T, rdb redis.UniversalClient, plan faultPlan) {
 	present, lost, reruns := 0, 0, 0
 	var lastDone time.Time
 	for _, a := range all {
-		_, err := c.Store().FlowStatus(ctx, a.flowID)
+		_, err := c.Inspector().FlowStatus(ctx, a.flowID)
 		if errors.Is(err, flow.ErrNotFound) && plan.mayLose {
 			// only what was acknowledged shortly before or during the fault
 			// can be lost
@@ -199,7 +200,7 @@ func loadUnderFault(t *testing.T, rdb redis.UniversalClient, plan faultPlan) {
 		require.Len(t, f.Nodes, faultFlowNodes, a.flowID)
 		present++
 		for _, n := range f.Nodes {
-			require.Equal(t, flow.Succeeded, n.State, "%s: %s", n.ID, n.Reason)
+			require.Equal(t, dag.Succeeded, n.State, "%s: %s", n.ID, n.Reason)
 			r := rec.of(n.ID)
 			require.GreaterOrEqual(t, r, 1, n.ID)
 			if !plan.mayLose {
@@ -221,7 +222,7 @@ func loadUnderFault(t *testing.T, rdb redis.UniversalClient, plan faultPlan) {
 	}
 	st, err := c.Stats(ctx, nil)
 	require.NoError(t, err)
-	require.Equal(t, int64(present*faultFlowNodes), st.Counts[flow.Succeeded], "the counts agree with the nodes")
+	require.Equal(t, int64(present*faultFlowNodes), st.Counts[dag.Succeeded], "the counts agree with the nodes")
 	require.Equal(t, int64(present*faultFlowNodes), st.Counts.Total(), "no node is left unfinished")
 	require.True(t, lastDone.After(backAt), "the runners went on after the fault")
 	syncErrs := len(logs.Lines("sync with Redis failed")) + len(logs.Lines("heartbeat failed"))

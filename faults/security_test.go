@@ -27,6 +27,7 @@ import (
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/faults"
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/runner"
 )
 
@@ -95,7 +96,7 @@ func runSmallGraph(t *testing.T, rdb redis.UniversalClient, logs *faults.Logs) {
 	require.NoError(t, err)
 	held, err := c.Add(ctx, Work{Name: "held"}, &flow.NodeOpts{ID: "held", Delay: time.Hour})
 	require.NoError(t, err)
-	require.Equal(t, flow.Delayed, held.State)
+	require.Equal(t, dag.Delayed, held.State)
 	_, err = c.Cancel(ctx, "held", "not needed")
 	require.NoError(t, err)
 
@@ -103,7 +104,7 @@ func runSmallGraph(t *testing.T, rdb redis.UniversalClient, logs *faults.Logs) {
 	startRunner(t, c, runner.Config{ID: "secure-runner", Concurrency: 4, Lease: 5 * time.Second}, rec)
 	f := waitFlow(t, c, "secure-flow", 30*time.Second)
 	for _, n := range f.Nodes {
-		require.Equal(t, flow.Succeeded, n.State, n.ID)
+		require.Equal(t, dag.Succeeded, n.State, n.ID)
 	}
 	require.Equal(t, 2, rec.of("b"), "b failed once, then succeeded")
 
@@ -112,12 +113,12 @@ func runSmallGraph(t *testing.T, rdb redis.UniversalClient, logs *faults.Logs) {
 	require.Equal(t, 1, n)
 	j, err := c.Job(ctx, "held")
 	require.NoError(t, err)
-	require.Equal(t, flow.Delayed, j.State, "the retried job waits for its delay again")
+	require.Equal(t, dag.Delayed, j.State, "the retried job waits for its delay again")
 	st, err := c.Stats(ctx, &flow.StatsOpts{IncludeJobs: true})
 	require.NoError(t, err)
-	require.Equal(t, int64(4), st.Counts[flow.Succeeded])
-	require.Equal(t, int64(1), st.Counts[flow.Delayed])
-	failed, _, complete, err := c.Store().StateIDs(ctx, dag.Failed, 10) // the monitor's failure listing
+	require.Equal(t, int64(4), st.Counts[dag.Succeeded])
+	require.Equal(t, int64(1), st.Counts[dag.Delayed])
+	failed, _, complete, err := seam.Store(c).StateIDs(ctx, dag.Failed, 10) // the monitor's failure listing
 	require.NoError(t, err)
 	require.Empty(t, failed)
 	require.True(t, complete)

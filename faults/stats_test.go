@@ -9,8 +9,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/faults"
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/runner"
 )
 
@@ -34,12 +36,12 @@ func TestMinuteStatsCountExpandedRuns(t *testing.T) {
 	_, err = c.Add(ctx, Spread{Name: "parent", Expand: 3}, &flow.NodeOpts{ID: "parent"})
 	require.NoError(t, err)
 	f := waitFlow(t, c, "parent", 30*time.Second)
-	require.Equal(t, 4, f.Counts()[flow.Succeeded])
+	require.Equal(t, 4, f.Counts()[dag.Succeeded])
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	require.NoError(t, r.Stop(sctx)) // a stopping runner flushes its minute
 
-	minutes, err := c.Store().Minutes(ctx, time.Now(), 5)
+	minutes, err := seam.Store(c).Minutes(ctx, time.Now(), 5)
 	require.NoError(t, err)
 	var ok, runs int64
 	for _, m := range minutes {

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/faults"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/schema"
@@ -173,14 +174,14 @@ func TestWorkerProcessCrash(t *testing.T) {
 	first.signal(syscall.SIGKILL)
 	st, err := c.Stats(ctx, nil)
 	require.NoError(t, err)
-	activeAtKill := st.Counts[flow.Active]
+	activeAtKill := st.Counts[dag.Active]
 	require.Less(t, atKill, wantExercises, "the worker was killed mid-run")
 
 	second := startWorker(t, bin, append(args, "--concurrency", "8")...)
 	for _, id := range append(saveIDs, emailIDs...) {
 		f := waitFlow(t, c, id, 180*time.Second)
 		for _, n := range f.Nodes {
-			require.Equal(t, flow.Succeeded, n.State, "%s: %s %v", n.ID, n.Reason, n.Error)
+			require.Equal(t, dag.Succeeded, n.State, "%s: %s %v", n.ID, n.Reason, n.Error)
 		}
 	}
 	second.signal(syscall.SIGTERM)
@@ -188,7 +189,7 @@ func TestWorkerProcessCrash(t *testing.T) {
 	st, err = c.Stats(ctx, nil)
 	require.NoError(t, err)
 	nodes := st.Counts.Total()
-	require.Equal(t, nodes, st.Counts[flow.Succeeded], "every node ended succeeded")
+	require.Equal(t, nodes, st.Counts[dag.Succeeded], "every node ended succeeded")
 	require.Equal(t, 50, countRows(t, db, "workout_plans"))
 	require.Equal(t, wantPhases, countRows(t, db, "workout_phases"))
 	require.Equal(t, wantSessions, countRows(t, db, "workout_sessions"))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/trellisflow/trellis/internal/store"
+	"github.com/trellisflow/trellis/internal/tracing"
 
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/metric"
@@ -58,7 +59,7 @@ type Config struct {
 	// DefaultAttempts is how often a step may run. Default 3.
 	DefaultAttempts int
 	// DefaultBackoff is the delay before retries. Default Exponential(2s).
-	DefaultBackoff Backoff
+	DefaultBackoff dag.Backoff
 	// Clock, when set, is the time every call decides by; tests and flowtest
 	// inject a fake one. Default nil: leases, due times, backoffs and
 	// retention are decided by Redis's own clock (TIME), which every runner
@@ -172,9 +173,6 @@ func NewClient(rdb redis.UniversalClient, cfg *Config) (*Client, error) {
 // Config is the client's configuration with defaults filled in.
 func (c *Client) Config() Config { return c.cfg }
 
-// Store is the Redis store underneath, for runners and tools.
-func (c *Client) Store() *store.Store { return c.store }
-
 // at is the time the store's calls decide by: Config.Clock, or zero for
 // Redis's own clock.
 func (c *Client) at() time.Time {
@@ -223,7 +221,7 @@ func (c *Client) Enqueue(ctx context.Context, g *Graph) (_ *Enqueued, err error)
 	}
 	ctx, span := c.startEnqueueSpan(ctx, flowID, len(specs))
 	defer func() { endSpan(span, err) }()
-	if tp := Traceparent(ctx); tp != "" {
+	if tp := tracing.Traceparent(ctx); tp != "" {
 		for i := range specs {
 			specs[i].Trace = tp
 		}
@@ -287,7 +285,7 @@ func (c *Client) AddBulk(ctx context.Context, jobs []BulkJob) (_ []EnqueuedJob, 
 	}
 	ctx, span := c.startEnqueueSpan(ctx, "bulk", len(jobs))
 	defer func() { endSpan(span, err) }()
-	if tp := Traceparent(ctx); tp != "" {
+	if tp := tracing.Traceparent(ctx); tp != "" {
 		for i := range flows {
 			flows[i].Specs[0].Trace = tp
 		}
@@ -337,24 +335,17 @@ func (c *Client) AddJSON(ctx context.Context, reg *Registry, raw []byte, opts *N
 	return c.Add(ctx, msg, &o, after...)
 }
 
-// Job is a job with its state, attempts, result, last error and timeline.
-type Job = dag.Node
-
-// FlowInfo is a whole flow: its nodes and, through their parents and
-// children, its edges.
-type FlowInfo = dag.Flow
-
 // Job reads one job.
-func (c *Client) Job(ctx context.Context, id string) (*Job, error) { return c.store.Node(ctx, id) }
+func (c *Client) Job(ctx context.Context, id string) (*dag.Node, error) { return c.store.Node(ctx, id) }
 
 // Flow reads a whole flow.
-func (c *Client) Flow(ctx context.Context, flowID string) (*FlowInfo, error) {
+func (c *Client) Flow(ctx context.Context, flowID string) (*dag.Flow, error) {
 	return c.store.Flow(ctx, flowID)
 }
 
 // Wait blocks until every node of the flow is terminal or ctx ends, then
 // returns the flow.
-func (c *Client) Wait(ctx context.Context, flowID string) (*FlowInfo, error) {
+func (c *Client) Wait(ctx context.Context, flowID string) (*dag.Flow, error) {
 	delay := 5 * time.Millisecond
 	for {
 		st, err := c.store.FlowStatus(ctx, flowID)
@@ -439,19 +430,18 @@ func (c *Client) Trim(ctx context.Context, olderThan time.Duration) (int, error)
 	}
 }
 
-// Limit bounds a message type across all runners; see SetLimit.
-type Limit = dag.Limit
-
 // SetLimit caps how many jobs of a message type run at once in each queue
 // and how many start per window, enforced in Redis so it holds with any
 // number of runners (e.g. at most 5 EMAIL at once, 100 NOTIFICATION per
 // second). The zero Limit removes it.
-func (c *Client) SetLimit(ctx context.Context, messageType string, l Limit) error {
+func (c *Client) SetLimit(ctx context.Context, messageType string, l dag.Limit) error {
 	return c.store.SetLimit(ctx, messageType, l)
 }
 
 // Limits lists the limits per message type.
-func (c *Client) Limits(ctx context.Context) (map[string]Limit, error) { return c.store.Limits(ctx) }
+func (c *Client) Limits(ctx context.Context) (map[string]dag.Limit, error) {
+	return c.store.Limits(ctx)
+}
 
 // Clear deletes everything in the namespace. It is refused unless the client
 // was configured with Development: true.
@@ -477,7 +467,7 @@ type StatsOpts struct {
 }
 
 // StateCounts counts jobs per state.
-type StateCounts map[State]int64
+type StateCounts map[dag.State]int64
 
 // Total is the number of jobs over all states.
 func (s StateCounts) Total() int64 {
@@ -502,7 +492,7 @@ type Stats struct {
 	P95Duration time.Duration `json:"p95Duration"`
 	Window      time.Duration `json:"window"`
 	Paused      []string      `json:"paused"`
-	Recent      []*Job        `json:"recent,omitempty"`
+	Recent      []*dag.Node   `json:"recent,omitempty"`
 }
 
 // Stats counts jobs per state, queue and type and measures rates. The p95
@@ -549,7 +539,7 @@ func (c *Client) Stats(ctx context.Context, opts *StatsOpts) (*Stats, error) {
 	}
 	var ok, failed, runs int64
 	var total time.Duration
-	buckets := make([]int64, len(store.DurationBuckets)+1)
+	buckets := make([]int64, len(dag.DurationBuckets)+1)
 	for _, m := range ms {
 		for _, n := range m.OK {
 			ok += n
@@ -589,15 +579,15 @@ func (c *Client) Stats(ctx context.Context, opts *StatsOpts) (*Stats, error) {
 			below += b
 			continue
 		}
-		if i == len(store.DurationBuckets) {
-			s.P95Duration = store.DurationBuckets[i-1]
+		if i == len(dag.DurationBuckets) {
+			s.P95Duration = dag.DurationBuckets[i-1]
 			break
 		}
 		var lo time.Duration
 		if i > 0 {
-			lo = store.DurationBuckets[i-1]
+			lo = dag.DurationBuckets[i-1]
 		}
-		hi := store.DurationBuckets[i]
+		hi := dag.DurationBuckets[i]
 		s.P95Duration = lo + time.Duration(float64(hi-lo)*(rank-float64(below))/float64(b))
 		break
 	}
@@ -613,7 +603,7 @@ func (c *Client) Stats(ctx context.Context, opts *StatsOpts) (*Stats, error) {
 }
 
 // recent reads the jobs of the newest transitions, newest first.
-func (c *Client) recent(ctx context.Context, limit int) ([]*Job, error) {
+func (c *Client) recent(ctx context.Context, limit int) ([]*dag.Node, error) {
 	events, err := c.store.RecentEvents(ctx, int64(limit)*4)
 	if err != nil {
 		return nil, err
@@ -633,7 +623,7 @@ func (c *Client) recent(ctx context.Context, limit int) ([]*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*Job, 0, len(nodes))
+	out := make([]*dag.Node, 0, len(nodes))
 	for _, n := range nodes {
 		if n != nil {
 			out = append(out, n)
@@ -645,7 +635,7 @@ func (c *Client) recent(ctx context.Context, limit int) ([]*Job, error) {
 	return out, nil
 }
 
-func lastChange(n *Job) time.Time {
+func lastChange(n *dag.Node) time.Time {
 	if len(n.Timeline) == 0 {
 		return time.Time{}
 	}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/embedded"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
@@ -55,7 +56,7 @@ func show(client *flow.Client, flowID string, ids ...string) {
 		fmt.Println(err)
 		return
 	}
-	byID := map[string]*flow.Job{}
+	byID := map[string]*dag.Node{}
 	for _, n := range f.Nodes {
 		byID[n.ID] = n
 		if len(ids) < len(f.Nodes) {
@@ -124,8 +125,8 @@ func ExamplePolicy() {
 	pay := g.Add(Charge{Cents: 1999}, &flow.NodeOpts{ID: "charge"})
 	ship := g.Add(Notify{Text: "ship"}, &flow.NodeOpts{ID: "ship"}).After(pay)
 	g.Add(Notify{Text: "track"}, &flow.NodeOpts{ID: "track"}).After(ship)
-	g.Add(Notify{Text: "receipt"}, &flow.NodeOpts{ID: "thank-you", Policy: flow.Skip}).After(pay)
-	g.Add(Notify{Text: "payment"}, &flow.NodeOpts{ID: "report", Policy: flow.Ignore}).After(pay)
+	g.Add(Notify{Text: "receipt"}, &flow.NodeOpts{ID: "thank-you", Policy: dag.Skip}).After(pay)
+	g.Add(Notify{Text: "payment"}, &flow.NodeOpts{ID: "report", Policy: dag.Ignore}).After(pay)
 	_, _ = client.Enqueue(context.Background(), g)
 	show(client, "order", "charge", "ship", "track", "thank-you", "report")
 

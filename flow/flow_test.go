@@ -13,23 +13,23 @@ func TestRetryDelay(t *testing.T) {
 	t.Parallel()
 	exp := flow.Exponential(2 * time.Second)
 	for attempt, want := range map[int]time.Duration{1: 2 * time.Second, 2: 4 * time.Second, 3: 8 * time.Second, 6: 64 * time.Second} {
-		require.Equal(t, want, flow.RetryDelay(exp, attempt, nil, nil), "attempt %d", attempt)
+		require.Equal(t, want, exp.Delay(attempt, nil, nil), "attempt %d", attempt)
 	}
-	require.Equal(t, 10*time.Second, flow.RetryDelay(exp.WithMax(10*time.Second), 5, nil, nil))
-	require.Equal(t, 3*time.Second, flow.RetryDelay(flow.Fixed(3*time.Second), 9, nil, nil))
+	require.Equal(t, 10*time.Second, exp.WithMax(10*time.Second).Delay(5, nil, nil))
+	require.Equal(t, 3*time.Second, flow.Fixed(3*time.Second).Delay(9, nil, nil))
 	half := func() float64 { return 0.5 }
-	require.Equal(t, 6*time.Second, flow.RetryDelay(exp.WithJitter(), 3, half, nil), "equal jitter: 4s + 0.5·4s")
+	require.Equal(t, 6*time.Second, exp.WithJitter().Delay(3, half, nil), "equal jitter: 4s + 0.5·4s")
 	zero := func() float64 { return 0 }
-	require.Equal(t, 4*time.Second, flow.RetryDelay(exp.WithJitter(), 3, zero, nil))
-	custom := func(name string) flow.BackoffFunc {
+	require.Equal(t, 4*time.Second, exp.WithJitter().Delay(3, zero, nil))
+	custom := func(name string) func(int) time.Duration {
 		if name == "linear" {
 			return func(a int) time.Duration { return time.Duration(a) * time.Second }
 		}
 		return nil
 	}
-	require.Equal(t, 7*time.Second, flow.RetryDelay(flow.CustomBackoff("linear"), 7, nil, custom))
-	require.Equal(t, time.Duration(0), flow.RetryDelay(flow.CustomBackoff("missing"), 7, nil, custom))
-	require.Positive(t, flow.RetryDelay(exp, 200, nil, nil), "no overflow")
+	require.Equal(t, 7*time.Second, flow.CustomBackoff("linear").Delay(7, nil, custom))
+	require.Equal(t, time.Duration(0), flow.CustomBackoff("missing").Delay(7, nil, custom))
+	require.Positive(t, exp.Delay(200, nil, nil), "no overflow")
 }
 
 type Greeting struct {

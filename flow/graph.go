@@ -13,31 +13,6 @@ import (
 	"github.com/trellisflow/trellis/dag"
 )
 
-// State, Policy and the node model come from package dag.
-type (
-	State  = dag.State
-	Policy = dag.Policy
-)
-
-// The states of a job.
-const (
-	Blocked   = dag.Blocked
-	Ready     = dag.Ready
-	Delayed   = dag.Delayed
-	Active    = dag.Active
-	Succeeded = dag.Succeeded
-	Failed    = dag.Failed
-	Skipped   = dag.Skipped
-	Cancelled = dag.Cancelled
-)
-
-// The failure policies of a node toward its parents.
-const (
-	Require = dag.Require
-	Ignore  = dag.Ignore
-	Skip    = dag.Skip
-)
-
 // NodeOpts are the per-node options. Every field is optional.
 type NodeOpts struct {
 	// ID is the job ID. Default: a new UUIDv7. Enqueueing an existing ID with
@@ -48,7 +23,7 @@ type NodeOpts struct {
 	Attempts int
 	// Backoff is the delay before each retry. Default Config.DefaultBackoff
 	// (exponential from 2s: 2s, 4s, 8s…).
-	Backoff *Backoff
+	Backoff *dag.Backoff
 	// Timeout bounds one run of the step. Default runner.Config.DefaultTimeout.
 	Timeout time.Duration
 	// Priority orders ready nodes of a queue: higher first, from -1000 to 1000. Default 0.
@@ -58,7 +33,7 @@ type NodeOpts struct {
 	// Queue is the queue whose runners take the node. Default Config.DefaultQueue ("default").
 	Queue string
 	// Policy is what the node does when a parent does not succeed. Default Require.
-	Policy Policy
+	Policy dag.Policy
 	// When is an expr-lang condition over the parents' states and results
 	// (see ConditionEnv); false skips the node. Checked at enqueue.
 	When string
@@ -269,7 +244,7 @@ type Enqueued struct {
 // EnqueuedJob is one job as enqueue left it.
 type EnqueuedJob struct {
 	ID      string
-	State   State
+	State   dag.State
 	Existed bool // the same job existed already; nothing was written for it
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/embedded"
 	"github.com/trellisflow/trellis/flow"
 )
@@ -98,7 +99,7 @@ func TestMessageTypesCarryTheirDefaultOptions(t *testing.T) {
 	flow.RegisterType[patient](reg)
 	flow.RegisterType[Greeting](reg)
 	ctx := context.Background()
-	spec := func(j flow.EnqueuedJob, err error) *flow.Job {
+	spec := func(j flow.EnqueuedJob, err error) *dag.Node {
 		t.Helper()
 		require.NoError(t, err)
 		n, err := c.Job(ctx, j.ID)

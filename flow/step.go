@@ -57,14 +57,6 @@ func (s *typedStep[M, R]) Run(ctx context.Context, sc *StepContext) (json.RawMes
 	return out, nil
 }
 
-// StepEnv is what a runner supplies to run one job. Runners and test
-// harnesses build it; steps never do.
-type StepEnv struct {
-	Job    store.Claimed
-	Client *Client
-	Logger *slog.Logger
-}
-
 // StepContext is a running job as its step sees it.
 type StepContext struct {
 	JobID       string
@@ -83,18 +75,18 @@ type StepContext struct {
 	expansion *Graph
 }
 
-// NewStepContext builds the context for one run.
-func NewStepContext(env StepEnv) (*StepContext, error) {
+// newStepContext builds the context for one run of job (seam.NewStepContext).
+func newStepContext(client *Client, job store.Claimed, logger *slog.Logger) (*StepContext, error) {
 	sc := &StepContext{
-		JobID: env.Job.ID, FlowID: env.Job.FlowID, Type: env.Job.Type,
-		Attempt: env.Job.Attempt, MaxAttempts: env.Job.Attempts,
-		Logger: env.Logger, parentIDs: env.Job.Parents, client: env.Client,
+		JobID: job.ID, FlowID: job.FlowID, Type: job.Type,
+		Attempt: job.Attempt, MaxAttempts: job.Attempts,
+		Logger: logger, parentIDs: job.Parents, client: client,
 	}
 	if sc.Logger == nil {
 		sc.Logger = slog.Default()
 	}
-	if err := decodeEnvelope(env.Job.Payload, &sc.Envelope); err != nil {
-		return sc, Permanent(&MessageError{Type: env.Job.Type, Reason: "malformed envelope: " + jsonReason(err)})
+	if err := decodeEnvelope(job.Payload, &sc.Envelope); err != nil {
+		return sc, Permanent(&MessageError{Type: job.Type, Reason: "malformed envelope: " + jsonReason(err)})
 	}
 	return sc, nil
 }
@@ -102,7 +94,7 @@ func NewStepContext(env StepEnv) (*StepContext, error) {
 // ParentInfo is a parent job as a child sees it.
 type ParentInfo struct {
 	ID     string
-	State  State
+	State  dag.State
 	Result json.RawMessage
 	Error  *dag.ErrorInfo
 }
@@ -178,9 +170,10 @@ func (sc *StepContext) Expand(g *Graph) error {
 	return nil
 }
 
-// Expansion is the sub-graph a step added with Expand, as specs in
-// topological order, for the runner to write with the job's completion.
-func (sc *StepContext) Expansion() ([]dag.Spec, []int, error) {
+// grown is the sub-graph a step added with Expand, as specs in
+// topological order, for the runner to write with the job's completion
+// (seam.Expansion).
+func (sc *StepContext) grown() ([]dag.Spec, []int, error) {
 	sc.mu.Lock()
 	g := sc.expansion
 	sc.mu.Unlock()

@@ -5,31 +5,11 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
 // TracerName names the tracer Trellis uses.
 const TracerName = "github.com/trellisflow/trellis"
-
-// Traceparent returns the W3C traceparent of ctx's span, or "".
-func Traceparent(ctx context.Context) string {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
-		return ""
-	}
-	c := propagation.MapCarrier{}
-	propagation.TraceContext{}.Inject(ctx, c)
-	return c["traceparent"]
-}
-
-// SpanContext parses a traceparent; the zero SpanContext when invalid.
-func SpanContext(traceparent string) trace.SpanContext {
-	if traceparent == "" {
-		return trace.SpanContext{}
-	}
-	ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": traceparent})
-	return trace.SpanContextFromContext(ctx)
-}
 
 // startEnqueueSpan opens the span every node of this enqueue descends from.
 func (c *Client) startEnqueueSpan(ctx context.Context, flowID string, nodes int) (context.Context, trace.Span) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/flowtest"
 )
@@ -41,7 +42,7 @@ func testPlanThenPhases(t testing.TB) {
 	h.Run(g)
 
 	h.RequireSucceeded("plan", "base")
-	h.RequireState("peak", flow.Failed) // one attempt only
+	h.RequireState("peak", dag.Failed) // one attempt only
 	h.RequireOrder("plan", "base", "peak")
 	h.RequireAttempts("base", 3)
 	var res string
@@ -73,7 +74,7 @@ func ExampleHarness_Run_rateLimit() {
 	t := &exampleT{}
 	defer t.done()
 	h := flowtest.New(t, flowtest.Returns[Email]("sent"))
-	_ = h.Client().SetLimit(context.Background(), "EMAIL", flow.Limit{Rate: 2, Per: time.Second})
+	_ = h.Client().SetLimit(context.Background(), "EMAIL", dag.Limit{Rate: 2, Per: time.Second})
 	g := flow.New()
 	for i := range 5 {
 		g.Add(Email{To: fmt.Sprintf("user%d@example.com", i)}, &flow.NodeOpts{ID: fmt.Sprintf("mail-%d", i)})

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/internal/store"
 
 	"github.com/redis/go-redis/v9"
@@ -351,7 +352,7 @@ func (d *dispatch) Run(ctx context.Context, sc *flow.StepContext) (res json.RawM
 // returns the finished flow. It fails the test if enqueue fails, if a
 // node's message type has no step, or if the flow does not finish within
 // Config.Timeout (real time) and Config.MaxAdvances clock moves.
-func (h *Harness) Run(g *flow.Graph) *flow.FlowInfo {
+func (h *Harness) Run(g *flow.Graph) *dag.Flow {
 	h.t.Helper()
 	h.mu.Lock()
 	for _, n := range g.Nodes() {
@@ -375,7 +376,7 @@ func (h *Harness) Run(g *flow.Graph) *flow.FlowInfo {
 // RunJob enqueues msg as a job of its own (Client.Add: opts may be nil,
 // after names jobs enqueued earlier), runs until it is finished, and
 // returns it. It is the way to test one step.
-func (h *Harness) RunJob(msg flow.Message, opts *flow.NodeOpts, after ...string) *flow.Job {
+func (h *Harness) RunJob(msg flow.Message, opts *flow.NodeOpts, after ...string) *dag.Node {
 	h.t.Helper()
 	g := flow.New()
 	n := g.Add(msg, opts).AfterJob(after...)
@@ -391,11 +392,11 @@ func (h *Harness) RunJob(msg flow.Message, opts *flow.NodeOpts, after ...string)
 
 // Wait runs the enqueued flow flowID until every node is terminal, like
 // Run, and returns it.
-func (h *Harness) Wait(flowID string) *flow.FlowInfo {
+func (h *Harness) Wait(flowID string) *dag.Flow {
 	h.t.Helper()
-	db := h.client.Store()
+	in := h.client.Inspector()
 	h.until("flow "+flowID, func(ctx context.Context, _ *snapshot) (bool, error) {
-		st, err := db.FlowStatus(ctx, flowID)
+		st, err := in.FlowStatus(ctx, flowID)
 		return st.Done, err
 	})
 	f, err := h.client.Flow(context.Background(), flowID)
@@ -499,7 +500,7 @@ func (h *Harness) until(what string, done func(context.Context, *snapshot) (bool
 
 // snapshot reads the namespace's counters.
 func (h *Harness) snapshot(ctx context.Context) (*snapshot, error) {
-	st := h.client.Store()
+	st := h.client.Inspector()
 	cs, err := st.Counts(ctx)
 	if err != nil {
 		return nil, err
@@ -549,7 +550,7 @@ func (h *Harness) nextWindow(ctx context.Context, s *snapshot) time.Time {
 	if err != nil || len(limits) == 0 {
 		return time.Time{}
 	}
-	st := h.client.Store()
+	st := h.client.Inspector()
 	now := h.clock.Now().UnixMilli()
 	var next int64
 	for typ := range s.readyTypes {
@@ -559,7 +560,7 @@ func (h *Harness) nextWindow(ctx context.Context, s *snapshot) time.Time {
 			return time.Time{}
 		}
 		// the claim script's count of starts in this window
-		used, err := st.RateUsed(ctx, typ, l.Per, h.clock.Now())
+		used, err := st.RateUsed(ctx, typ, l.Per)
 		if err != nil {
 			return time.Time{}
 		}
@@ -593,7 +594,7 @@ func (h *Harness) nextWindow(ctx context.Context, s *snapshot) time.Time {
 // maintenance call the runners make, claiming nothing.
 func (h *Harness) promote(ctx context.Context) (time.Time, error) {
 	rc := h.cfg.Runner.WithDefaults(h.client)
-	res, err := h.client.Store().Sync(ctx, h.clock.Now(), store.SyncRequest{
+	res, err := seam.Store(h.client).Sync(ctx, h.clock.Now(), store.SyncRequest{
 		Worker: "flowtest", Lease: rc.Lease, StallLimit: max(rc.StallLimit, 0),
 		Maintain: true, RetainCount: -1,
 	})
@@ -607,7 +608,7 @@ func (h *Harness) fail(what, why string) {
 	fmt.Fprintf(&b, "flowtest: %s %s.\nfake time %s (+%s)\n", what, why, h.clock.Now().Format(time.RFC3339), h.Elapsed())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st := h.client.Store()
+	st := h.client.Inspector()
 	if paused, err := st.Paused(ctx); err == nil && len(paused) > 0 {
 		fmt.Fprintf(&b, "paused queues: %s\n", strings.Join(paused, ", "))
 	}
@@ -627,8 +628,8 @@ func (h *Harness) fail(what, why string) {
 
 // nodes reads every node the harness knows of: the recorded runs' and the
 // namespace's flows', sorted by ID. Best effort, for failure messages.
-func (h *Harness) nodes(ctx context.Context) []*flow.Job {
-	st := h.client.Store()
+func (h *Harness) nodes(ctx context.Context) []*dag.Node {
+	st := h.client.Inspector()
 	var ids []string
 	seen := map[string]bool{}
 	add := func(id string) {
@@ -637,14 +638,14 @@ func (h *Harness) nodes(ctx context.Context) []*flow.Job {
 			ids = append(ids, id)
 		}
 	}
-	_ = st.ScanNodeIDs(ctx, 500, func(batch []string) (bool, error) {
+	_ = st.ScanJobIDs(ctx, 500, func(batch []string) (bool, error) {
 		for _, id := range batch {
 			add(id)
 		}
 		return len(ids) <= 200, nil
 	})
 	sort.Strings(ids)
-	nodes, err := st.Nodes(ctx, ids)
+	nodes, err := st.Jobs(ctx, ids)
 	if err != nil {
 		return nil
 	}

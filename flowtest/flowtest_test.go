@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/flowtest"
 	"github.com/trellisflow/trellis/internal/testredis"
@@ -123,17 +124,17 @@ func TestFailurePolicies(t *testing.T) {
 	g := flow.New()
 	send := g.Add(Email{To: "a@example.com"}, &flow.NodeOpts{ID: "send"}) // 3 attempts: 2s, 4s
 	task(g, "require", nil).After(send)
-	task(g, "ignore", &flow.NodeOpts{Policy: flow.Ignore}).After(send)
-	task(g, "skip", &flow.NodeOpts{Policy: flow.Skip}).After(send)
+	task(g, "ignore", &flow.NodeOpts{Policy: dag.Ignore}).After(send)
+	task(g, "skip", &flow.NodeOpts{Policy: dag.Skip}).After(send)
 	task(g, "grandchild", nil).After(g.Nodes()[1])
 	h.Run(g)
 
-	h.RequireState("send", flow.Failed)
+	h.RequireState("send", dag.Failed)
 	h.RequireAttempts("send", 3)
 	require.Equal(t, 6*time.Second, h.Elapsed())
-	h.RequireState("require", flow.Cancelled)
-	h.RequireState("grandchild", flow.Cancelled)
-	h.RequireState("skip", flow.Skipped)
+	h.RequireState("require", dag.Cancelled)
+	h.RequireState("grandchild", dag.Cancelled)
+	h.RequireState("skip", dag.Skipped)
 	h.RequireSucceeded("ignore")
 	h.RequireRan("send", "ignore")
 	h.RequireNotRan("require", "skip", "grandchild")
@@ -147,7 +148,7 @@ func TestPermanentFailureDoesNotRetry(t *testing.T) {
 	g := flow.New()
 	g.Add(Email{To: "nobody"}, &flow.NodeOpts{ID: "send", Attempts: 5})
 	h.Run(g)
-	h.RequireState("send", flow.Failed)
+	h.RequireState("send", dag.Failed)
 	h.RequireAttempts("send", 1)
 	require.Zero(t, h.Elapsed())
 }
@@ -166,7 +167,7 @@ func TestConditions(t *testing.T) {
 	h.Run(g)
 
 	h.RequireSucceeded("a", "small", "after-small")
-	h.RequireState("big", flow.Skipped)
+	h.RequireState("big", dag.Skipped)
 	h.RequireNotRan("big")
 	h.RequireOrder("a", "small", "after-small")
 }
@@ -271,8 +272,8 @@ func TestCancelAndRetry(t *testing.T) {
 	a := task(g, "a", nil)
 	task(g, "b", nil).After(a)
 	h.Run(g)
-	h.RequireState("a", flow.Failed)
-	h.RequireState("b", flow.Cancelled)
+	h.RequireState("a", dag.Failed)
+	h.RequireState("b", dag.Cancelled)
 
 	mu.Lock()
 	broken = false
@@ -287,7 +288,7 @@ func TestCancelAndRetry(t *testing.T) {
 func TestRateLimitWindowsPassInFakeTime(t *testing.T) {
 	t.Parallel()
 	h := flowtest.New(t, flowtest.Returns[Email]("sent"))
-	require.NoError(t, h.Client().SetLimit(context.Background(), "EMAIL", flow.Limit{Rate: 2, Per: time.Second}))
+	require.NoError(t, h.Client().SetLimit(context.Background(), "EMAIL", dag.Limit{Rate: 2, Per: time.Second}))
 	g := flow.New()
 	for i := range 5 {
 		g.Add(Email{To: fmt.Sprint(i)}, &flow.NodeOpts{ID: fmt.Sprintf("mail-%d", i)})
@@ -379,7 +380,7 @@ func TestDrainLeavesPausedQueues(t *testing.T) {
 	require.NoError(t, err)
 	h.Drain()
 	h.RequireSucceeded("task")
-	h.RequireState("mail", flow.Ready)
+	h.RequireState("mail", dag.Ready)
 	require.Equal(t, time.Second, h.Elapsed())
 
 	require.NoError(t, h.Client().Resume(ctx, "mail"))
@@ -415,7 +416,7 @@ func TestAssertionsReportWhatHappened(t *testing.T) {
 		{func() { h.RequireRan("a", "x") }, "expected x to have run"},
 		{func() { h.RequireNotRan("b") }, "expected b not to have run"},
 		{func() { h.RequireAttempts("a", 2) }, `job "a" used 1 attempts, want 2`},
-		{func() { h.RequireState("a", flow.Failed) }, `job "a" is succeeded, want failed`},
+		{func() { h.RequireState("a", dag.Failed) }, `job "a" is succeeded, want failed`},
 		{func() { h.Result("nope", new(string)) }, `job "nope": `},
 	} {
 		require.Contains(t, tb.catch(c.fn), c.want)
@@ -498,11 +499,11 @@ func TestRunJob(t *testing.T) {
 	t.Parallel()
 	h := flowtest.New(t, joinStep)
 	plan := h.RunJob(Task{Name: "plan"}, &flow.NodeOpts{ID: "plan"})
-	require.Equal(t, flow.Succeeded, plan.State)
+	require.Equal(t, dag.Succeeded, plan.State)
 	require.JSONEq(t, `"plan"`, string(plan.Result))
 
 	phase := h.RunJob(Task{Name: "phase"}, nil, "plan")
-	require.Equal(t, flow.Succeeded, phase.State)
+	require.Equal(t, dag.Succeeded, phase.State)
 	require.JSONEq(t, `"phase(plan)"`, string(phase.Result))
 	require.Equal(t, []string{"plan"}, phase.Parents)
 }

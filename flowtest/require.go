@@ -7,11 +7,11 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/dag"
 )
 
 // Job reads job id from the store; an unknown ID fails the test.
-func (h *Harness) Job(id string) *flow.Job {
+func (h *Harness) Job(id string) *dag.Node {
 	h.t.Helper()
 	j, err := h.client.Job(context.Background(), id)
 	if err != nil {
@@ -53,7 +53,7 @@ func (h *Harness) RequireNotRan(ids ...string) {
 }
 
 // RequireState fails the test unless job id is in state want.
-func (h *Harness) RequireState(id string, want flow.State) {
+func (h *Harness) RequireState(id string, want dag.State) {
 	h.t.Helper()
 	j := h.Job(id)
 	if j.State != want {
@@ -65,7 +65,7 @@ func (h *Harness) RequireState(id string, want flow.State) {
 func (h *Harness) RequireSucceeded(ids ...string) {
 	h.t.Helper()
 	for _, id := range ids {
-		h.RequireState(id, flow.Succeeded)
+		h.RequireState(id, dag.Succeeded)
 	}
 }
 
@@ -109,7 +109,7 @@ func (h *Harness) RequireAttempts(id string, n int) {
 func (h *Harness) Result(id string, v any) {
 	h.t.Helper()
 	j := h.Job(id)
-	if j.State != flow.Succeeded || len(j.Result) == 0 {
+	if j.State != dag.Succeeded || len(j.Result) == 0 {
 		h.t.Fatalf("flowtest: job %q has no result: it is %s%s", id, j.State, describe(j))
 	}
 	if err := json.Unmarshal(j.Result, v); err != nil {
@@ -146,7 +146,7 @@ func (h *Harness) order() string {
 	return strings.Join(slices.Clip(parts), ", ")
 }
 
-func describe(j *flow.Job) string {
+func describe(j *dag.Node) string {
 	var b strings.Builder
 	if j.Reason != "" {
 		fmt.Fprintf(&b, " (%s)", j.Reason)

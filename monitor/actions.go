@@ -142,7 +142,7 @@ func (h *Handler) clean(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	terminal := func() (int64, error) {
-		counts, err := h.store.Counts(ctx)
+		counts, err := h.insp.Counts(ctx)
 		if err != nil {
 			return 0, err
 		}

@@ -13,7 +13,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/monitor"
 )
 
@@ -24,9 +26,9 @@ func TestQueueStats(t *testing.T) {
 	e.add("ok1", "one")
 	e.add("ok2", "two")
 	e.add("bad1", "fail now")
-	e.wait("ok1", flow.Succeeded)
-	e.wait("ok2", flow.Succeeded)
-	e.wait("bad1", flow.Failed)
+	e.wait("ok1", dag.Succeeded)
+	e.wait("ok2", dag.Succeeded)
+	e.wait("bad1", dag.Failed)
 	e.add("waiting", "later", "bad1") // cancelled: its parent failed
 
 	// runners flush their run statistics every second
@@ -89,7 +91,7 @@ func TestQueueHealth(t *testing.T) {
 
 	// a runner drains it: healthy, 200
 	e.run()
-	e.wait("h1", flow.Succeeded)
+	e.wait("h1", dag.Succeeded)
 	require.Eventually(t, func() bool {
 		return decode[monitor.Health](t, e.get("/api/admin/queue-health")).Metrics.LiveRunners == 1
 	}, 5*time.Second, 20*time.Millisecond)
@@ -102,7 +104,7 @@ func TestQueueHealth(t *testing.T) {
 
 	// failures over the error-rate threshold: warning, still 200
 	e.add("f1", "fail a")
-	e.wait("f1", flow.Failed)
+	e.wait("f1", dag.Failed)
 	require.Eventually(t, func() bool {
 		w = e.get("/api/admin/queue-health")
 		hl = decode[monitor.Health](t, w)
@@ -116,8 +118,8 @@ func TestQueueHealth(t *testing.T) {
 	e2.run()
 	e2.add("x1", "ok")
 	e2.add("x2", "fail b")
-	e2.wait("x1", flow.Succeeded)
-	e2.wait("x2", flow.Failed)
+	e2.wait("x1", dag.Succeeded)
+	e2.wait("x2", dag.Failed)
 	require.Eventually(t, func() bool {
 		hl = decode[monitor.Health](t, e2.get("/api/admin/queue-health"))
 		return finding(hl, "error_rate") != nil
@@ -163,9 +165,9 @@ func TestJobsList(t *testing.T) {
 	e.add("bad-1", "fail: broken banana")
 	_, err := e.client.Add(context.Background(), Other{N: 3}, &flow.NodeOpts{ID: "other-1"})
 	require.NoError(t, err)
-	e.wait("bad-1", flow.Failed)
-	e.wait("other-1", flow.Succeeded)
-	e.wait("ok-g", flow.Succeeded)
+	e.wait("bad-1", dag.Failed)
+	e.wait("other-1", dag.Succeeded)
+	e.wait("ok-g", dag.Succeeded)
 
 	list := decode[monitor.JobList](t, e.get("/api/jobs"))
 	require.Equal(t, 9, list.Total)
@@ -209,21 +211,21 @@ func TestJobDetail(t *testing.T) {
 	e := newEnv(t, monitor.Config{})
 	e.run()
 	e.add("d1", "fail hard")
-	e.wait("d1", flow.Failed)
+	e.wait("d1", dag.Failed)
 
 	w := e.get("/api/jobs/d1")
 	require.Equal(t, http.StatusOK, w.Code)
 	j := decode[monitor.JobView](t, w)
 	require.Equal(t, "d1", j.ID)
 	require.Equal(t, "ECHO", j.Type)
-	require.Equal(t, flow.Failed, j.State)
+	require.Equal(t, dag.Failed, j.State)
 	require.Equal(t, 1, j.Attempt)
 	require.Equal(t, 1, j.MaxAttempts)
 	require.Contains(t, string(j.Payload), `"messageType":"ECHO"`)
 	require.Contains(t, string(j.Payload), `"text":"fail hard"`)
 	require.Equal(t, "echo refused: fail hard", j.Error.Message)
 	require.NotEmpty(t, j.Timeline)
-	require.Equal(t, flow.Failed, j.Timeline[len(j.Timeline)-1].To)
+	require.Equal(t, dag.Failed, j.Timeline[len(j.Timeline)-1].To)
 	require.NotNil(t, j.FinishedAt)
 
 	w = e.get("/api/jobs/nope")
@@ -250,8 +252,8 @@ func TestFlowDetail(t *testing.T) {
 	require.Len(t, f.Nodes, 4)
 	require.Equal(t, "plan", f.Nodes[0].ID)
 	require.ElementsMatch(t, [][2]string{{"plan", "phase-1"}, {"plan", "phase-2"}, {"phase-1", "session"}}, f.Edges)
-	require.Equal(t, 1, f.Counts[flow.Ready])
-	require.Equal(t, 3, f.Counts[flow.Blocked])
+	require.Equal(t, 1, f.Counts[dag.Ready])
+	require.Equal(t, 3, f.Counts[dag.Blocked])
 
 	require.Equal(t, http.StatusNotFound, e.get("/api/flows/nope").Code)
 
@@ -260,7 +262,7 @@ func TestFlowDetail(t *testing.T) {
 	require.Positive(t, decode[map[string]any](t, w)["cancelled"], "jobs cancelled directly; the rest follow their policy")
 	f = decode[monitor.FlowView](t, e.get("/api/flows/plan-flow"))
 	require.True(t, f.Done)
-	require.Equal(t, 4, f.Counts[flow.Cancelled])
+	require.Equal(t, 4, f.Counts[dag.Cancelled])
 	require.Equal(t, http.StatusNotFound, e.post("/api/flows/nope/cancel", "").Code)
 }
 
@@ -269,15 +271,15 @@ func TestRetryCancelRemove(t *testing.T) {
 	e := newEnv(t, monitor.Config{})
 	e.run()
 	e.add("f1", "fail once")
-	e.wait("f1", flow.Failed)
+	e.wait("f1", dag.Failed)
 
 	w := e.post("/api/jobs/f1/retry", "")
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	require.EqualValues(t, 1, decode[map[string]any](t, w)["reopened"])
-	e.wait("f1", flow.Failed) // the step fails again
+	e.wait("f1", dag.Failed) // the step fails again
 
 	e.add("ok", "fine")
-	e.wait("ok", flow.Succeeded)
+	e.wait("ok", dag.Succeeded)
 	w = e.post("/api/jobs/ok/retry", "")
 	require.Equal(t, http.StatusConflict, w.Code)
 	require.Contains(t, errorOf(t, w), "it is succeeded")
@@ -290,7 +292,7 @@ func TestRetryCancelRemove(t *testing.T) {
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	j, err := e.client.Job(context.Background(), "later")
 	require.NoError(t, err)
-	require.Equal(t, flow.Cancelled, j.State)
+	require.Equal(t, dag.Cancelled, j.State)
 	require.Equal(t, "not needed", j.Reason)
 
 	// remove is for development only
@@ -323,9 +325,9 @@ func TestRetryFailedAndFailures(t *testing.T) {
 	_, err := e.client.Add(context.Background(), Other{N: -1}, &flow.NodeOpts{ID: "o"})
 	require.NoError(t, err)
 	for _, id := range []string{"a", "b", "c", "d"} {
-		e.wait(id, flow.Failed)
+		e.wait(id, dag.Failed)
 	}
-	e.wait("o", flow.Succeeded)
+	e.wait("o", dag.Succeeded)
 
 	w := e.get("/api/failures")
 	require.Equal(t, http.StatusOK, w.Code)
@@ -366,10 +368,10 @@ func TestFailuresReadTheIndex(t *testing.T) {
 		e.add(id, "fail hard")
 	}
 	for i := range 12 {
-		e.wait(fmt.Sprintf("ok%d", i), flow.Succeeded)
+		e.wait(fmt.Sprintf("ok%d", i), dag.Succeeded)
 	}
 	for _, id := range []string{"x", "y", "z"} {
-		e.wait(id, flow.Failed)
+		e.wait(id, dag.Failed)
 	}
 	type failures struct {
 		Total     int                    `json:"total"`
@@ -440,8 +442,8 @@ func TestCleanAndClear(t *testing.T) {
 	e.run()
 	e.add("old1", "x")
 	e.add("old2", "y")
-	e.wait("old1", flow.Succeeded)
-	e.wait("old2", flow.Succeeded)
+	e.wait("old1", dag.Succeeded)
+	e.wait("old2", dag.Succeeded)
 
 	for _, bad := range []string{"", "soon", "10ms"} {
 		w := e.post("/api/clean?olderThan="+bad, "")
@@ -568,13 +570,13 @@ func TestMetrics(t *testing.T) {
 	e.run()
 	e.add("m1", "hello")
 	e.add("m2", "fail")
-	e.wait("m1", flow.Succeeded)
-	e.wait("m2", flow.Failed)
+	e.wait("m1", dag.Succeeded)
+	e.wait("m2", dag.Failed)
 	e.add("m3", "waiting", "m2")
 
-	e.wait("m3", flow.Cancelled)
+	e.wait("m3", dag.Cancelled)
 	e.add("m4", "flaky, and out of attempts")
-	e.wait("m4", flow.Failed)
+	e.wait("m4", dag.Failed)
 	w := e.get("/metrics")
 	require.Equal(t, http.StatusOK, w.Code)
 	body := w.Body.String()
@@ -714,7 +716,7 @@ func TestJobDetailShowsStepLogsEscaped(t *testing.T) {
 	e := newEnv(t, monitor.Config{})
 	e.add("logged", "x")
 	// a step's log line holding markup, as a runner would store it
-	rdb := e.client.Store().Redis()
+	rdb := seam.Store(e.client).Redis()
 	require.NoError(t, rdb.HSet(context.Background(), "trellis:{"+e.client.Config().Namespace+"}:n:logged", "lg", `level=INFO msg="<script>alert(1)</script>"`+"\n").Err())
 	w := e.get("/api/jobs/logged")
 	require.Equal(t, http.StatusOK, w.Code)
@@ -743,7 +745,7 @@ func TestHealthWarnsOfUnservedJobs(t *testing.T) {
 	_, err = e.client.Add(ctx, Echo{Text: "aside"}, &flow.NodeOpts{ID: "aside", Queue: "side"})
 	require.NoError(t, err)
 	e.add("fine", "fine")
-	e.wait("fine", flow.Succeeded)
+	e.wait("fine", dag.Succeeded)
 
 	var hl monitor.Health
 	require.Eventually(t, func() bool {
@@ -771,7 +773,7 @@ func TestHealthWarnsOfUnservedJobs(t *testing.T) {
 	for _, id := range []string{"odd", "aside"} {
 		j, err := e.client.Job(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, flow.Ready, j.State)
+		require.Equal(t, dag.Ready, j.State)
 	}
 }
 
@@ -782,7 +784,7 @@ func TestListingsReturnSummaries(t *testing.T) {
 	e := newEnv(t, monitor.Config{})
 	e.run()
 	e.add("huge", "failbig"+strings.Repeat("x", 900))
-	e.wait("huge", flow.Failed)
+	e.wait("huge", dag.Failed)
 	for _, path := range []string{"/api/jobs", "/api/jobs?state=failed", "/api/jobs?q=huge", "/api/failures", "/api/flows/huge"} {
 		w := e.get(path)
 		require.Equal(t, http.StatusOK, w.Code, path)

@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/monitor"
 )
@@ -86,7 +87,7 @@ func TestDashboardLinksInBrowser(t *testing.T) {
 			poll(`document.getElementById('job-state').textContent === 'cancelled'`))
 		j, err := e.client.Job(t.Context(), id)
 		require.NoError(t, err)
-		require.Equal(t, flow.Cancelled, j.State, id)
+		require.Equal(t, dag.Cancelled, j.State, id)
 
 		// its flow, drawn by the script, whose node opens the job's detail
 		flowHref := eval(`document.querySelector('#job-summary a').href`)

@@ -9,17 +9,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/trellisflow/trellis/internal/store"
-
 	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/flow"
 )
 
 // hub follows the store's event stream with one goroutine, however many
 // dashboards listen, and fans the events out. It runs only while someone
 // listens.
 type hub struct {
-	store *store.Store
-	log   *slog.Logger
+	insp *flow.Inspector
+	log  *slog.Logger
 
 	mu     sync.Mutex
 	subs   map[chan []dag.Event]struct{}
@@ -27,8 +26,8 @@ type hub struct {
 	done   chan struct{}
 }
 
-func newHub(store *store.Store, log *slog.Logger) *hub {
-	return &hub{store: store, log: log, subs: map[chan []dag.Event]struct{}{}}
+func newHub(insp *flow.Inspector, log *slog.Logger) *hub {
+	return &hub{insp: insp, log: log, subs: map[chan []dag.Event]struct{}{}}
 }
 
 func (h *hub) subscribe() chan []dag.Event {
@@ -60,12 +59,12 @@ func (h *hub) unsubscribe(ch chan []dag.Event) {
 
 func (h *hub) follow(ctx context.Context, done chan struct{}) {
 	defer close(done)
-	after, err := h.store.LastEventID(ctx)
+	after, err := h.insp.LastEventID(ctx)
 	if err != nil {
 		after = "$"
 	}
 	for ctx.Err() == nil {
-		evs, next, err := h.store.Events(ctx, after, 500, time.Second)
+		evs, next, err := h.insp.Events(ctx, after, 500, time.Second)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -115,7 +114,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	// a reconnecting EventSource sends the last ID it saw: replay what it
 	// missed (up to 1,000 transitions) before following live ones
 	if last := r.Header.Get("Last-Event-ID"); last != "" && validStreamID(last) {
-		evs, _, err := h.store.Events(r.Context(), last, 1000, 0)
+		evs, _, err := h.insp.Events(r.Context(), last, 1000, 0)
 		if err == nil && len(evs) > 0 {
 			data, _ := json.Marshal(evs)
 			fmt.Fprintf(w, "id: %s\nevent: transition\ndata: %s\n\n", evs[len(evs)-1].StreamID, data)

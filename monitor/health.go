@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/trellisflow/trellis/internal/store"
-
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 )
@@ -106,7 +104,7 @@ func (h *Handler) queueHealth(w http.ResponseWriter, r *http.Request) {
 // to measure its growth, so keep one per process. Safe for concurrent use.
 type Checker struct {
 	client *flow.Client
-	store  *store.Store
+	insp   *flow.Inspector
 	t      Thresholds
 
 	mu      sync.Mutex
@@ -126,7 +124,7 @@ func NewChecker(client *flow.Client, t Thresholds) (*Checker, error) {
 	if err := t.validate(); err != nil {
 		return nil, err
 	}
-	c := &Checker{client: client, store: client.Store(), t: t}
+	c := &Checker{client: client, insp: client.Inspector(), t: t}
 	c.maxmemoryPolicy = c.redisMaxmemoryPolicy
 	return c, nil
 }
@@ -145,7 +143,7 @@ func (h *Checker) Check(ctx context.Context) (*Health, error) {
 	if err != nil {
 		return nil, err
 	}
-	hl := &Health{Status: Healthy, CheckedAt: now.UTC(), Stats: toQueueStats(h.store.Namespace(), st),
+	hl := &Health{Status: Healthy, CheckedAt: now.UTC(), Stats: toQueueStats(h.insp.Namespace(), st),
 		Reasons: []string{}, Recommendations: []string{}, Findings: []Finding{}}
 	m := &hl.Metrics
 	m.ErrorRate = st.ErrorRate
@@ -193,7 +191,7 @@ func (h *Checker) Check(ctx context.Context) (*Health, error) {
 	}
 
 	// stalled jobs
-	if m.Stalled, err = h.store.Stalled(ctx, now); err != nil {
+	if m.Stalled, err = h.insp.Stalled(ctx); err != nil {
 		return nil, err
 	}
 	if s := level(float64(m.Stalled), float64(t.StalledWarning), float64(t.StalledCritical)); s != Healthy {
@@ -214,7 +212,7 @@ func (h *Checker) Check(ctx context.Context) (*Health, error) {
 	}
 	sort.Strings(names)
 	for _, q := range names {
-		at, err := h.store.OldestReady(ctx, q)
+		at, err := h.insp.OldestReady(ctx, q)
 		if err != nil {
 			return nil, err
 		}
@@ -233,7 +231,7 @@ func (h *Checker) Check(ctx context.Context) (*Health, error) {
 	}
 
 	// live runners
-	runners, err := h.store.Runners(ctx, now.Add(-t.RunnerTimeout))
+	runners, err := h.insp.Runners(ctx, now.Add(-t.RunnerTimeout))
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +242,7 @@ func (h *Checker) Check(ctx context.Context) (*Health, error) {
 	}
 	m.Unserved = []Lane{}
 	if len(runners) > 0 {
-		counts, err := h.store.Counts(ctx)
+		counts, err := h.insp.Counts(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -322,13 +320,5 @@ func (h *Checker) growth(now time.Time, backlog int64) (float64, bool) {
 }
 
 func (h *Checker) redisMaxmemoryPolicy(ctx context.Context) (string, error) {
-	res, err := h.store.Redis().ConfigGet(ctx, "maxmemory-policy").Result()
-	if err != nil {
-		return "", err
-	}
-	p, ok := res["maxmemory-policy"]
-	if !ok {
-		return "", fmt.Errorf("CONFIG GET returned no maxmemory-policy")
-	}
-	return p, nil
+	return h.insp.MaxmemoryPolicy(ctx)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/internal/testredis"
 	"github.com/trellisflow/trellis/monitor"
@@ -136,7 +137,7 @@ func (e *env) add(id, text string, after ...string) {
 }
 
 // wait blocks until the job reaches state.
-func (e *env) wait(id string, state flow.State) {
+func (e *env) wait(id string, state dag.State) {
 	e.t.Helper()
 	require.Eventually(e.t, func() bool {
 		j, err := e.client.Job(context.Background(), id)

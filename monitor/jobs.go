@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/trellisflow/trellis/internal/store"
-
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/internal/clip"
 )
@@ -270,7 +268,7 @@ func (h *Handler) scanJobs(ctx context.Context, f JobFilter) (matches []*dag.Nod
 		return nil, 0, false, err
 	}
 	if ok {
-		nodes, err := h.store.Nodes(ctx, ids)
+		nodes, err := h.insp.Jobs(ctx, ids)
 		if err != nil {
 			return nil, 0, false, err
 		}
@@ -282,12 +280,12 @@ func (h *Handler) scanJobs(ctx context.Context, f JobFilter) (matches []*dag.Nod
 		sortByLastChange(matches)
 		return matches, len(ids), total > int64(len(ids)), nil
 	}
-	err = h.store.ScanNodeIDs(ctx, 500, func(ids []string) (bool, error) {
+	err = h.insp.ScanJobIDs(ctx, 500, func(ids []string) (bool, error) {
 		if room := limit - scanned; len(ids) > room {
 			ids, truncated = ids[:room], true
 		}
 		scanned += len(ids)
-		nodes, err := h.store.Nodes(ctx, ids)
+		nodes, err := h.insp.Jobs(ctx, ids)
 		if err != nil {
 			return false, err
 		}
@@ -313,7 +311,7 @@ func (h *Handler) indexedJobs(ctx context.Context, states []dag.State, limit int
 		return nil, 0, false, nil
 	}
 	for _, st := range states {
-		if !store.Indexed(st) {
+		if !h.insp.Indexed(st) {
 			return nil, 0, false, nil
 		}
 	}
@@ -322,7 +320,7 @@ func (h *Handler) indexedJobs(ctx context.Context, states []dag.State, limit int
 		if slices.Contains(states[:i], st) {
 			continue
 		}
-		some, n, complete, err := h.store.StateIDs(ctx, st, max(limit-len(ids), 1))
+		some, n, complete, err := h.insp.JobIDs(ctx, st, max(limit-len(ids), 1))
 		if err != nil || !complete {
 			return nil, 0, false, err
 		}

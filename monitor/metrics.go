@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/trellisflow/trellis/internal/store"
+	"github.com/trellisflow/trellis/dag"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -22,7 +22,7 @@ import (
 // runner.Config.Observer.
 type Metrics struct {
 	reg      *prometheus.Registry
-	store    *store.Store
+	insp     *flow.Inspector
 	duration *prometheus.HistogramVec
 	wait     *prometheus.HistogramVec
 	steps    *prometheus.CounterVec
@@ -39,13 +39,13 @@ var _ runner.Observer = (*Metrics)(nil)
 // their own (with the Go and process collectors).
 func NewMetrics(client *flow.Client) *Metrics {
 	ns := prometheus.Labels{"namespace": client.Config().Namespace}
-	buckets := make([]float64, len(store.DurationBuckets))
-	for i, b := range store.DurationBuckets {
+	buckets := make([]float64, len(dag.DurationBuckets))
+	for i, b := range dag.DurationBuckets {
 		buckets[i] = b.Seconds()
 	}
 	m := &Metrics{
-		reg:   prometheus.NewRegistry(),
-		store: client.Store(),
+		reg:  prometheus.NewRegistry(),
+		insp: client.Inspector(),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "trellis_step_duration_seconds", Help: "How long step runs took, by message type and outcome.",
 			Buckets: buckets, ConstLabels: ns,
@@ -85,19 +85,19 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // StepStarted records how long the job waited between ready and started.
-func (m *Metrics) StepStarted(job *store.Claimed, queuedFor time.Duration) {
+func (m *Metrics) StepStarted(job runner.Run, queuedFor time.Duration) {
 	if queuedFor >= 0 {
 		m.wait.WithLabelValues(job.Type).Observe(queuedFor.Seconds())
 	}
 }
 
 // StepFinished records a run's duration and outcome.
-func (m *Metrics) StepFinished(job *store.Claimed, outcome store.OutcomeKind, took time.Duration, err error) {
+func (m *Metrics) StepFinished(job runner.Run, outcome runner.Outcome, took time.Duration, err error) {
 	m.steps.WithLabelValues(job.Type, string(outcome)).Inc()
-	if outcome == store.OutcomeRetry {
+	if outcome == runner.OutcomeRetry {
 		m.retries.WithLabelValues(job.Type).Inc()
 	}
-	if outcome != store.OutcomeRelease {
+	if outcome != runner.OutcomeRelease {
 		m.duration.WithLabelValues(job.Type, string(outcome)).Observe(took.Seconds())
 	}
 }
@@ -117,7 +117,7 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	counts, err := c.m.store.Counts(ctx)
+	counts, err := c.m.insp.Counts(ctx)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(c.m.upDesc, prometheus.GaugeValue, 0)
 		return
@@ -126,7 +126,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, k := range counts {
 		ch <- prometheus.MustNewConstMetric(c.m.jobsDesc, prometheus.GaugeValue, float64(k.N), string(k.State), k.Queue, k.Type)
 	}
-	if n, err := c.m.store.Stalled(ctx, time.Time{}); err == nil {
+	if n, err := c.m.insp.Stalled(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.m.stallDsc, prometheus.GaugeValue, float64(n))
 	}
 }

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/trellisflow/trellis/internal/store"
-
 	"github.com/trellisflow/trellis/flow"
 )
 
@@ -197,7 +195,7 @@ func (c Config) AuthConfigured() bool { return c.Token != "" || c.Username != ""
 type Handler struct {
 	cfg      Config
 	client   *flow.Client
-	store    *store.Store
+	insp     *flow.Inspector
 	log      *slog.Logger
 	mux      *http.ServeMux
 	csrf     string
@@ -224,7 +222,7 @@ func New(client *flow.Client, cfg Config) (*Handler, error) {
 		return nil, fmt.Errorf("monitor: csrf token: %w", err)
 	}
 	h := &Handler{
-		cfg: cfg, client: client, store: client.Store(), log: cfg.Logger,
+		cfg: cfg, client: client, insp: client.Inspector(), log: cfg.Logger,
 		mux: http.NewServeMux(), csrf: hex.EncodeToString(secret),
 		cop:     http.NewCrossOriginProtection(),
 		metrics: cfg.Metrics,
@@ -232,7 +230,7 @@ func New(client *flow.Client, cfg Config) (*Handler, error) {
 	if h.metrics == nil {
 		h.metrics = NewMetrics(client)
 	}
-	h.hub = newHub(h.store, h.log)
+	h.hub = newHub(h.insp, h.log)
 	clock := client.Config().Clock // a test's fake clock, else the machine's: the throttle's own timing
 	if clock == nil {
 		clock = time.Now
@@ -342,7 +340,7 @@ func (h *Handler) livez(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := h.store.Redis().Ping(r.Context()).Err(); err != nil {
+	if err := h.insp.Ping(r.Context()); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": "redis: " + err.Error()})
 		return
 	}

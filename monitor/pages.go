@@ -100,7 +100,7 @@ var titles = map[string]string{
 func (h *Handler) data(r *http.Request, page string) pageData {
 	return pageData{
 		Page: page, Title: titles[page], Base: h.cfg.BasePath + "/", CSRF: h.csrf,
-		Namespace: h.store.Namespace(), ID: r.PathValue("id"),
+		Namespace: h.insp.Namespace(), ID: r.PathValue("id"),
 		ReadOnly: h.cfg.ReadOnly, Development: h.cfg.Development, States: dag.States,
 	}
 }

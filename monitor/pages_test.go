@@ -81,7 +81,7 @@ func TestJobDataIsEscaped(t *testing.T) {
 	_, err := e.client.Add(context.Background(), Echo{Text: "fail " + evil}, &flow.NodeOpts{ID: "xss", Attempts: 1,
 		Metadata: map[string]any{"note": evil}})
 	require.NoError(t, err)
-	e.wait("xss", flow.Failed)
+	e.wait("xss", dag.Failed)
 
 	// the server-rendered job page
 	w := e.get("/jobs/xss")
@@ -189,7 +189,7 @@ func TestPagesForEveryLegalID(t *testing.T) {
 		require.Equal(t, http.StatusOK, e.post("/api/flow/cancel?id="+url.QueryEscape(id), "").Code, id)
 		j, err := e.client.Job(t.Context(), id)
 		require.NoError(t, err)
-		require.Equal(t, flow.Cancelled, j.State, id)
+		require.Equal(t, dag.Cancelled, j.State, id)
 	}
 	require.Equal(t, http.StatusOK, e.post("/api/job/remove?id=..", "").Code)
 	_, err := e.client.Job(t.Context(), "..")

@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/trellisflow/trellis/internal/store"
-
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 )
@@ -70,7 +68,7 @@ func (h *Handler) queueStats(w http.ResponseWriter, r *http.Request) {
 		h.writeEngineError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toQueueStats(h.store.Namespace(), st))
+	writeJSON(w, http.StatusOK, toQueueStats(h.insp.Namespace(), st))
 }
 
 func toQueueStats(ns string, st *flow.Stats) QueueStats {
@@ -82,7 +80,7 @@ func toQueueStats(ns string, st *flow.Stats) QueueStats {
 		ByQueue: map[string]map[dag.State]int64{}, ByType: map[string]map[dag.State]int64{},
 		ProcessingRate: st.ProcessingRate, ErrorRate: st.ErrorRate, Retries: st.Retries,
 		AvgDurationMS: ms(st.AvgDuration), P95DurationMS: ms(st.P95Duration),
-		P95Capped:     st.P95Duration >= store.DurationBuckets[len(store.DurationBuckets)-1],
+		P95Capped:     st.P95Duration >= dag.DurationBuckets[len(dag.DurationBuckets)-1],
 		WindowMinutes: int(st.Window / time.Minute), Paused: st.Paused,
 	}
 	if out.Paused == nil {

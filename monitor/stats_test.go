@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/internal/store"
 
 	"github.com/stretchr/testify/require"
@@ -19,7 +20,7 @@ func (e *env) observe(took ...time.Duration) {
 	for _, d := range took {
 		m.Observe("ECHO", store.OutcomeOK, true, d)
 	}
-	require.NoError(e.t, e.client.Store().AddMinute(e.t.Context(), m))
+	require.NoError(e.t, seam.Store(e.client).AddMinute(e.t.Context(), m))
 }
 
 func repeat(n int, d time.Duration) []time.Duration {

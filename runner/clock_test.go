@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/internal/testredis"
 )
@@ -84,7 +85,7 @@ func TestSkewedRunnerCannotStealLeases(t *testing.T) {
 	f, err := client.Wait(ctx, job.ID)
 	require.NoError(t, err)
 	n := f.Nodes[0]
-	require.Equal(t, flow.Succeeded, n.State)
+	require.Equal(t, dag.Succeeded, n.State)
 	require.Equal(t, 1, n.Attempt)
 	require.Zero(t, n.Stalls)
 	require.Equal(t, int32(1), runs.Load())

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/flowtest"
 )
@@ -26,15 +27,15 @@ func TestDefaultRetryPolicy(t *testing.T) {
 	g.Add(Probe{N: 2}, &flow.NodeOpts{ID: "flaky"})
 	f := h.Run(g)
 
-	h.RequireState("doomed", flow.Failed)
+	h.RequireState("doomed", dag.Failed)
 	h.RequireAttempts("doomed", 3)
-	h.RequireState("after", flow.Cancelled)
+	h.RequireState("after", dag.Cancelled)
 	h.RequireNotRan("after")
 	h.RequireSucceeded("flaky")
 	h.RequireAttempts("flaky", 3)
 	var starts []time.Time
 	for _, tr := range h.Job("doomed").Timeline {
-		if tr.To == flow.Active {
+		if tr.To == dag.Active {
 			starts = append(starts, tr.At)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 )
@@ -64,7 +65,7 @@ func TestRollingDeployOldRunnerLeavesNewTypes(t *testing.T) {
 		g.Add(Task{Name: "plain"}, &flow.NodeOpts{ID: "plain"})
 		res := h.enqueue(g)
 
-		require.Eventually(t, func() bool { return h.job("plain").State == flow.Succeeded }, 30*time.Second, 20*time.Millisecond)
+		require.Eventually(t, func() bool { return h.job("plain").State == dag.Succeeded }, 30*time.Second, 20*time.Millisecond)
 		// the old runner is now idle with three ready jobs it cannot run
 		before := calls.n.Load()
 		time.Sleep(2 * time.Second)
@@ -72,11 +73,11 @@ func TestRollingDeployOldRunnerLeavesNewTypes(t *testing.T) {
 		require.Less(t, idle, int64(100), "an idle runner must not spin on jobs it has no step for (%d commands in 2 s)", idle)
 		for _, id := range []string{"new-1", "new-2", "new-3"} {
 			n := h.job(id)
-			require.Equal(t, flow.Ready, n.State, id)
+			require.Equal(t, dag.Ready, n.State, id)
 			require.Zero(t, n.Attempt, "%s: no attempt spent", id)
-			require.Equal(t, flow.Blocked, h.job("after-"+id).State)
+			require.Equal(t, dag.Blocked, h.job("after-"+id).State)
 		}
-		runners, err := h.client.Store().Runners(ctx, time.Time{})
+		runners, err := h.client.Inspector().Runners(ctx, time.Time{})
 		require.NoError(t, err)
 		require.Len(t, runners, 1)
 		require.NotNil(t, runners[0].Info)
@@ -89,7 +90,7 @@ func TestRollingDeployOldRunnerLeavesNewTypes(t *testing.T) {
 			flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m NewKind) (string, error) { return m.Name, nil }))
 		f := h.wait(res.FlowID)
 		for _, n := range f.Nodes {
-			require.Equal(t, flow.Succeeded, n.State, n.ID)
+			require.Equal(t, dag.Succeeded, n.State, n.ID)
 			require.Equal(t, 1, n.Attempt, n.ID)
 		}
 	})

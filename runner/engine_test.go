@@ -28,11 +28,11 @@ func TestDiamond(t *testing.T) {
 		res := h.enqueue(g)
 		require.Len(t, res.Jobs, 4)
 		st, _ := res.Job("d")
-		require.Equal(t, flow.Blocked, st.State)
+		require.Equal(t, dag.Blocked, st.State)
 		h.runner(nil)
 		f := h.wait(res.FlowID)
 		for _, n := range f.Nodes {
-			require.Equal(t, flow.Succeeded, n.State, n.ID)
+			require.Equal(t, dag.Succeeded, n.State, n.ID)
 		}
 		require.Equal(t, 1, h.log.runs("d"), "d runs once")
 		require.Less(t, h.log.index("a"), h.log.index("b"))
@@ -62,7 +62,7 @@ func TestFanOutFanIn(t *testing.T) {
 		h.runner(&runner.Config{Concurrency: 32})
 		f := h.wait(res.FlowID)
 		require.Len(t, f.Nodes, 1002)
-		require.Equal(t, int(1002), f.Counts()[flow.Succeeded])
+		require.Equal(t, int(1002), f.Counts()[dag.Succeeded])
 		require.Equal(t, 1, h.log.runs("sink"))
 		require.Equal(t, 1001, h.log.index("sink"), "the sink runs last")
 		require.Equal(t, 0, h.log.index("root"))
@@ -79,7 +79,7 @@ func TestChain(t *testing.T) {
 		res := h.enqueue(g)
 		h.runner(nil)
 		f := h.wait(res.FlowID)
-		require.Equal(t, 100, f.Counts()[flow.Succeeded])
+		require.Equal(t, 100, f.Counts()[dag.Succeeded])
 		order := h.log.snapshot()
 		require.Len(t, order, 100)
 		for i, id := range order {
@@ -95,8 +95,8 @@ func TestFailurePolicies(t *testing.T) {
 		good := g.Add(Task{Name: "good"}, &flow.NodeOpts{ID: "good"})
 		req := g.Add(Task{Name: "req"}, &flow.NodeOpts{ID: "req"}).After(bad, good)
 		reqChild := g.Add(Task{Name: "req-child"}, &flow.NodeOpts{ID: "req-child"}).After(req)
-		ign := g.Add(Task{Name: "ign"}, &flow.NodeOpts{ID: "ign", Policy: flow.Ignore}).After(bad, good)
-		skp := g.Add(Task{Name: "skp"}, &flow.NodeOpts{ID: "skp", Policy: flow.Skip}).After(bad, good)
+		ign := g.Add(Task{Name: "ign"}, &flow.NodeOpts{ID: "ign", Policy: dag.Ignore}).After(bad, good)
+		skp := g.Add(Task{Name: "skp"}, &flow.NodeOpts{ID: "skp", Policy: dag.Skip}).After(bad, good)
 		g.Add(Task{Name: "skp-child"}, &flow.NodeOpts{ID: "skp-child"}).After(skp)
 		_ = reqChild
 		_ = ign
@@ -104,24 +104,24 @@ func TestFailurePolicies(t *testing.T) {
 		h.runner(nil)
 		f := h.wait(res.FlowID)
 
-		require.Equal(t, flow.Failed, nodeByID(f, "bad").State)
+		require.Equal(t, dag.Failed, nodeByID(f, "bad").State)
 		require.Equal(t, 1, nodeByID(f, "bad").Attempt, "a permanent error does not retry")
 		require.Contains(t, nodeByID(f, "bad").Error.Message, "bad refuses")
 
-		require.Equal(t, flow.Cancelled, nodeByID(f, "req").State)
+		require.Equal(t, dag.Cancelled, nodeByID(f, "req").State)
 		require.Equal(t, "parent bad failed", nodeByID(f, "req").Reason)
-		require.Equal(t, flow.Cancelled, nodeByID(f, "req-child").State)
+		require.Equal(t, dag.Cancelled, nodeByID(f, "req-child").State)
 		require.Equal(t, "parent req cancelled", nodeByID(f, "req-child").Reason)
 		require.Equal(t, "bad", nodeByID(f, "req-child").Cause)
 
 		ignNode := nodeByID(f, "ign")
-		require.Equal(t, flow.Succeeded, ignNode.State)
+		require.Equal(t, dag.Succeeded, ignNode.State)
 		var ir TaskResult
 		require.NoError(t, json.Unmarshal(ignNode.Result, &ir))
 		require.Equal(t, map[string]string{"bad": "failed", "good": "succeeded"}, ir.Parents, "ignore sees which parents failed")
 
-		require.Equal(t, flow.Skipped, nodeByID(f, "skp").State)
-		require.Equal(t, flow.Skipped, nodeByID(f, "skp-child").State, "skips propagate under require")
+		require.Equal(t, dag.Skipped, nodeByID(f, "skp").State)
+		require.Equal(t, dag.Skipped, nodeByID(f, "skp-child").State, "skips propagate under require")
 		for _, id := range []string{"req", "req-child", "skp", "skp-child"} {
 			require.Zero(t, h.log.runs(id), id)
 		}
@@ -139,11 +139,11 @@ func TestConditions(t *testing.T) {
 		res := h.enqueue(g)
 		h.runner(nil)
 		f := h.wait(res.FlowID)
-		require.Equal(t, flow.Succeeded, nodeByID(f, "yes").State)
-		require.Equal(t, flow.Succeeded, nodeByID(f, "msg").State)
-		require.Equal(t, flow.Skipped, nodeByID(f, "no").State)
+		require.Equal(t, dag.Succeeded, nodeByID(f, "yes").State)
+		require.Equal(t, dag.Succeeded, nodeByID(f, "msg").State)
+		require.Equal(t, dag.Skipped, nodeByID(f, "no").State)
 		require.Contains(t, nodeByID(f, "no").Reason, "condition false")
-		require.Equal(t, flow.Skipped, nodeByID(f, "after-no").State)
+		require.Equal(t, dag.Skipped, nodeByID(f, "after-no").State)
 		require.Zero(t, h.log.runs("no"))
 	})
 }
@@ -161,10 +161,10 @@ func TestRetriesWithBackoffThenFailure(t *testing.T) {
 		f := h.wait(res.FlowID)
 
 		fl := nodeByID(f, "flaky")
-		require.Equal(t, flow.Succeeded, fl.State)
+		require.Equal(t, dag.Succeeded, fl.State)
 		require.Equal(t, 3, fl.Attempt)
 		d := nodeByID(f, "doomed")
-		require.Equal(t, flow.Failed, d.State)
+		require.Equal(t, dag.Failed, d.State)
 		require.Equal(t, 3, d.Attempt)
 		require.Equal(t, "doomed failed attempt 3", d.Error.Message)
 		require.Equal(t, 3, h.log.runs("doomed"))
@@ -173,10 +173,10 @@ func TestRetriesWithBackoffThenFailure(t *testing.T) {
 		require.Len(t, starts, 3)
 		require.GreaterOrEqual(t, starts[1].Sub(starts[0]), base)
 		require.GreaterOrEqual(t, starts[2].Sub(starts[1]), 2*base)
-		require.Contains(t, states(d), flow.Delayed)
+		require.Contains(t, states(d), dag.Delayed)
 
 		c := nodeByID(f, "child")
-		require.Equal(t, flow.Cancelled, c.State)
+		require.Equal(t, dag.Cancelled, c.State)
 		require.Equal(t, "parent doomed failed", c.Reason)
 
 		// stats count 4 retries (2 + 2) and one failure out of two finished runs
@@ -188,18 +188,18 @@ func TestRetriesWithBackoffThenFailure(t *testing.T) {
 	})
 }
 
-func activeTimes(n *flow.Job) []time.Time {
+func activeTimes(n *dag.Node) []time.Time {
 	var out []time.Time
 	for _, tr := range n.Timeline {
-		if tr.To == flow.Active {
+		if tr.To == dag.Active {
 			out = append(out, tr.At)
 		}
 	}
 	return out
 }
 
-func states(n *flow.Job) []flow.State {
-	var out []flow.State
+func states(n *dag.Node) []dag.State {
+	var out []dag.State
 	for _, tr := range n.Timeline {
 		out = append(out, tr.To)
 	}
@@ -229,18 +229,18 @@ func TestRetryAfterPanicAndTimeout(t *testing.T) {
 		f := h.wait(res.FlowID)
 
 		ra := nodeByID(f, "ra")
-		require.Equal(t, flow.Succeeded, ra.State)
+		require.Equal(t, dag.Succeeded, ra.State)
 		starts := activeTimes(ra)
 		require.GreaterOrEqual(t, starts[1].Sub(starts[0]), 150*time.Millisecond)
 
 		p := nodeByID(f, "panics")
-		require.Equal(t, flow.Failed, p.State)
+		require.Equal(t, dag.Failed, p.State)
 		require.Equal(t, "step panicked: boom in panics", p.Error.Message)
 		require.Contains(t, p.Error.Stack, "runtime/debug.Stack")
 		require.Contains(t, p.Error.Stack, "harness_test.go")
 
 		s := nodeByID(f, "slow")
-		require.Equal(t, flow.Failed, s.State)
+		require.Equal(t, dag.Failed, s.State)
 		require.Contains(t, s.Error.Message, "step timed out after 50ms")
 	})
 }
@@ -270,13 +270,13 @@ func TestManualRetry(t *testing.T) {
 		b := g.Add(Task{Name: "b"}, &flow.NodeOpts{ID: "b"}).After(a)
 		g.Add(Task{Name: "c"}, &flow.NodeOpts{ID: "c"}).After(b)
 		other := g.Add(Task{Name: "other"}, &flow.NodeOpts{ID: "other"})
-		g.Add(Task{Name: "ign"}, &flow.NodeOpts{ID: "ign", Policy: flow.Ignore}).After(a, other)
+		g.Add(Task{Name: "ign"}, &flow.NodeOpts{ID: "ign", Policy: dag.Ignore}).After(a, other)
 		res := h.enqueue(g)
 		h.runner(nil, h.taskStep(), step)
 		f := h.wait(res.FlowID)
-		require.Equal(t, flow.Failed, nodeByID(f, "a").State)
-		require.Equal(t, flow.Cancelled, nodeByID(f, "c").State)
-		require.Equal(t, flow.Succeeded, nodeByID(f, "ign").State)
+		require.Equal(t, dag.Failed, nodeByID(f, "a").State)
+		require.Equal(t, dag.Cancelled, nodeByID(f, "c").State)
+		require.Equal(t, dag.Succeeded, nodeByID(f, "ign").State)
 
 		_, err := h.client.Retry(context.Background(), "other")
 		require.ErrorIs(t, err, flow.ErrState)
@@ -289,10 +289,10 @@ func TestManualRetry(t *testing.T) {
 		require.Equal(t, 3, n, "a and the two nodes cancelled because of it")
 		f = h.wait(res.FlowID)
 		for _, id := range []string{"a", "b", "c"} {
-			require.Equal(t, flow.Succeeded, nodeByID(f, id).State, id)
+			require.Equal(t, dag.Succeeded, nodeByID(f, id).State, id)
 		}
 		require.Equal(t, 1, nodeByID(f, "a").Attempt, "attempts start over")
-		require.Equal(t, flow.Succeeded, nodeByID(f, "ign").State)
+		require.Equal(t, dag.Succeeded, nodeByID(f, "ign").State)
 		require.Equal(t, 1, h.log.runs("ign"), "a child that already ran is not run again")
 	})
 }
@@ -304,26 +304,26 @@ func TestCancel(t *testing.T) {
 		a := g.Add(Task{Name: "a", Sleep: 10 * time.Second}, &flow.NodeOpts{ID: "a"})
 		b := g.Add(Task{Name: "b"}, &flow.NodeOpts{ID: "b"}).After(a)
 		g.Add(Task{Name: "c"}, &flow.NodeOpts{ID: "c"}).After(b)
-		g.Add(Task{Name: "d"}, &flow.NodeOpts{ID: "d", Policy: flow.Ignore}).After(a, b)
+		g.Add(Task{Name: "d"}, &flow.NodeOpts{ID: "d", Policy: dag.Ignore}).After(a, b)
 		res := h.enqueue(g)
 		ended, err := h.client.Cancel(ctx, "b", "user changed their mind")
 		require.NoError(t, err)
 		require.Positive(t, ended)
 		f, err := h.client.Flow(ctx, res.FlowID)
 		require.NoError(t, err)
-		require.Equal(t, flow.Cancelled, nodeByID(f, "b").State)
+		require.Equal(t, dag.Cancelled, nodeByID(f, "b").State)
 		require.Equal(t, "user changed their mind", nodeByID(f, "b").Reason)
-		require.Equal(t, flow.Cancelled, nodeByID(f, "c").State)
+		require.Equal(t, dag.Cancelled, nodeByID(f, "c").State)
 		require.Equal(t, "parent b cancelled", nodeByID(f, "c").Reason)
-		require.Equal(t, flow.Blocked, nodeByID(f, "d").State, "an ignore child still waits for its other parents")
+		require.Equal(t, dag.Blocked, nodeByID(f, "d").State, "an ignore child still waits for its other parents")
 
 		h.runner(nil)
-		require.Eventually(t, func() bool { return h.job("a").State == flow.Active }, 10*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool { return h.job("a").State == dag.Active }, 10*time.Second, 10*time.Millisecond)
 		n, err := h.client.CancelFlow(ctx, res.FlowID, "")
 		require.NoError(t, err)
 		require.Equal(t, 2, n, "a (active) and d (blocked)")
 		f = h.wait(res.FlowID)
-		require.Equal(t, flow.Cancelled, nodeByID(f, "a").State)
+		require.Equal(t, dag.Cancelled, nodeByID(f, "a").State)
 		require.Equal(t, "flow cancelled", nodeByID(f, "a").Reason)
 		// the running step loses its lease at the next heartbeat; its result is refused
 		_, err = h.client.Cancel(ctx, "nope", "")
@@ -345,23 +345,23 @@ func TestDependencyOnEarlierJobs(t *testing.T) {
 		// succeeded parent: satisfied at once
 		j, err := h.client.Add(ctx, Task{Name: "p1"}, &flow.NodeOpts{ID: "phase-1", Delay: time.Hour}, "plan-ok")
 		require.NoError(t, err)
-		require.Equal(t, flow.Delayed, j.State, "no unfinished parent: straight to delayed/ready")
+		require.Equal(t, dag.Delayed, j.State, "no unfinished parent: straight to delayed/ready")
 		// failed parent: the child's policy applies at enqueue
 		j, err = h.client.Add(ctx, Task{Name: "p2"}, &flow.NodeOpts{ID: "phase-2"}, "plan-bad")
 		require.NoError(t, err)
-		require.Equal(t, flow.Cancelled, j.State)
+		require.Equal(t, dag.Cancelled, j.State)
 		require.Equal(t, "parent plan-bad failed", h.job("phase-2").Reason)
-		j, err = h.client.Add(ctx, Task{Name: "p3"}, &flow.NodeOpts{ID: "phase-3", Policy: flow.Ignore}, "plan-bad")
+		j, err = h.client.Add(ctx, Task{Name: "p3"}, &flow.NodeOpts{ID: "phase-3", Policy: dag.Ignore}, "plan-bad")
 		require.NoError(t, err)
-		require.Equal(t, flow.Ready, j.State)
+		require.Equal(t, dag.Ready, j.State)
 		// unfinished parent: waits for it
 		slow, err := h.client.Add(ctx, Task{Name: "slow", Sleep: 300 * time.Millisecond}, &flow.NodeOpts{ID: "plan-slow"})
 		require.NoError(t, err)
 		j, err = h.client.Add(ctx, Task{Name: "p4"}, &flow.NodeOpts{ID: "phase-4"}, slow.ID)
 		require.NoError(t, err)
-		require.Equal(t, flow.Blocked, j.State)
+		require.Equal(t, dag.Blocked, j.State)
 		h.wait("phase-4")
-		require.Equal(t, flow.Succeeded, h.job("phase-4").State)
+		require.Equal(t, dag.Succeeded, h.job("phase-4").State)
 		require.Less(t, h.log.index("plan-slow"), h.log.index("phase-4"))
 		// unknown parent: an error, nothing written (the runner may add its
 		// minute stats meanwhile, so count nodes)
@@ -552,13 +552,13 @@ func TestConcurrentEnqueuesCoalesce(t *testing.T) {
 			default:
 				require.NoError(t, errs[i], i)
 				require.Equal(t, fmt.Sprintf("job-%d", i), jobs[i].ID)
-				require.Equal(t, flow.Ready, jobs[i].State)
+				require.Equal(t, dag.Ready, jobs[i].State)
 			}
 		}
 		require.Equal(t, n-2*n/10+1, h.keysLike("n:*"), "every good job and nothing else")
 		st, err := h.client.Stats(ctx, nil)
 		require.NoError(t, err)
-		require.Equal(t, int64(n-2*n/10+1), st.Counts[flow.Ready])
+		require.Equal(t, int64(n-2*n/10+1), st.Counts[dag.Ready])
 	})
 }
 
@@ -605,23 +605,23 @@ func TestAddBulk(t *testing.T) {
 		require.Len(t, jobs, 21)
 		for i, j := range jobs[:20] {
 			require.Equal(t, fmt.Sprintf("b-%d", i), j.ID)
-			require.Equal(t, flow.Ready, j.State)
+			require.Equal(t, dag.Ready, j.State)
 			require.False(t, j.Existed)
 		}
-		require.Equal(t, flow.Blocked, jobs[20].State, "waits for the earlier job it names")
+		require.Equal(t, dag.Blocked, jobs[20].State, "waits for the earlier job it names")
 		again, err := h.client.AddBulk(ctx, bulk(flow.BulkJob{}, -1)[:3])
 		require.NoError(t, err)
 		require.True(t, again[0].Existed && again[1].Existed && again[2].Existed, "the same jobs again are the existing ones")
 
 		h.runner(nil)
 		for i := range 20 {
-			require.Eventually(t, func() bool { return h.job(fmt.Sprintf("b-%d", i)).State == flow.Succeeded }, 30*time.Second, 10*time.Millisecond)
+			require.Eventually(t, func() bool { return h.job(fmt.Sprintf("b-%d", i)).State == dag.Succeeded }, 30*time.Second, 10*time.Millisecond)
 		}
 		f := h.wait(jobs[20].ID)
-		require.Equal(t, flow.Succeeded, f.Nodes[0].State)
+		require.Equal(t, dag.Succeeded, f.Nodes[0].State)
 		st, err := h.client.Stats(ctx, nil)
 		require.NoError(t, err)
-		require.Equal(t, int64(22), st.Counts[flow.Succeeded])
+		require.Equal(t, int64(22), st.Counts[dag.Succeeded])
 	})
 }
 
@@ -662,7 +662,7 @@ func TestUnavailableHoldsClaims(t *testing.T) {
 		for i := range 5 {
 			id := fmt.Sprintf("later%d", i)
 			require.Zero(t, ran(id), "%s is not claimed while the dependency is down", id)
-			require.Equal(t, flow.Ready, h.job(id).State)
+			require.Equal(t, dag.Ready, h.job(id).State)
 		}
 		down.Store(false)
 		for _, id := range []string{"first", "later0", "later1", "later2", "later3", "later4"} {
@@ -670,7 +670,7 @@ func TestUnavailableHoldsClaims(t *testing.T) {
 			j, err := h.client.Wait(wctx, id)
 			cancel()
 			require.NoError(t, err)
-			require.Equal(t, flow.Succeeded, nodeByID(j, id).State, id)
+			require.Equal(t, dag.Succeeded, nodeByID(j, id).State, id)
 		}
 		require.Equal(t, 2, ran("first"), "the failed attempt and its retry")
 		for i := range 5 {

@@ -96,16 +96,16 @@ func growFlow(h *harness) *flow.Enqueued {
 // requireConsistent checks that the flows are finished and that their
 // counters, and the namespace's (which holds only these flows), agree with
 // their nodes; it returns the first flow.
-func requireConsistent(t *testing.T, h *harness, flowIDs ...string) *flow.FlowInfo {
+func requireConsistent(t *testing.T, h *harness, flowIDs ...string) *dag.Flow {
 	t.Helper()
-	var first *flow.FlowInfo
-	want := map[flow.State]int{}
+	var first *dag.Flow
+	want := map[dag.State]int{}
 	for _, id := range flowIDs {
 		f := h.wait(id)
 		if first == nil {
 			first = f
 		}
-		st, err := h.client.Store().FlowStatus(context.Background(), id)
+		st, err := h.client.Inspector().FlowStatus(context.Background(), id)
 		require.NoError(t, err)
 		require.True(t, st.Done)
 		require.Equal(t, len(f.Nodes), st.Nodes, "flow %s counts its nodes", id)
@@ -113,9 +113,9 @@ func requireConsistent(t *testing.T, h *harness, flowIDs ...string) *flow.FlowIn
 			want[n.State]++
 		}
 	}
-	counts, err := h.client.Store().Counts(context.Background())
+	counts, err := h.client.Inspector().Counts(context.Background())
 	require.NoError(t, err)
-	got := map[flow.State]int{}
+	got := map[dag.State]int{}
 	for _, c := range counts {
 		got[c.State] += int(c.N)
 	}
@@ -133,10 +133,10 @@ func TestRetryInsideAnExpansion(t *testing.T) {
 		h.runner(nil, append(gr.steps(), h.taskStep())...)
 		res := growFlow(h)
 		f := requireConsistent(t, h, res.FlowID)
-		require.Equal(t, flow.Failed, nodeByID(f, "x/kid-1").State)
-		require.Equal(t, flow.Cancelled, nodeByID(f, "x/join").State)
-		require.Equal(t, flow.Failed, nodeByID(f, "x").State)
-		require.Equal(t, flow.Cancelled, nodeByID(f, "after").State)
+		require.Equal(t, dag.Failed, nodeByID(f, "x/kid-1").State)
+		require.Equal(t, dag.Cancelled, nodeByID(f, "x/join").State)
+		require.Equal(t, dag.Failed, nodeByID(f, "x").State)
+		require.Equal(t, dag.Cancelled, nodeByID(f, "after").State)
 
 		gr.fix("kid-1")
 		n, err := h.client.Retry(ctx, "x/kid-1")
@@ -144,7 +144,7 @@ func TestRetryInsideAnExpansion(t *testing.T) {
 		require.Equal(t, 4, n, "kid-1, join, x and after reopen")
 		f = requireConsistent(t, h, res.FlowID)
 		for _, id := range []string{"x", "x/kid-0", "x/kid-1", "x/join", "after"} {
-			require.Equal(t, flow.Succeeded, nodeByID(f, id).State, id)
+			require.Equal(t, dag.Succeeded, nodeByID(f, id).State, id)
 		}
 		x := nodeByID(f, "x")
 		require.True(t, x.Expanded)
@@ -164,7 +164,7 @@ func TestRetryOfAnExpandingJob(t *testing.T) {
 		h.runner(nil, append(gr.steps(), h.taskStep())...)
 		res := growFlow(h)
 		f := requireConsistent(t, h, res.FlowID)
-		require.Equal(t, flow.Failed, nodeByID(f, "x").State)
+		require.Equal(t, dag.Failed, nodeByID(f, "x").State)
 		require.Len(t, f.Nodes, 5)
 
 		gr.fix("kid-0")
@@ -173,7 +173,7 @@ func TestRetryOfAnExpandingJob(t *testing.T) {
 		f = requireConsistent(t, h, res.FlowID)
 		require.Len(t, f.Nodes, 5, "the old sub-graph was replaced, not added to")
 		for _, n := range f.Nodes {
-			require.Equal(t, flow.Succeeded, n.State, n.ID)
+			require.Equal(t, dag.Succeeded, n.State, n.ID)
 		}
 		require.Equal(t, 2, gr.ran("x"), "the step ran again")
 		require.JSONEq(t, `"run 2"`, string(nodeByID(f, "x").Result))
@@ -195,7 +195,7 @@ func TestCancelOfAnExpandingJob(t *testing.T) {
 		_ = block
 		res := h.enqueue(g)
 		h.runner(nil, append(gr.steps(), h.taskStep())...)
-		require.Eventually(t, func() bool { return h.job("x").State == flow.Blocked && h.job("x").Expanded }, 30*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool { return h.job("x").State == dag.Blocked && h.job("x").Expanded }, 30*time.Second, 10*time.Millisecond)
 		ended, err := h.client.Cancel(ctx, "x", "not now")
 		require.NoError(t, err)
 		// x, after, and the unfinished sub-graph: kid-0 (waits for slow) and
@@ -204,13 +204,13 @@ func TestCancelOfAnExpandingJob(t *testing.T) {
 		_, err = h.client.Cancel(ctx, "x", "again")
 		var se *dag.StateError
 		require.ErrorAs(t, err, &se, "a finished job cannot be cancelled")
-		require.Equal(t, flow.Cancelled, se.State)
-		require.Equal(t, flow.Cancelled, h.job("x/kid-0").State)
-		require.Equal(t, flow.Cancelled, h.job("x/join").State)
+		require.Equal(t, dag.Cancelled, se.State)
+		require.Equal(t, dag.Cancelled, h.job("x/kid-0").State)
+		require.Equal(t, dag.Cancelled, h.job("x/join").State)
 		_, err = h.client.Cancel(ctx, "slow", "")
 		require.NoError(t, err)
 		f := requireConsistent(t, h, res.FlowID)
-		require.Equal(t, flow.Cancelled, nodeByID(f, "after").State)
+		require.Equal(t, dag.Cancelled, nodeByID(f, "after").State)
 	})
 }
 
@@ -228,11 +228,11 @@ func TestExpansionCycleIsRefused(t *testing.T) {
 		f := requireConsistent(t, h, res.FlowID)
 		require.Len(t, f.Nodes, 2, "nothing of the sub-graph was written")
 		xn := nodeByID(f, "x")
-		require.Equal(t, flow.Failed, xn.State)
+		require.Equal(t, dag.Failed, xn.State)
 		require.NotNil(t, xn.Error)
 		require.Contains(t, xn.Error.Message, `dependency cycle: "x" → "down" → "x/kid-0" → "x"`)
 		require.False(t, xn.Expanded)
-		require.Equal(t, flow.Cancelled, nodeByID(f, "down").State)
+		require.Equal(t, dag.Cancelled, nodeByID(f, "down").State)
 		_, err := h.client.Job(context.Background(), "x/kid-0")
 		require.ErrorIs(t, err, flow.ErrNotFound)
 	})
@@ -279,7 +279,7 @@ func TestCancelFlowCountIsDeterministic(t *testing.T) {
 			a := g.Add(Task{Name: "a"}, &flow.NodeOpts{ID: fmt.Sprintf("a-%d", i)})
 			b := g.Add(Task{Name: "b"}, &flow.NodeOpts{ID: fmt.Sprintf("b-%d", i)}).After(a)
 			g.Add(Task{Name: "c"}, &flow.NodeOpts{ID: fmt.Sprintf("c-%d", i)}).After(b)
-			g.Add(Task{Name: "d"}, &flow.NodeOpts{ID: fmt.Sprintf("d-%d", i), Policy: flow.Skip}).After(a)
+			g.Add(Task{Name: "d"}, &flow.NodeOpts{ID: fmt.Sprintf("d-%d", i), Policy: dag.Skip}).After(a)
 			h.enqueue(g)
 			n, err := h.client.CancelFlow(ctx, g.ID(), "")
 			require.NoError(t, err)

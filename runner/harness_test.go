@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/internal/testredis"
 	"github.com/trellisflow/trellis/runner"
@@ -106,7 +107,7 @@ func (h *harness) runner(cfg *runner.Config, steps ...flow.Step) *runner.Runner 
 	return r
 }
 
-func (h *harness) wait(flowID string) *flow.FlowInfo {
+func (h *harness) wait(flowID string) *dag.Flow {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -122,14 +123,14 @@ func (h *harness) enqueue(g *flow.Graph) *flow.Enqueued {
 	return res
 }
 
-func (h *harness) job(id string) *flow.Job {
+func (h *harness) job(id string) *dag.Node {
 	h.t.Helper()
 	j, err := h.client.Job(context.Background(), id)
 	require.NoError(h.t, err)
 	return j
 }
 
-func nodeByID(f *flow.FlowInfo, id string) *flow.Job {
+func nodeByID(f *dag.Flow, id string) *dag.Node {
 	for _, n := range f.Nodes {
 		if n.ID == id {
 			return n

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/internal/store"
 
 	"github.com/stretchr/testify/require"
@@ -55,23 +56,23 @@ func TestDynamicExpansion(t *testing.T) {
 
 		require.Len(t, f.Nodes, 4+6+3, "the sub-graphs joined the flow")
 		fn := nodeByID(f, "fan")
-		require.Equal(t, flow.Succeeded, fn.State)
+		require.Equal(t, dag.Succeeded, fn.State)
 		require.True(t, fn.Expanded)
 		require.JSONEq(t, `"expanded"`, string(fn.Result))
-		require.Equal(t, flow.Succeeded, nodeByID(f, "fan/join").State)
-		require.Equal(t, flow.Succeeded, nodeByID(f, "after").State)
+		require.Equal(t, dag.Succeeded, nodeByID(f, "fan/join").State)
+		require.Equal(t, dag.Succeeded, nodeByID(f, "after").State)
 		// the child of the expanding node ran after the whole sub-graph
 		require.Less(t, h.log.index("fan/join"), h.log.index("after"))
 		for i := range 5 {
 			require.Less(t, h.log.index(fmt.Sprintf("fan/kid-%d", i)), h.log.index("fan/join"))
 		}
 		// a failing sub-graph fails the node that expanded, and its children follow policy
-		require.Equal(t, flow.Failed, nodeByID(f, "bad-fan/kid-0").State)
-		require.Equal(t, flow.Cancelled, nodeByID(f, "bad-fan/join").State)
+		require.Equal(t, dag.Failed, nodeByID(f, "bad-fan/kid-0").State)
+		require.Equal(t, dag.Cancelled, nodeByID(f, "bad-fan/join").State)
 		bf := nodeByID(f, "bad-fan")
-		require.Equal(t, flow.Failed, bf.State)
+		require.Equal(t, dag.Failed, bf.State)
 		require.Equal(t, "sub-graph node bad-fan/join cancelled", bf.Reason)
-		require.Equal(t, flow.Cancelled, nodeByID(f, "after-bad").State)
+		require.Equal(t, dag.Cancelled, nodeByID(f, "after-bad").State)
 	})
 }
 
@@ -85,7 +86,7 @@ func TestExpansionOfASingleJob(t *testing.T) {
 		require.NoError(t, err)
 		f := h.wait(j.ID)
 		require.Len(t, f.Nodes, 5)
-		require.Equal(t, 5, f.Counts()[flow.Succeeded])
+		require.Equal(t, 5, f.Counts()[dag.Succeeded])
 		h.wait(child.ID)
 		require.Less(t, h.log.index("solo/join"), h.log.index("later"))
 	})
@@ -98,30 +99,30 @@ func TestDeadRunnerIsTakenOver(t *testing.T) {
 		ctx := context.Background()
 		j, err := h.client.Add(ctx, Task{Name: "orphan"}, &flow.NodeOpts{ID: "orphan"})
 		require.NoError(t, err)
-		st := h.client.Store()
+		st := seam.Store(h.client)
 		lease := 300 * time.Millisecond
 		dead, err := st.Sync(ctx, time.Now(), store.SyncRequest{Worker: "dead-runner", Lease: lease, StallLimit: 3, Queues: []string{"default"}, Types: []string{"TEST_TASK"}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		require.Len(t, dead.Claimed, 1)
 		cl := dead.Claimed[0]
-		require.Equal(t, []any{j.ID, "TEST_TASK", "default", 3, flow.Require, 1, j.ID},
+		require.Equal(t, []any{j.ID, "TEST_TASK", "default", 3, dag.Require, 1, j.ID},
 			[]any{cl.ID, cl.Type, cl.Queue, cl.Attempts, cl.Policy, cl.Attempt, cl.FlowID}, "a claim carries the node's options")
-		require.Equal(t, flow.Active, h.job(j.ID).State)
+		require.Equal(t, dag.Active, h.job(j.ID).State)
 
 		h.runner(&runner.Config{Lease: lease, IdleWait: 50 * time.Millisecond})
 		f := h.wait(j.ID)
 		n := f.Nodes[0]
-		require.Equal(t, flow.Succeeded, n.State)
+		require.Equal(t, dag.Succeeded, n.State)
 		require.Equal(t, 1, n.Stalls)
 		require.Equal(t, 2, n.Attempt)
-		require.Equal(t, []flow.State{flow.Ready, flow.Active, flow.Ready, flow.Active, flow.Succeeded}, states(n))
+		require.Equal(t, []dag.State{dag.Ready, dag.Active, dag.Ready, dag.Active, dag.Succeeded}, states(n))
 
 		late, err := st.Sync(ctx, time.Now(), store.SyncRequest{Worker: "dead-runner", Lease: lease, StallLimit: 3,
 			Queues: []string{"default"}, RetainCount: -1,
 			Outcomes: []store.Outcome{{ID: j.ID, Token: dead.Claimed[0].Token, Kind: store.OutcomeFail, Err: &dag.ErrorInfo{Message: "too late"}}}})
 		require.NoError(t, err)
 		require.Equal(t, []bool{false}, late.Applied, "the expired lease's completion is rejected")
-		require.Equal(t, flow.Succeeded, h.job(j.ID).State)
+		require.Equal(t, dag.Succeeded, h.job(j.ID).State)
 	})
 }
 
@@ -130,7 +131,7 @@ func TestStallLimitFailsTheNode(t *testing.T) {
 		ctx := context.Background()
 		j, err := h.client.Add(ctx, Task{Name: "cursed"}, nil)
 		require.NoError(t, err)
-		st := h.client.Store()
+		st := seam.Store(h.client)
 		now := time.Now()
 		req := store.SyncRequest{Worker: "flaky-host", Lease: time.Second, StallLimit: 1, Queues: []string{"default"}, Types: []string{"TEST_TASK"}, Want: 1, RetainCount: -1, Maintain: true}
 		for i := range 2 {
@@ -141,7 +142,7 @@ func TestStallLimitFailsTheNode(t *testing.T) {
 		_, err = st.Sync(ctx, now.Add(5*time.Second), req)
 		require.NoError(t, err)
 		n := h.job(j.ID)
-		require.Equal(t, flow.Failed, n.State)
+		require.Equal(t, dag.Failed, n.State)
 		require.Equal(t, "stalled 2 times (lease expired)", n.Reason)
 	})
 }
@@ -152,7 +153,7 @@ func TestNoStallsFailsAtTheFirstStall(t *testing.T) {
 		ctx := context.Background()
 		j, err := h.client.Add(ctx, Task{Name: "once"}, &flow.NodeOpts{ID: "once"})
 		require.NoError(t, err)
-		dead, err := h.client.Store().Sync(ctx, time.Now(), store.SyncRequest{Worker: "dead-runner", Lease: 200 * time.Millisecond,
+		dead, err := seam.Store(h.client).Sync(ctx, time.Now(), store.SyncRequest{Worker: "dead-runner", Lease: 200 * time.Millisecond,
 			Queues: []string{"default"}, Types: []string{"TEST_TASK"}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		require.Len(t, dead.Claimed, 1)
@@ -160,7 +161,7 @@ func TestNoStallsFailsAtTheFirstStall(t *testing.T) {
 		require.ErrorContains(t, err, "StallLimit -2")
 		h.runner(&runner.Config{StallLimit: runner.NoStalls, Concurrency: 1})
 		f := h.wait(j.ID)
-		require.Equal(t, flow.Failed, f.Nodes[0].State)
+		require.Equal(t, dag.Failed, f.Nodes[0].State)
 		require.Equal(t, "stalled 1 times (lease expired)", f.Nodes[0].Reason)
 		require.Zero(t, h.log.runs("once"), "not run again")
 	})
@@ -191,7 +192,7 @@ func TestManyRunnersRunEveryNodeOnce(t *testing.T) {
 		}
 		for _, id := range ids {
 			f := h.wait(id)
-			require.Equal(t, perFlow, f.Counts()[flow.Succeeded], id)
+			require.Equal(t, perFlow, f.Counts()[dag.Succeeded], id)
 			for _, n := range f.Nodes {
 				require.Equal(t, 1, n.Attempt, n.ID)
 			}
@@ -202,7 +203,7 @@ func TestManyRunnersRunEveryNodeOnce(t *testing.T) {
 		require.Zero(t, dup.Load(), "no node ran twice")
 		st, err := h.client.Stats(context.Background(), nil)
 		require.NoError(t, err)
-		require.Equal(t, int64(flows*perFlow), st.Counts[flow.Succeeded])
+		require.Equal(t, int64(flows*perFlow), st.Counts[dag.Succeeded])
 		require.Equal(t, int64(flows*perFlow), st.Counts.Total())
 	})
 }
@@ -227,8 +228,8 @@ func TestStopDrainsInFlightSteps(t *testing.T) {
 		require.NoError(t, r.Stop(ctx), "Stop twice is fine")
 		st, err := h.client.Stats(ctx, nil)
 		require.NoError(t, err)
-		require.Equal(t, int64(3), st.Counts[flow.Succeeded], "the three in flight finished")
-		require.Equal(t, int64(2), st.Counts[flow.Ready], "nothing new was claimed")
+		require.Equal(t, int64(3), st.Counts[dag.Succeeded], "the three in flight finished")
+		require.Equal(t, int64(2), st.Counts[dag.Ready], "nothing new was claimed")
 	})
 }
 
@@ -249,7 +250,7 @@ func TestStopHandsBackAfterDeadline(t *testing.T) {
 		defer cancel()
 		require.NoError(t, r.Stop(sctx))
 		n := h.job(j.ID)
-		require.Equal(t, flow.Ready, n.State, "handed back for another runner")
+		require.Equal(t, dag.Ready, n.State, "handed back for another runner")
 		require.Equal(t, 0, n.Attempt, "the interrupted attempt does not count")
 	})
 }
@@ -263,7 +264,7 @@ func TestPriorityAndDelay(t *testing.T) {
 		}
 		d, err := h.client.Add(ctx, Task{Name: "late"}, &flow.NodeOpts{ID: "delayed", Delay: 300 * time.Millisecond, Priority: 1000})
 		require.NoError(t, err)
-		require.Equal(t, flow.Delayed, d.State)
+		require.Equal(t, dag.Delayed, d.State)
 		enqueued := time.Now()
 		h.runner(&runner.Config{Concurrency: 1})
 		h.wait("delayed")
@@ -295,10 +296,10 @@ func TestStatsAndClear(t *testing.T) {
 			require.NoError(t, err)
 			return st.ErrorRate > 0
 		}, 5*time.Second, 50*time.Millisecond)
-		require.Equal(t, int64(4), st.Counts[flow.Succeeded])
-		require.Equal(t, int64(1), st.Counts[flow.Failed])
-		require.Equal(t, int64(1), st.ByQueue["emails"][flow.Ready])
-		require.Equal(t, int64(5), st.ByType["TEST_TASK"][flow.Succeeded]+st.ByType["TEST_TASK"][flow.Failed])
+		require.Equal(t, int64(4), st.Counts[dag.Succeeded])
+		require.Equal(t, int64(1), st.Counts[dag.Failed])
+		require.Equal(t, int64(1), st.ByQueue["emails"][dag.Ready])
+		require.Equal(t, int64(5), st.ByType["TEST_TASK"][dag.Succeeded]+st.ByType["TEST_TASK"][dag.Failed])
 		require.InDelta(t, 20.0, st.ErrorRate, 0.01)
 		require.InDelta(t, 5.0/60, st.ProcessingRate, 0.001)
 		require.Greater(t, st.AvgDuration, time.Duration(0))
@@ -343,7 +344,7 @@ func TestRetentionTrimsFinishedFlows(t *testing.T) {
 			_, err := h.client.Flow(ctx, "r0")
 			st, serr := h.client.Stats(ctx, nil)
 			require.NoError(t, serr)
-			return flow.IsNotFound(err) && st.Counts[flow.Succeeded] <= 2*2+1
+			return flow.IsNotFound(err) && st.Counts[dag.Succeeded] <= 2*2+1
 		}, 30*time.Second, 20*time.Millisecond)
 		_, err = h.client.Flow(ctx, last)
 		require.NoError(t, err, "the newest finished flows are kept")
@@ -375,8 +376,8 @@ func TestRemoveAndTrim(t *testing.T) {
 
 		st, err := h.client.Stats(ctx, nil)
 		require.NoError(t, err)
-		require.Equal(t, int64(1), st.Counts[flow.Succeeded], "only the solo job is left finished")
-		require.Equal(t, int64(1), st.Counts[flow.Delayed])
+		require.Equal(t, int64(1), st.Counts[dag.Succeeded], "only the solo job is left finished")
+		require.Equal(t, int64(1), st.Counts[dag.Delayed])
 
 		n, err := h.client.Trim(ctx, time.Hour)
 		require.NoError(t, err)
@@ -408,7 +409,7 @@ func TestStepLogsAreKeptWithTheJob(t *testing.T) {
 		require.NoError(t, err)
 		h.wait(j.ID)
 		n := h.job(j.ID)
-		require.Equal(t, flow.Succeeded, n.State)
+		require.Equal(t, dag.Succeeded, n.State)
 		require.Contains(t, n.Logs, `msg="saving rows" rows=3`)
 		require.NotContains(t, n.Logs, "database busy", "the last reported run's records")
 		require.NotContains(t, n.Logs, "below Info")
@@ -453,7 +454,7 @@ func TestLanesShareConcurrency(t *testing.T) {
 		require.Equal(t, int64(c), peak.Load(), "never more than Concurrency at once")
 		st, err := h.client.Stats(ctx, nil)
 		require.NoError(t, err)
-		require.Equal(t, int64(c+5), st.Counts[flow.Ready], "both lanes handed their nodes back")
-		require.Zero(t, st.Counts[flow.Active])
+		require.Equal(t, int64(c+5), st.Counts[dag.Ready], "both lanes handed their nodes back")
+		require.Zero(t, st.Counts[dag.Active])
 	})
 }

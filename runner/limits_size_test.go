@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 )
@@ -74,20 +75,20 @@ func TestStoredValuesAreBounded(t *testing.T) {
 		f := h.wait(res.FlowID)
 
 		n := nodeByID(f, "result")
-		require.Equal(t, flow.Failed, n.State)
+		require.Equal(t, dag.Failed, n.State)
 		require.Equal(t, 1, n.Attempt, "failed for good: no retry")
 		require.Empty(t, n.Result)
 		require.Contains(t, n.Error.Message, "result of 204802 bytes is over the limit of 65536 bytes (flow.Config.MaxResult)")
 
 		n = nodeByID(f, "fits")
-		require.Equal(t, flow.Succeeded, n.State)
+		require.Equal(t, dag.Succeeded, n.State)
 		require.Len(t, n.Result, 60<<10+2)
 		require.LessOrEqual(t, len(n.Logs), 1<<10+100)
 		require.Contains(t, n.Logs, "more records not kept")
 
 		for _, id := range []string{"error", "panic", "cond"} {
 			n = nodeByID(f, id)
-			require.Equal(t, flow.Failed, n.State, id)
+			require.Equal(t, dag.Failed, n.State, id)
 			require.LessOrEqual(t, len(n.Error.Message), 1<<10, id)
 			require.Contains(t, n.Error.Message, "more bytes]", id)
 		}

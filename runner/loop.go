@@ -8,7 +8,9 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/internal/store"
+	"github.com/trellisflow/trellis/internal/tracing"
 
 	"github.com/redis/go-redis/v9"
 
@@ -398,11 +400,12 @@ func (r *Runner) execute(ctx context.Context, c *store.Claimed) (report, expande
 		if !c.ReadyAt.IsZero() {
 			waited = max(r.now().Sub(c.ReadyAt), 0)
 		}
-		r.cfg.Observer.StepStarted(c, waited)
+		r.cfg.Observer.StepStarted(runOf(c), waited)
 	}
 	ctx, span := r.startRunSpan(ctx, c)
 	steplog := &stepLog{max: r.limits.MaxLogs}
-	sc, err := flow.NewStepContext(flow.StepEnv{Job: *c, Client: r.client, Logger: jobLogger(r.log, steplog, attrs...)})
+	v, err := seam.NewStepContext(r.client, *c, jobLogger(r.log, steplog, attrs...))
+	sc := v.(*flow.StepContext)
 	var res []byte
 	var skipped string
 	if err == nil {
@@ -411,11 +414,11 @@ func (r *Runner) execute(ctx context.Context, c *store.Claimed) (report, expande
 	took := time.Since(start)
 	out := r.outcome(ctx, c, res, skipped, err, took, log)
 	if out != nil {
-		out.Span = flow.Traceparent(ctx)
+		out.Span = tracing.Traceparent(ctx)
 		out.Logs = steplog.String()
 	}
 	if out != nil && out.Kind == store.OutcomeOK {
-		specs, order, xerr := sc.Expansion()
+		specs, order, xerr := seam.Expansion(sc)
 		switch {
 		case xerr != nil: // the sub-graph is invalid: running again would not help
 			out = r.outcome(ctx, c, nil, "", flow.Permanent(fmt.Errorf("expand: %w", xerr)), took, log)
@@ -438,7 +441,7 @@ func (r *Runner) execute(ctx context.Context, c *store.Claimed) (report, expande
 		}
 	}
 	if done := cmpOr(out, expanded); r.cfg.Observer != nil && done != nil {
-		r.cfg.Observer.StepFinished(c, done.Ended(), took, err)
+		r.cfg.Observer.StepFinished(runOf(c), Outcome(done.Ended()), took, err)
 	}
 	endRunSpan(span, cmpOr(out, expanded), err)
 	return out, expanded, err != nil && flow.IsUnavailable(err)
@@ -542,7 +545,7 @@ func (r *Runner) outcome(ctx context.Context, c *store.Claimed, res []byte, skip
 		if d, ok := flow.RetryAfterDelay(err); ok {
 			o.Delay = d
 		} else {
-			o.Delay = flow.RetryDelay(c.Backoff, c.Attempt, r.cfg.Jitter, r.customBackoff)
+			o.Delay = c.Backoff.Delay(c.Attempt, r.cfg.Jitter, r.customBackoff)
 		}
 	}
 	if o.Err != nil && errors.As(err, &pe) {
@@ -561,8 +564,11 @@ func (r *Runner) outcome(ctx context.Context, c *store.Claimed, res []byte, skip
 // errTooBig marks a step result over flow.Config.MaxResult.
 var errTooBig = errors.New("result too large")
 
-func (r *Runner) customBackoff(name string) flow.BackoffFunc {
-	return r.cfg.Backoffs[name]
+func (r *Runner) customBackoff(name string) func(int) time.Duration {
+	if fn := r.cfg.Backoffs[name]; fn != nil {
+		return fn
+	}
+	return nil
 }
 
 // refused reports an expansion Redis refused for its sub-graph (a cycle,

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/internal/store"
 
 	"github.com/trellisflow/trellis/dag"
@@ -61,9 +62,30 @@ type Config struct {
 // Observer hears about step runs. Calls come from the step goroutines and
 // must be quick and safe for concurrent use.
 type Observer interface {
-	StepStarted(job *store.Claimed, queuedFor time.Duration)
-	StepFinished(job *store.Claimed, outcome store.OutcomeKind, took time.Duration, err error)
+	StepStarted(run Run, queuedFor time.Duration)
+	StepFinished(run Run, outcome Outcome, took time.Duration, err error)
 	Stalled(ids []string)
+}
+
+// Run is one run of a job, as an Observer hears of it.
+type Run struct {
+	JobID, FlowID, Type, Queue string
+	Attempt, MaxAttempts       int // Attempt is 1 on the first run
+}
+
+// Outcome is how a run ended.
+type Outcome string
+
+const (
+	OutcomeOK      Outcome = "ok"      // succeeded
+	OutcomeRetry   Outcome = "retry"   // failed; it runs again after its backoff
+	OutcomeFail    Outcome = "fail"    // failed for good (permanently, or out of attempts)
+	OutcomeSkip    Outcome = "skip"    // its condition was false
+	OutcomeRelease Outcome = "release" // handed back at shutdown; the attempt does not count
+)
+
+func runOf(c *store.Claimed) Run {
+	return Run{JobID: c.ID, FlowID: c.FlowID, Type: c.Type, Queue: c.Queue, Attempt: c.Attempt, MaxAttempts: c.Attempts}
 }
 
 // WithDefaults returns the config with zero fields set to their defaults.
@@ -191,7 +213,7 @@ func New(client *flow.Client, cfg *Config) (*Runner, error) {
 		}
 	}
 	return &Runner{
-		cfg: c, client: client, store: client.Store(), log: c.Logger.With("runner", c.ID), clock: client.Config().Clock, machine: time.Now, limits: client.Config(),
+		cfg: c, client: client, store: seam.Store(client), log: c.Logger.With("runner", c.ID), clock: client.Config().Clock, machine: time.Now, limits: client.Config(),
 		steps: map[string]flow.Step{},
 		lanes: lanes(c.Concurrency),
 		jobs:  make(chan job, c.Concurrency),

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/trellisflow/trellis/internal/store"
+	"github.com/trellisflow/trellis/internal/tracing"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -21,14 +22,14 @@ func (r *Runner) startRunSpan(ctx context.Context, c *store.Claimed) (context.Co
 	if tp == nil {
 		return ctx, nil
 	}
-	if parent := flow.SpanContext(c.Trace); parent.IsValid() {
+	if parent := tracing.SpanContext(c.Trace); parent.IsValid() {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
 	}
 	var links []trace.Link
 	if len(c.Parents) > 0 {
 		if peeks, err := r.store.Peek(ctx, c.Parents); err == nil {
 			for _, p := range peeks {
-				if sc := flow.SpanContext(p.Span); sc.IsValid() {
+				if sc := tracing.SpanContext(p.Span); sc.IsValid() {
 					links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("trellis.parent", p.ID)}})
 				}
 			}
@@ -60,15 +61,15 @@ func endRunSpan(span trace.Span, out *store.Outcome, err error) {
 // observers fans step events out to several observers.
 type observers []Observer
 
-func (o observers) StepStarted(job *store.Claimed, queuedFor time.Duration) {
+func (o observers) StepStarted(run Run, queuedFor time.Duration) {
 	for _, x := range o {
-		x.StepStarted(job, queuedFor)
+		x.StepStarted(run, queuedFor)
 	}
 }
 
-func (o observers) StepFinished(job *store.Claimed, kind store.OutcomeKind, took time.Duration, err error) {
+func (o observers) StepFinished(run Run, kind Outcome, took time.Duration, err error) {
 	for _, x := range o {
-		x.StepFinished(job, kind, took, err)
+		x.StepFinished(run, kind, took, err)
 	}
 }
 
@@ -110,15 +111,15 @@ func newOtelMetrics(mp metric.MeterProvider) (*otelMetrics, error) {
 	return &o, nil
 }
 
-func (o *otelMetrics) StepStarted(job *store.Claimed, queuedFor time.Duration) {
+func (o *otelMetrics) StepStarted(job Run, queuedFor time.Duration) {
 	o.wait.Record(context.Background(), queuedFor.Seconds(), metric.WithAttributes(attribute.String("type", job.Type)))
 }
 
-func (o *otelMetrics) StepFinished(job *store.Claimed, kind store.OutcomeKind, took time.Duration, _ error) {
+func (o *otelMetrics) StepFinished(job Run, kind Outcome, took time.Duration, _ error) {
 	attrs := metric.WithAttributes(attribute.String("type", job.Type), attribute.String("outcome", string(kind)))
 	o.duration.Record(context.Background(), took.Seconds(), attrs)
 	o.steps.Add(context.Background(), 1, attrs)
-	if kind == store.OutcomeRetry && job.Attempt < job.Attempts {
+	if kind == OutcomeRetry {
 		o.retries.Add(context.Background(), 1, metric.WithAttributes(attribute.String("type", job.Type)))
 	}
 }

@@ -11,8 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/trellisflow/trellis/internal/store"
-
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/dag/render"
 	"github.com/trellisflow/trellis/flow"
@@ -123,7 +121,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) error {
 	if err := c.printJSON(out); err != nil {
 		return err
 	}
-	if j.State != flow.Succeeded {
+	if j.State != dag.Succeeded {
 		return errQuiet
 	}
 	return nil
@@ -543,7 +541,7 @@ func runMigrate(ctx context.Context, c *cli, args []string) error {
 }
 
 // waitJob polls a job until it is terminal or d passes.
-func waitJob(ctx context.Context, c *flow.Client, id string, d time.Duration) (*flow.Job, error) {
+func waitJob(ctx context.Context, c *flow.Client, id string, d time.Duration) (*dag.Node, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	delay := 10 * time.Millisecond
@@ -576,4 +574,4 @@ func p95Text(d time.Duration) string {
 	return fmt.Sprintf("≈ %s (estimated from a histogram of durations)", d.Round(100*time.Microsecond))
 }
 
-func p95Capped(d time.Duration) bool { return d >= store.DurationBuckets[len(store.DurationBuckets)-1] }
+func p95Capped(d time.Duration) bool { return d >= dag.DurationBuckets[len(dag.DurationBuckets)-1] }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/dag"
 )
 
 var cmdPause = &command{
@@ -58,7 +58,7 @@ func runQueues(ctx context.Context, c *cli, verb string, args []string) error {
 func runLimit(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("limit")
 	o := c.commonFlags(fs)
-	var l flow.Limit
+	var l dag.Limit
 	fs.IntVar(&l.Concurrency, "concurrency", 0, "at most this many running at once in each queue (0: no cap)")
 	fs.IntVar(&l.Rate, "rate", 0, "at most this many starts per --per (0: no cap)")
 	fs.DurationVar(&l.Per, "per", time.Second, "the window of --rate")

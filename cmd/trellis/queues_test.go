@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 )
 
@@ -44,7 +45,7 @@ func TestPauseResumeAndLimit(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	lim, err := client.Limits(ctx)
 	require.NoError(t, err)
-	require.Equal(t, map[string]flow.Limit{"EMAIL": {Concurrency: 5}, "NOTIFICATION": {Rate: 100, Per: time.Second}}, lim)
+	require.Equal(t, map[string]dag.Limit{"EMAIL": {Concurrency: 5}, "NOTIFICATION": {Rate: 100, Per: time.Second}}, lim)
 	require.Equal(t, 0, c.run("", "limit", "EMAIL").code, "no caps: the limit is removed")
 	lim, err = client.Limits(ctx)
 	require.NoError(t, err)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/internal/store"
 
 	"github.com/redis/go-redis/v9"
@@ -34,7 +35,7 @@ func TestStatsP95IsAnEstimate(t *testing.T) {
 		}
 		m.Observe("TEST", store.OutcomeOK, true, d)
 	}
-	require.NoError(t, client.Store().AddMinute(t.Context(), m))
+	require.NoError(t, seam.Store(client).AddMinute(t.Context(), m))
 
 	r := c.run("", "stats")
 	require.Equal(t, 0, r.code, r.stderr)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/steps/system"
 	"github.com/trellisflow/trellis/steps/workout"
@@ -258,7 +259,7 @@ func runSavePlan(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		out["state"], out["jobs"] = j.State, len(fl.Nodes)
-		if j.State != flow.Succeeded {
+		if j.State != dag.Succeeded {
 			_ = c.printJSON(out)
 			return errors.New("the plan was not saved: job " + job.ID + " is " + string(j.State))
 		}

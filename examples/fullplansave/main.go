@@ -263,7 +263,7 @@ func follow(ctx context.Context, c *flow.Client, flowID string, w io.Writer) (*d
 	defer tick.Stop()
 	var once sync.Once
 	for {
-		st, err := c.Store().FlowStatus(ctx, flowID)
+		st, err := c.Inspector().FlowStatus(ctx, flowID)
 		if err != nil && !flow.IsNotFound(err) {
 			return nil, err
 		}

@@ -14,14 +14,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// DurationBuckets are the upper bounds of the step-duration histogram kept
-// per minute (the last bucket is unbounded).
-var DurationBuckets = []time.Duration{
-	time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond,
-	50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
-	time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute,
-}
-
 // Counts reads the live per-state counters (finished nodes count until
 // retention removes them).
 func (s *Store) Counts(ctx context.Context) ([]dag.Count, error) {
@@ -59,7 +51,7 @@ type Minute struct {
 	Retried map[string]int64
 	Runs    int64 // finished runs (ok + failed) with a duration
 	Total   time.Duration
-	Buckets []int64 // len(DurationBuckets)+1
+	Buckets []int64 // len(dag.DurationBuckets)+1
 }
 
 // NewMinute returns an empty minute starting at start (truncated).
@@ -67,7 +59,7 @@ func NewMinute(start time.Time) Minute {
 	return Minute{
 		Start: start.Truncate(time.Minute),
 		OK:    map[string]int64{}, Failed: map[string]int64{}, Retried: map[string]int64{},
-		Buckets: make([]int64, len(DurationBuckets)+1),
+		Buckets: make([]int64, len(dag.DurationBuckets)+1),
 	}
 }
 
@@ -86,8 +78,8 @@ func (m *Minute) Observe(typ string, kind OutcomeKind, final bool, took time.Dur
 	}
 	m.Runs++
 	m.Total += took
-	b := len(DurationBuckets)
-	for i, ub := range DurationBuckets {
+	b := len(dag.DurationBuckets)
+	for i, ub := range dag.DurationBuckets {
 		if took <= ub {
 			b = i
 			break
@@ -155,7 +147,7 @@ func (s *Store) Minutes(ctx context.Context, now time.Time, n int) ([]Minute, er
 		m := Minute{
 			Start: time.UnixMilli((cur - int64(n-1-i)) * 60000),
 			OK:    map[string]int64{}, Failed: map[string]int64{}, Retried: map[string]int64{},
-			Buckets: make([]int64, len(DurationBuckets)+1),
+			Buckets: make([]int64, len(dag.DurationBuckets)+1),
 		}
 		for k, v := range c.Val() {
 			x, _ := strconv.ParseInt(v, 10, 64)

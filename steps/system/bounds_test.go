@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/schema"
 	"github.com/trellisflow/trellis/steps/internal/steptest"
@@ -262,7 +263,7 @@ func TestEveryBoundedFieldAtAndOverItsLimit(t *testing.T) {
 			j, err := e.Client.AddJSON(ctx, reg, envelope(t, c.typ, c.data), &flow.NodeOpts{ID: c.id})
 			require.NoError(t, err, "%d %s", i, c.typ)
 			for _, n := range e.Wait(j.ID).Nodes {
-				require.Equal(t, flow.Succeeded, n.State, "%d %s: %s %v", i, c.typ, n.ID, n.Error)
+				require.Equal(t, dag.Succeeded, n.State, "%d %s: %s %v", i, c.typ, n.ID, n.Error)
 			}
 			for _, s := range c.stored {
 				args := make([]any, len(s.args))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/schema"
 	"github.com/trellisflow/trellis/steps/internal/smtptest"
@@ -33,7 +34,7 @@ func TestEmailToDisplayNameIsDelivered(t *testing.T) {
 			require.NoError(t, err)
 			e.Wait(job.ID)
 			j := e.Job(job.ID)
-			require.Equal(t, flow.Succeeded, j.State, "%v", j.Error)
+			require.Equal(t, dag.Succeeded, j.State, "%v", j.Error)
 		}
 		msgs := srv.Messages()
 		require.Len(t, msgs, 2)
@@ -200,7 +201,7 @@ func TestEmailThroughSTARTTLSWithAuth(t *testing.T) {
 		require.NoError(t, err)
 		e.Wait(job.ID)
 		j := e.Job(job.ID)
-		require.Equal(t, flow.Succeeded, j.State, "%v", j.Error)
+		require.Equal(t, dag.Succeeded, j.State, "%v", j.Error)
 		require.Equal(t, 2, j.Attempt, "the 454 was retried")
 		msgs := srv.Messages()
 		require.Len(t, msgs, 1)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/schema"
 	"github.com/trellisflow/trellis/steps/internal/steptest"
@@ -28,7 +29,7 @@ func TestUserActionRecordsWhenTheUserActed(t *testing.T) {
 			"userId":"user-1","data":{"userId":"user-1","action":"plan.viewed"}}`), nil)
 		require.NoError(t, err)
 		e.Wait(j.ID)
-		require.Equal(t, flow.Succeeded, e.Job(j.ID).State)
+		require.Equal(t, dag.Succeeded, e.Job(j.ID).State)
 		var row schema.UserAction
 		require.NoError(t, e.DB.NewSelect().Model(&row).Where("id = ?", j.ID).Scan(ctx))
 		acted := time.Date(2026, 1, 2, 3, 4, 5, 678e6, time.UTC)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/internal/store"
 
 	"github.com/stretchr/testify/require"
@@ -244,13 +246,13 @@ func TestSystemSteps(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, json.Unmarshal(raw, &res))
 		require.Equal(t, []any{"import", 2, 1, 2}, []any{res.Direction, res.Phases, res.Sessions, res.Exercises})
-		specs, _, err := sc.Expansion()
+		specs, _, err := seam.Expansion(sc)
 		require.NoError(t, err)
 		require.Len(t, specs, 1)
 		require.Equal(t, []string{system.RestoreNodeID("imp-2"), workout.TypePlanFullSave}, []string{specs[0].ID, specs[0].Type})
 		_, sc, err = r.Run(ctx, "imp-2", 2, system.DataSync{PlanID: "p1", Direction: "import", RunID: "sync-1"})
 		require.NoError(t, err)
-		specs2, _, err := sc.Expansion()
+		specs2, _, err := seam.Expansion(sc)
 		require.NoError(t, err)
 		data := func(payload []byte) string {
 			var env flow.Envelope
@@ -320,12 +322,13 @@ func TestEmailIsSentOnceAcrossCrashes(t *testing.T) {
 		job, err := system.SendEmail(ctx, e.Client, "client@example.com", "Plan ready", "See you Monday.", "trainer-1")
 		require.NoError(t, err)
 		lease := 300 * time.Millisecond
-		dead, err := e.Client.Store().Sync(ctx, time.Now(), store.SyncRequest{
+		dead, err := seam.Store(e.Client).Sync(ctx, time.Now(), store.SyncRequest{
 			Worker: "doomed", Lease: lease, StallLimit: 3, Queues: []string{"default"}, Types: []string{system.TypeEmail}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		require.Len(t, dead.Claimed, 1)
-		sc, err := flow.NewStepContext(flow.StepEnv{Job: dead.Claimed[0], Client: e.Client, Logger: steptest.Logger()})
+		v, err := seam.NewStepContext(e.Client, dead.Claimed[0], steptest.Logger())
 		require.NoError(t, err)
+		sc := v.(*flow.StepContext)
 		var emailStep flow.Step
 		for _, s := range steps {
 			if s.MessageType() == system.TypeEmail {
@@ -340,7 +343,7 @@ func TestEmailIsSentOnceAcrossCrashes(t *testing.T) {
 		e.Start(&runner.Config{Concurrency: 4, Lease: 10 * time.Second, IdleWait: 50 * time.Millisecond}, steps...)
 		e.Wait(job.ID)
 		j := e.Job(job.ID)
-		require.Equal(t, flow.Succeeded, j.State)
+		require.Equal(t, dag.Succeeded, j.State)
 		require.Equal(t, 2, j.Attempt)
 		require.Len(t, srv.Messages(), 1, "the takeover did not send again")
 
@@ -360,7 +363,7 @@ func TestEmailIsSentOnceAcrossCrashes(t *testing.T) {
 		j2, err := e.Client.Add(ctx, system.Email{To: "other@example.com", Subject: "Again", Body: "b"}, &flow.NodeOpts{Backoff: &backoff})
 		require.NoError(t, err)
 		e.Wait(j2.ID)
-		require.Equal(t, flow.Succeeded, e.Job(j2.ID).State)
+		require.Equal(t, dag.Succeeded, e.Job(j2.ID).State)
 		require.Equal(t, 2, e.Job(j2.ID).Attempt)
 		msgs := srv.Messages()
 		require.Len(t, msgs, 2)
@@ -378,12 +381,12 @@ func TestSendersThroughTheEngine(t *testing.T) {
 		e.Start(nil, append(system.Steps(e.DB, system.Options{
 			Mailer: &system.SMTPMailer{Addr: srv.Addr(), From: "coach@example.com"}, Notifier: notifier,
 		}), workout.Steps(e.DB)...)...)
-		done := func(j flow.EnqueuedJob, err error) *flow.Job {
+		done := func(j flow.EnqueuedJob, err error) *dag.Node {
 			t.Helper()
 			require.NoError(t, err)
 			e.Wait(j.ID)
 			got := e.Job(j.ID)
-			require.Equal(t, flow.Succeeded, got.State, "%v", got.Error)
+			require.Equal(t, dag.Succeeded, got.State, "%v", got.Error)
 			return got
 		}
 		j := done(system.SendTest(ctx, e.Client, system.Test{Message: "ping", FailTimes: 1}, "user-1"))
@@ -407,7 +410,7 @@ func TestSendersThroughTheEngine(t *testing.T) {
 		require.True(t, restore.Expanded)
 		require.NoError(t, json.Unmarshal(restore.Result, &res))
 		require.Equal(t, "import", res.Direction)
-		require.Equal(t, flow.Succeeded, e.Job(system.RestoreNodeID(restore.ID)).State)
+		require.Equal(t, dag.Succeeded, e.Job(system.RestoreNodeID(restore.ID)).State)
 		snap, err := system.Snapshot(ctx, e.DB, "p")
 		require.NoError(t, err)
 		require.Equal(t, full, snap, "restored")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/schema"
 	"github.com/trellisflow/trellis/steps/internal/steptest"
@@ -174,7 +175,7 @@ func TestNotificationWebhookDelivery(t *testing.T) {
 		require.NoError(t, err)
 		e.Wait(job.ID)
 		j := e.Job(job.ID)
-		require.Equal(t, flow.Succeeded, j.State, "%v", j.Error)
+		require.Equal(t, dag.Succeeded, j.State, "%v", j.Error)
 		require.Equal(t, 2, j.Attempt, "the 503 was retried (after its Retry-After)")
 		calls := h.calls()
 		require.Len(t, calls, 2)
@@ -191,7 +192,7 @@ func TestNotificationWebhookDelivery(t *testing.T) {
 		require.NoError(t, err)
 		e.Wait(bad.ID)
 		j = e.Job(bad.ID)
-		require.Equal(t, flow.Failed, j.State)
+		require.Equal(t, dag.Failed, j.State)
 		require.Equal(t, 1, j.Attempt, "a 400 is not retried")
 		require.Contains(t, j.Error.Message, "400 Bad Request")
 		row = schema.Notification{}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/runner"
 	"github.com/trellisflow/trellis/schema/schematest"
 	"github.com/trellisflow/trellis/steps/internal/steptest"
@@ -31,7 +31,7 @@ func BenchmarkFullPlanSave(b *testing.B) {
 		require.NoError(b, err)
 		f := e.Wait(j.ID)
 		for _, n := range f.Nodes {
-			if n.State != flow.Succeeded {
+			if n.State != dag.Succeeded {
 				b.Fatalf("%s is %s", n.ID, n.State)
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/internal/store"
 
 	"github.com/stretchr/testify/require"
@@ -141,9 +143,9 @@ func TestFullPlanSaveEndToEnd(t *testing.T) {
 
 		f := e.Wait(job.ID)
 		require.Len(t, f.Nodes, 1+4+4*5+4*5*6)
-		byID := map[string]*flow.Job{}
+		byID := map[string]*dag.Node{}
 		for _, n := range f.Nodes {
-			require.Equal(t, flow.Succeeded, n.State, "%s: %s %v", n.ID, n.Reason, n.Error)
+			require.Equal(t, dag.Succeeded, n.State, "%s: %s %v", n.ID, n.Reason, n.Error)
 			byID[n.ID] = n
 		}
 		root := byID["fullsave-1"]
@@ -209,7 +211,7 @@ func TestFullPlanSaveReplacesTheTree(t *testing.T) {
 		// surviving sessions.
 		require.Equal(t, 1+4, res.Pruned)
 		for _, n := range f.Nodes {
-			require.Equal(t, flow.Succeeded, n.State, n.ID)
+			require.Equal(t, dag.Succeeded, n.State, n.ID)
 		}
 		requireTree(t, e, second)
 		require.Equal(t, 2, steptest.Count(t, e.DB, "workout_phases", ""))
@@ -231,12 +233,13 @@ func TestFullPlanSaveCrashAfterCommit(t *testing.T) {
 
 		// The doomed runner: claim, run the step to its commit, never report.
 		lease := 300 * time.Millisecond
-		dead, err := e.Client.Store().Sync(ctx, time.Now(), store.SyncRequest{
+		dead, err := seam.Store(e.Client).Sync(ctx, time.Now(), store.SyncRequest{
 			Worker: "doomed", Lease: lease, StallLimit: 3, Queues: []string{"default"}, Types: []string{workout.TypePlanFullSave}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
 		require.Len(t, dead.Claimed, 1)
-		sc, err := flow.NewStepContext(flow.StepEnv{Job: dead.Claimed[0], Client: e.Client, Logger: steptest.Logger()})
+		v, err := seam.NewStepContext(e.Client, dead.Claimed[0], steptest.Logger())
 		require.NoError(t, err)
+		sc := v.(*flow.StepContext)
 		var fullSave flow.Step
 		for _, s := range workout.Steps(e.DB) {
 			if s.MessageType() == workout.TypePlanFullSave {
@@ -256,7 +259,7 @@ func TestFullPlanSaveCrashAfterCommit(t *testing.T) {
 		e.Start(&runner.Config{Concurrency: 8, Lease: 10 * time.Second, IdleWait: 50 * time.Millisecond}, workout.Steps(e.DB)...)
 		f := e.Wait(job.ID)
 		root := e.Job(job.ID)
-		require.Equal(t, flow.Succeeded, root.State)
+		require.Equal(t, dag.Succeeded, root.State)
 		require.Equal(t, 2, root.Attempt)
 		require.Equal(t, 1, root.Stalls)
 		require.JSONEq(t, string(firstResult), string(root.Result), "the re-run returned the stored result")
@@ -284,11 +287,11 @@ func TestPlanThenPhaseWithDependency(t *testing.T) {
 		phj, err := workout.QueuePhaseCreateWithDependency(ctx, e.Client,
 			workout.PhaseCreate{PlanID: "p1", ClientID: "c", TrainerID: "t", Phase: workout.PhaseData{ID: "ph1", Name: "Strength", OrderNumber: 1, IsActive: true}}, pj.ID, nil)
 		require.NoError(t, err)
-		require.Equal(t, flow.Blocked, phj.State)
+		require.Equal(t, dag.Blocked, phj.State)
 		e.Start(nil, workout.Steps(e.DB)...)
 		e.Wait(phj.ID)
 		phase := e.Job(phj.ID)
-		require.Equal(t, flow.Succeeded, phase.State)
+		require.Equal(t, dag.Succeeded, phase.State)
 		require.Equal(t, 1, phase.Attempt, "the dependency meant the phase never ran before its plan")
 		require.Equal(t, []string{pj.ID}, phase.Parents)
 		require.Equal(t, 1, steptest.Count(t, e.DB, "workout_phases", "plan_id = ?", "p1"))
@@ -313,13 +316,13 @@ func TestPhaseBeforePlanRetriesUntilThePlanExists(t *testing.T) {
 		}, 20*time.Second, 20*time.Millisecond)
 		j := e.Job(phj.ID)
 		require.Equal(t, "plan p1 not found", j.Error.Message)
-		require.NotEqual(t, flow.Failed, j.State, "retryable, not failed")
+		require.NotEqual(t, dag.Failed, j.State, "retryable, not failed")
 
 		_, err = workout.QueuePlanCreate(ctx, e.Client, workout.PlanCreate{PlanID: "p1", Name: "Plan", ClientID: "c", TrainerID: "t", IsActive: true}, nil)
 		require.NoError(t, err)
 		e.Wait(phj.ID)
 		j = e.Job(phj.ID)
-		require.Equal(t, flow.Succeeded, j.State)
+		require.Equal(t, dag.Succeeded, j.State)
 		require.GreaterOrEqual(t, j.Attempt, 2)
 		require.Equal(t, 1, steptest.Count(t, e.DB, "workout_phases", "plan_id = ?", "p1"))
 	})
@@ -345,7 +348,7 @@ func TestQueueAddPhase(t *testing.T) {
 		for _, id := range []string{a.PhaseJob.ID, b.PhaseJob.ID} {
 			e.Wait(id)
 			j := e.Job(id)
-			require.Equal(t, flow.Succeeded, j.State)
+			require.Equal(t, dag.Succeeded, j.State)
 			require.Equal(t, 1, j.Attempt)
 			require.Equal(t, []string{workout.PlanCreateJobID("new-plan")}, j.Parents)
 		}
@@ -369,7 +372,7 @@ func TestQueueHelpers(t *testing.T) {
 			t.Helper()
 			require.NoError(t, err)
 			e.Wait(j.ID)
-			require.Equal(t, flow.Succeeded, e.Job(j.ID).State, "%s: %v", j.ID, e.Job(j.ID).Error)
+			require.Equal(t, dag.Succeeded, e.Job(j.ID).State, "%s: %v", j.ID, e.Job(j.ID).Error)
 		}
 		c := e.Client
 		run(workout.QueuePlanCreate(ctx, c, workout.PlanCreate{PlanID: "p", Name: "P", ClientID: "c", TrainerID: "t"}, nil))
@@ -420,7 +423,7 @@ func TestReusedJobIDAfterTheEngineForgot(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, j.Existed)
 		e.Wait(j.ID)
-		require.Equal(t, flow.Succeeded, e.Job(j.ID).State)
+		require.Equal(t, dag.Succeeded, e.Job(j.ID).State)
 		require.Equal(t, 1, steptest.Count(t, e.DB, "workout_plans", "id = ?", "p"), "the plan was created again")
 	})
 }
@@ -449,7 +452,7 @@ func TestReusedJobIDWithTheSameClientTimestamp(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, j.Existed)
 		e.Wait(j.ID)
-		require.Equal(t, flow.Succeeded, e.Job(j.ID).State)
+		require.Equal(t, dag.Succeeded, e.Job(j.ID).State)
 		require.Equal(t, 1, steptest.Count(t, e.DB, "workout_plans", "id = ?", "p"), "the plan was created again")
 	})
 }

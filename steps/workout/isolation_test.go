@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/schema"
 	"github.com/trellisflow/trellis/schema/schematest"
@@ -132,7 +133,7 @@ func TestForeignPhaseCreateFailsAtOnce(t *testing.T) {
 		require.NoError(t, err)
 		e.Wait(j.ID)
 		job := e.Job(j.ID)
-		require.Equal(t, flow.Failed, job.State)
+		require.Equal(t, dag.Failed, job.State)
 		require.Equal(t, 1, job.Attempt, "a permanent error: no retries")
 		require.Equal(t, `phase "bph" belongs to plan "B", not "C"`, job.Error.Message)
 		var phase schema.Phase

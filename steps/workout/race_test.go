@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/flowtest"
 	"github.com/trellisflow/trellis/schema/schematest"
@@ -22,7 +23,7 @@ func TestRaceBudget(t *testing.T) {
 	sum := func(jitter float64) time.Duration {
 		var d time.Duration
 		for attempt := 1; attempt < workout.RaceAttempts; attempt++ {
-			d += flow.RetryDelay(workout.RaceBackoff, attempt, func() float64 { return jitter }, nil)
+			d += workout.RaceBackoff.Delay(attempt, func() float64 { return jitter }, nil)
 		}
 		return d
 	}
@@ -58,7 +59,7 @@ func TestPhaseCreateWaitsMinutesForItsPlan(t *testing.T) {
 		for _, id := range []string{viaGo.ID, viaJSON.ID} {
 			j, err := c.Job(ctx, id)
 			require.NoError(t, err)
-			require.Equal(t, flow.Succeeded, j.State, "%s: %v", id, j.Error)
+			require.Equal(t, dag.Succeeded, j.State, "%s: %v", id, j.Error)
 			require.Equal(t, workout.RaceAttempts, j.Attempts)
 			require.Equal(t, workout.RaceBackoff, j.Backoff)
 			require.Greater(t, j.Attempt, 3, "it ran before its plan, more often than the old policy allowed")
@@ -72,7 +73,7 @@ func TestPhaseCreateWaitsMinutesForItsPlan(t *testing.T) {
 		h.Drain()
 		j, err := c.Job(ctx, never.ID)
 		require.NoError(t, err)
-		require.Equal(t, flow.Failed, j.State)
+		require.Equal(t, dag.Failed, j.State)
 		require.Equal(t, workout.RaceAttempts, j.Attempt)
 		require.Equal(t, "plan p-never not found", j.Error.Message)
 		waited := h.Now().Sub(start)

@@ -13,6 +13,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/schema"
 	"github.com/trellisflow/trellis/schema/schematest"
 	"github.com/trellisflow/trellis/steps/internal/steptest"
@@ -328,7 +329,7 @@ func TestFullSaveStep(t *testing.T) {
 			{PhaseData: workout.PhaseData{ID: "ph2", Name: "B", OrderNumber: 2}},
 		}}
 		expansion := func(sc *flow.StepContext) map[string][]string {
-			specs, _, err := sc.Expansion()
+			specs, _, err := seam.Expansion(sc)
 			require.NoError(t, err)
 			out := map[string][]string{}
 			for _, s := range specs {
@@ -347,7 +348,7 @@ func TestFullSaveStep(t *testing.T) {
 			"fs/exercise/e2": {workout.TypeExerciseCreate, "fs/session/s1"},
 		}
 		require.Equal(t, want, expansion(sc))
-		specs, _, err := sc.Expansion()
+		specs, _, err := seam.Expansion(sc)
 		require.NoError(t, err)
 		for _, sp := range specs {
 			require.Equal(t, workout.SturdyAttempts, sp.Attempts, "%s rides out a database restart", sp.ID)
@@ -457,7 +458,7 @@ func TestLaterFullSaveWins(t *testing.T) {
 						expansions[save] = sc
 						continue
 					}
-					specs, _, err := expansions[save].Expansion()
+					specs, _, err := seam.Expansion(expansions[save])
 					require.NoError(t, err)
 					for _, sp := range specs {
 						var env flow.Envelope

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/embedded"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
@@ -105,7 +106,7 @@ func (e *Engine) Start(cfg *runner.Config, steps ...flow.Step) *runner.Runner {
 }
 
 // Wait waits up to a minute for the flow of job id to finish.
-func (e *Engine) Wait(id string) *flow.FlowInfo {
+func (e *Engine) Wait(id string) *dag.Flow {
 	e.t.Helper()
 	j, err := e.Client.Job(context.Background(), id)
 	require.NoError(e.t, err)
@@ -117,7 +118,7 @@ func (e *Engine) Wait(id string) *flow.FlowInfo {
 }
 
 // Job reads job id.
-func (e *Engine) Job(id string) *flow.Job {
+func (e *Engine) Job(id string) *dag.Node {
 	e.t.Helper()
 	j, err := e.Client.Job(context.Background(), id)
 	require.NoError(e.t, err)

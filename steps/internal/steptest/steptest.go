@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/internal/store"
 
 	"github.com/stretchr/testify/require"
@@ -122,10 +123,8 @@ func (r *Runner) RunRaw(ctx context.Context, jobID string, attempt int, typ stri
 	if err != nil {
 		return nil, nil, err
 	}
-	sc, err := flow.NewStepContext(flow.StepEnv{
-		Job:    store.Claimed{Spec: dag.Spec{ID: jobID, Type: typ, Payload: payload, Attempts: 5}, FlowID: jobID, Attempt: attempt},
-		Client: r.Client, Logger: Logger(),
-	})
+	v, err := seam.NewStepContext(r.Client, store.Claimed{Spec: dag.Spec{ID: jobID, Type: typ, Payload: payload, Attempts: 5}, FlowID: jobID, Attempt: attempt}, Logger())
+	sc := v.(*flow.StepContext)
 	if err != nil {
 		return nil, sc, err
 	}

@@ -1,0 +1,24 @@
+// Package seam connects package flow to its siblings (runner, flowtest and
+// the steps' tests) without exporting machinery from flow: flow installs
+// these hooks when it is initialised, and the siblings call them. Their
+// flow-typed arguments and results travel as any; the callers know the
+// types.
+package seam
+
+import (
+	"log/slog"
+
+	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/internal/store"
+)
+
+var (
+	// Store is the Redis store of a *flow.Client.
+	Store func(client any) *store.Store
+	// NewStepContext makes the *flow.StepContext of one run of job on a
+	// *flow.Client; the error says the job's envelope is malformed.
+	NewStepContext func(client any, job store.Claimed, logger *slog.Logger) (any, error)
+	// Expansion is the sub-graph the step of a *flow.StepContext added,
+	// as specs in topological order (nil when it added none).
+	Expansion func(sc any) ([]dag.Spec, []int, error)
+)
