@@ -105,18 +105,18 @@ type Backoff struct {
 
 // Spec is a node as it is enqueued: everything the caller decides.
 type Spec struct {
-	ID       string          `json:"-"`
-	Type     string          `json:"-"`
-	Payload  json.RawMessage `json:"e"`
-	Parents  []string        `json:"p,omitempty"`
-	Attempts int             `json:"-"`
-	Backoff  Backoff         `json:"bo,omitzero"`
-	Timeout  time.Duration   `json:"to,omitempty"`
-	Priority int             `json:"-"`
-	Delay    time.Duration   `json:"-"`
-	Queue    string          `json:"-"`
-	Policy   Policy          `json:"-"`
-	When     string          `json:"w,omitempty"`
+	ID          string          `json:"-"`
+	Type        string          `json:"-"`
+	Payload     json.RawMessage `json:"e"`
+	Parents     []string        `json:"p,omitempty"`
+	MaxAttempts int             `json:"-"`
+	Backoff     Backoff         `json:"bo,omitzero"`
+	Timeout     time.Duration   `json:"to,omitempty"`
+	Priority    int             `json:"-"`
+	Delay       time.Duration   `json:"-"`
+	Queue       string          `json:"-"`
+	Policy      Policy          `json:"-"`
+	When        string          `json:"w,omitempty"`
 	// Trace carries a W3C traceparent from the enqueuer to the runners.
 	Trace string `json:"tr,omitempty"`
 	// Identity decides whether a re-enqueue of the same ID is the same job:

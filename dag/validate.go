@@ -159,8 +159,8 @@ func checkSpec(s *Spec, limits Bounds) error {
 	if !s.Policy.Valid() {
 		return &InvalidNodeError{ID: s.ID, Field: "policy", Reason: fmt.Sprintf("%q is not require, ignore or skip", s.Policy)}
 	}
-	if s.Attempts < 1 || s.Attempts > maxAttempts {
-		return &InvalidNodeError{ID: s.ID, Field: "attempts", Reason: fmt.Sprintf("%d is outside 1..%d", s.Attempts, maxAttempts)}
+	if s.MaxAttempts < 1 || s.MaxAttempts > maxAttempts {
+		return &InvalidNodeError{ID: s.ID, Field: "attempts", Reason: fmt.Sprintf("%d is outside 1..%d", s.MaxAttempts, maxAttempts)}
 	}
 	if s.Priority < -maxPriority || s.Priority > maxPriority {
 		return &InvalidNodeError{ID: s.ID, Field: "priority", Reason: fmt.Sprintf("%d is outside -%d..%d", s.Priority, maxPriority, maxPriority)}

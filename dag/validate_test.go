@@ -11,7 +11,7 @@ import (
 )
 
 func spec(id string, parents ...string) dag.Spec {
-	return dag.Spec{ID: id, Type: "T", Queue: "default", Policy: dag.Require, Attempts: 3,
+	return dag.Spec{ID: id, Type: "T", Queue: "default", Policy: dag.Require, MaxAttempts: 3,
 		Backoff: dag.Backoff{Kind: dag.Exponential, Base: time.Second}, Payload: []byte(`{}`), Parents: parents}
 }
 

@@ -114,7 +114,7 @@ func FuzzValidate(f *testing.F) {
 		}
 		specs := make([]dag.Spec, n)
 		for i, id := range ids {
-			specs[i] = dag.Spec{ID: id, Type: "T", Queue: "default", Policy: dag.Require, Attempts: 1,
+			specs[i] = dag.Spec{ID: id, Type: "T", Queue: "default", Policy: dag.Require, MaxAttempts: 1,
 				Backoff: dag.Backoff{Kind: dag.Exponential, Base: time.Second}, Payload: []byte(`{}`)}
 		}
 		for k := 0; k+1 < len(edges); k += 2 {

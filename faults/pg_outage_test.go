@@ -78,7 +78,7 @@ func TestPostgresOutage(t *testing.T) {
 		f := waitFlow(t, c, id, 180*time.Second)
 		for _, n := range f.Nodes {
 			if n.State != dag.Succeeded && n.Error != nil {
-				failed = append(failed, fmt.Sprintf("%s %s after attempt %d of %d: %s", n.ID, n.State, n.Error.Attempt, n.Attempts, n.Error.Message))
+				failed = append(failed, fmt.Sprintf("%s %s after attempt %d of %d: %s", n.ID, n.State, n.Error.Attempt, n.MaxAttempts, n.Error.Message))
 			}
 		}
 	}

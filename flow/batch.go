@@ -36,7 +36,7 @@ type batcher struct {
 // write enqueues one flow, coalesced with the client's concurrent enqueues.
 func (c *Client) write(ctx context.Context, now time.Time, fw store.FlowWrite) ([]store.Enqueued, error) {
 	if len(fw.Specs) >= batchNodes {
-		return c.store.Enqueue(ctx, now, fw.FlowID, fw.Single, fw.Specs, fw.Order)
+		return c.store.Enqueue(ctx, now, fw)
 	}
 	req := &writeReq{now: now, flow: fw, done: make(chan store.FlowWritten, 1)}
 	b := &c.batch

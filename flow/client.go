@@ -205,7 +205,7 @@ func (c *Client) Enqueue(ctx context.Context, g *Graph) (_ *Enqueued, err error)
 	if g == nil {
 		return nil, dag.ErrEmptyGraph
 	}
-	specs, order, err := c.specs(g, c.wall())
+	specs, err := c.specs(g, c.wall())
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +226,7 @@ func (c *Client) Enqueue(ctx context.Context, g *Graph) (_ *Enqueued, err error)
 			specs[i].Trace = tp
 		}
 	}
-	res, err := c.write(ctx, c.at(), store.FlowWrite{FlowID: flowID, Single: single, Fresh: fresh, Specs: specs, Order: order})
+	res, err := c.write(ctx, c.at(), store.FlowWrite{FlowID: flowID, Single: single, Fresh: fresh, Specs: specs})
 	if err != nil {
 		return nil, err
 	}
@@ -277,11 +277,11 @@ func (c *Client) AddBulk(ctx context.Context, jobs []BulkJob) (_ []EnqueuedJob, 
 	for i, j := range jobs {
 		g := New()
 		g.Add(j.Msg, j.Opts).AfterJob(j.After...)
-		specs, order, err := c.specs(g, now)
+		specs, err := c.specs(g, now)
 		if err != nil {
 			return nil, fmt.Errorf("job %d: %w", i, err)
 		}
-		flows[i] = store.FlowWrite{FlowID: specs[0].ID, Single: true, Specs: specs, Order: order}
+		flows[i] = store.FlowWrite{FlowID: specs[0].ID, Single: true, Specs: specs}
 	}
 	ctx, span := c.startEnqueueSpan(ctx, "bulk", len(jobs))
 	defer func() { endSpan(span, err) }()

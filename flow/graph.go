@@ -139,27 +139,31 @@ func (n *Node) AfterJob(ids ...string) *Node {
 }
 
 // specs turns the graph into validated node specs in topological order.
-func (c *Client) specs(g *Graph, now time.Time) ([]dag.Spec, []int, error) {
+func (c *Client) specs(g *Graph, now time.Time) ([]dag.Spec, error) {
 	if g.err != nil {
-		return nil, nil, g.err
+		return nil, g.err
 	}
 	if len(g.nodes) == 0 {
-		return nil, nil, dag.ErrEmptyGraph
+		return nil, dag.ErrEmptyGraph
 	}
 	specs := make([]dag.Spec, len(g.nodes))
 	for i, n := range g.nodes {
 		sp, err := c.spec(n.id, n.msg, &n.opts, n.parents, now)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		sp.Fresh = n.fresh
 		specs[i] = sp
 	}
 	order, _, err := dag.Validate(specs, dag.Bounds{MaxPayload: c.cfg.MaxPayload, MaxNodes: c.cfg.MaxNodes})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return specs, order, nil
+	sorted := make([]dag.Spec, len(order))
+	for k, i := range order {
+		sorted[k] = specs[i]
+	}
+	return sorted, nil
 }
 
 // spec builds one node: defaults, envelope, message validation, condition check.
@@ -177,11 +181,11 @@ func (c *Client) spec(id string, msg Message, o *NodeOpts, parents []string, now
 	}
 	sp := dag.Spec{
 		ID: id, Type: msg.MessageType(), Payload: payload, Parents: parents,
-		Attempts: o.Attempts, Timeout: o.Timeout, Priority: o.Priority, Delay: o.Delay,
+		MaxAttempts: o.Attempts, Timeout: o.Timeout, Priority: o.Priority, Delay: o.Delay,
 		Queue: o.Queue, Policy: o.Policy, When: o.When,
 	}
-	if sp.Attempts == 0 {
-		sp.Attempts = c.cfg.DefaultAttempts
+	if sp.MaxAttempts == 0 {
+		sp.MaxAttempts = c.cfg.DefaultAttempts
 	}
 	if sp.Queue == "" {
 		sp.Queue = c.cfg.DefaultQueue
@@ -200,13 +204,13 @@ func (c *Client) spec(id string, msg Message, o *NodeOpts, parents []string, now
 	}
 	// The identity leaves out the envelope's timestamp, so the same message
 	// enqueued again later is recognised as the same job.
-	sp.Identity = identityOf(data, o, parents, &sp)
+	sp.Identity = jobIdentity(data, o, parents, &sp)
 	return sp, nil
 }
 
-// identityOf digests what makes two enqueues the same job: the message
+// jobIdentity digests what makes two enqueues the same job: the message
 // data, user, metadata, dependencies, condition and retry options.
-func identityOf(data []byte, o *NodeOpts, parents []string, sp *dag.Spec) string {
+func jobIdentity(data []byte, o *NodeOpts, parents []string, sp *dag.Spec) string {
 	h := sha256.New()
 	field := func(b []byte) {
 		var n [8]byte

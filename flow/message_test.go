@@ -109,21 +109,21 @@ func TestMessageTypesCarryTheirDefaultOptions(t *testing.T) {
 	slow := flow.Exponential(time.Second).WithMax(time.Minute)
 
 	n := spec(c.AddJSON(ctx, reg, []byte(`{"messageType":"PATIENT","data":{"n":1}}`), nil))
-	require.Equal(t, 20, n.Attempts)
+	require.Equal(t, 20, n.MaxAttempts)
 	require.Equal(t, slow, n.Backoff)
 	require.Equal(t, time.Minute, n.Timeout)
 	require.Zero(t, n.Priority, "only attempts, backoff and timeout are defaults")
 
 	fixed := flow.Fixed(time.Second)
 	n = spec(c.AddJSON(ctx, reg, []byte(`{"messageType":"PATIENT","data":{"n":2}}`), &flow.NodeOpts{Attempts: 2, Backoff: &fixed}))
-	require.Equal(t, 2, n.Attempts, "the caller's options win")
+	require.Equal(t, 2, n.MaxAttempts, "the caller's options win")
 	require.Equal(t, fixed, n.Backoff)
 	require.Equal(t, time.Minute, n.Timeout)
 
 	n = spec(c.AddJSON(ctx, reg, []byte(`{"messageType":"GREETING","data":{"to":"Ann"}}`), nil))
-	require.Equal(t, 3, n.Attempts, "no defaults of its own: the client's")
+	require.Equal(t, 3, n.MaxAttempts, "no defaults of its own: the client's")
 	require.Equal(t, flow.Exponential(2*time.Second), n.Backoff)
 
 	n = spec(c.Add(ctx, patient{N: 3}, flow.DefaultedOpts(flow.WithTimestamp(patient{N: 3}, time.Now()), &flow.NodeOpts{ID: "go"})))
-	require.Equal(t, []any{"go", 20, slow}, []any{n.ID, n.Attempts, n.Backoff})
+	require.Equal(t, []any{"go", 20, slow}, []any{n.ID, n.MaxAttempts, n.Backoff})
 }

@@ -14,5 +14,5 @@ func init() {
 	seam.NewStepContext = func(c any, job store.Claimed, logger *slog.Logger) (any, error) {
 		return newStepContext(c.(*Client), job, logger)
 	}
-	seam.Expansion = func(sc any) ([]dag.Spec, []int, error) { return sc.(*StepContext).grown() }
+	seam.Expansion = func(sc any) ([]dag.Spec, error) { return sc.(*StepContext).grown() }
 }

@@ -79,7 +79,7 @@ type StepContext struct {
 func newStepContext(client *Client, job store.Claimed, logger *slog.Logger) (*StepContext, error) {
 	sc := &StepContext{
 		JobID: job.ID, FlowID: job.FlowID, Type: job.Type,
-		Attempt: job.Attempt, MaxAttempts: job.Attempts,
+		Attempt: job.Attempt, MaxAttempts: job.MaxAttempts,
 		Logger: logger, parentIDs: job.Parents, client: client,
 	}
 	if sc.Logger == nil {
@@ -158,7 +158,7 @@ func (sc *StepContext) Expand(g *Graph) error {
 			}
 		}
 	}
-	if _, _, err := sc.client.specs(g, sc.client.wall()); err != nil {
+	if _, err := sc.client.specs(g, sc.client.wall()); err != nil {
 		return Permanent(err)
 	}
 	sc.mu.Lock()
@@ -173,12 +173,12 @@ func (sc *StepContext) Expand(g *Graph) error {
 // grown is the sub-graph a step added with Expand, as specs in
 // topological order, for the runner to write with the job's completion
 // (seam.Expansion).
-func (sc *StepContext) grown() ([]dag.Spec, []int, error) {
+func (sc *StepContext) grown() ([]dag.Spec, error) {
 	sc.mu.Lock()
 	g := sc.expansion
 	sc.mu.Unlock()
 	if g == nil {
-		return nil, nil, nil
+		return nil, nil
 	}
 	return sc.client.specs(g, sc.client.wall())
 }

@@ -482,7 +482,7 @@ func TestEnqueue(t *testing.T) {
 	require.Equal(t, "ready", res["state"])
 	j, err := e.client.Job(context.Background(), "e1")
 	require.NoError(t, err)
-	require.Equal(t, 2, j.Attempts)
+	require.Equal(t, 2, j.MaxAttempts)
 	require.Equal(t, 5, j.Priority)
 	require.Contains(t, string(j.Payload), `"userId":"u1"`)
 

@@ -62,7 +62,7 @@ const summaryError = 300
 func toView(n *dag.Node, full bool) JobView {
 	v := JobView{
 		ID: n.ID, FlowID: n.FlowID, Type: n.Type, Queue: n.Queue, State: n.State,
-		Attempt: n.Attempt, MaxAttempts: n.Attempts, Priority: n.Priority, Policy: n.Policy, When: n.When,
+		Attempt: n.Attempt, MaxAttempts: n.MaxAttempts, Priority: n.Priority, Policy: n.Policy, When: n.When,
 		Stalls: n.Stalls, Parents: n.Parents, Children: n.Children, Error: n.Error,
 		Reason: n.Reason, Cause: n.Cause, Worker: n.Worker, Expanded: n.Expanded,
 		CreatedAt: tp(n.CreatedAt()), StartedAt: tp(n.StartedAt()), FinishedAt: tp(n.FinishedAt()),

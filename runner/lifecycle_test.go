@@ -106,7 +106,7 @@ func TestDeadRunnerIsTakenOver(t *testing.T) {
 		require.Len(t, dead.Claimed, 1)
 		cl := dead.Claimed[0]
 		require.Equal(t, []any{j.ID, "TEST_TASK", "default", 3, dag.Require, 1, j.ID},
-			[]any{cl.ID, cl.Type, cl.Queue, cl.Attempts, cl.Policy, cl.Attempt, cl.FlowID}, "a claim carries the node's options")
+			[]any{cl.ID, cl.Type, cl.Queue, cl.MaxAttempts, cl.Policy, cl.Attempt, cl.FlowID}, "a claim carries the node's options")
 		require.Equal(t, dag.Active, h.job(j.ID).State)
 
 		h.runner(&runner.Config{Lease: lease, IdleWait: 50 * time.Millisecond})

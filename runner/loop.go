@@ -418,7 +418,7 @@ func (r *Runner) execute(ctx context.Context, c *store.Claimed) (report, expande
 		out.Logs = steplog.String()
 	}
 	if out != nil && out.Kind == store.OutcomeOK {
-		specs, order, xerr := seam.Expansion(sc)
+		specs, xerr := seam.Expansion(sc)
 		switch {
 		case xerr != nil: // the sub-graph is invalid: running again would not help
 			out = r.outcome(ctx, c, nil, "", flow.Permanent(fmt.Errorf("expand: %w", xerr)), took, log)
@@ -426,7 +426,7 @@ func (r *Runner) execute(ctx context.Context, c *store.Claimed) (report, expande
 			for i := range specs { // the sub-graph's spans descend from this run
 				specs[i].Trace = out.Span
 			}
-			_, xerr = r.store.Expand(ctx, r.at(), c.ID, c.Token, res, specs, order)
+			_, xerr = r.store.Expand(ctx, r.at(), store.Expansion{ID: c.ID, Token: c.Token, Result: res, Specs: specs})
 			switch {
 			case xerr == nil:
 				log.Info("trellis: step expanded", "nodes", len(specs), "duration", took)
@@ -515,7 +515,7 @@ func (r *Runner) outcome(ctx context.Context, c *store.Claimed, res []byte, skip
 	Warn(string, ...any)
 	Error(string, ...any)
 }) *store.Outcome {
-	o := &store.Outcome{ID: c.ID, Token: c.Token, Duration: took, Type: c.Type, Final: c.Attempt >= c.Attempts}
+	o := &store.Outcome{ID: c.ID, Token: c.Token, Duration: took, Type: c.Type, Final: c.Attempt >= c.MaxAttempts}
 	if err == nil && skipped == "" && len(res) > r.limits.MaxResult {
 		err = flow.Permanent(fmt.Errorf("%w: the result of %d bytes is over the limit of %d bytes (flow.Config.MaxResult); nothing of it was stored",
 			errTooBig, len(res), r.limits.MaxResult))
@@ -552,8 +552,8 @@ func (r *Runner) outcome(ctx context.Context, c *store.Claimed, res []byte, skip
 		o.Err.Stack = clip.Text(pe.stack, r.limits.MaxStack)
 	}
 	if o.Kind == store.OutcomeRetry {
-		if c.Attempt >= c.Attempts {
-			log.Error("trellis: step failed; no attempts left", "err", msg, "attempts", c.Attempts, "duration", took, "stack", o.Err.Stack)
+		if c.Attempt >= c.MaxAttempts {
+			log.Error("trellis: step failed; no attempts left", "err", msg, "attempts", c.MaxAttempts, "duration", took, "stack", o.Err.Stack)
 		} else {
 			log.Warn("trellis: step failed; will retry", "err", msg, "next_delay", o.Delay, "duration", took, "stack", o.Err.Stack)
 		}

@@ -85,7 +85,7 @@ const (
 )
 
 func runOf(c *store.Claimed) Run {
-	return Run{JobID: c.ID, FlowID: c.FlowID, Type: c.Type, Queue: c.Queue, Attempt: c.Attempt, MaxAttempts: c.Attempts}
+	return Run{JobID: c.ID, FlowID: c.FlowID, Type: c.Type, Queue: c.Queue, Attempt: c.Attempt, MaxAttempts: c.MaxAttempts}
 }
 
 // WithDefaults returns the config with zero fields set to their defaults.

@@ -214,7 +214,7 @@ func runStats(ctx context.Context, c *cli, args []string) error {
 	if len(st.Recent) > 0 {
 		fmt.Fprintln(w, "\nrecent job\ttype\tstate\tattempt")
 		for _, j := range st.Recent {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\n", j.ID, j.Type, j.State, j.Attempt, j.Attempts)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\n", j.ID, j.Type, j.State, j.Attempt, j.MaxAttempts)
 		}
 	}
 	return w.Flush()

@@ -10,9 +10,9 @@ import (
 
 func ExampleMermaid() {
 	plan := &dag.Node{State: dag.Succeeded, Attempt: 1}
-	plan.ID, plan.Type, plan.Attempts = "plan", "WORKOUT_PLAN_CREATE", 3
+	plan.ID, plan.Type, plan.MaxAttempts = "plan", "WORKOUT_PLAN_CREATE", 3
 	phase := &dag.Node{State: dag.Failed, Attempt: 3, Error: &dag.ErrorInfo{Message: "plan \"p1\" not found\nstack…"}}
-	phase.ID, phase.Type, phase.Attempts, phase.Parents = "phase", "WORKOUT_PHASE_CREATE", 3, []string{"plan"}
+	phase.ID, phase.Type, phase.MaxAttempts, phase.Parents = "phase", "WORKOUT_PHASE_CREATE", 3, []string{"plan"}
 	f := &dag.Flow{ID: "save", Nodes: []*dag.Node{plan, phase}}
 
 	_ = render.Mermaid(context.Background(), os.Stdout, f, nil)
@@ -32,7 +32,7 @@ func ExampleMermaid() {
 
 func ExampleDOT() {
 	a := &dag.Node{State: dag.Active, Attempt: 1}
-	a.ID, a.Type, a.Attempts = `say "hi"`, "TEST", 1
+	a.ID, a.Type, a.MaxAttempts = `say "hi"`, "TEST", 1
 	_ = render.DOT(context.Background(), os.Stdout, &dag.Flow{ID: "one", Nodes: []*dag.Node{a}}, &render.Options{Title: "-"})
 	// Output:
 	// strict digraph {

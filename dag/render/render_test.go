@@ -22,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 
 func node(id, typ string, st dag.State, attempt, attempts int, parents ...string) *dag.Node {
 	n := &dag.Node{State: st, Attempt: attempt}
-	n.ID, n.Type, n.Attempts, n.Parents = id, typ, attempts, parents
+	n.ID, n.Type, n.MaxAttempts, n.Parents = id, typ, attempts, parents
 	return n
 }
 

@@ -13,7 +13,7 @@ import (
 func TestMermaidTitleHasNoMarkup(t *testing.T) {
 	t.Parallel()
 	id := `x" <script>alert(1)</script>`
-	f := &dag.Flow{ID: id, Nodes: []*dag.Node{{Spec: dag.Spec{ID: id, Type: "T", Attempts: 1}, State: dag.Ready}}}
+	f := &dag.Flow{ID: id, Nodes: []*dag.Node{{Spec: dag.Spec{ID: id, Type: "T", MaxAttempts: 1}, State: dag.Ready}}}
 	var b bytes.Buffer
 	require.NoError(t, render.Mermaid(t.Context(), &b, f, nil))
 	require.NotContains(t, b.String(), "<script>")

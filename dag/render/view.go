@@ -496,8 +496,8 @@ func labelOf(n *dag.Node, flowID string, o Options) []string {
 	}
 	lines := []string{cutMiddle(clean(id), o.MaxLabel), cut(clean(n.Type), o.MaxLabel)}
 	status := cut(clean(string(n.State)), o.MaxLabel)
-	if n.Attempts > 0 {
-		status += fmt.Sprintf(" · attempt %d/%d", n.Attempt, n.Attempts)
+	if n.MaxAttempts > 0 {
+		status += fmt.Sprintf(" · attempt %d/%d", n.Attempt, n.MaxAttempts)
 	} else {
 		status += fmt.Sprintf(" · attempt %d", n.Attempt)
 	}

@@ -20,5 +20,5 @@ var (
 	NewStepContext func(client any, job store.Claimed, logger *slog.Logger) (any, error)
 	// Expansion is the sub-graph the step of a *flow.StepContext added,
 	// as specs in topological order (nil when it added none).
-	Expansion func(sc any) ([]dag.Spec, []int, error)
+	Expansion func(sc any) ([]dag.Spec, error)
 )

@@ -117,14 +117,14 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 		}
 		args = append(args, o.ID, o.Token, string(o.Kind), a, b, o.Span, o.Logs)
 	}
-	res, err := s.run(ctx, s.scripts.complete, args)
+	res, err := s.run(ctx, s.scripts.sync, args)
 	if err != nil {
 		return SyncResult{}, err
 	}
 	var out SyncResult
 	n := len(req.Outcomes)
 	if len(res) < n+1 {
-		return out, fmt.Errorf("dag: short reply from complete: %d values", len(res))
+		return out, fmt.Errorf("store: short reply from sync: %d values", len(res))
 	}
 	out.Applied = make([]bool, n)
 	for i := 0; i < n; i++ {

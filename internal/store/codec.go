@@ -200,7 +200,7 @@ func decodeMeta(sp *dag.Spec, packed string) string {
 	sp.Priority, _ = strconv.Atoi(m[4])
 	d, _ := strconv.ParseInt(m[5], 10, 64)
 	sp.Delay = time.Duration(d) * time.Millisecond
-	sp.Attempts, _ = strconv.Atoi(m[6])
+	sp.MaxAttempts, _ = strconv.Atoi(m[6])
 	if m[0] == "-" {
 		return sp.ID
 	}

@@ -103,7 +103,7 @@ func TestEventStreamIsBoundedByEvents(t *testing.T) {
 			flows := make([]store.FlowWrite, 1500) // 1,500 jobs: 1,000 events
 			for i := range flows {
 				id := fmt.Sprintf("ev-%d-%d", call, i)
-				flows[i] = store.FlowWrite{FlowID: id, Single: true, Specs: []dag.Spec{{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1}}, Order: []int{0}}
+				flows[i] = store.FlowWrite{FlowID: id, Single: true, Specs: []dag.Spec{{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), MaxAttempts: 1}}}
 			}
 			_, err := s.EnqueueAll(ctx, time.Now(), flows)
 			require.NoError(t, err)

@@ -90,10 +90,8 @@ func FuzzDecodeData(f *testing.F) {
 func BenchmarkAppendNodes(b *testing.B) {
 	payload := json.RawMessage(`{"messageType":"WORKOUT_EXERCISE_CREATE","timestamp":"2026-11-26T20:00:00Z","userId":"trainer-1","data":{"planId":"plan-1","exercise":{"id":"e1","name":"Back squat","sets":4,"reps":8}}}`)
 	var specs []dag.Spec
-	var order []int
 	add := func(id string, parents ...string) {
-		specs = append(specs, dag.Spec{ID: id, Type: "T", Payload: payload, Parents: parents, Attempts: 3, Queue: "default", Policy: dag.Require, Fresh: true})
-		order = append(order, len(specs)-1)
+		specs = append(specs, dag.Spec{ID: id, Type: "T", Payload: payload, Parents: parents, MaxAttempts: 3, Queue: "default", Policy: dag.Require, Fresh: true})
 	}
 	add("plan")
 	for p := range 4 {
@@ -110,7 +108,7 @@ func BenchmarkAppendNodes(b *testing.B) {
 	b.ReportAllocs()
 	args := make([]any, 0, 16*len(specs))
 	for b.Loop() {
-		args = appendNodes(args[:0], specs, order, nil)
+		args = appendNodes(args[:0], specs, nil)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(specs)), "ns/node")
 }
@@ -150,9 +148,9 @@ func BenchmarkDecodeData(b *testing.B) {
 func TestBatchUnits(t *testing.T) {
 	t.Parallel()
 	one := func(id string, parents ...string) FlowWrite {
-		return FlowWrite{FlowID: id, Single: true, Specs: []dag.Spec{{ID: id, Parents: parents}}, Order: []int{0}}
+		return FlowWrite{FlowID: id, Single: true, Specs: []dag.Spec{{ID: id, Parents: parents}}}
 	}
-	graph := FlowWrite{FlowID: "g", Specs: []dag.Spec{{ID: "g1"}, {ID: "g2", Parents: []string{"g1"}}}, Order: []int{0, 1}}
+	graph := FlowWrite{FlowID: "g", Specs: []dag.Spec{{ID: "g1"}, {ID: "g2", Parents: []string{"g1"}}}}
 	flows := []FlowWrite{one("a"), one("b"), one("c", "a"), one("d"), graph, one("e"), one("f"), one("h")}
 	require.Equal(t, []batchUnit{{0, 2, true}, {2, 3, false}, {3, 4, false}, {4, 5, false}, {5, 8, true}}, batchUnits(flows, "all"))
 	each := batchUnits(flows, "each")

@@ -21,10 +21,9 @@ type Enqueued struct {
 	Existed bool // the same job was enqueued before; nothing was written
 }
 
-// Enqueue writes a graph that Validate accepted, all or nothing. single
-// makes a one-node flow keyed by the node's own ID.
-func (s *Store) Enqueue(ctx context.Context, now time.Time, flowID string, single bool, specs []dag.Spec, order []int) ([]Enqueued, error) {
-	res, err := s.EnqueueBatch(ctx, now, []FlowWrite{{FlowID: flowID, Single: single, Specs: specs, Order: order}})
+// Enqueue writes a graph that Validate accepted, all or nothing.
+func (s *Store) Enqueue(ctx context.Context, now time.Time, f FlowWrite) ([]Enqueued, error) {
+	res, err := s.EnqueueBatch(ctx, now, []FlowWrite{f})
 	if err != nil {
 		return nil, err
 	}
@@ -34,12 +33,13 @@ func (s *Store) Enqueue(ctx context.Context, now time.Time, flowID string, singl
 // FlowWrite is one graph to enqueue (see Enqueue).
 type FlowWrite struct {
 	FlowID string
+	// Single makes a one-node flow, keyed by its node's own ID.
 	Single bool
 	// Fresh says FlowID was just generated, so no flow of that ID exists:
 	// the write skips reading the flow's node count.
 	Fresh bool
+	// Specs are the nodes in topological order: a parent before its children.
 	Specs []dag.Spec
-	Order []int
 }
 
 // FlowWritten is the outcome of one FlowWrite. Err is the flow's own error
@@ -91,12 +91,12 @@ func (s *Store) enqueueBatch(ctx context.Context, now time.Time, flows []FlowWri
 		if u.group {
 			// one-node flows travel as one list of nodes; a node of a
 			// one-node flow is its own flow, so no flow ID is needed
-			specs, order := make([]dag.Spec, 0, u.to-u.from), make([]int, 0, u.to-u.from)
+			specs := make([]dag.Spec, 0, u.to-u.from)
 			for i := u.from; i < u.to; i++ {
-				specs, order = append(specs, flows[i].Specs[0]), append(order, i-u.from)
+				specs = append(specs, flows[i].Specs[0])
 			}
 			args = append(args, "", "1", len(specs))
-			args = appendNodes(args, specs, order, nil)
+			args = appendNodes(args, specs, nil)
 			continue
 		}
 		f := flows[u.from]
@@ -107,7 +107,7 @@ func (s *Store) enqueueBatch(ctx context.Context, now time.Time, flows []FlowWri
 			kind = "n"
 		}
 		args = append(args, f.FlowID, kind, len(f.Specs))
-		args = appendNodes(args, f.Specs, f.Order, nil)
+		args = appendNodes(args, f.Specs, nil)
 	}
 	res, err := s.run(ctx, s.scripts.enqueue, args)
 	if err != nil {
@@ -126,7 +126,7 @@ func (s *Store) enqueueBatch(ctx context.Context, now time.Time, flows []FlowWri
 			continue
 		}
 		if !u.group {
-			out[u.from].Nodes, out[u.from].Err = parseInsert(reply, orderedIDs(flows[u.from].Specs, flows[u.from].Order))
+			out[u.from].Nodes, out[u.from].Err = parseInsert(reply, idsOf(flows[u.from].Specs))
 			continue
 		}
 		ids := make([]string, 0, u.to-u.from)
@@ -191,15 +191,24 @@ func isAbout(err error, id string) bool {
 	return false
 }
 
-// Expand completes the active node id (under token) by adding a sub-graph to
-// its flow; the node finishes when the sub-graph's sinks do.
-func (s *Store) Expand(ctx context.Context, now time.Time, id, token string, result []byte, specs []dag.Spec, order []int) ([]Enqueued, error) {
+// Expansion is a sub-graph an active node's step added (see Expand).
+type Expansion struct {
+	ID, Token string // the node, and the lease it is held under
+	Result    []byte // its step's result
+	// Specs are the sub-graph's nodes in topological order.
+	Specs []dag.Spec
+}
+
+// Expand completes the active node x.ID by adding a sub-graph to its flow;
+// the node finishes when the sub-graph's sinks do.
+func (s *Store) Expand(ctx context.Context, now time.Time, x Expansion) ([]Enqueued, error) {
+	id, specs := x.ID, x.Specs
 	n := 5
 	for i := range specs {
 		n += 8 + 2*len(specs[i].Parents)
 	}
-	args := append(callArgs(n), ms(now), id, token, string(result), len(specs))
-	args = appendNodes(args, specs, order, &id)
+	args := append(callArgs(n), ms(now), id, x.Token, string(x.Result), len(specs))
+	args = appendNodes(args, specs, &id)
 	res, err := s.run(ctx, s.scripts.expand, args)
 	if err != nil {
 		return nil, err
@@ -207,18 +216,18 @@ func (s *Store) Expand(ctx context.Context, now time.Time, id, token string, res
 	if len(res) == 1 && res[0] == "lost" {
 		return nil, fmt.Errorf("dag: expand %q: %w", id, dag.ErrLeaseLost)
 	}
-	return parseInsert(res, orderedIDs(specs, order))
+	return parseInsert(res, idsOf(specs))
 }
 
 // appendNodes encodes specs in topological order for insert() in scripts/lib/7-insert.lua.
 // joiner, when set, is added as a child of every sink (expansion).
-func appendNodes(args []any, specs []dag.Spec, order []int, joiner *string) []any {
+func appendNodes(args []any, specs []dag.Spec, joiner *string) []any {
 	children := make(map[string][]string, len(specs))
 	inBatch := make(map[string]bool, len(specs))
 	for i := range specs {
 		inBatch[specs[i].ID] = true
 	}
-	for _, i := range order {
+	for i := range specs {
 		id := specs[i].ID
 		if len(specs[i].Parents) > 1 {
 			id = fanIn + id
@@ -231,21 +240,21 @@ func appendNodes(args []any, specs []dag.Spec, order []int, joiner *string) []an
 	}
 	metas := map[metaKey]string{} // nodes of a graph share a few metas
 	var buf []byte
-	for _, i := range order {
+	for i := range specs {
 		sp := &specs[i]
 		data := encodeData(sp)
 		ch := children[sp.ID]
 		if joiner != nil && len(ch) == 0 {
 			ch = []string{*joiner}
 		}
-		mk := metaKey{sp.Queue, sp.Type, sp.Policy, sp.Priority, sp.Delay, sp.Attempts}
+		mk := metaKey{sp.Queue, sp.Type, sp.Policy, sp.Priority, sp.Delay, sp.MaxAttempts}
 		m, ok := metas[mk]
 		if !ok {
 			m = meta(sp)
 			metas[mk] = m
 		}
 		var h string
-		h, buf = identityOf(buf, m, sp, data)
+		h, buf = identityHash(buf, m, sp, data)
 		args = append(args, sp.ID, boolArg(sp.Fresh), h, m, data, len(sp.Parents))
 		for _, p := range sp.Parents {
 			args = append(args, p)
@@ -262,7 +271,7 @@ func appendNodes(args []any, specs []dag.Spec, order []int, joiner *string) []an
 func meta(sp *dag.Spec) string {
 	return strings.Join([]string{
 		sp.Queue, sp.Type, string(sp.Policy), strconv.Itoa(sp.Priority),
-		strconv.FormatInt(sp.Delay.Milliseconds(), 10), strconv.Itoa(sp.Attempts),
+		strconv.FormatInt(sp.Delay.Milliseconds(), 10), strconv.Itoa(sp.MaxAttempts),
 	}, sep)
 }
 
@@ -274,10 +283,10 @@ type metaKey struct {
 	attempts   int
 }
 
-// identityOf is the hash a re-enqueue of the same ID is compared by: the
+// identityHash is the hash a re-enqueue of the same ID is compared by: the
 // node's meta and its Identity, or its data when Identity is empty. buf is
 // reused across calls.
-func identityOf(buf []byte, meta string, sp *dag.Spec, data []byte) (string, []byte) {
+func identityHash(buf []byte, meta string, sp *dag.Spec, data []byte) (string, []byte) {
 	buf = append(append(buf[:0], meta...), 0)
 	if sp.Identity != "" {
 		buf = append(buf, sp.Identity...)
@@ -288,10 +297,10 @@ func identityOf(buf []byte, meta string, sp *dag.Spec, data []byte) (string, []b
 	return hex.EncodeToString(sum[:12]), buf
 }
 
-func orderedIDs(specs []dag.Spec, order []int) []string {
-	ids := make([]string, len(order))
-	for k, i := range order {
-		ids[k] = specs[i].ID
+func idsOf(specs []dag.Spec) []string {
+	ids := make([]string, len(specs))
+	for i := range specs {
+		ids[i] = specs[i].ID
 	}
 	return ids
 }

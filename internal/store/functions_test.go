@@ -22,7 +22,7 @@ func roundTrip(t *testing.T, s *Store) {
 	t.Helper()
 	ctx := context.Background()
 	id := fmt.Sprintf("fn-%06x", rand.IntN(1<<24))
-	_, err := s.Enqueue(ctx, time.Now(), id, true, []dag.Spec{{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1}}, []int{0})
+	_, err := s.Enqueue(ctx, time.Now(), FlowWrite{FlowID: id, Single: true, Specs: []dag.Spec{{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), MaxAttempts: 1}}})
 	require.NoError(t, err)
 	req := SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T"}, Want: 1, RetainCount: -1}
 	res, err := s.Sync(ctx, time.Now(), req)
@@ -122,7 +122,7 @@ func TestOldReadySetIsMigrated(t *testing.T) {
 	testredis.Backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		s := testStore(t, rdb)
-		_, err := s.Enqueue(ctx, time.Now(), "old", true, []dag.Spec{{ID: "old", Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1}}, []int{0})
+		_, err := s.Enqueue(ctx, time.Now(), FlowWrite{FlowID: "old", Single: true, Specs: []dag.Spec{{ID: "old", Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), MaxAttempts: 1}}})
 		require.NoError(t, err)
 		// as an older Trellis keeps it
 		z, err := s.rdb.ZPopMin(ctx, s.k.ready("q", "T")).Result()

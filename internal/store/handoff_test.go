@@ -31,15 +31,11 @@ func newStore(t *testing.T, rdb redis.UniversalClient) *store.Store {
 }
 
 func hspec(id string, prio int, parents ...string) dag.Spec {
-	return dag.Spec{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), Attempts: 1, Priority: prio, Parents: parents}
+	return dag.Spec{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), MaxAttempts: 1, Priority: prio, Parents: parents}
 }
 
 func enqueue(t *testing.T, s *store.Store, flow string, specs ...dag.Spec) {
-	order := make([]int, len(specs))
-	for i := range order {
-		order[i] = i
-	}
-	_, err := s.Enqueue(context.Background(), time.Now(), flow, false, specs, order)
+	_, err := s.Enqueue(context.Background(), time.Now(), store.FlowWrite{FlowID: flow, Specs: specs})
 	require.NoError(t, err)
 }
 
@@ -192,7 +188,7 @@ func TestFreshFlowCounts(t *testing.T) {
 	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		specs := []dag.Spec{hspec("a", 0), hspec("b", 0, "a"), hspec("c", 0, "a")}
-		res, err := s.EnqueueBatch(ctx, time.Now(), []store.FlowWrite{{FlowID: "fresh-flow", Fresh: true, Specs: specs, Order: []int{0, 1, 2}}})
+		res, err := s.EnqueueBatch(ctx, time.Now(), []store.FlowWrite{{FlowID: "fresh-flow", Fresh: true, Specs: specs}})
 		require.NoError(t, err)
 		require.NoError(t, res[0].Err)
 		st, err := s.FlowStatus(ctx, "fresh-flow")
@@ -474,9 +470,9 @@ func TestEnqueueRunTwiceWritesOnce(t *testing.T) {
 			return sp
 		}
 		bulk := []store.FlowWrite{
-			{Single: true, Specs: []dag.Spec{fresh("g1")}, Order: []int{0}},
-			{Single: true, Specs: []dag.Spec{fresh("g2")}, Order: []int{0}},
-			{FlowID: "gf", Fresh: true, Specs: []dag.Spec{fresh("g3"), fresh("g4", "g3")}, Order: []int{0, 1}},
+			{Single: true, Specs: []dag.Spec{fresh("g1")}},
+			{Single: true, Specs: []dag.Spec{fresh("g2")}},
+			{FlowID: "gf", Fresh: true, Specs: []dag.Spec{fresh("g3"), fresh("g4", "g3")}},
 		}
 		for run := range 2 {
 			res, err := s.EnqueueAll(ctx, now, bulk)
@@ -546,7 +542,7 @@ func TestClaimStartsNoEarlierThanReady(t *testing.T) {
 	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		ready := time.Now().Truncate(time.Millisecond)
-		_, err := s.Enqueue(ctx, ready, "clock", true, []dag.Spec{hspec("late", 0)}, []int{0})
+		_, err := s.Enqueue(ctx, ready, store.FlowWrite{FlowID: "clock", Single: true, Specs: []dag.Spec{hspec("late", 0)}})
 		require.NoError(t, err)
 		res, err := s.Sync(ctx, ready.Add(-5*time.Second), store.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T", "LIMITED"}, Want: 1, RetainCount: -1})
 		require.NoError(t, err)
@@ -559,7 +555,7 @@ func TestClaimStartsNoEarlierThanReady(t *testing.T) {
 		require.True(t, n.Timeline[1].At.Equal(ready), "started %v, ready %v", n.Timeline[1].At, ready)
 
 		// a claim whose clock is ahead keeps its own time
-		_, err = s.Enqueue(ctx, ready, "clock2", true, []dag.Spec{hspec("early", 0)}, []int{0})
+		_, err = s.Enqueue(ctx, ready, store.FlowWrite{FlowID: "clock2", Single: true, Specs: []dag.Spec{hspec("early", 0)}})
 		require.NoError(t, err)
 		later := ready.Add(3 * time.Second)
 		_, err = s.Sync(ctx, later, store.SyncRequest{Worker: "w", Lease: time.Minute, StallLimit: 1, Queues: []string{"q"}, Types: []string{"T", "LIMITED"}, Want: 1, RetainCount: -1})

@@ -63,7 +63,7 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 		for i := range 1 + rng.IntN(10) {
 			sp := dag.Spec{
 				ID: fmt.Sprintf("%s-%d", flow, i), Type: types[rng.IntN(len(types))], Queue: []string{"q", "q", "q2"}[rng.IntN(3)],
-				Payload: []byte(`{}`), Attempts: 1 + rng.IntN(2), Priority: []int{-5, 0, 0, 5, 50}[rng.IntN(5)],
+				Payload: []byte(`{}`), MaxAttempts: 1 + rng.IntN(2), Priority: []int{-5, 0, 0, 5, 50}[rng.IntN(5)],
 				Policy: []dag.Policy{dag.Require, dag.Require, dag.Skip, dag.Ignore}[rng.IntN(4)],
 			}
 			for k := range i {
@@ -76,20 +76,16 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 			}
 			nodes = append(nodes, sp)
 		}
-		order := make([]int, len(nodes))
-		for i := range order {
-			order[i] = i
-		}
-		write := []store.FlowWrite{{FlowID: flow, Specs: nodes, Order: order}}
+		write := []store.FlowWrite{{FlowID: flow, Specs: nodes}}
 		if external && rng.IntN(3) == 0 {
 			// with a bulk of single jobs, all or nothing; now and then one
 			// names a job that does not exist, and none may be written
 			for k := range 1 + rng.IntN(4) {
-				sp := dag.Spec{ID: fmt.Sprintf("%s-b%d", flow, k), Type: "A", Queue: "q", Payload: []byte(`{}`), Attempts: 1, Policy: dag.Ignore}
+				sp := dag.Spec{ID: fmt.Sprintf("%s-b%d", flow, k), Type: "A", Queue: "q", Payload: []byte(`{}`), MaxAttempts: 1, Policy: dag.Ignore}
 				if rng.IntN(5) == 0 {
 					sp.Parents = []string{"ghost"}
 				}
-				write = append(write, store.FlowWrite{FlowID: sp.ID, Single: true, Specs: []dag.Spec{sp}, Order: []int{0}})
+				write = append(write, store.FlowWrite{FlowID: sp.ID, Single: true, Specs: []dag.Spec{sp}})
 			}
 			res, err := s.EnqueueAll(ctx, now, write)
 			require.NoError(t, err)
@@ -105,7 +101,7 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 				}
 			}
 		} else {
-			_, err := s.Enqueue(ctx, now, flow, false, nodes, order)
+			_, err := s.Enqueue(ctx, now, store.FlowWrite{FlowID: flow, Specs: nodes})
 			if errors.Is(err, dag.ErrUnknownDependency) {
 				return // retention removed the job it named
 			}
@@ -137,7 +133,7 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 		for i := range 1 + rng.IntN(4) {
 			sp := dag.Spec{
 				ID: fmt.Sprintf("%s-x%d-%d", c.ID, expansions, i), Type: types[rng.IntN(len(types))], Queue: "q",
-				Payload: []byte(`{}`), Attempts: 1 + rng.IntN(2), Policy: []dag.Policy{dag.Require, dag.Require, dag.Ignore}[rng.IntN(3)],
+				Payload: []byte(`{}`), MaxAttempts: 1 + rng.IntN(2), Policy: []dag.Policy{dag.Require, dag.Require, dag.Ignore}[rng.IntN(3)],
 			}
 			if i > 0 && rng.IntN(2) == 0 {
 				sp.Parents = append(sp.Parents, sub[rng.IntN(i)].ID)
@@ -149,11 +145,7 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 			}
 			sub = append(sub, sp)
 		}
-		order := make([]int, len(sub))
-		for i := range order {
-			order[i] = i
-		}
-		_, err := s.Expand(ctx, now, c.ID, c.Token, []byte(`"grown"`), sub, order)
+		_, err := s.Expand(ctx, now, store.Expansion{ID: c.ID, Token: c.Token, Result: []byte(`"grown"`), Specs: sub})
 		if errors.Is(err, dag.ErrCycle) {
 			for _, sp := range sub {
 				_, err := s.Node(ctx, sp.ID)
@@ -348,7 +340,7 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 			require.False(t, paused && c.Queue == "q2", "%s claimed from a paused queue", c.ID)
 			held[w][c.ID] = c
 			claims[c.ID]++
-			require.LessOrEqual(t, claims[c.ID], specs[c.ID].Attempts+stalled[c.ID], "%s claimed more often than its attempts and stalls", c.ID)
+			require.LessOrEqual(t, claims[c.ID], specs[c.ID].MaxAttempts+stalled[c.ID], "%s claimed more often than its attempts and stalls", c.ID)
 			if c.Attempt > 1 {
 				continue // a retry of a run that started: its parents may have been reopened since
 			}

@@ -45,8 +45,8 @@ func libText() ([]byte, error) {
 // embedded miniredis, an older Redis, an ACL without FUNCTION) each runs by
 // EVALSHA with the library in front.
 type scripts struct {
-	enqueue, complete, heartbeat, cancel, retry, expand, remove *script
-	library                                                     string // the Functions library: its name is trellis_<hash>
+	enqueue, sync, heartbeat, cancel, retry, expand, remove *script
+	library                                                 string // the Functions library: its name is trellis_<hash>
 }
 
 type script struct {
@@ -59,7 +59,7 @@ func loadScripts() (*scripts, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := []string{"enqueue", "complete", "heartbeat", "cancel", "retry", "expand", "remove"}
+	names := []string{"enqueue", "sync", "heartbeat", "cancel", "retry", "expand", "remove"}
 	bodies := make(map[string]string, len(names))
 	sum := sha1.New()
 	sum.Write(lib)
@@ -76,7 +76,7 @@ func loadScripts() (*scripts, error) {
 	var libText strings.Builder
 	libText.WriteString("#!lua name=" + tag + "\n" + string(lib) + "\n")
 	for name, dst := range map[string]**script{
-		"enqueue": &s.enqueue, "complete": &s.complete, "heartbeat": &s.heartbeat,
+		"enqueue": &s.enqueue, "sync": &s.sync, "heartbeat": &s.heartbeat,
 		"cancel": &s.cancel, "retry": &s.retry, "expand": &s.expand, "remove": &s.remove,
 	} {
 		fn := tag + "_" + name
@@ -96,7 +96,7 @@ func loadScripts() (*scripts, error) {
 // memory by a bounded amount per call (timelines, events), so a full Redis
 // can still drain its backlog, cancel, remove and trim. Enqueue and expand
 // add nodes and are refused there, before they write anything.
-var freeing = map[string]bool{"complete": true, "heartbeat": true, "cancel": true, "retry": true, "remove": true}
+var freeing = map[string]bool{"sync": true, "heartbeat": true, "cancel": true, "retry": true, "remove": true}
 
 // Whether the store calls the library by FCALL.
 const (

@@ -246,13 +246,13 @@ func TestSystemSteps(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, json.Unmarshal(raw, &res))
 		require.Equal(t, []any{"import", 2, 1, 2}, []any{res.Direction, res.Phases, res.Sessions, res.Exercises})
-		specs, _, err := seam.Expansion(sc)
+		specs, err := seam.Expansion(sc)
 		require.NoError(t, err)
 		require.Len(t, specs, 1)
 		require.Equal(t, []string{system.RestoreNodeID("imp-2"), workout.TypePlanFullSave}, []string{specs[0].ID, specs[0].Type})
 		_, sc, err = r.Run(ctx, "imp-2", 2, system.DataSync{PlanID: "p1", Direction: "import", RunID: "sync-1"})
 		require.NoError(t, err)
-		specs2, _, err := seam.Expansion(sc)
+		specs2, err := seam.Expansion(sc)
 		require.NoError(t, err)
 		data := func(payload []byte) string {
 			var env flow.Envelope

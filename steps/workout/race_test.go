@@ -60,7 +60,7 @@ func TestPhaseCreateWaitsMinutesForItsPlan(t *testing.T) {
 			j, err := c.Job(ctx, id)
 			require.NoError(t, err)
 			require.Equal(t, dag.Succeeded, j.State, "%s: %v", id, j.Error)
-			require.Equal(t, workout.RaceAttempts, j.Attempts)
+			require.Equal(t, workout.RaceAttempts, j.MaxAttempts)
 			require.Equal(t, workout.RaceBackoff, j.Backoff)
 			require.Greater(t, j.Attempt, 3, "it ran before its plan, more often than the old policy allowed")
 		}
@@ -93,11 +93,11 @@ func TestJSONEnvelopesGetTheirTypesRetryPolicy(t *testing.T) {
 	require.NoError(t, err)
 	n, err := c.Job(ctx, j.ID)
 	require.NoError(t, err)
-	require.Equal(t, []any{workout.SturdyAttempts, workout.SturdyBackoff}, []any{n.Attempts, n.Backoff})
+	require.Equal(t, []any{workout.SturdyAttempts, workout.SturdyBackoff}, []any{n.MaxAttempts, n.Backoff})
 
 	j, err = c.AddJSON(ctx, reg, []byte(`{"messageType":"WORKOUT_PHASE_DELETE","data":{"planId":"p","phaseId":"ph"}}`), nil)
 	require.NoError(t, err)
 	n, err = c.Job(ctx, j.ID)
 	require.NoError(t, err)
-	require.Equal(t, []any{3, flow.Exponential(2 * time.Second)}, []any{n.Attempts, n.Backoff})
+	require.Equal(t, []any{3, flow.Exponential(2 * time.Second)}, []any{n.MaxAttempts, n.Backoff})
 }

@@ -329,7 +329,7 @@ func TestFullSaveStep(t *testing.T) {
 			{PhaseData: workout.PhaseData{ID: "ph2", Name: "B", OrderNumber: 2}},
 		}}
 		expansion := func(sc *flow.StepContext) map[string][]string {
-			specs, _, err := seam.Expansion(sc)
+			specs, err := seam.Expansion(sc)
 			require.NoError(t, err)
 			out := map[string][]string{}
 			for _, s := range specs {
@@ -348,10 +348,10 @@ func TestFullSaveStep(t *testing.T) {
 			"fs/exercise/e2": {workout.TypeExerciseCreate, "fs/session/s1"},
 		}
 		require.Equal(t, want, expansion(sc))
-		specs, _, err := seam.Expansion(sc)
+		specs, err := seam.Expansion(sc)
 		require.NoError(t, err)
 		for _, sp := range specs {
-			require.Equal(t, workout.SturdyAttempts, sp.Attempts, "%s rides out a database restart", sp.ID)
+			require.Equal(t, workout.SturdyAttempts, sp.MaxAttempts, "%s rides out a database restart", sp.ID)
 			require.Equal(t, workout.SturdyBackoff, sp.Backoff, sp.ID)
 		}
 		require.Equal(t, 1, steptest.Count(t, db, "workout_plans", ""))
@@ -458,7 +458,7 @@ func TestLaterFullSaveWins(t *testing.T) {
 						expansions[save] = sc
 						continue
 					}
-					specs, _, err := seam.Expansion(expansions[save])
+					specs, err := seam.Expansion(expansions[save])
 					require.NoError(t, err)
 					for _, sp := range specs {
 						var env flow.Envelope

@@ -123,7 +123,7 @@ func (r *Runner) RunRaw(ctx context.Context, jobID string, attempt int, typ stri
 	if err != nil {
 		return nil, nil, err
 	}
-	v, err := seam.NewStepContext(r.Client, store.Claimed{Spec: dag.Spec{ID: jobID, Type: typ, Payload: payload, Attempts: 5}, FlowID: jobID, Attempt: attempt}, Logger())
+	v, err := seam.NewStepContext(r.Client, store.Claimed{Spec: dag.Spec{ID: jobID, Type: typ, Payload: payload, MaxAttempts: 5}, FlowID: jobID, Attempt: attempt}, Logger())
 	sc := v.(*flow.StepContext)
 	if err != nil {
 		return nil, sc, err

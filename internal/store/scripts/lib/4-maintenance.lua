@@ -46,7 +46,7 @@ end
 -- DROPMAX bounds the nodes one call deletes: Redis serves no one else
 -- while a script runs (some 10–15 µs per node deleted), so a finished flow
 -- larger than that is deleted over several calls (a runner makes them
--- back to back, see complete.lua). SPOP takes that many
+-- back to back, see sync.lua). SPOP takes that many
 -- nodes off its member set, and the flow stays in the done set, where the
 -- next trim finds it first, until its last node is gone.
 local DROPMAX = 10000

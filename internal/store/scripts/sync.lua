@@ -1,4 +1,4 @@
--- complete.lua — report a batch of step outcomes and claim the next nodes,
+-- sync.lua — report a batch of step outcomes and claim the next nodes,
 -- in one round trip. Each outcome is applied only if the node is still
 -- active under the same lease token; a late report from an expired lease is
 -- rejected.
