@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
 )
 
@@ -19,10 +19,10 @@ import (
 // matches its sentinel and names the problem, and Redis is unchanged after.
 func TestBadInputThroughTheGoAPI(t *testing.T) {
 	t.Parallel()
-	srv := faults.StartRedis(t)
+	srv := redistest.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	c := newClient(t, rdb, "bad", logs)
 	ctx := context.Background()
 	reg := fuzzRegistry()

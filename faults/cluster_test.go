@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 )
@@ -81,13 +81,13 @@ func clusterKeys(t *testing.T, cc *redis.ClusterClient, ns string) map[string][]
 // keys share one slot; the namespaces spread over slots and primaries.
 func TestRedisCluster(t *testing.T) {
 	t.Parallel()
-	cl := faults.StartCluster(t, 3)
+	cl := redistest.StartCluster(t, 3)
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), PoolSize: 32})
 	t.Cleanup(func() { _ = cc.Close() })
 	ctx := context.Background()
 	require.NoError(t, cc.Ping(ctx).Err())
 
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	rec := newRuns()
 	gate := &atomic.Bool{}
 	clients := map[string]*flow.Client{}

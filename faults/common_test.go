@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 )
@@ -97,7 +97,7 @@ func ladder(flowID string, n int, sleep time.Duration) *flow.Graph {
 }
 
 // newClient makes a flow client in namespace ns that logs into logs.
-func newClient(t *testing.T, rdb redis.UniversalClient, ns string, logs *faults.Logs) *flow.Client {
+func newClient(t *testing.T, rdb redis.UniversalClient, ns string, logs *redistest.Logs) *flow.Client {
 	t.Helper()
 	c, err := flow.NewClient(rdb, &flow.Config{Namespace: ns, Development: true, Logger: logs.Logger()})
 	require.NoError(t, err)
@@ -165,7 +165,7 @@ func (quietRedisLog) Printf(context.Context, string, ...any) {}
 
 func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }
 
-func newLogsT() *faults.Logs { return &faults.Logs{} }
+func newLogsT() *redistest.Logs { return &redistest.Logs{} }
 
 func runnerCfg(id string) runner.Config {
 	return runner.Config{ID: id, Concurrency: 8, Lease: 5 * time.Second}

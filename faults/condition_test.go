@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 )
@@ -27,10 +27,10 @@ func TestConditionCannotHangRunner(t *testing.T) {
 	const evil = `let a = 1..500; all(a, all(a, all(a, # > 0)))`
 	require.Less(t, len(evil), flow.MaxConditionLen)
 
-	srv := faults.StartRedis(t)
+	srv := redistest.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	c := newClient(t, rdb, "cond", logs)
 	ctx := context.Background()
 
@@ -84,10 +84,10 @@ func expandStep(refused *atomic.Int32) flow.Step {
 // node at run time, with a one-line error.
 func TestConditionConstantFailureRefused(t *testing.T) {
 	t.Parallel()
-	srv := faults.StartRedis(t)
+	srv := redistest.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	c := newClient(t, rdb, "constcond", logs)
 	ctx := context.Background()
 

@@ -1,7 +1,7 @@
 // Package faults holds Trellis's fault, security, Redis Cluster and fuzz
-// tests (package faults_test) and the helpers they share: redis-server
-// processes that a test starts on free loopback ports and stops by PID at
-// cleanup, a Redis Cluster made of them, and a log capture.
+// tests (package faults_test). The redis-server processes they start on
+// free loopback ports and stop by PID, the Cluster made of them and the log
+// capture are package internal/redistest's.
 //
 // The tests need the redis-server and redis-cli binaries on PATH; they never
 // touch the shared Redis at REDIS_URL. RELIABILITY.md at the repository root

@@ -16,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/monitor"
 	"github.com/trellisflow/trellis/steps/system"
@@ -30,11 +30,11 @@ import (
 // message naming the problem, and Redis is unchanged after each one.
 func TestBadInputThroughEveryEntryPoint(t *testing.T) {
 	t.Parallel()
-	srv := faults.StartRedis(t)
+	srv := redistest.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
 	const ns = "entry"
-	c := newClient(t, rdb, ns, &faults.Logs{})
+	c := newClient(t, rdb, ns, &redistest.Logs{})
 	reg := flow.NewRegistry()
 	workout.RegisterTypes(reg)
 	system.RegisterTypes(reg)

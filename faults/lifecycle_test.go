@@ -8,7 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 )
@@ -18,10 +18,10 @@ import (
 // should return at once rather than at its context's deadline.
 func TestStopWhileRedisIsDown(t *testing.T) {
 	t.Parallel()
-	srv := faults.StartRedis(t)
+	srv := redistest.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: 1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	c := newClient(t, rdb, "stop", logs)
 	r, err := runner.New(c, &runner.Config{ID: "stopper", Lease: time.Second, IdleWait: 100 * time.Millisecond})
 	require.NoError(t, err)

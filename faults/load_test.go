@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/schema"
@@ -28,7 +28,7 @@ import (
 // takes several minutes, so `make test` leaves it out.
 func TestLoad200k(t *testing.T) {
 	bin := trellisBinary(t)
-	srv := faults.StartRedis(t)
+	srv := redistest.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 32})
 	t.Cleanup(func() { _ = rdb.Close() })
 	dbURL := schematest.PostgresURL(t)
@@ -39,7 +39,7 @@ func TestLoad200k(t *testing.T) {
 	_, err = schema.Migrate(ctx, db)
 	require.NoError(t, err)
 
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	const ns = "load"
 	c := newClient(t, rdb, ns, logs)
 	all := plans(t, 1370)

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 )
@@ -55,10 +55,10 @@ func proxied(t *testing.T, p *toxiproxy.Proxy) *redis.Client {
 // only after a lease expired (a claim whose reply was lost).
 func TestNetworkLatencyAndResets(t *testing.T) {
 	t.Parallel()
-	srv := faults.StartRedis(t)
+	srv := redistest.StartRedis(t)
 	direct := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = direct.Close() })
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	const ns = "net"
 	c := newClient(t, direct, ns, logs)
 
@@ -126,11 +126,11 @@ func TestNetworkLatencyAndResets(t *testing.T) {
 // Redis again, its late completion is refused.
 func TestNetworkStallLongerThanLease(t *testing.T) {
 	t.Parallel()
-	srv := faults.StartRedis(t)
+	srv := redistest.StartRedis(t)
 	direct := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = direct.Close() })
 	const ns = "stall"
-	logsA, logsB := &faults.Logs{}, &faults.Logs{}
+	logsA, logsB := &redistest.Logs{}, &redistest.Logs{}
 	c := newClient(t, direct, ns, logsB)
 
 	g := flow.New().WithID("stall-flow")

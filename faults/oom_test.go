@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 )
@@ -38,13 +38,13 @@ func usedMemory(t *testing.T, rdb *redis.Client) int64 {
 // backlog with retention. Then enqueues work again.
 func TestFullRedisFreesItself(t *testing.T) {
 	t.Parallel()
-	srv := faults.StartRedis(t, "--maxmemory-policy", "noeviction")
+	srv := redistest.StartRedis(t, "--maxmemory-policy", "noeviction")
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
 	ctx := context.Background()
 	limit := usedMemory(t, rdb) + 3<<20
 	require.NoError(t, rdb.ConfigSet(ctx, "maxmemory", fmt.Sprint(limit)).Err())
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	c, err := flow.NewClient(rdb, &flow.Config{Namespace: "full", Logger: logs.Logger()})
 	require.NoError(t, err)
 

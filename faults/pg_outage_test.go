@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/schema"
 	"github.com/trellisflow/trellis/schema/schematest"
@@ -27,7 +27,7 @@ import (
 func TestPostgresOutage(t *testing.T) {
 	t.Parallel()
 	bin := trellisBinary(t)
-	srv := faults.StartRedis(t)
+	srv := redistest.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
 	dbURL := schematest.PostgresURL(t)
@@ -44,7 +44,7 @@ func TestPostgresOutage(t *testing.T) {
 	u.Host = p.Listen
 	workerURL := u.String()
 
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	const ns = "pgdown"
 	c := newClient(t, rdb, ns, logs)
 	all := plans(t, 20)

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
 )
@@ -28,7 +28,7 @@ func TestRedisRestart(t *testing.T) {
 	for _, fsync := range []string{"always", "everysec"} {
 		t.Run("appendfsync="+fsync, func(t *testing.T) {
 			t.Parallel()
-			srv := faults.StartRedis(t, "--appendonly", "yes", "--appendfsync", fsync)
+			srv := redistest.StartRedis(t, "--appendonly", "yes", "--appendfsync", fsync)
 			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 64, MaxRetries: 2,
 				DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 			t.Cleanup(func() { _ = rdb.Close() })
@@ -57,7 +57,7 @@ func TestRedisRestart(t *testing.T) {
 	// crash leaves behind.
 	t.Run("host-crash-everysec", func(t *testing.T) {
 		t.Parallel()
-		srv := faults.StartRedis(t, "--appendonly", "yes", "--appendfsync", "everysec")
+		srv := redistest.StartRedis(t, "--appendonly", "yes", "--appendfsync", "everysec")
 		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 64, MaxRetries: 2,
 			DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 		t.Cleanup(func() { _ = rdb.Close() })
@@ -107,7 +107,7 @@ type faultPlan struct {
 // when the plan allows it, was lost whole, shortly before the fault), that
 // the counts agree, and that no node is left unfinished.
 func loadUnderFault(t *testing.T, rdb redis.UniversalClient, plan faultPlan) {
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	c := newClient(t, rdb, "fault", logs)
 	rec := newRuns()
 	for i := range 2 {

@@ -25,7 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/runner"
@@ -82,7 +82,7 @@ func TestACLCoversScripts(t *testing.T) {
 
 // runSmallGraph enqueues a diamond with a node that fails once, runs it on a
 // runner, cancels and retries a job, reads stats and clears the namespace.
-func runSmallGraph(t *testing.T, rdb redis.UniversalClient, logs *faults.Logs) {
+func runSmallGraph(t *testing.T, rdb redis.UniversalClient, logs *redistest.Logs) {
 	t.Helper()
 	ctx := context.Background()
 	c := newClient(t, rdb, "secure", logs)
@@ -128,7 +128,7 @@ func runSmallGraph(t *testing.T, rdb redis.UniversalClient, logs *faults.Logs) {
 }
 
 // requireNoSecret fails if any secret shows in what was logged or in errs.
-func requireNoSecret(t *testing.T, logs *faults.Logs, secrets []string, errs ...error) {
+func requireNoSecret(t *testing.T, logs *redistest.Logs, secrets []string, errs ...error) {
 	t.Helper()
 	for _, s := range secrets {
 		require.NotContains(t, logs.String(), s, "a credential appears in the log")
@@ -142,7 +142,7 @@ func requireNoSecret(t *testing.T, logs *faults.Logs, secrets []string, errs ...
 // without them, and that the errors name the problem.
 func wrongPassword(t *testing.T, opt *redis.Options, secrets []string) {
 	t.Helper()
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { _ = rdb.Close() })
 	c := newClient(t, rdb, "secure", logs)
@@ -163,12 +163,12 @@ func wrongPassword(t *testing.T, opt *redis.Options, secrets []string) {
 func TestRedisPassword(t *testing.T) {
 	t.Parallel()
 	const pw = "pw-Zq81-requirepass"
-	srv := faults.StartRedis(t, "--requirepass", pw)
+	srv := redistest.StartRedis(t, "--requirepass", pw)
 	opt, err := redis.ParseURL(fmt.Sprintf("redis://:%s@%s/0", pw, srv.Addr()))
 	require.NoError(t, err)
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { _ = rdb.Close() })
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	runSmallGraph(t, rdb, logs)
 	requireNoSecret(t, logs, []string{pw})
 
@@ -180,7 +180,7 @@ func TestRedisPassword(t *testing.T) {
 func TestRedisACLUser(t *testing.T) {
 	t.Parallel()
 	const adminPW, userPW = "pw-admin-7c2e", "pw-user-e41d"
-	srv := faults.StartRedis(t, "--requirepass", adminPW)
+	srv := redistest.StartRedis(t, "--requirepass", adminPW)
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: adminPW})
 	t.Cleanup(func() { _ = admin.Close() })
 	ctx := context.Background()
@@ -194,7 +194,7 @@ func TestRedisACLUser(t *testing.T) {
 	require.NoError(t, err)
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { _ = rdb.Close() })
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	runSmallGraph(t, rdb, logs)
 	requireNoSecret(t, logs, []string{userPW, adminPW})
 
@@ -220,7 +220,7 @@ func TestRedisTLS(t *testing.T) {
 	dir := t.TempDir()
 	pki := newPKI(t, dir)
 	const pw = "pw-tls-3b7a"
-	srv := faults.StartRedisAt(t, faults.FreePort(t), dir, "--tls-port", "0",
+	srv := redistest.StartRedisAt(t, redistest.FreePort(t), dir, "--tls-port", "0",
 		"--tls-cert-file", pki.serverCert, "--tls-key-file", pki.serverKey,
 		"--tls-ca-cert-file", pki.caCert, "--tls-auth-clients", "yes", "--requirepass", pw)
 
@@ -232,7 +232,7 @@ func TestRedisTLS(t *testing.T) {
 	opt.TLSConfig.MinVersion = tls.VersionTLS12
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { _ = rdb.Close() })
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	runSmallGraph(t, rdb, logs)
 	requireNoSecret(t, logs, []string{pw})
 

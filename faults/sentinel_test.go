@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 )
 
 // TestSentinelFailover runs the load on a primary with one replica watched
@@ -21,8 +21,8 @@ import (
 // primary acknowledged just before dying may be lost: the test counts it.
 func TestSentinelFailover(t *testing.T) {
 	t.Parallel()
-	primary := faults.StartRedis(t)
-	replica := faults.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.Port))
+	primary := redistest.StartRedis(t)
+	replica := redistest.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.Port))
 	ctx := context.Background()
 	direct := redis.NewClient(&redis.Options{Addr: replica.Addr()})
 	t.Cleanup(func() { _ = direct.Close() })
@@ -30,7 +30,7 @@ func TestSentinelFailover(t *testing.T) {
 		info, err := direct.Info(ctx, "replication").Result()
 		return err == nil && strings.Contains(info, "master_link_status:up")
 	})
-	sentinel := faults.StartSentinel(t, "trellis", "127.0.0.1", primary.Port)
+	sentinel := redistest.StartSentinel(t, "trellis", "127.0.0.1", primary.Port)
 	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr()})
 	t.Cleanup(func() { _ = sc.Close() })
 	eventually(t, 30*time.Second, "the sentinel knows the replica", func() bool {

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/runner"
@@ -23,10 +23,10 @@ import (
 // expansion.
 func TestMinuteStatsCountExpandedRuns(t *testing.T) {
 	t.Parallel()
-	srv := faults.StartRedis(t)
+	srv := redistest.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	c := newClient(t, rdb, "minutes", &faults.Logs{})
+	c := newClient(t, rdb, "minutes", &redistest.Logs{})
 	ctx := context.Background()
 	r, err := runner.New(c, &runner.Config{ID: "minutes-runner", Concurrency: 4, Lease: 5 * time.Second, IdleWait: 100 * time.Millisecond})
 	require.NoError(t, err)

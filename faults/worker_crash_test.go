@@ -18,7 +18,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/trellisflow/trellis/dag"
-	"github.com/trellisflow/trellis/faults"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/schema"
 	"github.com/trellisflow/trellis/schema/schematest"
@@ -65,13 +65,13 @@ func trellisBinary(t *testing.T) string {
 // worker is a `trellis worker` process.
 type worker struct {
 	cmd    *exec.Cmd
-	out    *faults.Logs
+	out    *redistest.Logs
 	exited chan struct{}
 }
 
 func startWorker(t *testing.T, bin string, args ...string) *worker {
 	t.Helper()
-	w := &worker{out: &faults.Logs{}, exited: make(chan struct{})}
+	w := &worker{out: &redistest.Logs{}, exited: make(chan struct{})}
 	w.cmd = exec.Command(bin, append([]string{"worker"}, args...)...)
 	w.cmd.Stdout, w.cmd.Stderr = w.out, w.out
 	w.cmd.Env = append(os.Environ(), "TRELLIS_LOG_LEVEL=info")
@@ -128,7 +128,7 @@ func countRows(t *testing.T, db *bun.DB, table string) int {
 func TestWorkerProcessCrash(t *testing.T) {
 	t.Parallel()
 	bin := trellisBinary(t)
-	srv := faults.StartRedis(t)
+	srv := redistest.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
 	dbURL := schematest.PostgresURL(t)
@@ -140,7 +140,7 @@ func TestWorkerProcessCrash(t *testing.T) {
 	require.NoError(t, err)
 	sink := newSMTPSink(t)
 
-	logs := &faults.Logs{}
+	logs := &redistest.Logs{}
 	const ns = "crash"
 	c := newClient(t, rdb, ns, logs)
 	all := plans(t, 50)

@@ -1,4 +1,4 @@
-package faults
+package redistest
 
 import (
 	"context"
@@ -41,7 +41,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("faults: redis-cli --cluster create: %v\n%s", err, out)
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
 	}
 	for _, s := range c.Nodes {
 		for {
@@ -50,7 +50,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 				break
 			}
 			if ctx.Err() != nil {
-				t.Fatalf("faults: cluster not ok after 60s:\n%s", info)
+				t.Fatalf("redistest: cluster not ok after 60s:\n%s", info)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

@@ -1,4 +1,4 @@
-package faults
+package redistest
 
 import (
 	"bytes"
@@ -16,9 +16,10 @@ import (
 	"time"
 )
 
-// Server is a redis-server process started by a test.
+// Server is a redis-server process started by a test (or by the
+// benchmark, with Start).
 type Server struct {
-	t    testing.TB
+	t    testing.TB // nil when started by Start
 	Port int    // the port it listens on (the TLS port when it serves TLS only)
 	Dir  string // its working directory: AOF, RDB, nodes.conf and the log
 	args []string
@@ -34,12 +35,49 @@ type Server struct {
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("redistest: no free port: %v", err)
+	}
+	return port
+}
+
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("faults: no free port: %v", err)
+		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Start starts redis-server on a free loopback port in a fresh temporary
+// directory, without persistence unless extra says otherwise, for a
+// program rather than a test (the benchmark's own Redis). Stop it with
+// Stop, which also removes the directory.
+func Start(extra ...string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "trellis-redis")
+	if err != nil {
+		return nil, err
+	}
+	s := newServer(nil, port, dir, extra)
+	if err := s.start(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// Stop kills a server that Start started and removes its directory.
+func (s *Server) Stop() {
+	s.Kill()
+	if s.t == nil {
+		_ = os.RemoveAll(s.Dir)
+	}
 }
 
 // StartRedis starts redis-server on a free loopback port in a fresh
@@ -54,6 +92,15 @@ func StartRedis(t testing.TB, extra ...string) *Server {
 // extra holds "--tls-port", port is the TLS port and plain TCP is off.
 func StartRedisAt(t testing.TB, port int, dir string, extra ...string) *Server {
 	t.Helper()
+	s := newServer(t, port, dir, extra)
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Kill() })
+	return s
+}
+
+func newServer(t testing.TB, port int, dir string, extra []string) *Server {
 	args := []string{"--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no",
 		"--logfile", filepath.Join(dir, "redis.log"), "--daemonize", "no", "--protected-mode", "no"}
 	if hasArg(extra, "--tls-port") {
@@ -62,10 +109,7 @@ func StartRedisAt(t testing.TB, port int, dir string, extra ...string) *Server {
 	} else {
 		args = append(args, "--port", strconv.Itoa(port))
 	}
-	s := &Server{t: t, Port: port, Dir: dir, args: append(args, extra...)}
-	s.start()
-	t.Cleanup(func() { s.Kill() })
-	return s
+	return &Server{t: t, Port: port, Dir: dir, args: append(args, extra...)}
 }
 
 func hasArg(args []string, name string) bool {
@@ -106,8 +150,7 @@ func (s *Server) PID() int {
 	return s.cmd.Process.Pid
 }
 
-func (s *Server) start() {
-	s.t.Helper()
+func (s *Server) start() error {
 	marker := s.ready
 	if marker == "" {
 		marker = "Ready to accept connections"
@@ -117,7 +160,7 @@ func (s *Server) start() {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("faults: start redis-server: %v", err)
+		return fmt.Errorf("redistest: start redis-server: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -130,14 +173,15 @@ func (s *Server) start() {
 	for strings.Count(s.Log(), marker) <= ready {
 		select {
 		case <-exited:
-			s.t.Fatalf("faults: redis-server %v exited at start: %s\n%s", s.args, out.String(), tail(s.Log(), 2000))
+			return fmt.Errorf("redistest: redis-server %v exited at start: %s\n%s", s.args, out.String(), tail(s.Log(), 2000))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			s.Kill()
-			s.t.Fatalf("faults: redis-server on port %d not ready after 20s:\n%s", s.Port, tail(s.Log(), 2000))
+			return fmt.Errorf("redistest: redis-server on port %d not ready after 20s:\n%s", s.Port, tail(s.Log(), 2000))
 		}
 	}
+	return nil
 }
 
 // Kill sends SIGKILL to the server and waits until it is gone. It does
@@ -159,7 +203,9 @@ func (s *Server) Kill() {
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()
-	s.start()
+	if err := s.start(); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // CLI runs redis-cli against the server (plain TCP only) and returns its output.

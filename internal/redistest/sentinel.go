@@ -1,4 +1,4 @@
-package faults
+package redistest
 
 import (
 	"fmt"
@@ -26,10 +26,12 @@ sentinel failover-timeout %s 10000
 sentinel parallel-syncs %s 1
 `, port, dir, filepath.Join(dir, "redis.log"), name, masterHost, masterPort, name, name, name)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		t.Fatalf("faults: write sentinel.conf: %v", err)
+		t.Fatalf("redistest: write sentinel.conf: %v", err)
 	}
 	s := &Server{t: t, Port: port, Dir: dir, args: []string{conf, "--sentinel"}, ready: "+monitor master"}
-	s.start()
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { s.Kill() })
 	return s
 }
