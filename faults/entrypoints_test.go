@@ -16,8 +16,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/monitor"
 	"github.com/trellisflow/trellis/steps/system"
 	"github.com/trellisflow/trellis/steps/workout"

@@ -8,8 +8,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/runner"
 )
 

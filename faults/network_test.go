@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
-	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/runner"
 )
 

@@ -25,8 +25,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
-	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/flow"
+	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/runner"
 )

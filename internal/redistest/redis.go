@@ -20,8 +20,8 @@ import (
 // benchmark, with Start).
 type Server struct {
 	t    testing.TB // nil when started by Start
-	Port int    // the port it listens on (the TLS port when it serves TLS only)
-	Dir  string // its working directory: AOF, RDB, nodes.conf and the log
+	Port int        // the port it listens on (the TLS port when it serves TLS only)
+	Dir  string     // its working directory: AOF, RDB, nodes.conf and the log
 	args []string
 	// ready is the log line that says the server serves; default
 	// "Ready to accept connections" (logged after the AOF is loaded).
