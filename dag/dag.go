@@ -22,10 +22,10 @@ type State string
 
 const (
 	Blocked   State = "blocked"   // waiting for parents (or, after expansion, for its sub-graph)
-	Ready     State = "ready"     // claimable; the seed's "waiting"
+	Ready     State = "ready"     // claimable; BullMQ's "waiting"
 	Delayed   State = "delayed"   // ready once its due time passes (delay or backoff)
 	Active    State = "active"    // claimed by a runner holding a lease
-	Succeeded State = "succeeded" // the seed's "completed"
+	Succeeded State = "succeeded" // BullMQ's "completed"
 	Failed    State = "failed"
 	Skipped   State = "skipped"
 	Cancelled State = "cancelled"

@@ -39,12 +39,22 @@
 // with the same message returns the existing job. Client.Add enqueues one
 // message as its own job.
 //
-// When a parent does not succeed, each child follows its Policy: Require
-// (the default) cancels it, Ignore runs it anyway once every parent is
-// finished, Skip skips it. A When condition (an expr-lang expression over
-// the parents' states and results, type-checked at enqueue, where a part of
-// it that reads no data and fails is refused) skips the node when false. A running step may add a sub-graph with StepContext.Expand;
-// the job then finishes when the sub-graph does, and its children wait.
+// When a parent does not succeed, each child follows its policy
+// (dag.Policy): dag.Require (the default) cancels it, dag.Ignore runs it
+// anyway once every parent is finished, dag.Skip skips it. A When condition
+// (an expr-lang expression over the parents' states and results,
+// type-checked at enqueue, where a part of it that reads no data and fails
+// is refused) skips the node when false. A running step may add a sub-graph
+// with StepContext.Expand; the job then finishes when the sub-graph does,
+// and its children wait.
+//
+// # The model
+//
+// The types the API hands back come from package dag, the graph model: a
+// job is a *dag.Node (its dag.State, attempts, result, last error and
+// timeline), a flow a *dag.Flow, a type's limit a dag.Limit, a backoff a
+// dag.Backoff (built here with Exponential, Fixed and CustomBackoff). The
+// states move by the legal moves of dag.Transitions.
 //
 // # Operating
 //
@@ -52,7 +62,9 @@
 // last error and timeline; Wait blocks until a flow is finished; Cancel,
 // CancelFlow and Retry change running flows; Pause and Resume stop and
 // restart claiming from a queue; Stats counts jobs per state, queue and
-// type; Clear empties a development namespace.
+// type; Clear empties a development namespace. Client.Inspector reads the
+// rest (counters, events, runners' heartbeats, job listings): the one read
+// API the monitor, the CLI and flowtest share.
 //
 // For tests, package flowtest runs whole graphs in process on a fake clock.
 package flow

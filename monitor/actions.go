@@ -186,7 +186,7 @@ func (h *Handler) clear(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"deletedKeys": n})
 }
 
-// EnqueueRequest is the body of POST /api/enqueue: the seed's
+// EnqueueRequest is the body of POST /api/enqueue: the BullMQ system's
 // addJobToQueue(message, options) plus dependencies.
 type EnqueueRequest struct {
 	Message json.RawMessage `json:"message"`
@@ -195,7 +195,7 @@ type EnqueueRequest struct {
 }
 
 // EnqueueOptions are the per-job options; durations are milliseconds, as in
-// the seed.
+// the BullMQ system.
 type EnqueueOptions struct {
 	ID       string `json:"jobId,omitempty"`
 	Attempts int    `json:"attempts,omitempty"`

@@ -9,8 +9,8 @@ import (
 	"github.com/trellisflow/trellis/flow"
 )
 
-// QueueStats is the body of /api/queue-stats: the seed's getQueueStats with
-// the engine's states alongside the seed's names (waiting = ready,
+// QueueStats is the body of /api/queue-stats: the BullMQ system's getQueueStats with
+// the engine's states alongside BullMQ's names (waiting = ready,
 // completed = succeeded).
 type QueueStats struct {
 	Namespace string                         `json:"namespace"`

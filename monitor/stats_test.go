@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/trellisflow/trellis/internal/seam"
-	"github.com/trellisflow/trellis/internal/store"
 
 	"github.com/stretchr/testify/require"
 
@@ -16,11 +15,7 @@ import (
 // observe records runs of the given durations in the current minute's stats.
 func (e *env) observe(took ...time.Duration) {
 	e.t.Helper()
-	m := store.NewMinute(e.client.Config().Clock())
-	for _, d := range took {
-		m.Observe("ECHO", store.OutcomeOK, true, d)
-	}
-	require.NoError(e.t, seam.Store(e.client).AddMinute(e.t.Context(), m))
+	require.NoError(e.t, seam.ObserveRuns(e.client, "ECHO", took...))
 }
 
 func repeat(n int, d time.Duration) []time.Duration {

@@ -100,7 +100,7 @@ func parseRedisURL(raw string) (*redis.Options, error) {
 }
 
 // redisOptions resolves the Redis connection from the flag, REDIS_URL or
-// the seed's REDIS_HOST / REDIS_PORT / REDIS_PASSWORD.
+// the REDIS_HOST / REDIS_PORT / REDIS_PASSWORD of the BullMQ system Trellis replaces.
 func (c *cli) redisOptions(o *common) (*redis.Options, string, error) {
 	if o.redisURL != "" {
 		opt, err := parseRedisURL(o.redisURL)

@@ -17,7 +17,7 @@
 //	trellis redeliver  send the stored emails and notifications that were not delivered
 //
 // Configuration comes from flags, then the environment (REDIS_URL, or the
-// seed's REDIS_HOST / REDIS_PORT / REDIS_PASSWORD; DATABASE_URL;
+// REDIS_HOST / REDIS_PORT / REDIS_PASSWORD of the BullMQ system Trellis replaces; DATABASE_URL;
 // TRELLIS_NAMESPACE, …), then a .env file in the working directory when
 // there is one. Every command takes --help.
 package main

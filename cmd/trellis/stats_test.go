@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/trellisflow/trellis/internal/seam"
-	"github.com/trellisflow/trellis/internal/store"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -27,15 +26,15 @@ func TestStatsP95IsAnEstimate(t *testing.T) {
 	client, err := flow.NewClient(rdb, &flow.Config{Namespace: c.ns, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	// 50 runs in (10, 25] ms and 50 in (100, 250] ms: p95 ≈ 235 ms
-	m := store.NewMinute(time.Now())
+	var took []time.Duration
 	for i := range 100 {
 		d := 20 * time.Millisecond
 		if i%2 == 1 {
 			d = 200 * time.Millisecond
 		}
-		m.Observe("TEST", store.OutcomeOK, true, d)
+		took = append(took, d)
 	}
-	require.NoError(t, seam.Store(client).AddMinute(t.Context(), m))
+	require.NoError(t, seam.ObserveRuns(client, "TEST", took...))
 
 	r := c.run("", "stats")
 	require.Equal(t, 0, r.code, r.stderr)

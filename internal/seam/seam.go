@@ -7,6 +7,7 @@ package seam
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/internal/store"
@@ -21,4 +22,11 @@ var (
 	// Expansion is the sub-graph the step of a *flow.StepContext added,
 	// as specs in topological order (nil when it added none).
 	Expansion func(sc any) ([]dag.Spec, error)
+	// Maintain makes a *flow.Client's store do the maintenance runners do
+	// (promote due delayed nodes, recover expired leases, claiming nothing)
+	// and returns when it is due next (zero: nothing delayed).
+	Maintain func(client any, lease time.Duration, stallLimit int) (time.Time, error)
+	// ObserveRuns adds successful runs of message type typ, of the given
+	// durations, to the current minute's stats of a *flow.Client.
+	ObserveRuns func(client any, typ string, took ...time.Duration) error
 )

@@ -1,4 +1,4 @@
-// Package system holds the steps of the seed's core system messages: TEST
+// Package system holds the steps of the core system messages of the BullMQ system Trellis replaces: TEST
 // (logs and returns its data; can sleep or fail on demand, for demos and
 // the test page), USER_ACTION (stores the action), NOTIFICATION (stores it,
 // then delivers it through a Notifier; WebhookNotifier POSTs it, signed),

@@ -6,7 +6,7 @@ import (
 	"github.com/trellisflow/trellis/flow"
 )
 
-// The system message types, exactly as the seed names them.
+// The system message types, exactly as the BullMQ system they replace names them.
 const (
 	TypeTest         = "TEST"
 	TypeUserAction   = "USER_ACTION"

@@ -6,7 +6,7 @@ import (
 	"github.com/trellisflow/trellis/flow"
 )
 
-// The seed's typed senders (sendNotificationMessage, …): each queues one job
+// The BullMQ system's typed senders (sendNotificationMessage, …): each queues one job
 // of its type with the user in the envelope and the client's default
 // options.
 
@@ -20,7 +20,7 @@ func SendUserAction(ctx context.Context, c *flow.Client, userID, action string, 
 	return c.Add(ctx, UserAction{UserID: userID, Action: action, Details: details}, &flow.NodeOpts{UserID: userID})
 }
 
-// SendNotification queues a notification (the seed's
+// SendNotification queues a notification (the BullMQ system's
 // sendNotificationMessage(userId, title, message, type, actionUrl)).
 func SendNotification(ctx context.Context, c *flow.Client, userID, title, message, typ, actionURL string) (flow.EnqueuedJob, error) {
 	return c.Add(ctx, Notification{UserID: userID, Title: title, Message: message, Type: typ, ActionURL: actionURL},

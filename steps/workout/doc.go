@@ -1,6 +1,6 @@
 // Package workout holds the steps and message types of the workout planner:
 // plans, phases, sessions and exercises, written through bun, and the Queue…
-// helpers that compose the seed's workout graphs on the engine (plan before
+// helpers that compose the workout graphs of the BullMQ system Trellis replaces on the engine (plan before
 // phase, the full plan save).
 //
 // Every message is a typed struct with a MessageType method and a Validate
@@ -34,7 +34,7 @@
 //
 // # Retries
 //
-// A create whose parent row does not exist yet (the seed's race: a phase
+// A create whose parent row does not exist yet (the create race: a phase
 // create that runs before its plan's), or an update whose row does not,
 // fails with a retryable *NotFoundError and runs again until the row is
 // there. The creates and updates carry their retry budget (DefaultOpts,

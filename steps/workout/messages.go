@@ -12,7 +12,7 @@ import (
 	"github.com/trellisflow/trellis/steps/internal/field"
 )
 
-// The workout message types, exactly as the seed names them.
+// The workout message types, exactly as the BullMQ system they replace names them.
 const (
 	TypeWorkoutUpdate  = "WORKOUT_UPDATE"
 	TypePlanCreate     = "WORKOUT_PLAN_CREATE"
@@ -105,7 +105,7 @@ type PlanCreate struct {
 }
 
 // PhaseCreate creates a phase in an existing plan (WORKOUT_PHASE_CREATE). A
-// plan that does not exist yet is a retryable error: the seed's race.
+// plan that does not exist yet is a retryable error: the create race.
 type PhaseCreate struct {
 	PlanID    string    `json:"planId"`
 	ClientID  string    `json:"clientId,omitempty"`

@@ -9,7 +9,7 @@ import (
 	"github.com/trellisflow/trellis/flow"
 )
 
-// The seed's workout queue integration (WorkoutQueueIntegration), as
+// The workout queue integration of the BullMQ system Trellis replaces (WorkoutQueueIntegration), as
 // functions over a flow client. Each enqueues one job (or, for the "Add
 // Phase" sequence, a small graph) and returns what enqueue left. opts may
 // be nil; what it leaves unset comes from the message type (DefaultOpts:
@@ -33,7 +33,7 @@ func QueuePhaseCreate(ctx context.Context, c *flow.Client, m PhaseCreate, opts *
 
 // QueuePhaseCreateWithDependency queues a phase create that waits for the
 // job planJobID (normally the plan's create). An empty planJobID queues it
-// without a dependency, as the seed does when the plan job could not be
+// without a dependency, as the BullMQ system does when the plan job could not be
 // queued; the step then retries until the plan exists.
 func QueuePhaseCreateWithDependency(ctx context.Context, c *flow.Client, m PhaseCreate, planJobID string, opts *flow.NodeOpts) (flow.EnqueuedJob, error) {
 	if planJobID == "" {
@@ -93,7 +93,7 @@ func QueueFullPlanSave(ctx context.Context, c *flow.Client, m PlanFullSave, opts
 }
 
 // SendWorkoutUpdate queues the legacy WORKOUT_UPDATE change set on one
-// exercise (the seed's sendWorkoutUpdateMessage); userID goes into the
+// exercise (BullMQ's sendWorkoutUpdateMessage); userID goes into the
 // envelope.
 func SendWorkoutUpdate(ctx context.Context, c *flow.Client, m WorkoutUpdate, userID string) (flow.EnqueuedJob, error) {
 	return add(ctx, c, m, &flow.NodeOpts{UserID: userID})
@@ -112,7 +112,7 @@ type AddPhaseResult struct {
 	PhaseJob flow.EnqueuedJob
 }
 
-// QueueAddPhase is the seed's "Add Phase" sequence in one call: if plan
+// QueueAddPhase is the BullMQ system's "Add Phase" sequence in one call: if plan
 // exists in db, it queues the phase create alone; if not, it queues the
 // plan create and the phase create depending on it, in one all-or-nothing
 // enqueue. The plan job has a fixed ID (PlanCreateJobID), so adding a second

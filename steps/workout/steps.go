@@ -65,7 +65,7 @@ func Steps(db bun.IDB) []flow.Step {
 }
 
 // NotFoundError is the retryable error of a step whose parent row does not
-// exist (yet): the seed's "plan <id> not found" race.
+// exist (yet): the "plan <id> not found" race: a child's create running before its parent's.
 type NotFoundError struct {
 	Entity string
 	ID     string
@@ -499,7 +499,7 @@ func affected(res interface{ RowsAffected() (int64, error) }, err error) (int, e
 }
 
 // The retry policy of the workout creates and updates, unless the caller's
-// options set one (see DefaultOpts). The seed's race: a phase create that
+// options set one (see DefaultOpts). The create race: a phase create that
 // runs before its plan exists (or a session's before its phase, an update
 // before its row's create) fails with a retryable *NotFoundError and is
 // retried until the row is there. 20 attempts 2s, 4s, 8s, 16s, then every
