@@ -66,6 +66,9 @@ type StepContext struct {
 	MaxAttempts int
 	Envelope    Envelope
 	Logger      *slog.Logger
+	// Batch names the batch this run is part of ("runner/number", and how
+	// many jobs it held) when the job's step is a BatchStep; "" otherwise.
+	Batch string
 
 	parentIDs []string
 	client    *Client
