@@ -168,6 +168,9 @@ type Node struct {
 	// Logs are the records the step logged through its StepContext.Logger
 	// in its last reported run (at most 8 KiB).
 	Logs string `json:"logs,omitempty"`
+	// Batch names the batch its last reported run was part of, when its
+	// step is a batch step: "runner/number of size".
+	Batch string `json:"batch,omitempty"`
 }
 
 // CreatedAt is the time of the node's first transition.

@@ -1,11 +1,13 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/trellisflow/trellis/internal/seam"
@@ -13,6 +15,7 @@ import (
 	"github.com/trellisflow/trellis/internal/tracing"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
@@ -21,12 +24,14 @@ import (
 
 // task is a node this runner holds.
 type task struct {
-	job      store.Claimed
+	job store.Claimed
+	// cancel ends its run: a single step's context; a batch item's share
+	// of its batch's (see dispatch). Nil while the item waits in a buffer.
 	cancel   context.CancelCauseFunc
 	released bool // handed back or lease lost: its result is not reported
 }
 
-// result is what a step goroutine sends back to the loop.
+// result is what a step goroutine sends back to the loop for one node.
 type result struct {
 	id      string
 	outcome *store.Outcome // nil: nothing to report (expanded, or lease lost)
@@ -48,10 +53,21 @@ var (
 // to Redis, the other handles its reply and prepares the next, so Redis is
 // not left idle while the runner works (and the other way round).
 type lane struct {
-	size    int           // the most steps this lane runs at once
-	results chan result   // from the step workers
-	wake    chan struct{} // from the waker: nodes became ready
-	first   bool          // the lane that logs the runner's stopping
+	size    int                // the most step runs this lane has at once
+	results chan []result      // from the step workers: one run's nodes
+	wake    chan struct{}      // from the waker: nodes became ready
+	first   bool               // the lane that logs the runner's stopping
+	running int                // runs handed to the workers, not yet back
+	buffers map[string]*buffer // a batch step's claimed nodes not yet running, by type
+	batches int                // batches this lane ran, for their names
+}
+
+// buffer holds the claimed nodes of one batch step's type until they make
+// a batch: Size of them, or the ones Linger gathered.
+type buffer struct {
+	bt    batchType
+	tasks []*task
+	since time.Time // when the first came
 }
 
 // lanes splits concurrency c into the runner's lanes: two once each gets
@@ -64,7 +80,7 @@ func lanes(c int) []*lane {
 	}
 	out := make([]*lane, len(sizes))
 	for i, n := range sizes {
-		out[i] = &lane{size: n, results: make(chan result, n), wake: make(chan struct{}, 1), first: i == 0}
+		out[i] = &lane{size: n, results: make(chan []result, n), wake: make(chan struct{}, 1), first: i == 0, buffers: map[string]*buffer{}}
 	}
 	return out
 }
@@ -86,21 +102,24 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 	defer func() { r.flushStats(ctx, &minute) }()
 	r.heartbeat(ctx, inflight)
 
-	collect := func(res result) {
-		t, ok := inflight[res.id]
-		if !ok {
-			return
-		}
-		delete(inflight, res.id)
-		r.busy.Add(-1)
-		if res.outcome != nil && !t.released {
-			pending = append(pending, *res.outcome)
-		}
-		if x := res.expanded; x != nil {
-			minute.Observe(x.Type, x.Kind, x.Final, x.Duration)
-		}
-		if o := res.outcome; res.unavailable && o != nil && o.Kind == store.OutcomeRetry {
-			r.holdClaims(o)
+	collect := func(rs []result) {
+		l.running--
+		for _, res := range rs {
+			t, ok := inflight[res.id]
+			if !ok {
+				continue
+			}
+			delete(inflight, res.id)
+			r.busy.Add(-1)
+			if res.outcome != nil && !t.released {
+				pending = append(pending, *res.outcome)
+			}
+			if x := res.expanded; x != nil {
+				minute.Observe(x.Type, x.Kind, x.Final, x.Duration)
+			}
+			if o := res.outcome; res.unavailable && o != nil && o.Kind == store.OutcomeRetry {
+				r.holdClaims(o)
+			}
 		}
 	}
 
@@ -108,8 +127,8 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 	drain:
 		for {
 			select {
-			case res := <-l.results:
-				collect(res)
+			case rs := <-l.results:
+				collect(rs)
 			default:
 				break drain
 			}
@@ -121,19 +140,28 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 		default:
 		}
 		now := r.now()
+		if stopping {
+			pending = r.unbuffer(l, inflight, pending)
+		}
+		r.dispatch(ctx, l, inflight, false)
 		var hold time.Duration // left of a hold (see holdClaims)
 		if h := r.hold.Load(); h != 0 {
 			hold = time.Duration(h - now.UnixNano())
 		}
-		want := 0
+		cat := r.catalog()
+		want, batches := 0, []store.TypeWant(nil)
 		if !stopping && hold <= 0 {
-			want = l.size - len(inflight)
+			want, batches = l.wants(cat)
 		}
-		if len(pending) > 0 || (want > 0 && !idle) {
+		asked := want
+		for _, b := range batches {
+			asked += b.Want
+		}
+		if len(pending) > 0 || (asked > 0 && !idle) {
 			maintain := now.Sub(lastMaintain) >= maintainEvery || (!nextDue.IsZero() && !now.Before(nextDue))
 			res, err := r.store.Sync(ctx, r.at(), store.SyncRequest{
 				Worker: r.cfg.ID, Lease: r.cfg.Lease, StallLimit: r.cfg.stallLimit(),
-				Queues: r.cfg.Queues, Types: r.typeList(), Want: want, Outcomes: pending, Maintain: maintain,
+				Queues: r.cfg.Queues, Types: cat.singles, Want: want, Batches: batches, Outcomes: pending, Maintain: maintain,
 				RetainAge: r.cfg.RetainAge, RetainCount: r.cfg.RetainCount,
 			})
 			if err != nil {
@@ -167,10 +195,11 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 			for _, c := range res.Claimed {
 				r.launch(ctx, c, inflight, l)
 			}
+			r.dispatch(ctx, l, inflight, false)
 			// fewer than asked: the queues are drained (or limited, or
 			// paused), so wait for a result, a wake-up or the timer
 			// instead of asking again at once
-			idle = want > 0 && len(res.Claimed) < want
+			idle = asked > 0 && len(res.Claimed) < asked
 			if maintain {
 				lastMaintain, nextDue = now, res.NextDue
 			}
@@ -188,7 +217,10 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 		if hold > 0 && hold < wait {
 			wait = max(hold, time.Millisecond)
 		}
-		if idle && want > 0 {
+		if d, ok := l.lingerLeft(r.machine()); ok && d < wait {
+			wait = max(d, time.Millisecond)
+		}
+		if idle && asked > 0 {
 			select {
 			case r.arm <- struct{}{}:
 			default:
@@ -196,8 +228,8 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 		}
 		timer := time.NewTimer(wait)
 		select {
-		case res := <-l.results:
-			collect(res)
+		case rs := <-l.results:
+			collect(rs)
 		case <-l.wake:
 			idle = false
 		case <-timer.C:
@@ -217,6 +249,55 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 		}
 		timer.Stop()
 	}
+}
+
+// wants is how many nodes the lane asks for: of its single steps' types,
+// one per free run; of each batch step's type, what its buffer lacks of a
+// batch, while a run is free for the batch (a buffer that holds nodes
+// already counts as one). Each type with a buffer may take a run that the
+// single steps' claim also counted, so a batch can wait for a run to end.
+func (l *lane) wants(cat *catalog) (int, []store.TypeWant) {
+	free := l.size - l.running
+	for _, b := range l.buffers {
+		if len(b.tasks) > 0 {
+			free--
+		}
+	}
+	want := 0
+	if len(cat.singles) > 0 {
+		want = max(free, 0)
+	}
+	var batches []store.TypeWant
+	for _, bt := range cat.batched {
+		held := 0
+		if b := l.buffers[bt.typ]; b != nil {
+			held = len(b.tasks)
+		}
+		if (held > 0 || free > 0) && bt.b.Size > held {
+			batches = append(batches, store.TypeWant{Type: bt.typ, Want: bt.b.Size - held})
+		}
+	}
+	return want, batches
+}
+
+// lingerLeft is how long until the first buffer's linger ends, if one
+// waits for it (and a run is free for its batch).
+func (l *lane) lingerLeft(now time.Time) (time.Duration, bool) {
+	if l.running >= l.size {
+		return 0, false
+	}
+	var left time.Duration
+	found := false
+	for _, b := range l.buffers {
+		if len(b.tasks) == 0 {
+			continue
+		}
+		d := b.since.Add(b.bt.b.Linger).Sub(now)
+		if !found || d < left {
+			left, found = d, true
+		}
+	}
+	return left, found
 }
 
 // now is the time the runner plans with: the client's Config.Clock (tests
@@ -325,7 +406,9 @@ func (r *Runner) heartbeat(ctx context.Context, inflight map[string]*task) {
 	for _, id := range lost {
 		if t, ok := inflight[id]; ok {
 			t.released = true
-			t.cancel(errLeaseLost)
+			if t.cancel != nil { // nil: it waits in a buffer, which drops it
+				t.cancel(errLeaseLost)
+			}
 			r.log.Warn("trellis: lease lost; step cancelled", "job", id, "type", t.job.Type)
 		}
 	}
@@ -341,7 +424,9 @@ func (r *Runner) handBack(ctx context.Context, inflight map[string]*task, pendin
 			pending = append(pending, store.Outcome{ID: id, Token: t.job.Token, Kind: store.OutcomeRelease})
 			t.released = true
 		}
-		t.cancel(errShutdown)
+		if t.cancel != nil {
+			t.cancel(errShutdown)
+		}
 	}
 	if len(pending) == 0 {
 		return
@@ -359,21 +444,124 @@ func (r *Runner) handBack(ctx context.Context, inflight map[string]*task, pendin
 	r.log.Info("trellis: in-flight jobs handed back", "jobs", len(inflight))
 }
 
-// job is a claimed node handed to a step worker.
+// job is a run handed to a step worker: one claimed node, or a batch.
 type job struct {
-	ctx context.Context
-	t   *task
-	l   *lane // the lane that claimed it, which hears the result
+	ctx   context.Context
+	t     *task     // a single step's node
+	batch *batchRun // or a batch step's nodes
+	l     *lane     // the lane that claimed it, which hears the result
 }
 
-// launch hands a claimed node to a step worker. A runner holds at most
-// Concurrency nodes, so the workers' channel never blocks.
+// batchRun is one batch of a batch step's nodes.
+type batchRun struct {
+	tasks  []*task
+	name   string // "runner/number of size", kept with each node
+	cancel context.CancelCauseFunc
+	left   int // nodes whose run was not cancelled (the lane's to count)
+}
+
+// launch takes a claimed node: a single step's goes to a step worker, a
+// batch step's into its type's buffer (see dispatch). A lane holds at most
+// its size in runs, so the workers' channel never blocks.
 func (r *Runner) launch(ctx context.Context, c store.Claimed, inflight map[string]*task, l *lane) {
-	tctx, cancel := context.WithCancelCause(ctx)
-	t := &task{job: c, cancel: cancel}
+	t := &task{job: c}
 	inflight[c.ID] = t
 	r.busy.Add(1)
+	for _, bt := range r.catalog().batched {
+		if bt.typ == c.Type {
+			b := l.buffers[c.Type]
+			if b == nil {
+				b = &buffer{bt: bt}
+				l.buffers[c.Type] = b
+			}
+			if len(b.tasks) == 0 {
+				b.since = r.machine()
+			}
+			b.tasks = append(b.tasks, t)
+			return
+		}
+	}
+	tctx, cancel := context.WithCancelCause(ctx)
+	t.cancel = cancel
+	l.running++
 	r.jobs <- job{ctx: tctx, t: t, l: l}
+}
+
+// dispatch hands each buffer that makes a batch to a step worker while the
+// lane has a free run: a full one, one whose linger is over, or, with all,
+// any. Nodes whose lease was lost while they waited are dropped.
+func (r *Runner) dispatch(ctx context.Context, l *lane, inflight map[string]*task, all bool) {
+	now := r.machine()
+	for typ, b := range l.buffers {
+		if l.running >= l.size {
+			return
+		}
+		live := b.tasks[:0]
+		for _, t := range b.tasks {
+			if t.released {
+				delete(inflight, t.job.ID)
+				r.busy.Add(-1)
+			} else {
+				live = append(live, t)
+			}
+		}
+		b.tasks = live
+		if len(b.tasks) == 0 || !(all || len(b.tasks) >= b.bt.b.Size || now.Sub(b.since) >= b.bt.b.Linger) {
+			continue
+		}
+		for len(b.tasks) > 0 && l.running < l.size {
+			n := min(len(b.tasks), b.bt.b.Size)
+			l.batches++
+			bctx, cancel := context.WithCancelCause(ctx)
+			run := &batchRun{tasks: slices.Clone(b.tasks[:n]), cancel: cancel, left: n,
+				name: r.cfg.ID + "/" + itoa(l.batchNumber()) + " of " + itoa(n)}
+			for _, t := range run.tasks {
+				t.cancel = run.cancelOne
+			}
+			b.tasks = b.tasks[n:]
+			l.running++
+			r.jobs <- job{ctx: bctx, batch: run, l: l}
+			if len(b.tasks) > 0 {
+				b.since = now
+			}
+		}
+		if len(b.tasks) == 0 {
+			delete(l.buffers, typ)
+		}
+	}
+}
+
+// batchNumber numbers the lane's batches apart from the other lane's.
+func (l *lane) batchNumber() int {
+	if l.first {
+		return 2*l.batches - 1
+	}
+	return 2 * l.batches
+}
+
+// cancelOne ends one node's share of the batch: the batch's context ends
+// at shutdown, or once no node of it is left to report.
+func (b *batchRun) cancelOne(cause error) {
+	b.left--
+	if errors.Is(cause, errShutdown) || b.left <= 0 {
+		b.cancel(cause)
+	}
+}
+
+// unbuffer hands back the nodes waiting in the lane's buffers, which never
+// started (the runner is stopping).
+func (r *Runner) unbuffer(l *lane, inflight map[string]*task, pending []store.Outcome) []store.Outcome {
+	for typ, b := range l.buffers {
+		for _, t := range b.tasks {
+			if !t.released {
+				pending = append(pending, store.Outcome{ID: t.job.ID, Token: t.job.Token, Kind: store.OutcomeRelease})
+			}
+			delete(inflight, t.job.ID)
+			r.busy.Add(-1)
+		}
+		delete(l.buffers, typ)
+	}
+	return pending
 }
 
 // work is one of the runner's Concurrency step workers. Long-lived workers
@@ -381,20 +569,36 @@ func (r *Runner) launch(ctx context.Context, c store.Claimed, inflight map[strin
 // every node.
 func (r *Runner) work() {
 	for j := range r.jobs {
+		if j.batch != nil {
+			rs := r.executeBatch(j.ctx, j.batch)
+			j.batch.cancel(nil)
+			j.l.results <- rs
+			continue
+		}
 		out, expanded, down := r.execute(j.ctx, &j.t.job)
 		j.t.cancel(nil)
-		j.l.results <- result{id: j.t.job.ID, outcome: out, expanded: expanded, unavailable: down}
+		j.l.results <- []result{{id: j.t.job.ID, outcome: out, expanded: expanded, unavailable: down}}
 	}
 }
 
-// execute runs one node and turns what happened into an outcome to report,
-// or, for a node that expanded (already written), the run to count; down
-// says the step failed because a dependency is unavailable.
-func (r *Runner) execute(ctx context.Context, c *store.Claimed) (report, expanded *store.Outcome, down bool) {
-	start := time.Now()
+// run is one node's run as a step worker goes through it.
+type run struct {
+	c       *store.Claimed
+	start   time.Time
+	log     *slog.Logger // the runner's records about the run
+	steplog *stepLog
+	sc      *flow.StepContext
+	err     error           // the envelope is malformed
+	ctx     context.Context // carries the run's span
+	span    trace.Span
+}
+
+// begin starts node c's run: its logger, observer call, span and step context.
+func (r *Runner) begin(ctx context.Context, c *store.Claimed) *run {
+	u := &run{c: c, start: time.Now(), steplog: &stepLog{max: r.limits.MaxLogs}}
 	attrs := []slog.Attr{slog.String("job", c.ID), slog.String("type", c.Type), slog.Int("attempt", c.Attempt)}
-	log := jobLogger(r.log, nil, attrs...)
-	log.Debug("trellis: step started")
+	u.log = jobLogger(r.log, nil, attrs...)
+	u.log.Debug("trellis: step started")
 	if r.cfg.Observer != nil {
 		var waited time.Duration
 		if !c.ReadyAt.IsZero() {
@@ -402,23 +606,112 @@ func (r *Runner) execute(ctx context.Context, c *store.Claimed) (report, expande
 		}
 		r.cfg.Observer.StepStarted(runOf(c), waited)
 	}
-	ctx, span := r.startRunSpan(ctx, c)
-	steplog := &stepLog{max: r.limits.MaxLogs}
-	v, err := seam.NewStepContext(r.client, *c, jobLogger(r.log, steplog, attrs...))
-	sc := v.(*flow.StepContext)
+	u.ctx, u.span = r.startRunSpan(ctx, c)
+	v, err := seam.NewStepContext(r.client, *c, jobLogger(r.log, u.steplog, attrs...))
+	u.sc, u.err = v.(*flow.StepContext), err
+	return u
+}
+
+// execute runs one node and turns what happened into an outcome to report,
+// or, for a node that expanded (already written), the run to count; down
+// says the step failed because a dependency is unavailable.
+func (r *Runner) execute(ctx context.Context, c *store.Claimed) (report, expanded *store.Outcome, down bool) {
+	u := r.begin(ctx, c)
 	var res []byte
 	var skipped string
+	err := u.err
 	if err == nil {
-		res, skipped, err = r.runStep(ctx, sc, c)
+		res, skipped, err = r.runStep(u.ctx, u.sc, c)
 	}
-	took := time.Since(start)
+	return r.end(u.ctx, u, res, skipped, err, time.Since(u.start))
+}
+
+// executeBatch runs a batch step's nodes as one batch: each node's
+// condition first (a false one skips the node), then the step for the
+// rest, and turns each node's result into its outcome.
+func (r *Runner) executeBatch(ctx context.Context, b *batchRun) []result {
+	runs := make([]*run, len(b.tasks))
+	errs := make([]error, len(b.tasks))
+	skips := make([]string, len(b.tasks))
+	var jobs []*flow.StepContext
+	var at []int // jobs[k] is runs[at[k]]
+	timeout := time.Duration(0)
+	for i, t := range b.tasks {
+		u := r.begin(ctx, &t.job)
+		runs[i] = u
+		u.sc.Batch = b.name
+		if u.err == nil {
+			skips[i], u.err = r.condition(ctx, u.sc, u.c)
+		}
+		if u.err != nil || skips[i] != "" {
+			errs[i] = u.err
+			continue
+		}
+		jobs, at = append(jobs, u.sc), append(at, i)
+		timeout = max(timeout, cmp.Or(u.c.Timeout, r.cfg.DefaultTimeout))
+	}
+	results := make([][]byte, len(b.tasks))
+	if len(jobs) > 0 {
+		out, err := r.runBatch(ctx, jobs, timeout)
+		for k, i := range at {
+			if err != nil {
+				errs[i] = err
+			} else {
+				results[i], errs[i] = out[k].Result, out[k].Err
+			}
+		}
+	}
+	rs := make([]result, len(b.tasks))
+	for i, u := range runs {
+		rep, exp, down := r.end(u.ctx, u, results[i], skips[i], errs[i], time.Since(u.start))
+		if rep != nil {
+			rep.Batch = b.name
+		}
+		if exp != nil {
+			exp.Batch = b.name
+		}
+		rs[i] = result{id: u.c.ID, outcome: rep, expanded: exp, unavailable: down}
+	}
+	return rs
+}
+
+// runBatch runs a batch step on jobs with timeout, turning a panic into an
+// error with its stack, for every job of the batch.
+func (r *Runner) runBatch(ctx context.Context, jobs []*flow.StepContext, timeout time.Duration) (out []flow.BatchResult, err error) {
+	r.mu.Lock()
+	step, _ := r.steps[jobs[0].Type].(flow.BatchStep)
+	r.mu.Unlock()
+	if step == nil {
+		return nil, flow.Permanent(fmt.Errorf("%w: no batch step registered for %s on runner %s", flow.ErrUnknownType, jobs[0].Type, r.cfg.ID))
+	}
+	sctx, cancel := context.WithTimeoutCause(ctx, timeout, timeoutError(timeout))
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = nil, &panicError{value: p, stack: string(debug.Stack())}
+		}
+	}()
+	out, err = step.RunBatch(sctx, jobs)
+	switch {
+	case err == nil && len(out) != len(jobs):
+		return nil, flow.Permanent(fmt.Errorf("the batch step of %s returned %d results for %d jobs", jobs[0].Type, len(out), len(jobs)))
+	case err != nil && sctx.Err() != nil && ctx.Err() == nil:
+		err = fmt.Errorf("%w (%v)", context.Cause(sctx), err)
+	}
+	return out, err
+}
+
+// end turns what run u's step did into its outcome: the report for Redis,
+// or, for a node that expanded (written now), the run to count.
+func (r *Runner) end(ctx context.Context, u *run, res []byte, skipped string, err error, took time.Duration) (report, expanded *store.Outcome, down bool) {
+	c, log := u.c, u.log
 	out := r.outcome(ctx, c, res, skipped, err, took, log)
 	if out != nil {
 		out.Span = tracing.Traceparent(ctx)
-		out.Logs = steplog.String()
+		out.Logs = u.steplog.String()
 	}
 	if out != nil && out.Kind == store.OutcomeOK {
-		specs, xerr := seam.Expansion(sc)
+		specs, xerr := seam.Expansion(u.sc)
 		switch {
 		case xerr != nil: // the sub-graph is invalid: running again would not help
 			out = r.outcome(ctx, c, nil, "", flow.Permanent(fmt.Errorf("expand: %w", xerr)), took, log)
@@ -443,7 +736,7 @@ func (r *Runner) execute(ctx context.Context, c *store.Claimed) (report, expande
 	if done := cmpOr(out, expanded); r.cfg.Observer != nil && done != nil {
 		r.cfg.Observer.StepFinished(runOf(c), Outcome(done.Ended()), took, err)
 	}
-	endRunSpan(span, cmpOr(out, expanded), err)
+	endRunSpan(u.span, cmpOr(out, expanded), err)
 	return out, expanded, err != nil && flow.IsUnavailable(err)
 }
 
@@ -463,14 +756,8 @@ func (r *Runner) runStep(ctx context.Context, sc *flow.StepContext, c *store.Cla
 	if step == nil {
 		return nil, "", flow.Permanent(fmt.Errorf("%w: no step registered for %s on runner %s", flow.ErrUnknownType, c.Type, r.cfg.ID))
 	}
-	if c.When != "" {
-		ok, err := sc.Condition(ctx, c.When)
-		if err != nil {
-			return nil, "", flow.Permanent(fmt.Errorf("condition %q: %w", c.When, err))
-		}
-		if !ok {
-			return nil, "condition false: " + c.When, nil
-		}
+	if skipped, err := r.condition(ctx, sc, c); skipped != "" || err != nil {
+		return nil, skipped, err
 	}
 	timeout := c.Timeout
 	if timeout == 0 {
@@ -492,6 +779,22 @@ func (r *Runner) runStep(ctx context.Context, sc *flow.StepContext, c *store.Cla
 		err = fmt.Errorf("%w (%v)", context.Cause(sctx), err)
 	}
 	return res, "", err
+}
+
+// condition evaluates node c's When: the reason it is skipped when false,
+// or the permanent error of one that cannot be evaluated.
+func (r *Runner) condition(ctx context.Context, sc *flow.StepContext, c *store.Claimed) (skipped string, err error) {
+	if c.When == "" {
+		return "", nil
+	}
+	ok, err := sc.Condition(ctx, c.When)
+	if err != nil {
+		return "", flow.Permanent(fmt.Errorf("condition %q: %w", c.When, err))
+	}
+	if !ok {
+		return "condition false: " + c.When, nil
+	}
+	return "", nil
 }
 
 // timeoutError is a step's deadline cause, formatted only when read.

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +26,8 @@ import (
 type Config struct {
 	// ID names the runner in leases, events and logs. Default host-pid-random.
 	ID string
-	// Concurrency is how many steps run at once. Default 10. From 16 up the
+	// Concurrency is how many steps run at once (a batch step's batch is
+	// one run, of up to its Batching.Size jobs). Default 10. From 16 up the
 	// runner splits it over two lanes, coordinating loops that each batch
 	// their own round trip to Redis, so one lane's wait overlaps the other's
 	// work.
@@ -57,6 +60,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer, when set, hears about every step run (metrics, tracing).
 	Observer Observer
+	// Batching overrides the Batching of the batch steps of these message
+	// types (size and linger); naming a type whose step is not a batch step
+	// is an error at Register.
+	Batching map[string]flow.Batching
 }
 
 // Observer hears about step runs. Calls come from the step goroutines and
@@ -139,6 +146,11 @@ func (c Config) validate() error {
 			return fmt.Errorf("runner: Config.Queues: %q %s", q, err.Error())
 		}
 	}
+	for typ, b := range c.Batching {
+		if err := b.WithDefaults().Validate(); err != nil {
+			return fmt.Errorf("runner: Config.Batching[%q]: %w", typ, err)
+		}
+	}
 	if c.Lease < 100*time.Millisecond {
 		return fmt.Errorf("runner: Config.Lease %s is under 100ms", c.Lease)
 	}
@@ -170,7 +182,7 @@ type Runner struct {
 
 	mu      sync.Mutex
 	steps   map[string]flow.Step
-	types   atomic.Pointer[[]string] // the steps' message types, sorted: what the runner claims
+	types   atomic.Pointer[catalog] // what the runner claims
 	started bool
 
 	info       dag.RunnerInfo // its heartbeat record, less what changes
@@ -227,10 +239,26 @@ func New(client *flow.Client, cfg *Config) (*Runner, error) {
 // ID is the runner's ID.
 func (r *Runner) ID() string { return r.cfg.ID }
 
-// Register adds steps. Registering a message type twice is an error.
+// catalog is what the registered steps make the runner claim.
+type catalog struct {
+	all     []string    // every registered message type, sorted
+	singles []string    // the types of single steps, sorted
+	batched []batchType // the types of batch steps, by type
+}
+
+// batchType is a batch step's message type and how its jobs are grouped.
+type batchType struct {
+	typ string
+	b   flow.Batching
+}
+
+// Register adds steps. Registering a message type twice is an error. A
+// flow.BatchStep is run a batch at a time (see flow.Batching and
+// Config.Batching).
 func (r *Runner) Register(steps ...flow.Step) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	add := map[string]flow.Step{}
 	for _, s := range steps {
 		typ := s.MessageType()
 		if err := dag.CheckName(typ); err != nil {
@@ -239,15 +267,42 @@ func (r *Runner) Register(steps ...flow.Step) error {
 		if _, dup := r.steps[typ]; dup {
 			return fmt.Errorf("runner: a step for %s is already registered", typ)
 		}
-		r.steps[typ] = s
+		if _, dup := add[typ]; dup {
+			return fmt.Errorf("runner: a step for %s is already registered", typ)
+		}
+		if bs, ok := s.(flow.BatchStep); ok {
+			if err := r.batching(typ, bs).Validate(); err != nil {
+				return fmt.Errorf("runner: the batch step of %s: %w", typ, err)
+			}
+		} else if _, ok := r.cfg.Batching[typ]; ok {
+			return fmt.Errorf("runner: Config.Batching names %s, whose step is not a batch step", typ)
+		}
+		add[typ] = s
 	}
-	types := make([]string, 0, len(r.steps))
-	for t := range r.steps {
-		types = append(types, t)
+	maps.Copy(r.steps, add)
+	var c catalog
+	for typ, s := range r.steps {
+		c.all = append(c.all, typ)
+		if bs, ok := s.(flow.BatchStep); ok {
+			c.batched = append(c.batched, batchType{typ: typ, b: r.batching(typ, bs)})
+		} else {
+			c.singles = append(c.singles, typ)
+		}
 	}
-	slices.Sort(types)
-	r.types.Store(&types)
+	slices.Sort(c.all)
+	slices.Sort(c.singles)
+	slices.SortFunc(c.batched, func(a, b batchType) int { return strings.Compare(a.typ, b.typ) })
+	r.types.Store(&c)
 	return nil
+}
+
+// batching is how the jobs of batch step s, of message type typ, are
+// grouped: Config.Batching's, else the step's own, with defaults.
+func (r *Runner) batching(typ string, s flow.BatchStep) flow.Batching {
+	if b, ok := r.cfg.Batching[typ]; ok {
+		return b.WithDefaults()
+	}
+	return s.Batching().WithDefaults()
 }
 
 // Handle registers a typed handler for message type M.
@@ -259,11 +314,13 @@ func Handle[M flow.Message, R any](r *Runner, fn func(ctx context.Context, sc *f
 // nodes of these types only.
 func (r *Runner) Types() []string { return slices.Clone(r.typeList()) }
 
-func (r *Runner) typeList() []string {
-	if t := r.types.Load(); t != nil {
-		return *t
+func (r *Runner) typeList() []string { return r.catalog().all }
+
+func (r *Runner) catalog() *catalog {
+	if c := r.types.Load(); c != nil {
+		return c
 	}
-	return nil
+	return &catalog{}
 }
 
 // Start begins claiming and running nodes. It returns at once; the runner

@@ -36,6 +36,8 @@ type Outcome struct {
 	Span string
 	// Logs are the step's own log records of this run (capped), shown with the job.
 	Logs string
+	// Batch names the batch the run was part of (a batch step's), shown with the job.
+	Batch string
 	// Type, Final and Duration are for the runner's stats, not sent to Redis.
 	Type     string
 	Final    bool // a retry with no attempts left: the node fails
@@ -69,11 +71,14 @@ type SyncRequest struct {
 	Lease      time.Duration
 	StallLimit int
 	Queues     []string
-	// Types are the message types the runner has steps for: it claims
-	// nodes of these types only (none when empty), so nodes of a type
-	// that no runner of this version knows wait for one that does.
+	// Types are the message types of the runner's single steps: it claims
+	// up to Want nodes of these types only (none when empty), so nodes of
+	// a type that no runner of this version knows wait for one that does.
 	Types []string
 	Want  int
+	// Batches are the types of its batch steps, each with how many nodes
+	// of it to claim, apart from Want.
+	Batches []TypeWant
 	// Maintain also promotes due delayed nodes, recovers expired leases and
 	// trims finished flows; runners ask for it a few times a second, not on
 	// every call.
@@ -81,6 +86,12 @@ type SyncRequest struct {
 	RetainAge   time.Duration // 0: keep finished flows regardless of age
 	RetainCount int           // -1: keep any number
 	Outcomes    []Outcome
+}
+
+// TypeWant asks for up to Want ready nodes of message type Type.
+type TypeWant struct {
+	Type string
+	Want int
 }
 
 // SyncResult says which outcomes applied and which nodes were claimed.
@@ -93,7 +104,7 @@ type SyncResult struct {
 // Sync applies outcomes, promotes due delayed nodes, recovers expired
 // leases, trims finished flows and claims up to Want ready nodes.
 func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncResult, error) {
-	args := callArgs(11 + len(req.Queues) + len(req.Types) + 7*len(req.Outcomes))
+	args := callArgs(12 + len(req.Queues) + len(req.Types) + 2*len(req.Batches) + 8*len(req.Outcomes))
 	args = append(args, ms(now), req.Worker, req.Lease.Milliseconds(), req.StallLimit, req.Want,
 		boolArg(req.Maintain), req.RetainAge.Milliseconds(), req.RetainCount, len(req.Queues))
 	for _, q := range req.Queues {
@@ -102,6 +113,10 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 	args = append(args, len(req.Types))
 	for _, t := range req.Types {
 		args = append(args, t)
+	}
+	args = append(args, len(req.Batches))
+	for _, b := range req.Batches {
+		args = append(args, b.Type, b.Want)
 	}
 	args = append(args, len(req.Outcomes))
 	for _, o := range req.Outcomes {
@@ -115,7 +130,7 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 		case OutcomeSkip:
 			a = o.Reason
 		}
-		args = append(args, o.ID, o.Token, string(o.Kind), a, b, o.Span, o.Logs)
+		args = append(args, o.ID, o.Token, string(o.Kind), a, b, o.Span, o.Logs, o.Batch)
 	}
 	res, err := s.run(ctx, s.scripts.sync, args)
 	if err != nil {

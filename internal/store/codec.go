@@ -177,7 +177,7 @@ func decodeNode(id string, h map[string]string) (*dag.Node, error) {
 			n.Error = &ei
 		}
 	}
-	n.Reason, n.Cause, n.Expanded, n.Logs = h["why"], h["cz"], h["ex"] == "1", h["lg"]
+	n.Reason, n.Cause, n.Expanded, n.Logs, n.Batch = h["why"], h["cz"], h["ex"] == "1", h["lg"], h["bt"]
 	if tk := h["tk"]; tk != "" {
 		if i := strings.LastIndex(tk, ":"); i > 0 {
 			if j := strings.LastIndex(tk[:i], ":"); j > 0 {

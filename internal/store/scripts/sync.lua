@@ -7,8 +7,11 @@
 --          also promote due delayed nodes, recover expired leases and trim
 --          finished flows), retain age ms, retain count (-1: unlimited),
 --          queue count, queues..., type count, types... (the message types
---          the runner has steps for: it claims only those),
---          outcome count, then per outcome: id, token, kind, a, b, span, logs
+--          of the runner's single steps: it claims up to claim count of
+--          those), batch type count, then per batch step's type: type, how
+--          many of it to claim (apart from the claim count),
+--          outcome count, then per outcome: id, token, kind, a, b, span,
+--          logs, batch
 --          kinds: ok (a = result JSON) · retry (a = error JSON, b = delay ms)
 --                 fail (a = error JSON) · skip (a = reason) · release (hand back)
 -- Returns  {status per outcome ("1" applied, "0" rejected)...,
@@ -26,12 +29,19 @@ local i = 10 + nq
 local types = {}
 for k = 1, tonumber(ARGV[i]) do types[k] = ARGV[i + k] end
 i = i + 1 + #types
+local batches, batchWant = {}, 0
+for k = 1, tonumber(ARGV[i]) do
+  local w = tonumber(ARGV[i + 2 * k])
+  batches[k] = {ARGV[i + 2 * k - 1], w}
+  batchWant = batchWant + w
+end
+i = i + 1 + 2 * #batches
 local total = tonumber(ARGV[i])
 i = i + 1
 local out = {}
 for _ = 1, total do
-  local id, tk, kind, a, b, sp, lg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  i = i + 7
+  local id, tk, kind, a, b, sp, lg, bt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  i = i + 8
   local n = loadDone(id)
   if not n or n.st ~= 'active' or n.tk ~= tk then
     out[#out + 1] = '0'
@@ -39,6 +49,7 @@ for _ = 1, total do
     out[#out + 1] = '1'
     if sp ~= '' then put(n, 'sp', sp) end
     if lg ~= '' then put(n, 'lg', lg) end
+    if bt ~= '' then put(n, 'bt', bt) end
     if kind == 'ok' then
       finish(n, 'succeeded', nil, nil, {'r', a})
     elseif kind == 'retry' and n.at < n.ma then
@@ -60,11 +71,14 @@ for _ = 1, total do
 end
 if maintain then
   migrate(queues, 100)
-  promote(100 + want)
+  promote(100 + want + batchWant)
   recover(100, stallLimit)
 end
 local claimed = {}
 if want > 0 and #types > 0 then claim(queues, types, want, worker, leaseMs, claimed) end
+for _, bw in ipairs(batches) do
+  if bw[2] > 0 then claim(queues, {bw[1]}, bw[2], worker, leaseMs, claimed) end
+end
 local trimLeft = false -- finished flows left to delete: maintain again at once
 if maintain and (retainAge > 0 or retainCount >= 0) then
   local _, more = trim(retainAge, retainCount, 50)

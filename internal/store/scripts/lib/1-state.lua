@@ -23,6 +23,7 @@
 --   r   result JSON                 er  last error JSON
 --   sp  traceparent of the last run's span (when tracing is on)
 --   lg  the step's own log records of its last reported run
+--   bt  the batch that run was part of (a batch step's)
 --   why reason for a cancel/skip    cz  the node whose outcome caused it
 --   ex  "1" once the node expanded into a sub-graph
 --   xs  that sub-graph's sinks      xn  its nodes (both \31-separated)
