@@ -142,6 +142,7 @@ type Run struct {
 	At      time.Time       // fake time the run started
 	Result  json.RawMessage // the step's result; nil when it failed
 	Err     error           // the step's error; nil when it succeeded
+	Batch   string          // the batch it ran in, for a batch step's job
 }
 
 // Harness runs whole graphs in process with a fake clock and records what
@@ -270,7 +271,12 @@ func (h *Harness) sync() {
 	for typ := range h.steps {
 		if !h.registered[typ] {
 			h.registered[typ] = true
-			add = append(add, &dispatch{h: h, typ: typ})
+			d := &dispatch{h: h, typ: typ}
+			if bs, ok := h.steps[typ].(flow.BatchStep); ok {
+				add = append(add, &batchDispatch{dispatch: d, b: bs.Batching()})
+			} else {
+				add = append(add, d)
+			}
 		}
 	}
 	h.mu.Unlock()
@@ -325,8 +331,7 @@ func (d *dispatch) Run(ctx context.Context, sc *flow.StepContext) (res json.RawM
 	h := d.h
 	h.mu.Lock()
 	step := h.steps[d.typ]
-	run := &Run{Job: sc.JobID, Type: d.typ, Attempt: sc.Attempt, At: h.clock.Now()}
-	h.runs = append(h.runs, run)
+	run := d.record(sc)
 	h.mu.Unlock()
 	defer func() {
 		p := recover()
@@ -341,6 +346,56 @@ func (d *dispatch) Run(ctx context.Context, sc *flow.StepContext) (res json.RawM
 		}
 	}()
 	return step.Run(ctx, sc)
+}
+
+// record adds the run of sc's job to the harness's runs; h.mu is held.
+func (d *dispatch) record(sc *flow.StepContext) *Run {
+	run := &Run{Job: sc.JobID, Type: d.typ, Attempt: sc.Attempt, At: d.h.clock.Now(), Batch: sc.Batch}
+	d.h.runs = append(d.h.runs, run)
+	return run
+}
+
+// batchDispatch is dispatch for a type first registered with a batch
+// step: the runner hands it batches, which go to the step the harness
+// holds now (one job at a time if a Stub made it a single step).
+type batchDispatch struct {
+	*dispatch
+	b flow.Batching
+}
+
+func (d *batchDispatch) Batching() flow.Batching { return d.b }
+
+func (d *batchDispatch) RunBatch(ctx context.Context, jobs []*flow.StepContext) ([]flow.BatchResult, error) {
+	h := d.h
+	h.mu.Lock()
+	step := h.steps[d.typ]
+	bs, batched := step.(flow.BatchStep)
+	var runs []*Run
+	if batched {
+		for _, sc := range jobs {
+			runs = append(runs, d.record(sc))
+		}
+	}
+	h.mu.Unlock()
+	if !batched {
+		out := make([]flow.BatchResult, len(jobs))
+		for i, sc := range jobs {
+			out[i].Result, out[i].Err = d.Run(ctx, sc)
+		}
+		return out, nil
+	}
+	out, err := bs.RunBatch(ctx, jobs)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, run := range runs {
+		switch {
+		case err != nil:
+			run.Err = err
+		case i < len(out):
+			run.Result, run.Err = out[i].Result, out[i].Err
+		}
+	}
+	return out, err
 }
 
 // Run enqueues g and runs it until every node is terminal, moving the fake

@@ -507,3 +507,54 @@ func TestRunJob(t *testing.T) {
 	require.JSONEq(t, `"phase(plan)"`, string(phase.Result))
 	require.Equal(t, []string{"plan"}, phase.Parents)
 }
+
+// Batch steps run in the harness as on a runner: nodes of the type run
+// together, each keeps its own outcome and retries on the fake clock, and
+// a Stub may swap the batch step for a single one.
+func TestBatchStep(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int
+	bulk := flow.BatchFunc(flow.Batching{Size: 10, Linger: 20 * time.Millisecond}, func(ctx context.Context, items []flow.Item[Email]) ([]flow.ItemResult[string], error) {
+		mu.Lock()
+		sizes = append(sizes, len(items))
+		mu.Unlock()
+		out := make([]flow.ItemResult[string], len(items))
+		for i, it := range items {
+			if it.Msg.To == "flaky" && it.Attempt == 1 {
+				out[i].Err = errors.New("mailbox busy")
+				continue
+			}
+			out[i].Value = "sent to " + it.Msg.To
+		}
+		return out, nil
+	})
+	h := flowtest.New(t, bulk)
+	g := flow.New()
+	bo := flow.Fixed(time.Minute)
+	for _, to := range []string{"a", "b", "c", "flaky"} {
+		g.Add(Email{To: to}, &flow.NodeOpts{ID: to, Backoff: &bo})
+	}
+	f := h.Run(g)
+	for _, n := range f.Nodes {
+		require.Equal(t, dag.Succeeded, n.State, n.ID)
+		require.JSONEq(t, fmt.Sprintf("%q", "sent to "+n.ID), string(n.Result))
+	}
+	require.Equal(t, 2, h.Job("flaky").Attempt)
+	require.GreaterOrEqual(t, h.Elapsed(), time.Minute, "the retry waited its backoff on the fake clock")
+	runs := h.RunsOf("flaky")
+	require.Len(t, runs, 2)
+	require.EqualError(t, runs[0].Err, "mailbox busy")
+	require.NotEmpty(t, runs[0].Batch, "a run names its batch")
+	mu.Lock()
+	require.Equal(t, 4, sizes[0], "the four ran as one batch first")
+	mu.Unlock()
+
+	h.Stub(flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Email) (string, error) { return "stubbed " + m.To, nil }))
+	g = flow.New()
+	g.Add(Email{To: "d"}, &flow.NodeOpts{ID: "d"})
+	g.Add(Email{To: "e"}, &flow.NodeOpts{ID: "e"})
+	f = h.Run(g)
+	for _, n := range f.Nodes {
+		require.JSONEq(t, fmt.Sprintf("%q", "stubbed "+n.ID), string(n.Result))
+	}
+}

@@ -727,6 +727,26 @@ func TestJobDetailShowsStepLogsEscaped(t *testing.T) {
 	require.NotContains(t, w.Body.String(), `<script>alert(1)`)
 }
 
+// A batch step's job says which batch it ran in, in the API and on its page.
+func TestJobDetailNamesItsBatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	g := flow.New()
+	for i := range 3 {
+		g.Add(Other{N: i}, &flow.NodeOpts{ID: fmt.Sprintf("other-%d", i)})
+	}
+	_, err := e.client.Enqueue(context.Background(), g)
+	require.NoError(t, err)
+	e.run()
+	e.wait("other-2", dag.Succeeded)
+	v := decode[map[string]any](t, e.get("/api/jobs/other-2"))
+	batch, _ := v["batch"].(string)
+	require.Regexp(t, `^.+/\d+ of [1-3]$`, batch)
+	w := e.get("/jobs/other-2")
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Contains(t, w.Body.String(), `<dd id="job-batch">`+batch+`</dd>`)
+}
+
 // Stranger is a message type no runner of the test has a step for.
 type Stranger struct{}
 

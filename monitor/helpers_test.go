@@ -99,7 +99,7 @@ func quiet() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// run starts a runner for Echo and Other; it stops at cleanup.
+// run starts a runner for Echo and Other (a batch step); it stops at cleanup.
 func (e *env) run() *runner.Runner {
 	e.t.Helper()
 	r, err := runner.New(e.client, &runner.Config{Concurrency: 4, IdleWait: 100 * time.Millisecond, Lease: 5 * time.Second,
@@ -117,9 +117,14 @@ func (e *env) run() *runner.Runner {
 		}
 		return m.Text, nil
 	}))
-	require.NoError(e.t, runner.Handle(r, func(ctx context.Context, sc *flow.StepContext, m Other) (int, error) {
-		return m.N, nil
-	}))
+	require.NoError(e.t, r.Register(flow.BatchFunc(flow.Batching{Size: 10, Linger: 20 * time.Millisecond},
+		func(ctx context.Context, items []flow.Item[Other]) ([]flow.ItemResult[int], error) {
+			out := make([]flow.ItemResult[int], len(items))
+			for i, it := range items {
+				out[i].Value = it.Msg.N
+			}
+			return out, nil
+		})))
 	require.NoError(e.t, r.Start(context.Background()))
 	e.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -35,6 +35,7 @@ type JobView struct {
 	Reason      string           `json:"reason,omitempty"`
 	Cause       string           `json:"cause,omitempty"`
 	Worker      string           `json:"worker,omitempty"`
+	Batch       string           `json:"batch,omitempty"` // the batch its last reported run was part of
 	Expanded    bool             `json:"expanded,omitempty"`
 	CreatedAt   *time.Time       `json:"createdAt,omitempty"`
 	StartedAt   *time.Time       `json:"startedAt,omitempty"`
@@ -64,7 +65,7 @@ func toView(n *dag.Node, full bool) JobView {
 		ID: n.ID, FlowID: n.FlowID, Type: n.Type, Queue: n.Queue, State: n.State,
 		Attempt: n.Attempt, MaxAttempts: n.MaxAttempts, Priority: n.Priority, Policy: n.Policy, When: n.When,
 		Stalls: n.Stalls, Parents: n.Parents, Children: n.Children, Error: n.Error,
-		Reason: n.Reason, Cause: n.Cause, Worker: n.Worker, Expanded: n.Expanded,
+		Reason: n.Reason, Cause: n.Cause, Worker: n.Worker, Batch: n.Batch, Expanded: n.Expanded,
 		CreatedAt: tp(n.CreatedAt()), StartedAt: tp(n.StartedAt()), FinishedAt: tp(n.FinishedAt()),
 		UpdatedAt: tp(lastChange(n)),
 	}
