@@ -549,7 +549,9 @@ func TestBatchStep(t *testing.T) {
 	require.Equal(t, 4, sizes[0], "the four ran as one batch first")
 	mu.Unlock()
 
-	h.Stub(flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Email) (string, error) { return "stubbed " + m.To, nil }))
+	h.Stub(flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Email) (string, error) {
+		return "stubbed " + m.To, nil
+	}))
 	g = flow.New()
 	g.Add(Email{To: "d"}, &flow.NodeOpts{ID: "d"})
 	g.Add(Email{To: "e"}, &flow.NodeOpts{ID: "e"})
