@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
@@ -396,4 +398,52 @@ func TestRegisterBatchStepErrors(t *testing.T) {
 	require.Equal(t, []string{"TEST_BULK"}, r.Types())
 	require.ErrorContains(t, r.Register(h.taskStep(), h.taskStep()), "a step for TEST_TASK is already registered")
 	require.Equal(t, []string{"TEST_BULK"}, r.Types(), "a refused Register adds nothing")
+}
+
+// Each node of a batch has its own run span, in its enqueuer's trace,
+// naming the batch.
+func TestBatchTracing(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		rec := tracetest.NewSpanRecorder()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+		client, err := flow.NewClient(h.rdb, &flow.Config{Namespace: h.ns, Logger: quietLogger(), TracerProvider: tp})
+		require.NoError(t, err)
+		reqCtx, req := tp.Tracer("test").Start(ctx, "POST /bulk")
+		g := flow.New()
+		for i := range 3 {
+			g.Add(Bulk{Name: fmt.Sprintf("t%d", i)}, &flow.NodeOpts{ID: fmt.Sprintf("t%d", i)})
+		}
+		res, err := client.Enqueue(reqCtx, g)
+		require.NoError(t, err)
+		req.End()
+		r, err := runner.New(client, &runner.Config{Concurrency: 2})
+		require.NoError(t, err)
+		require.NoError(t, r.Register(bulkStep(flow.Batching{Size: 10, Linger: 50 * time.Millisecond}, &batches{})))
+		require.NoError(t, r.Start(ctx))
+		defer func() { _ = r.Stop(ctx) }()
+		h.wait(res.FlowID)
+		require.NoError(t, r.Stop(ctx))
+		named := map[string]string{}
+		for _, s := range rec.Ended() {
+			if s.Name() != "trellis.run TEST_BULK" {
+				continue
+			}
+			require.Equal(t, req.SpanContext().TraceID(), s.SpanContext().TraceID())
+			var job, batch string
+			for _, kv := range s.Attributes() {
+				switch kv.Key {
+				case "trellis.job":
+					job = kv.Value.AsString()
+				case "trellis.batch":
+					batch = kv.Value.AsString()
+				}
+			}
+			named[job] = batch
+		}
+		require.Len(t, named, 3)
+		for id, batch := range named {
+			require.Equal(t, h.job(id).Batch, batch, "%s's span names its batch", id)
+		}
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/trellisflow/trellis/internal/tracing"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trellisflow/trellis/dag"
@@ -640,6 +641,9 @@ func (r *Runner) executeBatch(ctx context.Context, b *batchRun) []result {
 		u := r.begin(ctx, &t.job)
 		runs[i] = u
 		u.sc.Batch = b.name
+		if u.span != nil {
+			u.span.SetAttributes(attribute.String("trellis.batch", b.name))
+		}
 		if u.err == nil {
 			skips[i], u.err = r.condition(ctx, u.sc, u.c)
 		}
