@@ -144,7 +144,7 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 		if stopping {
 			pending = r.unbuffer(l, inflight, pending)
 		}
-		r.dispatch(ctx, l, inflight, false)
+		r.dispatch(ctx, l, inflight)
 		var hold time.Duration // left of a hold (see holdClaims)
 		if h := r.hold.Load(); h != 0 {
 			hold = time.Duration(h - now.UnixNano())
@@ -196,7 +196,7 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 			for _, c := range res.Claimed {
 				r.launch(ctx, c, inflight, l)
 			}
-			r.dispatch(ctx, l, inflight, false)
+			r.dispatch(ctx, l, inflight)
 			// fewer than asked: the queues are drained (or limited, or
 			// paused), so wait for a result, a wake-up or the timer
 			// instead of asking again at once
@@ -489,9 +489,9 @@ func (r *Runner) launch(ctx context.Context, c store.Claimed, inflight map[strin
 }
 
 // dispatch hands each buffer that makes a batch to a step worker while the
-// lane has a free run: a full one, one whose linger is over, or, with all,
-// any. Nodes whose lease was lost while they waited are dropped.
-func (r *Runner) dispatch(ctx context.Context, l *lane, inflight map[string]*task, all bool) {
+// lane has a free run: a full one, or one whose linger is over. Nodes whose
+// lease was lost while they waited are dropped.
+func (r *Runner) dispatch(ctx context.Context, l *lane, inflight map[string]*task) {
 	now := r.machine()
 	for typ, b := range l.buffers {
 		if l.running >= l.size {
@@ -507,7 +507,7 @@ func (r *Runner) dispatch(ctx context.Context, l *lane, inflight map[string]*tas
 			}
 		}
 		b.tasks = live
-		if len(b.tasks) == 0 || !(all || len(b.tasks) >= b.bt.b.Size || now.Sub(b.since) >= b.bt.b.Linger) {
+		if len(b.tasks) == 0 || (len(b.tasks) < b.bt.b.Size && now.Sub(b.since) < b.bt.b.Linger) {
 			continue
 		}
 		for len(b.tasks) > 0 && l.running < l.size {
