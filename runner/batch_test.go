@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -445,5 +446,77 @@ func TestBatchTracing(t *testing.T) {
 		for id, batch := range named {
 			require.Equal(t, h.job(id).Batch, batch, "%s's span names its batch", id)
 		}
+	})
+}
+
+// countObserver counts the runs an Observer hears of, by outcome.
+type countObserver struct {
+	mu       sync.Mutex
+	started  int
+	finished map[runner.Outcome]int
+}
+
+func (o *countObserver) StepStarted(runner.Run, time.Duration) {
+	o.mu.Lock()
+	o.started++
+	o.mu.Unlock()
+}
+
+func (o *countObserver) StepFinished(_ runner.Run, out runner.Outcome, _ time.Duration, _ error) {
+	o.mu.Lock()
+	o.finished[out]++
+	o.mu.Unlock()
+}
+
+func (o *countObserver) Stalled([]string) {}
+
+// A paused queue holds a batch step's nodes; once resumed, the best
+// priorities go first; each node keeps its own step logs, and the
+// observer hears of every node's run.
+func TestBatchPausePriorityLogsAndMetrics(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		require.NoError(t, h.client.Pause(ctx, "default"))
+		var mu sync.Mutex
+		var order [][]string
+		step := flow.BatchFunc(flow.Batching{Size: 2}, func(ctx context.Context, items []flow.Item[Bulk]) ([]flow.ItemResult[string], error) {
+			var ids []string
+			out := make([]flow.ItemResult[string], len(items))
+			for i, it := range items {
+				ids = append(ids, it.JobID)
+				it.Logger.Info("wrote the row", "name", it.Msg.Name)
+				out[i].Value = it.Msg.Name
+			}
+			mu.Lock()
+			order = append(order, ids)
+			mu.Unlock()
+			return out, nil
+		})
+		g := flow.New()
+		for i, p := range []int{1, 5, 3, 9, 7} {
+			g.Add(Bulk{Name: fmt.Sprintf("p%d", i)}, &flow.NodeOpts{ID: fmt.Sprintf("p%d", p), Priority: p})
+		}
+		res := h.enqueue(g)
+		obs := &countObserver{finished: map[runner.Outcome]int{}}
+		h.runner(&runner.Config{Concurrency: 1, IdleWait: 50 * time.Millisecond, Observer: obs}, step)
+		require.Never(t, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(order) > 0
+		}, 300*time.Millisecond, 20*time.Millisecond, "nothing of a paused queue runs")
+		require.NoError(t, h.client.Resume(ctx, "default"))
+		f := h.wait(res.FlowID)
+		mu.Lock()
+		require.Equal(t, []string{"p9", "p7"}, order[0], "the best priorities first")
+		mu.Unlock()
+		for _, n := range f.Nodes {
+			require.Equal(t, dag.Succeeded, n.State)
+			require.Contains(t, n.Logs, "wrote the row", n.ID)
+			require.Equal(t, 1, strings.Count(n.Logs, "wrote the row"), "%s keeps its own logs only", n.ID)
+		}
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		require.Equal(t, 5, obs.started)
+		require.Equal(t, map[runner.Outcome]int{runner.OutcomeOK: 5}, obs.finished)
 	})
 }
