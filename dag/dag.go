@@ -136,6 +136,8 @@ type Transition struct {
 	At      time.Time `json:"at"`
 	Attempt int       `json:"attempt"`
 	Worker  string    `json:"worker,omitempty"`
+	// Batch names the batch of a batch step's run that this change ended.
+	Batch string `json:"batch,omitempty"`
 }
 
 // ErrorInfo is the last error a node's step returned.

@@ -169,6 +169,16 @@ func TestBatchItemsEndOnTheirOwn(t *testing.T) {
 		}
 		bad := nodeByID(f, "bad")
 		require.Equal(t, "bad refuses", bad.Error.Message)
+		flaky := nodeByID(f, "flaky2")
+		var ran []string // the batch of each attempt, from the timeline
+		for _, tr := range flaky.Timeline {
+			if tr.Batch != "" {
+				ran = append(ran, tr.Batch)
+			}
+		}
+		require.Len(t, ran, 3, "each attempt names its batch: %+v", flaky.Timeline)
+		require.Equal(t, flaky.Batch, ran[2])
+		require.NotEqual(t, ran[0], ran[1])
 		require.Equal(t, 6, rec.snapshot()[0], "the six ran as one batch first")
 	})
 }

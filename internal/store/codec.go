@@ -213,14 +213,17 @@ func parseTimeline(tl string) []dag.Transition {
 		if e == "" {
 			continue
 		}
-		f := strings.SplitN(e, ",", 4)
+		f := strings.SplitN(e, ",", 5)
 		if len(f) < 3 {
 			continue
 		}
 		t := dag.Transition{To: dag.State(f[0]), At: fromMS(f[1])}
 		t.Attempt, _ = strconv.Atoi(f[2])
-		if len(f) == 4 {
+		if len(f) >= 4 {
 			t.Worker = f[3]
+		}
+		if len(f) == 5 {
+			t.Batch = f[4]
 		}
 		out = append(out, t)
 	}

@@ -232,8 +232,9 @@ async function job() {
     document.getElementById("job-error").textContent = j.error.message;
     document.getElementById("job-stack").textContent = j.error.stack || "";
   }
-  table(document.getElementById("job-timeline"), ["State", "At", "Attempt", "Worker"],
-    (j.timeline || []).map((t) => [stateBadge(t.to), fmtTime(t.at), t.attempt, t.worker || ""]));
+  const batched = (j.timeline || []).some((t) => t.batch);
+  table(document.getElementById("job-timeline"), ["State", "At", "Attempt", "Worker"].concat(batched ? ["Batch"] : []),
+    (j.timeline || []).map((t) => [stateBadge(t.to), fmtTime(t.at), t.attempt, t.worker || ""].concat(batched ? [t.batch || ""] : [])));
   document.getElementById("job-logs").textContent = j.logs || "(none: the step logged nothing through sc.Logger at Info or above)";
   jobActions(document.getElementById("job-actions"), j);
 }

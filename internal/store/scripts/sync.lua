@@ -49,7 +49,7 @@ for _ = 1, total do
     out[#out + 1] = '1'
     if sp ~= '' then put(n, 'sp', sp) end
     if lg ~= '' then put(n, 'lg', lg) end
-    if bt ~= '' then put(n, 'bt', bt) end
+    if bt ~= '' then put(n, 'bt', bt); n.bt = bt end
     if kind == 'ok' then
       finish(n, 'succeeded', nil, nil, {'r', a})
     elseif kind == 'retry' and n.at < n.ma then

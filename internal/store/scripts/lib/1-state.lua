@@ -18,7 +18,8 @@
 --   d   data blob, opaque to Lua
 --   c   children, \31-separated; one with more than one parent is marked
 --       by a leading \30 (see finish)
---   tl  timeline "state,ms,attempt[,worker]|"
+--   tl  timeline "state,ms,attempt[,worker[,batch]]|" (batch: on the
+--       change out of active of a batch step's run)
 --   tk  lease token while active    sl  stall count
 --   r   result JSON                 er  last error JSON
 --   sp  traceparent of the last run's span (when tracing is on)
@@ -323,7 +324,9 @@ local function move(n, to, worker, extra, score, when)
   local ts = when or NOWS
   membership(n, from, to, score)
   local at = itos(n.at)
-  n.tl = n.tl .. to .. ',' .. ts .. ',' .. at .. (worker and (',' .. worker) or '') .. '|'
+  local tail = worker and (',' .. worker) or ''
+  if n.bt and from == 'active' then tail = ',' .. (worker or '') .. ',' .. n.bt end
+  n.tl = n.tl .. to .. ',' .. ts .. ',' .. at .. tail .. '|'
   n.st = to
   local w = n.w
   if not w then -- as put() would, in one table constructor
