@@ -117,6 +117,7 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 			}
 			if x := res.expanded; x != nil {
 				minute.Observe(x.Type, x.Kind, x.Final, x.Duration)
+				idle = false // its sub-graph's first nodes are ready: claim them now
 			}
 			if o := res.outcome; res.unavailable && o != nil && o.Kind == store.OutcomeRetry {
 				r.holdClaims(o)
