@@ -297,6 +297,10 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 		}
 		req := store.SyncRequest{Worker: w, Lease: time.Minute, StallLimit: 1, Queues: []string{"q", "q2"}, Types: []string{"A", "B", "C"},
 			Want: rng.IntN(7), Maintain: rng.IntN(5) == 0, RetainCount: retain}
+		if rng.IntN(2) == 0 { // B is a batch step's type on this runner: claimed apart
+			req.Types = []string{"A", "C"}
+			req.Batches = []store.TypeWant{{Type: "B", Want: rng.IntN(10)}}
+		}
 		for _, id := range sortedKeys(held[w]) { // sorted: a seed replays exactly
 			c := held[w][id]
 			if rng.IntN(3) == 0 {
@@ -308,6 +312,9 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 				continue
 			}
 			o := store.Outcome{ID: id, Token: c.Token}
+			if c.Type == "B" && rng.IntN(2) == 0 {
+				o.Batch = w + "/1 of 3"
+			}
 			switch r := rng.IntN(20); {
 			case r < 14:
 				o.Kind, o.Result = store.OutcomeOK, []byte(`1`)
@@ -333,6 +340,14 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 			}
 			require.True(t, ok || mayReject[tk], "outcome of %s", id)
 			delete(mayReject, tk)
+		}
+		got := map[bool]int{} // claimed: of a batch type, of the others
+		for _, c := range res.Claimed {
+			got[len(req.Batches) > 0 && c.Type == "B"]++
+		}
+		require.LessOrEqual(t, got[false], req.Want, "the single steps' claim keeps to Want")
+		if len(req.Batches) > 0 {
+			require.LessOrEqual(t, got[true], req.Batches[0].Want, "a batch type's claim keeps to its own want")
 		}
 		for _, c := range res.Claimed {
 			require.Empty(t, owner[c.ID], "%s claimed while %s holds it", c.ID, owner[c.ID])
@@ -368,7 +383,7 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 		for q, n := range limited {
 			require.LessOrEqual(t, n, 2, "type C runs at most 2 at a time in queue %s", q)
 		}
-		if len(owner) == 0 && len(res.Claimed) == 0 && req.Want > 0 {
+		if len(owner) == 0 && len(res.Claimed) == 0 && req.Want > 0 && (len(req.Batches) == 0 || req.Batches[0].Want > 0) {
 			done := true
 			for _, f := range flows {
 				st, err := s.FlowStatus(ctx, f)
