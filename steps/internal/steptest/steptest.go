@@ -1,6 +1,7 @@
-// Package steptest runs single steps the way a runner would — a claimed job
-// with an envelope, a step context, an attempt number — without a runner,
-// so tests can replay attempts and inspect the database between them.
+// Package steptest runs single steps and batches the way a runner would — a
+// claimed job with an envelope, a step context, an attempt number — without
+// a runner, so tests can replay attempts and inspect the database between
+// them.
 package steptest
 
 import (
@@ -13,6 +14,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,6 +65,7 @@ type Runner struct {
 
 	mu      sync.Mutex
 	stamped map[string]time.Time
+	batches atomic.Int64
 }
 
 // Forget makes the next run of jobID a new job with a new timestamp.
@@ -118,18 +121,73 @@ func (r *Runner) RunRaw(ctx context.Context, jobID string, attempt int, typ stri
 	if !ok {
 		return nil, nil, fmt.Errorf("steptest: no step for %s", typ)
 	}
-	at := r.stamp(jobID)
-	payload, err := json.Marshal(flow.Envelope{MessageType: typ, Timestamp: at, EnqueuedAt: at, UserID: "user-1", Data: data})
-	if err != nil {
-		return nil, nil, err
-	}
-	v, err := seam.NewStepContext(r.Client, store.Claimed{Spec: dag.Spec{ID: jobID, Type: typ, Payload: payload, MaxAttempts: 5}, FlowID: jobID, Attempt: attempt}, Logger())
-	sc := v.(*flow.StepContext)
+	sc, err := r.context(jobID, attempt, typ, data)
 	if err != nil {
 		return nil, sc, err
 	}
 	res, err := step.Run(ctx, sc)
 	return res, sc, err
+}
+
+// context builds the step context of one attempt of job jobID.
+func (r *Runner) context(jobID string, attempt int, typ string, data []byte) (*flow.StepContext, error) {
+	at := r.stamp(jobID)
+	payload, err := json.Marshal(flow.Envelope{MessageType: typ, Timestamp: at, EnqueuedAt: at, UserID: "user-1", Data: data})
+	if err != nil {
+		return nil, err
+	}
+	v, err := seam.NewStepContext(r.Client, store.Claimed{Spec: dag.Spec{ID: jobID, Type: typ, Payload: payload, MaxAttempts: 5}, FlowID: jobID, Attempt: attempt}, Logger())
+	return v.(*flow.StepContext), err
+}
+
+// Job is one job of a batch: its ID, the attempt and its message (or, for
+// data that enqueue would refuse, Type and Data).
+type Job struct {
+	ID      string
+	Attempt int // 0 is 1
+	Msg     flow.Message
+	Type    string
+	Data    json.RawMessage
+}
+
+// RunBatch runs jobs, all of one message type whose step is a
+// flow.BatchStep, as one batch, as a runner would, and returns the step's
+// outcomes (nil with the batch's error) and the jobs' contexts.
+func (r *Runner) RunBatch(ctx context.Context, jobs ...Job) ([]flow.BatchResult, []*flow.StepContext, error) {
+	if len(jobs) == 0 {
+		return nil, nil, fmt.Errorf("steptest: a batch needs a job")
+	}
+	scs := make([]*flow.StepContext, len(jobs))
+	var typ string
+	for i, j := range jobs {
+		t, data := j.Type, []byte(j.Data)
+		if j.Msg != nil {
+			b, err := json.Marshal(j.Msg)
+			if err != nil {
+				return nil, nil, err
+			}
+			t, data = j.Msg.MessageType(), b
+		}
+		if i > 0 && t != typ {
+			return nil, nil, fmt.Errorf("steptest: job %s is a %s in a batch of %s", j.ID, t, typ)
+		}
+		typ = t
+		sc, err := r.context(j.ID, max(j.Attempt, 1), t, data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("steptest: job %s: %w", j.ID, err)
+		}
+		sc.Batch = fmt.Sprintf("steptest/%d (%d jobs)", r.batches.Add(1), len(jobs))
+		scs[i] = sc
+	}
+	step, ok := r.Steps[typ].(flow.BatchStep)
+	if !ok {
+		return nil, nil, fmt.Errorf("steptest: no batch step for %s", typ)
+	}
+	res, err := step.RunBatch(ctx, scs)
+	if err == nil && len(res) != len(jobs) {
+		err = fmt.Errorf("steptest: %d outcomes for %d jobs", len(res), len(jobs))
+	}
+	return res, scs, err
 }
 
 // Tables are the tables a snapshot covers.
