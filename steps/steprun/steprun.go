@@ -3,7 +3,8 @@
 // the job ID commit in one transaction, and a re-run of the job (after a
 // crash between the commit and the report to the engine, or a lease that
 // expired) finds the record and returns the stored result instead of
-// applying the effects again.
+// applying the effects again. DoBatch does the same for a batch step's
+// jobs: one transaction, one record per job.
 package steprun
 
 import (

@@ -32,6 +32,18 @@
 // in an internal field that the public messages do not have, so a JSON
 // envelope cannot claim it.
 //
+// # Batches
+//
+// The creates of plans, phases, sessions and exercises are batch steps
+// (flow.BatchStep, CreateBatching): a runner hands each up to 100 ready
+// jobs of its type, which it writes in one transaction with the jobs'
+// records (steprun.DoBatch): one statement reads the parents, one
+// multi-row insert writes the new rows, and only the items that are not
+// plain creates (a row that is there already, a missing or misplaced
+// parent, a superseded save) take statements of their own. Every item
+// keeps its own outcome, as if it had run alone. Updates and deletes run
+// one job at a time.
+//
 // # Retries
 //
 // A create whose parent row does not exist yet (the create race: a phase

@@ -186,8 +186,12 @@ func (p path) inPlan() (string, []any) {
 
 // errChanged is the retryable error of a write whose row changed between
 // the check and the write (a concurrent create or delete).
-func errChanged(p path) error {
-	return fmt.Errorf("workout: %s %s changed while this job wrote it; retrying", p.leaf(), p.id())
+func errChanged(p path) error { return &changedError{p} }
+
+type changedError struct{ p path }
+
+func (e *changedError) Error() string {
+	return fmt.Sprintf("workout: %s %s changed while this job wrote it; retrying", e.p.leaf(), e.p.id())
 }
 
 // rewrite sets the cols of row, which exists in p's plan (check passed),

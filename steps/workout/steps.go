@@ -50,14 +50,14 @@ type FullSaveResult struct {
 func Steps(db bun.IDB) []flow.Step {
 	return []flow.Step{
 		steprun.Step(db, workoutUpdate),
-		steprun.Step(db, planCreate),
-		steprun.Step(db, phaseCreate),
+		steprun.BatchStep(db, CreateBatching, planCreates),
+		steprun.BatchStep(db, CreateBatching, creates(phaseCreation)),
 		steprun.Step(db, phaseUpdate),
 		steprun.Step(db, phaseDelete),
-		steprun.Step(db, sessionCreate),
+		steprun.BatchStep(db, CreateBatching, creates(sessionCreation)),
 		steprun.Step(db, sessionUpdate),
 		steprun.Step(db, sessionDelete),
-		steprun.Step(db, exerciseCreate),
+		steprun.BatchStep(db, CreateBatching, creates(exerciseCreation)),
 		steprun.Step(db, exerciseUpdate),
 		steprun.Step(db, exerciseDelete),
 		fullSaveStep(db),
@@ -129,31 +129,73 @@ func ofSave(tx bun.IDB, parent *bun.SelectQuery, planID, save string) *bun.Selec
 
 // planCreate inserts the plan, or else holds it to its client and trainer
 // and rewrites its name and state.
-func planCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PlanCreate) (Result, error) {
-	t := now()
-	row := &schema.Plan{ID: m.PlanID, Name: m.Name, ClientID: m.ClientID, TrainerID: m.TrainerID, IsActive: m.IsActive,
-		CreatedAt: t, UpdatedAt: t}
-	res := Result{Entity: "plan", ID: m.PlanID, Action: "created"}
+func planCreate(ctx context.Context, tx bun.Tx, m PlanCreate) (Result, error) {
+	row := planRow(m)
 	n, err := affected(tx.NewInsert().Model(row).On("CONFLICT (id) DO NOTHING").Exec(ctx))
 	if err != nil || n == 1 {
-		return res, err
+		return Result{Entity: "plan", ID: m.PlanID, Action: "created"}, err
 	}
+	return planSettle(ctx, tx, row, m)
+}
+
+func planRow(m PlanCreate) *schema.Plan {
+	t := now()
+	return &schema.Plan{ID: m.PlanID, Name: m.Name, ClientID: m.ClientID, TrainerID: m.TrainerID, IsActive: m.IsActive,
+		CreatedAt: t, UpdatedAt: t}
+}
+
+// planSettle is planCreate for a plan whose row did not go in: it is there.
+func planSettle(ctx context.Context, tx bun.Tx, row *schema.Plan, m PlanCreate) (Result, error) {
 	p := path{client: m.ClientID, trainer: m.TrainerID, plan: m.PlanID}
 	if err := check(ctx, tx, p, false, true); err != nil {
 		return Result{}, err
 	}
-	res.Action, err = rewrite(ctx, tx, row, p, "name", "is_active", "updated_at")
-	return res, err
+	action, err := rewrite(ctx, tx, row, p, "name", "is_active", "updated_at")
+	return Result{Entity: "plan", ID: m.PlanID, Action: action}, err
 }
 
-func phaseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m phaseCreateJob) (Result, error) {
+// creation is a create of a row under its parent as its message says it:
+// the row, where it goes, the full plan save it belongs to ("" for none)
+// and the columns a create of a row that is there already rewrites.
+type creation[T any] struct {
+	row  *T
+	p    path
+	save string
+	cols []string
+}
+
+func phaseCreation(m phaseCreateJob) creation[schema.Phase] {
 	t := now()
-	action, err := createUnder(ctx, tx, &schema.Phase{
-		ID: m.Phase.ID, PlanID: m.PlanID, Name: m.Phase.Name, OrderNumber: m.Phase.OrderNumber,
-		IsActive: m.Phase.IsActive, CreatedAt: t, UpdatedAt: t,
-	}, path{client: m.ClientID, trainer: m.TrainerID, plan: m.PlanID, phase: m.Phase.ID}, m.FullSave,
-		"plan_id", "name", "order_number", "is_active", "updated_at")
-	return Result{Entity: "phase", ID: m.Phase.ID, Action: action}, err
+	return creation[schema.Phase]{
+		row: &schema.Phase{ID: m.Phase.ID, PlanID: m.PlanID, Name: m.Phase.Name, OrderNumber: m.Phase.OrderNumber,
+			IsActive: m.Phase.IsActive, CreatedAt: t, UpdatedAt: t},
+		p:    path{client: m.ClientID, trainer: m.TrainerID, plan: m.PlanID, phase: m.Phase.ID},
+		save: m.FullSave,
+		cols: []string{"plan_id", "name", "order_number", "is_active", "updated_at"},
+	}
+}
+
+func sessionCreation(m sessionCreateJob) creation[schema.Session] {
+	t := now()
+	return creation[schema.Session]{
+		row: &schema.Session{ID: m.Session.ID, PhaseID: m.PhaseID, Name: m.Session.Name, OrderNumber: m.Session.OrderNumber,
+			CreatedAt: t, UpdatedAt: t},
+		p:    path{plan: m.PlanID, phase: m.PhaseID, session: m.Session.ID},
+		save: m.FullSave,
+		cols: []string{"phase_id", "name", "order_number", "updated_at"},
+	}
+}
+
+func exerciseCreation(m exerciseCreateJob) creation[schema.Exercise] {
+	e, t := m.Exercise, now()
+	return creation[schema.Exercise]{
+		row: &schema.Exercise{ID: e.ID, SessionID: m.SessionID, Name: e.Name, OrderNumber: e.OrderNumber,
+			Sets: e.Sets, Reps: e.Reps, Weight: e.Weight, RestSeconds: e.Rest, Tempo: e.Tempo, Notes: e.Notes,
+			CreatedAt: t, UpdatedAt: t},
+		p:    path{plan: m.PlanID, phase: m.PhaseID, session: m.SessionID, exercise: e.ID},
+		save: m.FullSave,
+		cols: []string{"session_id", "name", "order_number", "sets", "reps", "weight", "rest_seconds", "tempo", "notes", "updated_at"},
+	}
 }
 
 // createUnder creates row, the row p ends at, under its parent, which must
@@ -182,6 +224,13 @@ func createUnder(ctx context.Context, tx bun.Tx, row any, p path, save string, c
 	if err != nil || n == 1 {
 		return "created", err
 	}
+	return settle(ctx, tx, row, p, save, cols...)
+}
+
+// settle is createUnder for a create whose row did not go in: a save that
+// no longer owns the plan is "superseded", a misplaced row or a missing
+// parent an error (check), and a row where p puts it is rewritten.
+func settle(ctx context.Context, tx bun.Tx, row any, p path, save string, cols ...string) (string, error) {
 	if save != "" {
 		ok, err := savedPlan(tx, p.plan, save).Exists(ctx)
 		if err != nil {
@@ -258,16 +307,6 @@ func phaseDelete(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m PhaseDel
 	return deleted(ctx, tx, (*schema.Phase)(nil), path{plan: m.PlanID, phase: m.PhaseID})
 }
 
-func sessionCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m sessionCreateJob) (Result, error) {
-	t := now()
-	action, err := createUnder(ctx, tx, &schema.Session{
-		ID: m.Session.ID, PhaseID: m.PhaseID, Name: m.Session.Name, OrderNumber: m.Session.OrderNumber,
-		CreatedAt: t, UpdatedAt: t,
-	}, path{plan: m.PlanID, phase: m.PhaseID, session: m.Session.ID}, m.FullSave,
-		"phase_id", "name", "order_number", "updated_at")
-	return Result{Entity: "session", ID: m.Session.ID, Action: action}, err
-}
-
 func sessionUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m SessionUpdate) (Result, error) {
 	q := tx.NewUpdate().Model((*schema.Session)(nil)).Set("updated_at = ?", now())
 	if m.Changes.Name != nil {
@@ -281,17 +320,6 @@ func sessionUpdate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m Sessio
 
 func sessionDelete(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m SessionDelete) (Result, error) {
 	return deleted(ctx, tx, (*schema.Session)(nil), path{plan: m.PlanID, phase: m.PhaseID, session: m.SessionID})
-}
-
-func exerciseCreate(ctx context.Context, tx bun.Tx, _ *flow.StepContext, m exerciseCreateJob) (Result, error) {
-	e, t := m.Exercise, now()
-	action, err := createUnder(ctx, tx, &schema.Exercise{
-		ID: e.ID, SessionID: m.SessionID, Name: e.Name, OrderNumber: e.OrderNumber,
-		Sets: e.Sets, Reps: e.Reps, Weight: e.Weight, RestSeconds: e.Rest, Tempo: e.Tempo, Notes: e.Notes,
-		CreatedAt: t, UpdatedAt: t,
-	}, path{plan: m.PlanID, phase: m.PhaseID, session: m.SessionID, exercise: e.ID}, m.FullSave,
-		"session_id", "name", "order_number", "sets", "reps", "weight", "rest_seconds", "tempo", "notes", "updated_at")
-	return Result{Entity: "exercise", ID: e.ID, Action: action}, err
 }
 
 func updateExercise(ctx context.Context, tx bun.Tx, p path, c ExerciseChanges) (Result, error) {
