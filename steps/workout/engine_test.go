@@ -88,23 +88,53 @@ func requireTree(t *testing.T, e *steptest.Engine, m workout.PlanFullSave) {
 		"x.session_id IN (SELECT s.id FROM workout_sessions AS s JOIN workout_phases AS p ON p.id = s.phase_id WHERE p.plan_id = ?)", m.PlanID))
 }
 
-// concurrency wraps a step to measure how many of its runs overlap.
+// concurrency measures how many jobs of a step run at once (a batch's jobs
+// all run at once).
 type concurrency struct {
-	flow.Step
 	now, max atomic.Int32
 }
 
-func (c *concurrency) Run(ctx context.Context, sc *flow.StepContext) (json.RawMessage, error) {
-	n := c.now.Add(1)
-	defer c.now.Add(-1)
+// enter counts n jobs in until the returned func is called.
+func (c *concurrency) enter(n int) func() {
+	k := c.now.Add(int32(n))
 	for {
 		m := c.max.Load()
-		if n <= m || c.max.CompareAndSwap(m, n) {
+		if k <= m || c.max.CompareAndSwap(m, k) {
 			break
 		}
 	}
 	time.Sleep(2 * time.Millisecond) // long enough for siblings to overlap
-	return c.Step.Run(ctx, sc)
+	return func() { c.now.Add(-int32(n)) }
+}
+
+// wrap returns s measured by c; a batch step stays one, with its batching.
+func (c *concurrency) wrap(s flow.Step) flow.Step {
+	if b, ok := s.(flow.BatchStep); ok {
+		return measuredBatch{measured{s, c}, b}
+	}
+	return measured{s, c}
+}
+
+type measured struct {
+	flow.Step
+	c *concurrency
+}
+
+func (m measured) Run(ctx context.Context, sc *flow.StepContext) (json.RawMessage, error) {
+	defer m.c.enter(1)()
+	return m.Step.Run(ctx, sc)
+}
+
+type measuredBatch struct {
+	measured
+	b flow.BatchStep
+}
+
+func (m measuredBatch) Batching() flow.Batching { return m.b.Batching() }
+
+func (m measuredBatch) RunBatch(ctx context.Context, jobs []*flow.StepContext) ([]flow.BatchResult, error) {
+	defer m.c.enter(len(jobs))()
+	return m.b.RunBatch(ctx, jobs)
 }
 
 func stepsWith(wrap map[string]flow.Step, steps []flow.Step) []flow.Step {
@@ -131,14 +161,17 @@ func TestFullPlanSaveEndToEnd(t *testing.T) {
 
 		exercises := &concurrency{}
 		steps := workout.Steps(e.DB)
+		var wrapped flow.Step
 		for _, s := range steps {
 			if s.MessageType() == workout.TypeExerciseCreate {
-				exercises.Step = s
+				wrapped = exercises.wrap(s)
 			}
 		}
+		_, batched := wrapped.(flow.BatchStep)
+		require.True(t, batched, "the measured exercise create is still a batch step")
 		// Two runners share the work, as two worker processes would.
 		for range 2 {
-			e.Start(nil, stepsWith(map[string]flow.Step{workout.TypeExerciseCreate: exercises}, steps)...)
+			e.Start(nil, stepsWith(map[string]flow.Step{workout.TypeExerciseCreate: wrapped}, steps)...)
 		}
 
 		f := e.Wait(job.ID)
@@ -175,7 +208,7 @@ func TestFullPlanSaveEndToEnd(t *testing.T) {
 				}
 			}
 		}
-		require.Greater(t, exercises.max.Load(), int32(1), "independent exercises ran in parallel")
+		require.Greater(t, exercises.max.Load(), int32(1), "independent exercises ran at once (in parallel or in one batch)")
 		requireTree(t, e, m)
 	})
 }
