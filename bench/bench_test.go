@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/runner"
+	"github.com/trellisflow/trellis/steps/workout"
 )
 
 func testBench(t testing.TB) *bench {
@@ -96,16 +98,97 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
+// fullplansave-pg runs the real workout steps as batch steps and records
+// the batches they ran in; both floors write every row.
 func TestFullPlanSavePostgres(t *testing.T) {
 	t.Parallel()
 	b := testBench(t)
 	ctx := context.Background()
-	r, err := b.fullPlanSavePG(ctx, 1, 10)
+	r, err := b.fullPlanSavePG(ctx, 2, 10)
 	require.NoError(t, err, "needs PostgreSQL at DATABASE_URL; `make test` starts it")
-	require.Equal(t, planNodes, r.Nodes)
-	f, err := b.bunFloor(ctx, 1, 10)
+	require.Equal(t, 2*planNodes, r.Nodes)
+	require.GreaterOrEqual(t, r.HopP50MS, 0.0)
+	for _, typ := range []string{workout.TypePlanCreate, workout.TypePhaseCreate, workout.TypeSessionCreate, workout.TypeExerciseCreate} {
+		require.GreaterOrEqual(t, r.BatchMean[typ], 1.0, "%s ran as a batch step", typ)
+		require.GreaterOrEqual(t, r.BatchMax[typ], r.BatchMean[typ], typ)
+	}
+	for _, floor := range []string{bunRows, bunBulk} {
+		f, err := b.bunFloor(ctx, floor, 2, 10)
+		require.NoError(t, err)
+		require.Equal(t, floor, f.Engine)
+		require.Equal(t, "fullplansave-pg", f.Scenario)
+		require.Greater(t, f.NodesPerSec, 0.0)
+	}
+}
+
+// fullplansave-one times each save from its CSV to its rows, and records
+// the hops of its expanded nodes.
+func TestFullPlanSaveOne(t *testing.T) {
+	t.Parallel()
+	b := testBench(t)
+	r, err := b.fullPlanSaveOne(context.Background(), 3, 10)
 	require.NoError(t, err)
-	require.Greater(t, f.NodesPerSec, 0.0)
+	require.Equal(t, "fullplansave-one", r.Scenario)
+	require.Greater(t, r.SaveP50MS, 0.0)
+	require.GreaterOrEqual(t, r.SaveP99MS, r.SaveP50MS)
+	require.Greater(t, r.HopP50MS, 0.0)
+	require.GreaterOrEqual(t, r.BatchMax[workout.TypeExerciseCreate], 1.0)
+	line, err := json.Marshal(r)
+	require.NoError(t, err)
+	require.Contains(t, string(line), `"save_p50_ms"`)
+	require.Contains(t, string(line), `"batch_mean":{`)
+}
+
+// The timing wrapper keeps a batch step a batch step, with its batching,
+// and counts its batches.
+func TestTimedKeepsBatching(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder(3)
+	step := flow.BatchFunc(flow.Batching{Size: 7}, func(ctx context.Context, items []flow.Item[noop]) ([]flow.ItemResult[int], error) {
+		return make([]flow.ItemResult[int], len(items)), nil
+	})
+	w, ok := timedStep(step, rec).(flow.BatchStep)
+	require.True(t, ok)
+	require.Equal(t, 7, w.Batching().Size)
+	_, ok = timedStep(flow.StepFunc(func(context.Context, *flow.StepContext, noop) (int, error) { return 0, nil }), rec).(flow.BatchStep)
+	require.False(t, ok, "a single step stays single")
+
+	var jobs []*flow.StepContext
+	for i := range 3 {
+		rec.name(fmt.Sprintf("j%d", i), i)
+		jobs = append(jobs, &flow.StepContext{JobID: fmt.Sprintf("j%d", i), Type: "BENCH_NOOP", Envelope: flow.Envelope{Data: []byte("{}")}})
+	}
+	_, err := w.RunBatch(context.Background(), jobs[:2])
+	require.NoError(t, err)
+	_, err = w.RunBatch(context.Background(), jobs[2:])
+	require.NoError(t, err)
+	require.Equal(t, int64(3), rec.done.Load())
+	r := blankResult()
+	rec.fill(&r)
+	require.Equal(t, 1.5, r.BatchMean["BENCH_NOOP"])
+	require.Equal(t, 2.0, r.BatchMax["BENCH_NOOP"])
+	mean, most := r.batchSizes()
+	require.Equal(t, []float64{1.5, 2}, []float64{mean, most})
+}
+
+// The table states fullplansave-pg against both floors with their targets.
+func TestTableFloors(t *testing.T) {
+	t.Parallel()
+	row := func(engine string, nodesPerSec float64) Result {
+		r := blankResult()
+		r.Engine, r.Scenario, r.Concurrency, r.Nodes, r.NodesPerSec = engine, "fullplansave-pg", 50, 7250, nodesPerSec
+		return r
+	}
+	tr := row("trellis", 12000)
+	tr.BatchCalls = map[string]float64{workout.TypeExerciseCreate: 10}
+	tr.BatchMean = map[string]float64{workout.TypeExerciseCreate: 60}
+	tr.BatchMax = map[string]float64{workout.TypeExerciseCreate: 100}
+	var out strings.Builder
+	printTable(&out, &bench{opt: options{peers: map[string]bool{}}}, []Result{tr, row(bunRows, 4000), row(bunBulk, 60000)})
+	require.Contains(t, out.String(), "÷ the bun-rows floor: 3.00× (12,000 vs 4,000 rows/s; target ≥ 3.00×: met)")
+	require.Contains(t, out.String(), "÷ the bun-bulk floor: 0.20× (12,000 vs 60,000 rows/s; target ≥ 0.33×: NOT met)")
+	require.Contains(t, out.String(), "| 60.0 / 100.0 |")
+	require.Contains(t, out.String(), "WORKOUT_EXERCISE_CREATE 60.0 / 100 in 10")
 }
 
 func TestResultJSON(t *testing.T) {

@@ -27,7 +27,7 @@ import (
 
 type counter = atomic.Int64
 
-var scenarioNames = []string{"independent", "fanout", "chain", "fullplansave", "large"}
+var scenarioNames = []string{"independent", "fanout", "chain", "fullplansave", "fullplansave-one", "large"}
 
 var peerNames = []string{"bullmq", "asynq", "river"}
 
@@ -71,7 +71,7 @@ func main() {
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	scenario := fs.String("scenario", "all", "scenario to run: "+strings.Join(scenarioNames, ", ")+", or all; several separated by commas")
-	n := fs.Int("n", 0, "nodes (independent, large), flows (fanout), chains (chain) or plans (fullplansave); 0: the scenario's default")
+	n := fs.Int("n", 0, "nodes (independent, large), flows (fanout), chains (chain), plans (fullplansave) or saves (fullplansave-one); 0: the scenario's default")
 	c := fs.Int("concurrency", 0, "runner concurrency; 0: independent runs C=10 and C=50, the others C=50 (chain C=10)")
 	redisURL := fs.String("redis", envOr("REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL (every scenario uses its own namespace and deletes it)")
 	dbURL := fs.String("db", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL for fullplansave with the real workout steps and for the River peer")
@@ -280,9 +280,16 @@ func (b *bench) all(ctx context.Context) ([]Result, error) {
 			if bull {
 				add("bullmq", s, func(ctx context.Context) (Result, error) { return b.bullmq(ctx, s, plans, c) })
 			}
-			if b.pgReady(ctx) {
+			if b.pgReady(ctx, s+"-pg") {
 				add("trellis", s+"-pg", func(ctx context.Context) (Result, error) { return b.fullPlanSavePG(ctx, plans, c) })
-				add("bun", s+"-pg", func(ctx context.Context) (Result, error) { return b.bunFloor(ctx, plans, c) })
+				for _, floor := range []string{bunRows, bunBulk} {
+					add(floor, s+"-pg", func(ctx context.Context) (Result, error) { return b.bunFloor(ctx, floor, plans, c) })
+				}
+			}
+		case "fullplansave-one":
+			saves, c := pick(30), conc(50)
+			if b.pgReady(ctx, s) {
+				add("trellis", s, func(ctx context.Context) (Result, error) { return b.fullPlanSaveOne(ctx, saves, c) })
 			}
 		case "large":
 			n, c := pick(100000), conc(50)

@@ -79,11 +79,11 @@ func (b *bench) pgPing(ctx context.Context) error {
 	return db.PingContext(ctx)
 }
 
-// pgReady says whether PostgreSQL can be reached, and when not, that the
-// rows with the real workout steps are skipped.
-func (b *bench) pgReady(ctx context.Context) bool {
+// pgReady says whether PostgreSQL can be reached, and when not, that
+// scenario, which needs it, is skipped.
+func (b *bench) pgReady(ctx context.Context, scenario string) bool {
 	if err := b.pgPing(ctx); err != nil {
-		b.status("fullplansave with the real workout steps: SKIPPED — PostgreSQL at -db: %v", err)
+		b.status("%s with the real workout steps: SKIPPED — PostgreSQL at -db: %v", scenario, err)
 		return false
 	}
 	return true
@@ -108,7 +108,7 @@ func (b *bench) fullPlanSavePG(ctx context.Context, plans, c int) (Result, error
 	defer stop()
 	var steps []flow.Step
 	for _, s := range workout.Steps(db) {
-		steps = append(steps, timed{Step: s, rec: rec})
+		steps = append(steps, timedStep(s, rec))
 	}
 	if err := t.startRunnerWith(ctx, c, runner.Config{}, steps); err != nil {
 		return Result{}, err
@@ -117,13 +117,9 @@ func (b *bench) fullPlanSavePG(ctx context.Context, plans, c int) (Result, error
 	if err != nil {
 		return Result{}, err
 	}
-	var rows int
-	for _, model := range []any{(*schema.Plan)(nil), (*schema.Phase)(nil), (*schema.Session)(nil), (*schema.Exercise)(nil)} {
-		k, err := db.NewSelect().Model(model).Count(ctx)
-		if err != nil {
-			return Result{}, err
-		}
-		rows += int(k)
+	rows, err := countRows(ctx, db)
+	if err != nil {
+		return Result{}, err
 	}
 	if rows != n {
 		return Result{}, fmt.Errorf("%d rows written, want %d", rows, n)
@@ -134,11 +130,48 @@ func (b *bench) fullPlanSavePG(ctx context.Context, plans, c int) (Result, error
 	return r, nil
 }
 
-// bunFloor writes the same rows straight through bun, without an engine:
-// c goroutines, each taking whole plans and inserting a plan's rows one
-// statement at a time, parents first. It is the floor the engine's
-// full plan save is compared against.
-func (b *bench) bunFloor(ctx context.Context, plans, c int) (Result, error) {
+// planRows are plan k's rows, as addPlan's messages describe them.
+type planRows struct {
+	plan      *schema.Plan
+	phases    []*schema.Phase
+	sessions  []*schema.Session
+	exercises []*schema.Exercise
+}
+
+func rowsOf(k int) planRows {
+	now := time.Now().UTC()
+	planID := fmt.Sprintf("plan-%d", k)
+	r := planRows{plan: &schema.Plan{ID: planID, Name: fmt.Sprintf("Strength block %d", k), ClientID: "client-1", TrainerID: "trainer-1", IsActive: true, CreatedAt: now, UpdatedAt: now}}
+	for p := 0; p < planPhases; p++ {
+		phaseID := fmt.Sprintf("%s-ph%d", planID, p)
+		r.phases = append(r.phases, &schema.Phase{ID: phaseID, PlanID: planID, Name: fmt.Sprintf("Phase %d", p+1), OrderNumber: p + 1, IsActive: p == 0, CreatedAt: now, UpdatedAt: now})
+		for s := 0; s < planSessions; s++ {
+			sessionID := fmt.Sprintf("%s-s%d", phaseID, s)
+			r.sessions = append(r.sessions, &schema.Session{ID: sessionID, PhaseID: phaseID, Name: fmt.Sprintf("Day %d", s+1), OrderNumber: s + 1, CreatedAt: now, UpdatedAt: now})
+			for e := 0; e < planExercises; e++ {
+				r.exercises = append(r.exercises, &schema.Exercise{ID: fmt.Sprintf("%s-e%d", sessionID, e), SessionID: sessionID, Name: "Back squat", OrderNumber: e + 1,
+					Sets: 4, Reps: 8, Weight: 80, RestSeconds: 120, Tempo: "3-1-1-0", CreatedAt: now, UpdatedAt: now})
+			}
+		}
+	}
+	return r
+}
+
+// The two floors the engine's full plan save is compared against: the
+// same rows written straight through bun, without an engine, by c
+// goroutines each taking whole plans.
+const (
+	// bunRows inserts a plan's rows one statement (and transaction) at a
+	// time, parents first: what a plain loop over the messages does.
+	bunRows = "bun-rows"
+	// bunBulk writes a plan in one transaction with one multi-row INSERT
+	// per table: the least a hand-written save does.
+	bunBulk = "bun-bulk"
+)
+
+// bunFloor writes plans plans' rows the way engine (bunRows or bunBulk)
+// says, with c goroutines.
+func (b *bench) bunFloor(ctx context.Context, engine string, plans, c int) (Result, error) {
 	db, drop, err := b.pgSchema(ctx, c)
 	if err != nil {
 		return Result{}, err
@@ -146,48 +179,74 @@ func (b *bench) bunFloor(ctx context.Context, plans, c int) (Result, error) {
 	defer drop()
 	n := plans * planNodes
 	var done counter
-	stop := b.progress(fmt.Sprintf("bun floor C=%d", c), int64(n), done.Load)
+	stop := b.progress(fmt.Sprintf("%s floor C=%d", engine, c), int64(n), done.Load)
 	defer stop()
-	insert := func(m any) error {
-		_, err := db.NewInsert().Model(m).On("CONFLICT (id) DO NOTHING").Exec(ctx)
-		done.Add(1)
-		return err
-	}
-	t0 := time.Now()
-	err = parallel(ctx, plans, c, func(k int) error {
-		now := time.Now().UTC()
-		planID := fmt.Sprintf("plan-%d", k)
-		if err := insert(&schema.Plan{ID: planID, Name: fmt.Sprintf("Strength block %d", k), ClientID: "client-1", TrainerID: "trainer-1", IsActive: true, CreatedAt: now, UpdatedAt: now}); err != nil {
-			return err
-		}
-		for p := 0; p < planPhases; p++ {
-			phaseID := fmt.Sprintf("%s-ph%d", planID, p)
-			if err := insert(&schema.Phase{ID: phaseID, PlanID: planID, Name: fmt.Sprintf("Phase %d", p+1), OrderNumber: p + 1, IsActive: p == 0, CreatedAt: now, UpdatedAt: now}); err != nil {
-				return err
-			}
-			for s := 0; s < planSessions; s++ {
-				sessionID := fmt.Sprintf("%s-s%d", phaseID, s)
-				if err := insert(&schema.Session{ID: sessionID, PhaseID: phaseID, Name: fmt.Sprintf("Day %d", s+1), OrderNumber: s + 1, CreatedAt: now, UpdatedAt: now}); err != nil {
-					return err
-				}
-				for e := 0; e < planExercises; e++ {
-					if err := insert(&schema.Exercise{ID: fmt.Sprintf("%s-e%d", sessionID, e), SessionID: sessionID, Name: "Back squat", OrderNumber: e + 1,
-						Sets: 4, Reps: 8, Weight: 80, RestSeconds: 120, Tempo: "3-1-1-0", CreatedAt: now, UpdatedAt: now}); err != nil {
+	write := func(k int) error {
+		r := rowsOf(k)
+		if engine == bunBulk {
+			return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+				for _, m := range []any{r.plan, &r.phases, &r.sessions, &r.exercises} {
+					if _, err := tx.NewInsert().Model(m).On("CONFLICT (id) DO NOTHING").Exec(ctx); err != nil {
 						return err
 					}
 				}
+				done.Add(planNodes)
+				return nil
+			})
+		}
+		insert := func(m any) error {
+			_, err := db.NewInsert().Model(m).On("CONFLICT (id) DO NOTHING").Exec(ctx)
+			done.Add(1)
+			return err
+		}
+		for _, m := range append(append(append([]any{r.plan}, anys(r.phases)...), anys(r.sessions)...), anys(r.exercises)...) {
+			if err := insert(m); err != nil {
+				return err
 			}
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	t0 := time.Now()
+	if err := parallel(ctx, plans, c, write); err != nil {
 		return Result{}, err
 	}
 	secs := time.Since(t0).Seconds()
-	r := b.result("fullplansave-pg", fmt.Sprintf("%d plans × %d rows straight through bun", plans, planNodes), c, n)
-	r.Engine = "bun"
+	rows, err := countRows(ctx, db)
+	if err != nil {
+		return Result{}, err
+	}
+	if rows != n {
+		return Result{}, fmt.Errorf("%s: %d rows written, want %d", engine, rows, n)
+	}
+	how := "one INSERT per row"
+	if engine == bunBulk {
+		how = "one transaction per plan, one multi-row INSERT per table"
+	}
+	r := b.result("fullplansave-pg", fmt.Sprintf("%d plans × %d rows straight through bun, %s", plans, planNodes, how), c, n)
+	r.Engine = engine
 	r.Seconds = secs
 	r.NodesPerSec = float64(n) / secs
 	r.FlowsPerSec = float64(plans) / secs
 	return r, nil
+}
+
+func anys[T any](xs []T) []any {
+	out := make([]any, len(xs))
+	for i, x := range xs {
+		out[i] = x
+	}
+	return out
+}
+
+// countRows counts the rows of the four workout tables.
+func countRows(ctx context.Context, db bun.IDB) (int, error) {
+	var rows int
+	for _, model := range []any{(*schema.Plan)(nil), (*schema.Phase)(nil), (*schema.Session)(nil), (*schema.Exercise)(nil)} {
+		k, err := db.NewSelect().Model(model).Count(ctx)
+		if err != nil {
+			return 0, err
+		}
+		rows += int(k)
+	}
+	return rows, nil
 }

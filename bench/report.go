@@ -69,8 +69,8 @@ func peerOf(results []Result, t Result, engine string) (Result, bool) {
 // printTable prints the results as a Markdown table, then the large
 // scenario's memory figures, the ceiling and the machine.
 func printTable(w io.Writer, b *bench, results []Result) {
-	fmt.Fprintln(w, "| scenario | engine | C | nodes | nodes/s | enqueue/s | enq→start p50 / p99 ms | parent→child p50 / p99 ms | ms/hop | cmds/node | Redis µs/node | process µs/node | × BullMQ | × asynq | × River |")
-	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| scenario | engine | C | nodes | nodes/s | enqueue/s | enq→start p50 / p99 ms | parent→child p50 / p99 ms | ms/hop | save p50 / p99 ms | jobs/batch mean / max | cmds/node | Redis µs/node | process µs/node | × BullMQ | × asynq | × River |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	var large, ceiling []Result
 	versions := map[string]string{}
 	for _, r := range results {
@@ -99,16 +99,41 @@ func printTable(w io.Writer, b *bench, results []Result) {
 		if r.Variant != "" {
 			name += " (" + r.Variant + ")"
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		mean, most := r.batchSizes()
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			name, r.Engine, r.Concurrency, num(float64(r.Nodes), 0), num(r.NodesPerSec, 0), num(r.EnqueuePerSec, 0),
 			pair(r.EnqStartP50MS, r.EnqStartP99MS, 2), pair(r.HopP50MS, r.HopP99MS, 2), num(r.MsPerHop, 3),
+			pair(r.SaveP50MS, r.SaveP99MS, 1), pair(mean, most, 1),
 			num(r.CmdsPerNode, 1), num(r.RedisCPUPerNodeUS, 1), num(r.ProcCPUPerNodeUS, 1), vs[0], vs[1], vs[2])
 	}
 	for _, r := range results {
 		if r.Engine == "trellis" && r.Scenario == "fullplansave-pg" {
-			if f, ok := peerOf(results, r, "bun"); ok {
-				fmt.Fprintf(w, "\nfullplansave-pg: Trellis with the real workout steps runs at %s of the bun floor (%s vs %s rows/s)", pct(r.NodesPerSec/f.NodesPerSec), num(r.NodesPerSec, 0), num(f.NodesPerSec, 0))
+			for _, f := range []struct {
+				engine string
+				target float64
+			}{{bunRows, 3}, {bunBulk, 1.0 / 3}} {
+				if p, ok := peerOf(results, r, f.engine); ok {
+					x := r.NodesPerSec / p.NodesPerSec
+					fmt.Fprintf(w, "\nfullplansave-pg: Trellis with the real workout steps ÷ the %s floor: %s× (%s vs %s rows/s; target ≥ %s×: %s)",
+						f.engine, num(x, 2), num(r.NodesPerSec, 0), num(p.NodesPerSec, 0), num(f.target, 2), met(x >= f.target))
+				}
 			}
+		}
+		if r.Scenario == "fullplansave-one" {
+			fmt.Fprintf(w, "\nfullplansave-one: one full plan save, CSV to committed rows: p50 %s ms, p99 %s ms over %d saves (target ≤ 40 ms at the median: %s)",
+				num(r.SaveP50MS, 1), num(r.SaveP99MS, 1), r.Nodes/planNodes, met(r.SaveP50MS <= 40))
+		}
+		if len(r.BatchMean) > 0 {
+			types := make([]string, 0, len(r.BatchMean))
+			for typ := range r.BatchMean {
+				types = append(types, typ)
+			}
+			sort.Strings(types)
+			var parts []string
+			for _, typ := range types {
+				parts = append(parts, fmt.Sprintf("%s %s / %s in %s", typ, num(r.BatchMean[typ], 1), num(r.BatchMax[typ], 0), num(r.BatchCalls[typ], 0)))
+			}
+			fmt.Fprintf(w, "\n%s %s: jobs per batch, mean / max in calls: %s; parent→child p50 / p99 %s ms", r.Engine, r.Scenario, strings.Join(parts, ", "), pair(r.HopP50MS, r.HopP99MS, 2))
 		}
 		if r.Note != "" {
 			fmt.Fprintf(w, "\n%s %s: %s", r.Engine, r.Scenario, r.Note)
@@ -173,9 +198,27 @@ func printTable(w io.Writer, b *bench, results []Result) {
 	fmt.Fprintf(w, "; figures are medians of %d run(s)\n", runs)
 }
 
-func pct(x float64) string {
-	if math.IsNaN(x) || math.IsInf(x, 0) {
-		return "–"
+func met(ok bool) string {
+	if ok {
+		return "met"
 	}
-	return fmt.Sprintf("%.0f%%", 100*x)
+	return "NOT met"
+}
+
+// batchSizes are the jobs per RunBatch call over every batch step of r:
+// the mean and the largest; NaN without batch steps.
+func (r Result) batchSizes() (mean, most float64) {
+	var calls, jobs float64
+	most = math.NaN()
+	for typ, c := range r.BatchCalls {
+		calls += c
+		jobs += c * r.BatchMean[typ]
+		if math.IsNaN(most) || r.BatchMax[typ] > most {
+			most = r.BatchMax[typ]
+		}
+	}
+	if calls == 0 {
+		return math.NaN(), math.NaN()
+	}
+	return jobs / calls, most
 }

@@ -10,8 +10,8 @@ import (
 // Result is one scenario run by one engine. Float figures that do not apply
 // are NaN and left out of the JSON. Peers print the same JSON fields.
 type Result struct {
-	Engine      string `json:"engine"`   // trellis, bullmq, asynq, river, bun, redis-benchmark
-	Scenario    string `json:"scenario"` // independent, fanout, chain, fullplansave, fullplansave-pg, large, ceiling
+	Engine      string `json:"engine"`   // trellis, bullmq, asynq, river, bun-rows, bun-bulk, redis-benchmark
+	Scenario    string `json:"scenario"` // independent, fanout, chain, fullplansave, fullplansave-pg, fullplansave-one, large, ceiling
 	Variant     string `json:"variant,omitempty"`
 	Concurrency int    `json:"concurrency,omitempty"`
 	Nodes       int    `json:"nodes"`
@@ -41,6 +41,16 @@ type Result struct {
 	MemTrimmedBPerNode float64 `json:"mem_trimmed_b_per_node"` // large: per node left after retention trimmed the flow
 
 	OpsPerSec float64 `json:"ops_per_s"` // redis-benchmark requests per second
+
+	SaveP50MS float64 `json:"save_p50_ms"` // fullplansave-one: one save, CSV parsed to every row committed
+	SaveP99MS float64 `json:"save_p99_ms"`
+
+	// BatchCalls, BatchMean and BatchMax are the RunBatch calls of each
+	// batch step, by message type, and their jobs per call: the batch
+	// sizes the runner reached.
+	BatchCalls map[string]float64 `json:"batch_calls,omitempty"`
+	BatchMean  map[string]float64 `json:"batch_mean,omitempty"`
+	BatchMax   map[string]float64 `json:"batch_max,omitempty"`
 
 	// PerCommand is cmds/node by Redis command (from the first of the runs).
 	PerCommand map[string]float64 `json:"per_command,omitempty"`

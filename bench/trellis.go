@@ -47,12 +47,49 @@ type recorder struct {
 	failOnce sync.Once
 	failed   chan struct{}
 	failure  error
+
+	mu      sync.Mutex
+	batches map[string]*batchSizes  // by message type
+	waiters map[int64]chan struct{} // closed once done reaches the key
+	waiting atomic.Bool
+}
+
+// batchSizes counts the RunBatch calls of one batch step and their jobs.
+type batchSizes struct{ calls, jobs, max int }
+
+// batch records a RunBatch call of type typ with n jobs.
+func (r *recorder) batch(typ string, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.batches[typ]
+	if b == nil {
+		b = &batchSizes{}
+		r.batches[typ] = b
+	}
+	b.calls++
+	b.jobs += n
+	b.max = max(b.max, n)
+}
+
+// reached is closed once n nodes ran.
+func (r *recorder) reached(n int64) <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch := make(chan struct{})
+	if r.done.Load() >= n {
+		close(ch)
+		return ch
+	}
+	r.waiters[n] = ch
+	r.waiting.Store(true)
+	return ch
 }
 
 func newRecorder(n int) *recorder {
 	return &recorder{
 		base: time.Now(), ids: make(map[string]int32, n), enq: make([]int64, n), start: make([]atomic.Int64, n), end: make([]atomic.Int64, n),
 		parents: make([][]int32, n), want: int64(n), all: make(chan struct{}), failed: make(chan struct{}),
+		batches: map[string]*batchSizes{}, waiters: map[int64]chan struct{}{},
 	}
 }
 
@@ -91,8 +128,19 @@ func (r *recorder) index(id string) int {
 func (r *recorder) ran(i int, start int64) {
 	r.start[i].Store(start)
 	r.end[i].Store(r.now())
-	if r.done.Add(1) == r.want {
+	d := r.done.Add(1)
+	if d == r.want {
 		close(r.all)
+	}
+	if r.waiting.Load() {
+		r.mu.Lock()
+		for n, ch := range r.waiters {
+			if d >= n {
+				close(ch)
+				delete(r.waiters, n)
+			}
+		}
+		r.mu.Unlock()
 	}
 }
 
@@ -118,6 +166,16 @@ func (r *recorder) fill(res *Result) {
 	enqStart, hop := r.latencies()
 	res.EnqStartP50MS, res.EnqStartP99MS = percentile(enqStart, 0.50), percentile(enqStart, 0.99)
 	res.HopP50MS, res.HopP99MS = percentile(hop, 0.50), percentile(hop, 0.99)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for typ, b := range r.batches {
+		if res.BatchMean == nil {
+			res.BatchCalls, res.BatchMean, res.BatchMax = map[string]float64{}, map[string]float64{}, map[string]float64{}
+		}
+		res.BatchCalls[typ] = float64(b.calls)
+		res.BatchMean[typ] = float64(b.jobs) / float64(b.calls)
+		res.BatchMax[typ] = float64(b.max)
+	}
 }
 
 func nodeID(i int) string { return "n" + strconv.Itoa(i) }
@@ -178,7 +236,16 @@ func (t *trellisRun) startRunnerWith(ctx context.Context, c int, cfg runner.Conf
 	return r.Start(ctx)
 }
 
-// timed wraps a real step so that its successful runs are recorded.
+// timedStep wraps a real step so that its successful runs are recorded; a
+// batch step stays a batch step, with its batching, and its batches'
+// sizes are recorded too.
+func timedStep(s flow.Step, rec *recorder) flow.Step {
+	if b, ok := s.(flow.BatchStep); ok {
+		return timedBatch{timed{s, rec}, b}
+	}
+	return timed{s, rec}
+}
+
 type timed struct {
 	flow.Step
 	rec *recorder
@@ -191,6 +258,32 @@ func (s timed) Run(ctx context.Context, sc *flow.StepContext) (json.RawMessage, 
 		s.rec.ran(s.rec.index(sc.JobID), start)
 	}
 	return res, err
+}
+
+type timedBatch struct {
+	timed
+	b flow.BatchStep
+}
+
+func (s timedBatch) Batching() flow.Batching { return s.b.Batching() }
+
+func (s timedBatch) Run(ctx context.Context, sc *flow.StepContext) (json.RawMessage, error) {
+	s.rec.batch(sc.Type, 1) // a batch of one
+	return s.timed.Run(ctx, sc)
+}
+
+func (s timedBatch) RunBatch(ctx context.Context, jobs []*flow.StepContext) ([]flow.BatchResult, error) {
+	start := s.rec.now()
+	out, err := s.b.RunBatch(ctx, jobs)
+	s.rec.batch(s.MessageType(), len(jobs))
+	if err == nil {
+		for i, o := range out {
+			if o.Err == nil {
+				s.rec.ran(s.rec.index(jobs[i].JobID), start)
+			}
+		}
+	}
+	return out, err
 }
 
 func workoutNoops(rec *recorder) []flow.Step {
