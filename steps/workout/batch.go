@@ -148,27 +148,45 @@ func parentsThere[T any](ctx context.Context, tx bun.Tx, cs []creation[T]) (map[
 		Trainer string `bun:"trainer"`
 		Owner   string `bun:"owner"`
 	}
-	keys := make([][]any, 0, len(cs))
+	type key struct{ plan, phase, session string }
+	// the parent's key of each item: the path above its row
+	keyOf := func(p path) key {
+		switch p.leaf() {
+		case "phase":
+			return key{plan: p.plan}
+		case "session":
+			return key{plan: p.plan, phase: p.phase}
+		}
+		return key{p.plan, p.phase, p.session}
+	}
+	var keys [][]any // each parent once: a session's exercises share it
+	seen := make(map[key]bool, len(cs))
+	for _, c := range cs {
+		k := keyOf(c.p)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		switch c.p.leaf() {
+		case "phase":
+			keys = append(keys, []any{k.plan})
+		case "session":
+			keys = append(keys, []any{k.phase, k.plan})
+		default:
+			keys = append(keys, []any{k.session, k.phase, k.plan})
+		}
+	}
 	var q *bun.SelectQuery
 	switch cs[0].p.leaf() {
 	case "phase":
-		for _, c := range cs {
-			keys = append(keys, []any{c.p.plan})
-		}
 		q = tx.NewSelect().TableExpr("workout_plans AS pl").
 			ColumnExpr("pl.id AS plan, pl.client_id AS client, pl.trainer_id AS trainer, pl.full_save_job AS owner").
 			Where("pl.id IN (?)", rowvalue.Values(keys))
 	case "session":
-		for _, c := range cs {
-			keys = append(keys, []any{c.p.phase, c.p.plan})
-		}
 		q = tx.NewSelect().TableExpr("workout_phases AS ph").Join("JOIN workout_plans AS pl ON pl.id = ph.plan_id").
 			ColumnExpr("ph.plan_id AS plan, ph.id AS phase, pl.full_save_job AS owner").
 			Where("(ph.id, ph.plan_id) IN (?)", rowvalue.Values(keys))
 	case "exercise":
-		for _, c := range cs {
-			keys = append(keys, []any{c.p.session, c.p.phase, c.p.plan})
-		}
 		q = tx.NewSelect().TableExpr("workout_sessions AS s").Join("JOIN workout_phases AS ph ON ph.id = s.phase_id").
 			Join("JOIN workout_plans AS pl ON pl.id = ph.plan_id").
 			ColumnExpr("ph.plan_id AS plan, s.phase_id AS phase, s.id AS session, pl.full_save_job AS owner").
@@ -183,23 +201,15 @@ func parentsThere[T any](ctx context.Context, tx bun.Tx, cs []creation[T]) (map[
 	if err := q.Scan(ctx, &found); err != nil {
 		return nil, fmt.Errorf("workout: look up the parents of %d %ss: %w", len(cs), cs[0].p.leaf(), err)
 	}
-	type key struct{ plan, phase, session string }
 	byKey := make(map[key]parent, len(found))
 	for _, f := range found {
 		byKey[key{f.Plan, f.Phase, f.Session}] = f
 	}
 	owners := make(map[int]string, len(cs))
 	for i, c := range cs {
-		var f parent
-		var ok bool
-		switch c.p.leaf() {
-		case "phase":
-			f, ok = byKey[key{plan: c.p.plan}]
+		f, ok := byKey[keyOf(c.p)]
+		if c.p.leaf() == "phase" {
 			ok = ok && (c.p.client == "" || c.p.client == f.Client) && (c.p.trainer == "" || c.p.trainer == f.Trainer)
-		case "session":
-			f, ok = byKey[key{plan: c.p.plan, phase: c.p.phase}]
-		case "exercise":
-			f, ok = byKey[key{c.p.plan, c.p.phase, c.p.session}]
 		}
 		if ok {
 			owners[i] = f.Owner
