@@ -35,7 +35,7 @@
 // # Batches
 //
 // The creates of plans, phases, sessions and exercises are batch steps
-// (flow.BatchStep, CreateBatching): a runner hands each up to 100 ready
+// (flow.BatchStep, CreateBatching): a runner hands each up to 200 ready
 // jobs of its type, which it writes in one transaction with the jobs'
 // records (steprun.DoBatch): one statement reads the parents, one
 // multi-row insert writes the new rows, and only the items that are not
