@@ -185,8 +185,8 @@ func TestTableFloors(t *testing.T) {
 	tr.BatchMax = map[string]float64{workout.TypeExerciseCreate: 100}
 	var out strings.Builder
 	printTable(&out, &bench{opt: options{peers: map[string]bool{}}}, []Result{tr, row(bunRows, 4000), row(bunBulk, 60000)})
-	require.Contains(t, out.String(), "÷ the bun-rows floor: 3.00× (12,000 vs 4,000 rows/s; target ≥ 3.00×: met)")
-	require.Contains(t, out.String(), "÷ the bun-bulk floor: 0.20× (12,000 vs 60,000 rows/s; target ≥ 0.33×: NOT met)")
+	require.Contains(t, out.String(), "÷ the bun-rows floor: 3.000 (12,000 vs 4,000 rows/s; target ≥ 3×: met)")
+	require.Contains(t, out.String(), "÷ the bun-bulk floor: 0.200 (12,000 vs 60,000 rows/s; target ≥ ⅓: NOT met)")
 	require.Contains(t, out.String(), "| 60.0 / 100.0 |")
 	require.Contains(t, out.String(), "WORKOUT_EXERCISE_CREATE 60.0 / 100 in 10")
 }

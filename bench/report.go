@@ -109,13 +109,13 @@ func printTable(w io.Writer, b *bench, results []Result) {
 	for _, r := range results {
 		if r.Engine == "trellis" && r.Scenario == "fullplansave-pg" {
 			for _, f := range []struct {
-				engine string
-				target float64
-			}{{bunRows, 3}, {bunBulk, 1.0 / 3}} {
+				engine, name string
+				target       float64
+			}{{bunRows, "3×", 3}, {bunBulk, "⅓", 1.0 / 3}} {
 				if p, ok := peerOf(results, r, f.engine); ok {
 					x := r.NodesPerSec / p.NodesPerSec
-					fmt.Fprintf(w, "\nfullplansave-pg: Trellis with the real workout steps ÷ the %s floor: %s× (%s vs %s rows/s; target ≥ %s×: %s)",
-						f.engine, num(x, 2), num(r.NodesPerSec, 0), num(p.NodesPerSec, 0), num(f.target, 2), met(x >= f.target))
+					fmt.Fprintf(w, "\nfullplansave-pg: Trellis with the real workout steps ÷ the %s floor: %s (%s vs %s rows/s; target ≥ %s: %s)",
+						f.engine, num(x, 3), num(r.NodesPerSec, 0), num(p.NodesPerSec, 0), f.name, met(x >= f.target))
 				}
 			}
 		}
