@@ -47,7 +47,7 @@ type Result struct {
 
 	// BatchCalls, BatchMean and BatchMax are the RunBatch calls of each
 	// batch step, by message type, and their jobs per call: the batch
-	// sizes the runner reached.
+	// sizes the runner reached (from the first of the runs).
 	BatchCalls map[string]float64 `json:"batch_calls,omitempty"`
 	BatchMean  map[string]float64 `json:"batch_mean,omitempty"`
 	BatchMax   map[string]float64 `json:"batch_max,omitempty"`
