@@ -226,10 +226,14 @@ func openDB(ctx context.Context, url, out string, stdout io.Writer) (*bun.DB, er
 	return db, nil
 }
 
-// flaky makes a step fail at random with a retryable error.
+// flaky makes a step fail at random with a retryable error; a batch step
+// stays one, and each job of a batch fails on its own.
 func flaky(s flow.Step, rate float64) flow.Step {
 	if rate == 0 {
 		return s
+	}
+	if b, ok := s.(flow.BatchStep); ok {
+		return flakyBatch{flakyStep{s, rate}, b}
 	}
 	return flakyStep{Step: s, rate: rate}
 }
@@ -239,11 +243,51 @@ type flakyStep struct {
 	rate float64
 }
 
-func (f flakyStep) Run(ctx context.Context, sc *flow.StepContext) (json.RawMessage, error) {
+func (f flakyStep) failure() error {
 	if rand.Float64() < f.rate {
-		return nil, fmt.Errorf("simulated failure (-fail-rate %v)", f.rate)
+		return fmt.Errorf("simulated failure (-fail-rate %v)", f.rate)
+	}
+	return nil
+}
+
+func (f flakyStep) Run(ctx context.Context, sc *flow.StepContext) (json.RawMessage, error) {
+	if err := f.failure(); err != nil {
+		return nil, err
 	}
 	return f.Step.Run(ctx, sc)
+}
+
+type flakyBatch struct {
+	flakyStep
+	b flow.BatchStep
+}
+
+func (f flakyBatch) Batching() flow.Batching { return f.b.Batching() }
+
+// RunBatch fails some jobs before the batch runs and runs the others.
+func (f flakyBatch) RunBatch(ctx context.Context, jobs []*flow.StepContext) ([]flow.BatchResult, error) {
+	out := make([]flow.BatchResult, len(jobs))
+	var run []*flow.StepContext
+	var at []int
+	for i, sc := range jobs {
+		if err := f.failure(); err != nil {
+			out[i].Err = err
+			continue
+		}
+		run = append(run, sc)
+		at = append(at, i)
+	}
+	if len(run) == 0 {
+		return out, nil
+	}
+	res, err := f.b.RunBatch(ctx, run)
+	if err != nil {
+		return nil, err
+	}
+	for k, r := range res {
+		out[at[k]] = r
+	}
+	return out, nil
 }
 
 func count(p *workout.PlanFullSave) (phases, sessions, exercises int) {
