@@ -1,12 +1,14 @@
 package workout
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -398,6 +400,7 @@ func savePlanRow(ctx context.Context, tx bun.Tx, m PlanFullSave, job string, at 
 	if action == "superseded" {
 		return res, nil
 	}
+
 	var phases, sessions, exercises []string
 	for _, p := range m.Phases {
 		phases = append(phases, p.ID)
@@ -420,6 +423,9 @@ func savePlanRow(ctx context.Context, tx bun.Tx, m PlanFullSave, job string, at 
 		n, err := affected(q.Exec(ctx))
 		res.Pruned += n
 		return err
+	}
+	if action == "created" {
+		return res, nil // a new plan has nothing under it to prune (foreign keys)
 	}
 	if err := prune((*schema.Phase)(nil), "plan_id = ?", m.PlanID, phases); err != nil {
 		return res, err
@@ -457,35 +463,45 @@ func foreignRows(ctx context.Context, tx bun.Tx, m PlanFullSave) error {
 			}
 		}
 	}
+	// One statement for the three kinds: each part finds the rows of the
+	// message's IDs whose plan is another; normally none.
+	var parts []string
+	var args []any
 	for _, k := range []struct {
-		entity, from string
-		ids          []string
+		entity, id, from string
+		ids              []string
 	}{
-		{"phase", "workout_phases AS p", phases},
-		{"session", "workout_sessions AS x JOIN workout_phases AS p ON p.id = x.phase_id", sessions},
-		{"exercise", "workout_exercises AS x JOIN workout_sessions AS s ON s.id = x.session_id JOIN workout_phases AS p ON p.id = s.phase_id", exercises},
+		{"phase", "p.id", "workout_phases AS p", phases},
+		{"session", "x.id", "workout_sessions AS x JOIN workout_phases AS p ON p.id = x.phase_id", sessions},
+		{"exercise", "x.id", "workout_exercises AS x JOIN workout_sessions AS s ON s.id = x.session_id JOIN workout_phases AS p ON p.id = s.phase_id", exercises},
 	} {
-		if len(k.ids) == 0 {
-			continue
-		}
-		id := "x.id"
-		if k.entity == "phase" {
-			id = "p.id"
-		}
-		var rows []struct {
-			ID   string `bun:"id"`
-			Plan string `bun:"plan_id"`
-		}
-		if err := tx.NewSelect().ColumnExpr(id+" AS id, p.plan_id AS plan_id").TableExpr(k.from).
-			Where(id+" IN (?) AND p.plan_id <> ?", bun.List(k.ids), m.PlanID).OrderExpr(id).Limit(1).Scan(ctx, &rows); err != nil {
-			return fmt.Errorf("workout: look up the %ss of full plan save %s: %w", k.entity, m.PlanID, err)
-		}
-		if len(rows) > 0 {
-			return flow.Permanent(fmt.Errorf("%s: %w", where[k.entity+" "+rows[0].ID],
-				&OwnershipError{Entity: k.entity, ID: rows[0].ID, Parent: "plan", Owner: rows[0].Plan, Named: m.PlanID}))
+		if len(k.ids) > 0 {
+			parts = append(parts, "SELECT '"+k.entity+"' AS entity, "+k.id+" AS id, p.plan_id AS plan_id FROM "+k.from+
+				" WHERE "+k.id+" IN (?) AND p.plan_id <> ?")
+			args = append(args, bun.List(k.ids), m.PlanID)
 		}
 	}
-	return nil
+	if len(parts) == 0 {
+		return nil
+	}
+	type foreign struct {
+		Entity string `bun:"entity"`
+		ID     string `bun:"id"`
+		Plan   string `bun:"plan_id"`
+	}
+	var rows []foreign
+	if err := tx.NewRaw(strings.Join(parts, " UNION ALL "), args...).Scan(ctx, &rows); err != nil {
+		return fmt.Errorf("workout: look up the rows of full plan save %s: %w", m.PlanID, err)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	rank := map[string]int{"phase": 0, "session": 1, "exercise": 2}
+	first := slices.MinFunc(rows, func(a, b foreign) int {
+		return cmp.Or(rank[a.Entity]-rank[b.Entity], strings.Compare(a.ID, b.ID))
+	})
+	return flow.Permanent(fmt.Errorf("%s: %w", where[first.Entity+" "+first.ID],
+		&OwnershipError{Entity: first.Entity, ID: first.ID, Parent: "plan", Owner: first.Plan, Named: m.PlanID}))
 }
 
 // claimPlan writes the plan row of full plan save job, enqueued at (Unix
