@@ -223,15 +223,15 @@ func TestBatchCreatesGiveEachItemItsOutcome(t *testing.T) {
 func TestBatchCreatesTakeAFewStatements(t *testing.T) {
 	schematest.Each(t, func(t *testing.T, db *bun.DB) {
 		ctx := context.Background()
-		r := steptest.New(t, workout.Steps(db))
+		var n statements
+		r := steptest.New(t, workout.Steps(db.WithQueryHook(&n)))
 		seed(t, r, 3)
+		n.n.Store(0)
 		var jobs []steptest.Job
 		for i := range 60 {
 			jobs = append(jobs, steptest.Job{ID: fmt.Sprintf("e-%d", i), Msg: workout.ExerciseCreate{PlanID: "p1", PhaseID: "ph1", SessionID: "s1",
 				Exercise: workout.ExerciseData{ID: fmt.Sprintf("e-%02d", i), Name: "Squat", OrderNumber: i, Sets: 3, Reps: 5}}})
 		}
-		var n statements
-		db.AddQueryHook(&n)
 		res, _, err := r.RunBatch(ctx, jobs...)
 		require.NoError(t, err)
 		for i, o := range res {
@@ -249,7 +249,10 @@ func TestLaterFullSaveWaitsForAnEarlierBatch(t *testing.T) {
 	t.Parallel()
 	db := schematest.Postgres(t)
 	ctx := context.Background()
-	r := steptest.New(t, workout.Steps(db))
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hooked := db.WithQueryHook(hold{match: "FOR SHARE OF pl", fn: func() { once.Do(func() { close(held); <-release }) }})
+	r := steptest.New(t, workout.Steps(hooked))
 	enqueued := time.Now().Add(-time.Minute)
 	r.Stamp("fsA", enqueued)
 	r.Stamp("fsB", enqueued.Add(time.Millisecond))
@@ -258,9 +261,6 @@ func TestLaterFullSaveWaitsForAnEarlierBatch(t *testing.T) {
 	_, _, err := r.Run(ctx, "fsA", 1, a)
 	require.NoError(t, err)
 
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	db.AddQueryHook(hold{match: "FOR SHARE OF pl", fn: func() { once.Do(func() { close(held); <-release }) }})
 	done := make(chan []flow.BatchResult, 1)
 	go func() {
 		res, _, err := r.RunBatch(ctx,
