@@ -25,6 +25,9 @@
 //	                            JSON array of {node, from, to, at, attempt, worker};
 //	                            Last-Event-ID replays what a reconnecting client missed
 //	/api/failures               failed jobs grouped by type and by error message
+//	/api/runners                the live runners (a heartbeat within the health's
+//	                            RunnerTimeout): host, version, queues, types, concurrency,
+//	                            jobs in flight, last heartbeat
 //	/api/types                  the message types the registry knows
 //	/api/csrf                   the CSRF token for state-changing requests
 //	POST /api/jobs/{id}/retry   retry a failed or cancelled job (and what it cancelled)
@@ -39,7 +42,7 @@
 //	/livez, /readyz, /metrics   probes (no auth) and Prometheus metrics
 //
 // Dashboard pages: / (overview), /failed, /jobs, /jobs/{id}, /flows/{id},
-// /cleanup and /queue-test, served from embedded assets and kept live over
+// /runners, /cleanup and /queue-test, served from embedded assets and kept live over
 // /api/events.
 //
 // # Security

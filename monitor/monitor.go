@@ -287,6 +287,7 @@ func (h *Handler) routes() {
 	read("GET /api/events", h.events)
 	read("GET /api/types", h.types)
 	read("GET /api/failures", h.failures)
+	read("GET /api/runners", h.runners)
 	read("GET /api/csrf", h.csrfToken)
 
 	write("POST /api/jobs/retry-failed", h.retryFailed)
@@ -306,6 +307,7 @@ func (h *Handler) routes() {
 	read("GET /jobs", h.page("jobs"))
 	named(read, "GET /jobs/{id}", "GET /job", "id", h.jobPage)
 	named(read, "GET /flows/{id}", "GET /flow", "id", h.page("flow"))
+	read("GET /runners", h.page("runners"))
 	read("GET /cleanup", h.page("cleanup"))
 	read("GET /queue-test", h.page("queue-test"))
 }

@@ -94,7 +94,7 @@ type pageData struct {
 
 var titles = map[string]string{
 	"overview": "Overview", "failed": "Failed jobs", "jobs": "Jobs", "job": "Job",
-	"flow": "Flow", "cleanup": "Cleanup", "queue-test": "Queue test",
+	"flow": "Flow", "runners": "Runners", "cleanup": "Cleanup", "queue-test": "Queue test",
 }
 
 func (h *Handler) data(r *http.Request, page string) pageData {

@@ -29,6 +29,7 @@ func TestPagesRender(t *testing.T) {
 		"/jobs":       `id="job-filter"`,
 		"/jobs/p1":    `id="job-payload"`,
 		"/flows/p1":   `id="graph"`,
+		"/runners":    `id="runners"`,
 		"/cleanup":    `id="clear"`,
 		"/queue-test": `id="enqueue-form"`,
 	} {
@@ -40,6 +41,7 @@ func TestPagesRender(t *testing.T) {
 		require.Contains(t, body, `<meta name="csrf-token" content="`+e.h.CSRFToken()+`">`, path)
 		require.Contains(t, body, `<script src="assets/app.js" defer></script>`, path)
 		require.NotContains(t, body, "<script>", "no inline script on %s", path)
+		require.Contains(t, body, `<a href="runners" data-nav="runners">Runners</a>`, "the nav links the runners page on %s", path)
 	}
 	w := e.get("/jobs/ghost")
 	require.Equal(t, http.StatusNotFound, w.Code)

@@ -337,6 +337,22 @@ async function nodePanel(id) {
   d.append(p);
 }
 
+// ---- runners --------------------------------------------------------------
+// Heartbeats make no events, so the page polls (a runner beats every few seconds).
+async function runnersPage() {
+  const res = await api("api/runners");
+  document.getElementById("runner-count").textContent = res.runners.length + " live runners (a heartbeat in the last " +
+    res.timeoutSeconds + " s)";
+  const list = (xs) => (xs && xs.length ? xs.join(", ") : "–");
+  table(document.getElementById("runners"), ["Runner", "Host", "Version", "Queues", "Types", "Concurrency", "In flight", "Started", "Last heartbeat"],
+    res.runners.map((rn) => {
+      const i = rn.info;
+      if (!i) return [rn.id, "(sends no record)", "", "", "", "", "", "", fmtTime(rn.lastSeen)];
+      return [rn.id, i.host + (i.pid ? " (pid " + i.pid + ")" : ""), i.version || "–", list(i.queues), list(i.types),
+        i.concurrency, i.inFlight, fmtTime(i.started), fmtTime(rn.lastSeen)];
+    }));
+}
+
 // ---- cleanup --------------------------------------------------------------
 function initCleanup() {
   if (!document.getElementById("clean-form")) return; // read-only
@@ -444,6 +460,7 @@ const pages = {
   jobs: { init: initJobs, render: jobs, every: 3000 },
   job: { render: job },
   flow: { init: () => { document.getElementById("rendered").onchange = () => render(); }, render: flowPage, filter: (e) => flowNodes.has(e.node) },
+  runners: { init: () => { setInterval(() => render(), 5000); }, render: runnersPage },
   cleanup: { init: initCleanup },
   "queue-test": { init: initQueueTest, render: refreshSent },
 };
