@@ -27,6 +27,7 @@ func loadPages() (*pages, error) {
 	t, err := template.New("").Funcs(template.FuncMap{
 		"pretty": prettyJSON,
 		"lower":  strings.ToLower,
+		"join":   joinStates,
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err
@@ -36,6 +37,15 @@ func loadPages() (*pages, error) {
 		return nil, err
 	}
 	return &pages{t: t, assets: http.StripPrefix("/assets/", http.FileServerFS(sub))}, nil
+}
+
+// joinStates spells states as the page's data-states attribute: space-separated.
+func joinStates(sts []dag.State) string {
+	parts := make([]string, len(sts))
+	for i, s := range sts {
+		parts[i] = string(s)
+	}
+	return strings.Join(parts, " ")
 }
 
 func prettyJSON(raw json.RawMessage) string {

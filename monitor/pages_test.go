@@ -234,3 +234,23 @@ func TestScriptBuildsNoPathFromAName(t *testing.T) {
 		}
 	}
 }
+
+// The dashboard names states as the engine does: every page carries
+// dag.States for the script, and the script has no other names for them
+// (BullMQ's waiting and completed stay API aliases only).
+func TestOneVocabularyOfStates(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	names := make([]string, len(dag.States))
+	for i, s := range dag.States {
+		names[i] = string(s)
+	}
+	for _, path := range []string{"/", "/jobs", "/queue-test", "/runners"} {
+		require.Contains(t, e.get(path).Body.String(), `data-states="`+strings.Join(names, " ")+`"`, path)
+	}
+	js := e.get("/assets/app.js").Body.String()
+	require.Contains(t, js, `const STATES = body.dataset.states.split(" ");`)
+	for _, word := range []string{"waiting", "completed"} {
+		require.False(t, strings.Contains(js, word), "the script says %q", word)
+	}
+}

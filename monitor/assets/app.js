@@ -8,7 +8,8 @@ const pageID = body.dataset.id;
 const readOnly = body.dataset.readonly === "true";
 const devMode = body.dataset.development === "true";
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
-const STATES = ["blocked", "ready", "delayed", "active", "succeeded", "failed", "skipped", "cancelled"];
+// the engine's states (dag.States), in lifecycle order: the one vocabulary of every card, table and filter
+const STATES = body.dataset.states.split(" ");
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -122,11 +123,11 @@ function renderCounts(st) {
   const c = document.getElementById("counts");
   if (!c) return;
   clear(c);
-  const card = (label, v, cls) => el("div", { class: "stat " + (cls || "") }, el("span", { class: "n" }, v), el("span", {}, label));
-  c.append(card("waiting", st.waiting, "s-ready"), card("delayed", st.delayed, "s-delayed"),
-    card("active", st.active, "s-active"), card("blocked", st.blocked, "s-blocked"),
-    card("completed", st.completed, "s-succeeded"), card("failed", st.failed, "s-failed"),
-    card("skipped", st.skipped, "s-skipped"), card("cancelled", st.cancelled, "s-cancelled"));
+  // a card per state, named as the engine names it, linking to its jobs
+  for (const s of STATES) {
+    c.append(el("a", { class: "stat s-" + s, href: "jobs?state=" + s, "data-state": s },
+      el("span", { class: "n" }, st.counts[s] || 0), el("span", {}, s)));
+  }
 }
 
 async function overview() {
@@ -153,7 +154,7 @@ async function overview() {
   }
   if (hl.findings.length === 0) list.append(el("li", {}, "All checks pass."));
   h.append(list, el("p", { class: "muted" }, "live runners: " + hl.metrics.liveRunners +
-    " · stalled: " + hl.metrics.stalled + " · oldest waiting: " + hl.metrics.oldestWaitingSeconds.toFixed(0) + " s" +
+    " · stalled: " + hl.metrics.stalled + " · oldest ready job: " + hl.metrics.oldestWaitingSeconds.toFixed(0) + " s" +
     " · Redis maxmemory-policy: " + hl.metrics.maxmemoryPolicy));
   for (const rn of hl.metrics.liveRunnerDetails || []) {
     const i = rn.info;
@@ -161,7 +162,7 @@ async function overview() {
       " · types " + i.types.join(", ") + " · " + i.inFlight + "/" + i.concurrency + " running" : " (sends no record)")));
   }
   const queues = Object.keys(st.byQueue).concat(st.paused).filter((q, i, a) => a.indexOf(q) === i).sort();
-  table(document.getElementById("queue-table"), ["Queue", "waiting", "delayed", "active", "failed", "state", ""],
+  table(document.getElementById("queue-table"), ["Queue", "ready", "delayed", "active", "failed", "Status", ""],
     queues.map((q) => {
       const c = st.byQueue[q] || {};
       const paused = st.paused.includes(q);
