@@ -28,11 +28,9 @@ const chromium = "/usr/bin/chromium"
 // pauses from the overview, which shows the p95 as the estimate it is.
 func TestDashboardLinksInBrowser(t *testing.T) {
 	t.Parallel()
-	_, err := os.Stat(chromium)
-	require.NoError(t, err, "the browser test needs Debian's chromium at %s; `make test` (scripts/services.sh) installs it", chromium)
 	e := newEnv(t, monitor.Config{})
 	srv := httptest.NewServer(e.h)
-	defer srv.Close()
+	t.Cleanup(srv.Close) // after the browser closes (cleanups run last first), which holds an event stream open
 	ids := []string{".", "..", ".%2E", "%2e%2e", "a/b", "../x", "%", "a b", "ü✓", "?x=1#y"}
 	for _, id := range ids {
 		g := flow.New().WithID(id)
@@ -41,35 +39,8 @@ func TestDashboardLinksInBrowser(t *testing.T) {
 		require.NoError(t, err, id)
 	}
 
-	dir := t.TempDir()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.UserDataDir(filepath.Join(dir, "chrome")))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	defer cancelCtx()
-	require.NoError(t, chromedp.Do(ctx), "start chromium")
-
-	do := func(steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		require.NoError(t, chromedp.Do(sctx, steps...))
-	}
-	poll := func(expr string) chromedp.Action[chromedp.Void] {
-		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			_, err := chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(45*time.Second))(ctx, tg)
-			return chromedp.Void{}, err
-		}
-	}
-	eval := func(expr string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
-		require.NoError(t, err, expr)
-		return v
-	}
+	b := newBrowser(t)
+	do, poll, eval := b.do, b.poll, b.eval
 	js := func(s string) string { b, _ := json.Marshal(s); return string(b) }
 
 	do(chromedp.Navigate(srv.URL+"/jobs"), poll(`document.querySelectorAll('#jobs tbody td a').length >= 20`))
@@ -111,4 +82,50 @@ func TestDashboardLinksInBrowser(t *testing.T) {
 	st, err := e.client.Stats(t.Context(), nil)
 	require.NoError(t, err)
 	require.True(t, slices.Contains(st.Paused, ".."), "paused: %v", st.Paused)
+}
+
+// browser is a headless Chromium for one test, closed at its end.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	_, err := os.Stat(chromium)
+	require.NoError(t, err, "the browser test needs Debian's chromium at %s; `make test` (scripts/services.sh) installs it", chromium)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.UserDataDir(filepath.Join(t.TempDir(), "chrome")))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(cancelCtx)
+	require.NoError(t, chromedp.Do(ctx), "start chromium")
+	return &browser{t: t, ctx: ctx}
+}
+
+// do runs steps, each batch within a minute.
+func (b *browser) do(steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	sctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	require.NoError(b.t, chromedp.Do(sctx, steps...))
+}
+
+// poll waits up to 45 s for expr to be true.
+func (b *browser) poll(expr string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(45*time.Second))(ctx, tg)
+		return chromedp.Void{}, err
+	}
+}
+
+// eval is expr's value, which must be a string.
+func (b *browser) eval(expr string) string {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](expr))
+	require.NoError(b.t, err, expr)
+	return v
 }

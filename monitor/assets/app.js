@@ -58,7 +58,25 @@ function fmtMs(v) {
   if (v < 60000) return (v / 1000).toFixed(1) + " s";
   return (v / 60000).toFixed(1) + " min";
 }
-function fmtTime(t) { return t ? new Date(t).toLocaleString() : "–"; }
+// A time shows as "2 min ago" (or "in 2 min"), the absolute time on hover;
+// tick() keeps the words current.
+function ago(t, now) {
+  const d = (now - new Date(t).getTime()) / 1000;
+  const a = Math.abs(d);
+  if (a < 5) return "just now";
+  const n = a < 60 ? Math.floor(a) + " s" : a < 3600 ? Math.floor(a / 60) + " min" :
+    a < 86400 ? Math.floor(a / 3600) + " h" : Math.floor(a / 86400) + " d";
+  return d > 0 ? n + " ago" : "in " + n;
+}
+function timeAgo(t) {
+  if (!t) return "–";
+  const iso = new Date(t).toISOString();
+  return el("time", { class: "ago", datetime: iso, title: new Date(t).toLocaleString() }, ago(t, Date.now()));
+}
+function tick() {
+  const now = Date.now();
+  for (const e of document.querySelectorAll("time.ago")) e.textContent = ago(e.getAttribute("datetime"), now);
+}
 // Job, flow and queue names go in a query parameter, never a path segment:
 // the IDs "." and ".." are legal, and a browser resolves them out of a path.
 function named(path, id, param) { return path + "?" + (param || "id") + "=" + encodeURIComponent(id); }
@@ -76,7 +94,7 @@ function table(t, headers, rows) {
 
 function jobRows(jobs) {
   return jobs.map((j) => [jobLink(j.id), j.type, stateBadge(j.state), j.attempt + "/" + j.maxAttempts,
-    flowLink(j.flowId), fmtTime(j.updatedAt), j.error ? j.error.message : (j.reason || "")]);
+    flowLink(j.flowId), timeAgo(j.updatedAt), j.error ? j.error.message : (j.reason || "")]);
 }
 const JOB_HEADERS = ["Job", "Type", "State", "Attempts", "Flow", "Updated", "Error / reason"];
 
@@ -112,7 +130,7 @@ function activity(evs) {
   const list = document.getElementById("activity");
   if (!list) return;
   for (const e of evs.slice(-20)) {
-    list.prepend(el("li", {}, fmtTime(e.at) + " ", jobLink(e.node), " ", e.from ? stateBadge(e.from) : "", e.from ? " → " : "",
+    list.prepend(el("li", {}, timeAgo(e.at), " ", jobLink(e.node), " ", e.from ? stateBadge(e.from) : "", e.from ? " → " : "",
       stateBadge(e.to), e.attempt ? " attempt " + e.attempt : "", e.worker ? " on " + e.worker : ""));
   }
   while (list.children.length > 30) list.removeChild(list.lastChild);
@@ -183,7 +201,7 @@ async function failed() {
     Object.keys(f.byType).sort().map((t) => [t, f.byType[t], readOnly ? "" :
       el("button", { type: "button", onclick: () => act("api/jobs/retry-failed?type=" + encodeURIComponent(t), "Retried failed " + t) }, "Retry all")]));
   table(document.getElementById("failed-groups"), ["Type", "Error", "Count", "Last", "Jobs"],
-    f.groups.map((g) => [g.type, el("code", {}, g.error), g.count, fmtTime(g.lastAt),
+    f.groups.map((g) => [g.type, el("code", {}, g.error), g.count, timeAgo(g.lastAt),
       el("span", {}, ...g.jobIds.slice(0, 5).flatMap((id) => [jobLink(id), " "]))]));
 }
 
@@ -235,7 +253,7 @@ async function job() {
   }
   const batched = (j.timeline || []).some((t) => t.batch);
   table(document.getElementById("job-timeline"), ["State", "At", "Attempt", "Worker"].concat(batched ? ["Batch"] : []),
-    (j.timeline || []).map((t) => [stateBadge(t.to), fmtTime(t.at), t.attempt, t.worker || ""].concat(batched ? [t.batch || ""] : [])));
+    (j.timeline || []).map((t) => [stateBadge(t.to), timeAgo(t.at), t.attempt, t.worker || ""].concat(batched ? [t.batch || ""] : [])));
   document.getElementById("job-logs").textContent = j.logs || "(none: the step logged nothing through sc.Logger at Info or above)";
   jobActions(document.getElementById("job-actions"), j);
 }
@@ -348,9 +366,9 @@ async function runnersPage() {
   table(document.getElementById("runners"), ["Runner", "Host", "Version", "Queues", "Types", "Concurrency", "In flight", "Started", "Last heartbeat"],
     res.runners.map((rn) => {
       const i = rn.info;
-      if (!i) return [rn.id, "(sends no record)", "", "", "", "", "", "", fmtTime(rn.lastSeen)];
+      if (!i) return [rn.id, "(sends no record)", "", "", "", "", "", "", timeAgo(rn.lastSeen)];
       return [rn.id, i.host + (i.pid ? " (pid " + i.pid + ")" : ""), i.version || "–", list(i.queues), list(i.types),
-        i.concurrency, i.inFlight, fmtTime(i.started), fmtTime(rn.lastSeen)];
+        i.concurrency, i.inFlight, timeAgo(i.started), timeAgo(rn.lastSeen)];
     }));
 }
 
@@ -476,5 +494,6 @@ let render = () => {};
     render();
     live(render, p.filter, p.every);
   }
+  setInterval(tick, 10000);
   connect();
 })();
