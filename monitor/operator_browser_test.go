@@ -10,12 +10,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/monitor"
 )
 
 // An operator's pages in a real browser: the runners page lists the live
 // runner, the overview's cards name states as the engine does and link to
-// their jobs, and times read "… ago" with the absolute time on hover.
+// their jobs, times read "… ago" with the absolute time on hover, and the
+// queue-test page sends to a chosen queue under a chosen ID, then clears.
 func TestOperatorPagesInBrowser(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, monitor.Config{Development: true})
@@ -24,6 +26,8 @@ func TestOperatorPagesInBrowser(t *testing.T) {
 	e.add("op-bad", "fail now")
 	e.wait("op-ok", dag.Succeeded)
 	e.wait("op-bad", dag.Failed)
+	_, err := e.client.Add(t.Context(), Echo{Text: "aside"}, &flow.NodeOpts{ID: "op-side", Queue: "side"})
+	require.NoError(t, err)
 	srv := httptest.NewServer(e.h)
 	t.Cleanup(srv.Close) // after the browser closes (cleanups run last first), which holds an event stream open
 	b := newBrowser(t)
@@ -70,4 +74,26 @@ func TestOperatorPagesInBrowser(t *testing.T) {
 	require.NotEmpty(t, eval(`document.querySelector('#job-timeline time.ago').title`))
 	do(chromedp.Navigate(srv.URL+"/failed"), poll(`document.querySelector('#failed-groups tbody time.ago') !== null`))
 	require.Empty(t, eval(`document.getElementById('flash').textContent`))
+
+	// the queue test: queue "side" (it holds a job) under the ID qt-1
+	do(chromedp.Navigate(srv.URL+"/queue-test"), poll(`[...document.querySelectorAll('#queue-select option')].map(o => o.value).join(' ') === 'default side'`),
+		chromedp.SetValue(chromedp.CSS(`#msg-type`), "ECHO"),
+		chromedp.SetValue(chromedp.CSS(`#message`), `{"messageType":"ECHO","timestamp":"2026-01-02T03:04:05Z","data":{"text":"from the page"}}`),
+		chromedp.SetValue(chromedp.CSS(`#queue-select`), "side"), chromedp.SetValue(chromedp.CSS(`#job-id`), "qt-1"),
+		chromedp.Click(chromedp.CSS(`#enqueue-form button[type=submit]`)),
+		poll(`document.getElementById('flash').textContent === 'Enqueued qt-1'`),
+		poll(`[...document.querySelectorAll('#sent tbody tr')].some(r => r.textContent.includes('qt-1') && r.textContent.includes('side'))`))
+	j, err := e.client.Job(t.Context(), "qt-1")
+	require.NoError(t, err)
+	require.Equal(t, "side", j.Queue)
+	require.Equal(t, dag.Ready, j.State, "no runner serves side")
+	do(chromedp.Click(chromedp.CSS(`#enqueue-form button[type=submit]`)),
+		poll(`document.getElementById('flash').textContent === 'Already there: qt-1'`))
+	require.Equal(t, "1", eval(`String(document.querySelectorAll('#sent tbody tr').length)`))
+	// clear the queue (confirmed), and the page forgets what it sent
+	do(chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`), chromedp.Click(chromedp.CSS(`#clear-queue`)),
+		poll(`document.getElementById('flash').textContent.startsWith('Cleared ')`),
+		poll(`document.querySelector('#sent tbody td.empty') !== null`))
+	_, err = e.client.Job(t.Context(), "qt-1")
+	require.ErrorIs(t, err, flow.ErrNotFound)
 }

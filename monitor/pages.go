@@ -97,6 +97,7 @@ func unescapeHTML(s string) string {
 // pageData is what every page template receives.
 type pageData struct {
 	Page, Title, Base, CSRF, Namespace, ID string
+	DefaultQueue                           string // the client's, which the queue test selects first
 	ReadOnly, Development                  bool
 	Job                                    *JobView
 	States                                 []dag.State
@@ -110,7 +111,7 @@ var titles = map[string]string{
 func (h *Handler) data(r *http.Request, page string) pageData {
 	return pageData{
 		Page: page, Title: titles[page], Base: h.cfg.BasePath + "/", CSRF: h.csrf,
-		Namespace: h.insp.Namespace(), ID: r.PathValue("id"),
+		Namespace: h.insp.Namespace(), ID: r.PathValue("id"), DefaultQueue: h.client.Config().DefaultQueue,
 		ReadOnly: h.cfg.ReadOnly, Development: h.cfg.Development, States: dag.States,
 	}
 }

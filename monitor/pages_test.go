@@ -254,3 +254,18 @@ func TestOneVocabularyOfStates(t *testing.T) {
 		require.False(t, strings.Contains(js, word), "the script says %q", word)
 	}
 }
+
+// The queue-test page offers a queue (the client's default first), a job
+// ID and, in development mode only, the clear-queue button.
+func TestQueueTestPage(t *testing.T) {
+	t.Parallel()
+	dev := newEnv(t, monitor.Config{Development: true}).get("/queue-test").Body.String()
+	require.Contains(t, dev, `<select name="queue" id="queue-select"><option value="default">default</option></select>`)
+	require.Contains(t, dev, `<input name="jobId" id="job-id" placeholder="generated">`)
+	require.Contains(t, dev, `<button id="clear-queue" type="button" class="danger">Clear the queue</button>`)
+	plain := newEnv(t, monitor.Config{}).get("/queue-test").Body.String()
+	require.Contains(t, plain, `id="queue-select"`)
+	require.NotContains(t, plain, `id="clear-queue"`, "clearing is for development mode")
+	ro := newEnv(t, monitor.Config{Development: true, ReadOnly: true}).get("/queue-test").Body.String()
+	require.NotContains(t, ro, `id="clear-queue"`, "nor in read-only mode")
+}

@@ -392,13 +392,17 @@ function initCleanup() {
     } catch (err) { flash(err.message, true); }
   });
   const c = document.getElementById("clear");
-  if (c) c.addEventListener("click", async () => {
-    if (!confirm("Delete everything in this namespace?")) return;
-    try {
-      const r = await api("api/clear", { method: "POST" });
-      flash("Cleared " + r.deletedKeys + " keys");
-    } catch (err) { flash(err.message, true); }
-  });
+  if (c) c.addEventListener("click", () => clearNamespace());
+}
+
+// clearNamespace deletes everything in the namespace (development mode only), then calls done.
+async function clearNamespace(done) {
+  if (!confirm("Delete everything in this namespace?")) return;
+  try {
+    const r = await api("api/clear", { method: "POST" });
+    flash("Cleared " + r.deletedKeys + " keys");
+    if (done) done();
+  } catch (err) { flash(err.message, true); }
 }
 
 // ---- queue test -------------------------------------------------------------
@@ -440,6 +444,7 @@ async function initQueueTest() {
     if (t.types.length) types = types.filter((x) => t.types.includes(x)).concat(t.types.filter((x) => !(x in SAMPLES)));
   } catch (_) { /* keep the built-in list */ }
   for (const t of types) sel.append(el("option", { value: t }, t));
+  await fillQueues();
   const ta = document.getElementById("message");
   const fill = () => { if (SAMPLES[sel.value]) ta.value = JSON.stringify(envelope(sel.value), null, 2); };
   sel.addEventListener("change", fill);
@@ -452,23 +457,41 @@ async function initQueueTest() {
     try { message = JSON.parse(ta.value); } catch (err) { flash("The message is not valid JSON: " + err.message, true); return; }
     const options = {};
     for (const k of ["delay", "attempts", "priority"]) if (Number(f[k].value)) options[k] = Number(f[k].value);
+    options.queue = f.queue.value;
+    if (f.jobId.value.trim()) options.jobId = f.jobId.value.trim();
     const after = f.after.value.split(",").map((s) => s.trim()).filter(Boolean);
     try {
       const r = await api("api/enqueue", { method: "POST", body: { message, options, after } });
-      sent.unshift({ id: r.jobId, type: message.messageType, state: r.state });
-      flash("Enqueued " + r.jobId);
+      // an existing ID enqueues nothing: the job already there is the one listed
+      if (!sent.some((s) => s.id === r.jobId)) sent.unshift({ id: r.jobId, type: message.messageType, state: r.state });
+      flash((r.existed ? "Already there: " : "Enqueued ") + r.jobId);
       refreshSent();
     } catch (err) { flash(err.message, true); }
   });
+  const cq = document.getElementById("clear-queue");
+  if (cq) cq.addEventListener("click", () => clearNamespace(() => { sent.length = 0; refreshSent(); }));
+}
+// fillQueues offers, after the default queue, every queue that holds jobs,
+// is paused or that a live runner serves.
+async function fillQueues() {
+  const qs = document.getElementById("queue-select");
+  const names = new Set();
+  try {
+    const [st, rs] = await Promise.all([api("api/queue-stats"), api("api/runners")]);
+    for (const q of Object.keys(st.byQueue).concat(st.paused)) names.add(q);
+    for (const rn of rs.runners) for (const q of (rn.info ? rn.info.queues : [])) names.add(q);
+  } catch (_) { /* the default queue alone */ }
+  for (const o of qs.options) names.delete(o.value);
+  for (const q of [...names].sort()) qs.append(el("option", { value: q }, q));
 }
 async function refreshSent() {
   const ids = sent.slice(0, 20);
   if (!document.getElementById("sent")) { renderCounts(await api("api/queue-stats")); return; }
   await Promise.all(ids.map(async (s) => {
-    try { const j = await api(named("api/job", s.id)); s.state = j.state; s.flowId = j.flowId; s.error = j.error ? j.error.message : ""; } catch (_) { /* removed */ }
+    try { const j = await api(named("api/job", s.id)); s.state = j.state; s.flowId = j.flowId; s.queue = j.queue; s.error = j.error ? j.error.message : ""; } catch (_) { /* removed */ }
   }));
-  table(document.getElementById("sent"), ["Job", "Type", "State", "Flow", "Error"],
-    ids.map((s) => [jobLink(s.id), s.type, stateBadge(s.state), s.flowId ? flowLink(s.flowId) : "", s.error || ""]));
+  table(document.getElementById("sent"), ["Job", "Type", "Queue", "State", "Flow", "Error"],
+    ids.map((s) => [jobLink(s.id), s.type, s.queue || "", stateBadge(s.state), s.flowId ? flowLink(s.flowId) : "", s.error || ""]));
   renderCounts(await api("api/queue-stats"));
 }
 
