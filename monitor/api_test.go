@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/embedded"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/internal/seam"
 	"github.com/trellisflow/trellis/monitor"
@@ -815,4 +816,21 @@ func TestListingsReturnSummaries(t *testing.T) {
 	j := decode[monitor.JobView](t, w)
 	require.Equal(t, 16<<10, len(j.Error.Message), "the stored error is cut to flow.Config.MaxError")
 	require.Contains(t, j.Error.Message, "more bytes]")
+}
+
+// The in-process Redis of `trellis dev` and the examples never evicts and
+// says so: health raises no maxmemory-policy notice for it.
+func TestHealthOnTheInProcessRedis(t *testing.T) {
+	t.Parallel()
+	r, err := embedded.NewRedis()
+	require.NoError(t, err)
+	defer r.Close()
+	client, err := flow.NewClient(r.Client(), &flow.Config{Namespace: "inproc", Logger: quiet()})
+	require.NoError(t, err)
+	h, err := monitor.New(client, monitor.Config{Logger: quiet()})
+	require.NoError(t, err)
+	hl, err := h.Health(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, "noeviction", hl.Metrics.MaxmemoryPolicy)
+	require.Nil(t, finding(*hl, "redis_maxmemory_policy"), "%+v", hl.Findings)
 }
