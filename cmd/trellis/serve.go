@@ -116,22 +116,10 @@ func runWorker(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	var srv *http.Server
-	if wf.metricsAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", metrics)
-		mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-			if err := e.rdb.Ping(r.Context()).Err(); err != nil {
-				http.Error(w, "redis: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, "ok")
-		})
-		if srv, err = serve(wf.metricsAddr, mux, e.log, "metrics"); err != nil {
-			_ = r.Stop(context.Background())
-			return usagef("--metrics-addr %s: %v", wf.metricsAddr, err)
-		}
+	srv, err := serveMetrics(wf.metricsAddr, metrics, e)
+	if err != nil {
+		_ = r.Stop(context.Background())
+		return err
 	}
 	<-ctx.Done()
 	e.log.Info("trellis worker: shutting down; draining running steps", "timeout", wf.drain)
@@ -143,6 +131,29 @@ func runWorker(ctx context.Context, c *cli, args []string) error {
 	}
 	e.log.Info("trellis worker: stopped")
 	return err
+}
+
+// serveMetrics serves /metrics, /livez and /readyz on addr (--metrics-addr)
+// in the background, without auth; nil when addr is "".
+func serveMetrics(addr string, metrics *monitor.Metrics, e *env) (*http.Server, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := e.rdb.Ping(r.Context()).Err(); err != nil {
+			http.Error(w, "redis: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv, err := serve(addr, mux, e.log, "metrics")
+	if err != nil {
+		return nil, usagef("--metrics-addr %s: %v", addr, err)
+	}
+	return srv, nil
 }
 
 func startRunner(ctx context.Context, e *env, db bun.IDB, wf *workerFlags, sysOpts system.Options, obs runner.Observer) (*runner.Runner, error) {
@@ -333,7 +344,9 @@ otherwise an in-process Redis (nothing persisted) and a SQLite file in a
 temporary directory, removed on exit. Without --smtp-addr, EMAIL jobs are
 logged instead of sent; without --notify-url, so are NOTIFICATION jobs.
 Development mode is on: the monitor offers clear
-and remove. Not for production.`,
+and remove. --metrics-addr serves /metrics, /livez and /readyz there
+without auth, as the worker does (the monitor serves /metrics too). Not
+for production.`,
 	run: runDev,
 }
 
@@ -411,11 +424,21 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 		_ = r.Stop(context.Background())
 		return usagef("--addr %s: %v", addr, err)
 	}
+	// the same metrics as the monitor's /metrics, without auth, as a worker serves them
+	msrv, err := serveMetrics(wf.metricsAddr, metrics, e)
+	if err != nil {
+		_ = srv.Close()
+		_ = r.Stop(context.Background())
+		return err
+	}
 	<-ctx.Done()
 	log.Info("trellis dev: shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), wf.drain)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+	if msrv != nil {
+		_ = msrv.Shutdown(sctx)
+	}
 	err = r.Stop(sctx)
 	log.Info("trellis dev: stopped")
 	return err
