@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -301,11 +300,15 @@ func count(p *workout.PlanFullSave) (phases, sessions, exercises int) {
 	return
 }
 
-// follow shows progress until the flow is done.
+// follow shows progress until the flow is done: a bar redrawn in place on
+// a terminal; elsewhere (a log, a pipe) a plain line when the count has
+// moved and plainEvery has passed, and the last count.
 func follow(ctx context.Context, c *flow.Client, flowID string, w io.Writer) (*dag.Flow, error) {
+	tty := isTerminal(w)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	var once sync.Once
+	var printed time.Time
+	printedDone := -1
 	for {
 		st, err := c.Inspector().FlowStatus(ctx, flowID)
 		if err != nil && !flow.IsNotFound(err) {
@@ -313,25 +316,44 @@ func follow(ctx context.Context, c *flow.Client, flowID string, w io.Writer) (*d
 		}
 		if err == nil {
 			done := st.Nodes - st.Unfinished
-			const width = 30
-			bar := strings.Repeat("█", done*width/max(st.Nodes, 1)) + strings.Repeat("░", width-done*width/max(st.Nodes, 1))
-			fmt.Fprintf(w, "\r%s %d/%d nodes done", bar, done, st.Nodes)
-			if st.Done && st.Nodes > 1 {
-				fmt.Fprintln(w)
-				return c.Flow(ctx, flowID)
+			switch {
+			case tty:
+				const width = 30
+				bar := strings.Repeat("█", done*width/max(st.Nodes, 1)) + strings.Repeat("░", width-done*width/max(st.Nodes, 1))
+				fmt.Fprintf(w, "\r%s %d/%d nodes done", bar, done, st.Nodes)
+				if st.Done {
+					fmt.Fprintln(w)
+				}
+			case st.Done || (done != printedDone && time.Since(printed) >= plainEvery):
+				fmt.Fprintf(w, "progress: %d/%d nodes done\n", done, st.Nodes)
+				printed, printedDone = time.Now(), done
 			}
-			if st.Done { // the job failed before it expanded
-				once.Do(func() { fmt.Fprintln(w) })
+			if st.Done { // expanded and finished, or failed before it expanded
 				return c.Flow(ctx, flowID)
 			}
 		}
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(w)
+			if tty {
+				fmt.Fprintln(w)
+			}
 			return nil, fmt.Errorf("flow %s did not finish: %w", flowID, ctx.Err())
 		case <-tick.C:
 		}
 	}
+}
+
+// plainEvery is how often progress prints a line when it cannot redraw one.
+const plainEvery = 2 * time.Second
+
+// isTerminal reports whether w is a terminal, where a bar can redraw in place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func summary(ctx context.Context, w io.Writer, f *dag.Flow, took time.Duration, db bun.IDB) error {

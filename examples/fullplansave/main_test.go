@@ -25,6 +25,10 @@ func TestFullPlanSaveEndToEnd(t *testing.T) {
 	require.Contains(t, s, "4 phases, 20 sessions, 120 exercises (145 nodes)")
 	require.Contains(t, s, "145 nodes — succeeded 145; 0 retries")
 	require.Contains(t, s, "rows in the database: workout_plans 1, workout_phases 4, workout_sessions 20, workout_exercises 120")
+	// stdout is no terminal: progress is plain lines, never a bar redrawn with \r
+	require.NotContains(t, s, "\r")
+	require.NotContains(t, s, "█")
+	require.Contains(t, s, "progress: 145/145 nodes done\n")
 
 	svg, err := os.ReadFile(filepath.Join(out, "graph.svg"))
 	require.NoError(t, err)
@@ -67,4 +71,19 @@ func TestBadCSVExitsWithTheProblems(t *testing.T) {
 
 	_, err = parseFlags([]string{"-fail-rate", "1.5"}, &stderr)
 	require.ErrorContains(t, err, "-fail-rate 1.5")
+}
+
+// Only a terminal gets a bar redrawn in place: not a buffer, a file or a pipe.
+func TestIsTerminal(t *testing.T) {
+	t.Parallel()
+	require.False(t, isTerminal(&bytes.Buffer{}))
+	f, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	require.NoError(t, err)
+	defer f.Close()
+	require.False(t, isTerminal(f))
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	require.False(t, isTerminal(w))
 }
