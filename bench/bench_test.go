@@ -8,6 +8,7 @@ import (
 	"math"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -447,4 +448,21 @@ func TestFloor(t *testing.T) {
 	keys, err := b.rdb.Keys(ctx, "benchfloor*").Result()
 	require.NoError(t, err)
 	require.Empty(t, keys)
+}
+
+// Off a terminal (a log, a pipe) progress prints plain lines, never a bar
+// redrawn with \r, and ends with the final count.
+func TestProgressOffATerminalPrintsLines(t *testing.T) {
+	t.Parallel()
+	var buf strings.Builder
+	b := &bench{stderr: &buf} // tty false: what newBench finds for anything but a terminal
+	var n atomic.Int64
+	stop := b.progress("chain", 10, n.Load)
+	n.Store(10)
+	stop()
+	b.status("done")
+	out := buf.String()
+	require.NotContains(t, out, "\r")
+	require.NotContains(t, out, "\033[K")
+	require.Regexp(t, `^chain +█{30} 100% 10/10 \d+/s\ndone\n$`, out)
 }
