@@ -42,7 +42,7 @@ func TestOperatorPagesInBrowser(t *testing.T) {
 	row := eval(`[...document.querySelectorAll('#runners tbody tr')[0].children].map(td => td.textContent).join(' | ')`)
 	require.Contains(t, row, host)
 	require.Contains(t, row, " | default | ECHO, OTHER | 4 | 0 | ")
-	require.Contains(t, eval(`document.getElementById('runner-count').textContent`), "1 live runners")
+	require.Contains(t, eval(`document.getElementById('runner-count').textContent`), "1 live runner (a heartbeat in the last 90 s)")
 	require.Equal(t, "true", eval(`String(document.querySelector('nav a[data-nav=runners]').classList.contains('current'))`))
 
 	// a card per dag.State, in its words, linking to its jobs

@@ -360,7 +360,7 @@ async function nodePanel(id) {
 // Heartbeats make no events, so the page polls (a runner beats every few seconds).
 async function runnersPage() {
   const res = await api("api/runners");
-  document.getElementById("runner-count").textContent = res.runners.length + " live runners (a heartbeat in the last " +
+  document.getElementById("runner-count").textContent = res.runners.length + (res.runners.length === 1 ? " live runner" : " live runners") + " (a heartbeat in the last " +
     res.timeoutSeconds + " s)";
   const list = (xs) => (xs && xs.length ? xs.join(", ") : "–");
   table(document.getElementById("runners"), ["Runner", "Host", "Version", "Queues", "Types", "Concurrency", "In flight", "Started", "Last heartbeat"],
