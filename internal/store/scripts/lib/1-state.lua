@@ -277,8 +277,14 @@ local function terminal(st)
   return st == 'succeeded' or st == 'failed' or st == 'skipped' or st == 'cancelled'
 end
 
+-- count's keys, "state|queue|type", by n.qt and state: made once per
+-- call, as a concatenation makes a new string each time.
+local CKEYS
 local function count(st, n, d)
-  local k = st .. n.qt
+  local t = CKEYS[n.qt]
+  if not t then t = {}; CKEYS[n.qt] = t end
+  local k = t[st]
+  if not k then k = st .. n.qt; t[st] = k end
   COUNTS[k] = (COUNTS[k] or 0) + d
 end
 
@@ -319,12 +325,17 @@ end
 -- move is the one write path for a state change. extra holds more HSET pairs;
 -- score is the due time (delayed) or lease deadline (active); when, the
 -- time the timeline and the event give the change (default NOW, see take).
+local TAILS -- worker -> ',' .. worker, once per call
 local function move(n, to, worker, extra, score, when)
   local from = n.st
   local ts = when or NOWS
   membership(n, from, to, score)
   local at = itos(n.at)
-  local tail = worker and (',' .. worker) or ''
+  local tail = ''
+  if worker then
+    tail = TAILS[worker]
+    if not tail then tail = ',' .. worker; TAILS[worker] = tail end
+  end
   if n.bt and from == 'active' then tail = ',' .. (worker or '') .. ',' .. n.bt end
   n.tl = n.tl .. to .. ',' .. ts .. ',' .. at .. tail .. '|'
   n.st = to
@@ -343,11 +354,13 @@ local function move(n, to, worker, extra, score, when)
   end
   count(from, n, -1)
   count(to, n, 1)
-  if terminal(to) and not terminal(from) then
+  local ft, tt = terminal(from), terminal(to)
+  if tt and not ft then
     unfinished(n, -1)
     ENDED = ENDED + 1
+  elseif ft and not tt then
+    unfinished(n, 1)
   end
-  if terminal(from) and not terminal(to) then unfinished(n, 1) end
   if #EVENTS < MAXEVENTS then
     EVENTS[#EVENTS + 1] = n.id .. SEP .. from .. SEP .. to .. SEP .. ts .. SEP .. at .. SEP .. (worker or '')
   end

@@ -70,6 +70,7 @@ end
 -- this call was on its way) starts, in its timeline, when it became ready,
 -- not before.
 local READYAT -- ready-set score -> the ready time in it
+local TOKENS  -- worker -> attempt -> lease token (see take)
 local function take(n, score, worker, leaseMs, out)
   if n.d == nil then n.d = redis.call('HGET', KN .. n.id, 'd') end
   local readyAt, when = NOWS, nil -- made ready in this call
@@ -85,7 +86,12 @@ local function take(n, score, worker, leaseMs, out)
     if #readyAt > #NOWS or (#readyAt == #NOWS and readyAt > NOWS) then when = readyAt end
   end
   n.at = n.at + 1
-  local tk = worker .. ':' .. itos(n.at) .. ':' .. NOWS
+  -- a lease token is worker:attempt:now, the same for every node of an
+  -- attempt this call leases to worker: made once
+  local byAt = TOKENS[worker]
+  if not byAt then byAt = {}; TOKENS[worker] = byAt end
+  local tk = byAt[n.at]
+  if not tk then tk = worker .. ':' .. itos(n.at) .. ':' .. NOWS; byAt[n.at] = tk end
   move(n, 'active', worker, {'at', itos(n.at), 'tk', tk}, exact(NOW + leaseMs), when)
   local k = #out
   out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = n.id, n.m, n.at, tk, n.d, readyAt

@@ -16,5 +16,5 @@ local function begin(keys, argv)
   KCOUNTS, KCTL, KEVENTS, KEVSEQ, KRUNNERS, KRINFO = P .. 'counts', P .. 'ctl', P .. 'events', P .. 'evseq', P .. 'runners', P .. 'rinfo'
   EVENTS, ENDED, COUNTS, LEFT, ZOPS, WAKE, DRAINED = {}, 0, {}, {}, {}, {}, {}
   NODES, DIRTIED, READY, NEWFLOW, RATE, PLANNED, AGAIN = {}, {}, {}, {}, {}, {}, nil
-  SCORES, ITOS, READYKEYS, METAS, READYAT = {}, {}, {}, {}, {}
+  SCORES, ITOS, READYKEYS, METAS, READYAT, CKEYS, TAILS, TOKENS = {}, {}, {}, {}, {}, {}, {}, {}
 end
