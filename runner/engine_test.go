@@ -678,3 +678,38 @@ func TestUnavailableHoldsClaims(t *testing.T) {
 		}
 	})
 }
+
+// A node keeps the error of each failed attempt, oldest first, the last
+// 25; a retry by hand starts its history again.
+func TestErrorHistory(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		bo := flow.CustomBackoff("now") // retried at once
+		g := flow.New()
+		g.Add(Task{Name: "twice", FailTimes: 2}, &flow.NodeOpts{ID: "twice", Backoff: &bo})
+		g.Add(Task{Name: "often", FailTimes: 29}, &flow.NodeOpts{ID: "often", Attempts: 30, Backoff: &bo})
+		g.Add(Task{Name: "never", Permanent: true}, &flow.NodeOpts{ID: "never", Backoff: &bo})
+		res := h.enqueue(g)
+		r := h.runner(&runner.Config{Concurrency: 4, IdleWait: 20 * time.Millisecond,
+			Backoffs: map[string]flow.BackoffFunc{"now": func(int) time.Duration { return 0 }}})
+		f := h.wait(res.FlowID)
+		require.NoError(t, r.Stop(ctx))
+
+		twice := nodeByID(f, "twice")
+		require.Equal(t, dag.Succeeded, twice.State)
+		require.Equal(t, []dag.ErrorInfo{{Message: "twice failed attempt 1", Attempt: 1}, {Message: "twice failed attempt 2", Attempt: 2}}, twice.Errors)
+
+		often := nodeByID(f, "often")
+		require.Equal(t, dag.Succeeded, often.State)
+		require.Len(t, often.Errors, 25, "the last 25 attempts' errors are kept")
+		require.Equal(t, 5, often.Errors[0].Attempt)
+		require.Equal(t, "often failed attempt 29", often.Errors[24].Message)
+
+		never := nodeByID(f, "never")
+		require.Equal(t, dag.Failed, never.State)
+		require.Equal(t, []dag.ErrorInfo{{Message: "never refuses", Attempt: 1}}, never.Errors)
+		_, err := h.client.Retry(ctx, "never")
+		require.NoError(t, err)
+		require.Empty(t, h.job("never").Errors, "a retry by hand starts the history again")
+	})
+}

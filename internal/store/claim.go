@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/internal/clip"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -88,6 +89,10 @@ type SyncRequest struct {
 	Outcomes    []Outcome
 }
 
+// HistoryError is the most of an error message a node's error history
+// (dag.Node.Errors) keeps per attempt.
+const HistoryError = 1024
+
 // TypeWant asks for up to Want ready nodes of message type Type.
 type TypeWant struct {
 	Type string
@@ -104,7 +109,7 @@ type SyncResult struct {
 // Sync applies outcomes, promotes due delayed nodes, recovers expired
 // leases, trims finished flows and claims up to Want ready nodes.
 func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncResult, error) {
-	args := callArgs(12 + len(req.Queues) + len(req.Types) + 2*len(req.Batches) + 8*len(req.Outcomes))
+	args := callArgs(12 + len(req.Queues) + len(req.Types) + 2*len(req.Batches) + 9*len(req.Outcomes))
 	args = append(args, ms(now), req.Worker, req.Lease.Milliseconds(), req.StallLimit, req.Want,
 		boolArg(req.Maintain), req.RetainAge.Milliseconds(), req.RetainCount, len(req.Queues))
 	for _, q := range req.Queues {
@@ -120,17 +125,21 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 	}
 	args = append(args, len(req.Outcomes))
 	for _, o := range req.Outcomes {
-		var a, b string
+		var a, b, h string
 		switch o.Kind {
 		case OutcomeOK:
 			a = string(o.Result)
 		case OutcomeRetry, OutcomeFail:
 			e, _ := json.Marshal(o.Err)
 			a, b = string(e), strconv.FormatInt(o.Delay.Milliseconds(), 10)
+			if o.Err != nil {
+				e, _ = json.Marshal(dag.ErrorInfo{Message: clip.Text(o.Err.Message, HistoryError), Attempt: o.Err.Attempt})
+				h = string(e)
+			}
 		case OutcomeSkip:
 			a = o.Reason
 		}
-		args = append(args, o.ID, o.Token, string(o.Kind), a, b, o.Span, o.Logs, o.Batch)
+		args = append(args, o.ID, o.Token, string(o.Kind), a, b, o.Span, o.Logs, o.Batch, h)
 	}
 	res, err := s.run(ctx, s.scripts.sync, args)
 	if err != nil {

@@ -171,6 +171,14 @@ func decodeNode(id string, h map[string]string) (*dag.Node, error) {
 	if r := h["r"]; r != "" {
 		n.Result = json.RawMessage(r)
 	}
+	if eh := h["eh"]; eh != "" {
+		for _, e := range strings.Split(eh, sep) {
+			var ei dag.ErrorInfo
+			if json.Unmarshal([]byte(e), &ei) == nil {
+				n.Errors = append(n.Errors, ei)
+			}
+		}
+	}
 	if e := h["er"]; e != "" {
 		var ei dag.ErrorInfo
 		if json.Unmarshal([]byte(e), &ei) == nil {

@@ -36,7 +36,7 @@ for _, n in ipairs(reset) do
     move(n, 'blocked', nil, {'why', '', 'cz', ''})
   else
     n.at, n.sl = 0, 0
-    move(n, 'blocked', nil, {'at', 0, 'sl', 0, 'er', '', 'why', '', 'cz', '', 'r', ''})
+    move(n, 'blocked', nil, {'at', 0, 'sl', 0, 'er', '', 'eh', '', 'why', '', 'cz', '', 'r', ''})
   end
   n.cz = ''
   for _, cid in ipairs(split(n.c)) do

@@ -11,7 +11,8 @@
 --          those), batch type count, then per batch step's type: type, how
 --          many of it to claim (apart from the claim count),
 --          outcome count, then per outcome: id, token, kind, a, b, span,
---          logs, batch
+--          logs, batch, h (retry and fail: the error without its stack, for
+--          the node's error history)
 --          kinds: ok (a = result JSON) · retry (a = error JSON, b = delay ms)
 --                 fail (a = error JSON) · skip (a = reason) · release (hand back)
 -- Returns  {status per outcome ("1" applied, "0" rejected)...,
@@ -40,8 +41,8 @@ local total = tonumber(ARGV[i])
 i = i + 1
 local out = {}
 for _ = 1, total do
-  local id, tk, kind, a, b, sp, lg, bt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
-  i = i + 8
+  local id, tk, kind, a, b, sp, lg, bt, h = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
+  i = i + 9
   local n = loadDone(id)
   if not n or n.st ~= 'active' or n.tk ~= tk then
     out[#out + 1] = '0'
@@ -50,6 +51,7 @@ for _ = 1, total do
     if sp ~= '' then put(n, 'sp', sp) end
     if lg ~= '' then put(n, 'lg', lg) end
     if bt ~= '' then put(n, 'bt', bt); n.bt = bt end
+    if h ~= '' then put(n, 'eh', history(redis.call('HGET', KN .. id, 'eh'), h)) end
     if kind == 'ok' then
       finish(n, 'succeeded', nil, nil, {'r', a})
     elseif kind == 'retry' and n.at < n.ma then

@@ -25,6 +25,8 @@
 --   sp  traceparent of the last run's span (when tracing is on)
 --   lg  the step's own log records of its last reported run
 --   bt  the batch that run was part of (a batch step's)
+--   eh  the errors of the attempts since enqueue or the last retry by
+--       hand, oldest first, \31-separated, the last ERRORS kept
 --   why reason for a cancel/skip    cz  the node whose outcome caused it
 --   ex  "1" once the node expanded into a sub-graph
 --   xs  that sub-graph's sinks      xn  its nodes (both \31-separated)
@@ -364,4 +366,22 @@ local function move(n, to, worker, extra, score, when)
   if #EVENTS < MAXEVENTS then
     EVENTS[#EVENTS + 1] = n.id .. SEP .. from .. SEP .. to .. SEP .. ts .. SEP .. at .. SEP .. (worker or '')
   end
+end
+
+-- ERRORS is how many attempts' errors a node's history (eh) keeps.
+local ERRORS = 25
+
+-- history is eh, a node's error history, with entry e added last, less
+-- the oldest entries past ERRORS.
+local function history(eh, e)
+  if not eh or eh == '' then return e end
+  eh = eh .. SEP .. e
+  local seps, at = {}, 0
+  while true do
+    at = string.find(eh, SEP, at + 1, true)
+    if not at then break end
+    seps[#seps + 1] = at
+  end
+  if #seps < ERRORS then return eh end
+  return string.sub(eh, seps[#seps - ERRORS + 1] + 1)
 end
