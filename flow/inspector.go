@@ -109,3 +109,9 @@ func (i *Inspector) Ping(ctx context.Context) error { return i.c.store.Redis().P
 
 // Paused lists the paused queues.
 func (i *Inspector) Paused(ctx context.Context) ([]string, error) { return i.c.store.Paused(ctx) }
+
+// DueAt is when the delayed job id becomes ready; ok is false when it is
+// not delayed.
+func (i *Inspector) DueAt(ctx context.Context, id string) (due time.Time, ok bool, err error) {
+	return i.c.store.DueAt(ctx, id)
+}

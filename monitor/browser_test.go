@@ -84,6 +84,26 @@ func TestDashboardLinksInBrowser(t *testing.T) {
 	require.True(t, slices.Contains(st.Paused, ".."), "paused: %v", st.Paused)
 }
 
+// A job that failed twice and then succeeded shows its three attempts,
+// filled in by the script, and hides the sections it has nothing for.
+func TestJobAttemptsInBrowser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	srv := httptest.NewServer(e.h)
+	t.Cleanup(srv.Close)
+	e.run()
+	_, err := e.client.Add(t.Context(), Echo{Text: "twice"}, &flow.NodeOpts{ID: "t", Attempts: 3,
+		Backoff: &dag.Backoff{Kind: dag.Fixed, Base: 10 * time.Millisecond}})
+	require.NoError(t, err)
+	e.wait("t", dag.Succeeded)
+
+	b := newBrowser(t)
+	b.do(chromedp.Navigate(srv.URL+"/job?id=t"), b.poll(`document.querySelector('#job-timeline tbody') !== null`))
+	require.Equal(t, "3", b.eval(`String(document.querySelectorAll('#job-attempt-list tbody tr').length)`))
+	require.Equal(t, "delayed delayed succeeded", b.eval(`[...document.querySelectorAll('#job-attempt-list tbody tr')].map(r => r.lastChild.textContent).join(' ')`))
+	require.Equal(t, "false true true", b.eval(`[document.getElementById('job-attempts-card').hidden, document.getElementById('job-waits-card').hidden, document.getElementById('job-logs-card').hidden].join(' ')`))
+}
+
 // browser is a headless Chromium for one test, closed at its end.
 type browser struct {
 	t   *testing.T

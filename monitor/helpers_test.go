@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -111,6 +112,9 @@ func (e *env) run() *runner.Runner {
 		}
 		if strings.HasPrefix(m.Text, "fail") {
 			return "", flow.Permanent(errors.New("echo refused: " + m.Text))
+		}
+		if strings.HasPrefix(m.Text, "twice") && sc.Attempt <= 2 { // fails twice, then succeeds
+			return "", errors.New("echo failed: attempt " + strconv.Itoa(sc.Attempt))
 		}
 		if strings.HasPrefix(m.Text, "flaky") { // retryable
 			return "", errors.New("echo failed: " + m.Text)

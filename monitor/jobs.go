@@ -44,6 +44,12 @@ type JobView struct {
 	DurationMS  *float64         `json:"durationMs,omitempty"`
 	Timeline    []dag.Transition `json:"timeline,omitempty"`
 	Logs        string           `json:"logs,omitempty"`
+	// The job page's: every run, the parents and children with their
+	// states, and why a job not yet running waits.
+	Attempts   []AttemptView `json:"attempts,omitempty"`
+	ParentJobs []RelatedView `json:"parentJobs,omitempty"`
+	ChildJobs  []RelatedView `json:"childJobs,omitempty"`
+	WaitsFor   []string      `json:"waitsFor,omitempty"`
 }
 
 func tp(t time.Time) *time.Time {
@@ -85,6 +91,7 @@ func toView(n *dag.Node, full bool) JobView {
 	if full {
 		v.Logs = n.Logs
 		v.Payload, v.Result, v.Timeline = n.Payload, n.Result, n.Timeline
+		v.Attempts = attempts(n)
 		if len(v.Payload) > 0 && !json.Valid(v.Payload) {
 			v.Payload = nil
 		}
@@ -108,7 +115,12 @@ func (h *Handler) jobDetail(w http.ResponseWriter, r *http.Request) {
 		h.writeEngineError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toView(n, true))
+	v, err := h.detail(r.Context(), n)
+	if err != nil {
+		h.writeEngineError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // FlowView is a flow with its nodes (in topological order) and edges.

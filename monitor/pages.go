@@ -143,7 +143,11 @@ func (h *Handler) jobPage(w http.ResponseWriter, r *http.Request) {
 		h.render(w, http.StatusNotFound, d)
 		return
 	}
-	v := toView(n, true)
+	v, err := h.detail(r.Context(), n)
+	if err != nil {
+		h.writeEngineError(w, r, err)
+		return
+	}
 	d.Job = &v
 	h.render(w, http.StatusOK, d)
 }

@@ -375,3 +375,16 @@ func (s *Store) ScanNodeIDs(ctx context.Context, batch int, fn func(ids []string
 	}
 	return scan(ctx, s.rdb)
 }
+
+// DueAt is when delayed node id becomes ready (its score in the delayed
+// set); ok is false when it is not delayed.
+func (s *Store) DueAt(ctx context.Context, id string) (due time.Time, ok bool, err error) {
+	ms, err := s.rdb.ZScore(ctx, s.k.delayed(), id).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("dag: redis: %w", err)
+	}
+	return time.UnixMilli(int64(ms)), true, nil
+}

@@ -245,16 +245,40 @@ async function job() {
   s.className = "state s-" + j.state; s.textContent = j.state;
   document.getElementById("job-attempts").textContent = j.attempt + " of " + j.maxAttempts;
   document.getElementById("job-payload").textContent = pretty(j.payload);
+  const show = (id, on) => { document.getElementById(id).hidden = !on; };
   document.getElementById("job-result").textContent = pretty(j.result);
-  document.getElementById("job-error-card").hidden = !j.error;
+  show("job-result-card", j.result !== undefined && j.result !== null);
+  show("job-error-card", !!j.error);
   if (j.error) {
+    document.getElementById("job-error-attempt").textContent = j.error.attempt;
     document.getElementById("job-error").textContent = j.error.message;
     document.getElementById("job-stack").textContent = j.error.stack || "";
+    show("job-stack-box", !!j.error.stack);
+  }
+  const waits = j.waitsFor || [];
+  const wl = document.getElementById("job-waits");
+  clear(wl);
+  for (const w of waits) wl.append(el("li", {}, w));
+  show("job-waits-card", waits.length > 0);
+  const rel = (j.parentJobs || []).map((r) => ["parent", r]).concat((j.childJobs || []).map((r) => ["child", r]));
+  show("job-related-card", rel.length > 0);
+  if (rel.length) {
+    table(document.getElementById("job-related"), ["Relation", "Job", "Type", "State"],
+      rel.map(([k, r]) => [k, jobLink(r.id), r.type || "", r.state ? stateBadge(r.state) : "gone"]));
+  }
+  const att = j.attempts || [];
+  show("job-attempts-card", att.length > 0);
+  if (att.length) {
+    const fmt = (t) => new Date(t).toLocaleString();
+    table(document.getElementById("job-attempt-list"), ["Attempt", "Start", "End", "Duration", "Worker", "Batch", "Outcome"],
+      att.map((a) => [a.attempt, fmt(a.start), a.end ? fmt(a.end) : "running",
+        a.durationMs === undefined ? "" : a.durationMs + " ms", a.worker || "", a.batch || "", a.outcome ? stateBadge(a.outcome) : ""]));
   }
   const batched = (j.timeline || []).some((t) => t.batch);
   table(document.getElementById("job-timeline"), ["State", "At", "Attempt", "Worker"].concat(batched ? ["Batch"] : []),
     (j.timeline || []).map((t) => [stateBadge(t.to), timeAgo(t.at), t.attempt, t.worker || ""].concat(batched ? [t.batch || ""] : [])));
-  document.getElementById("job-logs").textContent = j.logs || "(none: the step logged nothing through sc.Logger at Info or above)";
+  document.getElementById("job-logs").textContent = j.logs || "";
+  show("job-logs-card", !!j.logs);
   jobActions(document.getElementById("job-actions"), j);
 }
 function jobActions(p, j) {

@@ -1,0 +1,45 @@
+package monitor
+
+import (
+	"time"
+
+	"github.com/trellisflow/trellis/dag"
+)
+
+// AttemptView is one run of a job, read off its timeline: from its change
+// to active to its change out of it.
+type AttemptView struct {
+	Attempt    int        `json:"attempt"`
+	Start      time.Time  `json:"start"`
+	End        *time.Time `json:"end,omitempty"` // nil while it runs
+	DurationMS *float64   `json:"durationMs,omitempty"`
+	Worker     string     `json:"worker,omitempty"`
+	Batch      string     `json:"batch,omitempty"`
+	Outcome    dag.State  `json:"outcome,omitempty"` // the state it went to; empty while it runs
+}
+
+// attempts lists every run of n, oldest first.
+func attempts(n *dag.Node) []AttemptView {
+	var out []AttemptView
+	open := false // the last attempt has not ended yet
+	for _, t := range n.Timeline {
+		if t.To == dag.Active {
+			out = append(out, AttemptView{Attempt: t.Attempt, Start: t.At.UTC(), Worker: t.Worker})
+			open = true
+			continue
+		}
+		if !open {
+			continue
+		}
+		a := &out[len(out)-1]
+		a.End, a.Outcome, a.Batch, open = tp(t.At), t.To, t.Batch, false
+		if a.Worker == "" {
+			a.Worker = t.Worker
+		}
+		if d := t.At.Sub(a.Start); d >= 0 {
+			dur := ms(d)
+			a.DurationMS = &dur
+		}
+	}
+	return out
+}
