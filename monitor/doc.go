@@ -15,7 +15,8 @@
 //	                            recommendation per finding; HTTP 200 when healthy or
 //	                            warning, 503 when critical
 //	/api/jobs                   ?state=&type=&queue=&q=&offset=&limit= (see "Cost" below)
-//	/api/jobs/{id}              payload, timeline, attempts, error and stack, result
+//	/api/jobs/{id}              payload, timeline, every attempt, error and stack, result,
+//	                            parents and children with their states, waitsFor (why it has not started)
 //	/api/flows/{id}             the flow's nodes and edges
 //	/api/flows/{id}/graph.svg   the flow drawn by dag/render in its live state colors;
 //	                            also .png, .dot (Graphviz) and .mmd (Mermaid);
