@@ -16,6 +16,7 @@ type AttemptView struct {
 	Worker     string     `json:"worker,omitempty"`
 	Batch      string     `json:"batch,omitempty"`
 	Outcome    dag.State  `json:"outcome,omitempty"` // the state it went to; empty while it runs
+	Error      string     `json:"error,omitempty"`   // its message, from dag.Node.Errors
 }
 
 // attempts lists every run of n, oldest first.
@@ -39,6 +40,16 @@ func attempts(n *dag.Node) []AttemptView {
 		if d := t.At.Sub(a.Start); d >= 0 {
 			dur := ms(d)
 			a.DurationMS = &dur
+		}
+	}
+	// each failed attempt's error, on the latest run of that number (a retry
+	// by hand starts the numbers and the errors again)
+	for _, e := range n.Errors {
+		for i := len(out) - 1; i >= 0; i-- {
+			if out[i].Attempt == e.Attempt && out[i].Outcome != "" && out[i].Outcome != dag.Succeeded {
+				out[i].Error = e.Message
+				break
+			}
 		}
 	}
 	return out

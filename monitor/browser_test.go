@@ -100,7 +100,8 @@ func TestJobAttemptsInBrowser(t *testing.T) {
 	b := newBrowser(t)
 	b.do(chromedp.Navigate(srv.URL+"/job?id=t"), b.poll(`document.querySelector('#job-timeline tbody') !== null`))
 	require.Equal(t, "3", b.eval(`String(document.querySelectorAll('#job-attempt-list tbody tr').length)`))
-	require.Equal(t, "delayed delayed succeeded", b.eval(`[...document.querySelectorAll('#job-attempt-list tbody tr')].map(r => r.lastChild.textContent).join(' ')`))
+	require.Equal(t, "delayed delayed succeeded", b.eval(`[...document.querySelectorAll('#job-attempt-list tbody tr')].map(r => r.children[6].textContent).join(' ')`))
+	require.Equal(t, "echo failed: attempt 1|echo failed: attempt 2|", b.eval(`[...document.querySelectorAll('#job-attempt-list tbody tr')].map(r => r.children[7].textContent).join('|')`))
 	require.Equal(t, "false true true", b.eval(`[document.getElementById('job-attempts-card').hidden, document.getElementById('job-waits-card').hidden, document.getElementById('job-logs-card').hidden].join(' ')`))
 }
 

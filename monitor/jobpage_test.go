@@ -49,7 +49,9 @@ func TestJobAttempts(t *testing.T) {
 		require.NotNil(t, a.End)
 		require.NotNil(t, a.DurationMS)
 		require.False(t, a.End.Before(a.Start))
+		require.Equal(t, "echo failed: flaky", a.Error)
 	}
+	require.Len(t, j.Errors, 3)
 	require.Equal(t, dag.Delayed, j.Attempts[0].Outcome) // retried after its backoff
 	require.Equal(t, dag.Failed, j.Attempts[2].Outcome)
 	require.Empty(t, j.WaitsFor, "a finished job waits for nothing")

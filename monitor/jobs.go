@@ -32,6 +32,7 @@ type JobView struct {
 	Payload     json.RawMessage  `json:"payload,omitempty"`
 	Result      json.RawMessage  `json:"result,omitempty"`
 	Error       *dag.ErrorInfo   `json:"error,omitempty"`
+	Errors      []dag.ErrorInfo  `json:"errors,omitempty"` // of each failed attempt, oldest first; in full views only
 	Reason      string           `json:"reason,omitempty"`
 	Cause       string           `json:"cause,omitempty"`
 	Worker      string           `json:"worker,omitempty"`
@@ -91,7 +92,7 @@ func toView(n *dag.Node, full bool) JobView {
 	if full {
 		v.Logs = n.Logs
 		v.Payload, v.Result, v.Timeline = n.Payload, n.Result, n.Timeline
-		v.Attempts = attempts(n)
+		v.Errors, v.Attempts = n.Errors, attempts(n)
 		if len(v.Payload) > 0 && !json.Valid(v.Payload) {
 			v.Payload = nil
 		}

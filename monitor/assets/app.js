@@ -270,9 +270,9 @@ async function job() {
   show("job-attempts-card", att.length > 0);
   if (att.length) {
     const fmt = (t) => new Date(t).toLocaleString();
-    table(document.getElementById("job-attempt-list"), ["Attempt", "Start", "End", "Duration", "Worker", "Batch", "Outcome"],
+    table(document.getElementById("job-attempt-list"), ["Attempt", "Start", "End", "Duration", "Worker", "Batch", "Outcome", "Error"],
       att.map((a) => [a.attempt, fmt(a.start), a.end ? fmt(a.end) : "running",
-        a.durationMs === undefined ? "" : a.durationMs + " ms", a.worker || "", a.batch || "", a.outcome ? stateBadge(a.outcome) : ""]));
+        a.durationMs === undefined ? "" : a.durationMs + " ms", a.worker || "", a.batch || "", a.outcome ? stateBadge(a.outcome) : "", a.error || ""]));
   }
   const batched = (j.timeline || []).some((t) => t.batch);
   table(document.getElementById("job-timeline"), ["State", "At", "Attempt", "Worker"].concat(batched ? ["Batch"] : []),
