@@ -2,6 +2,7 @@ package monitor_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -124,4 +125,24 @@ func TestJobWaitingForACondition(t *testing.T) {
 	_, err := e.client.Add(context.Background(), Echo{Text: "x"}, &flow.NodeOpts{ID: "w", Attempts: 1, When: "true"})
 	require.NoError(t, err)
 	waitingFor(t, e.job("w"), `condition "true" is evaluated when a runner claims it`)
+}
+
+// A job page lists at most 200 parents and 200 children and says how many
+// more there are; a blocked job counts its unfinished parents in all.
+func TestJobRelatedAreBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	g := flow.New()
+	var parents []*flow.Node
+	for i := range 203 {
+		parents = append(parents, g.Add(Echo{Text: "p"}, &flow.NodeOpts{ID: fmt.Sprintf("p%03d", i)}))
+	}
+	g.Add(Echo{Text: "join"}, &flow.NodeOpts{ID: "join"}).After(parents...)
+	_, err := e.client.Enqueue(context.Background(), g)
+	require.NoError(t, err)
+	j := e.job("join")
+	require.Len(t, j.ParentJobs, 200)
+	require.Equal(t, 3, j.RelatedMore)
+	waitingFor(t, j, "203 unfinished parents in all (3 not shown)")
+	require.Contains(t, e.get("/job?id=join").Body.String(), "… and 3 more not listed")
 }

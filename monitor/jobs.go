@@ -50,7 +50,9 @@ type JobView struct {
 	Attempts   []AttemptView `json:"attempts,omitempty"`
 	ParentJobs []RelatedView `json:"parentJobs,omitempty"`
 	ChildJobs  []RelatedView `json:"childJobs,omitempty"`
-	WaitsFor   []string      `json:"waitsFor,omitempty"`
+	// RelatedMore counts the parents and children past the first 200 of each, not listed.
+	RelatedMore int      `json:"relatedMore,omitempty"`
+	WaitsFor    []string `json:"waitsFor,omitempty"`
 }
 
 func tp(t time.Time) *time.Time {

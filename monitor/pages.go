@@ -144,9 +144,9 @@ func (h *Handler) jobPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := h.detail(r.Context(), n)
-	if err != nil {
-		h.writeEngineError(w, r, err)
-		return
+	if err != nil { // the page without its relations and reasons; the script asks again
+		h.log.Warn("trellis monitor: reading a job's parents, children and reasons failed", "job", n.ID, "err", err)
+		v = toView(n, true)
 	}
 	d.Job = &v
 	h.render(w, http.StatusOK, d)

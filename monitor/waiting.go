@@ -17,12 +17,17 @@ type RelatedView struct {
 	State dag.State `json:"state,omitempty"`
 }
 
+// relatedShown bounds the parents, and the children, a job page reads.
+const relatedShown = 200
+
 // detail is the job's full view with what the job page shows beside it:
 // its parents and children with their states (one read) and, for a job not
 // yet running, why it waits.
 func (h *Handler) detail(ctx context.Context, n *dag.Node) (JobView, error) {
 	v := toView(n, true)
-	ids := append(slices.Clone(n.Parents), n.Children...)
+	parents, children := n.Parents[:min(len(n.Parents), relatedShown)], n.Children[:min(len(n.Children), relatedShown)]
+	v.RelatedMore = len(n.Parents) + len(n.Children) - len(parents) - len(children)
+	ids := append(slices.Clone(parents), children...)
 	nodes, err := h.insp.Jobs(ctx, ids)
 	if err != nil {
 		return v, err
@@ -34,7 +39,7 @@ func (h *Handler) detail(ctx context.Context, n *dag.Node) (JobView, error) {
 			rel[i].Type, rel[i].State = nodes[i].Type, nodes[i].State
 		}
 	}
-	v.ParentJobs, v.ChildJobs = rel[:len(n.Parents)], rel[len(n.Parents):]
+	v.ParentJobs, v.ChildJobs = rel[:len(parents)], rel[len(parents):]
 	if n.State == dag.Blocked || n.State == dag.Ready || n.State == dag.Delayed {
 		if v.WaitsFor, err = h.waiting(ctx, n, v.ParentJobs); err != nil {
 			return v, err
@@ -54,6 +59,9 @@ func (h *Handler) waiting(ctx context.Context, n *dag.Node, parents []RelatedVie
 			case !p.State.Terminal():
 				why = append(why, fmt.Sprintf("parent %s is %s", p.ID, p.State))
 			}
+		}
+		if more := len(n.Parents) - len(parents); more > 0 {
+			why = append(why, fmt.Sprintf("%d unfinished parents in all (%d not shown)", n.Pending, more))
 		}
 		if n.Expanded {
 			why = append(why, "its sub-graph is unfinished")

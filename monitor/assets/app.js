@@ -262,6 +262,8 @@ async function job() {
   show("job-waits-card", waits.length > 0);
   const rel = (j.parentJobs || []).map((r) => ["parent", r]).concat((j.childJobs || []).map((r) => ["child", r]));
   show("job-related-card", rel.length > 0);
+  document.getElementById("job-related-more").textContent = "… and " + (j.relatedMore || 0) + " more not listed";
+  show("job-related-more", (j.relatedMore || 0) > 0);
   if (rel.length) {
     table(document.getElementById("job-related"), ["Relation", "Job", "Type", "State"],
       rel.map(([k, r]) => [k, jobLink(r.id), r.type || "", r.state ? stateBadge(r.state) : "gone"]));
@@ -269,9 +271,8 @@ async function job() {
   const att = j.attempts || [];
   show("job-attempts-card", att.length > 0);
   if (att.length) {
-    const fmt = (t) => new Date(t).toLocaleString();
     table(document.getElementById("job-attempt-list"), ["Attempt", "Start", "End", "Duration", "Worker", "Batch", "Outcome", "Error"],
-      att.map((a) => [a.attempt, fmt(a.start), a.end ? fmt(a.end) : "running",
+      att.map((a) => [a.attempt, timeAgo(a.start), a.end ? timeAgo(a.end) : "running",
         a.durationMs === undefined ? "" : a.durationMs + " ms", a.worker || "", a.batch || "", a.outcome ? stateBadge(a.outcome) : "", a.error || ""]));
   }
   const batched = (j.timeline || []).some((t) => t.batch);
