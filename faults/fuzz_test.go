@@ -74,14 +74,18 @@ func FuzzDecode(f *testing.F) {
 		require.True(t, reg.Known(env.MessageType))
 		require.Equal(t, env.MessageType, msg.MessageType())
 		// round trip: the accepted message encodes to an envelope that
-		// decodes to the same message
+		// decodes to a message of the same encoding (not always an equal
+		// value: an empty list under omitempty comes back nil)
 		data, err := json.Marshal(msg)
 		require.NoError(t, err)
 		again, err := json.Marshal(flow.Envelope{MessageType: env.MessageType, Timestamp: time.Unix(0, 0).UTC(), Data: data})
 		require.NoError(t, err)
 		_, msg2, err := reg.Decode(again)
 		require.NoError(t, err, "%s", again)
-		require.True(t, reflect.DeepEqual(msg, msg2), "%#v != %#v", msg, msg2)
+		data2, err := json.Marshal(msg2)
+		require.NoError(t, err)
+		require.Equal(t, string(data), string(data2), "%#v != %#v", msg, msg2)
+		require.Equal(t, reflect.TypeOf(msg), reflect.TypeOf(msg2))
 	})
 }
 
