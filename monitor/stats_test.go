@@ -38,8 +38,8 @@ func TestP95IsInterpolated(t *testing.T) {
 	e := newEnv(t, monitor.Config{})
 	require.Zero(t, stats(e).P95DurationMS, "no runs, no p95")
 
-	// 50 runs in (10, 25] ms and 50 in (100, 250] ms: the 95th of 100 is the
-	// 45th of 50 in the upper bucket, 90% of the way from 100 to 250 ms
+	// half the runs in the (10, 25] ms bucket, half in (100, 250] ms: the
+	// 95th is the 45th of the upper half, 90% of the way through its bucket
 	e.observe(append(repeat(50, 20*time.Millisecond), repeat(50, 200*time.Millisecond)...)...)
 	st := stats(e)
 	require.InDelta(t, 235.0, st.P95DurationMS, 0.01)

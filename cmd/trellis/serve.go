@@ -194,9 +194,9 @@ func migrateUp(ctx context.Context, db *bun.DB, log *slog.Logger) error {
 	return nil
 }
 
-// newServer bounds what a slow client can hold: the header must arrive in
-// 10 s and the whole request with its body in 30 s (the monitor sets its
-// own deadline for a body, too). No WriteTimeout: it would cut the event
+// newServer bounds what a slow client can hold: the header must arrive
+// within ReadHeaderTimeout and the whole request with its body within
+// ReadTimeout (the monitor sets its own deadline for a body, too). No WriteTimeout: it would cut the event
 // stream.
 func newServer(h http.Handler) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}

@@ -236,7 +236,7 @@ func TestLimitsAreValidated(t *testing.T) {
 }
 
 // waitErr waits for a render's error, failing the test if it has not come
-// in 30 s: a safety net, not a timing.
+// within a generous limit: a safety net, not a timing.
 func waitErr(t *testing.T, done <-chan error) error {
 	t.Helper()
 	select {

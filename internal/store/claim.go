@@ -227,7 +227,7 @@ func (s *Store) WaitReady(ctx context.Context, queues, types []string, timeout t
 			args = append(args, s.k.laneWake(q, t))
 		}
 	}
-	// BLPOP takes fractional seconds since Redis 6; go-redis's BLPop rounds up to 1s.
+	// BLPOP takes fractional seconds since Redis 6; go-redis's BLPop rounds up to whole seconds.
 	args = append(args, strconv.FormatFloat(timeout.Seconds(), 'f', 3, 64))
 	err := s.rdb.Do(ctx, args...).Err()
 	if errors.Is(err, redis.Nil) {

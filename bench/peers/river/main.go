@@ -47,7 +47,7 @@ func main() {
 	db := flag.String("db", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL URL")
 	schema := flag.String("schema", "", "an existing, empty schema to migrate and use")
 	enq := flag.Int("enqueuers", 8, "InsertMany calls in flight")
-	// River's defaults (100 ms, 1 s) fetch at most one batch of C jobs
+	// River's default cooldown and poll interval fetch at most one batch of C jobs
 	// per cooldown, which caps a no-op queue far below what River can do;
 	// these are the values River's own benchmark (`river bench`) runs with.
 	cooldown := flag.Duration("fetch-cooldown", 2*time.Millisecond, "Config.FetchCooldown")
