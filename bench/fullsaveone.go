@@ -8,7 +8,6 @@ import (
 
 	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
-	"github.com/trellisflow/trellis/runner"
 	"github.com/trellisflow/trellis/steps/workout"
 	"github.com/trellisflow/trellis/steps/workout/csvplan"
 )
@@ -19,27 +18,13 @@ import (
 // moment the last of its rows is committed (its step returned), with the
 // real workout steps on PostgreSQL. saves saves run one after another.
 func (b *bench) fullPlanSaveOne(ctx context.Context, saves, c int) (Result, error) {
-	db, drop, err := b.pgSchema(ctx, c)
-	if err != nil {
-		return Result{}, err
-	}
-	defer drop()
 	n := saves * planNodes
-	t, err := b.newTrellisRun("fullplansave-one", n)
+	t, db, end, err := b.workoutRun(ctx, "fullplansave-one", n, c)
 	if err != nil {
 		return Result{}, err
 	}
-	defer t.close()
+	defer end()
 	rec := t.rec
-	stop := b.progress(fmt.Sprintf("trellis fullplansave-one C=%d", c), int64(n), rec.done.Load)
-	defer stop()
-	var steps []flow.Step
-	for _, s := range workout.Steps(db) {
-		steps = append(steps, timedStep(s, rec))
-	}
-	if err := t.startRunnerWith(ctx, c, runner.Config{}, steps); err != nil {
-		return Result{}, err
-	}
 	csvs := make([][]byte, saves)
 	for k := range csvs {
 		var buf bytes.Buffer

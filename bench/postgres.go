@@ -89,30 +89,42 @@ func (b *bench) pgReady(ctx context.Context, scenario string) bool {
 	return true
 }
 
+// workoutRun starts a Trellis run of scenario, n nodes, with the real
+// workout steps (timed) on a fresh PostgreSQL schema and a runner of
+// concurrency c; end stops the progress, the run and drops the schema.
+func (b *bench) workoutRun(ctx context.Context, scenario string, n, c int) (t *trellisRun, db *bun.DB, end func(), err error) {
+	db, drop, err := b.pgSchema(ctx, c)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	t, err = b.newTrellisRun(scenario, n)
+	if err != nil {
+		drop()
+		return nil, nil, nil, err
+	}
+	stop := b.progress(fmt.Sprintf("trellis %s C=%d", scenario, c), int64(n), t.rec.done.Load)
+	end = func() { stop(); t.close(); drop() }
+	var steps []flow.Step
+	for _, s := range workout.Steps(db) {
+		steps = append(steps, timedStep(s, t.rec))
+	}
+	if err := t.startRunnerWith(ctx, c, runner.Config{}, steps); err != nil {
+		end()
+		return nil, nil, nil, err
+	}
+	return t, db, end, nil
+}
+
 // fullPlanSavePG is fullPlanSave with the real workout steps writing to a
 // fresh PostgreSQL schema.
 func (b *bench) fullPlanSavePG(ctx context.Context, plans, c int) (Result, error) {
-	db, drop, err := b.pgSchema(ctx, c)
-	if err != nil {
-		return Result{}, err
-	}
-	defer drop()
 	n := plans * planNodes
-	t, err := b.newTrellisRun("fullplansave-pg", n)
+	t, db, end, err := b.workoutRun(ctx, "fullplansave-pg", n, c)
 	if err != nil {
 		return Result{}, err
 	}
-	defer t.close()
+	defer end()
 	rec := t.rec
-	stop := b.progress(fmt.Sprintf("trellis fullplansave-pg C=%d", c), int64(n), rec.done.Load)
-	defer stop()
-	var steps []flow.Step
-	for _, s := range workout.Steps(db) {
-		steps = append(steps, timedStep(s, rec))
-	}
-	if err := t.startRunnerWith(ctx, c, runner.Config{}, steps); err != nil {
-		return Result{}, err
-	}
 	m, err := b.runLive(ctx, t, n, plans, planGraph(rec))
 	if err != nil {
 		return Result{}, err
