@@ -15,6 +15,7 @@ import (
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/schema"
 	"github.com/trellisflow/trellis/steps/steprun"
@@ -557,17 +558,20 @@ var RaceBackoff = flow.Exponential(2 * time.Second).WithMax(30 * time.Second).Wi
 
 // RaceOpts returns a copy of opts (nil for none) with RaceAttempts and
 // RaceBackoff where it sets no attempts or backoff.
-func RaceOpts(opts *flow.NodeOpts) flow.NodeOpts {
+func RaceOpts(opts *flow.NodeOpts) flow.NodeOpts { return withRetry(opts, RaceAttempts, RaceBackoff) }
+
+// withRetry returns a copy of opts (nil for none) with attempts and
+// backoff where it sets none.
+func withRetry(opts *flow.NodeOpts, attempts int, backoff dag.Backoff) flow.NodeOpts {
 	o := flow.NodeOpts{}
 	if opts != nil {
 		o = *opts
 	}
 	if o.Attempts == 0 {
-		o.Attempts = RaceAttempts
+		o.Attempts = attempts
 	}
 	if o.Backoff == nil {
-		b := RaceBackoff
-		o.Backoff = &b
+		o.Backoff = &backoff
 	}
 	return o
 }
@@ -585,18 +589,7 @@ var SturdyBackoff = flow.Exponential(time.Second).WithMax(30 * time.Second).With
 // SturdyOpts returns a copy of opts (nil for none) with SturdyAttempts and
 // SturdyBackoff where it sets no attempts or backoff.
 func SturdyOpts(opts *flow.NodeOpts) flow.NodeOpts {
-	o := flow.NodeOpts{}
-	if opts != nil {
-		o = *opts
-	}
-	if o.Attempts == 0 {
-		o.Attempts = SturdyAttempts
-	}
-	if o.Backoff == nil {
-		b := SturdyBackoff
-		o.Backoff = &b
-	}
-	return o
+	return withRetry(opts, SturdyAttempts, SturdyBackoff)
 }
 
 // FullSaveGraph is the sub-graph a full plan save expands into: a
