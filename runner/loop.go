@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"slices"
 	"time"
 
 	"github.com/trellisflow/trellis/internal/seam"
@@ -511,25 +510,17 @@ func (r *Runner) dispatch(ctx context.Context, l *lane, inflight map[string]*tas
 		if len(b.tasks) == 0 || (len(b.tasks) < b.bt.b.Size && now.Sub(b.since) < b.bt.b.Linger) {
 			continue
 		}
-		for len(b.tasks) > 0 && l.running < l.size {
-			n := min(len(b.tasks), b.bt.b.Size)
-			l.batches++
-			bctx, cancel := context.WithCancelCause(ctx)
-			run := &batchRun{tasks: slices.Clone(b.tasks[:n]), cancel: cancel, left: n,
-				name: r.cfg.ID + "/" + itoa(l.batchNumber()) + " of " + itoa(n)}
-			for _, t := range run.tasks {
-				t.cancel = run.cancelOne
-			}
-			b.tasks = b.tasks[n:]
-			l.running++
-			r.jobs <- job{ctx: bctx, batch: run, l: l}
-			if len(b.tasks) > 0 {
-				b.since = now
-			}
+		// a buffer holds at most a batch: wants asks for no more
+		l.batches++
+		bctx, cancel := context.WithCancelCause(ctx)
+		run := &batchRun{tasks: b.tasks, cancel: cancel, left: len(b.tasks),
+			name: r.cfg.ID + "/" + itoa(l.batchNumber()) + " of " + itoa(len(b.tasks))}
+		for _, t := range run.tasks {
+			t.cancel = run.cancelOne
 		}
-		if len(b.tasks) == 0 {
-			delete(l.buffers, typ)
-		}
+		delete(l.buffers, typ)
+		l.running++
+		r.jobs <- job{ctx: bctx, batch: run, l: l}
 	}
 }
 
