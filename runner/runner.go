@@ -264,10 +264,7 @@ func (r *Runner) Register(steps ...flow.Step) error {
 		if err := dag.CheckName(typ); err != nil {
 			return fmt.Errorf("runner: message type %q %s", typ, err.Error())
 		}
-		if _, dup := r.steps[typ]; dup {
-			return fmt.Errorf("runner: a step for %s is already registered", typ)
-		}
-		if _, dup := add[typ]; dup {
+		if _, dup := r.steps[typ]; dup || add[typ] != nil {
 			return fmt.Errorf("runner: a step for %s is already registered", typ)
 		}
 		if bs, ok := s.(flow.BatchStep); ok {
