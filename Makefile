@@ -2,7 +2,7 @@
 GO ?= go
 TEST_FLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: test services vet unit build bench fuzz lint test-faults test-cluster test-load
+.PHONY: test services vet unit build bench fuzz lint test-faults test-cluster test-load screenshots
 
 test: services vet unit
 
@@ -66,3 +66,8 @@ test-cluster:
 # PostgreSQL (several minutes; not part of make test).
 test-load: services
 	$(GO) test -tags load -count=1 -timeout 40m -run '^TestLoad200k$$' -v ./faults
+
+# The dashboard's pictures in docs/ (linked from the README), taken by the
+# Chromium tests that show them.
+screenshots: services
+	TRELLIS_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run 'InBrowser' ./monitor

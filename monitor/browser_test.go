@@ -143,6 +143,20 @@ func (b *browser) poll(expr string) chromedp.Action[chromedp.Void] {
 	}
 }
 
+// screenshot saves the page, as the browser shows it, as name (a PNG) in
+// the directory $TRELLIS_SCREENSHOTS when it is set (`make screenshots`
+// writes docs/'s pictures so); otherwise it does nothing.
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	dir := os.Getenv("TRELLIS_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	require.NoError(b.t, err, "screenshot %s", name)
+	require.NoError(b.t, os.WriteFile(filepath.Join(dir, name), png, 0o644))
+}
+
 // eval is expr's value, which must be a string.
 func (b *browser) eval(expr string) string {
 	b.t.Helper()
