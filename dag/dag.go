@@ -119,6 +119,9 @@ type Spec struct {
 	When        string          `json:"w,omitempty"`
 	// Trace carries a W3C traceparent from the enqueuer to the runners.
 	Trace string `json:"tr,omitempty"`
+	// Label is a short name for people (a plan's or an exercise's), shown
+	// in place of the ID in pictures of the flow; empty for none.
+	Label string `json:"lb,omitempty"`
 	// Identity decides whether a re-enqueue of the same ID is the same job:
 	// equal identities return the existing node, different ones conflict.
 	// Empty means a hash of the payload and options.

@@ -37,6 +37,10 @@ type NodeOpts struct {
 	// When is an expr-lang condition over the parents' states and results
 	// (see ConditionEnv); false skips the node. Checked at enqueue.
 	When string
+	// Label is a short name for people, shown in place of the ID in
+	// pictures of the flow (at most MaxLabel characters; longer is cut).
+	// Default: the message's Label(), if it has one (Labeler).
+	Label string
 	// UserID and Metadata go into the message envelope.
 	UserID   string
 	Metadata map[string]any
@@ -182,7 +186,7 @@ func (c *Client) spec(id string, msg Message, o *NodeOpts, parents []string, now
 	sp := dag.Spec{
 		ID: id, Type: msg.MessageType(), Payload: payload, Parents: parents,
 		MaxAttempts: o.Attempts, Timeout: o.Timeout, Priority: o.Priority, Delay: o.Delay,
-		Queue: o.Queue, Policy: o.Policy, When: o.When,
+		Queue: o.Queue, Policy: o.Policy, When: o.When, Label: labelOf(msg, o.Label),
 	}
 	if sp.MaxAttempts == 0 {
 		sp.MaxAttempts = c.cfg.DefaultAttempts

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,31 @@ import (
 // value receiver; the struct is encoded as the envelope's data.
 type Message interface {
 	MessageType() string
+}
+
+// Labeler is implemented by messages that name what they are about for
+// people (a plan's or an exercise's name): the default NodeOpts.Label.
+type Labeler interface {
+	Label() string
+}
+
+// MaxLabel is the most characters a node's label keeps.
+const MaxLabel = 80
+
+// labelOf is a node's label: the options', else the message's, cut to
+// MaxLabel characters.
+func labelOf(msg Message, label string) string {
+	if label == "" {
+		m, _ := unwrap(msg)
+		if l, ok := m.(Labeler); ok {
+			label = l.Label()
+		}
+	}
+	label = strings.TrimSpace(strings.ToValidUTF8(label, "\uFFFD"))
+	if r := []rune(label); len(r) > MaxLabel {
+		label = string(r[:MaxLabel-1]) + "…"
+	}
+	return label
 }
 
 // Validator is implemented by messages that check their own data. Enqueue

@@ -3,6 +3,7 @@ package monitor_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -98,7 +99,9 @@ func TestJobAttemptsInBrowser(t *testing.T) {
 	e.wait("t", dag.Succeeded)
 
 	b := newBrowser(t)
+	b.do(chromedp.EmulateViewport(1280, 1000))
 	b.do(chromedp.Navigate(srv.URL+"/job?id=t"), b.poll(`document.querySelector('#job-timeline tbody') !== null`))
+	b.screenshot("job-attempts.png")
 	require.Equal(t, "3", b.eval(`String(document.querySelectorAll('#job-attempt-list tbody tr').length)`))
 	require.Equal(t, "delayed delayed succeeded", b.eval(`[...document.querySelectorAll('#job-attempt-list tbody tr')].map(r => r.children[6].textContent).join(' ')`))
 	require.Equal(t, "echo failed: attempt 1|echo failed: attempt 2|", b.eval(`[...document.querySelectorAll('#job-attempt-list tbody tr')].map(r => r.children[7].textContent).join('|')`))
@@ -163,4 +166,112 @@ func (b *browser) eval(expr string) string {
 	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](expr))
 	require.NoError(b.t, err, expr)
 	return v
+}
+
+// layoutFacts is a script that checks the live view as the browser drew
+// it: boxes apart, every edge ending on the border of its own box, and
+// every box inside the view after fit. It returns a JSON summary.
+const layoutFacts = `(() => {
+  const svg = document.getElementById('graph-svg');
+  const view = svg.getBoundingClientRect();
+  const gs = [...document.querySelectorAll('#graph g.node')];
+  const rects = gs.map((g) => g.querySelector('rect').getBoundingClientRect());
+  let overlaps = 0, outside = 0, offEdges = 0;
+  for (let i = 0; i < rects.length; i++) {
+    const a = rects[i];
+    if (a.left < view.left - 0.5 || a.top < view.top - 0.5 || a.right > view.right + 0.5 || a.bottom > view.bottom + 0.5) outside++;
+    for (let j = i + 1; j < rects.length; j++) {
+      const b = rects[j];
+      if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) overlaps++;
+    }
+  }
+  const byI = {};
+  for (const g of gs) byI[g.dataset.i] = g.querySelector('rect');
+  const edges = [...document.querySelectorAll('#graph polyline.edge')];
+  for (const e of edges) {
+    const pts = e.getAttribute('points').split(' ').map((p) => p.split(',').map(Number));
+    const [x, y] = pts[pts.length - 1];
+    const r = byI[e.dataset.to];
+    const bx = +r.dataset.x, by = +r.dataset.y, bw = +r.getAttribute('width'), bh = +r.getAttribute('height');
+    const near = (u, v) => Math.abs(u - v) < 0.01;
+    const inside = x >= bx - 0.01 && x <= bx + bw + 0.01 && y >= by - 0.01 && y <= by + bh + 0.01;
+    if (!inside || !(near(x, bx) || near(x, bx + bw) || near(y, by) || near(y, by + bh))) offEdges++;
+  }
+  return JSON.stringify({boxes: gs.length, edges: edges.length, overlaps, outside, offEdges,
+    groups: gs.filter((g) => g.classList.contains('k-group')).length});
+})()`
+
+type layoutSummary struct {
+	Boxes, Edges, Overlaps, Outside, OffEdges, Groups int
+}
+
+func (b *browser) layout() layoutSummary {
+	b.t.Helper()
+	var s layoutSummary
+	require.NoError(b.t, json.Unmarshal([]byte(b.eval(layoutFacts)), &s))
+	return s
+}
+
+// The flow view fits the 145-node plan save and a 5,011-node flow to the
+// screen, with no two boxes overlapping, every edge ending on its own
+// box and every group in view; a group expands on a click, and the view
+// zooms and fits again.
+func TestFlowViewInBrowser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	srv := httptest.NewServer(e.h)
+	t.Cleanup(srv.Close)
+	e.run()
+	planShaped(t, e, "fps")
+	e.wait("fps/p1/s2/x3", dag.Failed)
+	e.wait("fps/p3/s4/x5", dag.Succeeded)
+	// 5,011 nodes in a queue no runner serves, so they stay put
+	g := flow.New().WithID("big")
+	plan := g.Add(Echo{Text: "plan"}, &flow.NodeOpts{ID: "big/plan", Queue: "later"})
+	for p := range 10 {
+		phase := g.Add(Echo{Text: "phase"}, &flow.NodeOpts{ID: fmt.Sprintf("big/p%d", p), Queue: "later"}).After(plan)
+		for s := range 10 {
+			session := g.Add(Echo{Text: "session"}, &flow.NodeOpts{ID: fmt.Sprintf("big/p%d/s%d", p, s), Queue: "later"}).After(phase)
+			for x := range 49 {
+				g.Add(Echo{Text: "exercise"}, &flow.NodeOpts{ID: fmt.Sprintf("big/p%d/s%d/x%d", p, s, x), Queue: "later"}).After(session)
+			}
+		}
+	}
+	_, err := e.client.Enqueue(t.Context(), g)
+	require.NoError(t, err)
+
+	b := newBrowser(t)
+	b.do(chromedp.EmulateViewport(1280, 900))
+	drawn := `document.querySelectorAll('#graph g.node').length > 0 && document.getElementById('graph-svg').getAttribute('viewBox') !== null`
+	b.do(chromedp.Navigate(srv.URL+"/flow?id=fps"), b.poll(drawn))
+	s := b.layout()
+	require.Zero(t, s.Overlaps, "boxes overlap")
+	require.Zero(t, s.OffEdges, "edges end off their boxes")
+	require.Zero(t, s.Outside, "boxes outside the view after fit")
+	require.Equal(t, s.Boxes-1, s.Edges, "a tree: every box but the plan has its edge")
+	require.Greater(t, s.Groups, 0)
+	require.Equal(t, "12-week strength block", b.eval(`document.querySelector('#graph g.node[data-id="fps/plan"] text').textContent`))
+	b.screenshot("flow-view.png")
+
+	// a group expands on a click, and collapses again
+	b.do(chromedp.Evaluate[chromedp.Void](`document.querySelector('#graph g.k-group').dispatchEvent(new MouseEvent('click', {bubbles: true}))`),
+		b.poll(`document.querySelectorAll('#graph g.node.expanded').length >= 5`))
+	s = b.layout()
+	require.Zero(t, s.Overlaps+s.OffEdges)
+	// zoom in, then fit again
+	before := b.eval(`document.getElementById('graph-svg').getAttribute('viewBox')`)
+	b.do(chromedp.Click(chromedp.CSS(`#graph-in`)))
+	require.NotEqual(t, before, b.eval(`document.getElementById('graph-svg').getAttribute('viewBox')`))
+	b.do(chromedp.Click(chromedp.CSS(`#graph-fit`)))
+	require.Zero(t, b.layout().Outside)
+	b.do(chromedp.Click(chromedp.CSS(`#graph-collapse`)), b.poll(`document.querySelectorAll('#graph g.node.expanded').length === 0`))
+
+	b.do(chromedp.Navigate(srv.URL+"/flow?id=big"), b.poll(drawn))
+	s = b.layout()
+	require.Zero(t, s.Overlaps, "boxes overlap")
+	require.Zero(t, s.OffEdges, "edges end off their boxes")
+	require.Zero(t, s.Outside, "boxes outside the view after fit")
+	require.LessOrEqual(t, s.Boxes, 300)
+	require.Greater(t, s.Groups, 0)
+	b.screenshot("flow-view-5k.png")
 }

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/dag/render"
 )
 
@@ -41,8 +43,9 @@ var graphWait = 2 * time.Second
 const collapsedHeader = "X-Trellis-Collapsed"
 
 // flowGraph serves /api/flows/{id}/graph.{svg,png,dot,mmd}, colored by the
-// nodes' current states. ?dir=LR turns the layout, ?siblings=N sets how many
-// siblings are drawn before they collapse, ?boxes=N the most boxes drawn.
+// nodes' current states. ?dir=LR turns the layout (default: chosen for the
+// flow's shape), ?siblings=N sets how many siblings are drawn before they
+// collapse, ?boxes=N the most boxes drawn, ?rank=N the most in one rank.
 func (h *Handler) flowGraph(format string) http.HandlerFunc {
 	f := graphFormats[format]
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -72,6 +75,14 @@ func (h *Handler) flowGraph(format string) http.HandlerFunc {
 				return
 			}
 			opts.MaxBoxes = n
+		}
+		if v := q.Get("rank"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n == 0 || n > 10000 {
+				writeError(w, http.StatusBadRequest, "rank: %q is not a whole number from 1 to 10000 (or negative for no bound)", v)
+				return
+			}
+			opts.MaxRank = n
 		}
 		ctx := r.Context()
 		wait := time.NewTimer(graphWait)
@@ -113,8 +124,8 @@ func (h *Handler) flowGraph(format string) http.HandlerFunc {
 // collapsedValue is the X-Trellis-Collapsed header: what the picture draws,
 // as key=value pairs.
 func collapsedValue(i render.Info) string {
-	return fmt.Sprintf("siblings=%d; boxes=%d; edges=%d; nodes=%d; not-drawn=%d; max-boxes=%d; max-edges=%d",
-		i.Siblings, i.Boxes, i.Edges, i.Nodes, i.NotDrawn, i.MaxBoxes, i.MaxEdges)
+	return fmt.Sprintf("siblings=%d; boxes=%d; edges=%d; nodes=%d; not-drawn=%d; max-boxes=%d; max-edges=%d; max-rank=%d; rank-siblings=%d",
+		i.Siblings, i.Boxes, i.Edges, i.Nodes, i.NotDrawn, i.MaxBoxes, i.MaxEdges, i.MaxRank, i.RankSiblings)
 }
 
 // writeGraphError answers a failed picture; a request whose client went
@@ -124,4 +135,83 @@ func (h *Handler) writeGraphError(w http.ResponseWriter, r *http.Request, err er
 		return
 	}
 	h.writeEngineError(w, r, err)
+}
+
+// FlowScene is the body of /api/flows/{id}/view: the flow laid out for
+// the live view (render.Layout), bounded however large the flow.
+type FlowScene struct {
+	ID     string            `json:"id"`
+	Done   bool              `json:"done"`
+	Counts map[dag.State]int `json:"counts"`
+	Nodes  int               `json:"nodes"`
+	// Members are the flow's node IDs, so the page knows which live events
+	// are its own; left out past sceneMembers nodes (the page then
+	// refreshes on any event, at most every few seconds).
+	Members []string      `json:"members,omitempty"`
+	Scene   *render.Scene `json:"scene"`
+}
+
+// sceneMembers is the most node IDs a FlowScene lists.
+const sceneMembers = 20000
+
+// groupKey is the form of a group's key (render.SceneBox.Group).
+var groupKey = regexp.MustCompile(`^g[0-9a-f]{16}$`)
+
+// flowScene serves /api/flows/{id}/view: ?w= and ?h= are the viewport in
+// pixels, ?expand= the groups drawn whole (comma-separated keys), ?dir=
+// TB or LR (default: chosen for the flow), ?boxes= the most boxes.
+func (h *Handler) flowScene(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	vw, ok := intParam(w, q.Get("w"), "w", 1280, 200, 20000)
+	if !ok {
+		return
+	}
+	vh, ok := intParam(w, q.Get("h"), "h", 800, 200, 20000)
+	if !ok {
+		return
+	}
+	opts := &render.Options{}
+	if opts.MaxBoxes, ok = intParam(w, q.Get("boxes"), "boxes", render.DefaultMaxBoxes, 2, render.HardMaxBoxes); !ok {
+		return
+	}
+	switch d := strings.ToUpper(q.Get("dir")); d {
+	case "", "TB", "LR":
+		opts.Direction = d
+	default:
+		writeError(w, http.StatusBadRequest, "dir: %q is not TB or LR", q.Get("dir"))
+		return
+	}
+	if v := q.Get("expand"); v != "" {
+		keys := strings.Split(v, ",")
+		if len(keys) > 500 {
+			writeError(w, http.StatusBadRequest, "expand: %d groups; at most 500", len(keys))
+			return
+		}
+		for _, k := range keys {
+			if !groupKey.MatchString(k) {
+				writeError(w, http.StatusBadRequest, "expand: %q is not a group key (g and 16 hex digits)", k)
+				return
+			}
+		}
+		opts.Expand = keys
+	}
+	fl, err := h.client.Flow(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.writeGraphError(w, r, err)
+		return
+	}
+	s, err := render.Layout(r.Context(), fl, opts, vw, vh)
+	if err != nil {
+		h.writeGraphError(w, r, err)
+		return
+	}
+	out := FlowScene{ID: fl.ID, Done: fl.Done(), Counts: fl.Counts(), Nodes: len(fl.Nodes), Scene: s}
+	if len(fl.Nodes) <= sceneMembers {
+		out.Members = make([]string, len(fl.Nodes))
+		for i, n := range fl.Nodes {
+			out.Members[i] = n.ID
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, out)
 }

@@ -19,6 +19,7 @@ type JobView struct {
 	ID          string           `json:"id"`
 	FlowID      string           `json:"flowId"`
 	Type        string           `json:"type"`
+	Label       string           `json:"label,omitempty"`
 	Queue       string           `json:"queue"`
 	State       dag.State        `json:"state"`
 	Attempt     int              `json:"attempt"`
@@ -71,7 +72,7 @@ const summaryError = 300
 // start of the error message); full is everything.
 func toView(n *dag.Node, full bool) JobView {
 	v := JobView{
-		ID: n.ID, FlowID: n.FlowID, Type: n.Type, Queue: n.Queue, State: n.State,
+		ID: n.ID, FlowID: n.FlowID, Type: n.Type, Label: n.Label, Queue: n.Queue, State: n.State,
 		Attempt: n.Attempt, MaxAttempts: n.MaxAttempts, Priority: n.Priority, Policy: n.Policy, When: n.When,
 		Stalls: n.Stalls, Parents: n.Parents, Children: n.Children, Error: n.Error,
 		Reason: n.Reason, Cause: n.Cause, Worker: n.Worker, Batch: n.Batch, Expanded: n.Expanded,

@@ -281,6 +281,7 @@ func (h *Handler) routes() {
 	read("GET /api/jobs", h.listJobs)
 	named(read, "GET /api/jobs/{id}", "GET /api/job", "id", h.jobDetail)
 	named(read, "GET /api/flows/{id}", "GET /api/flow", "id", h.flowDetail)
+	named(read, "GET /api/flows/{id}/view", "GET /api/flow/view", "id", h.flowScene)
 	for ext := range graphFormats {
 		named(read, "GET /api/flows/{id}/graph."+ext, "GET /api/flow/graph."+ext, "id", h.flowGraph(ext))
 	}

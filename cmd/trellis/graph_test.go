@@ -36,11 +36,19 @@ func TestGraphSaysWhenItCollapsed(t *testing.T) {
 	_, err = client.Enqueue(context.Background(), g)
 	require.NoError(t, err)
 
-	r := c.run("", "graph", "wide", "--siblings", "-1", "--boxes", "50")
+	r := c.run("", "graph", "wide", "--siblings", "-1", "--boxes", "50", "--rank", "-1")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stderr, "trellis graph: collapsed to stay within 50 boxes and 100 edges: 401 nodes in 50 boxes, 49 siblings per group (--boxes raises the limit, up to 1000)")
 	boxes := regexp.MustCompile(`(?m)^\t"(?:[^"\\]|\\.)*" \[`).FindAllString(r.stdout, -1)
 	require.Len(t, boxes, 50)
+	// by default a rank holds 40 boxes at most
+	r = c.run("", "graph", "wide", "--siblings", "-1", "--boxes", "50")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stderr, "trellis graph: collapsed to stay within 50 boxes, 100 edges and 40 boxes per rank: 401 nodes in 41 boxes, down to 40 siblings per group in the widest ranks (--rank and --boxes raise the limits")
+	require.Contains(t, r.stdout, `rankdir="LR"`, "a fan-out goes left to right")
+	r = c.run("", "graph", "wide", "--rank", "0")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "--rank 0: must be positive")
 
 	r = c.run("", "graph", "wide")
 	require.Equal(t, 0, r.code, r.stderr)

@@ -318,9 +318,10 @@ func runGraph(ctx context.Context, c *cli, args []string) error {
 	o := c.commonFlags(fs)
 	format := fs.String("format", "dot", "dot, mermaid, svg or png")
 	out := fs.String("out", "", "write to this file (default stdout)")
-	dir := fs.String("dir", "TB", "layout direction: TB, LR, BT or RL")
+	dir := fs.String("dir", "", "layout direction: TB, LR, BT or RL (default: LR for a fan-out, else TB)")
 	siblings := fs.Int("siblings", 8, "siblings drawn one by one before they collapse into \"+N more\" (negative: never, as far as --boxes allows)")
 	boxes := fs.Int("boxes", render.DefaultMaxBoxes, fmt.Sprintf("the most boxes drawn; larger flows collapse further (2 to %d)", render.HardMaxBoxes))
+	rank := fs.Int("rank", render.DefaultMaxRank, "the most boxes in one rank (row or column); wider ranks collapse further (negative: no bound)")
 	pos, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -339,7 +340,7 @@ func runGraph(ctx context.Context, c *cli, args []string) error {
 		return usagef("--format %q: must be dot, mermaid, svg or png", *format)
 	}
 	d := strings.ToUpper(*dir)
-	if d != "TB" && d != "LR" && d != "BT" && d != "RL" {
+	if d != "" && d != "TB" && d != "LR" && d != "BT" && d != "RL" {
 		return usagef("--dir %q: must be TB, LR, BT or RL", *dir)
 	}
 	if *siblings == 0 {
@@ -357,11 +358,16 @@ func runGraph(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	pic, err := render.Prepare(ctx, f, &render.Options{Direction: d, MaxSiblings: *siblings, MaxBoxes: *boxes})
+	if *rank == 0 {
+		return usagef("--rank 0: must be positive, or negative for no bound")
+	}
+	pic, err := render.Prepare(ctx, f, &render.Options{Direction: d, MaxSiblings: *siblings, MaxBoxes: *boxes, MaxRank: *rank})
 	if err != nil {
 		return err
 	}
-	if note := pic.Info().Note(); note != "" {
+	if info := pic.Info(); info.Wide {
+		fmt.Fprintf(c.stderr, "trellis graph: %s (--rank and --boxes raise the limits, --boxes up to %d)\n", info.Note(), render.HardMaxBoxes)
+	} else if note := info.Note(); note != "" {
 		fmt.Fprintf(c.stderr, "trellis graph: %s (--boxes raises the limit, up to %d)\n", note, render.HardMaxBoxes)
 	}
 	w := c.stdout

@@ -144,7 +144,7 @@ func TestLargeFlowsStayWithinTheBoxLimit(t *testing.T) {
 func TestCollapsesOnlyAsFarAsNeeded(t *testing.T) {
 	t.Parallel()
 	// A plan save at 9 siblings draws 250 boxes, at 10 it would draw 308.
-	info := requireBounded(t, bigFlow(12, 3, 20), &Options{MaxSiblings: -1})
+	info := requireBounded(t, bigFlow(12, 3, 20), &Options{MaxSiblings: -1, MaxRank: -1})
 	require.True(t, info.Collapsed)
 	require.Equal(t, 9, info.Siblings)
 	require.Equal(t, 250, info.Boxes)
@@ -152,10 +152,36 @@ func TestCollapsesOnlyAsFarAsNeeded(t *testing.T) {
 	require.Equal(t, "collapsed to stay within 300 boxes and 600 edges: 769 nodes in 250 boxes, 9 siblings per group", info.Note())
 
 	// Within the limits nothing changes.
-	info = requireBounded(t, bigFlow(4, 5, 6), nil)
+	info = requireBounded(t, bigFlow(4, 5, 6), &Options{MaxRank: -1})
 	require.False(t, info.Collapsed)
 	require.Equal(t, 145, info.Boxes)
 	require.Empty(t, info.Note())
+}
+
+// By default a rank holds at most DefaultMaxRank boxes and a fan-out is
+// drawn left to right: the 145-node plan save keeps its phases and
+// sessions whole and collapses only the exercises, its widest rank.
+func TestWideRanksCollapse(t *testing.T) {
+	t.Parallel()
+	p, err := Prepare(t.Context(), bigFlow(4, 5, 6), nil)
+	require.NoError(t, err)
+	info := p.Info()
+	require.True(t, info.Collapsed)
+	require.True(t, info.Wide)
+	require.Equal(t, "LR", info.Direction)
+	require.Equal(t, 2, info.RankSiblings)
+	require.LessOrEqual(t, widest(p.v), DefaultMaxRank)
+	require.Equal(t, []int{1, 4, 20, 40}, perRank(p.v))
+	require.Equal(t, "collapsed to stay within 300 boxes, 600 edges and 40 boxes per rank: 145 nodes in 65 boxes, down to 2 siblings per group in the widest ranks", info.Note())
+
+	// A direction given is kept; a small flow stays top to bottom.
+	p, err = Prepare(t.Context(), bigFlow(4, 5, 6), &Options{Direction: "TB"})
+	require.NoError(t, err)
+	require.Equal(t, "TB", p.Info().Direction)
+	p, err = Prepare(t.Context(), bigFlow(1, 2, 1), nil)
+	require.NoError(t, err)
+	require.Equal(t, "TB", p.Info().Direction)
+	require.False(t, p.Info().Collapsed)
 }
 
 func TestTheRestGoesIntoOneBox(t *testing.T) {
@@ -189,6 +215,17 @@ func TestTheRestGoesIntoOneBox(t *testing.T) {
 	require.LessOrEqual(t, info.Edges, 100)
 }
 
+// perRank counts v's boxes rank by rank.
+func perRank(v *view) []int {
+	ranks := ranksOf(v)
+	_, deep := shape(ranks)
+	out := make([]int, deep)
+	for _, r := range ranks {
+		out[r]++
+	}
+	return out
+}
+
 // svgNodes counts the node groups in Graphviz's SVG.
 func svgNodes(t *testing.T, svg []byte) int {
 	t.Helper()
@@ -203,14 +240,14 @@ func TestLargeFlowImagesAreBounded(t *testing.T) {
 	defer cancel()
 	for _, f := range []*dag.Flow{large5k(), tangled5k(), large100k(), tangled100k()} {
 		var svg bytes.Buffer
-		require.NoError(t, SVG(ctx, &svg, f, &Options{MaxSiblings: -1}))
+		require.NoError(t, SVG(ctx, &svg, f, &Options{MaxSiblings: -1, MaxRank: -1}))
 		n := svgNodes(t, svg.Bytes())
 		require.LessOrEqual(t, n, DefaultMaxBoxes, "%s, %d nodes", f.ID, len(f.Nodes))
 		require.Greater(t, n, DefaultMaxBoxes/2, "collapsed only as far as needed")
 		require.Contains(t, svg.String(), "collapsed to stay within")
 	}
 	var buf bytes.Buffer
-	require.NoError(t, PNG(ctx, &buf, tangled100k(), &Options{MaxSiblings: -1}))
+	require.NoError(t, PNG(ctx, &buf, tangled100k(), &Options{MaxSiblings: -1, MaxRank: -1}))
 	img, err := png.Decode(&buf)
 	require.NoError(t, err)
 	require.LessOrEqual(t, img.Bounds().Dx()*img.Bounds().Dy(), maxPixels+img.Bounds().Dx()+img.Bounds().Dy()+1)

@@ -41,7 +41,7 @@ func writeDOT(w io.Writer, v *view, o Options) error {
 	}
 	var buf bytes.Buffer
 	err := draw.DOT(g, &buf,
-		draw.GraphAttribute("rankdir", o.Direction),
+		draw.GraphAttribute("rankdir", v.dir),
 		draw.GraphAttribute("fontname", "Helvetica"),
 		draw.GraphAttribute("fontsize", "12"),
 		draw.GraphAttribute("labelloc", "t"),

@@ -53,7 +53,11 @@ func labelOf(n *dag.Node, flowID string, o Options) []string {
 	if rest, ok := strings.CutPrefix(id, flowID+"/"); ok && flowID != "" && rest != "" {
 		id = "…/" + rest
 	}
-	lines := []string{cutMiddle(clean(id), o.MaxLabel), cut(clean(n.Type), o.MaxLabel)}
+	first := cutMiddle(clean(id), o.MaxLabel)
+	if n.Label != "" {
+		first = cut(clean(n.Label), o.MaxLabel)
+	}
+	lines := []string{first, cut(clean(n.Type), o.MaxLabel)}
 	status := cut(clean(string(n.State)), o.MaxLabel)
 	if n.MaxAttempts > 0 {
 		status += fmt.Sprintf(" · attempt %d/%d", n.Attempt, n.MaxAttempts)

@@ -13,7 +13,7 @@ func writeMermaid(w io.Writer, v *view, o Options) error {
 	bw := bufio.NewWriter(w)
 	title := strings.Join(titleLines(v), " — ")
 	fmt.Fprintf(bw, "---\ntitle: \"%s\"\n---\n", yamlEscape(title))
-	fmt.Fprintf(bw, "flowchart %s\n", o.Direction)
+	fmt.Fprintf(bw, "flowchart %s\n", v.dir)
 	classes := map[string][]string{}
 	var order []string
 	addClass := func(class, id string) {

@@ -12,6 +12,8 @@ const (
 	HardMaxBoxes = 1000
 	// HardMaxEdges is the most Options.MaxEdges may be.
 	HardMaxEdges = 1000
+	// DefaultMaxRank is Options.MaxRank's default.
+	DefaultMaxRank = 40
 )
 
 // Options steer a picture. A nil *Options means the defaults.
@@ -33,8 +35,17 @@ type Options struct {
 	// MaxLabel is the most characters of one label line (an ID, an error, a
 	// reason) before it is cut with "…". Default 48; from 8 to 200.
 	MaxLabel int
+	// MaxRank is the most boxes one rank (a row top to bottom, a column
+	// left to right) holds: wider ranks collapse their groups of siblings
+	// further, so a picture stays readable at any size. Default
+	// DefaultMaxRank; negative for no bound.
+	MaxRank int
+	// Expand names groups of siblings (SceneBox.Group) that are drawn
+	// whole, however large, as far as MaxBoxes and MaxEdges allow.
+	Expand []string
 	// Direction is the direction of the layout: "TB" (top to bottom),
-	// "LR", "BT" or "RL". Default "TB".
+	// "LR", "BT" or "RL". Default: "LR" when the flow's widest rank holds
+	// more than twice as many boxes as it has ranks (a fan-out), else "TB".
 	Direction string
 	// Title is written above the graph, over a line that counts the nodes
 	// by state. Default: "flow " and the flow's ID; "-" for none.
@@ -59,15 +70,15 @@ func (o *Options) WithDefaults() Options {
 	if c.MaxLabel == 0 {
 		c.MaxLabel = 48
 	}
-	if c.Direction == "" {
-		c.Direction = "TB"
+	if c.MaxRank == 0 {
+		c.MaxRank = DefaultMaxRank
 	}
 	return c
 }
 
 func (o Options) validate() error {
 	switch o.Direction {
-	case "TB", "LR", "BT", "RL":
+	case "", "TB", "LR", "BT", "RL":
 	default:
 		return fmt.Errorf("render: Options.Direction is %q; use TB, LR, BT or RL", o.Direction)
 	}

@@ -33,6 +33,15 @@ type Info struct {
 	// NotDrawn is the number of nodes in the last box ("+N not drawn"),
 	// when even one box per group of siblings was too many.
 	NotDrawn int
+	// MaxRank is the rank bound the picture was drawn within; Wide says
+	// it collapsed the groups of ranks wider than that further, to
+	// RankSiblings siblings per group at the least.
+	MaxRank      int
+	Wide         bool
+	RankSiblings int
+	// Direction is the layout's direction: the options' or, when they set
+	// none, the one chosen for the flow's shape.
+	Direction string
 }
 
 // Note says in a sentence how the picture was collapsed to fit its
@@ -42,9 +51,15 @@ func (i Info) Note() string {
 		return ""
 	}
 	limit := fmt.Sprintf("to stay within %d boxes and %d edges", i.MaxBoxes, i.MaxEdges)
+	if i.Wide {
+		limit = fmt.Sprintf("to stay within %d boxes, %d edges and %d boxes per rank", i.MaxBoxes, i.MaxEdges, i.MaxRank)
+	}
 	if i.NotDrawn > 0 {
 		return fmt.Sprintf("collapsed %s: %d nodes in %d boxes, one sibling per group, and %d nodes past the first %d boxes in the last one",
 			limit, i.Nodes, i.Boxes, i.NotDrawn, i.Boxes-1)
+	}
+	if i.Wide && (i.Siblings < 0 || i.RankSiblings < i.Siblings) {
+		return fmt.Sprintf("collapsed %s: %d nodes in %d boxes, down to %d siblings per group in the widest ranks", limit, i.Nodes, i.Boxes, i.RankSiblings)
 	}
 	return fmt.Sprintf("collapsed %s: %d nodes in %d boxes, %d siblings per group", limit, i.Nodes, i.Boxes, i.Siblings)
 }

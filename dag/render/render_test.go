@@ -161,10 +161,10 @@ func TestCollapse(t *testing.T) {
 	require.Len(t, v.edges, len(v.nodes)-1)
 
 	// At or under the threshold nothing collapses; negative never does.
-	v, err = build(t.Context(), bigFlow(4, 5, 6), (&Options{}).WithDefaults())
+	v, err = build(t.Context(), bigFlow(4, 5, 6), (&Options{MaxRank: -1}).WithDefaults())
 	require.NoError(t, err)
 	require.Len(t, v.nodes, 145)
-	v, err = build(t.Context(), f, (&Options{MaxSiblings: -1, MaxBoxes: HardMaxBoxes}).WithDefaults())
+	v, err = build(t.Context(), f, (&Options{MaxSiblings: -1, MaxBoxes: HardMaxBoxes, MaxRank: -1}).WithDefaults())
 	require.NoError(t, err)
 	require.Len(t, v.nodes, len(f.Nodes))
 	require.False(t, v.info.Collapsed)

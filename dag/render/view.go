@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strings"
 
@@ -31,6 +32,11 @@ type vnode struct {
 	more   int               // kindMore, kindRest: collapsed siblings, or the nodes not drawn
 	below  int               // kindMore: hidden descendants
 	hidden map[dag.State]int // kindMore, kindRest: hidden nodes by state
+	// group is the key of the node's group of siblings (Options.Expand):
+	// set on a "+N more" box and on the members of a group larger than one.
+	group    string
+	expanded bool // Options.Expand names its group: drawn whole
+	grown    bool // added to the flow at run time by an expansion
 }
 
 // view is the picture of a flow before it is written in some format: boxes
@@ -44,7 +50,11 @@ type view struct {
 	// sub-graph it added: "expanded into", not "must finish before".
 	spawn    map[[2]int]bool
 	siblings int // the sibling limit this view was laid out with
-	info     Info
+	// rankSiblings is the lowest limit narrow() set on the groups of a
+	// rank wider than MaxRank; 0 if it set none.
+	rankSiblings int
+	dir          string // the direction: the options' or the one chosen for the flow's shape
+	info         Info
 }
 
 // build lays out f within o's limits: it orders the nodes parents first,
@@ -58,6 +68,10 @@ func build(ctx context.Context, f *dag.Flow, o Options) (*view, error) {
 	want := o.MaxSiblings
 	if want < 0 || want > p.largest {
 		want = p.largest // a group no larger than the limit is drawn whole
+	}
+	p.expand = make(map[string]bool, len(o.Expand))
+	for _, k := range o.Expand {
+		p.expand[k] = true
 	}
 	v := p.pass(o, want, 0)
 	collapsed := v == nil
@@ -78,6 +92,23 @@ func build(ctx context.Context, f *dag.Flow, o Options) (*view, error) {
 	if v == nil { // unreachable while MaxBoxes >= 2 and MaxEdges >= 1
 		return nil, fmt.Errorf("render: flow %q cannot be drawn within %d boxes and %d edges", f.ID, o.MaxBoxes, o.MaxEdges)
 	}
+	if o.MaxRank > 0 && v.info.NotDrawn == 0 {
+		w, err := p.narrow(ctx, o, v)
+		if err != nil {
+			return nil, err
+		}
+		if w != v {
+			v, collapsed = w, true
+		}
+	}
+	v.dir = o.Direction
+	if v.dir == "" {
+		v.dir = "TB"
+		if wide, deep := shape(ranksOf(v)); wide > 2*deep {
+			v.dir = "LR"
+		}
+	}
+	v.info.Direction = v.dir
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -92,8 +123,10 @@ func build(ctx context.Context, f *dag.Flow, o Options) (*view, error) {
 	v.summary = p.summary
 	v.info.Nodes = len(p.order)
 	v.info.Boxes, v.info.Edges = len(v.nodes), len(v.edges)
-	v.info.MaxBoxes, v.info.MaxEdges = o.MaxBoxes, o.MaxEdges
+	v.info.MaxBoxes, v.info.MaxEdges, v.info.MaxRank = o.MaxBoxes, o.MaxEdges, o.MaxRank
 	v.info.Siblings = o.MaxSiblings
+	v.info.RankSiblings = v.rankSiblings
+	v.info.Wide = v.rankSiblings > 0
 	for _, vn := range v.nodes {
 		if vn.kind == kindRest {
 			v.info.NotDrawn = vn.more
@@ -105,6 +138,120 @@ func build(ctx context.Context, f *dag.Flow, o Options) (*view, error) {
 	}
 	writeLabels(v, f.ID, o)
 	return v, nil
+}
+
+// narrow collapses the groups of each rank of v wider than o.MaxRank, from
+// the top down, to the largest sibling limit that fits the rank (or one):
+// narrower ranks keep their groups whole. It returns v if no rank is too
+// wide.
+func (p *prepared) narrow(ctx context.Context, o Options, v *view) (*view, error) {
+	p.limit = make([]int, len(p.size))
+	gid := make(map[string][]int, len(p.gkey)) // a key's groups: one per state
+	for g, k := range p.gkey {
+		gid[k] = append(gid[k], g)
+	}
+	lowest := 0
+	for from := 0; ; {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ranks := ranksOf(v)
+		r, groups := crowded(v, ranks, from, o.MaxRank, gid, p.expand)
+		if r < 0 {
+			break
+		}
+		from = r + 1
+		hi := 0
+		for _, g := range groups {
+			hi = max(hi, p.size[g])
+		}
+		if v.siblings > 0 {
+			hi = min(hi, v.siblings)
+		}
+		set := func(s int) {
+			for _, g := range groups {
+				p.limit[g] = s
+			}
+		}
+		fits := func(s int) *view {
+			set(s)
+			if w := p.pass(o, v.siblings, 0); w != nil && count(ranksOf(w), r) <= o.MaxRank {
+				return w
+			}
+			return nil
+		}
+		best, found := 1, false
+		for lo, hi := 1, hi-1; lo <= hi; {
+			mid := lo + (hi-lo)/2
+			if fits(mid) != nil {
+				best, found, lo = mid, true, mid+1
+			} else {
+				hi = mid - 1
+			}
+		}
+		if !found {
+			best = 1
+		}
+		set(best)
+		w := p.pass(o, v.siblings, 0)
+		if w == nil { // unreachable: fewer siblings never draw more
+			break
+		}
+		w.siblings = v.siblings
+		v = w
+		if lowest == 0 || best < lowest {
+			lowest = best
+		}
+	}
+	v.rankSiblings = lowest
+	return v, nil
+}
+
+// crowded returns the first rank from on that holds more than most boxes,
+// and the groups of siblings of its boxes that may collapse further; -1 if
+// there is none.
+func crowded(v *view, ranks []int, from, most int, gid map[string][]int, expand map[string]bool) (int, []int) {
+	per := map[int]int{}
+	for _, r := range ranks {
+		per[r]++
+	}
+	r := -1
+	for k, c := range per {
+		if k >= from && c > most && (r < 0 || k < r) {
+			r = k
+		}
+	}
+	if r < 0 {
+		return -1, nil
+	}
+	seen := map[int]bool{}
+	var groups []int
+	for i, vn := range v.nodes {
+		if ranks[i] != r || vn.group == "" || expand[vn.group] {
+			continue
+		}
+		for _, g := range gid[vn.group] {
+			if !seen[g] {
+				seen[g] = true
+				groups = append(groups, g)
+			}
+		}
+	}
+	if len(groups) == 0 {
+		return crowded(v, ranks, r+1, most, gid, expand)
+	}
+	return r, groups
+}
+
+// count is how many boxes rank r holds.
+func count(ranks []int, r int) int {
+	k := 0
+	for _, x := range ranks {
+		if x == r {
+			k++
+		}
+	}
+	return k
 }
 
 // bisect returns the view of the largest x in [lo, hi] whose layout fits,
@@ -136,6 +283,10 @@ type prepared struct {
 	group     []int           // position → its group of siblings
 	size      []int           // group → members
 	rank      []int           // position → place in its group, most urgent first
+	gkey      []string        // group → its key (Options.Expand): the members' type and parents
+	grown     []bool          // position → added by an expansion
+	expand    map[string]bool // group keys drawn whole (Options.Expand)
+	limit     []int           // group → its own sibling limit, below pass's (narrow); 0: none
 	names     map[string]bool // every ID, so synthetic names avoid them
 	largest   int             // members of the largest group
 	summary   string
@@ -182,7 +333,7 @@ func prepare(ctx context.Context, f *dag.Flow) (*prepared, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	spawned := rewireExpansions(nodes, byID, parents)
+	spawned, grown := rewireExpansions(nodes, byID, parents)
 	p := &prepared{summary: summary(f), names: make(map[string]bool, len(nodes)), spawn: map[[2]int]bool{}}
 	for _, n := range nodes {
 		p.names[n.ID] = true
@@ -195,8 +346,10 @@ func prepare(ctx context.Context, f *dag.Flow) (*prepared, error) {
 		return nil, err
 	}
 	pos := make(map[string]int, len(p.order))
+	p.grown = make([]bool, len(p.order))
 	for i, n := range p.order {
 		pos[n.ID] = i
+		p.grown[i] = grown[n.ID]
 	}
 	ext := map[string]int{}
 	p.parents = make([][]int, len(p.order))
@@ -220,19 +373,25 @@ func prepare(ctx context.Context, f *dag.Flow) (*prepared, error) {
 		}
 		p.parents[i] = ps
 	}
-	// Siblings share their parents, message type and state.
+	// Siblings share their parents, message type and state. A group's key
+	// leaves the state out, so a group expanded stays so as its members
+	// move on.
 	keys := make(map[string]int, len(p.order))
 	p.group = make([]int, len(p.order))
 	var members [][]int
 	for i, n := range p.order {
 		ps := slices.Clone(parents[n.ID])
 		slices.Sort(ps)
-		k := n.Type + "\x00" + string(n.State) + "\x00" + strings.Join(ps, "\x00")
+		kin := n.Type + "\x00" + strings.Join(ps, "\x00")
+		k := string(n.State) + "\x00" + kin
 		g, ok := keys[k]
 		if !ok {
 			g = len(members)
 			keys[k] = g
 			members = append(members, nil)
+			h := fnv.New64a()
+			h.Write([]byte(kin))
+			p.gkey = append(p.gkey, fmt.Sprintf("g%016x", h.Sum64()))
 		}
 		p.group[i] = g
 		members[g] = append(members[g], i)
@@ -356,7 +515,12 @@ func (p *prepared) pass(o Options, siblings, room int) *view {
 			continue
 		}
 		g := p.group[i]
-		collapse := siblings > 0 && p.size[g] > siblings && p.rank[i] >= siblings-1
+		expanded := p.expand[p.gkey[g]]
+		s := siblings
+		if p.limit != nil && p.limit[g] > 0 && (s <= 0 || p.limit[g] < s) {
+			s = p.limit[g]
+		}
+		collapse := s > 0 && p.size[g] > s && p.rank[i] >= s-1 && !expanded
 		if (!collapse || more[g] == none) && full() {
 			// No room for another box: this node joins the last one.
 			if rest == none {
@@ -376,7 +540,8 @@ func (p *prepared) pass(o Options, siblings, room int) *view {
 				for j, q := range ps {
 					from[j] = source(q)
 				}
-				more[g] = add(&vnode{kind: kindMore, name: synthetic("more"), state: n.State, typ: n.Type, hidden: map[dag.State]int{}})
+				more[g] = add(&vnode{kind: kindMore, name: synthetic("more"), state: n.State, typ: n.Type, hidden: map[dag.State]int{},
+					group: p.gkey[g], grown: p.grown[i]})
 				for j, q := range ps {
 					link(from[j], more[g], p.spawn[[2]int{q, i}])
 				}
@@ -389,7 +554,11 @@ func (p *prepared) pass(o Options, siblings, room int) *view {
 		for j, q := range ps {
 			from[j] = source(q)
 		}
-		box[i] = add(&vnode{kind: kindNode, name: n.ID, node: n, state: n.State, typ: n.Type})
+		vn := &vnode{kind: kindNode, name: n.ID, node: n, state: n.State, typ: n.Type, grown: p.grown[i]}
+		if p.size[g] > 1 {
+			vn.group, vn.expanded = p.gkey[g], expanded
+		}
+		box[i] = add(vn)
 		own[i] = true
 		for j, q := range ps {
 			link(from[j], box[i], p.spawn[[2]int{q, i}])
@@ -452,9 +621,10 @@ func summary(f *dag.Flow) string {
 // finish after its sub-graph by linking the sub-graph's sinks to it, which
 // drawn as is puts the node below the work it started. Instead the node
 // points at the sub-graph's roots ("expanded into") and the join edges are
-// dropped; its label says "expanded". It returns the new edges.
-func rewireExpansions(nodes []*dag.Node, byID map[string]*dag.Node, parents map[string][]string) map[[2]string]bool {
-	spawned := map[[2]string]bool{}
+// dropped; its label says "expanded". It returns the new edges and the
+// nodes of the sub-graphs.
+func rewireExpansions(nodes []*dag.Node, byID map[string]*dag.Node, parents map[string][]string) (spawned map[[2]string]bool, grown map[string]bool) {
+	spawned, grown = map[[2]string]bool{}, map[string]bool{}
 	inFlow := func(id string) bool { _, ok := byID[id]; return ok }
 	for _, e := range nodes {
 		if !e.Expanded {
@@ -495,6 +665,7 @@ func rewireExpansions(nodes []*dag.Node, byID map[string]*dag.Node, parents map[
 				continue
 			}
 			sub[id] = true
+			grown[id] = true
 			if n := byID[id]; n.Expanded {
 				stack = append(stack, n.Parents...)
 			} else {
@@ -519,7 +690,7 @@ func rewireExpansions(nodes []*dag.Node, byID map[string]*dag.Node, parents map[
 			}
 		}
 	}
-	return spawned
+	return spawned, grown
 }
 
 // urgency scores each node by the most urgent state in it and below it, so

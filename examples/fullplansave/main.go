@@ -407,8 +407,8 @@ func draw(ctx context.Context, f *dag.Flow, dir string, stderr io.Writer) ([]str
 		name string
 		fn   func(io.Writer) error
 	}
-	// 120 exercises: show 2 per session and "+4 more"
-	pic, err := render.Prepare(ctx, f, &render.Options{Direction: "LR", MaxSiblings: 3})
+	// the defaults: left to right, the exercises collapsed to fit a rank
+	pic, err := render.Prepare(ctx, f, nil)
 	if err != nil {
 		return nil, err
 	}

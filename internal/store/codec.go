@@ -71,6 +71,9 @@ func encodeData(sp *dag.Spec) []byte {
 	if sp.Trace != "" {
 		out = appendJSONString(append(out, `,"tr":`...), sp.Trace)
 	}
+	if sp.Label != "" {
+		out = appendJSONString(append(out, `,"lb":`...), sp.Label)
+	}
 	return append(out, '}')
 }
 
@@ -93,10 +96,12 @@ func decodeData(b []byte, sp *dag.Spec) error {
 			d.When, ok = jsonobj.String(v)
 		case "tr":
 			d.Trace, ok = jsonobj.String(v)
+		case "lb":
+			d.Label, ok = jsonobj.String(v)
 		}
 		return ok
 	}) {
-		sp.Payload, sp.Parents, sp.Backoff, sp.Timeout, sp.When, sp.Trace = d.Payload, d.Parents, d.Backoff, d.Timeout, d.When, d.Trace
+		sp.Payload, sp.Parents, sp.Backoff, sp.Timeout, sp.When, sp.Trace, sp.Label = d.Payload, d.Parents, d.Backoff, d.Timeout, d.When, d.Trace, d.Label
 		return nil
 	}
 	return json.Unmarshal(b, sp)

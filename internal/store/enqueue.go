@@ -284,13 +284,20 @@ type metaKey struct {
 }
 
 // identityHash is the hash a re-enqueue of the same ID is compared by: the
-// node's meta and its Identity, or its data when Identity is empty. buf is
+// node's meta and its Identity, or its data (less its label) when Identity is empty. buf is
 // reused across calls.
 func identityHash(buf []byte, meta string, sp *dag.Spec, data []byte) (string, []byte) {
 	buf = append(append(buf[:0], meta...), 0)
-	if sp.Identity != "" {
+	switch {
+	case sp.Identity != "":
 		buf = append(buf, sp.Identity...)
-	} else {
+	case sp.Label != "":
+		// a label is for people: the same job with another label (or an
+		// older Trellis's, which wrote none) is still the same job
+		nl := *sp
+		nl.Label = ""
+		buf = append(buf, encodeData(&nl)...)
+	default:
 		buf = append(buf, data...)
 	}
 	sum := sha256.Sum256(buf)

@@ -302,24 +302,30 @@ function svg(tag, attrs, text) {
   if (text !== undefined) e.textContent = text;
   return e;
 }
-let flowNodes = new Set();
-let flowSized = false;
+// The live view draws the server's layout (api/flow/view): a bounded
+// projection of the flow whose groups of siblings expand on a click. The
+// page pans (drag), zooms (wheel, buttons) and fits the flow to its box.
+let flowNodes = null; // the flow's node IDs, or null when it is too large to list
+let expanded = new Set();
+let scene = null;
+let viewBox = null; // [x, y, w, h] the user panned or zoomed to; null: fit
 async function flowPage() {
-  const f = await api(named("api/flow", pageID));
-  flowNodes = new Set(f.nodes.map((n) => n.id));
-  if (!flowSized) {
-    // hundreds of boxes are unreadable: start big flows on the Graphviz
-    // drawing, which collapses siblings into "+N more"
-    flowSized = true;
-    if (f.nodes.length > 150) document.getElementById("rendered").checked = true;
-  }
-  document.getElementById("flow-summary").textContent = f.nodes.length + " jobs · " +
-    (f.done ? "finished" : "running") + " · " +
-    STATES.filter((s) => f.counts[s]).map((s) => f.counts[s] + " " + s).join(", ");
-  const img = document.getElementById("graph-img");
   const on = document.getElementById("rendered").checked;
-  document.getElementById("graph").hidden = on;
+  const box = document.getElementById("graph");
+  const img = document.getElementById("graph-img");
+  box.hidden = on;
   img.hidden = !on;
+  document.getElementById("graph-tools").hidden = on;
+  const r = box.getBoundingClientRect();
+  const q = "&w=" + Math.max(200, Math.round(r.width || 1280)) + "&h=" + Math.max(200, Math.round(r.height || 800)) +
+    (expanded.size ? "&expand=" + [...expanded].join(",") : "");
+  const f = await api(named("api/flow/view", pageID) + q);
+  flowNodes = f.members ? new Set(f.members) : null;
+  scene = f.scene;
+  const info = scene.info;
+  document.getElementById("flow-summary").textContent = f.nodes + " jobs · " + (f.done ? "finished" : "running") + " · " +
+    STATES.filter((s) => f.counts[s]).map((s) => f.counts[s] + " " + s).join(", ") +
+    (info.boxes < f.nodes ? " · drawn in " + info.boxes + " boxes: click a “+N more” box to expand it" : "");
   const cf = document.getElementById("cancel-flow");
   if (cf) {
     cf.hidden = f.done;
@@ -329,45 +335,91 @@ async function flowPage() {
     img.src = named("api/flow/graph.svg", pageID) + "&t=" + Date.now();
     return;
   }
-  // layered layout: a node's layer is one more than its deepest parent's
-  const depth = {};
-  const byId = {};
-  for (const n of f.nodes) byId[n.id] = n;
-  for (const n of f.nodes) { // nodes come in topological order
-    depth[n.id] = 0;
-    for (const p of n.parents) if (p in depth) depth[n.id] = Math.max(depth[n.id], depth[p] + 1);
-  }
-  const layers = [];
-  for (const n of f.nodes) (layers[depth[n.id]] = layers[depth[n.id]] || []).push(n);
-  const W = 190, H = 46, GX = 30, GY = 60;
-  const width = Math.max(...layers.map((l) => l.length)) * (W + GX) + GX;
-  const height = layers.length * (H + GY) + GY;
-  const pos = {};
-  layers.forEach((l, i) => l.forEach((n, j) => {
-    const off = (width - l.length * (W + GX) + GX) / 2;
-    pos[n.id] = { x: off + j * (W + GX), y: GY / 2 + i * (H + GY) };
-  }));
-  const root = svg("svg", { viewBox: "0 0 " + width + " " + height, width: width, height: height, role: "img" });
+  drawScene(box, scene);
+}
+function drawScene(box, sc) {
+  const root = svg("svg", { id: "graph-svg", role: "img", "aria-label": "the flow's graph", width: "100%", height: "100%" });
   const defs = svg("defs", {});
-  const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto" });
+  const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto" });
   marker.append(svg("path", { d: "M0,0 L10,5 L0,10 z", class: "edge-head" }));
   defs.append(marker); root.append(defs);
-  for (const [a, b] of f.edges) {
-    if (!pos[a] || !pos[b]) continue;
-    root.append(svg("line", { x1: pos[a].x + W / 2, y1: pos[a].y + H, x2: pos[b].x + W / 2, y2: pos[b].y, class: "edge", "marker-end": "url(#arrow)" }));
-  }
-  for (const n of f.nodes) {
-    const g = svg("g", { class: "node s-" + n.state, transform: "translate(" + pos[n.id].x + "," + pos[n.id].y + ")", tabindex: 0, "data-id": n.id });
-    g.append(svg("rect", { width: W, height: H, rx: 6 }));
-    g.append(svg("text", { x: 8, y: 18, class: "t1" }, n.type.length > 26 ? n.type.slice(0, 25) + "…" : n.type));
-    g.append(svg("text", { x: 8, y: 36, class: "t2" }, n.state + " · " + (n.id.length > 18 ? n.id.slice(0, 17) + "…" : n.id)));
-    g.append(svg("title", {}, n.id));
-    g.addEventListener("click", () => nodePanel(n.id));
-    root.append(g);
-  }
-  clear(document.getElementById("graph")).append(root);
+  const world = svg("g", { id: "graph-world" });
+  sc.edges.forEach((e, i) => {
+    world.append(svg("polyline", { points: e.points.map((p) => p[0] + "," + p[1]).join(" "), class: "edge" + (e.spawn ? " spawn" : ""),
+      "marker-end": "url(#arrow)", "data-from": e.from, "data-to": e.to, "data-i": i }));
+  });
+  sc.boxes.forEach((b, i) => {
+    const cls = "node k-" + b.kind + (b.state ? " s-" + b.state : "") + (b.grown ? " grown" : "") + (b.expanded ? " expanded" : "");
+    const g = svg("g", { class: cls, transform: "translate(" + b.x + "," + b.y + ")", tabindex: 0, "data-id": b.id, "data-i": i });
+    g.append(svg("rect", { width: b.w, height: b.h, rx: 6, "data-x": b.x, "data-y": b.y }));
+    const max = Math.floor((b.w - 14) / 6.3);
+    b.lines.forEach((line, k) => g.append(svg("text", { x: 7, y: 17 + k * 14, class: k === 0 ? "t1" : "t2" }, line.length > max ? line.slice(0, max - 1) + "…" : line)));
+    let tip = b.lines.join("\n");
+    if (b.grown) tip += "\ngrown at run time by an expansion";
+    if (b.kind === "group") tip += "\nclick to draw the group whole";
+    if (b.kind === "external") tip += "\na job of another flow: click to open it";
+    g.append(svg("title", {}, tip));
+    const open = () => {
+      if (b.kind === "node") nodePanel(b.id, b);
+      else if (b.kind === "group") { expanded.add(b.group); render(); }
+      else if (b.kind === "external") location.href = named("job", b.id);
+    };
+    g.addEventListener("click", open);
+    g.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
+    world.append(g);
+  });
+  root.append(world);
+  clear(box).append(root);
+  panZoom(root);
+  setView(viewBox || fitBox());
 }
-async function nodePanel(id) {
+// fitBox is the view of the whole scene, centred, never enlarged past 1:1.
+function fitBox() {
+  const r = document.getElementById("graph").getBoundingClientRect();
+  const s = Math.min(r.width / scene.width, r.height / scene.height, 1);
+  const w = r.width / s, h = r.height / s;
+  return [(scene.width - w) / 2, (scene.height - h) / 2, w, h];
+}
+function setView(vb) {
+  viewBox = vb;
+  const root = document.getElementById("graph-svg");
+  if (root) root.setAttribute("viewBox", vb.join(" "));
+}
+function zoom(k, cx, cy) {
+  const [x, y, w, h] = viewBox;
+  if (cx === undefined) { cx = x + w / 2; cy = y + h / 2; }
+  const nw = Math.min(Math.max(w / k, 50), Math.max(scene.width, scene.height) * 4);
+  const f = nw / w;
+  setView([cx - (cx - x) * f, cy - (cy - y) * f, w * f, h * f]);
+}
+function panZoom(root) {
+  let drag = null;
+  const toWorld = (ev) => {
+    const r = root.getBoundingClientRect();
+    return [viewBox[0] + (ev.clientX - r.left) / r.width * viewBox[2], viewBox[1] + (ev.clientY - r.top) / r.height * viewBox[3]];
+  };
+  root.addEventListener("wheel", (ev) => { ev.preventDefault(); const [cx, cy] = toWorld(ev); zoom(ev.deltaY < 0 ? 1.2 : 1 / 1.2, cx, cy); }, { passive: false });
+  root.addEventListener("pointerdown", (ev) => {
+    if (ev.target.closest("g.node")) return;
+    drag = { x: ev.clientX, y: ev.clientY, vb: viewBox.slice() };
+    root.setPointerCapture(ev.pointerId);
+  });
+  root.addEventListener("pointermove", (ev) => {
+    if (!drag) return;
+    const r = root.getBoundingClientRect();
+    const k = drag.vb[2] / r.width;
+    setView([drag.vb[0] - (ev.clientX - drag.x) * k, drag.vb[1] - (ev.clientY - drag.y) * k, drag.vb[2], drag.vb[3]]);
+  });
+  root.addEventListener("pointerup", () => { drag = null; });
+}
+function initFlow() {
+  document.getElementById("rendered").onchange = () => render();
+  document.getElementById("graph-fit").onclick = () => setView(fitBox());
+  document.getElementById("graph-in").onclick = () => zoom(1.25);
+  document.getElementById("graph-out").onclick = () => zoom(0.8);
+  document.getElementById("graph-collapse").onclick = () => { expanded = new Set(); viewBox = null; render(); };
+}
+async function nodePanel(id, b) {
   const j = await api(named("api/job", id));
   document.getElementById("node-panel").hidden = false;
   const t = clear(document.getElementById("node-title"));
@@ -378,6 +430,8 @@ async function nodePanel(id) {
   d.append(el("pre", {}, pretty(j.payload)));
   const p = el("p", { class: "actions" });
   jobActions(p, j);
+  if (b && b.expanded)
+    p.append(el("button", { type: "button", onclick: () => { expanded.delete(b.group); render(); } }, "Collapse its group"), " ");
   d.append(p);
 }
 
@@ -526,7 +580,7 @@ const pages = {
   failed: { render: failed, every: 5000 },
   jobs: { init: initJobs, render: jobs, every: 3000 },
   job: { render: job },
-  flow: { init: () => { document.getElementById("rendered").onchange = () => render(); }, render: flowPage, filter: (e) => flowNodes.has(e.node) },
+  flow: { init: initFlow, render: flowPage, filter: (e) => !flowNodes || flowNodes.has(e.node), every: 1000 },
   runners: { init: () => { setInterval(() => render(), 5000); }, render: runnersPage },
   cleanup: { init: initCleanup },
   "queue-test": { init: initQueueTest, render: refreshSent },

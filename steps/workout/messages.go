@@ -104,6 +104,9 @@ type PlanCreate struct {
 	IsActive  bool   `json:"isActive"`
 }
 
+// Label names the plan in pictures of its flow.
+func (m PlanCreate) Label() string { return m.Name }
+
 // PhaseCreate creates a phase in an existing plan (WORKOUT_PHASE_CREATE). A
 // plan that does not exist yet is a retryable error: the create race.
 type PhaseCreate struct {
@@ -162,12 +165,18 @@ type PhaseDelete struct {
 	PhaseID string `json:"phaseId"`
 }
 
+// Label names the phase in pictures of its flow.
+func (m PhaseCreate) Label() string { return m.Phase.Name }
+
 // SessionCreate creates a session in an existing phase (WORKOUT_SESSION_CREATE).
 type SessionCreate struct {
 	PlanID  string      `json:"planId"`
 	PhaseID string      `json:"phaseId"`
 	Session SessionData `json:"session"`
 }
+
+// Label names the session in pictures of its flow.
+func (m SessionCreate) Label() string { return m.Session.Name }
 
 // SessionUpdate changes some fields of a session (WORKOUT_SESSION_UPDATE).
 type SessionUpdate struct {
@@ -191,6 +200,9 @@ type ExerciseCreate struct {
 	SessionID string       `json:"sessionId"`
 	Exercise  ExerciseData `json:"exercise"`
 }
+
+// Label names the exercise in pictures of its flow.
+func (m ExerciseCreate) Label() string { return m.Exercise.Name }
 
 // ExerciseUpdate changes some fields of an exercise (WORKOUT_EXERCISE_UPDATE).
 type ExerciseUpdate struct {
@@ -220,6 +232,9 @@ type PlanFullSave struct {
 	IsActive  bool        `json:"isActive"`
 	Phases    []PhaseTree `json:"phases"`
 }
+
+// Label names the plan in pictures of its flow.
+func (m PlanFullSave) Label() string { return m.Name }
 
 // PhaseChanges are the fields a phase update may set; nil means unchanged.
 type PhaseChanges struct {
