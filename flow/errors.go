@@ -3,6 +3,8 @@ package flow
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"time"
 
 	"github.com/trellisflow/trellis/dag"
@@ -114,4 +116,53 @@ func Unavailable(err error) error {
 func IsUnavailable(err error) bool {
 	var u *unavailableError
 	return errors.As(err, &u)
+}
+
+type stackError struct {
+	err   error
+	stack string
+}
+
+func (e *stackError) Error() string { return e.err.Error() }
+func (e *stackError) Unwrap() error { return e.err }
+func (e *stackError) Stack() string { return e.stack }
+
+// WithStack records where it is called in err, so the node's error keeps a
+// stack as a panic's does (the job page shows it). An error that already
+// has one keeps it.
+func WithStack(err error) error {
+	if err == nil || StackOf(err) != "" {
+		return err
+	}
+	var pcs [32]uintptr
+	n := runtime.Callers(2, pcs[:])
+	frames := runtime.CallersFrames(pcs[:n])
+	var b strings.Builder
+	for {
+		f, more := frames.Next()
+		fmt.Fprintf(&b, "%s\n\t%s:%d\n", f.Function, f.File, f.Line)
+		if !more {
+			break
+		}
+	}
+	return &stackError{err: err, stack: b.String()}
+}
+
+// StackOf is the stack an error carries: one WithStack recorded (or any
+// error in its chain with a Stack() string method), or the "%+v" form of an
+// error that formats itself with one (github.com/pkg/errors and its
+// kind); "" if it has none.
+func StackOf(err error) string {
+	var s interface{ Stack() string }
+	if errors.As(err, &s) {
+		return s.Stack()
+	}
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if _, ok := e.(fmt.Formatter); ok {
+			if v := fmt.Sprintf("%+v", e); v != e.Error() {
+				return v
+			}
+		}
+	}
+	return ""
 }

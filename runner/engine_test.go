@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -243,6 +244,48 @@ func TestRetryAfterPanicAndTimeout(t *testing.T) {
 		require.Equal(t, dag.Failed, s.State)
 		require.Contains(t, s.Error.Message, "step timed out after 50ms")
 	})
+}
+
+// An ordinary error keeps a stack when it has one (flow.WithStack, or an
+// error that prints one with %+v); one without keeps none.
+func TestErrorStacks(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		step := flow.StepFunc(func(ctx context.Context, sc *flow.StepContext, m Probe) (string, error) {
+			switch m.Mode {
+			case "with-stack":
+				return "", flow.Permanent(fmt.Errorf("saving: %w", flow.WithStack(errors.New("row refused"))))
+			case "formatter":
+				return "", flow.Permanent(stackPrinter{})
+			}
+			return "", flow.Permanent(errors.New("plain"))
+		})
+		g := flow.New()
+		g.Add(Probe{Mode: "with-stack"}, &flow.NodeOpts{ID: "with-stack", Attempts: 1})
+		g.Add(Probe{Mode: "formatter"}, &flow.NodeOpts{ID: "formatter", Attempts: 1})
+		g.Add(Probe{Mode: "plain"}, &flow.NodeOpts{ID: "plain", Attempts: 1})
+		res := h.enqueue(g)
+		h.runner(nil, step)
+		f := h.wait(res.FlowID)
+
+		ws := nodeByID(f, "with-stack")
+		require.Equal(t, "saving: row refused", ws.Error.Message)
+		require.Contains(t, ws.Error.Stack, "TestErrorStacks")
+		require.Contains(t, ws.Error.Stack, "engine_test.go:")
+		require.Equal(t, "step failed\nat the place it was made", nodeByID(f, "formatter").Error.Stack)
+		require.Empty(t, nodeByID(f, "plain").Error.Stack)
+	})
+}
+
+// stackPrinter prints a stack with %+v, as github.com/pkg/errors does.
+type stackPrinter struct{}
+
+func (stackPrinter) Error() string { return "step failed" }
+func (e stackPrinter) Format(s fmt.State, verb rune) {
+	if verb == 'v' && s.Flag('+') {
+		_, _ = io.WriteString(s, "step failed\nat the place it was made")
+		return
+	}
+	_, _ = io.WriteString(s, e.Error())
 }
 
 // Probe is a second message type for steps defined inside tests.

@@ -847,8 +847,12 @@ func (r *Runner) outcome(ctx context.Context, c *store.Claimed, res []byte, skip
 			o.Delay = c.Backoff.Delay(c.Attempt, r.cfg.Jitter, r.customBackoff)
 		}
 	}
-	if o.Err != nil && errors.As(err, &pe) {
-		o.Err.Stack = clip.Text(pe.stack, r.limits.MaxStack)
+	if o.Err != nil {
+		if errors.As(err, &pe) {
+			o.Err.Stack = clip.Text(pe.stack, r.limits.MaxStack)
+		} else if st := flow.StackOf(err); st != "" {
+			o.Err.Stack = clip.Text(st, r.limits.MaxStack)
+		}
 	}
 	if o.Kind == store.OutcomeRetry {
 		if c.Attempt >= c.MaxAttempts {
