@@ -271,9 +271,11 @@ async function job() {
   const att = j.attempts || [];
   show("job-attempts-card", att.length > 0);
   if (att.length) {
-    table(document.getElementById("job-attempt-list"), ["Attempt", "Start", "End", "Duration", "Worker", "Batch", "Outcome", "Error"],
+    const inBatch = att.some((a) => a.batch); // the Batch column only for a batch step's job
+    table(document.getElementById("job-attempt-list"), ["Attempt", "Start", "End", "Duration", "Worker"].concat(inBatch ? ["Batch"] : [], ["Outcome", "Error"]),
       att.map((a) => [a.attempt, timeAgo(a.start), a.end ? timeAgo(a.end) : "running",
-        a.durationMs === undefined ? "" : a.durationMs + " ms", a.worker || "", a.batch || "", a.outcome ? stateBadge(a.outcome) : "", a.error || ""]));
+        a.durationMs === undefined ? "" : a.durationMs + " ms", a.worker || ""].concat(inBatch ? [a.batch || ""] : [],
+        [a.outcome ? stateBadge(a.outcome) : "", a.error || ""])));
   }
   const batched = (j.timeline || []).some((t) => t.batch);
   table(document.getElementById("job-timeline"), ["State", "At", "Attempt", "Worker"].concat(batched ? ["Batch"] : []),
