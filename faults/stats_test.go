@@ -13,6 +13,7 @@ import (
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/internal/seam"
+	"github.com/trellisflow/trellis/internal/store"
 	"github.com/trellisflow/trellis/runner"
 )
 
@@ -43,12 +44,16 @@ func TestMinuteStatsCountExpandedRuns(t *testing.T) {
 
 	minutes, err := seam.Store(c).Minutes(ctx, time.Now(), 5)
 	require.NoError(t, err)
-	var ok, runs int64
+	var ok, runs, laneOK int64
 	for _, m := range minutes {
 		ok += m.OK["FAULT_SPREAD"]
 		runs += m.Runs
+		if l := m.Lanes[store.Lane{Queue: c.Config().DefaultQueue, Type: "FAULT_SPREAD"}]; l != nil {
+			laneOK += l.OK
+		}
 	}
 	t.Logf("FIGURES minute stats: succeeded_nodes=4 ok_runs=%d runs_with_duration=%d", ok, runs)
 	require.Equal(t, int64(4), ok, "every successful run is counted, the expanding one too")
 	require.Equal(t, int64(4), runs)
+	require.Equal(t, int64(4), laneOK, "and counted in their queue's lane")
 }

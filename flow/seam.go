@@ -28,7 +28,7 @@ func init() {
 		cl := c.(*Client)
 		m := store.NewMinute(cl.wall())
 		for _, d := range took {
-			m.Observe(typ, store.OutcomeOK, true, d)
+			m.Observe(cl.cfg.DefaultQueue, typ, store.OutcomeOK, true, d)
 		}
 		return cl.store.AddMinute(context.Background(), m)
 	}

@@ -115,7 +115,7 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 				pending = append(pending, *res.outcome)
 			}
 			if x := res.expanded; x != nil {
-				minute.Observe(x.Type, x.Kind, x.Final, x.Duration)
+				minute.Observe(x.Queue, x.Type, x.Kind, x.Final, x.Duration)
 				idle = false // its sub-graph's first nodes are ready: claim them now
 			}
 			if o := res.outcome; res.unavailable && o != nil && o.Kind == store.OutcomeRetry {
@@ -190,7 +190,7 @@ func (r *Runner) loop(ctx context.Context, l *lane) {
 				if r.now().Sub(minute.Start) >= time.Minute {
 					r.flushStats(ctx, &minute)
 				}
-				minute.Observe(o.Type, o.Kind, o.Final, o.Duration)
+				minute.Observe(o.Queue, o.Type, o.Kind, o.Final, o.Duration)
 			}
 			pending = pending[:0]
 			for _, c := range res.Claimed {
@@ -814,7 +814,7 @@ func (r *Runner) outcome(ctx context.Context, c *store.Claimed, res []byte, skip
 	Warn(string, ...any)
 	Error(string, ...any)
 }) *store.Outcome {
-	o := &store.Outcome{ID: c.ID, Token: c.Token, Duration: took, Type: c.Type, Final: c.Attempt >= c.MaxAttempts}
+	o := &store.Outcome{ID: c.ID, Token: c.Token, Duration: took, Queue: c.Queue, Type: c.Type, Final: c.Attempt >= c.MaxAttempts}
 	if err == nil && skipped == "" && len(res) > r.limits.MaxResult {
 		err = flow.Permanent(fmt.Errorf("%w: the result of %d bytes is over the limit of %d bytes (flow.Config.MaxResult); nothing of it was stored",
 			errTooBig, len(res), r.limits.MaxResult))

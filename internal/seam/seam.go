@@ -26,7 +26,8 @@ var (
 	// (promote due delayed nodes, recover expired leases, claiming nothing)
 	// and returns when it is due next (zero: nothing delayed).
 	Maintain func(client any, lease time.Duration, stallLimit int) (time.Time, error)
-	// ObserveRuns adds successful runs of message type typ, of the given
-	// durations, to the current minute's stats of a *flow.Client.
+	// ObserveRuns adds successful runs of message type typ in the default
+	// queue, of the given durations, to the current minute's stats of a
+	// *flow.Client.
 	ObserveRuns func(client any, typ string, took ...time.Duration) error
 )

@@ -39,7 +39,8 @@ type Outcome struct {
 	Logs string
 	// Batch names the batch the run was part of (a batch step's), shown with the job.
 	Batch string
-	// Type, Final and Duration are for the runner's stats, not sent to Redis.
+	// Queue, Type, Final and Duration are for the runner's stats, not sent to Redis.
+	Queue    string
 	Type     string
 	Final    bool // a retry with no attempts left: the node fails
 	Duration time.Duration

@@ -52,6 +52,19 @@ type Minute struct {
 	Runs    int64 // finished runs (ok + failed) with a duration
 	Total   time.Duration
 	Buckets []int64 // len(dag.DurationBuckets)+1
+	// Lanes are the same runs by queue and message type. Minutes written
+	// by runners from before lanes were kept have none.
+	Lanes map[Lane]*LaneRuns
+}
+
+// Lane is a queue and a message type.
+type Lane struct{ Queue, Type string }
+
+// LaneRuns are one lane's finished runs in a minute.
+type LaneRuns struct {
+	OK, Failed, Retried int64
+	Total               time.Duration
+	Buckets             []int64 // len(dag.DurationBuckets)+1
 }
 
 // NewMinute returns an empty minute starting at start (truncated).
@@ -60,32 +73,53 @@ func NewMinute(start time.Time) Minute {
 		Start: start.Truncate(time.Minute),
 		OK:    map[string]int64{}, Failed: map[string]int64{}, Retried: map[string]int64{},
 		Buckets: make([]int64, len(dag.DurationBuckets)+1),
+		Lanes:   map[Lane]*LaneRuns{},
 	}
 }
 
-// Observe adds one finished run of type typ.
-func (m *Minute) Observe(typ string, kind OutcomeKind, final bool, took time.Duration) {
+func (m *Minute) lane(l Lane) *LaneRuns {
+	r := m.Lanes[l]
+	if r == nil {
+		r = &LaneRuns{Buckets: make([]int64, len(dag.DurationBuckets)+1)}
+		m.Lanes[l] = r
+	}
+	return r
+}
+
+// Observe adds one finished run of type typ from queue.
+func (m *Minute) Observe(queue, typ string, kind OutcomeKind, final bool, took time.Duration) {
 	switch {
 	case kind == OutcomeOK:
 		m.OK[typ]++
+		m.lane(Lane{queue, typ}).OK++
 	case kind == OutcomeRetry && !final:
 		m.Retried[typ]++
+		m.lane(Lane{queue, typ}).Retried++
 		return
 	case kind == OutcomeRetry || kind == OutcomeFail:
 		m.Failed[typ]++
+		m.lane(Lane{queue, typ}).Failed++
 	default:
 		return
 	}
+	l := m.lane(Lane{queue, typ})
 	m.Runs++
 	m.Total += took
-	b := len(dag.DurationBuckets)
+	l.Total += took
+	b := Bucket(took)
+	m.Buckets[b]++
+	l.Buckets[b]++
+}
+
+// Bucket is the index of the duration histogram's bucket that took falls
+// in: len(dag.DurationBuckets) past the last bound.
+func Bucket(took time.Duration) int {
 	for i, ub := range dag.DurationBuckets {
 		if took <= ub {
-			b = i
-			break
+			return i
 		}
 	}
-	m.Buckets[b]++
+	return len(dag.DurationBuckets)
 }
 
 // Empty reports whether nothing was observed.
@@ -116,6 +150,20 @@ func (s *Store) AddMinute(ctx context.Context, m Minute) error {
 				p.HIncrBy(ctx, key, "b"+strconv.Itoa(i+1), b)
 			}
 		}
+		// a lane's fields: "l" and what is counted, then queue|type
+		for l, r := range m.Lanes {
+			suffix := "|" + l.Queue + "|" + l.Type
+			for f, n := range map[string]int64{"lok": r.OK, "lfail": r.Failed, "lretry": r.Retried, "lus": r.Total.Microseconds()} {
+				if n != 0 {
+					p.HIncrBy(ctx, key, f+suffix, n)
+				}
+			}
+			for i, b := range r.Buckets {
+				if b > 0 {
+					p.HIncrBy(ctx, key, "lb"+strconv.Itoa(i+1)+suffix, b)
+				}
+			}
+		}
 		p.PExpire(ctx, key, 2*time.Hour)
 		return nil
 	})
@@ -123,6 +171,31 @@ func (s *Store) AddMinute(ctx context.Context, m Minute) error {
 		return fmt.Errorf("dag: redis: %w", err)
 	}
 	return nil
+}
+
+// readLane adds the lane field k ("lok|queue|type", "lb3|queue|type", ...);
+// it ignores a field it does not know.
+func (m *Minute) readLane(k string, x int64) {
+	f := strings.SplitN(k, "|", 3)
+	if len(f) != 3 {
+		return
+	}
+	r := m.lane(Lane{f[1], f[2]})
+	switch f[0] {
+	case "lok":
+		r.OK = x
+	case "lfail":
+		r.Failed = x
+	case "lretry":
+		r.Retried = x
+	case "lus":
+		r.Total = time.Duration(x) * time.Microsecond
+	default:
+		b, err := strconv.Atoi(strings.TrimPrefix(f[0], "lb"))
+		if strings.HasPrefix(f[0], "lb") && err == nil && b >= 1 && b <= len(r.Buckets) {
+			r.Buckets[b-1] = x
+		}
+	}
 }
 
 // Minutes reads the last n minutes of stats, oldest first.
@@ -144,14 +217,12 @@ func (s *Store) Minutes(ctx context.Context, now time.Time, n int) ([]Minute, er
 	}
 	out := make([]Minute, n)
 	for i, c := range cmds {
-		m := Minute{
-			Start: time.UnixMilli((cur - int64(n-1-i)) * 60000),
-			OK:    map[string]int64{}, Failed: map[string]int64{}, Retried: map[string]int64{},
-			Buckets: make([]int64, len(dag.DurationBuckets)+1),
-		}
+		m := NewMinute(time.UnixMilli((cur - int64(n-1-i)) * 60000))
 		for k, v := range c.Val() {
 			x, _ := strconv.ParseInt(v, 10, 64)
 			switch {
+			case strings.HasPrefix(k, "l"):
+				m.readLane(k, x)
 			case k == "n":
 				m.Runs = x
 			case k == "us":
