@@ -116,34 +116,7 @@ func (c *Client) Stats(ctx context.Context, opts *StatsOpts) (*Stats, error) {
 	if runs > 0 {
 		s.AvgDuration = total / time.Duration(runs)
 	}
-	// p95 from the duration histogram as Prometheus's histogram_quantile
-	// estimates it: linear between the edges of the bucket it falls in, and
-	// the last bound when it falls past that
-	var n int64
-	for _, b := range buckets {
-		n += b
-	}
-	rank, below := 0.95*float64(n), int64(0)
-	for i, b := range buckets {
-		if n == 0 {
-			break
-		}
-		if float64(below+b) < rank {
-			below += b
-			continue
-		}
-		if i == len(dag.DurationBuckets) {
-			s.P95Duration = dag.DurationBuckets[i-1]
-			break
-		}
-		var lo time.Duration
-		if i > 0 {
-			lo = dag.DurationBuckets[i-1]
-		}
-		hi := dag.DurationBuckets[i]
-		s.P95Duration = lo + time.Duration(float64(hi-lo)*(rank-float64(below))/float64(b))
-		break
-	}
+	s.P95Duration = quantile(buckets, 0.95)
 	if s.Paused, err = c.store.Paused(ctx); err != nil {
 		return nil, err
 	}
@@ -186,6 +159,37 @@ func (c *Client) recent(ctx context.Context, limit int) ([]*dag.Node, error) {
 		return lastChange(out[i]).After(lastChange(out[j]))
 	})
 	return out, nil
+}
+
+// quantile estimates the q-quantile of the run durations in a histogram
+// over dag.DurationBuckets as Prometheus's histogram_quantile does: linear
+// between the edges of the bucket it falls in, and the last bound when it
+// falls past that. It is 0 for an empty histogram.
+func quantile(buckets []int64, q float64) time.Duration {
+	var n int64
+	for _, b := range buckets {
+		n += b
+	}
+	if n == 0 {
+		return 0
+	}
+	rank, below := q*float64(n), int64(0)
+	for i, b := range buckets {
+		if float64(below+b) < rank || b == 0 {
+			below += b
+			continue
+		}
+		if i == len(dag.DurationBuckets) {
+			return dag.DurationBuckets[i-1]
+		}
+		var lo time.Duration
+		if i > 0 {
+			lo = dag.DurationBuckets[i-1]
+		}
+		hi := dag.DurationBuckets[i]
+		return lo + time.Duration(math.Round(float64(hi-lo)*(rank-float64(below))/float64(b)))
+	}
+	return dag.DurationBuckets[len(dag.DurationBuckets)-1]
 }
 
 func lastChange(n *dag.Node) time.Time {
