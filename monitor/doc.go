@@ -11,6 +11,10 @@
 //	/api/queue-stats            counts per state, queue and type, processing rate per
 //	                            minute, error rate, average and p95 duration;
 //	                            ?includeJobs=true&limit=N adds recent jobs, ?window=MINUTES
+//	/api/charts                 per-minute finished runs, failures, retries and p50/p95
+//	                            duration of ?queue=&type= (empty: all) over ?minutes=N
+//	                            (default 60, at most 120), with the ready and delayed
+//	                            backlog now
 //	/api/admin/queue-health     healthy | warning | critical with a reason and a
 //	                            recommendation per finding; HTTP 200 when healthy or
 //	                            warning, 503 when critical
@@ -43,7 +47,7 @@
 //	/livez, /readyz, /metrics   probes (no auth) and Prometheus metrics
 //
 // Dashboard pages: / (overview), /failed, /jobs, /jobs/{id}, /flows/{id},
-// /runners, /cleanup and /queue-test, served from embedded assets and kept live over
+// /runners, /charts, /cleanup and /queue-test, served from embedded assets and kept live over
 // /api/events.
 //
 // # Security

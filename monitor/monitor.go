@@ -277,6 +277,7 @@ func (h *Handler) routes() {
 
 	read("GET /metrics", h.metrics.ServeHTTP)
 	read("GET /api/queue-stats", h.queueStats)
+	read("GET /api/charts", h.charts)
 	read("GET /api/admin/queue-health", h.queueHealth)
 	read("GET /api/jobs", h.listJobs)
 	named(read, "GET /api/jobs/{id}", "GET /api/job", "id", h.jobDetail)
@@ -309,6 +310,7 @@ func (h *Handler) routes() {
 	named(read, "GET /jobs/{id}", "GET /job", "id", h.jobPage)
 	named(read, "GET /flows/{id}", "GET /flow", "id", h.page("flow"))
 	read("GET /runners", h.page("runners"))
+	read("GET /charts", h.page("charts"))
 	read("GET /cleanup", h.page("cleanup"))
 	read("GET /queue-test", h.page("queue-test"))
 }
