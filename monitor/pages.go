@@ -106,6 +106,7 @@ type pageData struct {
 var titles = map[string]string{
 	"overview": "Overview", "failed": "Failed jobs", "jobs": "Jobs", "job": "Job",
 	"flow": "Flow", "runners": "Runners", "cleanup": "Cleanup", "queue-test": "Queue test",
+	"charts": "Charts",
 }
 
 func (h *Handler) data(r *http.Request, page string) pageData {

@@ -32,6 +32,7 @@ func TestPagesRender(t *testing.T) {
 		"/runners":    `id="runners"`,
 		"/cleanup":    `id="clear"`,
 		"/queue-test": `id="enqueue-form"`,
+		"/charts":     `id="chart-filter"`,
 	} {
 		w := e.get(path)
 		require.Equal(t, http.StatusOK, w.Code, path)

@@ -453,6 +453,108 @@ async function runnersPage() {
     }));
 }
 
+// ---- charts ---------------------------------------------------------------
+// One line chart per series of /api/charts, a point per minute.
+const CHART_NS = "http://www.w3.org/2000/svg";
+function chartEl(tag, attrs, text) {
+  const e = document.createElementNS(CHART_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+const CHART_SERIES = [
+  { key: "finished", title: "Throughput", unit: "runs/min", fmt: (v) => String(v) },
+  { key: "failed", title: "Failures", unit: "failed for good/min", fmt: (v) => String(v) },
+  { key: "p50Ms", title: "Duration p50", unit: "estimated", fmt: fmtMs, timed: true },
+  { key: "p95Ms", title: "Duration p95", unit: "estimated", fmt: fmtMs, timed: true },
+];
+function hhmm(t) {
+  const d = new Date(t);
+  return String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0");
+}
+// niceMax rounds a chart's top up to 1, 2 or 5 times a power of ten.
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
+}
+// countMax is niceMax for counts, whose middle line must be a whole number.
+function countMax(v) { return v <= 2 ? 2 : v <= 4 ? 4 : v <= 10 ? 10 : niceMax(v); }
+// lineChart draws points (a value, or null for none) over their minutes.
+function lineChart(s, points) {
+  const W = 560, H = 180, L = 64, R = 12, T = 10, B = 28;
+  const vals = points.map((p) => (s.timed && p.finished === 0 ? null : p[s.key]));
+  const high = Math.max(0, ...vals.filter((v) => v !== null));
+  const top = s.timed ? niceMax(high) : countMax(high);
+  const x = (i) => L + (points.length > 1 ? (i * (W - L - R)) / (points.length - 1) : 0);
+  const y = (v) => T + (H - T - B) * (1 - v / top);
+  const g = chartEl("svg", { viewBox: "0 0 " + W + " " + H, class: "chart", role: "img", "aria-label": s.title });
+  for (const f of [0, 0.5, 1]) {
+    g.append(chartEl("line", { class: "grid-line", x1: L, x2: W - R, y1: y(top * f), y2: y(top * f) }));
+    g.append(chartEl("text", { class: "y-label", x: L - 6, y: y(top * f) + 4, "text-anchor": "end" }, f ? s.fmt(top * f) : "0"));
+  }
+  const ticks = points.length > 1 ? [0, Math.floor((points.length - 1) / 2), points.length - 1] : [0];
+  for (const i of ticks) {
+    g.append(chartEl("text", { class: "x-label", x: x(i), y: H - 8, "text-anchor": i === 0 ? "start" : i === points.length - 1 ? "end" : "middle" },
+      hhmm(points[i].start)));
+  }
+  let d = "", pen = false;
+  vals.forEach((v, i) => {
+    if (v === null) { pen = false; return; }
+    d += (pen ? "L" : "M") + x(i).toFixed(1) + " " + y(v).toFixed(1);
+    pen = true;
+  });
+  if (d) g.append(chartEl("path", { class: "series", d: d }));
+  vals.forEach((v, i) => {
+    if (v === null) return;
+    const dot = chartEl("circle", { class: "point", cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 2.5 });
+    dot.append(chartEl("title", {}, hhmm(points[i].start) + ": " + s.fmt(v) +
+      (s.key === "p95Ms" && points[i].p95Capped ? " or more" : "") + (s.timed ? "" : " " + s.unit)));
+    g.append(dot);
+  });
+  return el("div", { class: "card chart-card", "data-series": s.key }, el("h2", {}, s.title, " ", el("small", {}, s.unit)), g);
+}
+function chartQuery() {
+  const f = document.getElementById("chart-filter").elements;
+  const q = new URLSearchParams();
+  if (f.queue.value) q.set("queue", f.queue.value);
+  if (f.type.value) q.set("type", f.type.value);
+  q.set("minutes", f.minutes.value);
+  return q;
+}
+// fillSelect offers names, keeping the selected one even when it is gone.
+function fillSelect(sel, names) {
+  const keep = sel.value;
+  while (sel.options.length > 1) sel.remove(1);
+  for (const n of new Set(names.concat(keep ? [keep] : []))) sel.append(el("option", { value: n }, n));
+  sel.value = keep;
+}
+async function chartsPage() {
+  const q = chartQuery();
+  history.replaceState(null, "", "charts?" + q);
+  const c = await api("api/charts?" + q);
+  fillSelect(document.getElementById("chart-queue"), c.queues);
+  fillSelect(document.getElementById("chart-type"), c.types);
+  clear(document.getElementById("chart-backlog")).append(
+    el("div", { class: "stat s-ready" }, el("span", {}, "ready now"), el("span", { class: "n", id: "backlog-ready" }, c.backlog.ready)),
+    el("div", { class: "stat s-delayed" }, el("span", {}, "delayed now"), el("span", { class: "n", id: "backlog-delayed" }, c.backlog.delayed)));
+  clear(document.getElementById("charts")).append(...CHART_SERIES.map((s) => lineChart(s, c.points)));
+}
+function initCharts() {
+  const f = document.getElementById("chart-filter");
+  const q = new URLSearchParams(location.search);
+  for (const k of ["queue", "type", "minutes"]) {
+    const v = q.get(k);
+    if (!v) continue;
+    const sel = f.elements[k];
+    if (![...sel.options].some((o) => o.value === v)) sel.append(el("option", { value: v }, v));
+    sel.value = v;
+  }
+  f.addEventListener("change", () => render());
+  setInterval(() => render(), 30000); // a new minute starts without an event
+}
+
 // ---- cleanup --------------------------------------------------------------
 function initCleanup() {
   if (!document.getElementById("clean-form")) return; // read-only
@@ -586,6 +688,7 @@ const pages = {
   runners: { init: () => { setInterval(() => render(), 5000); }, render: runnersPage },
   cleanup: { init: initCleanup },
   "queue-test": { init: initQueueTest, render: refreshSent },
+  charts: { init: initCharts, render: chartsPage, every: 10000 },
 };
 let render = () => {};
 (async function boot() {
