@@ -87,8 +87,8 @@ func (h *Handler) removeJob(w http.ResponseWriter, r *http.Request) {
 		h.writeEngineError(w, r, err)
 		return
 	}
-	if !n.State.Terminal() {
-		writeError(w, http.StatusConflict, "job %q is %s; cancel it before removing it", n.ID, n.State)
+	if err := removable(n); err != nil {
+		writeError(w, http.StatusConflict, "%s", err.Error())
 		return
 	}
 	if err := h.client.RemoveFlow(r.Context(), n.FlowID); err != nil {

@@ -40,6 +40,9 @@
 //	POST /api/flows/{id}/cancel cancel every unfinished job of a flow
 //	POST /api/jobs/{id}/remove  delete a finished job's flow (development only)
 //	POST /api/jobs/retry-failed retry every failed job (?type= narrows)
+//	POST /api/jobs/bulk         {"action": "retry"|"cancel"|"remove", "ids": [...]}: up
+//	                            to 1000 jobs; {"ok", "failed", "results": [{"id", "ok",
+//	                            "error"}]} says what became of each (remove: development only)
 //	POST /api/queues/{q}/pause  stop runners claiming from queue q; /resume undoes it
 //	POST /api/clean             delete finished flows older than ?olderThan=DURATION
 //	POST /api/clear             delete the whole namespace (development only)

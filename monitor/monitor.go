@@ -293,6 +293,7 @@ func (h *Handler) routes() {
 	read("GET /api/csrf", h.csrfToken)
 
 	write("POST /api/jobs/retry-failed", h.retryFailed)
+	write("POST /api/jobs/bulk", h.bulkJobs)
 	named(write, "POST /api/jobs/{id}/retry", "POST /api/job/retry", "id", h.retryJob)
 	named(write, "POST /api/jobs/{id}/cancel", "POST /api/job/cancel", "id", h.cancelJob)
 	named(write, "POST /api/jobs/{id}/remove", "POST /api/job/remove", "id", h.removeJob)
