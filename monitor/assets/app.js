@@ -203,6 +203,14 @@ async function failed() {
   table(document.getElementById("failed-groups"), ["Type", "Error", "Count", "Last", "Jobs"],
     f.groups.map((g) => [g.type, el("code", {}, g.error), g.count, timeAgo(g.lastAt),
       el("span", {}, ...g.jobIds.slice(0, 5).flatMap((id) => [jobLink(id), " "]))]));
+  const res = await api("api/jobs?state=failed&limit=" + LIMIT);
+  document.getElementById("failed-count").textContent = res.total + " failed jobs" + (res.total > res.jobs.length ? " · the latest " + res.jobs.length : "");
+  listTable(document.getElementById("failed-jobs"), failedBulk, res.jobs);
+}
+let failedBulk = null;
+function initFailed() {
+  const bar = document.getElementById("failed-bulk");
+  if (bar) failedBulk = bulkBar(bar, [["retry", "Retry"]].concat(devMode ? [["remove", "Remove flows"]] : []));
 }
 
 async function act(path, done) {
@@ -211,6 +219,57 @@ async function act(path, done) {
     flash(done + (res && res.retried !== undefined ? ": " + res.retried + " jobs" : ""));
     render();
   } catch (e) { flash(e.message, true); }
+}
+
+// ---- bulk actions -----------------------------------------------------------
+// A list's checkboxes select jobs for its bar's buttons, which send them to
+// /api/jobs/bulk in one request. A selection lasts while its jobs are shown.
+function bulkBar(bar, actions) {
+  const b = { selected: new Set(), shown: [], all: null };
+  const count = el("span", { class: "muted" });
+  const buttons = actions.map(([action, label]) => el("button", { type: "button", "data-action": action, onclick: () => send(action, label) }, label));
+  clear(bar).append(...buttons.flatMap((x) => [x, " "]), count);
+  b.update = () => {
+    count.textContent = b.selected.size ? b.selected.size + " selected" : "select jobs to act on them";
+    for (const x of buttons) x.disabled = b.selected.size === 0;
+    if (b.all) b.all.checked = b.shown.length > 0 && b.shown.every((id) => b.selected.has(id));
+  };
+  async function send(action, label) {
+    try {
+      const r = await api("api/jobs/bulk", { method: "POST", body: { action, ids: [...b.selected] } });
+      const bad = r.results.filter((x) => !x.ok);
+      flash(label + ": " + r.ok + " of " + r.results.length + " jobs" + (bad.length ? "; " + bad.map((x) => x.id + ": " + x.error).join("; ") : ""), bad.length > 0);
+      b.selected.clear();
+      b.update();
+      render();
+    } catch (e) { flash(e.message, true); }
+  }
+  b.update();
+  return b;
+}
+// listTable shows jobs, with a checkbox each and one for all when b is a bulk bar.
+function listTable(t, b, jobs) {
+  if (!b) { table(t, JOB_HEADERS, jobRows(jobs)); return; }
+  b.shown = jobs.map((j) => j.id);
+  for (const id of [...b.selected]) if (!b.shown.includes(id)) b.selected.delete(id);
+  const boxes = [];
+  b.all = el("input", { type: "checkbox", class: "select-all", "aria-label": "select all shown", onchange: (e) => {
+    for (const id of b.shown) if (e.target.checked) b.selected.add(id); else b.selected.delete(id);
+    for (const x of boxes) x.checked = e.target.checked;
+    b.update();
+  } });
+  const rows = jobRows(jobs).map((r, i) => {
+    const id = jobs[i].id;
+    const box = el("input", { type: "checkbox", class: "select", "data-id": id, "aria-label": "select " + id, onchange: (e) => {
+      if (e.target.checked) b.selected.add(id); else b.selected.delete(id);
+      b.update();
+    } });
+    box.checked = b.selected.has(id);
+    boxes.push(box);
+    return [box].concat(r);
+  });
+  table(t, [b.all].concat(JOB_HEADERS), rows);
+  b.update();
 }
 
 // ---- jobs list ----------------------------------------------------------
@@ -224,11 +283,14 @@ async function jobs() {
   const res = await api("api/jobs?" + params);
   document.getElementById("job-count").textContent = res.total + " jobs" + (res.truncated ? " (scan limit reached)" : "") +
     (res.total ? " · showing " + (res.offset + 1) + "–" + (res.offset + res.jobs.length) : "");
-  table(document.getElementById("jobs"), JOB_HEADERS, jobRows(res.jobs));
+  listTable(document.getElementById("jobs"), jobsBulk, res.jobs);
   document.getElementById("prev").disabled = offset === 0;
   document.getElementById("next").disabled = offset + LIMIT >= res.total;
 }
+let jobsBulk = null;
 function initJobs() {
+  const bar = document.getElementById("jobs-bulk");
+  if (bar) jobsBulk = bulkBar(bar, [["retry", "Retry"], ["cancel", "Cancel"]].concat(devMode ? [["remove", "Remove flows"]] : []));
   const form = document.getElementById("job-filter");
   const q = new URLSearchParams(location.search);
   for (const k of ["state", "type", "queue", "q"]) if (q.get(k)) form.elements[k].value = q.get(k);
@@ -681,7 +743,7 @@ async function refreshSent() {
 // ---- boot -----------------------------------------------------------------
 const pages = {
   overview: { render: overview },
-  failed: { render: failed, every: 5000 },
+  failed: { init: initFailed, render: failed, every: 5000 },
   jobs: { init: initJobs, render: jobs, every: 3000 },
   job: { render: job },
   flow: { init: initFlow, render: flowPage, filter: (e) => !flowNodes || flowNodes.has(e.node), every: 1000 },

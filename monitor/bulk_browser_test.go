@@ -1,0 +1,56 @@
+package monitor_test
+
+import (
+	"net/http/httptest"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/monitor"
+)
+
+// On the failed page, two of three failed jobs are selected and retried
+// in one bulk request; select-all selects every shown job, and again none.
+func TestBulkRetryInBrowser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	e.run()
+	for _, id := range []string{"b1", "b2", "b3"} {
+		e.add(id, "fail "+id)
+	}
+	for _, id := range []string{"b1", "b2", "b3"} {
+		e.wait(id, dag.Failed)
+	}
+	srv := httptest.NewServer(e.h)
+	t.Cleanup(srv.Close) // after the browser closes, which holds an event stream open
+	b := newBrowser(t)
+	do, poll, eval := b.do, b.poll, b.eval
+	count := `document.querySelector('#failed-bulk .muted').textContent`
+
+	do(chromedp.Navigate(srv.URL+"/failed"), poll(`document.querySelectorAll('#failed-jobs input.select').length === 3`))
+	require.Equal(t, "select jobs to act on them", eval(count))
+	require.Equal(t, "Retry", eval(`[...document.querySelectorAll('#failed-bulk button')].map(b => b.textContent).join(' ')`), "no remove outside development mode")
+	require.Equal(t, "true", eval(`String(document.querySelector('#failed-bulk button').disabled)`))
+	do(chromedp.Click(chromedp.CSS(`#failed-jobs input.select-all`)), poll(count+` === '3 selected'`),
+		chromedp.Click(chromedp.CSS(`#failed-jobs input.select-all`)), poll(count+` === 'select jobs to act on them'`))
+
+	do(chromedp.Click(chromedp.CSS(`#failed-jobs input[data-id="b1"]`)), chromedp.Click(chromedp.CSS(`#failed-jobs input[data-id="b3"]`)),
+		poll(count+` === '2 selected'`), chromedp.Click(chromedp.CSS(`#failed-bulk button[data-action=retry]`)),
+		poll(`document.getElementById('flash').textContent === 'Retry: 2 of 2 jobs'`))
+	e.wait("b1", dag.Failed) // each ran again and failed again
+	e.wait("b3", dag.Failed)
+	for id, want := range map[string]int{"b1": 2, "b2": 1, "b3": 2} {
+		j, err := e.client.Job(t.Context(), id)
+		require.NoError(t, err)
+		fails := 0
+		for _, tr := range j.Timeline {
+			if tr.To == dag.Failed {
+				fails++
+			}
+		}
+		require.Equal(t, want, fails, id)
+	}
+	do(poll(`document.querySelectorAll('#failed-jobs input.select').length === 3 && !document.querySelector('#failed-jobs input.select:checked')`))
+}
