@@ -63,7 +63,8 @@
 // CancelFlow and Retry change running flows; Pause and Resume stop and
 // restart claiming from a queue; Stats counts jobs per state, queue and
 // type; Clear empties a development namespace. Client.Inspector reads the
-// rest (counters, events, runners' heartbeats, job listings): the one read
+// rest (counters, events, runners' heartbeats, job listings, per-minute
+// series of a queue and type): the one read
 // API the monitor, the CLI and flowtest share.
 //
 // For tests, package flowtest runs whole graphs in process on a fake clock.
