@@ -32,6 +32,11 @@ type MinuteStats struct {
 	// when none finished.
 	P50 time.Duration `json:"p50"`
 	P95 time.Duration `json:"p95"`
+	// Sampled says a runner sampled the backlog in this minute; Ready and
+	// Delayed are that sample. No runner, no sample.
+	Sampled bool  `json:"sampled"`
+	Ready   int64 `json:"ready"`
+	Delayed int64 `json:"delayed"`
 }
 
 // Series is a lane's minute stats over time, oldest minute first.
@@ -40,7 +45,7 @@ type Series struct {
 	Type    string        `json:"type"`
 	Minutes []MinuteStats `json:"minutes"`
 	// Ready and Delayed are the lane's backlog now, from the per-state
-	// counters: the minute stats keep no backlog history.
+	// counters (the minutes have the runners' samples of it).
 	Ready   int64 `json:"ready"`
 	Delayed int64 `json:"delayed"`
 	// Queues and Types are those with jobs now or runs in the span, sorted.
@@ -88,7 +93,14 @@ func (i *Inspector) Series(ctx context.Context, opts *SeriesOpts) (*Series, erro
 	}
 	filtered := o.Queue != "" || o.Type != ""
 	for j, m := range ms {
-		out := MinuteStats{Start: m.Start}
+		out := MinuteStats{Start: m.Start, Sampled: m.Sampled}
+		for l, w := range m.Waiting {
+			queues[l.Queue], types[l.Type] = true, true
+			if match(l.Queue, l.Type) {
+				out.Ready += w[0]
+				out.Delayed += w[1]
+			}
+		}
 		buckets := m.Buckets
 		if filtered {
 			buckets = make([]int64, len(dag.DurationBuckets)+1)

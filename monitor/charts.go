@@ -15,8 +15,8 @@ type Charts struct {
 	Type    string       `json:"type"`
 	Minutes int          `json:"minutes"`
 	Points  []ChartPoint `json:"points"`
-	// Backlog is the ready and delayed jobs now: the minute stats keep no
-	// backlog history.
+	// Backlog is the ready and delayed jobs now; the points have the
+	// runners' samples of it, minute by minute.
 	Backlog Backlog `json:"backlog"`
 	// Queues and Types are what the selectors offer: those with jobs now
 	// or runs in the span.
@@ -37,6 +37,9 @@ type ChartPoint struct {
 	P95MS float64 `json:"p95Ms"`
 	// P95Capped is true when the p95 is the histogram's last bound.
 	P95Capped bool `json:"p95Capped"`
+	// Backlog is the ready and delayed jobs a runner saw in this minute;
+	// nil when no runner was there to sample it.
+	Backlog *Backlog `json:"backlog,omitempty"`
 }
 
 // Backlog counts jobs waiting for a runner.
@@ -75,6 +78,9 @@ func (h *Handler) charts(w http.ResponseWriter, r *http.Request) {
 		out.Points[i] = ChartPoint{
 			Start: m.Start.UTC(), Finished: m.Finished, Failed: m.Failed, Retried: m.Retried,
 			P50MS: ms(m.P50), P95MS: ms(m.P95), P95Capped: m.P95 >= last,
+		}
+		if m.Sampled {
+			out.Points[i].Backlog = &Backlog{Ready: m.Ready, Delayed: m.Delayed}
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

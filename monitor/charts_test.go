@@ -14,13 +14,16 @@ import (
 	"github.com/trellisflow/trellis/monitor"
 )
 
-// settle moves the env's clock to ten seconds into the next minute, so a
-// test that writes and reads minute stats does not cross a minute, and
-// returns that time.
-func (e *env) settle() time.Time {
+// settle moves the env's clock to ten seconds into the next minute and
+// returns that time; a test that runs no runner may stop the clock there
+// (freeze), so what it writes and reads stays in that minute.
+func (e *env) settle(freeze bool) time.Time {
 	now := time.Now()
 	at := now.Truncate(time.Minute).Add(time.Minute + 10*time.Second)
 	e.offset.Store(int64(at.Sub(now)))
+	if freeze {
+		e.fixed.Store(at.UnixNano())
+	}
 	return at
 }
 
@@ -33,10 +36,14 @@ type run struct {
 	n          int
 }
 
-// putMinute records runs in the minute stats of the minute at.
-func (e *env) putMinute(at time.Time, runs ...run) {
+// putMinute records runs in the minute stats of the minute at, with a
+// backlog sample when waiting is not nil.
+func (e *env) putMinute(at time.Time, waiting map[store.Lane][2]int64, runs ...run) {
 	e.t.Helper()
 	m := store.NewMinute(at)
+	if waiting != nil {
+		m.Sampled, m.Waiting = true, waiting
+	}
 	for _, r := range runs {
 		for range r.n {
 			m.Observe(r.queue, r.typ, r.kind, r.final, r.took)
@@ -50,14 +57,14 @@ func (e *env) putMinute(at time.Time, runs ...run) {
 // and one ready OTHER in the default queue.
 func (e *env) putChartStats() time.Time {
 	e.t.Helper()
-	now := e.settle()
-	e.putMinute(now.Add(-2*time.Minute),
+	now := e.settle(true)
+	e.putMinute(now.Add(-2*time.Minute), nil,
 		run{"q1", "ECHO", store.OutcomeOK, false, 20 * time.Millisecond, 8},
 		run{"q1", "ECHO", store.OutcomeFail, false, 200 * time.Millisecond, 1},
 		run{"q1", "ECHO", store.OutcomeRetry, true, 200 * time.Millisecond, 1}, // out of attempts: a failure
 		run{"q2", "OTHER", store.OutcomeOK, false, 3 * time.Millisecond, 2},
 		run{"q2", "OTHER", store.OutcomeRetry, false, time.Second, 1})
-	e.putMinute(now, run{"q1", "ECHO", store.OutcomeOK, false, 2 * time.Minute, 1})
+	e.putMinute(now, nil, run{"q1", "ECHO", store.OutcomeOK, false, 2 * time.Minute, 1})
 	ctx := context.Background()
 	for _, opts := range []*flow.NodeOpts{{Queue: "q1"}, {Queue: "q1"}, {Queue: "q1", Delay: time.Hour}} {
 		_, err := e.client.Add(ctx, Echo{Text: "wait"}, opts)
@@ -134,5 +141,28 @@ func TestChartsRefusesBadParameters(t *testing.T) {
 		w := e.get(path)
 		require.Equal(t, http.StatusBadRequest, w.Code, path)
 		require.Contains(t, errorOf(t, w), want, path)
+	}
+}
+
+// The backlog's history is what runners sampled, minute by minute, by
+// lane; a minute no runner sampled has no point.
+func TestChartsBacklogHistory(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	now := e.putChartStats() // two ready and one delayed ECHO in q1, one ready OTHER in default
+	require.NoError(t, seam.Store(e.client).SampleBacklog(context.Background(), now.Add(-time.Minute)))
+	for query, want := range map[string]*monitor.Backlog{
+		"":               {Ready: 3, Delayed: 1},
+		"&queue=q1":      {Ready: 2, Delayed: 1},
+		"&type=OTHER":    {Ready: 1},
+		"&queue=nothing": {},
+	} {
+		w := e.get("/api/charts?minutes=3" + query)
+		require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+		c := decode[monitor.Charts](t, w)
+		require.Len(t, c.Points, 3)
+		require.Nil(t, c.Points[0].Backlog, query)
+		require.Equal(t, want, c.Points[1].Backlog, query)
+		require.Nil(t, c.Points[2].Backlog, query)
 	}
 }

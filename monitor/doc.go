@@ -14,7 +14,7 @@
 //	/api/charts                 per-minute finished runs, failures, retries and p50/p95
 //	                            duration of ?queue=&type= (empty: all) over ?minutes=N
 //	                            (default 60, at most 120), with the ready and delayed
-//	                            backlog now
+//	                            backlog now and as runners sampled it each minute
 //	/api/admin/queue-health     healthy | warning | critical with a reason and a
 //	                            recommendation per finding; HTTP 200 when healthy or
 //	                            warning, 503 when critical
@@ -22,9 +22,13 @@
 //	/api/jobs/{id}              payload, timeline, every attempt, error and stack, result,
 //	                            parents and children with their states, waitsFor (why it has not started)
 //	/api/flows/{id}             the flow's nodes and edges
+//	/api/flows/{id}/view        the flow laid out for the live view (render.Layout):
+//	                            ?w=&h= the viewport, ?expand= groups drawn whole,
+//	                            ?dir=TB|LR, ?boxes=N
 //	/api/flows/{id}/graph.svg   the flow drawn by dag/render in its live state colors;
 //	                            also .png, .dot (Graphviz) and .mmd (Mermaid);
-//	                            ?dir=LR, ?siblings=N (negative: expand all), ?boxes=N
+//	                            ?dir=LR, ?siblings=N (negative: expand all), ?boxes=N,
+//	                            ?rank=N
 //	                            (see "Pictures" below)
 //	/api/events                 Server-Sent Events: "transition" events whose data is a
 //	                            JSON array of {node, from, to, at, attempt, worker};

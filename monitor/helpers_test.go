@@ -66,6 +66,7 @@ type env struct {
 	h      *monitor.Handler
 	reg    *flow.Registry
 	offset atomic.Int64 // added to the clock, in ns
+	fixed  atomic.Int64 // when not 0, the clock stands at this time (Unix ns)
 }
 
 func newEnv(t *testing.T, cfg monitor.Config) *env {
@@ -74,7 +75,12 @@ func newEnv(t *testing.T, cfg monitor.Config) *env {
 	e.ns = fmt.Sprintf("mon-%s-%06x", nonName.ReplaceAllString(t.Name(), "-"), rand.IntN(1<<24))
 	client, err := flow.NewClient(e.rdb, &flow.Config{
 		Namespace: e.ns, Development: true, Logger: quiet(),
-		Clock: func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
+		Clock: func() time.Time {
+			if f := e.fixed.Load(); f != 0 {
+				return time.Unix(0, f)
+			}
+			return time.Now().Add(time.Duration(e.offset.Load()))
+		},
 	})
 	require.NoError(t, err)
 	e.client = client

@@ -347,14 +347,22 @@ const clockSkewWarn = 2 * time.Second
 // recovers expired leases and trims finished flows.
 const maintainEvery = 250 * time.Millisecond
 
-// flushStats adds this runner's finished runs to the shared minute stats.
+// flushStats adds this runner's finished runs to the shared minute stats,
+// and samples the backlog into them once a minute (one lane of the runner
+// does, the first to flush in the minute).
 func (r *Runner) flushStats(ctx context.Context, m *store.Minute) {
 	if !m.Empty() {
 		if err := r.store.AddMinute(ctx, *m); err != nil {
 			r.log.Error("trellis: writing stats failed", "err", err)
 		}
 	}
-	*m = store.NewMinute(r.now())
+	now := r.now()
+	if cur, last := now.Unix()/60, r.sampled.Load(); cur != last && r.sampled.CompareAndSwap(last, cur) {
+		if err := r.store.SampleBacklog(ctx, now); err != nil {
+			r.log.Error("trellis: sampling the backlog failed", "err", err)
+		}
+	}
+	*m = store.NewMinute(now)
 }
 
 type pauseEnd int

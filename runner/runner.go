@@ -179,6 +179,7 @@ type Runner struct {
 	clock   func() time.Time // the client's Config.Clock; nil: see at
 	limits  flow.Config      // the client's config, for its size limits
 	machine func() time.Time // this machine's clock (time.Now; tests skew it)
+	sampled atomic.Int64     // the minute (Unix time / 60) the backlog was last sampled in
 
 	mu      sync.Mutex
 	steps   map[string]flow.Step

@@ -101,4 +101,25 @@
 // failure deep in a large plan stays in the picture. Nodes whose parents are
 // all hidden this way are hidden too, and counted on that node ("+M below",
 // with their states when they differ from the group's).
+//
+// A rank (a row top to bottom, a column left to right) holds at most
+// [Options].MaxRank boxes (default [DefaultMaxRank]): the groups of a wider
+// rank collapse further, rank by rank from the top, so narrow ranks keep
+// their groups whole. [Options].Expand names groups (by the key
+// [SceneBox].Group gives) that are drawn whole. Without a Direction, a
+// fan-out (a rank with more than twice as many boxes as there are ranks)
+// is drawn left to right.
+//
+// # Labels for people
+//
+// A node with a label ([dag.Spec].Label, set by flow.NodeOpts.Label or the
+// message's Label method) shows it in place of its ID.
+//
+// # Scenes
+//
+// [Layout] lays a flow out for a client that draws it itself (the
+// dashboard's live view): boxes in ranks with their places and sizes, and
+// edges as polylines that take a slot of their own in each rank they cross,
+// so no edge passes under a box and each ends on its own. It fits the rank
+// bound to the viewport, and marks what an expansion added at run time.
 package render

@@ -55,6 +55,11 @@ type Minute struct {
 	// Lanes are the same runs by queue and message type. Minutes written
 	// by runners from before lanes were kept have none.
 	Lanes map[Lane]*LaneRuns
+	// Sampled says a runner sampled the backlog in this minute (see
+	// SampleBacklog); Waiting is that sample: ready and delayed jobs by
+	// lane, lanes with none left out.
+	Sampled bool
+	Waiting map[Lane][2]int64
 }
 
 // Lane is a queue and a message type.
@@ -74,6 +79,7 @@ func NewMinute(start time.Time) Minute {
 		OK:    map[string]int64{}, Failed: map[string]int64{}, Retried: map[string]int64{},
 		Buckets: make([]int64, len(dag.DurationBuckets)+1),
 		Lanes:   map[Lane]*LaneRuns{},
+		Waiting: map[Lane][2]int64{},
 	}
 }
 
@@ -123,9 +129,11 @@ func Bucket(took time.Duration) int {
 }
 
 // Empty reports whether nothing was observed.
-func (m *Minute) Empty() bool { return m.Runs == 0 && len(m.Retried) == 0 }
+func (m *Minute) Empty() bool { return m.Runs == 0 && len(m.Retried) == 0 && !m.Sampled }
 
-// AddMinute adds a runner's observations to the shared minute stats.
+// AddMinute adds a runner's observations to the shared minute stats: its
+// runs are added to the minute's, its backlog sample (if Sampled) replaces
+// the minute's.
 func (s *Store) AddMinute(ctx context.Context, m Minute) error {
 	if m.Empty() {
 		return nil
@@ -164,6 +172,17 @@ func (s *Store) AddMinute(ctx context.Context, m Minute) error {
 				}
 			}
 		}
+		if m.Sampled {
+			p.HSet(ctx, key, "w", 1)
+			for l, w := range m.Waiting {
+				if w[0] != 0 {
+					p.HSet(ctx, key, "wr|"+l.Queue+"|"+l.Type, w[0])
+				}
+				if w[1] != 0 {
+					p.HSet(ctx, key, "wd|"+l.Queue+"|"+l.Type, w[1])
+				}
+			}
+		}
 		p.PExpire(ctx, key, 2*time.Hour)
 		return nil
 	})
@@ -198,6 +217,32 @@ func (m *Minute) readLane(k string, x int64) {
 	}
 }
 
+// SampleBacklog writes the ready and delayed jobs of every lane now into
+// the stats of the minute at, for the backlog's history: runners call it
+// once a minute, and a later sample of the same minute replaces an
+// earlier one.
+func (s *Store) SampleBacklog(ctx context.Context, at time.Time) error {
+	counts, err := s.Counts(ctx)
+	if err != nil {
+		return err
+	}
+	m := Minute{Start: at.Truncate(time.Minute), Sampled: true, Waiting: map[Lane][2]int64{}}
+	for _, c := range counts {
+		l := Lane{c.Queue, c.Type}
+		w := m.Waiting[l]
+		switch c.State {
+		case dag.Ready:
+			w[0] = c.N
+		case dag.Delayed:
+			w[1] = c.N
+		default:
+			continue
+		}
+		m.Waiting[l] = w
+	}
+	return s.AddMinute(ctx, m)
+}
+
 // Minutes reads the last n minutes of stats, oldest first.
 func (s *Store) Minutes(ctx context.Context, now time.Time, n int) ([]Minute, error) {
 	now, err := s.clock(ctx, now)
@@ -221,6 +266,19 @@ func (s *Store) Minutes(ctx context.Context, now time.Time, n int) ([]Minute, er
 		for k, v := range c.Val() {
 			x, _ := strconv.ParseInt(v, 10, 64)
 			switch {
+			case k == "w":
+				m.Sampled = true
+			case strings.HasPrefix(k, "wr|") || strings.HasPrefix(k, "wd|"):
+				if f := strings.SplitN(k, "|", 3); len(f) == 3 {
+					l := Lane{f[1], f[2]}
+					w := m.Waiting[l]
+					if f[0] == "wr" {
+						w[0] = x
+					} else {
+						w[1] = x
+					}
+					m.Waiting[l] = w
+				}
 			case strings.HasPrefix(k, "l"):
 				m.readLane(k, x)
 			case k == "n":

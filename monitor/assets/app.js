@@ -529,6 +529,8 @@ const CHART_SERIES = [
   { key: "failed", title: "Failures", unit: "failed for good/min", fmt: (v) => String(v) },
   { key: "p50Ms", title: "Duration p50", unit: "estimated", fmt: fmtMs, timed: true },
   { key: "p95Ms", title: "Duration p95", unit: "estimated", fmt: fmtMs, timed: true },
+  { key: "backlog", title: "Backlog", unit: "ready + delayed, as runners saw it", fmt: (v) => String(v),
+    value: (p) => (p.backlog ? p.backlog.ready + p.backlog.delayed : null) },
 ];
 function hhmm(t) {
   const d = new Date(t);
@@ -546,7 +548,7 @@ function countMax(v) { return v <= 2 ? 2 : v <= 4 ? 4 : v <= 10 ? 10 : niceMax(v
 // lineChart draws points (a value, or null for none) over their minutes.
 function lineChart(s, points) {
   const W = 560, H = 180, L = 64, R = 12, T = 10, B = 28;
-  const vals = points.map((p) => (s.timed && p.finished === 0 ? null : p[s.key]));
+  const vals = points.map((p) => (s.value ? s.value(p) : s.timed && p.finished === 0 ? null : p[s.key]));
   const high = Math.max(0, ...vals.filter((v) => v !== null));
   const top = s.timed ? niceMax(high) : countMax(high);
   const x = (i) => L + (points.length > 1 ? (i * (W - L - R)) / (points.length - 1) : 0);
