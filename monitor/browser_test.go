@@ -275,4 +275,10 @@ func TestFlowViewInBrowser(t *testing.T) {
 	require.LessOrEqual(t, s.Boxes, 300)
 	require.Greater(t, s.Groups, 0)
 	b.screenshot("flow-view-5k.png")
+
+	// states change colour live: a job cancelled elsewhere turns in place
+	require.Equal(t, "true", b.eval(`String(document.querySelector('#graph g.node[data-id="big/plan"]').classList.contains('s-ready'))`))
+	_, err = e.client.Cancel(t.Context(), "big/plan", "by the test")
+	require.NoError(t, err)
+	b.do(b.poll(`document.querySelector('#graph g.node[data-id="big/plan"]').classList.contains('s-cancelled')`))
 }

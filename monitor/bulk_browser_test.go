@@ -42,15 +42,7 @@ func TestBulkRetryInBrowser(t *testing.T) {
 	e.wait("b1", dag.Failed) // each ran again and failed again
 	e.wait("b3", dag.Failed)
 	for id, want := range map[string]int{"b1": 2, "b2": 1, "b3": 2} {
-		j, err := e.client.Job(t.Context(), id)
-		require.NoError(t, err)
-		fails := 0
-		for _, tr := range j.Timeline {
-			if tr.To == dag.Failed {
-				fails++
-			}
-		}
-		require.Equal(t, want, fails, id)
+		require.Equal(t, want, e.failures(id), id)
 	}
 	do(poll(`document.querySelectorAll('#failed-jobs input.select').length === 3 && !document.querySelector('#failed-jobs input.select:checked')`))
 }

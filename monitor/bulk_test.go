@@ -67,15 +67,7 @@ func TestBulkActions(t *testing.T) {
 	e.wait("f1", dag.Failed) // it ran again, and failed again
 	e.wait("f2", dag.Failed)
 	for _, id := range []string{"f1", "f2"} {
-		j, err := e.client.Job(t.Context(), id)
-		require.NoError(t, err)
-		fails := 0
-		for _, tr := range j.Timeline {
-			if tr.To == dag.Failed {
-				fails++
-			}
-		}
-		require.Equal(t, 2, fails, "%s ran again", id)
+		require.Equal(t, 2, e.failures(id), "%s ran again", id)
 	}
 
 	r = e.bulk("cancel", "h1", "h2", "ok")

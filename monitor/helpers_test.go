@@ -151,6 +151,20 @@ func (e *env) add(id, text string, after ...string) {
 	require.NoError(e.t, err)
 }
 
+// failures counts the times the job has failed, from its timeline.
+func (e *env) failures(id string) int {
+	e.t.Helper()
+	j, err := e.client.Job(context.Background(), id)
+	require.NoError(e.t, err)
+	n := 0
+	for _, tr := range j.Timeline {
+		if tr.To == dag.Failed {
+			n++
+		}
+	}
+	return n
+}
+
 // wait blocks until the job reaches state.
 func (e *env) wait(id string, state dag.State) {
 	e.t.Helper()

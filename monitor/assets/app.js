@@ -79,6 +79,14 @@ function tick() {
 }
 // Job, flow and queue names go in a query parameter, never a path segment:
 // the IDs "." and ".." are legal, and a browser resolves them out of a path.
+// svg makes an SVG element, as el does an HTML one (the flow view, the charts).
+const SVGNS = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, text) {
+  const e = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
 function named(path, id, param) { return path + "?" + (param || "id") + "=" + encodeURIComponent(id); }
 function jobLink(id) { return el("a", { href: named("job", id) }, id); }
 function flowLink(id) { return el("a", { href: named("flow", id) }, id); }
@@ -359,13 +367,6 @@ function jobActions(p, j) {
 }
 
 // ---- flow graph -----------------------------------------------------------
-const SVGNS = "http://www.w3.org/2000/svg";
-function svg(tag, attrs, text) {
-  const e = document.createElementNS(SVGNS, tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 // The live view draws the server's layout (api/flow/view): a bounded
 // projection of the flow whose groups of siblings expand on a click. The
 // page pans (drag), zooms (wheel, buttons) and fits the flow to its box.
@@ -517,13 +518,6 @@ async function runnersPage() {
 
 // ---- charts ---------------------------------------------------------------
 // One line chart per series of /api/charts, a point per minute.
-const CHART_NS = "http://www.w3.org/2000/svg";
-function chartEl(tag, attrs, text) {
-  const e = document.createElementNS(CHART_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 const CHART_SERIES = [
   { key: "finished", title: "Throughput", unit: "runs/min", fmt: (v) => String(v) },
   { key: "failed", title: "Failures", unit: "failed for good/min", fmt: (v) => String(v) },
@@ -553,14 +547,14 @@ function lineChart(s, points) {
   const top = s.timed ? niceMax(high) : countMax(high);
   const x = (i) => L + (points.length > 1 ? (i * (W - L - R)) / (points.length - 1) : 0);
   const y = (v) => T + (H - T - B) * (1 - v / top);
-  const g = chartEl("svg", { viewBox: "0 0 " + W + " " + H, class: "chart", role: "img", "aria-label": s.title });
+  const g = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart", role: "img", "aria-label": s.title });
   for (const f of [0, 0.5, 1]) {
-    g.append(chartEl("line", { class: "grid-line", x1: L, x2: W - R, y1: y(top * f), y2: y(top * f) }));
-    g.append(chartEl("text", { class: "y-label", x: L - 6, y: y(top * f) + 4, "text-anchor": "end" }, f ? s.fmt(top * f) : "0"));
+    g.append(svg("line", { class: "grid-line", x1: L, x2: W - R, y1: y(top * f), y2: y(top * f) }));
+    g.append(svg("text", { class: "y-label", x: L - 6, y: y(top * f) + 4, "text-anchor": "end" }, f ? s.fmt(top * f) : "0"));
   }
   const ticks = points.length > 1 ? [0, Math.floor((points.length - 1) / 2), points.length - 1] : [0];
   for (const i of ticks) {
-    g.append(chartEl("text", { class: "x-label", x: x(i), y: H - 8, "text-anchor": i === 0 ? "start" : i === points.length - 1 ? "end" : "middle" },
+    g.append(svg("text", { class: "x-label", x: x(i), y: H - 8, "text-anchor": i === 0 ? "start" : i === points.length - 1 ? "end" : "middle" },
       hhmm(points[i].start)));
   }
   let d = "", pen = false;
@@ -569,11 +563,11 @@ function lineChart(s, points) {
     d += (pen ? "L" : "M") + x(i).toFixed(1) + " " + y(v).toFixed(1);
     pen = true;
   });
-  if (d) g.append(chartEl("path", { class: "series", d: d }));
+  if (d) g.append(svg("path", { class: "series", d: d }));
   vals.forEach((v, i) => {
     if (v === null) return;
-    const dot = chartEl("circle", { class: "point", cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 2.5 });
-    dot.append(chartEl("title", {}, hhmm(points[i].start) + ": " + s.fmt(v) +
+    const dot = svg("circle", { class: "point", cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 2.5 });
+    dot.append(svg("title", {}, hhmm(points[i].start) + ": " + s.fmt(v) +
       (s.key === "p95Ms" && points[i].p95Capped ? " or more" : "") + (s.timed ? "" : " " + s.unit)));
     g.append(dot);
   });
