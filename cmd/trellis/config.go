@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -215,6 +216,41 @@ func (l *stringList) Set(v string) error {
 			*l = append(*l, p)
 		}
 	}
+	return nil
+}
+
+// batchFlags are --batch TYPE=SIZE[/LINGER] flags: runner.Config.Batching.
+type batchFlags map[string]flow.Batching
+
+func (b *batchFlags) String() string {
+	parts := make([]string, 0, len(*b))
+	for t, v := range *b {
+		parts = append(parts, fmt.Sprintf("%s=%d/%s", t, v.Size, v.Linger))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (b *batchFlags) Set(v string) error {
+	typ, spec, ok := strings.Cut(v, "=")
+	if !ok || typ == "" {
+		return fmt.Errorf("%q is not TYPE=SIZE or TYPE=SIZE/LINGER", v)
+	}
+	size, linger, _ := strings.Cut(spec, "/")
+	n, err := strconv.Atoi(size)
+	if err != nil || n < 1 || n > flow.MaxBatch {
+		return fmt.Errorf("%q: the size %q is not a whole number from 1 to %d", v, size, flow.MaxBatch)
+	}
+	var d time.Duration
+	if linger != "" {
+		if d, err = time.ParseDuration(linger); err != nil || d < 0 {
+			return fmt.Errorf("%q: the linger %q is not a duration of 0 or more (like 5ms)", v, linger)
+		}
+	}
+	if *b == nil {
+		*b = batchFlags{}
+	}
+	(*b)[typ] = flow.Batching{Size: n, Linger: d}
 	return nil
 }
 

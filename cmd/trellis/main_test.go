@@ -141,6 +141,9 @@ func TestErrorsNameTheFlag(t *testing.T) {
 		{[]string{"worker", "--concurrency", "0"}, nil, "--concurrency 0: must be at least 1"},
 		{[]string{"worker", "--concurrency", "many"}, nil, `invalid value "many" for flag -concurrency`},
 		{[]string{"worker", "--lease", "-1s"}, nil, "--lease -1s: must be positive"},
+		{[]string{"worker", "--batch", "EMAIL"}, nil, `invalid value "EMAIL" for flag -batch: "EMAIL" is not TYPE=SIZE or TYPE=SIZE/LINGER`},
+		{[]string{"worker", "--batch", "X=0"}, nil, `"X=0": the size "0" is not a whole number from 1 to 1000`},
+		{[]string{"worker", "--batch", "X=5/soon"}, nil, `"X=5/soon": the linger "soon" is not a duration`},
 		{[]string{"stats", "--log-level", "loud"}, nil, `--log-level: "loud" is not debug, info, warn or error`},
 		{[]string{"stats", "--bogus"}, nil, "flag provided but not defined: -bogus"},
 		{[]string{"stats"}, []string{"REDIS_URL=", "REDIS_PORT=abc"}, `REDIS_PORT: "abc" is not a port number`},
@@ -622,4 +625,16 @@ func TestSeedRedisVariables(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stdout, `"type": "WORKOUT_PLAN_CREATE"`)
 
+}
+
+// --batch reaches the runner: an override for a type whose step is not a
+// batch step stops the worker at start, naming it.
+func TestWorkerBatchFlag(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.env = append(c.env, "DATABASE_URL="+filepath.Join(c.dir, "b.db"))
+	r := c.run("", "worker", "--migrate", "--batch", "TEST=5")
+	require.NotEqual(t, 0, r.code)
+	require.Contains(t, r.stderr, "TEST")
+	require.Contains(t, r.stderr, "not a batch step")
 }

@@ -50,6 +50,7 @@ type workerFlags struct {
 	databaseURL string
 	migrate     bool
 	metricsAddr string
+	batch       batchFlags
 	steps       *stepFlags
 }
 
@@ -62,6 +63,7 @@ func (c *cli) workerFlags(fs *flag.FlagSet) *workerFlags {
 	fs.StringVar(&w.databaseURL, "database-url", "", "the steps' database (default $DATABASE_URL)")
 	fs.BoolVar(&w.migrate, "migrate", false, "bring the database schema up to date before starting")
 	fs.StringVar(&w.metricsAddr, "metrics-addr", "", "serve /metrics, /livez and /readyz on this address (e.g. 127.0.0.1:9090); default off")
+	fs.Var(&w.batch, "batch", "a batch step's batching: TYPE=SIZE or TYPE=SIZE/LINGER (e.g. WORKOUT_EXERCISE_CREATE=500/5ms; repeatable)")
 	w.steps = c.stepFlags(fs)
 	return w
 }
@@ -158,7 +160,7 @@ func serveMetrics(addr string, metrics *monitor.Metrics, e *env) (*http.Server, 
 
 func startRunner(ctx context.Context, e *env, db bun.IDB, wf *workerFlags, sysOpts system.Options, obs runner.Observer) (*runner.Runner, error) {
 	r, err := runner.New(e.client, &runner.Config{
-		Concurrency: wf.concurrency, Queues: wf.queues, Lease: wf.lease, Logger: e.log, Observer: obs,
+		Concurrency: wf.concurrency, Queues: wf.queues, Lease: wf.lease, Logger: e.log, Observer: obs, Batching: wf.batch,
 	})
 	if err != nil {
 		return nil, err
