@@ -87,6 +87,10 @@ func Layout(ctx context.Context, f *dag.Flow, opts *Options, width, height int) 
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	p, err := prepare(ctx, f) // once for both directions
+	if err != nil {
+		return nil, err
+	}
 	lay := func(dir string) (*Scene, error) {
 		c := o
 		c.Direction = dir
@@ -98,7 +102,7 @@ func Layout(ctx context.Context, f *dag.Flow, opts *Options, width, height int) 
 			}
 			c.MaxRank = max(4, int(room/pitch/sceneMinScale))
 		}
-		v, err := build(ctx, f, c)
+		v, err := p.build(ctx, f, c)
 		if err != nil {
 			return nil, err
 		}

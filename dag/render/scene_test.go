@@ -2,6 +2,7 @@ package render
 
 import (
 	"math"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -172,4 +173,16 @@ func TestLayoutKeepsAGivenDirectionAndChecksOptions(t *testing.T) {
 	requireLaidOut(t, s)
 	require.NotNil(t, s.Edges)
 	require.Len(t, s.Boxes, 1)
+}
+
+func BenchmarkLayout(b *testing.B) {
+	for _, f := range []*dag.Flow{bigFlow(4, 5, 6), large5k(), tangled5k(), large100k()} {
+		b.Run(f.ID+"-"+strconv.Itoa(len(f.Nodes)), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Layout(b.Context(), f, nil, 1280, 800); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -65,6 +65,14 @@ func build(ctx context.Context, f *dag.Flow, o Options) (*view, error) {
 	if err != nil {
 		return nil, err
 	}
+	return p.build(ctx, f, o)
+}
+
+// build lays the prepared flow f out within o's limits (see build); it
+// may be called again with other options.
+func (p *prepared) build(ctx context.Context, f *dag.Flow, o Options) (*view, error) {
+	p.limit = nil
+	var err error
 	want := o.MaxSiblings
 	if want < 0 || want > p.largest {
 		want = p.largest // a group no larger than the limit is drawn whole
@@ -341,7 +349,7 @@ func prepare(ctx context.Context, f *dag.Flow) (*prepared, error) {
 			p.names[q] = true
 		}
 	}
-	p.order = topo(nodes, parents, byID)
+	p.order = topo(nodes, parents)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -722,44 +730,44 @@ func urgency(order []*dag.Node, parents [][]int) []int {
 // topo orders nodes parents first, keeping the given order among nodes that
 // are ready together. Nodes on a cycle (which a valid flow never has) come
 // last, in the given order.
-func topo(nodes []*dag.Node, parents map[string][]string, byID map[string]*dag.Node) []*dag.Node {
-	pending := make(map[string]int, len(nodes))
-	children := make(map[string][]*dag.Node, len(nodes))
-	for _, n := range nodes {
-		for _, p := range parents[n.ID] {
-			if _, ok := byID[p]; ok {
-				pending[n.ID]++
-				children[p] = append(children[p], n)
-			}
-		}
-	}
+func topo(nodes []*dag.Node, parents map[string][]string) []*dag.Node {
 	pos := make(map[string]int, len(nodes))
 	for i, n := range nodes {
 		pos[n.ID] = i
 	}
+	pending := make([]int, len(nodes))
+	children := make([][]int, len(nodes))
+	for i, n := range nodes {
+		for _, p := range parents[n.ID] {
+			if j, ok := pos[p]; ok {
+				pending[i]++
+				children[j] = append(children[j], i)
+			}
+		}
+	}
 	out := make([]*dag.Node, 0, len(nodes))
-	done := make(map[string]bool, len(nodes))
+	done := make([]bool, len(nodes))
 	// The frontier is a min-heap of positions, so nodes ready together keep
 	// the order they were given in.
 	frontier := &posHeap{}
-	for i, n := range nodes {
-		if pending[n.ID] == 0 {
+	for i := range nodes {
+		if pending[i] == 0 {
 			heap.Push(frontier, i)
 		}
 	}
 	for frontier.Len() > 0 {
-		n := nodes[heap.Pop(frontier).(int)]
-		out = append(out, n)
-		done[n.ID] = true
-		for _, c := range children[n.ID] {
-			pending[c.ID]--
-			if pending[c.ID] == 0 {
-				heap.Push(frontier, pos[c.ID])
+		i := heap.Pop(frontier).(int)
+		out = append(out, nodes[i])
+		done[i] = true
+		for _, c := range children[i] {
+			pending[c]--
+			if pending[c] == 0 {
+				heap.Push(frontier, c)
 			}
 		}
 	}
-	for _, n := range nodes {
-		if !done[n.ID] {
+	for i, n := range nodes {
+		if !done[i] {
 			out = append(out, n)
 		}
 	}

@@ -116,7 +116,8 @@ function live(refresh, filter, every) {
   onEvents = (evs) => {
     if (filter && !evs.some(filter)) return;
     if (refreshTimer) return;
-    const wait = Math.max(250, (every || 0) - (Date.now() - lastRefresh));
+    const gap = typeof every === "function" ? every() : every || 0;
+    const wait = Math.max(250, gap - (Date.now() - lastRefresh));
     refreshTimer = setTimeout(() => { refreshTimer = null; lastRefresh = Date.now(); refresh(); }, wait);
   };
 }
@@ -742,7 +743,8 @@ const pages = {
   failed: { init: initFailed, render: failed, every: 5000 },
   jobs: { init: initJobs, render: jobs, every: 3000 },
   job: { render: job },
-  flow: { init: initFlow, render: flowPage, filter: (e) => !flowNodes || flowNodes.has(e.node), every: 1000 },
+  // a flow too large to list its members costs the server more to lay out: it refreshes less often
+  flow: { init: initFlow, render: flowPage, filter: (e) => !flowNodes || flowNodes.has(e.node), every: () => (flowNodes ? 1000 : 10000) },
   runners: { init: () => { setInterval(() => render(), 5000); }, render: runnersPage },
   cleanup: { init: initCleanup },
   "queue-test": { init: initQueueTest, render: refreshSent },
