@@ -51,6 +51,10 @@ type RunnerInfo struct {
 	Concurrency int       `json:"concurrency"`
 	InFlight    int       `json:"inFlight"`
 	Started     time.Time `json:"started"`
+	// Library is the Redis Functions library its scripts run as, where
+	// Redis has Functions (one per Trellis version); empty from a Trellis
+	// that did not say.
+	Library string `json:"library,omitempty"`
 }
 
 // Serves reports whether the runner claims nodes of type typ on queue.

@@ -321,6 +321,51 @@ func (r *Runner) catalog() *catalog {
 	return &catalog{}
 }
 
+// dropStaleLibraries deletes the Redis Functions libraries of the Trellis
+// versions no live runner reports calling: every library loaded costs
+// Redis's Lua garbage collector time on each call, and one is left behind
+// by each version deployed. A client still calling one loads it again. A
+// live runner that reports no library (an older Trellis) may call any,
+// and then none is deleted.
+func (r *Runner) dropStaleLibraries(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	libs, err := r.store.Libraries(ctx)
+	if err != nil || len(libs) < 2 {
+		return
+	}
+	live, err := r.store.Runners(ctx, r.now().Add(-2*r.cfg.Lease))
+	if err != nil {
+		return
+	}
+	for _, name := range staleLibraries(libs, r.store.Library(), live) {
+		if err := r.store.DropLibrary(ctx, name); err != nil {
+			r.log.Warn("trellis: deleting an old scripts library failed", "library", name, "err", err)
+			return
+		}
+		r.log.Info("trellis: deleted the scripts library of a Trellis version no live runner uses", "library", name)
+	}
+}
+
+// staleLibraries are the libraries of libs that neither own nor a live
+// runner calls; none if a live runner does not say which it calls.
+func staleLibraries(libs []string, own string, live []dag.Heartbeat) []string {
+	keep := map[string]bool{own: true}
+	for _, h := range live {
+		if h.Info == nil || h.Info.Library == "" {
+			return nil
+		}
+		keep[h.Info.Library] = true
+	}
+	var out []string
+	for _, l := range libs {
+		if !keep[l] {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // Start begins claiming and running nodes. It returns at once; the runner
 // works until Stop.
 func (r *Runner) Start(ctx context.Context) error {
@@ -332,9 +377,10 @@ func (r *Runner) Start(ctx context.Context) error {
 	r.started = true
 	host, _ := os.Hostname()
 	r.info = dag.RunnerInfo{Host: host, PID: os.Getpid(), Version: version(), Queues: r.cfg.Queues,
-		Concurrency: r.cfg.Concurrency, Started: time.Now().UTC()}
+		Concurrency: r.cfg.Concurrency, Started: time.Now().UTC(), Library: r.store.Library()}
 	ctx = context.WithoutCancel(ctx)
 	go r.waker(ctx)
+	go r.dropStaleLibraries(ctx)
 	for range r.cfg.Concurrency {
 		go r.work()
 	}

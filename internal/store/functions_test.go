@@ -141,3 +141,15 @@ func TestOldReadySetIsMigrated(t *testing.T) {
 		require.Zero(t, s.rdb.Exists(ctx, s.k.oldReady("q")).Val())
 	})
 }
+
+// DropLibrary deletes only other Trellis versions' libraries, and one
+// already gone is no error.
+func TestDropLibraryRefusesItsOwn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testStore(t, testredis.Client(t))
+	require.ErrorContains(t, s.DropLibrary(ctx, s.Library()), "is not another Trellis library")
+	require.ErrorContains(t, s.DropLibrary(ctx, "other_app"), "is not another Trellis library")
+	require.NoError(t, s.DropLibrary(ctx, "trellis_ffffffffffffffff"))
+	require.Equal(t, libraryName(s), s.Library())
+}

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/trellisflow/trellis/dag"
 
@@ -47,6 +49,7 @@ func libText() ([]byte, error) {
 type scripts struct {
 	enqueue, sync, heartbeat, cancel, retry, expand, remove *script
 	library                                                 string // the Functions library: its name is trellis_<hash>
+	name                                                    string // that name
 }
 
 type script struct {
@@ -87,7 +90,7 @@ func loadScripts() (*scripts, error) {
 		}
 		libText.WriteString("redis.register_function{function_name = '" + fn + "'" + flags + ", callback = function(KEYS, ARGV)\nbegin(KEYS, ARGV)\n" + bodies[name] + "\nend}\n")
 	}
-	s.library = libText.String()
+	s.library, s.name = libText.String(), tag
 	return &s, nil
 }
 
@@ -179,6 +182,81 @@ func (s *Store) loadLibrary(ctx context.Context) error {
 		})
 	}
 	return s.rdb.FunctionLoadReplace(ctx, s.scripts.library).Err()
+}
+
+// Library is the name of the Functions library this store calls
+// ("trellis_" and a hash of its scripts): one per Trellis version.
+func (s *Store) Library() string { return s.scripts.name }
+
+// libraryPrefix starts the name of every Trellis Functions library.
+const libraryPrefix = "trellis_"
+
+// Libraries lists the Trellis Functions libraries loaded on the Redis (on
+// a Cluster, on any primary); none on a Redis without Functions.
+func (s *Store) Libraries(ctx context.Context) ([]string, error) {
+	seen := map[string]bool{}
+	list := func(ctx context.Context, c redis.Cmdable) error {
+		libs, err := c.FunctionList(ctx, redis.FunctionListQuery{LibraryNamePattern: libraryPrefix + "*"}).Result()
+		if err != nil {
+			return err
+		}
+		for _, l := range libs {
+			if strings.HasPrefix(l.Name, libraryPrefix) {
+				seen[l.Name] = true
+			}
+		}
+		return nil
+	}
+	var err error
+	if c, ok := s.rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		err = c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return list(ctx, m)
+		})
+	} else {
+		err = list(ctx, s.rdb)
+	}
+	if noFunctions(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dag: redis: %w", err)
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// DropLibrary deletes the Trellis Functions library name (on every primary
+// of a Cluster); one that is not there is no error. A client still calling
+// it loads it again on its next call, so this is safe while that version
+// runs, only wasteful.
+func (s *Store) DropLibrary(ctx context.Context, name string) error {
+	if !strings.HasPrefix(name, libraryPrefix) || name == s.scripts.name {
+		return fmt.Errorf("dag: %q is not another Trellis library", name)
+	}
+	drop := func(ctx context.Context, c redis.Cmdable) error {
+		err := c.FunctionDelete(ctx, name).Err()
+		if err != nil && strings.Contains(strings.ToLower(err.Error()), "library not found") {
+			return nil
+		}
+		return err
+	}
+	var err error
+	if c, ok := s.rdb.(*redis.ClusterClient); ok {
+		err = c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return drop(ctx, m) })
+	} else {
+		err = drop(ctx, s.rdb)
+	}
+	if err != nil {
+		return fmt.Errorf("dag: redis: %w", err)
+	}
+	return nil
 }
 
 // notLoaded reports an FCALL of a function the Redis does not have.
