@@ -163,7 +163,7 @@ type Node struct {
 	Error    *ErrorInfo      `json:"error,omitempty"`
 	// Errors are the errors of its failed attempts since it was enqueued
 	// (or retried by hand), oldest first, the last 25, each message cut to
-	// 1 KiB and without its stack (Error has the last one whole).
+	// 1 KiB and its stack to 2 KiB (Error has the last one whole).
 	Errors []ErrorInfo `json:"errors,omitempty"`
 	// Reason says why a node was cancelled, skipped or failed without an error
 	// of its own ("parent plan failed", "condition false", "stalled 3 times").

@@ -17,6 +17,7 @@ type AttemptView struct {
 	Batch      string     `json:"batch,omitempty"`
 	Outcome    dag.State  `json:"outcome,omitempty"` // the state it went to; empty while it runs
 	Error      string     `json:"error,omitempty"`   // its message, from dag.Node.Errors
+	Stack      string     `json:"stack,omitempty"`   // its stack (cut), when it had one
 }
 
 // attempts lists every run of n, oldest first.
@@ -47,7 +48,7 @@ func attempts(n *dag.Node) []AttemptView {
 	for _, e := range n.Errors {
 		for i := len(out) - 1; i >= 0; i-- {
 			if out[i].Attempt == e.Attempt && out[i].Outcome != "" && out[i].Outcome != dag.Succeeded {
-				out[i].Error = e.Message
+				out[i].Error, out[i].Stack = e.Message, e.Stack
 				break
 			}
 		}

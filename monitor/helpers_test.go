@@ -122,6 +122,9 @@ func (e *env) run() *runner.Runner {
 		if strings.HasPrefix(m.Text, "twice") && sc.Attempt <= 2 { // fails twice, then succeeds
 			return "", errors.New("echo failed: attempt " + strconv.Itoa(sc.Attempt))
 		}
+		if strings.HasPrefix(m.Text, "stacked") { // retryable, with a stack
+			return "", flow.WithStack(errors.New("echo failed: " + m.Text))
+		}
 		if strings.HasPrefix(m.Text, "flaky") { // retryable
 			return "", errors.New("echo failed: " + m.Text)
 		}

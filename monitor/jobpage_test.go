@@ -65,6 +65,20 @@ func TestJobAttempts(t *testing.T) {
 	require.Contains(t, page, `id="job-logs-card" hidden>`)
 	require.Contains(t, page, `id="job-waits-card" hidden>`)
 	require.Contains(t, page, `id="job-related-card" hidden>`)
+	require.NotContains(t, page, "<details><summary>echo failed", "no stacks: plain errors")
+
+	// an error with a stack keeps it on each attempt
+	_, err = e.client.Add(context.Background(), Echo{Text: "stacked"}, &flow.NodeOpts{ID: "s", Attempts: 2,
+		Backoff: &dag.Backoff{Kind: dag.Fixed, Base: 10 * time.Millisecond}})
+	require.NoError(t, err)
+	e.wait("s", dag.Failed)
+	j = e.job("s")
+	require.Len(t, j.Attempts, 2)
+	for _, a := range j.Attempts {
+		require.Equal(t, "echo failed: stacked", a.Error)
+		require.Contains(t, a.Stack, "monitor_test")
+	}
+	require.Equal(t, 2, strings.Count(e.get("/job?id=s").Body.String(), "<details><summary>echo failed: stacked</summary><pre>"))
 }
 
 func TestJobParentsAndChildren(t *testing.T) {

@@ -256,6 +256,11 @@ func TestErrorStacks(t *testing.T) {
 				return "", flow.Permanent(fmt.Errorf("saving: %w", flow.WithStack(errors.New("row refused"))))
 			case "formatter":
 				return "", flow.Permanent(stackPrinter{})
+			case "twice":
+				if sc.Attempt <= 2 {
+					return "", flow.WithStack(fmt.Errorf("attempt %d refused", sc.Attempt))
+				}
+				return "ok", nil
 			}
 			return "", flow.Permanent(errors.New("plain"))
 		})
@@ -263,6 +268,7 @@ func TestErrorStacks(t *testing.T) {
 		g.Add(Probe{Mode: "with-stack"}, &flow.NodeOpts{ID: "with-stack", Attempts: 1})
 		g.Add(Probe{Mode: "formatter"}, &flow.NodeOpts{ID: "formatter", Attempts: 1})
 		g.Add(Probe{Mode: "plain"}, &flow.NodeOpts{ID: "plain", Attempts: 1})
+		g.Add(Probe{Mode: "twice"}, &flow.NodeOpts{ID: "twice", Attempts: 3, Backoff: &dag.Backoff{Kind: dag.Fixed, Base: time.Millisecond}})
 		res := h.enqueue(g)
 		h.runner(nil, step)
 		f := h.wait(res.FlowID)
@@ -273,6 +279,14 @@ func TestErrorStacks(t *testing.T) {
 		require.Contains(t, ws.Error.Stack, "engine_test.go:")
 		require.Equal(t, "step failed\nat the place it was made", nodeByID(f, "formatter").Error.Stack)
 		require.Empty(t, nodeByID(f, "plain").Error.Stack)
+		// each failed attempt keeps its own in the error history
+		tw := nodeByID(f, "twice")
+		require.Equal(t, dag.Succeeded, tw.State)
+		require.Len(t, tw.Errors, 2)
+		for i, e := range tw.Errors {
+			require.Equal(t, fmt.Sprintf("attempt %d refused", i+1), e.Message)
+			require.Contains(t, e.Stack, "TestErrorStacks")
+		}
 	})
 }
 

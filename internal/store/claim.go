@@ -90,9 +90,12 @@ type SyncRequest struct {
 	Outcomes    []Outcome
 }
 
-// HistoryError is the most of an error message a node's error history
-// (dag.Node.Errors) keeps per attempt.
-const HistoryError = 1024
+// HistoryError and HistoryStack are the most of an error's message and
+// stack a node's error history (dag.Node.Errors) keeps per attempt.
+const (
+	HistoryError = 1024
+	HistoryStack = 2048
+)
 
 // TypeWant asks for up to Want ready nodes of message type Type.
 type TypeWant struct {
@@ -134,7 +137,8 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 			e, _ := json.Marshal(o.Err)
 			a, b = string(e), strconv.FormatInt(o.Delay.Milliseconds(), 10)
 			if o.Err != nil {
-				e, _ = json.Marshal(dag.ErrorInfo{Message: clip.Text(o.Err.Message, HistoryError), Attempt: o.Err.Attempt})
+				e, _ = json.Marshal(dag.ErrorInfo{Message: clip.Text(o.Err.Message, HistoryError), Attempt: o.Err.Attempt,
+					Stack: clip.Text(o.Err.Stack, HistoryStack)})
 				h = string(e)
 			}
 		case OutcomeSkip:
