@@ -148,6 +148,9 @@ type ErrorInfo struct {
 	Message string `json:"message"`
 	Stack   string `json:"stack,omitempty"`
 	Attempt int    `json:"attempt"`
+	// Logs are the step's log records of that attempt, in a node's error
+	// history (Node.Errors) only: Node.Logs has the last run's.
+	Logs string `json:"logs,omitempty"`
 }
 
 // Node is a persisted node with its current state.
@@ -163,7 +166,8 @@ type Node struct {
 	Error    *ErrorInfo      `json:"error,omitempty"`
 	// Errors are the errors of its failed attempts since it was enqueued
 	// (or retried by hand), oldest first, the last 25, each message cut to
-	// 1 KiB and its stack to 2 KiB (Error has the last one whole).
+	// 1 KiB, its stack and its step logs to 2 KiB each (Error has the last
+	// one whole).
 	Errors []ErrorInfo `json:"errors,omitempty"`
 	// Reason says why a node was cancelled, skipped or failed without an error
 	// of its own ("parent plan failed", "condition false", "stalled 3 times").

@@ -18,6 +18,7 @@ type AttemptView struct {
 	Outcome    dag.State  `json:"outcome,omitempty"` // the state it went to; empty while it runs
 	Error      string     `json:"error,omitempty"`   // its message, from dag.Node.Errors
 	Stack      string     `json:"stack,omitempty"`   // its stack (cut), when it had one
+	Logs       string     `json:"logs,omitempty"`    // the step's logs of a failed attempt (cut)
 }
 
 // attempts lists every run of n, oldest first.
@@ -48,7 +49,7 @@ func attempts(n *dag.Node) []AttemptView {
 	for _, e := range n.Errors {
 		for i := len(out) - 1; i >= 0; i-- {
 			if out[i].Attempt == e.Attempt && out[i].Outcome != "" && out[i].Outcome != dag.Succeeded {
-				out[i].Error, out[i].Stack = e.Message, e.Stack
+				out[i].Error, out[i].Stack, out[i].Logs = e.Message, e.Stack, e.Logs
 				break
 			}
 		}

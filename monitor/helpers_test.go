@@ -122,7 +122,8 @@ func (e *env) run() *runner.Runner {
 		if strings.HasPrefix(m.Text, "twice") && sc.Attempt <= 2 { // fails twice, then succeeds
 			return "", errors.New("echo failed: attempt " + strconv.Itoa(sc.Attempt))
 		}
-		if strings.HasPrefix(m.Text, "stacked") { // retryable, with a stack
+		if strings.HasPrefix(m.Text, "stacked") { // retryable, with a stack and a log line
+			sc.Logger.Info("trying", "attempt", sc.Attempt)
 			return "", flow.WithStack(errors.New("echo failed: " + m.Text))
 		}
 		if strings.HasPrefix(m.Text, "flaky") { // retryable

@@ -74,9 +74,11 @@ func TestJobAttempts(t *testing.T) {
 	e.wait("s", dag.Failed)
 	j = e.job("s")
 	require.Len(t, j.Attempts, 2)
-	for _, a := range j.Attempts {
+	for i, a := range j.Attempts {
 		require.Equal(t, "echo failed: stacked", a.Error)
 		require.Contains(t, a.Stack, "monitor_test")
+		require.Contains(t, a.Logs, "trying", "each attempt's own step logs")
+		require.Contains(t, a.Logs, fmt.Sprintf("attempt=%d", i+1))
 	}
 	require.Equal(t, 2, strings.Count(e.get("/job?id=s").Body.String(), "<details><summary>echo failed: stacked</summary><pre>"))
 }

@@ -90,11 +90,13 @@ type SyncRequest struct {
 	Outcomes    []Outcome
 }
 
-// HistoryError and HistoryStack are the most of an error's message and
-// stack a node's error history (dag.Node.Errors) keeps per attempt.
+// HistoryError, HistoryStack and HistoryLogs are the most of an error's
+// message, its stack and the run's step logs a node's error history
+// (dag.Node.Errors) keeps per attempt.
 const (
 	HistoryError = 1024
 	HistoryStack = 2048
+	HistoryLogs  = 2048
 )
 
 // TypeWant asks for up to Want ready nodes of message type Type.
@@ -138,7 +140,7 @@ func (s *Store) Sync(ctx context.Context, now time.Time, req SyncRequest) (SyncR
 			a, b = string(e), strconv.FormatInt(o.Delay.Milliseconds(), 10)
 			if o.Err != nil {
 				e, _ = json.Marshal(dag.ErrorInfo{Message: clip.Text(o.Err.Message, HistoryError), Attempt: o.Err.Attempt,
-					Stack: clip.Text(o.Err.Stack, HistoryStack)})
+					Stack: clip.Text(o.Err.Stack, HistoryStack), Logs: clip.Text(o.Logs, HistoryLogs)})
 				h = string(e)
 			}
 		case OutcomeSkip:

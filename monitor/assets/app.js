@@ -346,7 +346,8 @@ async function job() {
     table(document.getElementById("job-attempt-list"), ["Attempt", "Start", "End", "Duration", "Worker"].concat(inBatch ? ["Batch"] : [], ["Outcome", "Error"]),
       att.map((a) => [a.attempt, timeAgo(a.start), a.end ? timeAgo(a.end) : "running",
         a.durationMs === undefined ? "" : a.durationMs + " ms", a.worker || ""].concat(inBatch ? [a.batch || ""] : [],
-        [a.outcome ? stateBadge(a.outcome) : "", a.stack ? el("details", {}, el("summary", {}, a.error || "stack"), el("pre", {}, a.stack)) : a.error || ""])));
+        [a.outcome ? stateBadge(a.outcome) : "", a.stack || a.logs ? el("details", {}, el("summary", {}, a.error || "details"),
+          ...(a.stack ? [el("pre", {}, a.stack)] : []), ...(a.logs ? [el("pre", { class: "logs" }, a.logs)] : [])) : a.error || ""])));
   }
   const batched = (j.timeline || []).some((t) => t.batch);
   table(document.getElementById("job-timeline"), ["State", "At", "Attempt", "Worker"].concat(batched ? ["Batch"] : []),
