@@ -130,6 +130,7 @@ function connect() {
     let evs = [];
     try { evs = JSON.parse(m.data); } catch (_) { return; }
     activity(evs);
+    if (page === "flow") recolor(evs);
     onEvents(evs);
   });
 }
@@ -478,6 +479,16 @@ function panZoom(root) {
     setView([drag.vb[0] - (ev.clientX - drag.x) * k, drag.vb[1] - (ev.clientY - drag.y) * k, drag.vb[2], drag.vb[3]]);
   });
   root.addEventListener("pointerup", () => { drag = null; });
+}
+// recolor gives the boxes of jobs that changed state their new colour at
+// once; the next layout (throttled) redraws groups and labels.
+function recolor(evs) {
+  for (const e of evs) {
+    const g = document.querySelector('#graph g.node.k-node[data-id="' + CSS.escape(e.node) + '"]');
+    if (!g) continue;
+    for (const c of [...g.classList]) if (c.startsWith("s-")) g.classList.remove(c);
+    g.classList.add("s-" + e.to);
+  }
 }
 function initFlow() {
   document.getElementById("rendered").onchange = () => render();
