@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/monitor"
 )
 
@@ -45,4 +46,45 @@ func TestBulkRetryInBrowser(t *testing.T) {
 		require.Equal(t, want, e.failures(id), id)
 	}
 	do(poll(`document.querySelectorAll('#failed-jobs input.select').length === 3 && !document.querySelector('#failed-jobs input.select:checked')`))
+}
+
+// On the jobs list, in development mode: Cancel cancels the selected
+// unfinished jobs, and Remove deletes the selected finished jobs' flows;
+// a job an action cannot take is named in the message.
+func TestBulkCancelAndRemoveInBrowser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{Development: true})
+	for _, id := range []string{"w1", "w2", "w3"} {
+		_, err := e.client.Add(t.Context(), Echo{Text: id}, &flow.NodeOpts{ID: id, Queue: "nobody"})
+		require.NoError(t, err)
+	}
+	srv := httptest.NewServer(e.h)
+	t.Cleanup(srv.Close)
+	b := newBrowser(t)
+	do, poll, eval := b.do, b.poll, b.eval
+	row := func(id string) string { return `#jobs input[data-id="` + id + `"]` }
+	do(chromedp.Navigate(srv.URL+"/jobs"), poll(`document.querySelectorAll('#jobs input.select').length === 3`))
+	require.Equal(t, "Retry Cancel Remove flows", eval(`[...document.querySelectorAll('#jobs-bulk button')].map(b => b.textContent).join(' ')`))
+
+	do(chromedp.Click(chromedp.CSS(row("w1"))), chromedp.Click(chromedp.CSS(row("w2"))),
+		chromedp.Click(chromedp.CSS(`#jobs-bulk button[data-action=cancel]`)),
+		poll(`document.getElementById('flash').textContent === 'Cancel: 2 of 2 jobs'`))
+	e.wait("w1", dag.Cancelled)
+	e.wait("w2", dag.Cancelled)
+	j, err := e.client.Job(t.Context(), "w3")
+	require.NoError(t, err)
+	require.Equal(t, dag.Ready, j.State, "not selected, not cancelled")
+
+	// w3 is unfinished: remove takes w1 and names w3
+	do(poll(`document.querySelectorAll('#jobs input.select').length === 3 && !document.querySelector('#jobs input.select:checked')`),
+		chromedp.Click(chromedp.CSS(`#jobs input.select-all`)),
+		poll(`document.querySelector('#jobs-bulk .muted').textContent === '3 selected'`),
+		chromedp.Click(chromedp.CSS(`#jobs-bulk button[data-action=remove]`)),
+		poll(`document.getElementById('flash').textContent.startsWith('Remove flows: 2 of 3 jobs; w3: ')`))
+	for _, id := range []string{"w1", "w2"} {
+		_, err := e.client.Job(t.Context(), id)
+		require.ErrorIs(t, err, flow.ErrNotFound, id)
+	}
+	_, err = e.client.Job(t.Context(), "w3")
+	require.NoError(t, err)
 }
