@@ -215,8 +215,9 @@ func (b *browser) layout() layoutSummary {
 
 // The flow view fits the 145-node plan save and a 5,011-node flow to the
 // screen, with no two boxes overlapping, every edge ending on its own
-// box and every group in view; a group expands on a click, and the view
-// zooms and fits again.
+// box and every group in view; a group expands on a click, the view zooms
+// and fits again, a job of another flow is a box that opens it, and a
+// state change recolours its box live.
 func TestFlowViewInBrowser(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, monitor.Config{})
@@ -266,6 +267,14 @@ func TestFlowViewInBrowser(t *testing.T) {
 	b.do(chromedp.Click(chromedp.CSS(`#graph-fit`)))
 	require.Zero(t, b.layout().Outside)
 	b.do(chromedp.Click(chromedp.CSS(`#graph-collapse`)), b.poll(`document.querySelectorAll('#graph g.node.expanded').length === 0`))
+
+	// a job of another flow that this one waits for is a box that opens it
+	e.add("after", "x", "fps/plan")
+	b.do(chromedp.Navigate(srv.URL+"/flow?id=after"), b.poll(drawn+` && document.querySelector('#graph g.k-external') !== null`))
+	require.Equal(t, "fps/plan", b.eval(`document.querySelector('#graph g.k-external').dataset.id`))
+	require.Zero(t, b.layout().OffEdges)
+	b.do(chromedp.Evaluate[chromedp.Void](`document.querySelector('#graph g.k-external').dispatchEvent(new MouseEvent('click', {bubbles: true}))`),
+		chromedp.WaitReady(chromedp.CSS(`body[data-page="job"][data-id="fps/plan"]`)))
 
 	b.do(chromedp.Navigate(srv.URL+"/flow?id=big"), b.poll(drawn))
 	s = b.layout()
