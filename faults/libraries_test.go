@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/trellisflow/trellis/dag"
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/runner"
@@ -54,8 +55,11 @@ func TestRunnerDropsStaleLibraries(t *testing.T) {
 	have := names()
 	require.True(t, have["other_app"], "another program's library stays")
 	require.Len(t, have, 2, "this version's and the other program's: %v", have)
-	runners, err := client.Inspector().Runners(ctx, time.Now().Add(-time.Minute))
-	require.NoError(t, err)
-	require.Len(t, runners, 1)
+	var runners []dag.Heartbeat
+	require.Eventually(t, func() bool { // its first heartbeat may come after the drop
+		runners, err = client.Inspector().Runners(ctx, time.Now().Add(-time.Minute))
+		require.NoError(t, err)
+		return len(runners) == 1 && runners[0].Info != nil
+	}, 30*time.Second, 20*time.Millisecond)
 	require.True(t, have[runners[0].Info.Library], "the runner says which library it calls: %q", runners[0].Info.Library)
 }
