@@ -175,7 +175,7 @@ func (e *env) wait(id string, state dag.State) {
 	require.Eventually(e.t, func() bool {
 		j, err := e.client.Job(context.Background(), id)
 		return err == nil && j.State == state
-	}, 10*time.Second, 10*time.Millisecond, "job %s never became %s", id, state)
+	}, 45*time.Second, 10*time.Millisecond, "job %s never became %s", id, state)
 }
 
 type req struct {
