@@ -2,8 +2,6 @@ package faults_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -31,16 +29,10 @@ func TestRunnerDropsStaleLibraries(t *testing.T) {
 	} {
 		require.NoError(t, rdb.FunctionLoad(ctx, lib).Err())
 	}
-	client, err := flow.NewClient(rdb, &flow.Config{Namespace: "libs", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	client := newClient(t, rdb, "libs", &redistest.Logs{})
+	_, err := client.Add(ctx, Work{Name: "x"}, &flow.NodeOpts{ID: "x"}) // loads this version's library
 	require.NoError(t, err)
-	_, err = client.Add(ctx, Work{Name: "x"}, &flow.NodeOpts{ID: "x"}) // loads this version's library
-	require.NoError(t, err)
-
-	r, err := runner.New(client, &runner.Config{Concurrency: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	require.NoError(t, runner.Handle(r, func(ctx context.Context, sc *flow.StepContext, m Work) (string, error) { return m.Name, nil }))
-	require.NoError(t, r.Start(ctx))
-	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+	startRunner(t, client, runner.Config{Concurrency: 1}, newRuns())
 
 	names := func() map[string]bool {
 		libs, err := rdb.FunctionList(ctx, redis.FunctionListQuery{}).Result()
