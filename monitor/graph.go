@@ -60,13 +60,9 @@ func (h *Handler) flowGraph(format string) http.HandlerFunc {
 				return
 			}
 		}
-		if v := q.Get("siblings"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n == 0 || n > 10000 {
-				writeError(w, http.StatusBadRequest, "siblings: %q is not a whole number from 1 to 10000 (or negative for no collapsing)", v)
-				return
-			}
-			opts.MaxSiblings = n
+		var ok bool
+		if opts.MaxSiblings, ok = signedParam(w, q.Get("siblings"), "siblings", "no collapsing"); !ok {
+			return
 		}
 		if v := q.Get("boxes"); v != "" {
 			n, err := strconv.Atoi(v)
@@ -76,13 +72,8 @@ func (h *Handler) flowGraph(format string) http.HandlerFunc {
 			}
 			opts.MaxBoxes = n
 		}
-		if v := q.Get("rank"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n == 0 || n > 10000 {
-				writeError(w, http.StatusBadRequest, "rank: %q is not a whole number from 1 to 10000 (or negative for no bound)", v)
-				return
-			}
-			opts.MaxRank = n
+		if opts.MaxRank, ok = signedParam(w, q.Get("rank"), "rank", "no bound"); !ok {
+			return
 		}
 		ctx := r.Context()
 		wait := time.NewTimer(graphWait)
@@ -119,6 +110,21 @@ func (h *Handler) flowGraph(format string) http.HandlerFunc {
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write(buf.Bytes())
 	}
+}
+
+// signedParam reads a limit from 1 to 10000 where a negative value means
+// none (negative, what that is); 0 when v is empty (the default). It
+// answers 400 and returns false for anything else.
+func signedParam(w http.ResponseWriter, v, name, negative string) (int, bool) {
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n == 0 || n > 10000 {
+		writeError(w, http.StatusBadRequest, "%s: %q is not a whole number from 1 to 10000 (or negative for %s)", name, v, negative)
+		return 0, false
+	}
+	return n, true
 }
 
 // collapsedValue is the X-Trellis-Collapsed header: what the picture draws,

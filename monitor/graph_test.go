@@ -86,7 +86,10 @@ func TestFlowGraphOfALargeFlowIsBounded(t *testing.T) {
 	for _, bad := range []string{"0", "10001", "x"} {
 		w = e.get("/api/flows/big/graph.svg?rank=" + bad)
 		require.Equal(t, http.StatusBadRequest, w.Code)
-		require.Contains(t, errorOf(t, w), "rank:")
+		require.Equal(t, `rank: "`+bad+`" is not a whole number from 1 to 10000 (or negative for no bound)`, errorOf(t, w))
+		w = e.get("/api/flows/big/graph.svg?siblings=" + bad)
+		require.Equal(t, http.StatusBadRequest, w.Code)
+		require.Equal(t, `siblings: "`+bad+`" is not a whole number from 1 to 10000 (or negative for no collapsing)`, errorOf(t, w))
 	}
 	// A small flow is not collapsed and says nothing.
 	e.add("small", "x")
