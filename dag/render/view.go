@@ -86,14 +86,14 @@ func (p *prepared) build(ctx context.Context, f *dag.Flow, o Options) (*view, er
 	// Too many boxes or edges: the largest sibling limit that fits, found
 	// by bisection (fewer siblings draw no more boxes).
 	if v == nil {
-		if v, err = bisect(ctx, 1, want-1, func(s int) *view { return p.pass(o, s, 0) }); err != nil {
+		if v, _, err = bisect(ctx, 1, want-1, func(s int) *view { return p.pass(o, s, 0) }); err != nil {
 			return nil, err
 		}
 	}
 	// Even one box per group is too many (a long chain, a mesh): the first
 	// boxes in topological order, as many as fit, and one box for the rest.
 	if v == nil {
-		if v, err = bisect(ctx, 1, o.MaxBoxes-1, func(room int) *view { return p.pass(o, 1, room) }); err != nil {
+		if v, _, err = bisect(ctx, 1, o.MaxBoxes-1, func(room int) *view { return p.pass(o, 1, room) }); err != nil {
 			return nil, err
 		}
 	}
@@ -188,24 +188,19 @@ func (p *prepared) narrow(ctx context.Context, o Options, v *view) (*view, error
 			}
 			return nil
 		}
-		best, found := 1, false
-		for lo, hi := 1, hi-1; lo <= hi; {
-			mid := lo + (hi-lo)/2
-			if fits(mid) != nil {
-				best, found, lo = mid, true, mid+1
-			} else {
-				hi = mid - 1
-			}
+		w, best, err := bisect(ctx, 1, hi-1, fits)
+		if err != nil {
+			return nil, err
 		}
-		if !found {
+		if w == nil { // no limit fits the rank: one sibling per group
 			best = 1
 		}
-		set(best)
-		w := p.pass(o, v.siblings, 0)
-		if w == nil { // unreachable: fewer siblings never draw more
-			break
+		set(best) // the later ranks are laid out with this one's limit
+		if w == nil {
+			if w = p.pass(o, v.siblings, 0); w == nil { // unreachable: fewer siblings never draw more
+				break
+			}
 		}
-		w.siblings = v.siblings
 		v = w
 		if lowest == 0 || best < lowest {
 			lowest = best
@@ -263,21 +258,22 @@ func count(ranks []int, r int) int {
 }
 
 // bisect returns the view of the largest x in [lo, hi] whose layout fits,
-// assuming a smaller x never draws more; nil if none does.
-func bisect(ctx context.Context, lo, hi int, layout func(int) *view) (*view, error) {
+// and that x, assuming a smaller x never draws more; nil if none does.
+func bisect(ctx context.Context, lo, hi int, layout func(int) *view) (*view, int, error) {
 	var best *view
+	at := 0
 	for lo <= hi {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		mid := lo + (hi-lo)/2
 		if v := layout(mid); v != nil {
-			best, lo = v, mid+1
+			best, at, lo = v, mid, mid+1
 		} else {
 			hi = mid - 1
 		}
 	}
-	return best, nil
+	return best, at, nil
 }
 
 // prepared is a flow ready to be laid out at any sibling limit: its nodes
