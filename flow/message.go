@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/trellisflow/trellis/internal/jsonobj"
 )
@@ -39,8 +40,8 @@ func labelOf(msg Message, label string) string {
 		}
 	}
 	label = strings.TrimSpace(strings.ToValidUTF8(label, "\uFFFD"))
-	if r := []rune(label); len(r) > MaxLabel {
-		label = string(r[:MaxLabel-1]) + "…"
+	if utf8.RuneCountInString(label) > MaxLabel {
+		label = string([]rune(label)[:MaxLabel-1]) + "…"
 	}
 	return label
 }

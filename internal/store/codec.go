@@ -71,7 +71,7 @@ func encodeData(sp *dag.Spec) []byte {
 	if sp.Trace != "" {
 		out = appendJSONString(append(out, `,"tr":`...), sp.Trace)
 	}
-	if sp.Label != "" {
+	if sp.Label != "" { // last: identityHash leaves it out by its length
 		out = appendJSONString(append(out, `,"lb":`...), sp.Label)
 	}
 	return append(out, '}')

@@ -16,6 +16,7 @@ func TestEncodeDataMatchesJSON(t *testing.T) {
 		{Payload: json.RawMessage(`{"messageType":"T","data":{"a":1}}`)},
 		{Payload: json.RawMessage(`{"x":"y"}`), Parents: []string{"a", `q"uote`}, Backoff: dag.Backoff{Kind: dag.Exponential, Base: 2 * time.Second, Jitter: true},
 			Timeout: time.Minute, When: `parents["a"].state == "succeeded"`, Trace: "00-abc-def-01"},
+		{Payload: json.RawMessage(`{}`), Label: "Back \"squat\" ü\n"},
 		{},
 	} {
 		want, err := json.Marshal(&sp)
@@ -26,6 +27,22 @@ func TestEncodeDataMatchesJSON(t *testing.T) {
 		require.NoError(t, json.Unmarshal(got, &back))
 		require.Equal(t, sp.Parents, back.Parents)
 	}
+}
+
+// A label leaves a node's identity hash as it is without it: the data
+// hashed is the data without the label.
+func TestIdentityHashLeavesTheLabelOut(t *testing.T) {
+	t.Parallel()
+	sp := dag.Spec{Payload: json.RawMessage(`{"a":"b"}`), Parents: []string{"p"}, When: "true"}
+	want, _ := identityHash(nil, "m", &sp, encodeData(&sp))
+	for _, label := range []string{"Back squat", `q"uote\ and ü`, "line\nbreak", "}"} {
+		sp.Label = label
+		got, _ := identityHash(nil, "m", &sp, encodeData(&sp))
+		require.Equal(t, want, got, label)
+	}
+	sp.Label, sp.When = "x", "false"
+	other, _ := identityHash(nil, "m", &sp, encodeData(&sp))
+	require.NotEqual(t, want, other, "other data is another job")
 }
 
 func TestEncodeDataEscapes(t *testing.T) {

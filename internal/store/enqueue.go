@@ -293,10 +293,12 @@ func identityHash(buf []byte, meta string, sp *dag.Spec, data []byte) (string, [
 		buf = append(buf, sp.Identity...)
 	case sp.Label != "":
 		// a label is for people: the same job with another label (or an
-		// older Trellis's, which wrote none) is still the same job
-		nl := *sp
-		nl.Label = ""
-		buf = append(buf, encodeData(&nl)...)
+		// older Trellis's, which wrote none) is still the same job.
+		// encodeData writes it last: the data without it is the data up
+		// to it, closed.
+		tail := appendJSONString([]byte(`,"lb":`), sp.Label)
+		n := len(data) - len(tail) - 1
+		buf = append(append(buf, data[:n]...), '}')
 	default:
 		buf = append(buf, data...)
 	}
