@@ -1,6 +1,7 @@
 package render
 
 import (
+	"cmp"
 	"context"
 	"slices"
 
@@ -310,15 +311,7 @@ func place(v *view) *Scene {
 	entry := make([]float64, len(v.edges))
 	for to, ks := range into {
 		last := func(k int) float64 { c := chains[k]; return across(c[len(c)-2]) }
-		slices.SortStableFunc(ks, func(a, b int) int {
-			if d := last(a) - last(b); d != 0 {
-				if d < 0 {
-					return -1
-				}
-				return 1
-			}
-			return 0
-		})
+		slices.SortStableFunc(ks, func(a, b int) int { return cmp.Compare(last(a), last(b)) })
 		b := items[to].breadth
 		for j, k := range ks {
 			entry[k] = across(to) - b/2 + b*float64(j+1)/float64(len(ks)+1)
@@ -376,32 +369,13 @@ func order(items []item, layers [][]int) {
 			}
 			key[i] = sum / float64(len(ns))
 		}
-		slices.SortStableFunc(layer, func(a, b int) int {
-			switch {
-			case key[a] < key[b]:
-				return -1
-			case key[a] > key[b]:
-				return 1
-			}
-			return 0
-		})
+		slices.SortStableFunc(layer, func(a, b int) int { return cmp.Compare(key[a], key[b]) })
 		for j, i := range layer {
 			items[i].at = float64(j)
 		}
 	}
-	for _, layer := range layers { // the view's order first
-		slices.SortStableFunc(layer, func(a, b int) int {
-			switch {
-			case items[a].at < items[b].at:
-				return -1
-			case items[a].at > items[b].at:
-				return 1
-			}
-			return 0
-		})
-		for j, i := range layer {
-			items[i].at = float64(j)
-		}
+	for _, layer := range layers { // the view's order first: each item keeps its place
+		sortBy(layer, func(*item) []int { return nil })
 	}
 	down := func() {
 		for r := 1; r < len(layers); r++ {
