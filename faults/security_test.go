@@ -28,6 +28,7 @@ import (
 	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/internal/redistest"
 	"github.com/trellisflow/trellis/internal/seam"
+	"github.com/trellisflow/trellis/internal/store"
 	"github.com/trellisflow/trellis/runner"
 )
 
@@ -42,7 +43,7 @@ var trellisCommands = []string{
 	"lpush", "ltrim", "lrange", "llen", "unlink", "pexpire",
 	"zrange", "zrangebyscore", "zcount", "xread", "xrevrange", "xlen",
 	// inside the scripts
-	"set", "hset", "hsetnx", "hdel", "sismember", "scard", "spop", "zadd", "zcard", "zpopmin", "zrem", "zremrangebyscore", "xadd", "time", "incrby",
+	"set", "hset", "hsetnx", "hdel", "sismember", "scard", "spop", "zadd", "zcard", "zpopmin", "zrem", "zrevrange", "zremrangebyscore", "xadd", "time", "incrby",
 }
 
 // aclRule is the ACL SETUSER rule for a Trellis user: only its commands, only
@@ -118,10 +119,10 @@ func runSmallGraph(t *testing.T, rdb redis.UniversalClient, logs *redistest.Logs
 	require.NoError(t, err)
 	require.Equal(t, int64(4), st.Counts[dag.Succeeded])
 	require.Equal(t, int64(1), st.Counts[dag.Delayed])
-	failed, _, complete, err := seam.Store(c).StateIDs(ctx, dag.Failed, 10) // the monitor's failure listing
+	failed, err := seam.Store(c).List(ctx, store.ListQuery{States: []dag.State{dag.Failed}, Limit: 10}) // the monitor's failure listing
 	require.NoError(t, err)
-	require.Empty(t, failed)
-	require.True(t, complete)
+	require.Empty(t, failed.Entries)
+	require.True(t, failed.Complete)
 	keys, err := c.Clear(ctx)
 	require.NoError(t, err)
 	require.Positive(t, keys)

@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/trellisflow/trellis/dag"
@@ -67,16 +68,113 @@ func (i *Inspector) Stalled(ctx context.Context) (int64, error) {
 	return i.c.store.Stalled(ctx, i.c.at())
 }
 
-// Indexed reports whether JobIDs can list the jobs in state st.
-func (i *Inspector) Indexed(st dag.State) bool { return store.Indexed(st) }
+// ListQuery selects the jobs Inspector.List pages through.
+type ListQuery struct {
+	States []dag.State // any of these; none: every state
+	Queue  string      // "": any
+	Type   string      // "": any
+	// Match, when set, keeps only the jobs it accepts (a search). A page
+	// then reads at most Budget jobs, so it may end with fewer than Limit
+	// and a Next to go on from.
+	Match  func(*dag.Node) bool
+	Budget int    // jobs one page of a Match reads at most; default 1000
+	After  string // JobPage.Next of the page before; "": the first page
+	Limit  int    // jobs per page, 1 to MaxListLimit; default 50
+}
 
-// JobIDs lists up to limit jobs in state st (see Indexed) and how many
-// there are, in O(limit): failed ones latest first, delayed ones soonest
-// due, active ones soonest lease end, ready ones in the order they will be
-// claimed. complete is false when the counters know of more than the index
-// holds; ScanJobIDs then finds them all.
-func (i *Inspector) JobIDs(ctx context.Context, st dag.State, limit int) (ids []string, total int64, complete bool, err error) {
-	return i.c.store.StateIDs(ctx, st, limit)
+// MaxListLimit bounds ListQuery.Limit.
+const MaxListLimit = store.MaxListLimit
+
+// ErrCursor is the error of a ListQuery.After that no listing returned.
+var ErrCursor = store.ErrCursor
+
+// JobPage is one page of a listing.
+type JobPage struct {
+	Jobs []*dag.Node
+	// Next is the cursor of the next page ("" after the last). It stays
+	// valid while jobs change: the next page starts after this page's last
+	// job, wherever that job is now.
+	Next string
+	// Total is how many jobs of the query's states, queue and type there
+	// are (before Match), from the per-state counters.
+	Total   int64
+	Scanned int // jobs read for this page
+	// Complete is false when some jobs are in no index yet: ones written by
+	// a Trellis without the state indexes, until retention removes them.
+	// ScanJobIDs finds every job.
+	Complete bool
+}
+
+// List returns a page of the jobs q selects, in O(page) whatever the
+// number of jobs kept: active jobs soonest lease end first, then ready
+// ones in the order they will start, delayed ones soonest due, then
+// blocked and finished ones latest change first. Each state and lane has
+// its index, kept by the state machine.
+func (i *Inspector) List(ctx context.Context, q ListQuery) (JobPage, error) {
+	if q.Limit == 0 {
+		q.Limit = 50
+	}
+	if q.Budget <= 0 {
+		q.Budget = 1000
+	}
+	q.Budget = max(q.Budget, q.Limit)
+	page := JobPage{Complete: true}
+	after := q.After
+	for {
+		n := q.Limit - len(page.Jobs)
+		if q.Match != nil { // read ahead: most jobs may not match
+			n = min(max(n, 200), q.Budget-page.Scanned, store.MaxListLimit)
+		}
+		p, err := i.c.store.List(ctx, store.ListQuery{States: q.States, Queue: q.Queue, Type: q.Type, After: after, Limit: n})
+		if err != nil {
+			return JobPage{}, err
+		}
+		page.Total, page.Complete = p.Total, page.Complete && p.Complete
+		ids := make([]string, len(p.Entries))
+		for k, e := range p.Entries {
+			ids[k] = e.ID
+		}
+		nodes, err := i.c.store.Nodes(ctx, ids)
+		if err != nil {
+			return JobPage{}, err
+		}
+		for k, nd := range nodes {
+			page.Scanned++
+			after = p.Entries[k].Cursor
+			if !q.keeps(nd) {
+				continue
+			}
+			page.Jobs = append(page.Jobs, nd)
+			if len(page.Jobs) == q.Limit {
+				if k < len(nodes)-1 || p.Next != "" {
+					page.Next = after
+				}
+				return page, nil
+			}
+		}
+		if p.Next == "" {
+			return page, nil
+		}
+		if page.Scanned >= q.Budget {
+			page.Next = after
+			return page, nil
+		}
+		after = p.Next
+	}
+}
+
+// keeps says whether a listed job is one q asks for: it is (still) in
+// one of q's states, of q's queue and type, and Match accepts it.
+func (q ListQuery) keeps(n *dag.Node) bool {
+	switch {
+	case n == nil: // deleted since it was listed
+		return false
+	case len(q.States) > 0 && !slices.Contains(q.States, n.State):
+		return false
+	case q.Queue != "" && n.Queue != q.Queue, q.Type != "" && n.Type != q.Type:
+		return false
+	}
+	return q.Match == nil || q.Match(n)
 }
 
 // ScanJobIDs calls fn with the IDs of every job of the namespace, batch at

@@ -106,7 +106,7 @@ func (h *Handler) removeJob(w http.ResponseWriter, r *http.Request) {
 // retryFailed retries every failed job (of ?type= when given).
 func (h *Handler) retryFailed(w http.ResponseWriter, r *http.Request) {
 	f := JobFilter{States: []dag.State{dag.Failed}, Type: strings.TrimSpace(r.URL.Query().Get("type"))}
-	jobs, _, truncated, err := h.scanJobs(r.Context(), f)
+	jobs, _, truncated, err := h.collect(r.Context(), f)
 	if err != nil {
 		h.writeEngineError(w, r, err)
 		return
@@ -276,7 +276,7 @@ type FailureGroup struct {
 
 // failures groups failed jobs by type and error: the failed-job analysis.
 func (h *Handler) failures(w http.ResponseWriter, r *http.Request) {
-	jobs, scanned, truncated, err := h.scanJobs(r.Context(), JobFilter{States: []dag.State{dag.Failed}})
+	jobs, scanned, truncated, err := h.collect(r.Context(), JobFilter{States: []dag.State{dag.Failed}})
 	if err != nil {
 		h.writeEngineError(w, r, err)
 		return

@@ -171,40 +171,53 @@ func TestJobsList(t *testing.T) {
 	e.wait("ok-g", dag.Succeeded)
 
 	list := decode[monitor.JobList](t, e.get("/api/jobs"))
-	require.Equal(t, 9, list.Total)
+	require.EqualValues(t, 9, list.Total)
 	require.Equal(t, 9, list.Scanned)
 	require.False(t, list.Truncated)
+	require.Empty(t, list.Next)
 
 	list = decode[monitor.JobList](t, e.get("/api/jobs?state=failed"))
-	require.Equal(t, 1, list.Total)
+	require.EqualValues(t, 1, list.Total)
 	require.Equal(t, "bad-1", list.Jobs[0].ID)
 	require.Equal(t, "echo refused: fail: broken banana", list.Jobs[0].Error.Message)
 
 	list = decode[monitor.JobList](t, e.get("/api/jobs?type=OTHER"))
-	require.Equal(t, 1, list.Total)
+	require.EqualValues(t, 1, list.Total)
 	require.Equal(t, "other-1", list.Jobs[0].ID)
 
 	list = decode[monitor.JobList](t, e.get("/api/jobs?q=BANANA"))
-	require.Equal(t, 1, list.Total, "search is case-insensitive over payload and error")
+	require.EqualValues(t, 1, list.Total, "search is case-insensitive over payload and error")
+	require.Equal(t, "bad-1", list.Jobs[0].ID)
+	list = decode[monitor.JobList](t, e.get("/api/jobs?q=other-1"))
+	require.Equal(t, 1, list.Scanned, "a job's ID is read, not searched for")
+	require.Equal(t, "other-1", list.Jobs[0].ID)
 
-	list = decode[monitor.JobList](t, e.get("/api/jobs?state=completed&type=ECHO&limit=3&offset=3"))
-	require.Equal(t, 7, list.Total)
-	require.Len(t, list.Jobs, 3)
-	require.Equal(t, 3, list.Offset)
+	// pages go on by cursor, latest finished first, each job once
+	var paged []string
+	next := ""
+	for range 5 {
+		list = decode[monitor.JobList](t, e.get("/api/jobs?state=completed&type=ECHO&limit=3&cursor="+next))
+		require.EqualValues(t, 7, list.Total)
+		for _, j := range list.Jobs {
+			paged = append(paged, j.ID)
+		}
+		if next = list.Next; next == "" {
+			break
+		}
+		require.Len(t, list.Jobs, 3)
+	}
+	require.ElementsMatch(t, []string{"ok-a", "ok-b", "ok-c", "ok-d", "ok-e", "ok-f", "ok-g"}, paged)
+	w := e.get("/api/jobs?offset=3")
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	require.Contains(t, errorOf(t, w), "pages go by ?cursor=")
+	w = e.get("/api/jobs?cursor=bogus")
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	require.Contains(t, errorOf(t, w), "not a cursor a listing returned")
 
-	w := e.get("/api/jobs?state=bogus")
+	w = e.get("/api/jobs?state=bogus")
 	require.Equal(t, http.StatusBadRequest, w.Code)
 	require.Contains(t, errorOf(t, w), `state: "bogus" is not one of`)
 	require.Equal(t, http.StatusBadRequest, e.get("/api/jobs?limit=9999").Code)
-
-	// the scan limit is reported
-	e2 := newEnv(t, monitor.Config{ScanLimit: 2})
-	for _, id := range []string{"s1", "s2", "s3"} {
-		e2.add(id, "x")
-	}
-	list = decode[monitor.JobList](t, e2.get("/api/jobs"))
-	require.True(t, list.Truncated)
-	require.Equal(t, 2, list.Scanned)
 }
 
 func TestJobDetail(t *testing.T) {
@@ -388,19 +401,27 @@ func TestFailuresReadTheIndex(t *testing.T) {
 	require.ElementsMatch(t, []string{"x", "y", "z"}, f.Groups[0].JobIDs)
 
 	jobs := decode[monitor.JobList](t, e.get("/api/jobs?state=failed"))
-	require.Equal(t, 3, jobs.Total)
+	require.EqualValues(t, 3, jobs.Total)
+	require.Equal(t, 3, jobs.Scanned)
 	require.False(t, jobs.Truncated)
 
-	// without the index (as after an upgrade from a Trellis without it) the
-	// listing scans again, bounded by ScanLimit
-	require.NoError(t, e.rdb.Del(context.Background(), "trellis:{"+e.ns+"}:failed").Err())
+	// without the index (as for jobs a Trellis without it wrote) the
+	// listings scan again, bounded by ScanLimit
+	ctx := context.Background()
+	keys, err := e.rdb.Keys(ctx, "trellis:{"+e.ns+"}:ix:failed:*").Result()
+	require.NoError(t, err)
+	require.NotEmpty(t, keys)
+	require.NoError(t, e.rdb.Del(ctx, keys...).Err())
 	f = decode[failures](t, e.get("/api/failures"))
 	require.Equal(t, 5, f.Scanned)
 	require.True(t, f.Truncated)
+	jobs = decode[monitor.JobList](t, e.get("/api/jobs?state=failed"))
+	require.Equal(t, 5, jobs.Scanned)
+	require.True(t, jobs.Truncated)
 }
 
-// Listings of ready, delayed, active or failed jobs read the engine's sets
-// instead of scanning; other states are scanned.
+// Listings of every state read the engine's sets instead of scanning: a
+// page reads its own jobs only.
 func TestJobListsReadTheSets(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, monitor.Config{})
@@ -421,20 +442,21 @@ func TestJobListsReadTheSets(t *testing.T) {
 		{"state=delayed", 1, 1},
 		{"state=ready,delayed", 4, 4},
 		{"state=active", 0, 0},
-		{"state=blocked", 20, 24}, // not indexed: every job is read
+		{"state=blocked", 20, 20},
+		{"", 24, 24},
 	} {
 		list := decode[monitor.JobList](t, e.get("/api/jobs?"+c.query))
-		require.Equal(t, c.total, list.Total, c.query)
+		require.EqualValues(t, c.total, list.Total, c.query)
 		require.Equal(t, c.scanned, list.Scanned, c.query)
 		require.False(t, list.Truncated, c.query)
 	}
-	small := newEnv(t, monitor.Config{ScanLimit: 2})
-	for i := range 3 {
-		small.add(fmt.Sprintf("r%d", i), "x")
-	}
-	list := decode[monitor.JobList](t, small.get("/api/jobs?state=ready"))
+	list := decode[monitor.JobList](t, e.get("/api/jobs?state=ready&limit=2"))
 	require.Equal(t, 2, list.Scanned)
-	require.True(t, list.Truncated, "3 ready jobs, 2 read")
+	require.EqualValues(t, 3, list.Total)
+	require.NotEmpty(t, list.Next)
+	list = decode[monitor.JobList](t, e.get("/api/jobs?state=ready&limit=2&cursor="+list.Next))
+	require.Len(t, list.Jobs, 1)
+	require.Empty(t, list.Next)
 }
 
 func TestCleanAndClear(t *testing.T) {

@@ -291,3 +291,40 @@ func TestFlowViewInBrowser(t *testing.T) {
 	require.NoError(t, err)
 	b.do(b.poll(`document.querySelector('#graph g.node[data-id="big/plan"]').classList.contains('s-cancelled')`))
 }
+
+// The jobs list pages by cursor: Next and Prev step through every job once,
+// and the count says which rows are shown.
+func TestJobsPagingInBrowser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	srv := httptest.NewServer(e.h)
+	t.Cleanup(srv.Close)
+	for i := range 120 {
+		e.add(fmt.Sprintf("p%03d", i), "x")
+	}
+	b := newBrowser(t)
+	rows := `[...document.querySelectorAll('#jobs tbody tr')].map(r => r.querySelector('td a').textContent)`
+	count := `document.getElementById('job-count').textContent`
+	seen := map[string]bool{}
+	page := func(want string) {
+		t.Helper()
+		b.do(b.poll(count + ` === ` + fmt.Sprintf("%q", want)))
+		var ids []string
+		require.NoError(t, json.Unmarshal([]byte(b.eval(`JSON.stringify(`+rows+`)`)), &ids))
+		for _, id := range ids {
+			seen[id] = true
+		}
+	}
+	b.do(chromedp.Navigate(srv.URL + "/jobs"))
+	page("120 jobs · showing 1–50")
+	require.Equal(t, "true", b.eval(`String(document.getElementById('prev').disabled)`))
+	b.do(chromedp.Click(chromedp.CSS(`#next`)))
+	page("120 jobs · showing 51–100")
+	b.do(chromedp.Click(chromedp.CSS(`#next`)))
+	page("120 jobs · showing 101–120")
+	require.Equal(t, "true", b.eval(`String(document.getElementById('next').disabled)`))
+	require.Len(t, seen, 120, "every job on one page")
+	b.do(chromedp.Click(chromedp.CSS(`#prev`)))
+	page("120 jobs · showing 51–100")
+	require.Equal(t, "p050", b.eval(rows+`[0]`), "ready jobs in the order they start")
+}

@@ -18,7 +18,8 @@
 //	/api/admin/queue-health     healthy | warning | critical with a reason and a
 //	                            recommendation per finding; HTTP 200 when healthy or
 //	                            warning, 503 when critical
-//	/api/jobs                   ?state=&type=&queue=&q=&offset=&limit= (see "Cost" below)
+//	/api/jobs                   ?state=&type=&queue=&flow=&q=&limit=&cursor= a page of jobs
+//	                            and the ?cursor= of the next (see "Cost" below)
 //	/api/jobs/{id}              payload, timeline, every attempt, error and stack, result,
 //	                            parents and children with their states, waitsFor (why it has not started)
 //	/api/flows/{id}             the flow's nodes and edges
@@ -88,21 +89,23 @@
 //
 // # Cost
 //
-// Ready, delayed and active jobs are in the sorted sets the engine works
-// from, and failed jobs are indexed as they fail (a sorted set by failure
-// time), so /api/jobs filtered to those states, /api/failures and
-// retry-failed read only the jobs they list, at most Config.ScanLimit of
-// them (dag.Store.StateIDs). For other listings (blocked, succeeded,
-// skipped, cancelled, or no state) the engine keeps per-state counters but
-// no per-state index, so /api/jobs SCANs for the namespace's node hashes
-// (MATCH trellis:{ns}:n:*) and reads the matches in pipelined batches of
-// 500. SCAN walks the whole Redis database, so such a listing costs
-// O(keys in the database) on the server plus O(jobs kept) reads, bounded
-// by Config.ScanLimit; retention (runner.Config.RetainAge/RetainCount)
-// bounds the jobs kept. The dashboard's jobs page therefore refreshes those
-// listings at most every few seconds under a stream of events. Jobs that
-// failed under a Trellis without the failed index are not in it; the
-// counters show that, and the failed listings scan instead until those
-// jobs are retried or removed. Counts, stats, health, job and flow detail
-// and the event stream do not scan.
+// Every job is in a sorted set kept by the state machine: ready, delayed and
+// active jobs in the sets the engine works from, blocked and finished ones
+// in an index per state, queue and type ordered by the time they entered
+// it. /api/jobs reads one page from those sets (flow.Inspector.List), in
+// O(page) whatever the number of jobs kept: active jobs first, then ready
+// ones in the order they start, delayed ones soonest due, then blocked and
+// finished ones latest first. A page ends with the cursor of the next one,
+// which stays valid while jobs change state. A search (?q=, ?flow=) reads
+// the listing's jobs in that order and keeps the matches: a page reads at
+// most 1,000 jobs and may hold fewer than ?limit= with a cursor to go on
+// from; total is then -1 until the last page. ?q= that is a job's ID shows
+// that job at once.
+//
+// /api/failures and retry-failed read the failed index, at most
+// Config.ScanLimit jobs. Jobs written by a Trellis without the indexes are
+// in none of them: the counters show that, and the listings then SCAN the
+// namespace's node hashes (O(keys in the database), bounded by
+// Config.ScanLimit) until retention removes those jobs. Counts, stats,
+// health, job and flow detail and the event stream never scan.
 package monitor

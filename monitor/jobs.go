@@ -3,14 +3,16 @@ package monitor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/trellisflow/trellis/dag"
+	"github.com/trellisflow/trellis/flow"
 	"github.com/trellisflow/trellis/internal/clip"
 )
 
@@ -163,14 +165,18 @@ func toFlowView(f *dag.Flow) FlowView {
 	return v
 }
 
-// JobList is the body of /api/jobs.
+// JobList is the body of /api/jobs: one page.
 type JobList struct {
-	Jobs   []JobView `json:"jobs"`
-	Total  int       `json:"total"`  // matches, before paging
-	Offset int       `json:"offset"` // of the first job returned
-	Limit  int       `json:"limit"`
-	// Scanned is how many jobs were read; Truncated says the scan stopped at
-	// Config.ScanLimit, so Total is a lower bound.
+	Jobs []JobView `json:"jobs"`
+	// Total is how many jobs the filter's states, queue and type select. A
+	// search (q, flow) finds some of them: its Total is the jobs it found
+	// when it ended on its first page, else -1 (not known).
+	Total int64 `json:"total"`
+	Limit int   `json:"limit"`
+	// Next is the ?cursor= of the next page; empty after the last.
+	Next string `json:"next,omitempty"`
+	// Scanned is how many jobs were read for the page; Truncated says a
+	// scan (of jobs in no index yet) stopped at Config.ScanLimit.
 	Scanned   int  `json:"scanned"`
 	Truncated bool `json:"truncated"`
 }
@@ -182,6 +188,13 @@ type JobFilter struct {
 	Queue  string
 	Flow   string
 	Text   string // case-insensitive substring of ID, type, payload, error or reason
+}
+
+// keepsByID says whether job n, found by its ID, passes f's other parts.
+func (f JobFilter) keepsByID(n *dag.Node) bool {
+	g := f
+	g.Text = ""
+	return g.match(n)
 }
 
 func (f JobFilter) match(n *dag.Node) bool {
@@ -250,53 +263,122 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%s", err.Error())
 		return
 	}
-	offset, ok := intParam(w, q.Get("offset"), "offset", 0, 0, 1<<30)
-	if !ok {
+	if q.Get("offset") != "" {
+		writeError(w, http.StatusBadRequest, "offset: pages go by ?cursor=, the next of the page before")
 		return
 	}
 	limit, ok := intParam(w, q.Get("limit"), "limit", 50, 1, 500)
 	if !ok {
 		return
 	}
-	all, scanned, truncated, err := h.scanJobs(r.Context(), f)
+	list, err := h.listPage(r.Context(), f, q.Get("cursor"), limit)
 	if err != nil {
+		if errors.Is(err, flow.ErrCursor) {
+			writeError(w, http.StatusBadRequest, "cursor: %s", err.Error())
+			return
+		}
 		h.writeEngineError(w, r, err)
 		return
 	}
-	out := JobList{Jobs: []JobView{}, Total: len(all), Offset: offset, Limit: limit, Scanned: scanned, Truncated: truncated}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// scanCursor starts the cursors of a listing served by a scan (see scanJobs).
+const scanCursor = "scan:"
+
+// listPage reads one page of the jobs f selects from the engine's indexes
+// (Inspector.List), or, while some jobs are in no index yet, from a scan.
+func (h *Handler) listPage(ctx context.Context, f JobFilter, cursor string, limit int) (JobList, error) {
+	out := JobList{Jobs: []JobView{}, Limit: limit}
+	search := f.Text != "" || f.Flow != ""
+	if off, ok := strings.CutPrefix(cursor, scanCursor); ok {
+		n, err := strconv.Atoi(off)
+		if err != nil || n < 0 {
+			return out, fmt.Errorf("%w: %q", flow.ErrCursor, cursor)
+		}
+		return h.scanPage(ctx, f, n, limit)
+	}
+	if f.Text != "" && cursor == "" { // a job's ID: that job
+		if n, err := h.client.Job(ctx, f.Text); err == nil && f.keepsByID(n) {
+			out.Jobs, out.Total, out.Scanned = append(out.Jobs, toView(n, false)), 1, 1
+			return out, nil
+		}
+	}
+	lq := flow.ListQuery{States: f.States, Queue: f.Queue, Type: f.Type, After: cursor, Limit: limit}
+	if search {
+		lq.Match = f.match
+	}
+	p, err := h.insp.List(ctx, lq)
+	if err != nil {
+		return out, err
+	}
+	if !p.Complete {
+		return h.scanPage(ctx, f, 0, limit)
+	}
+	for _, n := range p.Jobs {
+		out.Jobs = append(out.Jobs, toView(n, false))
+	}
+	out.Total, out.Next, out.Scanned = p.Total, p.Next, p.Scanned
+	if search {
+		out.Total = -1
+		if cursor == "" && p.Next == "" {
+			out.Total = int64(len(p.Jobs))
+		}
+	}
+	return out, nil
+}
+
+// scanPage is the page from offset of a scan of every job (scanJobs).
+func (h *Handler) scanPage(ctx context.Context, f JobFilter, offset, limit int) (JobList, error) {
+	all, scanned, truncated, err := h.scanJobs(ctx, f)
+	if err != nil {
+		return JobList{}, err
+	}
+	out := JobList{Jobs: []JobView{}, Total: int64(len(all)), Limit: limit, Scanned: scanned, Truncated: truncated}
 	for i := offset; i < len(all) && i < offset+limit; i++ {
 		out.Jobs = append(out.Jobs, toView(all[i], false))
 	}
-	writeJSON(w, http.StatusOK, out)
+	if offset+limit < len(all) {
+		out.Next = scanCursor + strconv.Itoa(offset+limit)
+	}
+	return out, nil
 }
 
-// scanJobs reads every job of the namespace (up to Config.ScanLimit) and
-// returns the matching ones, most recently changed first.
-//
-// A filter on ready, delayed, active or failed jobs only reads those: the
-// engine keeps them in sorted sets (Store.StateIDs). For any other filter
-// the engine has per-state counters but no per-state index, so this SCANs
-// the node hashes (Store.ScanNodeIDs) and reads them in pipelined batches
-// through Store.Nodes: O(jobs kept) work per call. Retention bounds it.
-func (h *Handler) scanJobs(ctx context.Context, f JobFilter) (matches []*dag.Node, scanned int, truncated bool, err error) {
-	limit := h.cfg.ScanLimit
-	ids, total, ok, err := h.indexedJobs(ctx, f.States, limit)
-	if err != nil {
-		return nil, 0, false, err
+// collect reads the jobs f selects, up to Config.ScanLimit of them, for
+// the actions and analyses over many jobs (failures, retry-failed).
+func (h *Handler) collect(ctx context.Context, f JobFilter) (jobs []*dag.Node, scanned int, truncated bool, err error) {
+	lq := flow.ListQuery{States: f.States, Queue: f.Queue, Type: f.Type, Limit: flow.MaxListLimit}
+	if f.Text != "" || f.Flow != "" {
+		lq.Match = f.match
 	}
-	if ok {
-		nodes, err := h.insp.Jobs(ctx, ids)
+	for {
+		lq.Limit = min(flow.MaxListLimit, h.cfg.ScanLimit-scanned)
+		if lq.Limit <= 0 {
+			return jobs, scanned, true, nil
+		}
+		p, err := h.insp.List(ctx, lq)
 		if err != nil {
 			return nil, 0, false, err
 		}
-		for _, n := range nodes {
-			if n != nil && f.match(n) {
-				matches = append(matches, n)
-			}
+		if !p.Complete {
+			return h.scanJobs(ctx, f)
 		}
-		sortByLastChange(matches)
-		return matches, len(ids), total > int64(len(ids)), nil
+		jobs, scanned = append(jobs, p.Jobs...), scanned+p.Scanned
+		if p.Next == "" {
+			return jobs, scanned, false, nil
+		}
+		lq.After = p.Next
 	}
+}
+
+// scanJobs reads every job of the namespace (up to Config.ScanLimit) and
+// returns the matching ones, most recently changed first. It serves the
+// listings while some jobs are in no index (written by a Trellis without
+// the state indexes, until retention removes them): it SCANs the node
+// hashes (Store.ScanNodeIDs) and reads them in pipelined batches, O(jobs
+// kept) per call.
+func (h *Handler) scanJobs(ctx context.Context, f JobFilter) (matches []*dag.Node, scanned int, truncated bool, err error) {
+	limit := h.cfg.ScanLimit
 	err = h.insp.ScanJobIDs(ctx, 500, func(ids []string) (bool, error) {
 		if room := limit - scanned; len(ids) > room {
 			ids, truncated = ids[:room], true
@@ -318,38 +400,6 @@ func (h *Handler) scanJobs(ctx context.Context, f JobFilter) (matches []*dag.Nod
 	}
 	sortByLastChange(matches)
 	return matches, scanned, truncated, nil
-}
-
-// indexedJobs lists up to limit jobs of states from the engine's sets, and
-// how many there are; ok is false when one of states is not indexed, or an
-// index is incomplete, and the jobs have to be scanned instead.
-func (h *Handler) indexedJobs(ctx context.Context, states []dag.State, limit int) (ids []string, total int64, ok bool, err error) {
-	if len(states) == 0 {
-		return nil, 0, false, nil
-	}
-	for _, st := range states {
-		if !h.insp.Indexed(st) {
-			return nil, 0, false, nil
-		}
-	}
-	seen := map[string]bool{} // a job that moved between two reads is listed once
-	for i, st := range states {
-		if slices.Contains(states[:i], st) {
-			continue
-		}
-		some, n, complete, err := h.insp.JobIDs(ctx, st, max(limit-len(ids), 1))
-		if err != nil || !complete {
-			return nil, 0, false, err
-		}
-		for _, id := range some {
-			if len(ids) < limit && !seen[id] {
-				seen[id] = true
-				ids = append(ids, id)
-			}
-		}
-		total += n
-	}
-	return ids, total, true, nil
 }
 
 // sortByLastChange orders jobs most recently changed first.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -415,46 +416,6 @@ func TestFanInChildRemovedWithItsFlow(t *testing.T) {
 	})
 }
 
-// Failed nodes are indexed as they fail, latest first; a retry takes a node
-// out of the index and removing its flow drops it.
-func TestFailedIndex(t *testing.T) {
-	stores(t, func(t *testing.T, s *store.Store) {
-		ctx := context.Background()
-		enqueue(t, s, "f1", hspec("a", 0), hspec("b", 0))
-		enqueue(t, s, "f2", hspec("c", 0))
-		got := syncOK(t, s, 3)
-		require.Len(t, got, 3)
-		for _, id := range []string{"b", "c"} {
-			for _, x := range got {
-				if x.ID == id {
-					failAll(t, s, x)
-					time.Sleep(2 * time.Millisecond) // distinct failure times
-				}
-			}
-		}
-		ids, total, complete, err := s.StateIDs(ctx, dag.Failed, 10)
-		require.NoError(t, err)
-		require.Equal(t, []string{"c", "b"}, ids, "latest failure first")
-		require.EqualValues(t, 2, total)
-		require.True(t, complete)
-		ids, total, _, err = s.StateIDs(ctx, dag.Failed, 1)
-		require.NoError(t, err)
-		require.Equal(t, []string{"c"}, ids)
-		require.EqualValues(t, 2, total)
-
-		_, err = s.Retry(ctx, time.Now(), "b")
-		require.NoError(t, err)
-		require.NoError(t, s.Remove(ctx, time.Now(), "f2"))
-		ids, total, complete, err = s.StateIDs(ctx, dag.Failed, 10)
-		require.NoError(t, err)
-		require.Empty(t, ids, "b was retried, c removed with its flow")
-		require.Zero(t, total)
-		require.True(t, complete)
-		_, _, _, err = s.StateIDs(ctx, dag.Failed, 0)
-		require.Error(t, err)
-	})
-}
-
 // A client may send a script call again when it timed out waiting for the
 // reply (go-redis retries a read timeout), so Redis runs it twice. An
 // enqueue of generated IDs run again finds its own nodes and writes
@@ -500,10 +461,9 @@ func TestEnqueueRunTwiceWritesOnce(t *testing.T) {
 	})
 }
 
-// StateIDs lists ready nodes queue by queue in claim order, and active and
-// delayed ones from the sets the engine works from; other states are not
-// indexed.
-func TestStateIDs(t *testing.T) {
+// Ready nodes are listed queue by queue in claim order, active and delayed
+// ones from the sets the engine works from.
+func TestListReadyActiveDelayed(t *testing.T) {
 	stores(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		other := hspec("o1", 0)
@@ -511,27 +471,32 @@ func TestStateIDs(t *testing.T) {
 		later := hspec("later", 0)
 		later.Delay = time.Hour
 		enqueue(t, s, "f", hspec("a", 0), hspec("b", 5), other, later, hspec("child", 0, "a"))
-		list, total, complete, err := s.StateIDs(ctx, dag.Ready, 10)
+		ready := store.ListQuery{States: []dag.State{dag.Ready}, Limit: 10}
+		p, err := s.List(ctx, ready)
 		require.NoError(t, err)
-		require.Equal(t, []string{"b", "a", "o1"}, list, "queue q by priority, then queue q0")
-		require.EqualValues(t, 3, total)
-		require.True(t, complete)
-		list, total, _, err = s.StateIDs(ctx, dag.Ready, 2)
+		require.ElementsMatch(t, []string{"b", "a", "o1"}, entryIDs(p))
+		q := entryIDs(p)
+		require.Less(t, slices.Index(q, "b"), slices.Index(q, "a"), "queue q by priority")
+		require.EqualValues(t, 3, p.Total)
+		require.True(t, p.Complete)
+		ready.Limit = 2
+		p, err = s.List(ctx, ready)
 		require.NoError(t, err)
-		require.Len(t, list, 2)
-		require.EqualValues(t, 3, total)
+		require.Len(t, p.Entries, 2)
+		require.EqualValues(t, 3, p.Total)
+		require.NotEmpty(t, p.Next)
 
-		got := syncOK(t, s, 1) // claims b, the higher priority of queue q
-		require.Equal(t, []string{"b"}, ids(got))
-		list, total, _, err = s.StateIDs(ctx, dag.Active, 10)
+		got := syncOK(t, s, 1) // claims b or o1: the first of a lane
+		p, err = s.List(ctx, store.ListQuery{States: []dag.State{dag.Active}, Limit: 10})
 		require.NoError(t, err)
-		require.Equal(t, []string{"b"}, list)
-		require.EqualValues(t, 1, total)
-		list, _, _, err = s.StateIDs(ctx, dag.Delayed, 10)
+		require.Equal(t, ids(got), entryIDs(p))
+		require.EqualValues(t, 1, p.Total)
+		p, err = s.List(ctx, store.ListQuery{States: []dag.State{dag.Delayed}, Limit: 10})
 		require.NoError(t, err)
-		require.Equal(t, []string{"later"}, list)
-		_, _, _, err = s.StateIDs(ctx, dag.Blocked, 10)
-		require.ErrorContains(t, err, "blocked nodes are not indexed")
+		require.Equal(t, []string{"later"}, entryIDs(p))
+		p, err = s.List(ctx, store.ListQuery{States: []dag.State{dag.Blocked}, Limit: 10})
+		require.NoError(t, err)
+		require.Equal(t, []string{"child"}, entryIDs(p))
 	})
 }
 

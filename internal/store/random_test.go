@@ -402,7 +402,7 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 
 	want := map[dag.State]int64{}
 	trimmed := 0
-	var failed []string
+	byState := map[dag.State][]string{}
 	for id := range specs {
 		n, err := s.Node(ctx, id)
 		if retain >= 0 && errors.Is(err, dag.ErrNotFound) {
@@ -412,15 +412,12 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 		require.NoError(t, err)
 		require.True(t, n.State.Terminal(), "%s ended %s", id, n.State)
 		want[n.State]++
-		if n.State == dag.Failed {
-			failed = append(failed, id)
-		}
+		byState[n.State] = append(byState[n.State], id)
 	}
-	indexed, total, complete, err := s.StateIDs(ctx, dag.Failed, len(specs)+1)
-	require.NoError(t, err)
-	require.ElementsMatch(t, failed, indexed, "the failed index holds exactly the failed nodes")
-	require.EqualValues(t, len(failed), total)
-	require.True(t, complete)
+	for _, st := range []dag.State{dag.Failed, dag.Succeeded, dag.Skipped, dag.Cancelled} {
+		listed := listAll(t, s, store.ListQuery{States: []dag.State{st}, Limit: 7})
+		require.ElementsMatch(t, byState[st], listed, "the %s index holds exactly the %s nodes", st, st)
+	}
 	counts, err := s.Counts(ctx)
 	require.NoError(t, err)
 	got := map[dag.State]int64{}

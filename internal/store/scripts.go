@@ -47,9 +47,9 @@ func libText() ([]byte, error) {
 // embedded miniredis, an older Redis, an ACL without FUNCTION) each runs by
 // EVALSHA with the library in front.
 type scripts struct {
-	enqueue, sync, heartbeat, cancel, retry, expand, remove *script
-	library                                                 string // the Functions library: its name is trellis_<hash>
-	name                                                    string // that name
+	enqueue, sync, heartbeat, cancel, retry, expand, remove, page *script
+	library                                                       string // the Functions library: its name is trellis_<hash>
+	name                                                          string // that name
 }
 
 type script struct {
@@ -62,7 +62,7 @@ func loadScripts() (*scripts, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := []string{"enqueue", "sync", "heartbeat", "cancel", "retry", "expand", "remove"}
+	names := []string{"enqueue", "sync", "heartbeat", "cancel", "retry", "expand", "remove", "page"}
 	bodies := make(map[string]string, len(names))
 	sum := sha1.New()
 	sum.Write(lib)
@@ -80,13 +80,16 @@ func loadScripts() (*scripts, error) {
 	libText.WriteString("#!lua name=" + tag + "\n" + string(lib) + "\n")
 	for name, dst := range map[string]**script{
 		"enqueue": &s.enqueue, "sync": &s.sync, "heartbeat": &s.heartbeat,
-		"cancel": &s.cancel, "retry": &s.retry, "expand": &s.expand, "remove": &s.remove,
+		"cancel": &s.cancel, "retry": &s.retry, "expand": &s.expand, "remove": &s.remove, "page": &s.page,
 	} {
 		fn := tag + "_" + name
 		*dst = &script{eval: redis.NewScript(string(lib) + "\nbegin(KEYS, ARGV)\n" + bodies[name]), fn: fn}
 		flags := ""
-		if freeing[name] {
+		switch {
+		case freeing[name]:
 			flags = ", flags = {'allow-oom'}"
+		case name == "page":
+			flags = ", flags = {'no-writes'}"
 		}
 		libText.WriteString("redis.register_function{function_name = '" + fn + "'" + flags + ", callback = function(KEYS, ARGV)\nbegin(KEYS, ARGV)\n" + bodies[name] + "\nend}\n")
 	}

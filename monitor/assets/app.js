@@ -107,8 +107,8 @@ function jobRows(jobs) {
 const JOB_HEADERS = ["Job", "Type", "State", "Attempts", "Flow", "Updated", "Error / reason"];
 
 // ---- live updates -------------------------------------------------------
-// A burst of events makes one refresh; pages whose data costs a scan of
-// the store (jobs, failed) refresh at most every few seconds.
+// A burst of events makes one refresh; the job lists (jobs, failed), which
+// read a page of jobs each time, refresh at most every few seconds.
 let refreshTimer = null;
 let lastRefresh = 0;
 let onEvents = () => {};
@@ -214,7 +214,8 @@ async function failed() {
     f.groups.map((g) => [g.type, el("code", {}, g.error), g.count, timeAgo(g.lastAt),
       el("span", {}, ...g.jobIds.slice(0, 5).flatMap((id) => [jobLink(id), " "]))]));
   const res = await api("api/jobs?state=failed&limit=" + LIMIT);
-  document.getElementById("failed-count").textContent = res.total + " failed jobs" + (res.total > res.jobs.length ? " · the latest " + res.jobs.length : "");
+  document.getElementById("failed-count").textContent = res.total + " failed jobs" + (res.total > res.jobs.length ? " · the latest " + res.jobs.length : "") +
+    (res.truncated ? " (scan limit reached)" : "");
   listTable(document.getElementById("failed-jobs"), failedBulk, res.jobs);
 }
 let failedBulk = null;
@@ -283,19 +284,27 @@ function listTable(t, b, jobs) {
 }
 
 // ---- jobs list ----------------------------------------------------------
-let offset = 0;
+// Pages go by cursor: jobPages holds the cursor and first row of each page
+// shown so far, the last one being the page on screen.
+let jobPages = [{ cursor: "", start: 0 }];
 const LIMIT = 50;
 async function jobs() {
   const form = document.getElementById("job-filter");
   const params = new URLSearchParams(new FormData(form));
   for (const [k, v] of [...params]) if (!v) params.delete(k);
-  params.set("offset", offset); params.set("limit", LIMIT);
+  const page = jobPages[jobPages.length - 1];
+  if (page.cursor) params.set("cursor", page.cursor);
+  params.set("limit", LIMIT);
   const res = await api("api/jobs?" + params);
-  document.getElementById("job-count").textContent = res.total + " jobs" + (res.truncated ? " (scan limit reached)" : "") +
-    (res.total ? " · showing " + (res.offset + 1) + "–" + (res.offset + res.jobs.length) : "");
+  page.next = res.next || "";
+  page.end = page.start + res.jobs.length;
+  const total = res.total < 0 ? "" : res.total + " jobs";
+  const shown = res.jobs.length ? "showing " + (page.start + 1) + "–" + page.end : (res.next ? "none on this page, search goes on" : "");
+  document.getElementById("job-count").textContent = [total, shown].filter(Boolean).join(" · ") +
+    (res.truncated ? " (scan limit reached)" : "");
   listTable(document.getElementById("jobs"), jobsBulk, res.jobs);
-  document.getElementById("prev").disabled = offset === 0;
-  document.getElementById("next").disabled = offset + LIMIT >= res.total;
+  document.getElementById("prev").disabled = jobPages.length === 1;
+  document.getElementById("next").disabled = !page.next;
 }
 let jobsBulk = null;
 function initJobs() {
@@ -304,9 +313,12 @@ function initJobs() {
   const form = document.getElementById("job-filter");
   const q = new URLSearchParams(location.search);
   for (const k of ["state", "type", "queue", "q"]) if (q.get(k)) form.elements[k].value = q.get(k);
-  form.addEventListener("submit", (e) => { e.preventDefault(); offset = 0; jobs(); });
-  document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - LIMIT); jobs(); };
-  document.getElementById("next").onclick = () => { offset += LIMIT; jobs(); };
+  form.addEventListener("submit", (e) => { e.preventDefault(); jobPages = [{ cursor: "", start: 0 }]; jobs(); });
+  document.getElementById("prev").onclick = () => { if (jobPages.length > 1) jobPages.pop(); jobs(); };
+  document.getElementById("next").onclick = () => {
+    const page = jobPages[jobPages.length - 1];
+    if (page.next) { jobPages.push({ cursor: page.next, start: page.end }); jobs(); }
+  };
 }
 
 // ---- job detail ---------------------------------------------------------

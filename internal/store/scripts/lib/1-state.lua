@@ -31,8 +31,9 @@
 --   ex  "1" once the node expanded into a sub-graph
 --   xs  that sub-graph's sinks      xn  its nodes (both \31-separated)
 -- Every state change goes through move(), which also keeps the ready, delayed
--- and active sets, the per-state counters, the flow's unfinished count, the
--- timeline and the event stream in agreement with st.
+-- and active sets, the state indexes (INDEXED), the per-state counters, the
+-- flow's unfinished count, the timeline and the event stream in agreement
+-- with st.
 --
 -- A script sees each node through one table per call (load() caches it) and
 -- writes a node's changed fields with put(); commit() writes them, one HSET
@@ -52,13 +53,18 @@ local P      -- the namespace prefix, KEYS[1]
 local KN, KF, KFM          -- node hash, flow's member set, flow's meta hash: ..id
 local KLANE, KWAKE, KOLDQ  -- a lane's ready set and wake-up list: ..'queue|type'; 'q:'..queue..':ready' (an older Trellis's)
 local KRATE                -- a type's rate window: ..type..':'..window
+local KIX                  -- a state's index of a lane: ..state..':'..'queue|type'
 local KCOUNTS, KCTL, KEVENTS, KEVSEQ, KRUNNERS, KRINFO
 local A      -- the call's ARGV
 local NOW    -- ARGV[1] as a number
 local NOWS   -- the same as a string: numbers convert slowly
 local DONE   -- finished flows by time (one-node flows as SEP..id)
 local ACTIVE, DELAYED -- leases and due times, by node
-local FAILED          -- failed nodes by the time they failed
+-- INDEXED are the states listed from indexes of their own, one sorted set
+-- per state and lane (KIX..state..':'..lane) scored by when the node
+-- entered the state; ready, delayed and active nodes are listed from the
+-- sets the engine works from.
+local INDEXED = {blocked = true, succeeded = true, failed = true, skipped = true, cancelled = true}
 local SEP = '\31'
 local FANIN = '\30' -- marks a child with more than one parent in a c list
 -- Ready scores order by priority, then by time: (1000 - priority)·2^41 + ms
@@ -121,6 +127,16 @@ local READYKEYS
 local function readyKey(lk)
   local k = READYKEYS[lk]
   if not k then k = KLANE .. lk; READYKEYS[lk] = k end
+  return k
+end
+
+-- ixKey is the index of state st's nodes of lane lk (see INDEXED).
+local IXKEYS
+local function ixKey(st, lk)
+  local t = IXKEYS[st]
+  if not t then t = {}; IXKEYS[st] = t end
+  local k = t[lk]
+  if not k then k = KIX .. st .. ':' .. lk; t[lk] = k end
   return k
 end
 
@@ -291,7 +307,7 @@ local function count(st, n, d)
 end
 
 -- leave the set the old state kept the node in; enter the new one's
--- (ready, delayed, active and failed nodes have one).
+-- (every state but the first, none, has one).
 -- A node made ready in this call waits in READY (n.fresh) until claim()
 -- takes it or commit() adds it to the ready set.
 local function membership(n, from, to, score)
@@ -300,7 +316,7 @@ local function membership(n, from, to, score)
     elseif not n.popped then zop(readyKey(n.lk), n.id, false) end
   elseif from == 'delayed' then zop(DELAYED, n.id, false)
   elseif from == 'active' then zop(ACTIVE, n.id, false)
-  elseif from == 'failed' then zop(FAILED, n.id, false) end
+  elseif INDEXED[from] then zop(ixKey(from, n.lk), n.id, false) end
   if to == 'ready' then
     n.fresh, n.popped, n.rs = true, nil, (1000 - n.pr) * PRIO + (NOW - EPOCH)
     local r = READY[n.lk]
@@ -309,7 +325,14 @@ local function membership(n, from, to, score)
     WAKE[n.lk] = (WAKE[n.lk] or 0) + 1
   elseif to == 'delayed' then zop(DELAYED, n.id, score)
   elseif to == 'active' then zop(ACTIVE, n.id, score)
-  elseif to == 'failed' then zop(FAILED, n.id, NOWS) end
+  elseif INDEXED[to] then zop(ixKey(to, n.lk), n.id, NOWS) end
+end
+
+-- forget takes a node about to be deleted out of its counter and its
+-- state's set.
+local function forget(n)
+  count(n.st, n, -1)
+  membership(n, n.st, nil)
 end
 
 local NEWFLOW      -- flow id -> true (a fresh ID: its node count) for flows new in this call

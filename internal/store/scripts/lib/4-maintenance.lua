@@ -78,8 +78,7 @@ local function drop(victims)
     for _, id in ipairs(members) do
       local n = load(id)
       if n then
-        count(n.st, n, -1)
-        if n.st == 'failed' then zop(FAILED, id, false) end
+        forget(n)
         n.w = nil -- deleted: nothing to write
       end
       dels[#dels + 1] = KN .. id

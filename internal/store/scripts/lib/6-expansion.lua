@@ -62,8 +62,7 @@ local function discard(n)
   for _, id in ipairs(list) do
     local s = load(id, true)
     if s then
-      count(s.st, s, -1)
-      if s.st == 'failed' then zop(FAILED, id, false) end
+      forget(s)
       for _, p in ipairs(cjson.decode(s.d).p or {}) do
         local pn = not gone[p] and load(p)
         if pn then

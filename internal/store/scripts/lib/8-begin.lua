@@ -11,10 +11,10 @@ local function begin(keys, argv)
   else -- a clock the caller injected (tests, flowtest)
     NOW, NOWS = tonumber(argv[1]), argv[1]
   end
-  DONE, ACTIVE, DELAYED, FAILED = P .. 'done', P .. 'active', P .. 'delayed', P .. 'failed'
-  KN, KF, KFM, KLANE, KWAKE, KOLDQ, KRATE = P .. 'n:', P .. 'f:', P .. 'fm:', P .. 'rq:', P .. 'wk:', P .. 'q:', P .. 'rate:'
+  DONE, ACTIVE, DELAYED = P .. 'done', P .. 'active', P .. 'delayed'
+  KN, KF, KFM, KLANE, KWAKE, KOLDQ, KRATE, KIX = P .. 'n:', P .. 'f:', P .. 'fm:', P .. 'rq:', P .. 'wk:', P .. 'q:', P .. 'rate:', P .. 'ix:'
   KCOUNTS, KCTL, KEVENTS, KEVSEQ, KRUNNERS, KRINFO = P .. 'counts', P .. 'ctl', P .. 'events', P .. 'evseq', P .. 'runners', P .. 'rinfo'
   EVENTS, ENDED, COUNTS, LEFT, ZOPS, WAKE, DRAINED = {}, 0, {}, {}, {}, {}, {}
   NODES, DIRTIED, READY, NEWFLOW, RATE, PLANNED, AGAIN = {}, {}, {}, {}, {}, {}, nil
-  SCORES, ITOS, READYKEYS, METAS, READYAT, CKEYS, TAILS, TOKENS = {}, {}, {}, {}, {}, {}, {}, {}
+  SCORES, ITOS, READYKEYS, METAS, READYAT, CKEYS, TAILS, TOKENS, IXKEYS = {}, {}, {}, {}, {}, {}, {}, {}, {}
 end

@@ -1,0 +1,261 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/trellisflow/trellis/dag"
+)
+
+// A listing reads jobs from sorted sets the state machine keeps, a page at
+// a time, in segments of one order each:
+//
+//	active    soonest lease end first       (the lease set)
+//	ready     in the order they will start  (the lanes' ready sets)
+//	delayed   soonest due first             (the delayed set)
+//	recent    blocked and finished jobs, latest change first
+//	          (one index per state and lane, see INDEXED in the scripts)
+//
+// A cursor is where a page stopped: its segment and its last entry's score
+// and member. The next page starts after it, wherever that entry is now.
+var segments = []segment{
+	{states: []dag.State{dag.Active}, shared: true},
+	{states: []dag.State{dag.Ready}},
+	{states: []dag.State{dag.Delayed}, shared: true},
+	{states: []dag.State{dag.Blocked, dag.Failed, dag.Succeeded, dag.Skipped, dag.Cancelled}, latest: true},
+}
+
+type segment struct {
+	states []dag.State
+	latest bool // highest score first
+	shared bool // one set for every lane
+}
+
+// ListQuery selects the jobs a listing pages through.
+type ListQuery struct {
+	States []dag.State // any of these; none: every state
+	Queue  string      // "": any
+	Type   string      // "": any
+	After  string      // a cursor from an earlier page (ListEntry.Cursor, ListPage.Next); "": from the start
+	Limit  int         // entries per page, 1 to MaxListLimit
+}
+
+// MaxListLimit bounds a page.
+const MaxListLimit = 1000
+
+// ListEntry is a listed job and the cursor of the jobs after it.
+type ListEntry struct {
+	ID     string
+	Cursor string
+}
+
+// ListPage is one page of a listing.
+type ListPage struct {
+	Entries []ListEntry
+	Next    string // the cursor of the next page; "" after the last
+	// Total is how many jobs the query selects, from the per-state counters.
+	Total int64
+	// Mixed says entries may be of other queues or types than the query's:
+	// active and delayed jobs are in one set each, so a query with a queue
+	// or type has to check them (the Inspector does).
+	Mixed bool
+	// Complete is false when the counters know of more jobs than the sets
+	// hold: jobs written by a Trellis without the state indexes. Until
+	// retention removes those, only a scan (ScanNodeIDs) finds them all.
+	Complete bool
+}
+
+// List returns a page of the jobs q selects (see segments for the order).
+func (s *Store) List(ctx context.Context, q ListQuery) (ListPage, error) {
+	if q.Limit < 1 || q.Limit > MaxListLimit {
+		return ListPage{}, fmt.Errorf("dag: list: limit %d is not between 1 and %d", q.Limit, MaxListLimit)
+	}
+	for _, st := range q.States {
+		if !slices.Contains(dag.States, st) {
+			return ListPage{}, fmt.Errorf("dag: list: %q is not one of %v", st, dag.States)
+		}
+	}
+	seg, score, member, err := parseCursor(q.After)
+	if err != nil {
+		return ListPage{}, err
+	}
+	counts, err := s.Counts(ctx)
+	if err != nil {
+		return ListPage{}, err
+	}
+	page := ListPage{Complete: true}
+	keys := make([][]string, len(segments))
+	counted := make([]int64, len(segments))
+	for k, sg := range segments {
+		keys[k], counted[k] = s.segmentKeys(sg, q, counts)
+		page.Total += counted[k]
+	}
+	want := q.Limit + 1 // one more tells whether a next page exists
+	var got []ListEntry
+	for ; seg < len(segments) && len(got) < want; seg, score, member = seg+1, "", "" {
+		sg := segments[seg]
+		if len(keys[seg]) == 0 {
+			continue
+		}
+		entries, held, err := s.page(ctx, keys[seg], sg.latest, score, member, want-len(got))
+		if err != nil {
+			return ListPage{}, err
+		}
+		need := counted[seg]
+		if sg.shared { // complete when the set holds the state's jobs of every lane
+			page.Mixed = page.Mixed || q.Queue != "" || q.Type != ""
+			need = 0
+			for _, c := range counts {
+				if c.State == sg.states[0] {
+					need += c.N
+				}
+			}
+		}
+		if held < need {
+			page.Complete = false
+		}
+		for _, e := range entries {
+			got = append(got, ListEntry{ID: e.member, Cursor: makeCursor(seg, e.score, e.member)})
+		}
+	}
+	if len(got) == want {
+		got = got[:q.Limit]
+		page.Next = got[len(got)-1].Cursor
+	}
+	page.Entries = got
+	return page, nil
+}
+
+// segmentKeys returns the sets of a segment's states that q selects, and
+// how many jobs the counters say they hold (of q's queue and type).
+func (s *Store) segmentKeys(sg segment, q ListQuery, counts []dag.Count) (keys []string, counted int64) {
+	var selected []dag.State
+	for _, st := range sg.states {
+		if len(q.States) == 0 || slices.Contains(q.States, st) {
+			selected = append(selected, st)
+		}
+	}
+	if len(selected) == 0 {
+		return nil, 0
+	}
+	lanes := false
+	for _, c := range counts {
+		if c.N <= 0 || !slices.Contains(selected, c.State) || q.Queue != "" && c.Queue != q.Queue || q.Type != "" && c.Type != q.Type {
+			continue
+		}
+		counted += c.N
+		lanes = true
+		switch c.State {
+		case dag.Ready:
+			keys = append(keys, s.k.ready(c.Queue, c.Type))
+		case dag.Active, dag.Delayed: // shared sets, below
+		default:
+			keys = append(keys, s.k.index(c.State, c.Queue, c.Type))
+		}
+	}
+	switch {
+	case !lanes:
+		return nil, 0
+	case selected[0] == dag.Active:
+		keys = []string{s.k.active()}
+	case selected[0] == dag.Delayed:
+		keys = []string{s.k.delayed()}
+	}
+	return keys, counted
+}
+
+type scored struct{ member, score string }
+
+// page merges the sets keys after (score, member) into up to limit
+// entries (highest score first when rev), and says how many the sets hold.
+func (s *Store) page(ctx context.Context, keys []string, rev bool, score, member string, limit int) ([]scored, int64, error) {
+	args := callArgs(5 + len(keys))
+	order := "0"
+	if rev {
+		order = "1"
+	}
+	args = append(args, "0", limit, order, score, member)
+	for _, k := range keys {
+		args = append(args, strings.TrimPrefix(k, s.k.prefix))
+	}
+	res, err := s.run(ctx, s.scripts.page, args)
+	if err != nil {
+		return nil, 0, err
+	}
+	var all []scored
+	var held int64
+	for i := 0; i+1 < len(res); {
+		size, _ := res[i].(int64)
+		n, _ := res[i+1].(int64)
+		held += size
+		i += 2
+		for j := int64(0); j < n && i+1 < len(res); j, i = j+1, i+2 {
+			all = append(all, scored{member: str(res[i]), score: str(res[i+1])})
+		}
+	}
+	num := func(x string) float64 { f, _ := strconv.ParseFloat(x, 64); return f }
+	slices.SortFunc(all, func(a, b scored) int {
+		c := 0
+		if x, y := num(a.score), num(b.score); x != y {
+			c = -1
+			if x > y {
+				c = 1
+			}
+		} else {
+			c = strings.Compare(a.member, b.member)
+		}
+		if rev {
+			return -c
+		}
+		return c
+	})
+	if len(all) > limit {
+		all = all[:limit]
+	}
+	return all, held, nil
+}
+
+// A cursor is "segment \x1f score \x1f member", base64url: opaque to
+// callers, and checked when it comes back.
+func makeCursor(seg int, score, member string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(seg) + "\x1f" + score + "\x1f" + member))
+}
+
+// ErrCursor is the error of a cursor no listing returned.
+var ErrCursor = errors.New("not a cursor a listing returned")
+
+func parseCursor(c string) (seg int, score, member string, err error) {
+	if c == "" {
+		return 0, "", "", nil
+	}
+	bad := fmt.Errorf("dag: list: %w: %q", ErrCursor, clipCursor(c))
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, "", "", bad
+	}
+	f := strings.SplitN(string(raw), "\x1f", 3)
+	if len(f) != 3 {
+		return 0, "", "", bad
+	}
+	seg, err = strconv.Atoi(f[0])
+	if err != nil || seg < 0 || seg >= len(segments) {
+		return 0, "", "", bad
+	}
+	if x, err := strconv.ParseFloat(f[1], 64); err != nil || math.IsNaN(x) || math.IsInf(x, 0) || f[2] == "" {
+		return 0, "", "", bad
+	}
+	return seg, f[1], f[2], nil
+}
+
+func clipCursor(c string) string {
+	if len(c) > 40 {
+		return c[:40] + "…"
+	}
+	return c
+}
