@@ -856,3 +856,42 @@ func TestHealthOnTheInProcessRedis(t *testing.T) {
 	require.Equal(t, "noeviction", hl.Metrics.MaxmemoryPolicy)
 	require.Nil(t, finding(*hl, "redis_maxmemory_policy"), "%+v", hl.Findings)
 }
+
+// A search reads at most its budget of jobs per page and goes on by
+// cursor: its pages together hold every match once, latest first.
+func TestInspectorListSearchBudget(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, monitor.Config{})
+	_, err := e.client.Add(context.Background(), Echo{Text: "later"}, &flow.NodeOpts{ID: "gate", Delay: time.Hour})
+	require.NoError(t, err)
+	for i := range 30 {
+		text := "hay"
+		if i%10 == 4 {
+			text = "needle"
+		}
+		e.add(fmt.Sprintf("w%02d", i), text, "gate")
+	}
+	insp := e.client.Inspector()
+	q := flow.ListQuery{States: []dag.State{dag.Blocked}, Budget: 5, Limit: 2,
+		Match: func(n *dag.Node) bool { return strings.Contains(string(n.Payload), "needle") }}
+	var found []string
+	pages := 0
+	for {
+		p, err := insp.List(context.Background(), q)
+		require.NoError(t, err)
+		require.LessOrEqual(t, p.Scanned, 5, "a page reads at most its budget")
+		require.EqualValues(t, 30, p.Total)
+		for _, n := range p.Jobs {
+			found = append(found, n.ID)
+		}
+		pages++
+		if p.Next == "" {
+			break
+		}
+		q.After = p.Next
+	}
+	require.ElementsMatch(t, []string{"w04", "w14", "w24"}, found)
+	require.GreaterOrEqual(t, pages, 6, "30 jobs, 5 a page")
+	_, err = insp.List(context.Background(), flow.ListQuery{Limit: flow.MaxListLimit + 1})
+	require.ErrorContains(t, err, "limit 1001 is not between 1 and 1000")
+}

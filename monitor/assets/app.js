@@ -295,7 +295,13 @@ async function jobs() {
   const page = jobPages[jobPages.length - 1];
   if (page.cursor) params.set("cursor", page.cursor);
   params.set("limit", LIMIT);
-  const res = await api("api/jobs?" + params);
+  let res = await api("api/jobs?" + params);
+  // a search page reads a bounded number of jobs: go on past empty ones, a
+  // few at a time
+  for (let more = 9; more > 0 && !res.jobs.length && res.next; more--) {
+    params.set("cursor", res.next);
+    res = await api("api/jobs?" + params);
+  }
   page.next = res.next || "";
   page.end = page.start + res.jobs.length;
   const total = res.total < 0 ? "" : res.total + " jobs";
