@@ -191,6 +191,9 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 			t.Fatal("the run does not finish")
 		}
 		steps = step
+		if step%97 == 0 {
+			requireIndexes(t, s, ids)
+		}
 		w := workers[rng.IntN(len(workers))]
 		if rng.IntN(40) == 0 && len(held[w]) > 0 {
 			// w crashes: its nodes are never reported; once their leases
@@ -402,7 +405,6 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 
 	want := map[dag.State]int64{}
 	trimmed := 0
-	byState := map[dag.State][]string{}
 	for id := range specs {
 		n, err := s.Node(ctx, id)
 		if retain >= 0 && errors.Is(err, dag.ErrNotFound) {
@@ -412,12 +414,8 @@ func randomRun(t *testing.T, s *store.Store, rng *rand.Rand, prefix string) {
 		require.NoError(t, err)
 		require.True(t, n.State.Terminal(), "%s ended %s", id, n.State)
 		want[n.State]++
-		byState[n.State] = append(byState[n.State], id)
 	}
-	for _, st := range []dag.State{dag.Failed, dag.Succeeded, dag.Skipped, dag.Cancelled} {
-		listed := listAll(t, s, store.ListQuery{States: []dag.State{st}, Limit: 7})
-		require.ElementsMatch(t, byState[st], listed, "the %s index holds exactly the %s nodes", st, st)
-	}
+	requireIndexes(t, s, ids)
 	counts, err := s.Counts(ctx)
 	require.NoError(t, err)
 	got := map[dag.State]int64{}
@@ -456,4 +454,23 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// requireIndexes checks that the listing of each state with an index of
+// its own (blocked and the finished states) holds exactly the nodes of ids
+// in that state: none missing, none left behind by a move or a removal.
+func requireIndexes(t *testing.T, s *store.Store, ids []string) {
+	t.Helper()
+	nodes, err := s.Nodes(context.Background(), ids)
+	require.NoError(t, err)
+	byState := map[dag.State][]string{}
+	for _, n := range nodes {
+		if n != nil {
+			byState[n.State] = append(byState[n.State], n.ID)
+		}
+	}
+	for _, st := range []dag.State{dag.Blocked, dag.Failed, dag.Succeeded, dag.Skipped, dag.Cancelled} {
+		listed := listAll(t, s, store.ListQuery{States: []dag.State{st}, Limit: 7})
+		require.ElementsMatch(t, byState[st], listed, "the %s index holds exactly the %s nodes", st, st)
+	}
 }
