@@ -56,7 +56,9 @@ type Config struct {
 	// http.StripPrefix), e.g. "/trellis", so pages link correctly.
 	// Default "" (the root).
 	BasePath string
-	// ScanLimit bounds how many jobs one listing reads. Default 100,000.
+	// ScanLimit bounds how many jobs /api/failures and retry-failed read,
+	// and a scan for jobs in no index (written by a Trellis without the
+	// state indexes). A page of /api/jobs reads its page only. Default 100,000.
 	ScanLimit int
 }
 
