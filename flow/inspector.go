@@ -138,6 +138,16 @@ func (i *Inspector) List(ctx context.Context, q ListQuery) (JobPage, error) {
 		if err != nil {
 			return JobPage{}, err
 		}
+		var stale []store.ListEntry
+		for k, nd := range nodes {
+			if nd == nil || nd.State != p.Entries[k].State {
+				stale = append(stale, p.Entries[k])
+			}
+		}
+		if len(stale) > 0 {
+			// best effort: a job that just moved is kept; the page stands either way
+			_, _ = i.c.store.Prune(ctx, stale)
+		}
 		for k, nd := range nodes {
 			page.Scanned++
 			after = p.Entries[k].Cursor

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/trellisflow/trellis/dag"
@@ -457,6 +458,19 @@ func TestJobListsReadTheSets(t *testing.T) {
 	list = decode[monitor.JobList](t, e.get("/api/jobs?state=ready&limit=2&cursor="+list.Next))
 	require.Len(t, list.Jobs, 1)
 	require.Empty(t, list.Next)
+
+	// an entry a Trellis without the indexes left behind is not listed, and
+	// the listing takes it out
+	keys, err := e.rdb.Keys(ctx, "trellis:{"+e.ns+"}:ix:blocked:*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	require.NoError(t, e.rdb.ZAdd(ctx, keys[0], redis.Z{Score: float64(time.Now().UnixMilli()), Member: "ghost"}).Err())
+	list = decode[monitor.JobList](t, e.get("/api/jobs?state=blocked"))
+	require.Len(t, list.Jobs, 20)
+	for _, j := range list.Jobs {
+		require.NotEqual(t, "ghost", j.ID)
+	}
+	require.ErrorIs(t, e.rdb.ZScore(ctx, keys[0], "ghost").Err(), redis.Nil, "pruned")
 }
 
 func TestCleanAndClear(t *testing.T) {

@@ -53,6 +53,8 @@ const MaxListLimit = 1000
 type ListEntry struct {
 	ID     string
 	Cursor string
+	State  dag.State // the state whose set listed it
+	set    string    // that set's key after the prefix
 }
 
 // ListPage is one page of a listing.
@@ -121,7 +123,11 @@ func (s *Store) List(ctx context.Context, q ListQuery) (ListPage, error) {
 			page.Complete = false
 		}
 		for _, e := range entries {
-			got = append(got, ListEntry{ID: e.member, Cursor: makeCursor(seg, e.score, e.member)})
+			st := sg.states[0]
+			if rest, ok := strings.CutPrefix(e.key, "ix:"); ok {
+				st = dag.State(rest[:strings.IndexByte(rest, ':')])
+			}
+			got = append(got, ListEntry{ID: e.member, Cursor: makeCursor(seg, e.score, e.member), State: st, set: e.key})
 		}
 	}
 	if len(got) == want {
@@ -170,7 +176,7 @@ func (s *Store) segmentKeys(sg segment, q ListQuery, counts []dag.Count) (keys [
 	return keys, counted
 }
 
-type scored struct{ member, score string }
+type scored struct{ member, score, key string }
 
 // page merges the sets keys after (score, member) into up to limit
 // entries (highest score first when rev), and says how many the sets hold.
@@ -181,8 +187,10 @@ func (s *Store) page(ctx context.Context, keys []string, rev bool, score, member
 		order = "1"
 	}
 	args = append(args, "0", limit, order, score, member)
-	for _, k := range keys {
-		args = append(args, strings.TrimPrefix(k, s.k.prefix))
+	suffixes := make([]string, len(keys))
+	for i, k := range keys {
+		suffixes[i] = strings.TrimPrefix(k, s.k.prefix)
+		args = append(args, suffixes[i])
 	}
 	res, err := s.run(ctx, s.scripts.page, args)
 	if err != nil {
@@ -190,13 +198,13 @@ func (s *Store) page(ctx context.Context, keys []string, rev bool, score, member
 	}
 	var all []scored
 	var held int64
-	for i := 0; i+1 < len(res); {
+	for i, set := 0, 0; i+1 < len(res) && set < len(suffixes); set++ {
 		size, _ := res[i].(int64)
 		n, _ := res[i+1].(int64)
 		held += size
 		i += 2
 		for j := int64(0); j < n && i+1 < len(res); j, i = j+1, i+2 {
-			all = append(all, scored{member: str(res[i]), score: str(res[i+1])})
+			all = append(all, scored{member: str(res[i]), score: str(res[i+1]), key: suffixes[set]})
 		}
 	}
 	num := func(x string) float64 { f, _ := strconv.ParseFloat(x, 64); return f }
@@ -219,6 +227,28 @@ func (s *Store) page(ctx context.Context, keys []string, rev bool, score, member
 		all = all[:limit]
 	}
 	return all, held, nil
+}
+
+// Prune takes listed entries out of their state's index when their job is
+// gone or in another state (a Trellis without the indexes moved it), and
+// returns how many it removed. Entries of the engine's own sets are left.
+func (s *Store) Prune(ctx context.Context, entries []ListEntry) (int, error) {
+	args := callArgs(1 + 2*len(entries))
+	args = append(args, "0")
+	for _, e := range entries {
+		if strings.HasPrefix(e.set, "ix:") {
+			args = append(args, e.set, e.ID)
+		}
+	}
+	if len(args) == callHead+1 {
+		return 0, nil
+	}
+	res, err := s.run(ctx, s.scripts.prune, args)
+	if err != nil || len(res) == 0 {
+		return 0, err
+	}
+	n, _ := res[0].(int64)
+	return int(n), nil
 }
 
 // A cursor is "segment \x1f score \x1f member", base64url: opaque to
