@@ -100,8 +100,8 @@ type JobPage struct {
 	Total   int64
 	Scanned int // jobs read for this page
 	// Complete is false when some jobs are in no index yet: ones written by
-	// a Trellis without the state indexes, until retention removes them.
-	// ScanJobIDs finds every job.
+	// a Trellis without the state indexes, until Reindex puts them in or
+	// retention removes them. ScanJobIDs finds every job.
 	Complete bool
 }
 
@@ -185,6 +185,20 @@ func (q ListQuery) keeps(n *dag.Node) bool {
 		return false
 	}
 	return q.Match == nil || q.Match(n)
+}
+
+// Reindex puts every job missing from its state's index into it: jobs a
+// Trellis without the state indexes wrote or moved, which List does not
+// find (JobPage.Complete is false) until then. It reads every job once, in
+// batches, and returns how many it added; running it again adds none.
+func (i *Inspector) Reindex(ctx context.Context) (int, error) {
+	added := 0
+	err := i.c.store.ScanNodeIDs(ctx, 500, func(ids []string) (bool, error) {
+		n, err := i.c.store.Reindex(ctx, i.c.at(), ids)
+		added += n
+		return true, err
+	})
+	return added, err
 }
 
 // ScanJobIDs calls fn with the IDs of every job of the namespace, batch at

@@ -106,6 +106,7 @@
 // Config.ScanLimit jobs. Jobs written by a Trellis without the indexes are
 // in none of them: the counters show that, and the listings then SCAN the
 // namespace's node hashes (O(keys in the database), bounded by
-// Config.ScanLimit) until retention removes those jobs. Counts, stats,
+// Config.ScanLimit) until `trellis reindex` (flow.Inspector.Reindex) puts
+// them in their indexes or retention removes them. Counts, stats,
 // health, job and flow detail and the event stream never scan.
 package monitor

@@ -374,7 +374,7 @@ func (h *Handler) collect(ctx context.Context, f JobFilter) (jobs []*dag.Node, s
 // scanJobs reads every job of the namespace (up to Config.ScanLimit) and
 // returns the matching ones, most recently changed first. It serves the
 // listings while some jobs are in no index (written by a Trellis without
-// the state indexes, until retention removes them): it SCANs the node
+// the state indexes, until `trellis reindex` or retention): it SCANs the node
 // hashes (Store.ScanNodeIDs) and reads them in pipelined batches, O(jobs
 // kept) per call.
 func (h *Handler) scanJobs(ctx context.Context, f JobFilter) (matches []*dag.Node, scanned int, truncated bool, err error) {

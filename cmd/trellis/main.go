@@ -67,6 +67,7 @@ func init() {
 		"cancel":    cmdCancel,
 		"clear":     cmdClear,
 		"migrate":   cmdMigrate,
+		"reindex":   cmdReindex,
 		"redeliver": cmdRedeliver,
 		"pause":     cmdPause,
 		"resume":    cmdResume,

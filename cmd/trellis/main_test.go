@@ -112,7 +112,7 @@ func TestHelp(t *testing.T) {
 	c := newCLI(t)
 	r := c.run("", "--help")
 	require.Equal(t, 0, r.code)
-	for _, cmd := range []string{"worker", "monitor", "dev", "enqueue", "save-plan", "stats", "health", "inspect", "graph", "retry", "cancel", "clear", "migrate", "redeliver"} {
+	for _, cmd := range []string{"worker", "monitor", "dev", "enqueue", "save-plan", "stats", "health", "inspect", "graph", "retry", "cancel", "clear", "migrate", "redeliver", "reindex"} {
 		require.Contains(t, r.stdout, "  "+cmd+" ", "help lists %s", cmd)
 		h := c.run("", cmd, "--help")
 		require.Equal(t, 0, h.code, cmd)
@@ -320,6 +320,31 @@ func TestClearOnlyInDevelopment(t *testing.T) {
 
 	c.env = append(c.env, "TRELLIS_DEVELOPMENT=1")
 	require.Equal(t, 0, c.run("", "clear").code)
+}
+
+// reindex puts jobs that are in no index (as an older Trellis wrote them)
+// into their state's, so that the listings find them.
+func TestReindex(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	require.Equal(t, 0, c.run(planEnvelope, "enqueue", "--id", "first").code)
+	require.Equal(t, 0, c.run(planEnvelope, "enqueue", "--id", "second", "--after", "first").code)
+	ctx := context.Background()
+	opt, err := redis.ParseURL(redisURL())
+	require.NoError(t, err)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	keys, err := rdb.Keys(ctx, "trellis:{"+c.ns+"}:ix:blocked:*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 1, "second waits for first")
+	require.NoError(t, rdb.Del(ctx, keys...).Err())
+
+	r := c.run("", "reindex")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "namespace "+c.ns+": 1 jobs added to the state indexes\n", r.stdout)
+	require.Equal(t, []string{"second"}, rdb.ZRange(ctx, keys[0], 0, -1).Val())
+	r = c.run("", "reindex")
+	require.Contains(t, r.stdout, ": 0 jobs added")
 }
 
 func TestDotEnvFile(t *testing.T) {

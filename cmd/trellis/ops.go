@@ -499,6 +499,31 @@ func runClear(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
+var cmdReindex = &command{
+	summary: "add the jobs an older Trellis wrote to the state indexes the listings read",
+	usage:   "[flags]",
+	run:     runReindex,
+}
+
+func runReindex(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("reindex")
+	o := c.commonFlags(fs)
+	if _, err := c.parse(fs, args); err != nil {
+		return err
+	}
+	e, err := c.connect(o)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	n, err := e.client.Inspector().Reindex(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "namespace %s: %d jobs added to the state indexes\n", e.client.Config().Namespace, n)
+	return nil
+}
+
 // ---- migrate, save-plan -----------------------------------------------------
 
 var cmdMigrate = &command{

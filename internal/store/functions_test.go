@@ -61,7 +61,7 @@ func TestScriptsRunAsFunctions(t *testing.T) {
 	libs, err := rdb.FunctionList(ctx, redis.FunctionListQuery{LibraryNamePattern: name}).Result()
 	require.NoError(t, err)
 	require.Len(t, libs, 1, "the library is loaded")
-	require.Len(t, libs[0].Functions, 9)
+	require.Len(t, libs[0].Functions, 10)
 	require.Equal(t, fnTry, s.fns.Load(), "and called")
 
 	before := fcalls(t, rdb)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/trellisflow/trellis/dag"
 )
@@ -69,7 +70,8 @@ type ListPage struct {
 	Mixed bool
 	// Complete is false when the counters know of more jobs than the sets
 	// hold: jobs written by a Trellis without the state indexes. Until
-	// retention removes those, only a scan (ScanNodeIDs) finds them all.
+	// Reindex puts them in or retention removes them, only a scan
+	// (ScanNodeIDs) finds them all.
 	Complete bool
 }
 
@@ -244,6 +246,27 @@ func (s *Store) Prune(ctx context.Context, entries []ListEntry) (int, error) {
 		return 0, nil
 	}
 	res, err := s.run(ctx, s.scripts.prune, args)
+	if err != nil || len(res) == 0 {
+		return 0, err
+	}
+	n, _ := res[0].(int64)
+	return int(n), nil
+}
+
+// Reindex puts the nodes ids that are missing from their state's index
+// into it (nodes a Trellis without the indexes wrote or moved), at the time
+// of their last transition, and returns how many it added.
+// A node with no timeline goes in at now.
+func (s *Store) Reindex(ctx context.Context, now time.Time, ids []string) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	args := callArgs(1 + len(ids))
+	args = append(args, ms(now))
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	res, err := s.run(ctx, s.scripts.reindex, args)
 	if err != nil || len(res) == 0 {
 		return 0, err
 	}

@@ -54,3 +54,40 @@ func TestPruneTakesStaleEntriesOut(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n, "the engine's own sets are not pruned")
 }
+
+// Reindex puts the nodes an older Trellis wrote, which are in no index,
+// into their state's, at the time of their last transition: the listing is
+// complete again, and a second run adds nothing.
+func TestReindexRestoresTheIndexes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := testredis.Client(t)
+	s := testStore(t, rdb)
+	spec := func(id string, parents ...string) dag.Spec {
+		return dag.Spec{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), MaxAttempts: 1, Parents: parents}
+	}
+	at := time.UnixMilli(time.Now().UnixMilli())
+	_, err := s.Enqueue(ctx, at, FlowWrite{FlowID: "f", Specs: []dag.Spec{spec("a"), spec("b", "a"), spec("c", "a")}})
+	require.NoError(t, err)
+	_, err = s.Cancel(ctx, at.Add(time.Second), "c", "test")
+	require.NoError(t, err)
+	// as an older Trellis leaves them: in no index
+	require.NoError(t, rdb.Del(ctx, s.k.index(dag.Blocked, "q", "T"), s.k.index(dag.Cancelled, "q", "T")).Err())
+	p, err := s.List(ctx, ListQuery{Limit: 10})
+	require.NoError(t, err)
+	require.False(t, p.Complete)
+
+	n, err := s.Reindex(ctx, time.Now(), []string{"a", "b", "c", "ghost"})
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "b blocked, c cancelled; a is in its ready set")
+	p, err = s.List(ctx, ListQuery{Limit: 10})
+	require.NoError(t, err)
+	require.True(t, p.Complete)
+	require.Len(t, p.Entries, 3)
+	score, err := rdb.ZScore(ctx, s.k.index(dag.Cancelled, "q", "T"), "c").Result()
+	require.NoError(t, err)
+	require.EqualValues(t, at.Add(time.Second).UnixMilli(), score, "at the time it was cancelled")
+	n, err = s.Reindex(ctx, time.Now(), []string{"a", "b", "c"})
+	require.NoError(t, err)
+	require.Zero(t, n)
+}

@@ -47,9 +47,9 @@ func libText() ([]byte, error) {
 // embedded miniredis, an older Redis, an ACL without FUNCTION) each runs by
 // EVALSHA with the library in front.
 type scripts struct {
-	enqueue, sync, heartbeat, cancel, retry, expand, remove, page, prune *script
-	library                                                              string // the Functions library: its name is trellis_<hash>
-	name                                                                 string // that name
+	enqueue, sync, heartbeat, cancel, retry, expand, remove, page, prune, reindex *script
+	library                                                                       string // the Functions library: its name is trellis_<hash>
+	name                                                                          string // that name
 }
 
 type script struct {
@@ -62,7 +62,7 @@ func loadScripts() (*scripts, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := []string{"enqueue", "sync", "heartbeat", "cancel", "retry", "expand", "remove", "page", "prune"}
+	names := []string{"enqueue", "sync", "heartbeat", "cancel", "retry", "expand", "remove", "page", "prune", "reindex"}
 	bodies := make(map[string]string, len(names))
 	sum := sha1.New()
 	sum.Write(lib)
@@ -80,7 +80,7 @@ func loadScripts() (*scripts, error) {
 	libText.WriteString("#!lua name=" + tag + "\n" + string(lib) + "\n")
 	for name, dst := range map[string]**script{
 		"enqueue": &s.enqueue, "sync": &s.sync, "heartbeat": &s.heartbeat,
-		"cancel": &s.cancel, "retry": &s.retry, "expand": &s.expand, "remove": &s.remove, "page": &s.page, "prune": &s.prune,
+		"cancel": &s.cancel, "retry": &s.retry, "expand": &s.expand, "remove": &s.remove, "page": &s.page, "prune": &s.prune, "reindex": &s.reindex,
 	} {
 		fn := tag + "_" + name
 		*dst = &script{eval: redis.NewScript(string(lib) + "\nbegin(KEYS, ARGV)\n" + bodies[name]), fn: fn}
