@@ -190,7 +190,9 @@ func (q ListQuery) keeps(n *dag.Node) bool {
 // Reindex puts every job missing from its state's index into it: jobs a
 // Trellis without the state indexes wrote or moved, which List does not
 // find (JobPage.Complete is false) until then. It reads every job once, in
-// batches, and returns how many it added; running it again adds none.
+// batches, and returns how many it added; running it again adds none. It
+// also deletes such a Trellis's failed set: run it once no runner of an
+// older Trellis is left.
 func (i *Inspector) Reindex(ctx context.Context) (int, error) {
 	added := 0
 	err := i.c.store.ScanNodeIDs(ctx, 500, func(ids []string) (bool, error) {
@@ -198,7 +200,10 @@ func (i *Inspector) Reindex(ctx context.Context) (int, error) {
 		added += n
 		return true, err
 	})
-	return added, err
+	if err != nil {
+		return added, err
+	}
+	return added, i.c.store.DropOldFailed(ctx)
 }
 
 // ScanJobIDs calls fn with the IDs of every job of the namespace, batch at

@@ -338,11 +338,14 @@ func TestReindex(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, keys, 1, "second waits for first")
 	require.NoError(t, rdb.Del(ctx, keys...).Err())
+	old := "trellis:{" + c.ns + "}:failed" // an older Trellis's failed set
+	require.NoError(t, rdb.ZAdd(ctx, old, redis.Z{Score: 1, Member: "x"}).Err())
 
 	r := c.run("", "reindex")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Equal(t, "namespace "+c.ns+": 1 jobs added to the state indexes\n", r.stdout)
 	require.Equal(t, []string{"second"}, rdb.ZRange(ctx, keys[0], 0, -1).Val())
+	require.Zero(t, rdb.Exists(ctx, old).Val(), "the old failed set is deleted")
 	r = c.run("", "reindex")
 	require.Contains(t, r.stdout, ": 0 jobs added")
 }

@@ -18,6 +18,7 @@ func (k keys) ready(queue, typ string) string    { return k.prefix + "rq:" + que
 func (k keys) laneWake(queue, typ string) string { return k.prefix + "wk:" + queue + "|" + typ } // list: wake-up tokens of a lane
 func (k keys) wake(queue string) string          { return k.prefix + "q:" + queue + ":wake" }    // list: wake-up tokens of every lane of a queue (Resume)
 func (k keys) oldReady(queue string) string      { return k.prefix + "q:" + queue + ":ready" }   // zset: a queue's ready nodes before lanes (migrated)
+func (k keys) oldFailed() string                 { return k.prefix + "failed" }                  // zset: failed nodes before the state indexes (Reindex deletes it)
 func (k keys) delayed() string                   { return k.prefix + "delayed" }                 // zset by due time
 func (k keys) active() string                    { return k.prefix + "active" }                  // zset by lease deadline
 func (k keys) done() string                      { return k.prefix + "done" }                    // zset: finished flows by time

@@ -274,6 +274,15 @@ func (s *Store) Reindex(ctx context.Context, now time.Time, ids []string) (int, 
 	return int(n), nil
 }
 
+// DropOldFailed deletes the failed set of a Trellis without the state
+// indexes, which nothing reads once no such runner is left.
+func (s *Store) DropOldFailed(ctx context.Context) error {
+	if err := s.rdb.Del(ctx, s.k.oldFailed()).Err(); err != nil {
+		return fmt.Errorf("dag: redis: %w", err)
+	}
+	return nil
+}
+
 // A cursor is "segment \x1f score \x1f member", base64url: opaque to
 // callers, and checked when it comes back.
 func makeCursor(seg int, score, member string) string {
