@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -178,7 +179,10 @@ func (s *Store) segmentKeys(sg segment, q ListQuery, counts []dag.Count) (keys [
 	return keys, counted
 }
 
-type scored struct{ member, score, key string }
+type scored struct {
+	member, score, key string
+	at                 float64 // score, parsed
+}
 
 // page merges the sets keys after (score, member) into up to limit
 // entries (highest score first when rev), and says how many the sets hold.
@@ -206,18 +210,14 @@ func (s *Store) page(ctx context.Context, keys []string, rev bool, score, member
 		held += size
 		i += 2
 		for j := int64(0); j < n && i+1 < len(res); j, i = j+1, i+2 {
-			all = append(all, scored{member: str(res[i]), score: str(res[i+1]), key: suffixes[set]})
+			sc := str(res[i+1])
+			at, _ := strconv.ParseFloat(sc, 64)
+			all = append(all, scored{member: str(res[i]), score: sc, key: suffixes[set], at: at})
 		}
 	}
-	num := func(x string) float64 { f, _ := strconv.ParseFloat(x, 64); return f }
 	slices.SortFunc(all, func(a, b scored) int {
-		c := 0
-		if x, y := num(a.score), num(b.score); x != y {
-			c = -1
-			if x > y {
-				c = 1
-			}
-		} else {
+		c := cmp.Compare(a.at, b.at)
+		if c == 0 {
 			c = strings.Compare(a.member, b.member)
 		}
 		if rev {
@@ -245,7 +245,12 @@ func (s *Store) Prune(ctx context.Context, entries []ListEntry) (int, error) {
 	if len(args) == callHead+1 {
 		return 0, nil
 	}
-	res, err := s.run(ctx, s.scripts.prune, args)
+	return s.runCount(ctx, s.scripts.prune, args)
+}
+
+// runCount runs a script that returns {a count}.
+func (s *Store) runCount(ctx context.Context, sc *script, args []any) (int, error) {
+	res, err := s.run(ctx, sc, args)
 	if err != nil || len(res) == 0 {
 		return 0, err
 	}
@@ -266,12 +271,7 @@ func (s *Store) Reindex(ctx context.Context, now time.Time, ids []string) (int, 
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	res, err := s.run(ctx, s.scripts.reindex, args)
-	if err != nil || len(res) == 0 {
-		return 0, err
-	}
-	n, _ := res[0].(int64)
-	return int(n), nil
+	return s.runCount(ctx, s.scripts.reindex, args)
 }
 
 // DropOldFailed deletes the failed set of a Trellis without the state

@@ -21,10 +21,7 @@ func TestPruneTakesStaleEntriesOut(t *testing.T) {
 	ctx := context.Background()
 	rdb := testredis.Client(t)
 	s := testStore(t, rdb)
-	spec := func(id string, parents ...string) dag.Spec {
-		return dag.Spec{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), MaxAttempts: 1, Parents: parents}
-	}
-	_, err := s.Enqueue(ctx, time.Now(), FlowWrite{FlowID: "f", Specs: []dag.Spec{spec("a"), spec("b", "a")}})
+	_, err := s.Enqueue(ctx, time.Now(), FlowWrite{FlowID: "f", Specs: []dag.Spec{tspec("a"), tspec("b", "a")}})
 	require.NoError(t, err)
 	blocked := s.k.index(dag.Blocked, "q", "T")
 	require.NoError(t, rdb.ZAdd(ctx, blocked, redis.Z{Score: 1, Member: "ghost"}, redis.Z{Score: 2, Member: "a"}).Err())
@@ -63,11 +60,8 @@ func TestReindexRestoresTheIndexes(t *testing.T) {
 	ctx := context.Background()
 	rdb := testredis.Client(t)
 	s := testStore(t, rdb)
-	spec := func(id string, parents ...string) dag.Spec {
-		return dag.Spec{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), MaxAttempts: 1, Parents: parents}
-	}
 	at := time.UnixMilli(time.Now().UnixMilli())
-	_, err := s.Enqueue(ctx, at, FlowWrite{FlowID: "f", Specs: []dag.Spec{spec("a"), spec("b", "a"), spec("c", "a")}})
+	_, err := s.Enqueue(ctx, at, FlowWrite{FlowID: "f", Specs: []dag.Spec{tspec("a"), tspec("b", "a"), tspec("c", "a")}})
 	require.NoError(t, err)
 	_, err = s.Cancel(ctx, at.Add(time.Second), "c", "test")
 	require.NoError(t, err)
@@ -90,4 +84,9 @@ func TestReindexRestoresTheIndexes(t *testing.T) {
 	n, err = s.Reindex(ctx, time.Now(), []string{"a", "b", "c"})
 	require.NoError(t, err)
 	require.Zero(t, n)
+}
+
+// tspec is a node of queue q and type T, after parents.
+func tspec(id string, parents ...string) dag.Spec {
+	return dag.Spec{ID: id, Type: "T", Queue: "q", Payload: json.RawMessage(`{}`), MaxAttempts: 1, Parents: parents}
 }
