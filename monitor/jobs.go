@@ -190,6 +190,19 @@ type JobFilter struct {
 	Text   string // case-insensitive substring of ID, type, payload, error or reason
 }
 
+// searches says whether f looks for jobs by more than their states, queue
+// and type, which the indexes select by.
+func (f JobFilter) searches() bool { return f.Text != "" || f.Flow != "" }
+
+// listQuery is the Inspector's listing of the jobs f selects.
+func (f JobFilter) listQuery() flow.ListQuery {
+	lq := flow.ListQuery{States: f.States, Queue: f.Queue, Type: f.Type}
+	if f.searches() {
+		lq.Match = f.match
+	}
+	return lq
+}
+
 // keepsByID says whether job n, found by its ID, passes f's other parts.
 func (f JobFilter) keepsByID(n *dag.Node) bool {
 	g := f
@@ -290,7 +303,7 @@ const scanCursor = "scan:"
 // (Inspector.List), or, while some jobs are in no index yet, from a scan.
 func (h *Handler) listPage(ctx context.Context, f JobFilter, cursor string, limit int) (JobList, error) {
 	out := JobList{Jobs: []JobView{}, Limit: limit}
-	search := f.Text != "" || f.Flow != ""
+	search := f.searches()
 	if off, ok := strings.CutPrefix(cursor, scanCursor); ok {
 		n, err := strconv.Atoi(off)
 		if err != nil || n < 0 {
@@ -304,10 +317,8 @@ func (h *Handler) listPage(ctx context.Context, f JobFilter, cursor string, limi
 			return out, nil
 		}
 	}
-	lq := flow.ListQuery{States: f.States, Queue: f.Queue, Type: f.Type, After: cursor, Limit: limit}
-	if search {
-		lq.Match = f.match
-	}
+	lq := f.listQuery()
+	lq.After, lq.Limit = cursor, limit
 	p, err := h.insp.List(ctx, lq)
 	if err != nil {
 		return out, err
@@ -347,10 +358,7 @@ func (h *Handler) scanPage(ctx context.Context, f JobFilter, offset, limit int) 
 // collect reads the jobs f selects, up to Config.ScanLimit of them, for
 // the actions and analyses over many jobs (failures, retry-failed).
 func (h *Handler) collect(ctx context.Context, f JobFilter) (jobs []*dag.Node, scanned int, truncated bool, err error) {
-	lq := flow.ListQuery{States: f.States, Queue: f.Queue, Type: f.Type, Limit: flow.MaxListLimit}
-	if f.Text != "" || f.Flow != "" {
-		lq.Match = f.match
-	}
+	lq := f.listQuery()
 	for {
 		lq.Limit = min(flow.MaxListLimit, h.cfg.ScanLimit-scanned)
 		if lq.Limit <= 0 {
