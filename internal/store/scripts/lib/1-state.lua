@@ -81,7 +81,7 @@ local MAXEVENTS, KEEPEVENTS = 1000, 20000
 local ENDED        -- nodes this call made terminal
 local COUNTS       -- "state|queue|type" -> delta
 local LEFT         -- flow id -> delta of unfinished nodes
-local ZOPS         -- sorted-set key -> {member -> score | false (remove)}
+local ZOPS         -- sorted-set key -> its changes, in order (see zop)
 local WAKE         -- lane -> nodes made ready
 local DRAINED      -- lane -> true once claim() emptied its ready set
 local NODES        -- id -> the node's table, loaded or created in this call
@@ -96,10 +96,23 @@ local function split(s)
   return t
 end
 
+-- zop records that member enters sorted set key with score, or leaves it
+-- (score false); flushZ() writes the changes. A key keeps them in order, as
+-- runs of additions ({add = true, score, member, ...}) and of removals
+-- ({member, ...}): applied in order, a member's last change wins, and each
+-- run is one ZADD or ZREM.
 local function zop(key, member, score)
   local t = ZOPS[key]
   if not t then t = {}; ZOPS[key] = t end
-  t[member] = score
+  local run = t[#t]
+  if score then
+    if not run or not run.add then run = {add = true}; t[#t + 1] = run end
+    local k = #run
+    run[k + 1], run[k + 2] = score, member
+  else
+    if not run or run.add then run = {}; t[#t + 1] = run end
+    run[#run + 1] = member
+  end
 end
 
 -- exact returns a sorted-set score as the exact decimal string Redis would

@@ -1,14 +1,17 @@
 -- lib/3-claim.lua — claiming: the lanes a runner serves, their limits
 -- and pauses, and the leases it takes.
 
+-- flushZ writes the sorted-set changes zop() recorded, each key's in order.
 local function flushZ()
-  for key, members in pairs(ZOPS) do
-    local add, rem = {}, {}
-    for m, score in pairs(members) do
-      if score then add[#add + 1] = score; add[#add + 1] = m else rem[#rem + 1] = m end
+  for key, runs in pairs(ZOPS) do
+    for _, run in ipairs(runs) do
+      local n = #run
+      if run.add then
+        for i = 1, n, 1000 do redis.call('ZADD', key, unpack(run, i, math.min(i + 999, n))) end
+      else
+        for i = 1, n, 500 do redis.call('ZREM', key, unpack(run, i, math.min(i + 499, n))) end
+      end
     end
-    for i = 1, #rem, 500 do redis.call('ZREM', key, unpack(rem, i, math.min(i + 499, #rem))) end
-    for i = 1, #add, 1000 do redis.call('ZADD', key, unpack(add, i, math.min(i + 999, #add))) end
   end
   ZOPS = {}
 end
