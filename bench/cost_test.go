@@ -6,7 +6,6 @@ import (
 	"io"
 	"os/exec"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -110,13 +109,9 @@ func jobCost(b *testing.B, work func(context.Context, *costRun), cmd string) {
 	usec := func(cmd string) float64 {
 		m, err := info(ctx, bb.rdb, "commandstats")
 		require.NoError(b, err)
-		for _, f := range strings.Split(m["cmdstat_"+cmd], ",") {
-			if v, ok := strings.CutPrefix(f, "usec="); ok {
-				x, _ := strconv.ParseFloat(v, 64)
-				return x
-			}
-		}
-		return 0
+		v, _ := statField(m["cmdstat_"+cmd], "usec")
+		x, _ := strconv.ParseFloat(v, 64)
+		return x
 	}
 	s0, err := takeSnapshot(ctx, bb.rdb)
 	require.NoError(b, err)

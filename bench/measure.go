@@ -52,15 +52,24 @@ func commandCalls(m map[string]string) (int64, map[string]int64) {
 		if !ok {
 			continue
 		}
-		for _, f := range strings.Split(v, ",") {
-			if c, ok := strings.CutPrefix(f, "calls="); ok {
-				n, _ := strconv.ParseInt(c, 10, 64)
-				total += n
-				by[name] = n
-			}
+		if c, ok := statField(v, "calls"); ok {
+			n, _ := strconv.ParseInt(c, 10, 64)
+			total += n
+			by[name] = n
 		}
 	}
 	return total, by
+}
+
+// statField is field f of a cmdstat_* line of INFO commandstats
+// ("calls=3,usec=12,…").
+func statField(line, f string) (string, bool) {
+	for _, kv := range strings.Split(line, ",") {
+		if v, ok := strings.CutPrefix(kv, f+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 func takeSnapshot(ctx context.Context, rdb redis.UniversalClient) (snapshot, error) {
